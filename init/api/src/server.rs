@@ -1,0 +1,179 @@
+//! The API server: hyper HTTP/1.1 over any accepted stream (TCP or unix).
+//!
+//! Limits: request head 16 KiB (hyper's buffer), body 64 KiB (413 past it),
+//! header read timeout 10 s. Routing is a pure function of method and path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::types::{Accepted, ErrorBody, Status};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Largest request head (request line and headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// What the server needs from the node.
+pub trait Node: Send + Sync + 'static {
+    fn status(&self) -> Status;
+    /// Start an orderly reboot (`poweroff == false`) or power-off. Returns
+    /// an error message when the node cannot (already stopping, say).
+    fn request_power(&self, poweroff: bool) -> Result<(), String>;
+}
+
+/// The endpoint a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Status,
+    Reboot,
+    PowerOff,
+    /// The path exists, the method does not; carries the allowed method.
+    WrongMethod(&'static str),
+    NotFound,
+}
+
+/// Route a request by method and path (the query string is ignored).
+pub fn route(method: &Method, path: &str) -> Route {
+    let path = path.split('?').next().unwrap_or("");
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    match (path, method) {
+        ("/v1/status", &Method::GET) | ("/v1/status", &Method::HEAD) => Route::Status,
+        ("/v1/status", _) => Route::WrongMethod("GET"),
+        ("/v1/reboot", &Method::POST) => Route::Reboot,
+        ("/v1/poweroff", &Method::POST) => Route::PowerOff,
+        ("/v1/reboot", _) | ("/v1/poweroff", _) => Route::WrongMethod("POST"),
+        _ => Route::NotFound,
+    }
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec_pretty(body).unwrap_or_else(|e| {
+        format!("{{\"error\":\"internal\",\"message\":\"encode response: {e}\"}}").into_bytes()
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+pub fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response<Full<Bytes>> {
+    json(
+        status,
+        &ErrorBody {
+            error: kind.to_string(),
+            message: message.into(),
+        },
+    )
+}
+
+/// Answer one request.
+pub async fn handle(
+    req: Request<Incoming>,
+    node: Arc<dyn Node>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let r = route(&method, &path);
+    // Read (and bound) the body before answering, whatever the route.
+    if let Err(e) = Limited::new(req.into_body(), MAX_BODY).collect().await {
+        let too_big = e
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some();
+        return Ok(if too_big {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body over {MAX_BODY} bytes"),
+            )
+        } else {
+            error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("read request body: {e}"),
+            )
+        });
+    }
+    Ok(match r {
+        Route::Status => json(StatusCode::OK, &node.status()),
+        Route::Reboot | Route::PowerOff => {
+            let poweroff = r == Route::PowerOff;
+            let action = if poweroff { "poweroff" } else { "reboot" };
+            match node.request_power(poweroff) {
+                Ok(()) => json(
+                    StatusCode::ACCEPTED,
+                    &Accepted {
+                        action: action.to_string(),
+                        message: format!("orderly {action} started"),
+                    },
+                ),
+                Err(m) => error(StatusCode::CONFLICT, "conflict", m),
+            }
+        }
+        Route::WrongMethod(allowed) => {
+            let mut resp = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}; use {allowed}"),
+            );
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allowed));
+            resp
+        }
+        Route::NotFound => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such endpoint: {method} {path}"),
+        ),
+    })
+}
+
+/// Serve HTTP/1.1 on one accepted connection until the peer closes it.
+pub async fn serve<S>(stream: S, node: Arc<dyn Node>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(req, node.clone()));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(MAX_HEAD.max(8192))
+        .serve_connection(TokioIo::new(stream), svc);
+    // A broken or malformed connection is the peer's problem: hyper has
+    // already answered 400 where it could.
+    let _ = conn.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&Method::GET, "/v1/status"), Route::Status);
+        assert_eq!(route(&Method::GET, "/v1/status/?x=1"), Route::Status);
+        assert_eq!(
+            route(&Method::POST, "/v1/status"),
+            Route::WrongMethod("GET")
+        );
+        assert_eq!(route(&Method::POST, "/v1/reboot"), Route::Reboot);
+        assert_eq!(route(&Method::POST, "/v1/poweroff"), Route::PowerOff);
+        assert_eq!(
+            route(&Method::GET, "/v1/poweroff"),
+            Route::WrongMethod("POST")
+        );
+        assert_eq!(route(&Method::GET, "/"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/v1/statusx"), Route::NotFound);
+    }
+}

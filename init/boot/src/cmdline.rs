@@ -1,0 +1,251 @@
+//! The kernel command line: keel's `keel.*` parameters.
+//!
+//! Parsed from the raw text of /proc/cmdline. A malformed or unknown `keel.*`
+//! parameter is reported by name and its default is used instead: a typo on
+//! the command line must never keep a node from booting.
+//!
+//! | parameter | meaning |
+//! |---|---|
+//! | `keel.on_panic=reboot\|poweroff\|halt` | what the guard does after a fatal error (default reboot) |
+//! | `keel.ip=ADDR/PREFIX[,GATEWAY]` | static IPv4 address of the first Ethernet link |
+//! | `keel.api.port=N` | TCP port of the management API (default 9420) |
+//! | `keel.run=PATH[,ARG...]` | run one program once the node is ready (debugging, tests) |
+//! | `keel.debug.panic=early\|ready` | panic on purpose at that point (tests the guard) |
+
+use std::net::Ipv4Addr;
+
+use keel_sys::power::PowerAction;
+
+/// The kernel limits its command line to 2048 bytes on x86; anything much
+/// longer is not a command line.
+pub const MAX_LEN: usize = 4096;
+
+/// Default TCP port of the management API.
+pub const DEFAULT_API_PORT: u16 = 9420;
+
+/// A static IPv4 configuration for the first Ethernet link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpConfig {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Where `keel.debug.panic` makes PID 1 panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicPoint {
+    Early,
+    Ready,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmdline {
+    pub on_panic: PowerAction,
+    pub ip: Option<IpConfig>,
+    pub api_port: u16,
+    pub run: Option<Vec<String>>,
+    pub debug_panic: Option<PanicPoint>,
+}
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        Cmdline {
+            on_panic: PowerAction::Reboot,
+            ip: None,
+            api_port: DEFAULT_API_PORT,
+            run: None,
+            debug_panic: None,
+        }
+    }
+}
+
+/// A `keel.*` parameter that was ignored, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmdlineError {
+    #[error("kernel command line is {0} bytes, over the {MAX_LEN} byte limit: ignored")]
+    TooLong(usize),
+    #[error("kernel command line parameter {name}={value:?}: {reason}")]
+    BadValue {
+        name: String,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("kernel command line parameter {0} is not a keel parameter: ignored")]
+    Unknown(String),
+}
+
+/// Split the command line into `name[=value]` words the way the kernel does:
+/// on spaces, with double quotes grouping spaces into a value.
+pub fn words(text: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    let mut push = |w: &mut String| {
+        if !w.is_empty() {
+            let word = std::mem::take(w);
+            match word.split_once('=') {
+                Some((k, v)) => out.push((k.to_string(), Some(v.to_string()))),
+                None => out.push((word, None)),
+            }
+        }
+    };
+    for c in text.chars() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            c if c.is_whitespace() && !in_quotes => push(&mut cur),
+            c => cur.push(c),
+        }
+    }
+    push(&mut cur);
+    out
+}
+
+impl Cmdline {
+    /// Parse the raw command line. Returns the settings and the parameters
+    /// that were ignored; the settings are always usable.
+    pub fn parse(text: &str) -> (Cmdline, Vec<CmdlineError>) {
+        let mut c = Cmdline::default();
+        let mut errs = Vec::new();
+        if text.len() > MAX_LEN {
+            errs.push(CmdlineError::TooLong(text.len()));
+            return (c, errs);
+        }
+        for (name, value) in words(text) {
+            if !name.starts_with("keel.") {
+                continue;
+            }
+            let v = value.unwrap_or_default();
+            let bad = |reason| CmdlineError::BadValue {
+                name: name.clone(),
+                value: v.clone(),
+                reason,
+            };
+            match name.as_str() {
+                "keel.on_panic" => match v.as_str() {
+                    "reboot" => c.on_panic = PowerAction::Reboot,
+                    "poweroff" => c.on_panic = PowerAction::PowerOff,
+                    "halt" => c.on_panic = PowerAction::Halt,
+                    _ => errs.push(bad("expected reboot, poweroff or halt")),
+                },
+                "keel.ip" => match parse_ip(&v) {
+                    Some(ip) => c.ip = Some(ip),
+                    None => errs.push(bad(
+                        "expected ADDR/PREFIX[,GATEWAY], e.g. 10.0.2.15/24,10.0.2.2",
+                    )),
+                },
+                "keel.api.port" => match v.parse::<u16>() {
+                    Ok(p) if p > 0 => c.api_port = p,
+                    _ => errs.push(bad("expected a port number 1-65535")),
+                },
+                "keel.run" => {
+                    let argv: Vec<String> = v.split(',').map(str::to_string).collect();
+                    if argv[0].starts_with('/') {
+                        c.run = Some(argv);
+                    } else {
+                        errs.push(bad(
+                            "expected an absolute path, then arguments separated by commas",
+                        ));
+                    }
+                }
+                "keel.debug.panic" => match v.as_str() {
+                    "early" => c.debug_panic = Some(PanicPoint::Early),
+                    "ready" => c.debug_panic = Some(PanicPoint::Ready),
+                    _ => errs.push(bad("expected early or ready")),
+                },
+                _ => errs.push(CmdlineError::Unknown(name.clone())),
+            }
+        }
+        (c, errs)
+    }
+}
+
+fn parse_ip(v: &str) -> Option<IpConfig> {
+    let (cidr, gw) = match v.split_once(',') {
+        Some((a, g)) => (a, Some(g.parse().ok()?)),
+        None => (v, None),
+    };
+    let (addr, prefix) = cidr.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok()?;
+    if prefix > 32 {
+        return None;
+    }
+    Some(IpConfig {
+        addr: addr.parse().ok()?,
+        prefix,
+        gateway: gw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_no_keel_params() {
+        let (c, errs) = Cmdline::parse("console=ttyS0 quiet root=/dev/vda\n");
+        assert_eq!(c, Cmdline::default());
+        assert!(errs.is_empty());
+    }
+
+    #[test]
+    fn parses_every_parameter() {
+        let (c, errs) = Cmdline::parse(
+            "console=ttyS0 keel.on_panic=poweroff keel.ip=10.0.2.15/24,10.0.2.2 \
+             keel.api.port=8080 keel.run=/usr/lib/keel/helper,orphans,100 keel.debug.panic=ready",
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(c.on_panic, PowerAction::PowerOff);
+        assert_eq!(
+            c.ip,
+            Some(IpConfig {
+                addr: Ipv4Addr::new(10, 0, 2, 15),
+                prefix: 24,
+                gateway: Some(Ipv4Addr::new(10, 0, 2, 2))
+            })
+        );
+        assert_eq!(c.api_port, 8080);
+        assert_eq!(
+            c.run.as_deref(),
+            Some(
+                &[
+                    "/usr/lib/keel/helper".to_string(),
+                    "orphans".into(),
+                    "100".into()
+                ][..]
+            )
+        );
+        assert_eq!(c.debug_panic, Some(PanicPoint::Ready));
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter_and_keep_defaults() {
+        let (c, errs) = Cmdline::parse(
+            "keel.on_panic=explode keel.ip=10.0.2.15/33 keel.api.port=0 keel.run=relative keel.bogus=1",
+        );
+        assert_eq!(c, Cmdline::default());
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 5, "{msgs:?}");
+        assert!(msgs[0].contains("keel.on_panic=\"explode\""));
+        assert!(msgs[1].contains("keel.ip"));
+        assert!(msgs[2].contains("keel.api.port"));
+        assert!(msgs[3].contains("keel.run"));
+        assert!(msgs[4].contains("keel.bogus"));
+    }
+
+    #[test]
+    fn quotes_group_spaces() {
+        let w = words("a=\"b c\" d");
+        assert_eq!(
+            w,
+            vec![("a".into(), Some("b c".into())), ("d".into(), None)]
+        );
+    }
+
+    #[test]
+    fn over_long_command_line_is_refused_whole() {
+        let text = format!("keel.on_panic=halt {}", "x".repeat(MAX_LEN));
+        let (c, errs) = Cmdline::parse(&text);
+        assert_eq!(c.on_panic, PowerAction::Reboot);
+        assert!(matches!(errs[0], CmdlineError::TooLong(_)));
+    }
+}

@@ -1,0 +1,189 @@
+//! Leaving the initramfs.
+//!
+//! The initramfs `rootfs` cannot be `pivot_root`ed away, which containers need
+//! later. In diskless mode keel therefore:
+//! 1. mounts a tmpfs at a new root;
+//! 2. copies the initramfs tree into it, deleting each file from the rootfs
+//!    once copied (the memory is freed as it goes, the peak stays small) and
+//!    skipping mount points (they are on other devices);
+//! 3. moves the early mounts (/proc, /sys, /dev, /run, /tmp) under the new root;
+//! 4. moves the new root onto `/`, chroots into it and chdirs to `/`.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use keel_sys::fs::MountFlags;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("copy {path} to the new root: {source}")]
+    Copy {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("enter the new root {path}: {source}")]
+    Chdir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sys(#[from] keel_sys::SysError),
+}
+
+/// What was copied.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CopyStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+fn copy_err(path: &Path) -> impl FnOnce(std::io::Error) -> SwitchError + '_ {
+    move |source| SwitchError::Copy {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Copy the tree at `src` into `dst` (which exists), staying on `src`'s device
+/// and skipping `exclude`. With `delete`, each copied file is removed from
+/// `src`. Regular files, directories and symlinks are copied with their mode
+/// and owner; device nodes and fifos are left (devtmpfs provides /dev).
+pub fn copy_tree(
+    src: &Path,
+    dst: &Path,
+    exclude: &Path,
+    delete: bool,
+) -> Result<CopyStats, SwitchError> {
+    let dev = std::fs::symlink_metadata(src).map_err(copy_err(src))?.dev();
+    let mut stats = CopyStats::default();
+    copy_dir(src, dst, exclude, dev, delete, &mut stats)?;
+    Ok(stats)
+}
+
+fn copy_dir(
+    src: &Path,
+    dst: &Path,
+    exclude: &Path,
+    dev: u64,
+    delete: bool,
+    st: &mut CopyStats,
+) -> Result<(), SwitchError> {
+    let mut entries: Vec<_> = std::fs::read_dir(src)
+        .map_err(copy_err(src))?
+        .collect::<Result<_, _>>()
+        .map_err(copy_err(src))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let from = e.path();
+        if from == exclude {
+            continue;
+        }
+        let to = dst.join(e.file_name());
+        let md = std::fs::symlink_metadata(&from).map_err(copy_err(&from))?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&to).map_err(copy_err(&to))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+                .map_err(copy_err(&to))?;
+            std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
+                .map_err(copy_err(&to))?;
+            // A mount point: keep the empty directory, do not descend.
+            if md.dev() != dev {
+                continue;
+            }
+            copy_dir(&from, &to, exclude, dev, delete, st)?;
+            if delete {
+                let _ = std::fs::remove_dir(&from);
+            }
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&from).map_err(copy_err(&from))?;
+            std::os::unix::fs::symlink(&target, &to).map_err(copy_err(&to))?;
+            std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
+                .map_err(copy_err(&to))?;
+            st.files += 1;
+            if delete {
+                let _ = std::fs::remove_file(&from);
+            }
+        } else if ft.is_file() {
+            st.bytes += std::fs::copy(&from, &to).map_err(copy_err(&from))?;
+            std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
+                .map_err(copy_err(&to))?;
+            // chown clears setuid bits: set the mode after it.
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+                .map_err(copy_err(&to))?;
+            st.files += 1;
+            if delete {
+                let _ = std::fs::remove_file(&from);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Switch from the initramfs to a tmpfs copy of it. `moves` are the mount
+/// points (absolute) to carry over. Call with `/` as the current root.
+pub fn leave_initramfs(new_root: &Path, moves: &[&str]) -> Result<CopyStats, SwitchError> {
+    let root = Path::new("/");
+    std::fs::create_dir_all(new_root).map_err(copy_err(new_root))?;
+    keel_sys::fs::mount(
+        "root",
+        new_root,
+        "tmpfs",
+        MountFlags::empty(),
+        Some("mode=0755"),
+    )?;
+    let stats = copy_tree(root, new_root, new_root, true)?;
+    for m in moves {
+        let to = crate::mounts::under(new_root, m);
+        std::fs::create_dir_all(&to).map_err(copy_err(&to))?;
+        keel_sys::fs::move_mount(Path::new(m), &to)?;
+    }
+    std::env::set_current_dir(new_root).map_err(|source| SwitchError::Chdir {
+        path: new_root.to_path_buf(),
+        source,
+    })?;
+    keel_sys::fs::move_mount(Path::new("."), root)?;
+    keel_sys::fs::chroot(Path::new("."))?;
+    std::env::set_current_dir(root).map_err(|source| SwitchError::Chdir {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_tree_with_modes_and_links_and_deletes_source() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        std::fs::create_dir_all(s.join("usr/bin")).unwrap();
+        std::fs::write(s.join("init"), b"binary").unwrap();
+        std::fs::set_permissions(s.join("init"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(s.join("usr/bin/tool"), b"x").unwrap();
+        std::os::unix::fs::symlink("../init", s.join("usr/init-link")).unwrap();
+        std::fs::create_dir(s.join("skipme")).unwrap();
+        std::fs::write(s.join("skipme/f"), b"no").unwrap();
+
+        let stats = copy_tree(s, dst.path(), &s.join("skipme"), true).unwrap();
+        assert_eq!(stats, CopyStats { files: 3, bytes: 7 });
+        let d = dst.path();
+        assert_eq!(std::fs::read(d.join("init")).unwrap(), b"binary");
+        assert_eq!(
+            std::fs::metadata(d.join("init")).unwrap().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            std::fs::read_link(d.join("usr/init-link")).unwrap(),
+            Path::new("../init")
+        );
+        assert!(!d.join("skipme").exists());
+        // Source emptied except what was excluded.
+        assert!(!s.join("init").exists());
+        assert!(!s.join("usr").exists());
+        assert!(s.join("skipme/f").exists());
+    }
+}

@@ -1,0 +1,189 @@
+//! The `newc` cpio format the kernel unpacks into its rootfs.
+
+use std::io::Write;
+
+use crate::spec::{Entry, Kind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CpioError {
+    #[error("read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is {size} bytes, over the 4 GiB a newc entry can hold")]
+    TooBig { path: String, size: u64 },
+}
+
+fn pad4(out: &mut Vec<u8>) {
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn header(
+    out: &mut Vec<u8>,
+    ino: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u32,
+    mtime: u32,
+    size: u32,
+    rdev: (u32, u32),
+    name: &str,
+) {
+    let fields = [
+        ino,
+        mode,
+        uid,
+        gid,
+        nlink,
+        mtime,
+        size,
+        0,
+        0,
+        rdev.0,
+        rdev.1,
+        name.len() as u32 + 1,
+        0,
+    ];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    pad4(out);
+}
+
+/// The archive of `entries` (already sorted), every entry stamped `mtime`.
+pub fn archive(entries: &[Entry], mtime: u32) -> Result<Vec<u8>, CpioError> {
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let ino = i as u32 + 1;
+        let (type_bits, data, rdev): (u32, Vec<u8>, (u32, u32)) = match &e.kind {
+            Kind::Dir => (0o040000, Vec::new(), (0, 0)),
+            Kind::File(src) => {
+                let data = std::fs::read(src).map_err(|source| CpioError::Read {
+                    path: src.display().to_string(),
+                    source,
+                })?;
+                (0o100000, data, (0, 0))
+            }
+            Kind::Node {
+                block,
+                major,
+                minor,
+            } => (
+                if *block { 0o060000 } else { 0o020000 },
+                Vec::new(),
+                (*major, *minor),
+            ),
+            Kind::Symlink(t) => (0o120000, t.as_bytes().to_vec(), (0, 0)),
+        };
+        let size = u32::try_from(data.len()).map_err(|_| CpioError::TooBig {
+            path: e.name.clone(),
+            size: data.len() as u64,
+        })?;
+        let nlink = if matches!(e.kind, Kind::Dir) { 2 } else { 1 };
+        header(
+            &mut out,
+            ino,
+            type_bits | e.mode,
+            e.uid,
+            e.gid,
+            nlink,
+            mtime,
+            size,
+            rdev,
+            &e.name,
+        );
+        out.extend_from_slice(&data);
+        pad4(&mut out);
+    }
+    header(&mut out, 0, 0, 0, 0, 1, 0, 0, (0, 0), "TRAILER!!!");
+    Ok(out)
+}
+
+/// zstd at a fixed level with a checksum: deterministic for a given zstd
+/// version (pinned in Cargo.lock). The kernel's unzstd reads it.
+pub fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    let mut enc = zstd::Encoder::new(Vec::new(), level)?;
+    enc.include_checksum(true)?;
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Spec;
+    use std::collections::HashMap;
+
+    fn sample() -> (tempfile::TempDir, Vec<Entry>) {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::write(&bin, b"\x7fELF hello").unwrap();
+        let vars = HashMap::from([("BIN".to_string(), bin.display().to_string())]);
+        let mut s = Spec::default();
+        s.add("t", "file /init ${BIN} 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\nslink /sbin/init /init 0777 0 0\n", &vars).unwrap();
+        (dir, s.entries())
+    }
+
+    #[test]
+    fn same_inputs_same_bytes() {
+        let (_d, e) = sample();
+        let a = compress(&archive(&e, 0).unwrap(), 19).unwrap();
+        let b = compress(&archive(&e, 0).unwrap(), 19).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(archive(&e, 0).unwrap(), archive(&e, 1).unwrap());
+    }
+
+    #[test]
+    fn layout_is_newc() {
+        let (_d, e) = sample();
+        let a = archive(&e, 7).unwrap();
+        assert_eq!(&a[..6], b"070701");
+        assert!(a.len().is_multiple_of(4));
+        // First entry: the dev directory, inode 1, mode 040755, mtime 7.
+        let field = |n: usize| {
+            u32::from_str_radix(std::str::from_utf8(&a[6 + 8 * n..14 + 8 * n]).unwrap(), 16)
+                .unwrap()
+        };
+        assert_eq!(field(0), 1);
+        assert_eq!(field(1), 0o040755);
+        assert_eq!(field(5), 7);
+        assert_eq!(&a[110..114], b"dev\0");
+        let text = String::from_utf8_lossy(&a);
+        assert!(text.contains("TRAILER!!!"));
+        assert!(text.contains("\x7fELF hello"));
+    }
+
+    #[test]
+    fn real_cpio_lists_the_archive() {
+        let Ok(out) = std::process::Command::new("cpio").arg("--version").output() else {
+            eprintln!("skipped: cpio is not installed");
+            return;
+        };
+        assert!(out.status.success());
+        let (d, e) = sample();
+        let path = d.path().join("a.cpio");
+        std::fs::write(&path, archive(&e, 0).unwrap()).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("cpio -it --quiet < {}", path.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "dev\ndev/console\ninit\nsbin\nsbin/init\n"
+        );
+    }
+}

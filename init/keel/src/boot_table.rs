@@ -1,0 +1,228 @@
+//! keel's boot, as a table of phases of named tasks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use keel_boot::cmdline::{Cmdline, PanicPoint};
+use keel_boot::phases::{Need, Phase, Task};
+use keel_boot::{cgroup, guard, info, mounts, procfs, switch_root, warn};
+use keel_sys::power::PowerAction;
+use keel_sys::signal::SignalReader;
+
+use crate::node::NodeShared;
+use crate::services::{self, Services};
+
+/// A boot task that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    #[error("read {path}: {source}")]
+    Read {
+        path: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Switch(#[from] switch_root::SwitchError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Sys(#[from] keel_sys::SysError),
+    #[error(transparent)]
+    Service(#[from] services::ServiceError),
+    #[error("no Ethernet link under /sys/class/net")]
+    NoEthernet,
+}
+
+/// What the boot tasks share.
+pub struct Ctx {
+    pub cmdline: Cmdline,
+    pub node: Arc<NodeShared>,
+    pub signals: Option<SignalReader>,
+    pub services: Option<Services>,
+}
+
+impl Ctx {
+    pub fn new(signals: SignalReader) -> Ctx {
+        Ctx {
+            cmdline: Cmdline::default(),
+            node: Arc::new(NodeShared::new(Path::new("/proc"))),
+            signals: Some(signals),
+            services: None,
+        }
+    }
+
+    /// Block until something asks for a shutdown.
+    pub fn wait_for_shutdown(&mut self) -> PowerAction {
+        match &self.services {
+            Some(s) => s.wait_for_shutdown(&self.node),
+            // Unreachable after a successful boot (StartRuntime is required).
+            None => PowerAction::Reboot,
+        }
+    }
+}
+
+const fn req(
+    name: &'static str,
+    run: fn(&mut Ctx) -> Result<(), TaskError>,
+) -> Task<Ctx, TaskError> {
+    Task {
+        name,
+        need: Need::Required,
+        run,
+    }
+}
+
+const fn opt(
+    name: &'static str,
+    run: fn(&mut Ctx) -> Result<(), TaskError>,
+) -> Task<Ctx, TaskError> {
+    Task {
+        name,
+        need: Need::Optional,
+        run,
+    }
+}
+
+pub static BOOT: &[Phase<Ctx, TaskError>] = &[
+    Phase {
+        name: "early",
+        tasks: &[
+            req("MountEarly", mount_early),
+            opt("AttachKernelLog", attach_kernel_log),
+            opt("ReadCmdline", read_cmdline),
+            opt("RouteCtrlAltDel", route_ctrl_alt_del),
+        ],
+    },
+    Phase {
+        name: "root",
+        tasks: &[req("LeaveInitramfs", leave_initramfs)],
+    },
+    Phase {
+        name: "system",
+        tasks: &[
+            opt("EnableCgroupControllers", enable_cgroup_controllers),
+            opt("SetHostname", set_hostname),
+            opt("ConfigureLoopback", configure_loopback),
+            opt("ConfigureNetwork", configure_network),
+        ],
+    },
+    Phase {
+        name: "services",
+        tasks: &[
+            req("StartRuntime", start_runtime),
+            req("StartSignals", start_signals),
+            req("StartApi", start_api),
+        ],
+    },
+];
+
+fn mount_early(_: &mut Ctx) -> Result<(), TaskError> {
+    mounts::mount_all(Path::new("/"), mounts::EARLY)?;
+    Ok(())
+}
+
+fn attach_kernel_log(_: &mut Ctx) -> Result<(), TaskError> {
+    keel_boot::log::attach_kmsg(Path::new("/dev/kmsg"));
+    Ok(())
+}
+
+fn read_cmdline(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let text = std::fs::read_to_string("/proc/cmdline").map_err(|source| TaskError::Read {
+        path: "/proc/cmdline",
+        source,
+    })?;
+    let (cmdline, errors) = Cmdline::parse(&text);
+    for e in &errors {
+        warn!("{e}");
+    }
+    guard::set_action(cmdline.on_panic);
+    if cmdline.debug_panic == Some(PanicPoint::Early) {
+        panic!("keel.debug.panic=early: panicking on purpose to exercise the guard");
+    }
+    ctx.cmdline = cmdline;
+    Ok(())
+}
+
+fn route_ctrl_alt_del(_: &mut Ctx) -> Result<(), TaskError> {
+    keel_sys::power::ctrl_alt_del_signals_init()?;
+    Ok(())
+}
+
+fn leave_initramfs(_: &mut Ctx) -> Result<(), TaskError> {
+    let text = std::fs::read_to_string("/proc/self/mounts").map_err(|source| TaskError::Read {
+        path: "/proc/self/mounts",
+        source,
+    })?;
+    if !procfs::root_is_initramfs(&text) {
+        info!("root is not the initramfs: staying on it");
+        return Ok(());
+    }
+    let stats =
+        switch_root::leave_initramfs(Path::new("/.keel-root"), &mounts::top_level(mounts::EARLY))?;
+    info!(
+        "left the initramfs: {} files, {} KiB copied to a tmpfs root",
+        stats.files,
+        stats.bytes / 1024
+    );
+    Ok(())
+}
+
+fn enable_cgroup_controllers(_: &mut Ctx) -> Result<(), TaskError> {
+    let ctrls = cgroup::enable_controllers(Path::new("/sys/fs/cgroup"))?;
+    info!("cgroup controllers enabled: {}", ctrls.join(" "));
+    Ok(())
+}
+
+fn set_hostname(_: &mut Ctx) -> Result<(), TaskError> {
+    // The cloud-config sets the real name later; until then a node is "keel".
+    keel_sys::proc::set_hostname("keel")?;
+    Ok(())
+}
+
+fn configure_loopback(_: &mut Ctx) -> Result<(), TaskError> {
+    keel_sys::net::link_up("lo")?;
+    Ok(())
+}
+
+fn configure_network(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let Some(ip) = ctx.cmdline.ip else {
+        info!("no keel.ip= on the command line: network left unconfigured");
+        return Ok(());
+    };
+    let link =
+        crate::net::first_ethernet(Path::new("/sys/class/net")).ok_or(TaskError::NoEthernet)?;
+    crate::net::configure(&link, ip)?;
+    info!(
+        "{link}: {}/{} gateway {}",
+        ip.addr,
+        ip.prefix,
+        ip.gateway
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "none".into())
+    );
+    Ok(())
+}
+
+fn start_runtime(ctx: &mut Ctx) -> Result<(), TaskError> {
+    ctx.services = Some(Services::start()?);
+    Ok(())
+}
+
+fn start_signals(ctx: &mut Ctx) -> Result<(), TaskError> {
+    if let (Some(s), Some(reader)) = (&ctx.services, ctx.signals.take()) {
+        s.spawn_signal_loop(reader, ctx.node.clone())?;
+    }
+    Ok(())
+}
+
+fn start_api(ctx: &mut Ctx) -> Result<(), TaskError> {
+    if let Some(s) = &ctx.services {
+        s.spawn_api(
+            ctx.cmdline.api_port,
+            Path::new(services::API_SOCKET),
+            ctx.node.clone(),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! keel's PID 1.
+//!
+//! 1. Install the guard (panic hook → log, sync, reboot), then block the
+//!    signals PID 1 handles so that every thread inherits the mask.
+//! 2. Run the boot table (`boot_table::BOOT`): phases of named, timed tasks.
+//! 3. Print `keel: ready in N ms`, start `keel.run` if given.
+//! 4. Wait for a shutdown request (API, SIGTERM, SIGINT/Ctrl-Alt-Del) and run
+//!    the orderly shutdown (`shutdown`). PID 1 never returns.
+
+mod boot_table;
+mod net;
+mod node;
+mod services;
+mod shutdown;
+
+use std::time::Duration;
+
+use keel_boot::cmdline::PanicPoint;
+use keel_boot::{guard, info, phases, warn, Timeline};
+
+pub use node::NodeShared;
+
+/// Time since the kernel booted, the clock of the boot timeline.
+pub(crate) fn clock() -> Duration {
+    keel_sys::proc::uptime().unwrap_or_default()
+}
+
+/// PID 1's entry point. Never returns.
+pub fn run() -> ! {
+    let start = clock();
+    guard::install();
+    let signals = match services::block_signals() {
+        Ok(s) => s,
+        Err(e) => guard::fatal(&format!("block signals: {e}")),
+    };
+    let mut ctx = boot_table::Ctx::new(signals);
+    let mut timeline = Timeline::new(start);
+    info!(
+        "keel {} starting as pid {} at {:.3} ms after kernel start",
+        env!("CARGO_PKG_VERSION"),
+        keel_sys::proc::pid(),
+        phases::ms(start)
+    );
+    let log = |is_err: bool, line: &str| {
+        if is_err {
+            warn!("{line}");
+        } else {
+            info!("{line}");
+        }
+    };
+    if let Err(e) = phases::run(boot_table::BOOT, &mut ctx, &mut timeline, &clock, &log) {
+        guard::fatal(&e.to_string());
+    }
+    let ready = clock();
+    timeline.ready_ms = Some(phases::ms(ready));
+    let took = timeline.pid1_to_ready_ms().unwrap_or_default();
+    ctx.node.set_ready(timeline);
+    info!(
+        "ready in {took:.0} ms ({:.3} ms since kernel start)",
+        phases::ms(ready)
+    );
+    if ctx.cmdline.debug_panic == Some(PanicPoint::Ready) {
+        panic!("keel.debug.panic=ready: panicking on purpose to exercise the guard");
+    }
+    services::run_keel_run(&ctx.cmdline);
+    let action = ctx.wait_for_shutdown();
+    shutdown::run(&mut ctx, action)
+}

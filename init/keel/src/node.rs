@@ -1,0 +1,168 @@
+//! The node's shared state, read by the API and written by the boot, the
+//! reaper and the shutdown path.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use keel_api::{Memory, Node, NodeState, Processes, Status};
+use keel_boot::{procfs, Timeline};
+use keel_sys::power::PowerAction;
+use tokio::sync::watch;
+
+pub struct NodeShared {
+    proc_root: PathBuf,
+    state: Mutex<NodeState>,
+    timeline: Mutex<Timeline>,
+    reaped: AtomicU64,
+    shutdown: watch::Sender<Option<PowerAction>>,
+}
+
+impl NodeShared {
+    pub fn new(proc_root: &Path) -> NodeShared {
+        NodeShared {
+            proc_root: proc_root.to_path_buf(),
+            state: Mutex::new(NodeState::Booting),
+            timeline: Mutex::new(Timeline::default()),
+            reaped: AtomicU64::new(0),
+            shutdown: watch::channel(None).0,
+        }
+    }
+
+    pub fn set_ready(&self, timeline: Timeline) {
+        if let Ok(mut t) = self.timeline.lock() {
+            *t = timeline;
+        }
+        if let Ok(mut s) = self.state.lock() {
+            *s = NodeState::Ready;
+        }
+    }
+
+    pub fn add_reaped(&self, n: u64) {
+        self.reaped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Ask for an orderly shutdown. The first request wins; later ones are
+    /// refused with a message.
+    pub fn request_shutdown(&self, action: PowerAction) -> Result<(), String> {
+        let mut accepted = false;
+        self.shutdown.send_if_modified(|cur| match cur {
+            None => {
+                *cur = Some(action);
+                accepted = true;
+                true
+            }
+            Some(_) => false,
+        });
+        if accepted {
+            if let Ok(mut s) = self.state.lock() {
+                *s = NodeState::Stopping;
+            }
+            Ok(())
+        } else {
+            Err(format!(
+                "a {} is already under way",
+                self.shutdown
+                    .borrow()
+                    .map(|a| a.as_str())
+                    .unwrap_or("shutdown")
+            ))
+        }
+    }
+
+    pub fn subscribe_shutdown(&self) -> watch::Receiver<Option<PowerAction>> {
+        self.shutdown.subscribe()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Node for NodeShared {
+    fn status(&self) -> Status {
+        let read = |p: &str| std::fs::read_to_string(self.proc_root.join(p)).unwrap_or_default();
+        let mem = procfs::meminfo(&read("meminfo"));
+        let procs = procfs::count_processes(&self.proc_root);
+        let uptime = crate::clock();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: hostname(),
+            state: self.state.lock().map(|s| *s).unwrap_or(NodeState::Stopping),
+            uptime_ms: keel_boot::phases::ms(uptime),
+            boot: self.timeline.lock().map(|t| t.clone()).unwrap_or_default(),
+            memory: Memory {
+                total_kb: mem.total_kb,
+                available_kb: mem.available_kb,
+                used_kb: mem.total_kb.saturating_sub(mem.available_kb),
+                pid1_rss_kb: procfs::rss_kb(&read("self/status")),
+            },
+            processes: Processes {
+                total: procs.total,
+                zombies: procs.zombies,
+                reaped: self.reaped.load(Ordering::Relaxed),
+            },
+        }
+    }
+
+    fn request_power(&self, poweroff: bool) -> Result<(), String> {
+        self.request_shutdown(if poweroff {
+            PowerAction::PowerOff
+        } else {
+            PowerAction::Reboot
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_shutdown_request_wins() {
+        let n = NodeShared::new(Path::new("/proc"));
+        let mut rx = n.subscribe_shutdown();
+        n.request_shutdown(PowerAction::PowerOff).unwrap();
+        let err = n.request_shutdown(PowerAction::Reboot).unwrap_err();
+        assert!(err.contains("poweroff is already under way"), "{err}");
+        assert_eq!(*rx.borrow_and_update(), Some(PowerAction::PowerOff));
+        assert_eq!(n.status().state, NodeState::Stopping);
+    }
+
+    #[test]
+    fn status_reads_the_given_proc_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("meminfo"),
+            "MemTotal: 1000 kB\nMemAvailable: 400 kB\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("self")).unwrap();
+        std::fs::write(dir.path().join("self/status"), "VmRSS:\t 321 kB\n").unwrap();
+        std::fs::create_dir(dir.path().join("1")).unwrap();
+        std::fs::write(dir.path().join("1/stat"), "1 (keel) S 0").unwrap();
+        let n = NodeShared::new(dir.path());
+        n.add_reaped(3);
+        let s = n.status();
+        assert_eq!(
+            s.memory,
+            Memory {
+                total_kb: 1000,
+                available_kb: 400,
+                used_kb: 600,
+                pid1_rss_kb: 321
+            }
+        );
+        assert_eq!(
+            s.processes,
+            Processes {
+                total: 1,
+                zombies: 0,
+                reaped: 3
+            }
+        );
+        assert_eq!(s.state, NodeState::Booting);
+    }
+}

@@ -1,0 +1,5 @@
+//! keelctl: see `keelctl --help`.
+
+fn main() {
+    std::process::exit(keelctl::main());
+}

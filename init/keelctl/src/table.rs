@@ -1,0 +1,140 @@
+//! Human-readable renderings of API answers.
+
+use std::fmt::Write;
+
+use keel_api::Status;
+
+fn mib(kb: u64) -> String {
+    format!("{:.1} MiB", kb as f64 / 1024.0)
+}
+
+/// `keelctl status` as a table.
+pub fn status(s: &Status) -> String {
+    let mut o = String::new();
+    let state = serde_json_state(s);
+    let _ = writeln!(
+        o,
+        "node       {} (keel {}), {state}, up {:.1} s",
+        s.hostname,
+        s.version,
+        s.uptime_ms / 1000.0
+    );
+    let _ = writeln!(
+        o,
+        "memory     {} used of {}, keel RSS {}",
+        mib(s.memory.used_kb),
+        mib(s.memory.total_kb),
+        mib(s.memory.pid1_rss_kb)
+    );
+    let _ = writeln!(
+        o,
+        "processes  {} running, {} zombies, {} reaped since boot",
+        s.processes.total, s.processes.zombies, s.processes.reaped
+    );
+    let ready = match s.boot.pid1_to_ready_ms() {
+        Some(ms) => format!("ready {ms:.1} ms after keel started"),
+        None => "not ready yet".to_string(),
+    };
+    let _ = writeln!(
+        o,
+        "boot       keel started {:.1} ms after the kernel, {ready}",
+        s.boot.pid1_start_ms
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<32} {:>10} {:>12}  RESULT",
+        "PHASE / TASK", "START ms", "DURATION ms"
+    );
+    for p in &s.boot.phases {
+        let _ = writeln!(
+            o,
+            "{:<32} {:>10.1} {:>12.3}",
+            p.name, p.start_ms, p.duration_ms
+        );
+        for t in &p.tasks {
+            let result = match &t.error {
+                None => "ok".to_string(),
+                Some(e) => format!("error: {e}"),
+            };
+            let _ = writeln!(
+                o,
+                "  {:<30} {:>10.1} {:>12.3}  {result}",
+                t.name, t.start_ms, t.duration_ms
+            );
+        }
+    }
+    o
+}
+
+fn serde_json_state(s: &Status) -> String {
+    serde_json::to_value(s.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_api::types::{PhaseRecord, TaskRecord, Timeline};
+    use keel_api::{Memory, NodeState, Processes};
+
+    #[test]
+    fn table_shows_timeline_and_errors() {
+        let s = Status {
+            version: "0.1.0".into(),
+            hostname: "keel".into(),
+            state: NodeState::Ready,
+            uptime_ms: 2500.0,
+            boot: Timeline {
+                pid1_start_ms: 480.0,
+                ready_ms: Some(492.5),
+                phases: vec![PhaseRecord {
+                    name: "early".into(),
+                    start_ms: 480.1,
+                    duration_ms: 1.5,
+                    tasks: vec![
+                        TaskRecord {
+                            name: "MountEarly".into(),
+                            start_ms: 480.1,
+                            duration_ms: 1.0,
+                            error: None,
+                        },
+                        TaskRecord {
+                            name: "ReadCmdline".into(),
+                            start_ms: 481.1,
+                            duration_ms: 0.5,
+                            error: Some("bad".into()),
+                        },
+                    ],
+                }],
+            },
+            memory: Memory {
+                total_kb: 61440,
+                available_kb: 40960,
+                used_kb: 20480,
+                pid1_rss_kb: 2048,
+            },
+            processes: Processes {
+                total: 1,
+                zombies: 0,
+                reaped: 10000,
+            },
+        };
+        let t = status(&s);
+        assert!(t.contains("keel (keel 0.1.0), ready, up 2.5 s"), "{t}");
+        assert!(
+            t.contains("20.0 MiB used of 60.0 MiB, keel RSS 2.0 MiB"),
+            "{t}"
+        );
+        assert!(t.contains("10000 reaped"), "{t}");
+        assert!(t.contains("ready 12.5 ms after keel started"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.trim_start().starts_with("MountEarly") && l.ends_with("ok")),
+            "{t}"
+        );
+        assert!(t.contains("error: bad"), "{t}");
+    }
+}

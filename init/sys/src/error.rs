@@ -1,0 +1,50 @@
+use std::path::PathBuf;
+
+/// A failed system call, naming the operation and what it was applied to.
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    #[error("mount {fstype} on {target}: {source}")]
+    Mount {
+        fstype: String,
+        target: PathBuf,
+        source: nix::Error,
+    },
+    #[error("move mount {from} to {to}: {source}")]
+    MoveMount {
+        from: PathBuf,
+        to: PathBuf,
+        source: nix::Error,
+    },
+    #[error("unmount {target}: {source}")]
+    Unmount { target: PathBuf, source: nix::Error },
+    #[error("chroot to {path}: {source}")]
+    Chroot { path: PathBuf, source: nix::Error },
+    #[error("statfs {path}: {source}")]
+    Statfs { path: PathBuf, source: nix::Error },
+    #[error("reboot ({cmd}): {source}")]
+    Reboot {
+        cmd: &'static str,
+        source: nix::Error,
+    },
+    #[error("block signals: {0}")]
+    SigMask(nix::Error),
+    #[error("signalfd: {0}")]
+    SignalFd(nix::Error),
+    #[error("clock_gettime: {0}")]
+    Clock(nix::Error),
+    #[error("socket for {what}: {source}")]
+    Socket {
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error("{op} on interface {ifname}: {source}")]
+    NetIoctl {
+        op: &'static str,
+        ifname: String,
+        source: nix::Error,
+    },
+    #[error("set host name {name:?}: {source}")]
+    Hostname { name: String, source: nix::Error },
+    #[error("interface name {0:?} is invalid")]
+    IfName(String),
+}

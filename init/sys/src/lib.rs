@@ -1,0 +1,13 @@
+//! keel's system layer: safe wrappers over the syscalls and ioctls PID 1 needs.
+//!
+//! This is the only crate of keel allowed to contain `unsafe`; every block says
+//! why it is sound. Everything else calls the safe functions re-exported here.
+
+mod error;
+pub mod fs;
+pub mod net;
+pub mod power;
+pub mod proc;
+pub mod signal;
+
+pub use error::SysError;

@@ -1,0 +1,26 @@
+//! Process identity and clocks.
+
+use std::time::Duration;
+
+use nix::time::{clock_gettime, ClockId};
+
+use crate::SysError;
+
+/// This process's id.
+pub fn pid() -> i32 {
+    nix::unistd::getpid().as_raw()
+}
+
+/// Time since the machine booted, including suspend (`CLOCK_BOOTTIME`).
+pub fn uptime() -> Result<Duration, SysError> {
+    let ts = clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(SysError::Clock)?;
+    Ok(Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32))
+}
+
+/// Set the kernel host name (`sethostname(2)`).
+pub fn set_hostname(name: &str) -> Result<(), SysError> {
+    nix::unistd::sethostname(name).map_err(|source| SysError::Hostname {
+        name: name.to_string(),
+        source,
+    })
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages keel's build, run and tests need. As root it
+# installs what is missing; otherwise it prints the apt-get line and fails.
+set -euo pipefail
+
+pkgs=(
+  qemu-system-x86   # the VMs
+  linux-source-6.1  # the kernel source keel's kernel is built from
+  bc bison flex libelf-dev libssl-dev  # kernel build
+  cpio zstd         # checking initramfs archives in tests
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "missing packages; run: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,159 @@
+//! `make bench`: the boot benchmark.
+//!
+//! Boots the user image N times (KEEL_BENCH_RUNS, default 10) under the
+//! microvm profile, interleaved with N boots of the same kernel with a trivial
+//! static init that powers off at once (the floor). Prints a table of median,
+//! min and max, the ratio to the floor and the targets, and writes
+//! target/bench/boot.json. Timing never fails the run: this is a benchmark.
+
+use std::time::Duration;
+
+use keel_vmtests::{build_dir, release_bin, root, Variant, Vm, VmConfig};
+
+#[derive(Default)]
+struct Series(Vec<f64>);
+
+impl Series {
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    }
+    fn median(&self) -> f64 {
+        let v = self.sorted();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+    fn min(&self) -> f64 {
+        self.sorted().first().copied().unwrap_or(f64::NAN)
+    }
+    fn max(&self) -> f64 {
+        self.sorted().last().copied().unwrap_or(f64::NAN)
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"median": self.median(), "min": self.min(), "max": self.max(), "runs": self.0})
+    }
+}
+
+fn size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn main() {
+    let runs: usize = std::env::var("KEEL_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let mut pid1_start = Series::default();
+    let mut pid1_to_ready = Series::default();
+    let mut qemu_to_ready = Series::default();
+    let mut floor = Series::default();
+    let mut rss = Series::default();
+    let mut used = Series::default();
+
+    for i in 0..runs {
+        let mut cfg = VmConfig::new(&format!("bench-keel-{i}"));
+        cfg.variant = Variant::Keel;
+        let mut vm = Vm::start(cfg);
+        let t = vm.wait_ready();
+        qemu_to_ready.0.push(t.as_secs_f64() * 1e3);
+        // Let the boot settle before reading memory figures.
+        std::thread::sleep(Duration::from_millis(500));
+        let s = vm.status();
+        pid1_start.0.push(s.boot.pid1_start_ms);
+        pid1_to_ready
+            .0
+            .push(s.boot.pid1_to_ready_ms().unwrap_or(f64::NAN));
+        rss.0.push(s.memory.pid1_rss_kb as f64);
+        used.0.push(s.memory.used_kb as f64);
+        drop(vm);
+
+        let mut cfg = VmConfig::new(&format!("bench-floor-{i}"));
+        cfg.variant = Variant::Floor;
+        let mut vm = Vm::start(cfg);
+        let t = vm.wait_for("floor: init reached", Duration::from_secs(60));
+        floor.0.push(t.as_secs_f64() * 1e3);
+        vm.wait_exit(Duration::from_secs(30));
+        eprintln!(
+            "run {}/{runs}: keel ready at {:.0} ms, floor at {:.0} ms",
+            i + 1,
+            qemu_to_ready.0[i],
+            floor.0[i]
+        );
+    }
+
+    let build = build_dir();
+    let bz = size(&build.join("kernel/bzImage"));
+    let initrd = size(&build.join("initramfs.cpio.zst"));
+    let keel = size(&release_bin("keel"));
+    let ratio = qemu_to_ready.median() / floor.median();
+
+    println!();
+    println!("keel boot benchmark: {runs} boots each, qemu microvm, TCG, 256M");
+    let print = |name: &str, cols: [String; 3], target: &str| {
+        println!(
+            "{name:<34} {:>10} {:>10} {:>10}  {target}",
+            cols[0], cols[1], cols[2]
+        );
+    };
+    let stats = |s: &Series| [s.median(), s.min(), s.max()].map(|v| format!("{v:.1}"));
+    let one = |v: String| [v, String::new(), String::new()];
+    print(
+        "figure",
+        ["median", "min", "max"].map(String::from),
+        "target",
+    );
+    print("guest uptime at PID 1 start (ms)", stats(&pid1_start), "");
+    print("PID 1 start -> ready (ms)", stats(&pid1_to_ready), "<= 20");
+    print(
+        "qemu start -> ready (ms)",
+        stats(&qemu_to_ready),
+        "<= 1.15 x floor",
+    );
+    print(
+        "floor: qemu start -> init (ms)",
+        stats(&floor),
+        "reference, same run",
+    );
+    print(
+        "ratio ready / floor (medians)",
+        one(format!("{ratio:.3}")),
+        "<= 1.15",
+    );
+    print("PID 1 RSS after boot (KiB)", stats(&rss), "<= 8192");
+    print("guest MemTotal-MemAvailable (KiB)", stats(&used), "");
+    print("bzImage (bytes)", one(bz.to_string()), "<= 3.5 MB");
+    print(
+        "initramfs.cpio.zst (bytes)",
+        one(initrd.to_string()),
+        "<= 3 MB",
+    );
+    print("keel binary (bytes)", one(keel.to_string()), "");
+
+    let json = serde_json::json!({
+        "runs": runs,
+        "profile": "microvm",
+        "accel": std::env::var("QEMU_ACCEL").unwrap_or_else(|_| "tcg".into()),
+        "pid1_start_ms": pid1_start.json(),
+        "pid1_to_ready_ms": pid1_to_ready.json(),
+        "qemu_to_ready_ms": qemu_to_ready.json(),
+        "floor_qemu_ms": floor.json(),
+        "ready_to_floor_ratio": ratio,
+        "bzimage_bytes": bz,
+        "initramfs_bytes": initrd,
+        "keel_bytes": keel,
+        "pid1_rss_kb": rss.median(),
+        "guest_used_kb": used.median(),
+    });
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join("boot.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("encode"))
+        .expect("write boot.json");
+    println!("\nwrote {}", path.display());
+}

@@ -1,0 +1,324 @@
+//! The VM test harness.
+//!
+//! `Vm::start` boots an image variant through `qemu/launch` (the same
+//! launcher `make run` uses), captures the serial console, and forwards a free
+//! host port to the node's API. Tests wait for console markers with timeouts,
+//! call the API, and look at how qemu ended. Dropping a `Vm` kills qemu; when
+//! the test failed, its console log is kept under `target/vm-logs/`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use keel_api::{Client, Endpoint, Status};
+
+/// Console text that must never appear: the kernel panicked or PID 1 died.
+pub const KERNEL_DEATH: &[&str] = &["Attempted to kill init", "Kernel panic"];
+
+/// The console line keel prints when the node is ready.
+pub const READY: &str = "keel: ready in ";
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Where `make images` put the kernel and initramfs variants.
+pub fn build_dir() -> PathBuf {
+    std::env::var_os("KEEL_BUILD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build"))
+}
+
+/// A release binary of the workspace (keelctl, ...).
+pub fn release_bin(name: &str) -> PathBuf {
+    root()
+        .join("target/x86_64-unknown-linux-gnu/release")
+        .join(name)
+}
+
+/// Which initramfs to boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// What users boot.
+    Keel,
+    /// keel plus the test helper.
+    Test,
+    /// The trivial init of the boot benchmark.
+    Floor,
+}
+
+impl Variant {
+    fn file(self) -> &'static str {
+        match self {
+            Variant::Keel => "initramfs.cpio.zst",
+            Variant::Test => "initramfs-test.cpio.zst",
+            Variant::Floor => "initramfs-floor.cpio.zst",
+        }
+    }
+}
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub name: String,
+    pub profile: &'static str,
+    pub variant: Variant,
+    pub append: String,
+    pub mem: String,
+    /// Exit qemu when the guest reboots (so tests can see it).
+    pub no_reboot: bool,
+}
+
+impl VmConfig {
+    pub fn new(name: &str) -> VmConfig {
+        VmConfig {
+            name: name.to_string(),
+            profile: "microvm",
+            variant: Variant::Test,
+            append: String::new(),
+            mem: "256M".to_string(),
+            no_reboot: true,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Console {
+    text: String,
+    closed: bool,
+}
+
+/// A running VM.
+pub struct Vm {
+    pub name: String,
+    child: Child,
+    console: Arc<(Mutex<Console>, Condvar)>,
+    pub api_port: u16,
+    pub started: Instant,
+    log_path: PathBuf,
+    exit: Option<ExitStatus>,
+}
+
+/// A free TCP port on the loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+fn pump(
+    mut src: impl Read + Send + 'static,
+    console: Arc<(Mutex<Console>, Condvar)>,
+    tag: &'static str,
+    closes: bool,
+) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = src.read(&mut buf).unwrap_or(0);
+            let (lock, cv) = &*console;
+            let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if n == 0 {
+                c.closed |= closes;
+                cv.notify_all();
+                return;
+            }
+            c.text.push_str(tag);
+            c.text
+                .push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+            cv.notify_all();
+        }
+    });
+}
+
+impl Vm {
+    pub fn start(cfg: VmConfig) -> Vm {
+        let build = build_dir();
+        let kernel = build.join("kernel/bzImage");
+        let initrd = build.join(cfg.variant.file());
+        for f in [&kernel, &initrd] {
+            assert!(
+                f.exists(),
+                "{} is missing: run `make images` first (make test does)",
+                f.display()
+            );
+        }
+        let api_port = free_port();
+        let mut cmd = Command::new(root().join("qemu/launch"));
+        cmd.arg(cfg.profile)
+            .env("KEEL_KERNEL", &kernel)
+            .env("KEEL_INITRD", &initrd)
+            .env("KEEL_APPEND", &cfg.append)
+            .env("KEEL_MEM", &cfg.mem)
+            .env("KEEL_API_PORT", api_port.to_string())
+            .env("KEEL_NO_REBOOT", if cfg.no_reboot { "1" } else { "0" })
+            .env_remove("KEEL_INTERACTIVE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("start qemu/launch");
+        let console = Arc::new((Mutex::new(Console::default()), Condvar::new()));
+        if let Some(out) = child.stdout.take() {
+            pump(out, console.clone(), "", true);
+        }
+        // qemu's own errors go to the same log, marked, but do not close it.
+        if let Some(err) = child.stderr.take() {
+            pump(err, console.clone(), "[qemu stderr] ", false);
+        }
+        let log_path = root()
+            .join("target/vm-logs")
+            .join(format!("{}.log", cfg.name));
+        Vm {
+            name: cfg.name,
+            child,
+            console,
+            api_port,
+            started,
+            log_path,
+            exit: None,
+        }
+    }
+
+    /// Everything the console has printed so far.
+    pub fn console(&self) -> String {
+        self.console
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .text
+            .clone()
+    }
+
+    /// Wait until the console shows `marker`; return the time since qemu
+    /// started. Panics with the console's tail on timeout or qemu exit.
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> Duration {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.console;
+        let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if c.text.contains(marker) {
+                return self.started.elapsed();
+            }
+            let now = Instant::now();
+            if c.closed || now >= deadline {
+                let why = if c.closed { "qemu exited" } else { "timed out" };
+                let tail: String = c
+                    .text
+                    .lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                drop(c);
+                panic!(
+                    "{}: {why} waiting {timeout:?} for {marker:?}; console tail:\n{tail}",
+                    self.name
+                );
+            }
+            c = cv
+                .wait_timeout(c, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Wait for the node's ready line.
+    pub fn wait_ready(&mut self) -> Duration {
+        self.wait_for(READY, Duration::from_secs(120))
+    }
+
+    /// Wait for qemu to exit (power-off, or reboot with no_reboot).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("poll qemu") {
+                self.exit = Some(st);
+                // Let the console pump drain.
+                let (lock, cv) = &*self.console;
+                let c = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = cv.wait_timeout_while(c, Duration::from_secs(2), |c| !c.closed);
+                return st;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}: qemu still running after {timeout:?}; console:\n{}",
+                    self.name,
+                    self.console()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Panic if the kernel panicked or PID 1 died.
+    pub fn assert_kernel_alive(&self) {
+        let text = self.console();
+        for bad in KERNEL_DEATH {
+            assert!(
+                !text.contains(bad),
+                "{}: console shows {bad:?}:\n{text}",
+                self.name
+            );
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(Endpoint::Tcp(([127, 0, 0, 1], self.api_port).into()))
+    }
+
+    pub fn status(&self) -> Status {
+        self.client()
+            .call_blocking(hyper::Method::GET, "/v1/status")
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    /// Run the real keelctl against this node; returns (success, stdout, stderr).
+    pub fn keelctl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(release_bin("keelctl"))
+            .args(args)
+            .env("KEEL_ENDPOINT", self.endpoint())
+            .output()
+            .expect("run keelctl (built by make images)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            if let Some(dir) = self.log_path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if std::fs::write(&self.log_path, self.console()).is_ok() {
+                eprintln!(
+                    "{}: console log kept at {}",
+                    self.name,
+                    self.log_path.display()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! VM tests of the walking skeleton: boot, status, reaping, signals, the
+//! guard, power-off. Each boots the real kernel and initramfs in qemu (TCG).
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use hyper::{Method, StatusCode};
+use keel_api::{ErrorBody, NodeState, Status};
+use keel_vmtests::{Variant, Vm, VmConfig};
+
+const EXIT: Duration = Duration::from_secs(60);
+
+fn boot(cfg: VmConfig) -> Vm {
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    vm
+}
+
+fn assert_timeline(s: &Status) {
+    let phases: Vec<&str> = s.boot.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(phases, ["early", "root", "system", "services"]);
+    for p in &s.boot.phases {
+        assert!(!p.tasks.is_empty(), "phase {} has no tasks", p.name);
+        for t in &p.tasks {
+            assert_eq!(t.error, None, "task {}/{} failed", p.name, t.name);
+            assert!(
+                t.start_ms >= s.boot.pid1_start_ms,
+                "{} starts before PID 1",
+                t.name
+            );
+        }
+    }
+    assert!(s.boot.pid1_start_ms > 0.0);
+    let ready = s.boot.pid1_to_ready_ms().expect("ready time");
+    assert!(ready > 0.0 && ready < 10_000.0, "pid1 → ready {ready} ms");
+}
+
+#[test]
+fn boots_to_ready_and_keelctl_status_shows_the_timeline() {
+    let vm = boot(VmConfig::new("status"));
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "keelctl status failed: {err}");
+    assert!(out.contains("keel (keel "), "{out}");
+    assert!(out.contains(", ready, up "), "{out}");
+    for task in [
+        "MountEarly",
+        "LeaveInitramfs",
+        "EnableCgroupControllers",
+        "StartApi",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(task) && l.ends_with(" ok")),
+            "no ok line for {task}:\n{out}"
+        );
+    }
+    let (ok, json, err) = vm.keelctl(&["status", "--json"]);
+    assert!(ok, "{err}");
+    let s: Status = serde_json::from_str(&json).expect("keelctl --json prints the status");
+    assert_eq!(s.state, NodeState::Ready);
+    assert_eq!(s.hostname, "keel");
+    assert_timeline(&s);
+    assert!(
+        s.memory.total_kb > 100_000 && s.memory.used_kb > 0 && s.memory.pid1_rss_kb > 0,
+        "{:?}",
+        s.memory
+    );
+    assert_eq!(s.processes.zombies, 0);
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_node_keeps_answering() {
+    let vm = boot(VmConfig::new("bad-requests"));
+    let c = vm.client();
+    let err = |status: StatusCode, body: &[u8]| -> ErrorBody {
+        serde_json::from_slice(body).unwrap_or_else(|e| {
+            panic!(
+                "{status}: body is not an error JSON ({e}): {}",
+                String::from_utf8_lossy(body)
+            )
+        })
+    };
+    let (st, body) = c.request_blocking(Method::GET, "/v1/nope", vec![]).unwrap();
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(err(st, &body).message.contains("/v1/nope"));
+    let (st, body) = c
+        .request_blocking(Method::DELETE, "/v1/status", vec![])
+        .unwrap();
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(err(st, &body).error, "method_not_allowed");
+    let (st, body) = c
+        .request_blocking(Method::GET, "/v1/reboot", vec![])
+        .unwrap();
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED, "GET must not reboot");
+    assert!(err(st, &body).message.contains("use POST"));
+    let (st, body) = c
+        .request_blocking(Method::POST, "/v1/status", vec![b'x'; 200 * 1024])
+        .unwrap();
+    assert!(
+        st == StatusCode::PAYLOAD_TOO_LARGE || st == StatusCode::METHOD_NOT_ALLOWED,
+        "{st}"
+    );
+    let (st, body2) = c
+        .request_blocking(Method::GET, "/v1/status", vec![b'x'; 200 * 1024])
+        .unwrap();
+    assert_eq!(
+        st,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        String::from_utf8_lossy(&body2)
+    );
+    assert_eq!(err(st, &body2).error, "body_too_large");
+    let _ = body;
+
+    // Garbage on the wire: an HTTP 400, not a crash.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", vm.api_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"\x00\x01GARBAGE / HTTP/9\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // A head over the limit.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", vm.api_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let huge = format!(
+        "GET /v1/status HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let _ = s.write_all(huge.as_bytes());
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 400"),
+        "{answer:?}"
+    );
+
+    assert_eq!(vm.status().state, NodeState::Ready);
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn ten_thousand_orphaned_grandchildren_are_all_reaped() {
+    let mut cfg = VmConfig::new("orphans");
+    cfg.append = "keel.run=/usr/lib/keel/test-helper,orphans,10000".into();
+    let mut vm = boot(cfg);
+    vm.wait_for(
+        "test-helper: created 10000 orphans",
+        Duration::from_secs(600),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = vm.status();
+        // The helper itself, its 10,000 children are waited by the helper;
+        // the 10,000 grandchildren and the helper are PID 1's to reap.
+        if s.processes.zombies == 0 && s.processes.reaped >= 10_001 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all reaped: {:?}",
+            s.processes
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        s.processes.total, 1,
+        "only keel should be left: {:?}",
+        s.processes
+    );
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn sigterm_powers_off_cleanly() {
+    let mut cfg = VmConfig::new("sigterm");
+    cfg.append = "keel.run=/usr/lib/keel/test-helper,signal,TERM".into();
+    let mut vm = boot(cfg);
+    vm.wait_for("keel: SIGTERM: orderly poweroff", EXIT);
+    vm.wait_for("keel: shutdown: poweroff now", EXIT);
+    vm.wait_for("reboot: Power down", EXIT);
+    assert!(vm.wait_exit(EXIT).success());
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn sigint_ctrl_alt_del_reboots_cleanly() {
+    let mut cfg = VmConfig::new("sigint");
+    cfg.append = "keel.run=/usr/lib/keel/test-helper,signal,INT".into();
+    let mut vm = boot(cfg);
+    vm.wait_for("keel: SIGINT: orderly reboot", EXIT);
+    vm.wait_for("keel: shutdown: reboot now", EXIT);
+    vm.wait_for("reboot: Restarting system", EXIT);
+    vm.wait_exit(EXIT);
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn a_panic_in_pid1_reboots_without_a_kernel_panic() {
+    let mut cfg = VmConfig::new("panic-ready");
+    cfg.append = "keel.debug.panic=ready".into();
+    let mut vm = boot(cfg);
+    vm.wait_for("keel: FATAL: panic in thread main", EXIT);
+    vm.wait_for("keel: guard: syncing, then reboot", EXIT);
+    vm.wait_for("reboot: Restarting system", EXIT);
+    vm.wait_exit(EXIT);
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn an_early_panic_obeys_on_panic_poweroff() {
+    let mut cfg = VmConfig::new("panic-early");
+    cfg.append = "keel.on_panic=poweroff keel.debug.panic=early".into();
+    let mut vm = Vm::start(cfg);
+    vm.wait_for("keel: FATAL: panic in thread main", EXIT);
+    vm.wait_for("keel: guard: syncing, then poweroff", EXIT);
+    vm.wait_for("reboot: Power down", EXIT);
+    assert!(vm.wait_exit(EXIT).success());
+    assert!(
+        !vm.console().contains(keel_vmtests::READY),
+        "an early panic must stop the boot"
+    );
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn keelctl_poweroff_powers_off() {
+    let mut vm = boot(VmConfig::new("poweroff"));
+    let (ok, out, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "orderly poweroff started");
+    vm.wait_for("keel: shutdown: poweroff requested", EXIT);
+    vm.wait_for("reboot: Power down", EXIT);
+    assert!(vm.wait_exit(EXIT).success());
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn keelctl_reboot_reboots() {
+    let mut vm = boot(VmConfig::new("reboot"));
+    let (ok, out, err) = vm.keelctl(&["reboot", "--json"]);
+    assert!(ok, "{err}");
+    let a: keel_api::Accepted = serde_json::from_str(&out).unwrap();
+    assert_eq!(a.action, "reboot");
+    vm.wait_for("reboot: Restarting system", EXIT);
+    vm.wait_exit(EXIT);
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn the_user_image_boots_and_answers_in_64_mib() {
+    let mut cfg = VmConfig::new("mem64");
+    cfg.variant = Variant::Keel;
+    cfg.mem = "64M".into();
+    let vm = boot(cfg);
+    let s = vm.status();
+    assert_eq!(s.state, NodeState::Ready);
+    assert!(s.memory.total_kb < 64 * 1024, "{:?}", s.memory);
+    assert_timeline(&s);
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn the_q35_profile_boots_and_answers() {
+    let mut cfg = VmConfig::new("q35");
+    cfg.profile = "q35";
+    cfg.variant = Variant::Keel;
+    let vm = boot(cfg);
+    assert_timeline(&vm.status());
+    vm.assert_kernel_alive();
+}
