@@ -55,7 +55,11 @@ pub fn fatal(msg: &str) -> ! {
         "keel: FATAL: {msg}\nkeel: guard: syncing, then {}\n",
         act.as_str()
     );
-    // Console first (fd 1 is /dev/console for PID 1), then the kernel log.
+    // Console first (fd 1 is /dev/console for PID 1): what the boot had not
+    // printed yet, then the error; then the kernel log.
+    if let Some(pending) = crate::log::take_deferred() {
+        let _ = std::io::stderr().write_all(pending.as_bytes());
+    }
     let _ = std::io::stderr().write_all(line.as_bytes());
     emergency_write("/dev/kmsg", &format!("<2>keel: FATAL: {msg}\n"));
     keel_sys::fs::sync();

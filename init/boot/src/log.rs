@@ -20,6 +20,33 @@ pub enum Level {
 }
 
 static KMSG: Mutex<Option<std::fs::File>> = Mutex::new(None);
+/// Console lines held back while the boot runs; `None` when not deferring.
+static DEFERRED: Mutex<Option<String>> = Mutex::new(None);
+
+/// Hold info lines back from the console until `flush`.
+pub fn defer() {
+    if let Ok(mut d) = DEFERRED.lock() {
+        d.get_or_insert_with(String::new);
+    }
+}
+
+/// Take the held-back lines without blocking (for the guard); stops deferring.
+pub fn take_deferred() -> Option<String> {
+    DEFERRED.try_lock().ok().and_then(|mut d| d.take())
+}
+
+fn write_console(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Write the held-back lines to the console in one go and stop deferring.
+pub fn flush() {
+    if let Some(text) = DEFERRED.lock().ok().and_then(|mut d| d.take()) {
+        write_console(&text);
+    }
+}
 
 /// Start copying log lines to the kernel log at `path` (normally /dev/kmsg).
 pub fn attach_kmsg(path: &Path) {
@@ -32,12 +59,25 @@ pub fn attach_kmsg(path: &Path) {
 
 /// Write one line to the console, and to the kernel log when attached.
 pub fn line(level: Level, msg: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(format!("keel: {msg}\n").as_bytes());
-    let _ = out.flush();
-    // Info lines are already on the console: the kernel log copy is for the
-    // ring buffer. The kernel echoes only urgent levels to the console under
-    // `quiet`, so errors may appear twice there; that is the safe side.
+    let text = format!("keel: {msg}\n");
+    // What goes to the console now: this line, or (when deferring) nothing
+    // for info, everything pending for a warning or an error.
+    let now = match DEFERRED.lock() {
+        Ok(mut d) => match d.as_mut() {
+            Some(buf) => {
+                buf.push_str(&text);
+                (level != Level::Info).then(|| std::mem::take(buf))
+            }
+            None => Some(text),
+        },
+        Err(_) => Some(text),
+    };
+    if let Some(t) = now {
+        write_console(&t);
+    }
+    // The kernel log copy is for the ring buffer. The kernel echoes only
+    // urgent levels to the console under `quiet`, so errors may appear twice
+    // there; that is the safe side.
     if let Ok(mut g) = KMSG.try_lock() {
         if let Some(f) = g.as_mut() {
             // One write(2) per record: /dev/kmsg makes each write a record.
@@ -60,4 +100,28 @@ macro_rules! warn {
 #[macro_export]
 macro_rules! error {
     ($($t:tt)*) => { $crate::log::line($crate::log::Level::Err, &format!($($t)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test: DEFERRED is process-global.
+    #[test]
+    fn deferral_holds_info_and_flushes_on_warning_or_take() {
+        defer();
+        line(Level::Info, "one");
+        line(Level::Info, "two");
+        assert_eq!(
+            DEFERRED.lock().unwrap().as_deref(),
+            Some("keel: one\nkeel: two\n")
+        );
+        line(Level::Warn, "three");
+        // Printed, and still deferring.
+        assert_eq!(DEFERRED.lock().unwrap().as_deref(), Some(""));
+        line(Level::Info, "four");
+        assert_eq!(take_deferred().as_deref(), Some("keel: four\n"));
+        assert_eq!(take_deferred(), None);
+        flush();
+    }
 }

@@ -5,7 +5,11 @@
 //! 1. mounts a tmpfs at a new root;
 //! 2. copies the initramfs tree into it, deleting each file from the rootfs
 //!    once copied (the memory is freed as it goes, the peak stays small) and
-//!    skipping mount points (they are on other devices);
+//!    skipping mount points (they are on other devices) and keel's own binary:
+//!    PID 1 runs from the rootfs pages already (a copy would double them and
+//!    cost ~16 ms of memcpy under TCG), and outside the new root nothing
+//!    running there, containers included, can reach or overwrite it. It stays
+//!    reachable as /proc/1/exe;
 //! 3. moves the early mounts (/proc, /sys, /dev, /run, /tmp) under the new root;
 //! 4. moves the new root onto `/`, chroots into it and chdirs to `/`.
 
@@ -45,13 +49,13 @@ fn copy_err(path: &Path) -> impl FnOnce(std::io::Error) -> SwitchError + '_ {
 }
 
 /// Copy the tree at `src` into `dst` (which exists), staying on `src`'s device
-/// and skipping `exclude`. With `delete`, each copied file is removed from
+/// and skipping the paths in `exclude`. With `delete`, each copied file is removed from
 /// `src`. Regular files, directories and symlinks are copied with their mode
 /// and owner; device nodes and fifos are left (devtmpfs provides /dev).
 pub fn copy_tree(
     src: &Path,
     dst: &Path,
-    exclude: &Path,
+    exclude: &[&Path],
     delete: bool,
 ) -> Result<CopyStats, SwitchError> {
     let dev = std::fs::symlink_metadata(src).map_err(copy_err(src))?.dev();
@@ -63,7 +67,7 @@ pub fn copy_tree(
 fn copy_dir(
     src: &Path,
     dst: &Path,
-    exclude: &Path,
+    exclude: &[&Path],
     dev: u64,
     delete: bool,
     st: &mut CopyStats,
@@ -75,7 +79,7 @@ fn copy_dir(
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let from = e.path();
-        if from == exclude {
+        if exclude.contains(&from.as_path()) {
             continue;
         }
         let to = dst.join(e.file_name());
@@ -121,8 +125,13 @@ fn copy_dir(
 }
 
 /// Switch from the initramfs to a tmpfs copy of it. `moves` are the mount
-/// points (absolute) to carry over. Call with `/` as the current root.
-pub fn leave_initramfs(new_root: &Path, moves: &[&str]) -> Result<CopyStats, SwitchError> {
+/// points (absolute) to carry over; `keep_out` are files not to copy (keel's
+/// own binary). Call with `/` as the current root.
+pub fn leave_initramfs(
+    new_root: &Path,
+    moves: &[&str],
+    keep_out: &[&Path],
+) -> Result<CopyStats, SwitchError> {
     let root = Path::new("/");
     std::fs::create_dir_all(new_root).map_err(copy_err(new_root))?;
     keel_sys::fs::mount(
@@ -132,7 +141,9 @@ pub fn leave_initramfs(new_root: &Path, moves: &[&str]) -> Result<CopyStats, Swi
         MountFlags::empty(),
         Some("mode=0755"),
     )?;
-    let stats = copy_tree(root, new_root, new_root, true)?;
+    let mut exclude = vec![new_root];
+    exclude.extend_from_slice(keep_out);
+    let stats = copy_tree(root, new_root, &exclude, true)?;
     for m in moves {
         let to = crate::mounts::under(new_root, m);
         std::fs::create_dir_all(&to).map_err(copy_err(&to))?;
@@ -168,8 +179,11 @@ mod tests {
         std::fs::create_dir(s.join("skipme")).unwrap();
         std::fs::write(s.join("skipme/f"), b"no").unwrap();
 
-        let stats = copy_tree(s, dst.path(), &s.join("skipme"), true).unwrap();
+        std::fs::write(s.join("keel"), b"pid1").unwrap();
+        let stats = copy_tree(s, dst.path(), &[&s.join("skipme"), &s.join("keel")], true).unwrap();
         assert_eq!(stats, CopyStats { files: 3, bytes: 7 });
+        assert!(!dst.path().join("keel").exists());
+        assert!(s.join("keel").exists());
         let d = dst.path();
         assert_eq!(std::fs::read(d.join("init")).unwrap(), b"binary");
         assert_eq!(

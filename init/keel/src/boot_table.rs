@@ -158,8 +158,16 @@ fn leave_initramfs(_: &mut Ctx) -> Result<(), TaskError> {
         info!("root is not the initramfs: staying on it");
         return Ok(());
     }
-    let stats =
-        switch_root::leave_initramfs(Path::new("/.keel-root"), &mounts::top_level(mounts::EARLY))?;
+    // keel's own binary stays behind (see keel_boot::switch_root).
+    let me = std::fs::read_link("/proc/self/exe").map_err(|source| TaskError::Read {
+        path: "/proc/self/exe",
+        source,
+    })?;
+    let stats = switch_root::leave_initramfs(
+        Path::new("/.keel-root"),
+        &mounts::top_level(mounts::EARLY),
+        &[&me],
+    )?;
     info!(
         "left the initramfs: {} files, {} KiB copied to a tmpfs root",
         stats.files,

@@ -29,6 +29,9 @@ pub(crate) fn clock() -> Duration {
 pub fn run() -> ! {
     let start = clock();
     guard::install();
+    // Console lines wait until ready (see keel_boot::log): serial output is
+    // the most expensive thing a boot under TCG does.
+    keel_boot::log::defer();
     let signals = match services::block_signals() {
         Ok(s) => s,
         Err(e) => guard::fatal(&format!("block signals: {e}")),
@@ -55,6 +58,7 @@ pub fn run() -> ! {
     timeline.ready_ms = Some(phases::ms(ready));
     let took = timeline.pid1_to_ready_ms().unwrap_or_default();
     ctx.node.set_ready(timeline);
+    keel_boot::log::flush();
     info!(
         "ready in {took:.0} ms ({:.3} ms since kernel start)",
         phases::ms(ready)

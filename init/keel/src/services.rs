@@ -67,9 +67,7 @@ fn on_signal(sig: Signal, node: &NodeShared) {
 
 impl Services {
     pub fn start() -> Result<Services, ServiceError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("keel-rt")
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
