@@ -28,6 +28,12 @@ pub(crate) fn clock() -> Duration {
 /// PID 1's entry point. Never returns.
 pub fn run() -> ! {
     let start = clock();
+    if keel_sys::proc::pid() != 1 {
+        // Everything below mounts over /proc, /dev, ... and switches root:
+        // never do that to a machine keel is not the init of.
+        eprintln!("keel: must run as PID 1 (the init of a keel node); refusing to start");
+        std::process::exit(2);
+    }
     guard::install();
     // Console lines wait until ready (see keel_boot::log): serial output is
     // the most expensive thing a boot under TCG does.
