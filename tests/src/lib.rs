@@ -273,6 +273,17 @@ impl Vm {
         }
     }
 
+    /// Panic if PID 1 went through its guard (a panic or a fatal error):
+    /// for tests of the orderly paths, which must not end that way.
+    pub fn assert_no_fatal(&self) {
+        let text = self.console();
+        assert!(
+            !text.contains("keel: FATAL"),
+            "{}: keel hit its guard:\n{text}",
+            self.name
+        );
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
     }

@@ -17,6 +17,9 @@ use crate::node::NodeShared;
 /// The management API's unix socket inside the node.
 pub const API_SOCKET: &str = "/run/keel/api.sock";
 
+/// How long in-flight API answers get before the runtime stops at shutdown.
+const DRAIN: Duration = Duration::from_millis(100);
+
 /// The signals PID 1 reads from its signalfd. SIGCHLD: reap; SIGTERM: power
 /// off; SIGINT: reboot (the kernel sends it on Ctrl-Alt-Del once routed).
 pub const HANDLED: &[Signal] = &[Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT];
@@ -161,8 +164,11 @@ impl Services {
         })
     }
 
-    /// Stop the runtime: listeners close, connections drop.
+    /// Stop the runtime: listeners close, connections drop. First let it run
+    /// a moment more, so that the answer to the request that asked for the
+    /// shutdown (a 202 from /v1/reboot, say) reaches its client.
     pub fn stop(self) {
+        self.rt.block_on(async { tokio::time::sleep(DRAIN).await });
         self.rt.shutdown_timeout(Duration::from_millis(500));
     }
 }
