@@ -17,6 +17,14 @@ use keel_api::{Client, Endpoint, Status};
 /// Console text that must never appear: the kernel panicked or PID 1 died.
 pub const KERNEL_DEATH: &[&str] = &["Attempted to kill init", "Kernel panic"];
 
+/// Console text after which waiting for anything else is pointless: a dead
+/// kernel, or the test helper reporting that it failed.
+pub const FAIL_FAST: &[&str] = &[
+    "Attempted to kill init",
+    "Kernel panic",
+    "test-helper: error:",
+];
+
 /// The console line keel prints when the node is ready.
 pub const READY: &str = "keel: ready in ";
 
@@ -207,9 +215,14 @@ impl Vm {
             if c.text.contains(marker) {
                 return self.started.elapsed();
             }
+            let failed = FAIL_FAST.iter().find(|f| c.text.contains(**f));
             let now = Instant::now();
-            if c.closed || now >= deadline {
-                let why = if c.closed { "qemu exited" } else { "timed out" };
+            if c.closed || now >= deadline || failed.is_some() {
+                let why = match failed {
+                    Some(f) => format!("console shows {f:?}"),
+                    None if c.closed => "qemu exited".to_string(),
+                    None => "timed out".to_string(),
+                };
                 let tail: String = c
                     .text
                     .lines()

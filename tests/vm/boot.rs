@@ -276,3 +276,33 @@ fn the_q35_profile_boots_and_answers() {
     vm.assert_kernel_alive();
     vm.assert_no_fatal();
 }
+
+#[test]
+fn pivot_root_works_after_leaving_the_initramfs() {
+    let mut cfg = VmConfig::new("pivot-root");
+    cfg.append = "keel.run=/usr/lib/keel/test-helper,pivot-root".into();
+    let mut vm = boot(cfg);
+    vm.wait_for("test-helper: pivot_root ok, / holds \"inside\"", EXIT);
+    assert_eq!(vm.status().state, NodeState::Ready);
+    vm.assert_kernel_alive();
+    vm.assert_no_fatal();
+}
+
+#[test]
+fn shutdown_kills_what_ignores_sigterm() {
+    let mut cfg = VmConfig::new("ignore-term");
+    cfg.append = "keel.run=/usr/lib/keel/test-helper,ignore-term".into();
+    let mut vm = boot(cfg);
+    vm.wait_for("test-helper: ignoring SIGTERM", EXIT);
+    let (ok, _, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    vm.wait_for(
+        "keel: shutdown: processes left after 5s: sending SIGKILL",
+        EXIT,
+    );
+    vm.wait_for("keel: shutdown: poweroff now", EXIT);
+    vm.wait_for("reboot: Power down", EXIT);
+    assert!(vm.wait_exit(EXIT).success());
+    vm.assert_kernel_alive();
+    vm.assert_no_fatal();
+}

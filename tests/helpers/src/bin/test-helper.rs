@@ -4,6 +4,11 @@
 //!   that forks a grandchild and exits at once; the grandchild is reparented
 //!   to PID 1, which must reap it.
 //! * `signal,TERM|INT`: send that signal to PID 1.
+//! * `pivot-root`: what a container runtime does: a new mount namespace, a
+//!   tmpfs, `pivot_root` into it. Fails with EINVAL while `/` is the
+//!   initramfs rootfs, which is why keel leaves it.
+//! * `ignore-term`: stay alive ignoring SIGTERM, so that a shutdown has to
+//!   escalate to SIGKILL.
 //!
 //! Single-threaded, so fork is sound; between fork and _exit the children
 //! call only async-signal-safe functions.
@@ -44,6 +49,53 @@ fn orphans(n: u32) -> Result<(), String> {
     Ok(())
 }
 
+fn pivot_root() -> Result<String, String> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount namespace: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make / private: {e}"))?;
+    let new_root = "/tmp/pivot-test";
+    std::fs::create_dir_all(new_root).map_err(|e| format!("mkdir {new_root}: {e}"))?;
+    mount(
+        Some("test"),
+        new_root,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount tmpfs on {new_root}: {e}"))?;
+    std::fs::create_dir(format!("{new_root}/old")).map_err(|e| format!("mkdir old: {e}"))?;
+    std::fs::write(format!("{new_root}/marker"), b"inside")
+        .map_err(|e| format!("write marker: {e}"))?;
+    nix::unistd::pivot_root(new_root, &*format!("{new_root}/old"))
+        .map_err(|e| format!("pivot_root: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    let marker = std::fs::read_to_string("/marker").map_err(|e| format!("read /marker: {e}"))?;
+    nix::mount::umount2("/old", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| format!("detach old root: {e}"))?;
+    Ok(format!("pivot_root ok, / holds {marker:?}"))
+}
+
+fn ignore_term() -> ! {
+    use nix::sys::signal::{signal, SigHandler};
+    // SAFETY: SIG_IGN installs no handler code; nothing runs in signal context.
+    if let Err(e) = unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) } {
+        println!("test-helper: error: ignore SIGTERM: {e}");
+        std::process::exit(1);
+    }
+    println!("test-helper: ignoring SIGTERM");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -64,8 +116,10 @@ fn main() {
                 .map(|()| format!("sent SIG{s} to pid 1"))
                 .map_err(|e| format!("kill 1 {s}: {e}"))
         }
+        ["pivot-root"] => pivot_root(),
+        ["ignore-term"] => ignore_term(),
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term (got {args:?})"
         )),
     };
     match result {
