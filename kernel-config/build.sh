@@ -9,7 +9,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: build.sh OUT_DIR}
-cache_root=${KEEL_CACHE_DIR:-/var/cache/keel}
+# Root (CI, make run as root) caches machine-wide; other users in their home.
+if [ "$(id -u)" = 0 ]; then default_cache=/var/cache/keel; else default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/keel; fi
+cache_root=${KEEL_CACHE_DIR:-$default_cache}
 tarball=/usr/src/linux-source-6.1.tar.xz
 
 if [ ! -f "$tarball" ]; then
