@@ -123,15 +123,6 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// True when `/` is still the initramfs (`rootfs`): the last mount on `/` wins.
-pub fn root_is_initramfs(mounts_text: &str) -> bool {
-    mounts(mounts_text)
-        .iter()
-        .rev()
-        .find(|m| m.target == "/")
-        .is_some_and(|m| m.fstype == "rootfs")
-}
-
 /// The order to unmount in at shutdown: deepest (latest) first, never `/`.
 pub fn unmount_order(mounts_text: &str) -> Vec<MountEntry> {
     let mut v: Vec<MountEntry> = mounts(mounts_text)
@@ -197,11 +188,8 @@ mod tests {
     }
 
     #[test]
-    fn initramfs_detection_and_unmount_order() {
-        let initramfs = "rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n";
-        assert!(root_is_initramfs(initramfs));
+    fn unmount_order_is_deepest_first_and_unescaped() {
         let switched = "none / tmpfs rw 0 0\nproc /proc proc rw 0 0\nx /my\\040dir tmpfs rw 0 0\n";
-        assert!(!root_is_initramfs(switched));
         let order: Vec<String> = unmount_order(switched)
             .into_iter()
             .map(|m| m.target)

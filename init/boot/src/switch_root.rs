@@ -34,6 +34,13 @@ pub enum SwitchError {
     Sys(#[from] keel_sys::SysError),
 }
 
+/// True when a `statfs` magic of `/` says it is the initramfs: the kernel's
+/// rootfs is a tmpfs (ramfs without CONFIG_TMPFS). A root mounted from a disk
+/// is not. (util-linux `switch_root` checks the same way.)
+pub fn is_initramfs_magic(magic: i64) -> bool {
+    magic == keel_sys::fs::RAMFS_MAGIC || magic == keel_sys::fs::TMPFS_MAGIC
+}
+
 /// What was copied.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CopyStats {
@@ -165,6 +172,14 @@ pub fn leave_initramfs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initramfs_magics() {
+        assert!(is_initramfs_magic(keel_sys::fs::TMPFS_MAGIC));
+        assert!(is_initramfs_magic(keel_sys::fs::RAMFS_MAGIC));
+        assert!(!is_initramfs_magic(0xEF53)); // ext4
+        assert!(!is_initramfs_magic(0xE0F5_E1E2)); // EROFS
+    }
 
     #[test]
     fn copies_tree_with_modes_and_links_and_deletes_source() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use keel_boot::cmdline::{Cmdline, PanicPoint};
 use keel_boot::phases::{Need, Phase, Task};
-use keel_boot::{cgroup, guard, info, mounts, procfs, switch_root, warn};
+use keel_boot::{cgroup, guard, info, mounts, switch_root, warn};
 use keel_sys::power::PowerAction;
 use keel_sys::signal::SignalReader;
 
@@ -150,11 +150,7 @@ fn route_ctrl_alt_del(_: &mut Ctx) -> Result<(), TaskError> {
 }
 
 fn leave_initramfs(_: &mut Ctx) -> Result<(), TaskError> {
-    let text = std::fs::read_to_string("/proc/self/mounts").map_err(|source| TaskError::Read {
-        path: "/proc/self/mounts",
-        source,
-    })?;
-    if !procfs::root_is_initramfs(&text) {
+    if !switch_root::is_initramfs_magic(keel_sys::fs::fs_magic(Path::new("/"))?) {
         info!("root is not the initramfs: staying on it");
         return Ok(());
     }

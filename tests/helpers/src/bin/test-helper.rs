@@ -9,6 +9,8 @@
 //!   initramfs rootfs, which is why keel leaves it.
 //! * `ignore-term`: stay alive ignoring SIGTERM, so that a shutdown has to
 //!   escalate to SIGKILL.
+//! * `syscall-cost,N`: time N warm calls each of a few syscalls and print
+//!   the cost per call (what a boot task's syscalls cost in this guest).
 //!
 //! Single-threaded, so fork is sound; between fork and _exit the children
 //! call only async-signal-safe functions.
@@ -96,6 +98,36 @@ fn ignore_term() -> ! {
     }
 }
 
+fn syscall_cost(n: u32) -> Result<String, String> {
+    use std::time::Instant;
+    let mut out = String::new();
+    let mut time = |name: &str, f: &mut dyn FnMut()| {
+        f(); // warm: translated once
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        out.push_str(&format!(
+            " {name}={:.1}us",
+            t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+        ));
+    };
+    time("getppid", &mut || {
+        let _ = nix::unistd::getppid();
+    });
+    time("stat", &mut || {
+        let _ = std::fs::symlink_metadata("/etc/os-release");
+    });
+    time("open+close", &mut || {
+        let _ = std::fs::File::open("/etc/os-release");
+    });
+    time("mkdir+rmdir", &mut || {
+        let _ = std::fs::create_dir("/tmp/x");
+        let _ = std::fs::remove_dir("/tmp/x");
+    });
+    Ok(format!("syscall cost ({n} calls each):{out}"))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -117,9 +149,13 @@ fn main() {
                 .map_err(|e| format!("kill 1 {s}: {e}"))
         }
         ["pivot-root"] => pivot_root(),
+        ["syscall-cost", n] => match n.parse() {
+            Ok(n) => syscall_cost(n),
+            Err(_) => Err(format!("syscall-cost: {n:?} is not a count")),
+        },
         ["ignore-term"] => ignore_term(),
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N (got {args:?})"
         )),
     };
     match result {
