@@ -71,6 +71,16 @@ pub fn copy_tree(
     Ok(stats)
 }
 
+/// Give `to` the owner of `md`. PID 1 creates files as root, so root-owned
+/// entries (nearly all) need no call: each distinct syscall is a cold kernel
+/// path under TCG.
+fn own(to: &Path, md: &std::fs::Metadata) -> Result<(), SwitchError> {
+    if md.uid() == 0 && md.gid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid())).map_err(copy_err(to))
+}
+
 fn copy_dir(
     src: &Path,
     dst: &Path,
@@ -96,8 +106,7 @@ fn copy_dir(
             std::fs::create_dir_all(&to).map_err(copy_err(&to))?;
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
                 .map_err(copy_err(&to))?;
-            std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
-                .map_err(copy_err(&to))?;
+            own(&to, &md)?;
             // A mount point: keep the empty directory, do not descend.
             if md.dev() != dev {
                 continue;
@@ -109,8 +118,7 @@ fn copy_dir(
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&from).map_err(copy_err(&from))?;
             std::os::unix::fs::symlink(&target, &to).map_err(copy_err(&to))?;
-            std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
-                .map_err(copy_err(&to))?;
+            own(&to, &md)?;
             st.files += 1;
             if delete {
                 let _ = std::fs::remove_file(&from);
@@ -122,8 +130,7 @@ fn copy_dir(
             let data = std::fs::read(&from).map_err(copy_err(&from))?;
             std::fs::write(&to, &data).map_err(copy_err(&to))?;
             st.bytes += data.len() as u64;
-            std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
-                .map_err(copy_err(&to))?;
+            own(&to, &md)?;
             // chown clears setuid bits: set the mode after it.
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
                 .map_err(copy_err(&to))?;
@@ -177,6 +184,31 @@ pub fn leave_initramfs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_non_root_owners_when_privileged() {
+        if nix_uid() != 0 {
+            eprintln!("skipped: chown needs root");
+            return;
+        }
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("home")).unwrap();
+        std::fs::write(src.path().join("home/f"), b"x").unwrap();
+        std::os::unix::fs::lchown(src.path().join("home"), Some(1000), Some(1001)).unwrap();
+        std::os::unix::fs::lchown(src.path().join("home/f"), Some(1002), Some(1003)).unwrap();
+        copy_tree(src.path(), dst.path(), &[], false).unwrap();
+        let d = std::fs::metadata(dst.path().join("home")).unwrap();
+        let f = std::fs::metadata(dst.path().join("home/f")).unwrap();
+        assert_eq!((d.uid(), d.gid()), (1000, 1001));
+        assert_eq!((f.uid(), f.gid()), (1002, 1003));
+    }
+
+    fn nix_uid() -> u32 {
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX)
+    }
 
     #[test]
     fn initramfs_magics() {

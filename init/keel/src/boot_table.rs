@@ -154,11 +154,16 @@ fn leave_initramfs(_: &mut Ctx) -> Result<(), TaskError> {
         info!("root is not the initramfs: staying on it");
         return Ok(());
     }
-    // keel's own binary stays behind (see keel_boot::switch_root).
-    let me = std::fs::read_link("/proc/self/exe").map_err(|source| TaskError::Read {
-        path: "/proc/self/exe",
-        source,
-    })?;
+    // keel's own binary stays behind (see keel_boot::switch_root). The kernel
+    // runs init with argv[0] set to its path; /proc/self/exe is the fallback
+    // (readlink there is a cold kernel path worth ~1 ms under TCG).
+    let me = match std::env::args_os().next().map(std::path::PathBuf::from) {
+        Some(p) if p.is_absolute() => p,
+        _ => std::fs::read_link("/proc/self/exe").map_err(|source| TaskError::Read {
+            path: "/proc/self/exe",
+            source,
+        })?,
+    };
     let stats = switch_root::leave_initramfs(
         Path::new("/.keel-root"),
         &mounts::top_level(mounts::EARLY),
