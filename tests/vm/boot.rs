@@ -16,6 +16,19 @@ fn boot(cfg: VmConfig) -> Vm {
     vm
 }
 
+/// Boot the test image with the test helper started in `mode` (keel.run=).
+fn boot_helper(name: &str, mode: &str) -> Vm {
+    let mut cfg = VmConfig::new(name);
+    cfg.append = format!("keel.run=/usr/lib/keel/test-helper,{mode}");
+    boot(cfg)
+}
+
+/// The kernel is alive and keel never went through its guard.
+fn assert_clean(vm: &Vm) {
+    vm.assert_kernel_alive();
+    vm.assert_no_fatal();
+}
+
 fn assert_timeline(s: &Status) {
     let phases: Vec<&str> = s.boot.phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(phases, ["early", "root", "system", "services"]);
@@ -66,8 +79,7 @@ fn boots_to_ready_and_keelctl_status_shows_the_timeline() {
         s.memory
     );
     assert_eq!(s.processes.zombies, 0);
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
@@ -132,15 +144,12 @@ fn bad_requests_get_json_errors_and_the_node_keeps_answering() {
     );
 
     assert_eq!(vm.status().state, NodeState::Ready);
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
 fn ten_thousand_orphaned_grandchildren_are_all_reaped() {
-    let mut cfg = VmConfig::new("orphans");
-    cfg.append = "keel.run=/usr/lib/keel/test-helper,orphans,10000".into();
-    let mut vm = boot(cfg);
+    let mut vm = boot_helper("orphans", "orphans,10000");
     vm.wait_for(
         "test-helper: created 10000 orphans",
         Duration::from_secs(600),
@@ -165,34 +174,27 @@ fn ten_thousand_orphaned_grandchildren_are_all_reaped() {
         "only keel should be left: {:?}",
         s.processes
     );
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
 fn sigterm_powers_off_cleanly() {
-    let mut cfg = VmConfig::new("sigterm");
-    cfg.append = "keel.run=/usr/lib/keel/test-helper,signal,TERM".into();
-    let mut vm = boot(cfg);
+    let mut vm = boot_helper("sigterm", "signal,TERM");
     vm.wait_for("keel: SIGTERM: orderly poweroff", EXIT);
     vm.wait_for("keel: shutdown: poweroff now", EXIT);
     vm.wait_for("reboot: Power down", EXIT);
     assert!(vm.wait_exit(EXIT).success());
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
 fn sigint_ctrl_alt_del_reboots_cleanly() {
-    let mut cfg = VmConfig::new("sigint");
-    cfg.append = "keel.run=/usr/lib/keel/test-helper,signal,INT".into();
-    let mut vm = boot(cfg);
+    let mut vm = boot_helper("sigint", "signal,INT");
     vm.wait_for("keel: SIGINT: orderly reboot", EXIT);
     vm.wait_for("keel: shutdown: reboot now", EXIT);
     vm.wait_for("reboot: Restarting system", EXIT);
     vm.wait_exit(EXIT);
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
@@ -233,8 +235,7 @@ fn keelctl_poweroff_powers_off() {
     vm.wait_for("keel: shutdown: poweroff now", EXIT);
     vm.wait_for("reboot: Power down", EXIT);
     assert!(vm.wait_exit(EXIT).success());
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
@@ -248,8 +249,7 @@ fn keelctl_reboot_reboots() {
     vm.wait_for("keel: shutdown: reboot now", EXIT);
     vm.wait_for("reboot: Restarting system", EXIT);
     vm.wait_exit(EXIT);
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
@@ -262,8 +262,7 @@ fn the_user_image_boots_and_answers_in_64_mib() {
     assert_eq!(s.state, NodeState::Ready);
     assert!(s.memory.total_kb < 64 * 1024, "{:?}", s.memory);
     assert_timeline(&s);
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
@@ -273,26 +272,20 @@ fn the_q35_profile_boots_and_answers() {
     cfg.variant = Variant::Keel;
     let vm = boot(cfg);
     assert_timeline(&vm.status());
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
 fn pivot_root_works_after_leaving_the_initramfs() {
-    let mut cfg = VmConfig::new("pivot-root");
-    cfg.append = "keel.run=/usr/lib/keel/test-helper,pivot-root".into();
-    let mut vm = boot(cfg);
+    let mut vm = boot_helper("pivot-root", "pivot-root");
     vm.wait_for("test-helper: pivot_root ok, / holds \"inside\"", EXIT);
     assert_eq!(vm.status().state, NodeState::Ready);
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
 
 #[test]
 fn shutdown_kills_what_ignores_sigterm() {
-    let mut cfg = VmConfig::new("ignore-term");
-    cfg.append = "keel.run=/usr/lib/keel/test-helper,ignore-term".into();
-    let mut vm = boot(cfg);
+    let mut vm = boot_helper("ignore-term", "ignore-term");
     vm.wait_for("test-helper: ignoring SIGTERM", EXIT);
     let (ok, _, err) = vm.keelctl(&["poweroff"]);
     assert!(ok, "{err}");
@@ -303,6 +296,5 @@ fn shutdown_kills_what_ignores_sigterm() {
     vm.wait_for("keel: shutdown: poweroff now", EXIT);
     vm.wait_for("reboot: Power down", EXIT);
     assert!(vm.wait_exit(EXIT).success());
-    vm.assert_kernel_alive();
-    vm.assert_no_fatal();
+    assert_clean(&vm);
 }
