@@ -30,12 +30,14 @@ binaries:
 	$(CARGO) build --release --locked -p keel -p keelctl -p keel-image -p keel-testhelpers
 
 IMAGE := $(REL)/keel-image initramfs --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel \
-	--var HELPER_BIN=$(REL)/test-helper --var FLOOR_BIN=$(REL)/floor-init
+	--var HELPER_BIN=$(REL)/test-helper --var FLOOR_BIN=$(REL)/floor-init \
+	--var WORK_FLOOR_BIN=$(REL)/work-floor
 
 images: kernel binaries
 	$(IMAGE) --spec initramfs/keel.list --out $(BUILD)/initramfs.cpio.zst
 	$(IMAGE) --spec initramfs/keel.list --spec initramfs/test.list --out $(BUILD)/initramfs-test.cpio.zst
 	$(IMAGE) --spec initramfs/floor.list --out $(BUILD)/initramfs-floor.cpio.zst
+	$(IMAGE) --spec initramfs/work-floor.list --out $(BUILD)/initramfs-workfloor.cpio.zst
 
 run: images
 	@echo "keel: booting; API forwarded to http://127.0.0.1:$${KEEL_API_PORT:-9420}; Ctrl-A X quits"

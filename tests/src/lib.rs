@@ -59,6 +59,8 @@ pub enum Variant {
     Test,
     /// The trivial init of the boot benchmark.
     Floor,
+    /// keel's boot work done by a minimal program (the benchmark's work floor).
+    WorkFloor,
 }
 
 impl Variant {
@@ -67,6 +69,7 @@ impl Variant {
             Variant::Keel => "initramfs.cpio.zst",
             Variant::Test => "initramfs-test.cpio.zst",
             Variant::Floor => "initramfs-floor.cpio.zst",
+            Variant::WorkFloor => "initramfs-workfloor.cpio.zst",
         }
     }
 }

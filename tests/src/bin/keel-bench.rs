@@ -2,7 +2,11 @@
 //!
 //! Boots the user image N times (KEEL_BENCH_RUNS, default 10) under the
 //! microvm profile, interleaved with N boots of the same kernel with a trivial
-//! static init that powers off at once (the floor). Prints a table of median,
+//! static init that powers off at once (the floor), and N boots of a minimal
+//! static program that does keel's boot work (mounts, root switch, cgroup
+//! controllers, links, listening sockets) and nothing else (the work floor:
+//! what "PID 1 start -> ready" cannot go below under this emulator, since
+//! every kernel path runs cold). Prints a table of median,
 //! min and max, the ratio to the floor and the targets, and writes
 //! target/bench/boot.json. Timing never fails the run: this is a benchmark.
 
@@ -44,6 +48,22 @@ fn size(path: &std::path::Path) -> u64 {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The work floor's own figure: "work-floor: started at S ms, done in D ms".
+fn work_floor_ms(console: &str) -> f64 {
+    console
+        .lines()
+        .find_map(|l| {
+            l.split_once("work-floor: started at ")?
+                .1
+                .split_once("done in ")?
+                .1
+                .trim_end()
+                .strip_suffix(" ms")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 fn main() {
     let runs: usize = std::env::var("KEEL_BENCH_RUNS")
         .ok()
@@ -53,6 +73,7 @@ fn main() {
     let mut pid1_to_ready = Series::default();
     let mut qemu_to_ready = Series::default();
     let mut floor = Series::default();
+    let mut work_floor = Series::default();
     let mut rss = Series::default();
     let mut used = Series::default();
 
@@ -79,11 +100,23 @@ fn main() {
         let t = vm.wait_for("floor: init reached", Duration::from_secs(60));
         floor.0.push(t.as_secs_f64() * 1e3);
         vm.wait_exit(Duration::from_secs(30));
+        drop(vm);
+
+        let mut cfg = VmConfig::new(&format!("bench-work-floor-{i}"));
+        cfg.variant = Variant::WorkFloor;
+        let mut vm = Vm::start(cfg);
+        // It powers off once it has printed: read the console after the exit,
+        // so the line is whole.
+        vm.wait_for("work-floor: started at", Duration::from_secs(60));
+        vm.wait_exit(Duration::from_secs(30));
+        work_floor.0.push(work_floor_ms(&vm.console()));
         eprintln!(
-            "run {}/{runs}: keel ready at {:.0} ms, floor at {:.0} ms",
+            "run {}/{runs}: keel ready at {:.0} ms ({:.1} ms after PID 1 start), floor at {:.0} ms, work floor {:.1} ms",
             i + 1,
             qemu_to_ready.0[i],
-            floor.0[i]
+            pid1_to_ready.0[i],
+            floor.0[i],
+            work_floor.0[i]
         );
     }
 
@@ -92,6 +125,7 @@ fn main() {
     let initrd = size(&build.join("initramfs.cpio.zst"));
     let keel = size(&release_bin("keel"));
     let ratio = qemu_to_ready.median() / floor.median();
+    let work_ratio = pid1_to_ready.median() / work_floor.median();
 
     println!();
     println!("keel boot benchmark: {runs} boots each, qemu microvm, TCG, 256M");
@@ -110,6 +144,16 @@ fn main() {
     );
     print("guest uptime at PID 1 start (ms)", stats(&pid1_start), "");
     print("PID 1 start -> ready (ms)", stats(&pid1_to_ready), "<= 20");
+    print(
+        "work floor: same work, no keel (ms)",
+        stats(&work_floor),
+        "reference, same run",
+    );
+    print(
+        "ratio PID 1->ready / work floor",
+        one(format!("{work_ratio:.3}")),
+        "keel's own overhead",
+    );
     print(
         "qemu start -> ready (ms)",
         stats(&qemu_to_ready),
@@ -144,6 +188,8 @@ fn main() {
         "qemu_to_ready_ms": qemu_to_ready.json(),
         "floor_qemu_ms": floor.json(),
         "ready_to_floor_ratio": ratio,
+        "work_floor_ms": work_floor.json(),
+        "pid1_to_ready_to_work_floor_ratio": work_ratio,
         "bzimage_bytes": bz,
         "initramfs_bytes": initrd,
         "keel_bytes": keel,

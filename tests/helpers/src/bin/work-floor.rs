@@ -1,0 +1,217 @@
+//! The boot benchmark's second floor: the kernel work keel's boot asks for,
+//! done by the smallest program that can do it. No runtime, no logging, no
+//! phase table: the same mounts, root switch, cgroup controllers, hostname,
+//! links, address, route and listening sockets as keel, one syscall after the
+//! other, in keel's order. It prints how long that took since it started, and
+//! one line per step, then powers off.
+//!
+//! Under TCG every kernel path runs cold the first time (qemu translates it
+//! before it runs), so this is what keel's "PID 1 start → ready" cannot go
+//! below while it does the same work. The benchmark prints keel's figure next
+//! to this one.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use keel_sys::power::{machine, PowerAction};
+use nix::mount::{mount, MsFlags};
+use nix::sys::socket::{
+    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, UnixAddr,
+};
+use nix::unistd::{chdir, chroot, mkdir, sethostname};
+
+fn now() -> Duration {
+    keel_sys::proc::uptime().unwrap_or_default()
+}
+
+struct Steps {
+    start: Duration,
+    last: Duration,
+    lines: Vec<String>,
+}
+
+impl Steps {
+    fn step(&mut self, name: &str, r: Result<(), String>) {
+        let t = now();
+        let took = (t - self.last).as_secs_f64() * 1e3;
+        self.last = t;
+        match r {
+            Ok(()) => self
+                .lines
+                .push(format!("work-floor: {name:<18} {took:7.3} ms")),
+            Err(e) => self
+                .lines
+                .push(format!("work-floor: {name:<18} failed: {e}")),
+        }
+    }
+}
+
+fn e<T>(what: &str, r: nix::Result<T>) -> Result<(), String> {
+    r.map(|_| ()).map_err(|err| format!("{what}: {err}"))
+}
+
+fn mounts(root: &str) -> Result<(), String> {
+    let nsd = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let table: [(&str, &str, &str, MsFlags, Option<&str>); 8] = [
+        ("proc", "/proc", "proc", nsd | MsFlags::MS_NOEXEC, None),
+        ("sysfs", "/sys", "sysfs", nsd | MsFlags::MS_NOEXEC, None),
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MsFlags::MS_NOSUID,
+            Some("mode=0755"),
+        ),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=0620,ptmxmode=0666"),
+        ),
+        ("shm", "/dev/shm", "tmpfs", nsd, Some("mode=1777")),
+        ("run", "/run", "tmpfs", nsd, Some("mode=0755")),
+        ("tmp", "/tmp", "tmpfs", nsd, Some("mode=1777")),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            "cgroup2",
+            nsd | MsFlags::MS_NOEXEC,
+            Some("nsdelegate"),
+        ),
+    ];
+    for (src, target, fstype, flags, data) in table {
+        let target = format!("{root}{target}");
+        let _ = mkdir(
+            target.as_str(),
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        );
+        e(
+            &target,
+            mount(Some(src), target.as_str(), Some(fstype), flags, data),
+        )?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let start = now();
+    let mut s = Steps {
+        start,
+        last: start,
+        lines: Vec::new(),
+    };
+    let none: Option<&str> = None;
+
+    s.step("mounts", mounts(""));
+    s.step(
+        "cmdline",
+        std::fs::read_to_string("/proc/cmdline")
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    );
+    let root = (|| {
+        let _ = mkdir("/newroot", nix::sys::stat::Mode::from_bits_truncate(0o755));
+        e(
+            "tmpfs",
+            mount(
+                Some("root"),
+                "/newroot",
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some("mode=0755"),
+            ),
+        )?;
+        for m in ["/proc", "/sys", "/dev", "/run", "/tmp"] {
+            let to = format!("/newroot{m}");
+            e(
+                &to,
+                mkdir(to.as_str(), nix::sys::stat::Mode::from_bits_truncate(0o755)),
+            )?;
+            e(m, mount(Some(m), to.as_str(), none, MsFlags::MS_MOVE, none))?;
+        }
+        e("chdir", chdir("/newroot"))?;
+        e(
+            "move root",
+            mount(Some("."), "/", none, MsFlags::MS_MOVE, none),
+        )?;
+        e("chroot", chroot("."))?;
+        e("chdir /", chdir("/"))
+    })();
+    s.step("switch root", root);
+    s.step(
+        "cgroup controllers",
+        std::fs::write(
+            "/sys/fs/cgroup/cgroup.subtree_control",
+            "+cpuset +cpu +io +memory +pids",
+        )
+        .map_err(|e| e.to_string()),
+    );
+    s.step("hostname", e("sethostname", sethostname("keel")));
+    s.step(
+        "lo up",
+        keel_sys::net::link_up("lo").map_err(|e| e.to_string()),
+    );
+    let net = (|| {
+        keel_sys::net::link_up("eth0").map_err(|e| e.to_string())?;
+        keel_sys::net::set_ipv4("eth0", Ipv4Addr::new(10, 0, 2, 15), 24)
+            .map_err(|e| e.to_string())?;
+        keel_sys::net::add_default_route("eth0", Ipv4Addr::new(10, 0, 2, 2))
+            .map_err(|e| e.to_string())
+    })();
+    s.step("eth0", net);
+    let listeners = (|| {
+        let tcp = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("tcp socket: {e}"))?;
+        e(
+            "tcp bind",
+            bind(
+                std::os::fd::AsRawFd::as_raw_fd(&tcp),
+                &SockaddrIn::new(0, 0, 0, 0, 9420),
+            ),
+        )?;
+        e(
+            "tcp listen",
+            listen(&tcp, Backlog::new(128).unwrap_or(Backlog::MAXCONN)),
+        )?;
+        let _ = mkdir("/run/keel", nix::sys::stat::Mode::from_bits_truncate(0o755));
+        let unix = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("unix socket: {e}"))?;
+        let addr = UnixAddr::new("/run/keel/api.sock").map_err(|e| e.to_string())?;
+        e(
+            "unix bind",
+            bind(std::os::fd::AsRawFd::as_raw_fd(&unix), &addr),
+        )?;
+        e(
+            "unix listen",
+            listen(&unix, Backlog::new(128).unwrap_or(Backlog::MAXCONN)),
+        )?;
+        std::mem::forget((tcp, unix));
+        Ok(())
+    })();
+    s.step("listen", listeners);
+
+    let total = (s.last - s.start).as_secs_f64() * 1e3;
+    for l in &s.lines {
+        println!("{l}");
+    }
+    println!(
+        "work-floor: started at {:.3} ms, done in {total:.3} ms",
+        s.start.as_secs_f64() * 1e3
+    );
+    let err = machine(PowerAction::PowerOff);
+    println!("work-floor: {err}");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
