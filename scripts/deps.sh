@@ -8,6 +8,13 @@ pkgs=(
   linux-source-6.1  # the kernel source keel's kernel is built from
   bc bison flex libelf-dev libssl-dev  # kernel build
   cpio zstd         # checking initramfs archives in tests
+  erofs-utils       # mkfs.erofs: the root image
+  e2fsprogs         # mkfs.ext4 -d: the STATE partition
+  dosfstools mtools # the EFI system partition (mkfs.vfat, mcopy)
+  qemu-utils        # qemu-img: qcow2 disk images, resize in tests
+  ovmf ipxe-qemu    # UEFI firmware and the iPXE ROM for the boot tests
+  cryptsetup-bin    # veritysetup: the oracle for keel's hash tree
+  gdisk             # sgdisk --verify: the oracle for keel's GPT
 )
 missing=()
 for p in "${pkgs[@]}"; do
