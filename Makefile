@@ -11,14 +11,16 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps kernel binaries images run check test vmtest bench clean
+.PHONY: help deps kernel binaries keys images disk netboot run check test vmtest bench clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
 	@echo "make test    make check + the VM tests"
 	@echo "make check   cargo fmt --check, clippy -D warnings, unit tests"
-	@echo "make bench   boot benchmark: table + target/bench/boot.json"
-	@echo "make images  kernel + initramfs variants under build/"
+	@echo "make bench   boot benchmarks: tables + target/bench/{boot,image}.json"
+	@echo "make images  kernel, root images, slots, initramfs variants under build/"
+	@echo "make disk    the UEFI disk image build/disk.{img,qcow2}"
+	@echo "make keys    a development signing key pair under keys/ (kept if present)"
 
 deps:
 	scripts/deps.sh
@@ -29,15 +31,59 @@ kernel: deps
 binaries:
 	$(CARGO) build --release --locked -p keel -p keelctl -p keel-image -p keel-testhelpers
 
-IMAGE := $(REL)/keel-image initramfs --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel \
-	--var HELPER_BIN=$(REL)/test-helper --var FLOOR_BIN=$(REL)/floor-init \
-	--var WORK_FLOOR_BIN=$(REL)/work-floor
+# Development signing keys: created once, never overwritten. Slots signed with
+# another key are refused by an initramfs that carries this one.
+KEYS    := keys
+KEY     := $(KEYS)/keel-dev.key
+PUBKEY  := $(KEYS)/keel-dev.pub
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+KIMG    := $(REL)/keel-image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-images: kernel binaries
-	$(IMAGE) --spec initramfs/keel.list --out $(BUILD)/initramfs.cpio.zst
-	$(IMAGE) --spec initramfs/keel.list --spec initramfs/test.list --out $(BUILD)/initramfs-test.cpio.zst
+keys: binaries
+	$(KIMG) keygen --dir $(KEYS)
+
+VARS := --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel --var HELPER_BIN=$(REL)/test-helper \
+	--var FLOOR_BIN=$(REL)/floor-init --var WORK_FLOOR_BIN=$(REL)/work-floor \
+	--var PUBKEY=$(PUBKEY) --var BUILD_ID_FILE=$(BUILD)/build-id --var CA_BUNDLE=$(CA_BUNDLE)
+IMAGE := $(KIMG) initramfs $(VARS)
+SLOT  = $(KIMG) slot --key $(KEY) --version $(VERSION) --build-id $$(cat $(BUILD)/build-id)
+
+images: kernel binaries keys
+	$(KIMG) build-id --file $(BUILD)/kernel/bzImage --file $(REL)/keel --file $(PUBKEY) > $(BUILD)/build-id
+	$(KIMG) rootfs $(VARS) --spec initramfs/root.list --out $(BUILD)/root.erofs
+	$(KIMG) rootfs $(VARS) --spec initramfs/root.list --spec initramfs/root-test.list --out $(BUILD)/root-test.erofs
+	$(SLOT) --root $(BUILD)/root.erofs --out $(BUILD)/root.slot
+	$(SLOT) --root $(BUILD)/root-test.erofs --out $(BUILD)/root-test.slot
+	$(IMAGE) --spec initramfs/keel.list --spec initramfs/diskless.list --var ROOT_SLOT=$(BUILD)/root.slot \
+		--out $(BUILD)/initramfs.cpio.zst
+	$(IMAGE) --spec initramfs/keel.list --spec initramfs/diskless.list --var ROOT_SLOT=$(BUILD)/root-test.slot \
+		--out $(BUILD)/initramfs-test.cpio.zst
+	$(IMAGE) --spec initramfs/keel.list --out $(BUILD)/initramfs-disk.cpio.zst
 	$(IMAGE) --spec initramfs/floor.list --out $(BUILD)/initramfs-floor.cpio.zst
 	$(IMAGE) --spec initramfs/work-floor.list --out $(BUILD)/initramfs-workfloor.cpio.zst
+
+# The UEFI cloud disk: the kernel with the disk initramfs and command line
+# built in on the ESP, the same OS in slots A and B, and STATE. The built-in
+# command line configures qemu's user network until DHCP lands.
+EFI_CMDLINE := console=ttyS0 panic=-1 quiet keel.ip=10.0.2.15/24,10.0.2.2
+disk: images
+	$(IMAGE) --spec initramfs/keel.list --raw --out $(BUILD)/initramfs-disk.cpio
+	kernel-config/build.sh $(BUILD)/kernel --efi $(BUILD)/initramfs-disk.cpio "$(EFI_CMDLINE)"
+	$(SLOT) --root $(BUILD)/root.erofs --kernel $(BUILD)/kernel/bzImage \
+		--initramfs $(BUILD)/initramfs-disk.cpio.zst --size-mib 20 --out $(BUILD)/slot.img
+	mkdir -p $(BUILD)/state
+	$(KIMG) disk --efi-kernel $(BUILD)/kernel/bzImage-efi --slot-a $(BUILD)/slot.img --slot-b $(BUILD)/slot.img \
+		--state-dir $(BUILD)/state --build-id $$(cat $(BUILD)/build-id) \
+		--out $(BUILD)/disk.img --qcow2 $(BUILD)/disk.qcow2
+
+# iPXE: a script next to the kernel and the diskless initramfs. Its command
+# line configures qemu's user network until DHCP lands.
+NETBOOT_CMDLINE := console=ttyS0 panic=-1 quiet keel.ip=10.0.2.15/24,10.0.2.2
+netboot: images
+	mkdir -p $(BUILD)/netboot
+	cp $(BUILD)/kernel/bzImage $(BUILD)/initramfs.cpio.zst $(BUILD)/netboot/
+	$(KIMG) ipxe --cmdline "$(NETBOOT_CMDLINE)" --build-id $$(cat $(BUILD)/build-id) --out $(BUILD)/netboot/boot.ipxe
 
 run: images
 	@echo "keel: booting; API forwarded to http://127.0.0.1:$${KEEL_API_PORT:-9420}; Ctrl-A X quits"
@@ -48,12 +94,12 @@ check:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --locked --exclude keel-vmtests
 
-vmtest: images
+vmtest: images disk netboot
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) test --locked -p keel-vmtests -- --test-threads=2
 
 test: check vmtest
 
-bench: images
+bench: images disk netboot
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
 
 clean:

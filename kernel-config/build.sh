@@ -5,10 +5,21 @@
 # builds and CI runs on the same machine reuse it (a build takes ~4 min on 2 cores).
 #
 # usage: kernel-config/build.sh OUT_DIR      -> OUT_DIR/bzImage, OUT_DIR/config
+#        kernel-config/build.sh OUT_DIR --efi INITRAMFS.cpio CMDLINE
+#                                            -> OUT_DIR/bzImage-efi
+# The --efi variant is the same kernel with the (uncompressed) initramfs and
+# the command line built in, for the ESP of the UEFI disk image: firmware
+# passes neither. It is built in a build tree kept in the cache, so a new
+# initramfs only relinks (the first build takes as long as a full one).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: build.sh OUT_DIR}
+out=${1:?usage: build.sh OUT_DIR [--efi INITRAMFS.cpio CMDLINE]}
+efi_cpio=""
+if [ "${2:-}" = --efi ]; then
+  efi_cpio=$(realpath "${3:?--efi needs INITRAMFS.cpio}")
+  efi_cmdline=${4:?--efi needs CMDLINE}
+fi
 # Root (CI, make run as root) caches machine-wide; other users in their home.
 if [ "$(id -u)" = 0 ]; then default_cache=/var/cache/keel; else default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/keel; fi
 cache_root=${KEEL_CACHE_DIR:-$default_cache}
@@ -33,20 +44,18 @@ mkdir -p "$dir" "$out"
 exec 9>"$dir/.lock"
 flock 9
 
-if [ ! -f "$dir/bzImage" ]; then
-  echo "kernel: building linux $src_version with keel's config (cache key $key)" >&2
-  work="$dir/src"
+# Extract the source into $1 and configure it: tinyconfig + the fragments.
+# Every option a fragment asks for must survive olddefconfig: a silently
+# dropped option (unmet dependency) is a build error, not a surprise at runtime.
+configure() {
+  local work=$1
   rm -rf "$work"
   mkdir -p "$work"
   tar -xf "$tarball" -C "$work" --strip-components=1
-  # Reproducible build identity.
-  export KBUILD_BUILD_TIMESTAMP="1970-01-01" KBUILD_BUILD_USER=keel KBUILD_BUILD_HOST=keel
   make -C "$work" -s tinyconfig
   "$work/scripts/kconfig/merge_config.sh" -m -O "$work" "$work/.config" "${fragments[@]}" >/dev/null
   make -C "$work" -s olddefconfig
-  # Every option a fragment asks for must have survived olddefconfig: a silently
-  # dropped option (unmet dependency) is a build error, not a surprise at runtime.
-  missing=0
+  local missing=0 line opt
   while IFS= read -r line; do
     case "$line" in
       CONFIG_*=n) opt=${line%%=*}; if grep -q "^$opt=" "$work/.config"; then echo "kernel: $opt should be off" >&2; missing=1; fi ;;
@@ -54,6 +63,42 @@ if [ ! -f "$dir/bzImage" ]; then
     esac
   done < <(cat "${fragments[@]}")
   [ "$missing" = 0 ] || exit 1
+}
+
+# Reproducible build identity.
+export KBUILD_BUILD_TIMESTAMP="1970-01-01" KBUILD_BUILD_USER=keel KBUILD_BUILD_HOST=keel
+
+if [ -n "$efi_cpio" ]; then
+  efi_key=$( { sha256sum < "$efi_cpio"; echo "$efi_cmdline"; } | sha256sum | cut -c1-16)
+  if [ ! -f "$dir/efi-$efi_key.bzImage" ]; then
+    work="$dir/efi-src"
+    if [ ! -f "$work/.keel-configured" ]; then
+      echo "kernel: preparing the EFI build tree (cache key $key): a full build the first time" >&2
+      configure "$work"
+      touch "$work/.keel-configured"
+    fi
+    cp "$efi_cpio" "$work/keel-initramfs.cpio"
+    "$work/scripts/config" --file "$work/.config" \
+      --set-str INITRAMFS_SOURCE "$work/keel-initramfs.cpio" \
+      --enable INITRAMFS_COMPRESSION_ZSTD \
+      --enable CMDLINE_BOOL --set-str CMDLINE "$efi_cmdline" --disable CMDLINE_OVERRIDE
+    make -C "$work" -s olddefconfig
+    grep -q '^CONFIG_INITRAMFS_COMPRESSION_ZSTD=y' "$work/.config" || { echo "kernel: built-in initramfs is not zstd-compressed" >&2; exit 1; }
+    echo "kernel: building the EFI kernel with initramfs $(basename "$efi_cpio") built in" >&2
+    make -C "$work" -s -j"$(nproc)" bzImage
+    rm -f "$dir"/efi-*.bzImage
+    cp "$work/arch/x86/boot/bzImage" "$dir/efi-$efi_key.bzImage.tmp"
+    mv "$dir/efi-$efi_key.bzImage.tmp" "$dir/efi-$efi_key.bzImage"
+  fi
+  cp "$dir/efi-$efi_key.bzImage" "$out/bzImage-efi"
+  echo "kernel: $out/bzImage-efi ($(stat -c %s "$out/bzImage-efi") bytes)" >&2
+  exit 0
+fi
+
+if [ ! -f "$dir/bzImage" ]; then
+  echo "kernel: building linux $src_version with keel's config (cache key $key)" >&2
+  work="$dir/src"
+  configure "$work"
   make -C "$work" -s -j"$(nproc)" bzImage
   cp "$work/arch/x86/boot/bzImage" "$dir/bzImage.tmp"
   cp "$work/.config" "$dir/config"

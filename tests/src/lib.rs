@@ -61,6 +61,9 @@ pub enum Variant {
     Floor,
     /// keel's boot work done by a minimal program (the benchmark's work floor).
     WorkFloor,
+    /// keel without a slot inside: boots the slots of a disk (the initramfs
+    /// that the ESP kernel and the slots carry).
+    Disk,
 }
 
 impl Variant {
@@ -70,6 +73,7 @@ impl Variant {
             Variant::Test => "initramfs-test.cpio.zst",
             Variant::Floor => "initramfs-floor.cpio.zst",
             Variant::WorkFloor => "initramfs-workfloor.cpio.zst",
+            Variant::Disk => "initramfs-disk.cpio.zst",
         }
     }
 }
@@ -84,6 +88,13 @@ pub struct VmConfig {
     pub mem: String,
     /// Exit qemu when the guest reboots (so tests can see it).
     pub no_reboot: bool,
+    /// A disk image on virtio-blk (raw or qcow2 by extension); the `uefi`
+    /// profile boots it.
+    pub disk: Option<PathBuf>,
+    /// A second disk.
+    pub disk2: Option<PathBuf>,
+    /// An initramfs file to boot instead of the variant's.
+    pub initrd: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -95,6 +106,9 @@ impl VmConfig {
             append: String::new(),
             mem: "256M".to_string(),
             no_reboot: true,
+            disk: None,
+            disk2: None,
+            initrd: None,
         }
     }
 }
@@ -114,6 +128,46 @@ pub struct Vm {
     pub started: Instant,
     log_path: PathBuf,
     exit: Option<ExitStatus>,
+}
+
+/// A scratch directory for one test, under target/ (removed when dropped).
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let p = root()
+            .join("target/vm-scratch")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create scratch directory");
+        Scratch(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run keel-image (built by `make images`) with `args`; panics with its
+/// output when it fails.
+pub fn keel_image(args: &[&str]) {
+    let out = Command::new(release_bin("keel-image"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run keel-image");
+    assert!(
+        out.status.success(),
+        "keel-image {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A free TCP port on the loopback (bound, read, released).
@@ -153,13 +207,18 @@ impl Vm {
     pub fn start(cfg: VmConfig) -> Vm {
         let build = build_dir();
         let kernel = build.join("kernel/bzImage");
-        let initrd = build.join(cfg.variant.file());
-        for f in [&kernel, &initrd] {
-            assert!(
-                f.exists(),
-                "{} is missing: run `make images` first (make test does)",
-                f.display()
-            );
+        let initrd = cfg
+            .initrd
+            .clone()
+            .unwrap_or_else(|| build.join(cfg.variant.file()));
+        if matches!(cfg.profile, "microvm" | "q35") {
+            for f in [&kernel, &initrd] {
+                assert!(
+                    f.exists(),
+                    "{} is missing: run `make images` first (make test does)",
+                    f.display()
+                );
+            }
         }
         let api_port = free_port();
         let mut cmd = Command::new(root().join("qemu/launch"));
@@ -171,9 +230,18 @@ impl Vm {
             .env("KEEL_API_PORT", api_port.to_string())
             .env("KEEL_NO_REBOOT", if cfg.no_reboot { "1" } else { "0" })
             .env_remove("KEEL_INTERACTIVE")
+            .env_remove("KEEL_DISK")
+            .env_remove("KEEL_DISK2")
+            .env("KEEL_NETBOOT", build.join("netboot"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(d) = &cfg.disk {
+            cmd.env("KEEL_DISK", d);
+        }
+        if let Some(d) = &cfg.disk2 {
+            cmd.env("KEEL_DISK2", d);
+        }
         let started = Instant::now();
         let mut child = cmd.spawn().expect("start qemu/launch");
         let console = Arc::new((Mutex::new(Console::default()), Condvar::new()));

@@ -16,4 +16,7 @@ pub mod types;
 
 pub use client::{Client, ClientError, Endpoint};
 pub use server::{serve, Node};
-pub use types::{Accepted, ErrorBody, Memory, NodeState, Processes, Status};
+pub use types::{
+    Accepted, ContentCheck, ErrorBody, Memory, NodeState, Processes, RefusedSlot, RootStatus,
+    SlotInfo, StateMount, Status,
+};

@@ -44,6 +44,68 @@ pub struct Status {
     pub boot: Timeline,
     pub memory: Memory,
     pub processes: Processes,
+    /// The OS slot the node runs from and how it was verified.
+    #[serde(default)]
+    pub root: RootStatus,
+}
+
+/// Where the root came from and how far it is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RootStatus {
+    /// `disk` (a GPT slot), `diskless` (the slot the initramfs carries) or
+    /// `rescue` (no slot could be trusted: a tmpfs copy of the initramfs).
+    pub mode: String,
+    /// The slot booted: `A`, `B` or `diskless`.
+    pub slot: Option<String>,
+    pub version: Option<String>,
+    pub channel: Option<String>,
+    pub build_id: Option<String>,
+    /// Id of the key that signed the manifest.
+    pub key_id: Option<String>,
+    /// dm-verity: `verified` (every block read so far matched),
+    /// `corrupted` (a block did not: reads of it fail), or `none`.
+    pub verity: String,
+    pub root_hash: Option<String>,
+    /// The full-content BLAKE3 check, when it ran this boot.
+    pub content_check: Option<ContentCheck>,
+    /// Slots refused this boot, and why.
+    pub refused: Vec<RefusedSlot>,
+    /// The A/B state of every slot on the disk (after this boot's writes).
+    pub slots: Vec<SlotInfo>,
+    /// Whether the booted slot has been marked successful.
+    pub successful: bool,
+    /// What is mounted on /var/lib/keel.
+    pub state: Option<StateMount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentCheck {
+    pub bytes: u64,
+    pub micros: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedSlot {
+    pub slot: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    pub name: String,
+    pub priority: u8,
+    pub tries: u8,
+    pub successful: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateMount {
+    /// The partition or `tmpfs`.
+    pub source: String,
+    pub fstype: String,
+    pub size_bytes: u64,
+    /// Set when this boot grew the partition and filesystem to fill the disk.
+    pub grown_from_bytes: Option<u64>,
 }
 
 /// The answer to an accepted request for an action.

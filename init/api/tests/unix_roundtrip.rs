@@ -32,6 +32,7 @@ impl Node for FakeNode {
                 zombies: 0,
                 reaped: 0,
             },
+            root: Default::default(),
         }
     }
     fn request_power(&self, _poweroff: bool) -> Result<(), String> {

@@ -11,6 +11,10 @@
 //! | `keel.api.port=N` | TCP port of the management API (default 9420) |
 //! | `keel.run=PATH[,ARG...]` | run one program once the node is ready (debugging, tests) |
 //! | `keel.debug.panic=early\|ready` | panic on purpose at that point (tests the guard) |
+//! | `keel.slot=A\|B` | boot this slot (set by keel itself when it kexecs into a slot's kernel) |
+//! | `keel.verify=full` | check the BLAKE3 digest of the whole slot even when it is known good |
+//! | `keel.healthy_after=SECONDS` | mark the booted slot successful after this long up (default 30) |
+//! | `keel.state=DEVICE` | diskless: mount this ext4 device on /var/lib/keel instead of a tmpfs |
 
 use std::net::Ipv4Addr;
 
@@ -45,7 +49,14 @@ pub struct Cmdline {
     pub api_port: u16,
     pub run: Option<Vec<String>>,
     pub debug_panic: Option<PanicPoint>,
+    pub slot: Option<String>,
+    pub verify_full: bool,
+    pub healthy_after_s: u64,
+    pub state_device: Option<String>,
 }
+
+/// Default for `keel.healthy_after`.
+pub const DEFAULT_HEALTHY_AFTER_S: u64 = 30;
 
 impl Default for Cmdline {
     fn default() -> Self {
@@ -55,6 +66,10 @@ impl Default for Cmdline {
             api_port: DEFAULT_API_PORT,
             run: None,
             debug_panic: None,
+            slot: None,
+            verify_full: false,
+            healthy_after_s: DEFAULT_HEALTHY_AFTER_S,
+            state_device: None,
         }
     }
 }
@@ -152,6 +167,26 @@ impl Cmdline {
                     "ready" => c.debug_panic = Some(PanicPoint::Ready),
                     _ => errs.push(bad("expected early or ready")),
                 },
+                "keel.slot" => match v.as_str() {
+                    "A" | "B" => c.slot = Some(v.clone()),
+                    _ => errs.push(bad("expected A or B")),
+                },
+                "keel.verify" => match v.as_str() {
+                    "full" => c.verify_full = true,
+                    "lazy" => c.verify_full = false,
+                    _ => errs.push(bad("expected full or lazy")),
+                },
+                "keel.healthy_after" => match v.parse::<u64>() {
+                    Ok(s) if s <= 86_400 => c.healthy_after_s = s,
+                    _ => errs.push(bad("expected seconds, 0-86400")),
+                },
+                "keel.state" => {
+                    if v.starts_with("/dev/") && !v.contains("..") {
+                        c.state_device = Some(v.clone());
+                    } else {
+                        errs.push(bad("expected a device path under /dev"));
+                    }
+                }
                 _ => errs.push(CmdlineError::Unknown(name.clone())),
             }
         }
@@ -230,6 +265,22 @@ mod tests {
         assert!(msgs[2].contains("keel.api.port"));
         assert!(msgs[3].contains("keel.run"));
         assert!(msgs[4].contains("keel.bogus"));
+    }
+
+    #[test]
+    fn slot_parameters() {
+        let (c, errs) =
+            Cmdline::parse("keel.slot=B keel.verify=full keel.healthy_after=2 keel.state=/dev/vdb");
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(c.slot.as_deref(), Some("B"));
+        assert!(c.verify_full);
+        assert_eq!(c.healthy_after_s, 2);
+        assert_eq!(c.state_device.as_deref(), Some("/dev/vdb"));
+        let (c, errs) = Cmdline::parse(
+            "keel.slot=C keel.verify=maybe keel.healthy_after=-1 keel.state=/etc/../dev/x",
+        );
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert_eq!(c, Cmdline::default());
     }
 
     #[test]

@@ -7,8 +7,12 @@
 //! 3. The early mount table (`mounts`) is an array of structs mounted under a
 //!    root given as a parameter, so tests run against a temp dir.
 //! 4. The kernel command line (`cmdline`) is parsed from its raw text.
-//! 5. Diskless boots leave the initramfs rootfs (`switch_root`) for a tmpfs so
-//!    that `pivot_root` works for containers later.
+//! 5. The verified root (`root`): find the OS slots (a GPT disk's KEEL-A and
+//!    KEEL-B, or the slot file a diskless initramfs carries), check the
+//!    signed manifest, map the root image through dm-verity and mount it.
+//! 6. Leave the initramfs rootfs (`switch_root`) for the verified root (or,
+//!    when no slot can be trusted, a tmpfs copy: rescue mode), so that
+//!    `pivot_root` works for containers later.
 
 pub mod cgroup;
 pub mod cmdline;
@@ -17,6 +21,8 @@ pub mod log;
 pub mod mounts;
 pub mod phases;
 pub mod procfs;
+pub mod root;
+pub mod statefs;
 pub mod switch_root;
 
 pub use cmdline::Cmdline;

@@ -32,6 +32,14 @@ pub enum TaskError {
     Service(#[from] services::ServiceError),
     #[error("no Ethernet link under /sys/class/net")]
     NoEthernet,
+    #[error(transparent)]
+    Root(#[from] keel_boot::root::RootError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What the boot tasks share.
@@ -40,6 +48,10 @@ pub struct Ctx {
     pub node: Arc<NodeShared>,
     pub signals: Option<SignalReader>,
     pub services: Option<Services>,
+    /// The root's boot-time decisions.
+    pub root: crate::root::RootCtx,
+    /// What the API will say about the root.
+    pub status: keel_api::RootStatus,
 }
 
 impl Ctx {
@@ -49,6 +61,11 @@ impl Ctx {
             node: Arc::new(NodeShared::new(Path::new("/proc"))),
             signals: Some(signals),
             services: None,
+            root: Default::default(),
+            status: keel_api::RootStatus {
+                verity: "none".into(),
+                ..Default::default()
+            },
         }
     }
 
@@ -96,7 +113,13 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
     },
     Phase {
         name: "root",
-        tasks: &[req("LeaveInitramfs", leave_initramfs)],
+        tasks: &[
+            opt("FindSlots", crate::root::find_slots),
+            opt("MountRoot", crate::root::mount_root),
+            req("LeaveInitramfs", crate::root::leave_initramfs),
+            opt("MountState", crate::root::mount_state),
+            opt("BuildEtc", crate::root::build_etc),
+        ],
     },
     Phase {
         name: "system",
@@ -149,11 +172,9 @@ fn route_ctrl_alt_del(_: &mut Ctx) -> Result<(), TaskError> {
     Ok(())
 }
 
-fn leave_initramfs(_: &mut Ctx) -> Result<(), TaskError> {
-    if !switch_root::is_initramfs_magic(keel_sys::fs::fs_magic(Path::new("/"))?) {
-        info!("root is not the initramfs: staying on it");
-        return Ok(());
-    }
+/// Rescue mode: no slot could be trusted. Leave the initramfs for a tmpfs
+/// copy of it, so the node still comes up and its API says why.
+pub fn leave_to_tmpfs() -> Result<(), TaskError> {
     // keel's own binary stays behind (see keel_boot::switch_root). The kernel
     // runs init with argv[0] set to its path; /proc/self/exe is the fallback
     // (readlink there is a cold kernel path worth ~1 ms under TCG).

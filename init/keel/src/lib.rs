@@ -10,6 +10,7 @@
 mod boot_table;
 mod net;
 mod node;
+mod root;
 mod services;
 mod shutdown;
 
@@ -63,6 +64,7 @@ pub fn run() -> ! {
     let ready = clock();
     timeline.ready_ms = Some(phases::ms(ready));
     let took = timeline.pid1_to_ready_ms().unwrap_or_default();
+    ctx.node.set_root(ctx.status.clone());
     ctx.node.set_ready(timeline);
     keel_boot::log::flush();
     info!(
@@ -72,6 +74,8 @@ pub fn run() -> ! {
     if ctx.cmdline.debug_panic == Some(PanicPoint::Ready) {
         panic!("keel.debug.panic=ready: panicking on purpose to exercise the guard");
     }
+    let healthy_after = Duration::from_secs(ctx.cmdline.healthy_after_s);
+    root::spawn_mark_successful(&mut ctx, healthy_after);
     services::run_keel_run(&ctx.cmdline);
     let action = ctx.wait_for_shutdown();
     shutdown::run(&mut ctx, action)

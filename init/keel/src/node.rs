@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use keel_api::{Memory, Node, NodeState, Processes, Status};
+use keel_api::{Memory, Node, NodeState, Processes, RootStatus, Status};
 use keel_boot::{procfs, Timeline};
 use keel_sys::power::PowerAction;
 use tokio::sync::watch;
@@ -16,6 +16,7 @@ pub struct NodeShared {
     timeline: Mutex<Timeline>,
     reaped: AtomicU64,
     shutdown: watch::Sender<Option<PowerAction>>,
+    root: Mutex<RootStatus>,
 }
 
 impl NodeShared {
@@ -26,6 +27,7 @@ impl NodeShared {
             timeline: Mutex::new(Timeline::default()),
             reaped: AtomicU64::new(0),
             shutdown: watch::channel(None).0,
+            root: Mutex::new(RootStatus::default()),
         }
     }
 
@@ -36,6 +38,39 @@ impl NodeShared {
         if let Ok(mut s) = self.state.lock() {
             *s = NodeState::Ready;
         }
+    }
+
+    pub fn set_root(&self, root: RootStatus) {
+        if let Ok(mut r) = self.root.lock() {
+            *r = root;
+        }
+    }
+
+    pub fn update_root(&self, f: impl FnOnce(&mut RootStatus)) {
+        if let Ok(mut r) = self.root.lock() {
+            f(&mut r);
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| *s == NodeState::Ready)
+            .unwrap_or(false)
+    }
+
+    /// The root's status, with dm-verity's current verdict.
+    fn root_status(&self) -> RootStatus {
+        let mut r = self.root.lock().map(|r| r.clone()).unwrap_or_default();
+        if r.mode == "disk" || r.mode == "diskless" {
+            r.verity = match keel_sys::dm::status(crate::root::DM_NAME) {
+                Ok(s) if s.trim() == "V" => "verified".into(),
+                Ok(s) if s.trim() == "C" => "corrupted".into(),
+                Ok(s) => format!("unknown ({s})"),
+                Err(e) => format!("unknown ({e})"),
+            };
+        }
+        r
     }
 
     pub fn add_reaped(&self, n: u64) {
@@ -104,6 +139,7 @@ impl Node for NodeShared {
                 zombies: procs.zombies,
                 reaped: self.reaped.load(Ordering::Relaxed),
             },
+            root: self.root_status(),
         }
     }
 

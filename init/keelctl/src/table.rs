@@ -40,6 +40,7 @@ pub fn status(s: &Status) -> String {
         "boot       keel started {:.1} ms after the kernel, {ready}",
         s.boot.pid1_start_ms
     );
+    root(&mut o, &s.root);
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -65,6 +66,63 @@ pub fn status(s: &Status) -> String {
         }
     }
     o
+}
+
+/// The root lines: where the OS came from and how it was verified.
+fn root(o: &mut String, r: &keel_api::RootStatus) {
+    if r.mode.is_empty() {
+        return;
+    }
+    let what = match (&r.slot, &r.version) {
+        (Some(slot), Some(v)) => format!(
+            "slot {slot}, keel {v} ({}) build {}",
+            r.channel.as_deref().unwrap_or("?"),
+            r.build_id.as_deref().unwrap_or("?")
+        ),
+        _ => "no trusted slot".to_string(),
+    };
+    let _ = writeln!(o, "root:      {} {what}, verity {}", r.mode, r.verity);
+    if let Some(c) = &r.content_check {
+        let ms = c.micros as f64 / 1000.0;
+        let _ = writeln!(
+            o,
+            "           full check: {} bytes in {ms:.1} ms ({:.0} MiB/s)",
+            c.bytes,
+            c.bytes as f64 / 1048576.0 / (ms / 1000.0).max(1e-9)
+        );
+    }
+    if !r.slots.is_empty() {
+        let slots: Vec<String> = r
+            .slots
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} priority {} tries {}{}",
+                    s.name,
+                    s.priority,
+                    s.tries,
+                    if s.successful { " successful" } else { "" }
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "slots      {}", slots.join("; "));
+    }
+    for f in &r.refused {
+        let _ = writeln!(o, "refused    slot {}: {}", f.slot, f.reason);
+    }
+    if let Some(st) = &r.state {
+        let grown = st
+            .grown_from_bytes
+            .map(|b| format!(", grown from {} MiB this boot", b >> 20))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "state      {} ({}) on /var/lib/keel, {} MiB{grown}",
+            st.source,
+            st.fstype,
+            st.size_bytes >> 20
+        );
+    }
 }
 
 fn serde_json_state(s: &Status) -> String {
@@ -121,6 +179,7 @@ mod tests {
                 zombies: 0,
                 reaped: 10000,
             },
+            root: Default::default(),
         };
         let t = status(&s);
         assert!(t.contains("keel (keel 0.1.0), ready, up 2.5 s"), "{t}");

@@ -47,4 +47,27 @@ pub enum SysError {
     Hostname { name: String, source: nix::Error },
     #[error("interface name {0:?} is invalid")]
     IfName(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{op} on {path}: {source}")]
+    BlockIoctl {
+        op: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+    },
+    #[error("device-mapper {op} {name}: {source}")]
+    DeviceMapper {
+        op: &'static str,
+        name: String,
+        source: nix::Error,
+    },
+    #[error("kexec ({op}): {source}")]
+    Kexec {
+        op: &'static str,
+        source: nix::Error,
+    },
 }

@@ -3,8 +3,11 @@
 //! This is the only crate of keel allowed to contain `unsafe`; every block says
 //! why it is sound. Everything else calls the safe functions re-exported here.
 
+pub mod block;
+pub mod dm;
 mod error;
 pub mod fs;
+pub mod kexec;
 pub mod net;
 pub mod power;
 pub mod proc;

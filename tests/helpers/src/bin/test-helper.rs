@@ -9,6 +9,8 @@
 //!   initramfs rootfs, which is why keel leaves it.
 //! * `ignore-term`: stay alive ignoring SIGTERM, so that a shutdown has to
 //!   escalate to SIGKILL.
+//! * `read,PATH...`: print each file's size and first line (or the error).
+//! * `write,PATH...`: try to create each file and print how it went.
 //! * `syscall-cost,N`: time N warm calls each of a few syscalls and print
 //!   the cost per call (what a boot task's syscalls cost in this guest).
 //!
@@ -128,6 +130,35 @@ fn syscall_cost(n: u32) -> Result<String, String> {
     Ok(format!("syscall cost ({n} calls each):{out}"))
 }
 
+/// Read files and say what they hold (first line, size): what a container
+/// or an operator would find on the node.
+fn read(paths: &[&str]) -> Result<String, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        match std::fs::read(p) {
+            Ok(b) => {
+                let first = String::from_utf8_lossy(&b);
+                let first = first.lines().next().unwrap_or("").to_string();
+                out.push(format!("{p}: {} bytes, first line {first:?}", b.len()));
+            }
+            Err(e) => out.push(format!("{p}: {e}")),
+        }
+    }
+    Ok(format!("read {}", out.join("; ")))
+}
+
+/// Try to create a file at each path and say how it went.
+fn write(paths: &[&str]) -> Result<String, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        match std::fs::write(p, b"x") {
+            Ok(()) => out.push(format!("{p}: written")),
+            Err(e) => out.push(format!("{p}: {e}")),
+        }
+    }
+    Ok(format!("write {}", out.join("; ")))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -154,8 +185,10 @@ fn main() {
             Err(_) => Err(format!("syscall-cost: {n:?} is not a count")),
         },
         ["ignore-term"] => ignore_term(),
+        ["read", ref paths @ ..] => read(paths),
+        ["write", ref paths @ ..] => write(paths),
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | read PATH... | write PATH... (got {args:?})"
         )),
     };
     match result {

@@ -1,0 +1,475 @@
+//! The boot tasks of the verified root: find the slots, mount the root of a
+//! slot that passes every check (refusing the others), switch into it, then
+//! STATE and /etc. The checks themselves live in `keel_boot::root`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keel_api::{ContentCheck, RefusedSlot, SlotInfo, StateMount};
+use keel_boot::root::{self, Found, Slot, Source};
+use keel_boot::{error, info, statefs, warn};
+use keel_slot::state::{self, SlotState};
+use keel_sys::fs::MountFlags;
+
+use crate::boot_table::{Ctx, TaskError};
+
+/// Where the verified root is mounted before the switch.
+pub const SYSROOT: &str = "/sysroot";
+/// The slot a diskless initramfs carries.
+pub const DISKLESS_SLOT: &str = "/keel/root.slot";
+/// Public keys baked into the initramfs.
+pub const KEYS_DIR: &str = "/etc/keel/keys";
+/// The build id of the running kernel + initramfs.
+pub const BUILD_ID: &str = "/etc/keel/build-id";
+/// The device-mapper name of the root.
+pub const DM_NAME: &str = "keel-root";
+/// Where STATE is mounted.
+pub const STATE_DIR: &str = "/var/lib/keel";
+
+/// What the boot decided about the root, for later tasks and the timer that
+/// marks the slot successful.
+#[derive(Debug, Default)]
+pub struct RootCtx {
+    pub found: Option<Found>,
+    pub keys: Vec<keel_slot::manifest::TrustedKey>,
+    pub running_build: Option<String>,
+    pub mounted: bool,
+    pub booted: Option<String>,
+}
+
+fn slot_infos(found: &Found) -> Vec<SlotInfo> {
+    found
+        .slots
+        .iter()
+        .filter_map(|s| {
+            s.state.map(|st| SlotInfo {
+                name: s.name.clone(),
+                priority: st.priority,
+                tries: st.tries,
+                successful: st.successful,
+            })
+        })
+        .collect()
+}
+
+pub fn find_slots(ctx: &mut Ctx) -> Result<(), TaskError> {
+    ctx.root.running_build = std::fs::read_to_string(BUILD_ID)
+        .ok()
+        .map(|s| s.trim().to_string());
+    let keys = match root::load_keys(Path::new(KEYS_DIR)) {
+        Ok(k) => k,
+        Err(e) => {
+            ctx.status.refused.push(RefusedSlot {
+                slot: "*".into(),
+                reason: e.to_string(),
+            });
+            return Err(e.into());
+        }
+    };
+    ctx.root.keys = keys;
+    let found = root::find(
+        Path::new("/sys/block"),
+        Path::new("/dev"),
+        Path::new(DISKLESS_SLOT),
+    )?;
+    match &found {
+        Some(f) => {
+            let names: Vec<&str> = f.slots.iter().map(|s| s.name.as_str()).collect();
+            match &f.source {
+                Source::Disk { disk, .. } => {
+                    info!("slots on {}: {}", disk.display(), names.join(" "))
+                }
+                Source::Diskless => info!("diskless slot {DISKLESS_SLOT}"),
+            }
+            ctx.status.slots = slot_infos(f);
+        }
+        None => warn!("no OS slot: no keel disk and no {DISKLESS_SLOT}"),
+    }
+    ctx.root.found = found;
+    Ok(())
+}
+
+/// Try slots until one mounts; each refusal is recorded and, on a disk,
+/// written as "bad" into the GPT so it is never tried again.
+pub fn mount_root(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let Some(mut found) = ctx.root.found.take() else {
+        ctx.status.mode = "rescue".into();
+        return Ok(());
+    };
+    let disk = matches!(found.source, Source::Disk { .. });
+    let mut tried: Vec<String> = Vec::new();
+    loop {
+        let pick = pick_slot(ctx, &mut found, &tried);
+        let Some(slot) = pick else { break };
+        tried.push(slot.name.clone());
+        match try_slot(ctx, &slot, disk) {
+            Ok(()) => {
+                ctx.status.mode = if disk { "disk" } else { "diskless" }.into();
+                ctx.status.slot = Some(slot.name.clone());
+                ctx.status.successful = slot.state.map(|s| s.successful).unwrap_or(false);
+                ctx.root.booted = Some(slot.name.clone());
+                ctx.root.mounted = true;
+                break;
+            }
+            Err(e) => {
+                error!("slot {} refused: {e}", slot.name);
+                ctx.status.refused.push(RefusedSlot {
+                    slot: slot.name.clone(),
+                    reason: e.to_string(),
+                });
+                if let Some(st) = slot.state {
+                    if let Err(we) = root::write_state(&mut found, &slot.name, st.mark_bad()) {
+                        error!("slot {}: could not mark it bad: {we}", slot.name);
+                    }
+                }
+            }
+        }
+    }
+    ctx.status.slots = slot_infos(&found);
+    ctx.root.found = Some(found);
+    if !ctx.root.mounted {
+        ctx.status.mode = "rescue".into();
+        error!(
+            "no slot could be trusted: rescue mode (the API says why); not rebooting into a loop"
+        );
+    }
+    Ok(())
+}
+
+/// The next slot to try: on a disk the bootable one of highest priority
+/// (the kexec'd `keel.slot=` first), its try taken and written before it is
+/// trusted; diskless, the one slot.
+fn pick_slot(ctx: &mut Ctx, found: &mut Found, tried: &[String]) -> Option<Slot> {
+    let candidates: Vec<&Slot> = found
+        .slots
+        .iter()
+        .filter(|s| !tried.contains(&s.name))
+        .collect();
+    if !matches!(found.source, Source::Disk { .. }) {
+        return candidates.first().map(|s| (*s).clone());
+    }
+    // After a kexec the try was taken by the kernel before.
+    if let Some(want) = &ctx.cmdline.slot {
+        if tried.is_empty() {
+            if let Some(s) = candidates.iter().find(|s| &s.name == want) {
+                return Some((*s).clone());
+            }
+        }
+    }
+    let states: Vec<SlotState> = candidates
+        .iter()
+        .map(|s| s.state.unwrap_or_default())
+        .collect();
+    let i = state::choose(&states)?;
+    let slot = candidates[i].clone();
+    let st = slot.state.unwrap_or_default();
+    let next = st.take_try();
+    if next != st {
+        if let Err(e) = root::write_state(found, &slot.name, next) {
+            error!("slot {}: could not record the boot try: {e}", slot.name);
+        }
+    }
+    found.slots.iter().find(|s| s.name == slot.name).cloned()
+}
+
+fn try_slot(ctx: &mut Ctx, slot: &Slot, disk: bool) -> Result<(), root::RootError> {
+    let v = root::open(slot, &ctx.root.keys)?;
+    let m = &v.manifest;
+    info!(
+        "slot {}: keel {} ({}) build {}, signed by {}",
+        slot.name,
+        m.version,
+        m.channel,
+        m.build_id,
+        &v.key_id[..16]
+    );
+    ctx.status.version = Some(m.version.clone());
+    ctx.status.channel = Some(m.channel.clone());
+    ctx.status.build_id = Some(m.build_id.clone());
+    ctx.status.key_id = Some(v.key_id.clone());
+    ctx.status.root_hash = Some(m.verity.root_hash.clone());
+    if disk
+        && ctx.cmdline.slot.is_none()
+        && ctx.root.running_build.as_deref() != Some(m.build_id.as_str())
+    {
+        kexec_into(ctx, slot, m);
+    }
+    let known_good = slot.state.map(|s| s.successful).unwrap_or(!disk);
+    if !known_good || ctx.cmdline.verify_full {
+        let took = root::check_content(slot, m)?;
+        let mib_s = m.content.size as f64 / 1048576.0 / took.as_secs_f64().max(1e-9);
+        info!("slot {}: content ({} bytes) matches its signed BLAKE3 digest ({:.1} ms, {mib_s:.0} MiB/s)", slot.name, m.content.size, took.as_secs_f64() * 1e3);
+        ctx.status.content_check = Some(ContentCheck {
+            bytes: m.content.size,
+            micros: took.as_micros() as u64,
+        });
+    }
+    root::map_and_mount(slot, m, DM_NAME, Path::new(SYSROOT))?;
+    ctx.status.verity = "verified".into();
+    Ok(())
+}
+
+/// The slot carries another kernel and initramfs than the running ones: load
+/// them and jump. Returns only when that failed (the boot goes on with the
+/// running kernel, which is what the issue of a failed kexec calls for).
+fn kexec_into(ctx: &mut Ctx, slot: &Slot, m: &keel_slot::manifest::Manifest) {
+    let dir = Path::new("/run/keel/kexec");
+    let files = match root::extract_boot(slot, m, dir) {
+        Ok(Some(f)) => f,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(
+                "slot {}: cannot kexec: {e}; booting its root with the running kernel",
+                slot.name
+            );
+            return;
+        }
+    };
+    let current = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut words: Vec<&str> = current
+        .split_whitespace()
+        .filter(|w| !w.starts_with("keel.slot="))
+        .collect();
+    let slot_arg = format!("keel.slot={}", slot.name);
+    words.push(&slot_arg);
+    let cmdline = words.join(" ");
+    info!(
+        "slot {}: build {} differs from the running {}: kexec into its kernel",
+        slot.name,
+        m.build_id,
+        ctx.root.running_build.as_deref().unwrap_or("?")
+    );
+    keel_boot::log::flush();
+    if let Err(e) = keel_sys::kexec::load(&files.0, &files.1, &cmdline) {
+        warn!(
+            "slot {}: {e}; booting its root with the running kernel",
+            slot.name
+        );
+        return;
+    }
+    keel_sys::fs::sync();
+    let e = keel_sys::kexec::exec();
+    warn!(
+        "slot {}: {e}; booting its root with the running kernel",
+        slot.name
+    );
+}
+
+pub fn leave_initramfs(ctx: &mut Ctx) -> Result<(), TaskError> {
+    if !keel_boot::switch_root::is_initramfs_magic(keel_sys::fs::fs_magic(Path::new("/"))?) {
+        info!("root is not the initramfs: staying on it");
+        return Ok(());
+    }
+    let moves = keel_boot::mounts::top_level(keel_boot::mounts::EARLY);
+    if ctx.root.mounted {
+        let freed = keel_boot::switch_root::enter_root(Path::new(SYSROOT), &moves)?;
+        info!("switched to the verified root ({freed} initramfs entries freed)");
+        return Ok(());
+    }
+    crate::boot_table::leave_to_tmpfs()
+}
+
+pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let target = Path::new(STATE_DIR);
+    std::fs::create_dir_all(target).map_err(|source| TaskError::Io {
+        op: "create",
+        path: target.into(),
+        source,
+    })?;
+    let flags = MountFlags::MS_NOSUID | MountFlags::MS_NODEV | MountFlags::MS_NOEXEC;
+    let disk_state = match ctx.root.found.as_ref().map(|f| &f.source) {
+        Some(Source::Disk {
+            state: Some((n, dev)),
+            ..
+        }) => Some((*n, dev.clone())),
+        _ => None,
+    };
+    let device = disk_state
+        .as_ref()
+        .map(|(_, d)| d.clone())
+        .or_else(|| ctx.cmdline.state_device.as_ref().map(PathBuf::from));
+    let Some(dev) = device else {
+        keel_sys::fs::mount("state", target, "tmpfs", flags, Some("mode=0700"))?;
+        ctx.status.state = Some(StateMount {
+            source: "tmpfs".into(),
+            fstype: "tmpfs".into(),
+            size_bytes: 0,
+            grown_from_bytes: None,
+        });
+        return Ok(());
+    };
+    let grown_from = match &disk_state {
+        Some((n, _)) if ctx.root.mounted => grow_partition(ctx, *n),
+        _ => None,
+    };
+    keel_sys::fs::mount(&dev.to_string_lossy(), target, "ext4", flags, None)?;
+    let part_bytes = File::open(&dev)
+        .ok()
+        .and_then(|f| keel_sys::block::size_bytes(&f, &dev).ok())
+        .unwrap_or(0);
+    let grown_fs = grow_filesystem(&dev, target, part_bytes);
+    info!(
+        "STATE: {} on {STATE_DIR} ({} MiB)",
+        dev.display(),
+        part_bytes >> 20
+    );
+    ctx.status.state = Some(StateMount {
+        source: dev.display().to_string(),
+        fstype: "ext4".into(),
+        size_bytes: part_bytes,
+        grown_from_bytes: grown_from.or(grown_fs),
+    });
+    Ok(())
+}
+
+/// Step 1-2 of `keel_boot::statefs`: extend STATE in the GPT and tell the
+/// kernel. Returns the old size when it grew.
+fn grow_partition(ctx: &mut Ctx, number: usize) -> Option<u64> {
+    let found = ctx.root.found.as_mut()?;
+    let Source::Disk {
+        disk, sectors, gpt, ..
+    } = &mut found.source
+    else {
+        return None;
+    };
+    let plan = match statefs::grow_plan(gpt, *sectors, number) {
+        Ok(Some(p)) => p,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!("STATE: cannot grow: {e}");
+            return None;
+        }
+    };
+    let old = gpt.entries[number - 1].bytes();
+    let e = &plan.entries[number - 1];
+    let res = File::options()
+        .read(true)
+        .write(true)
+        .open(&*disk)
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            plan.write(&f, *sectors).map_err(|e| e.to_string())?;
+            keel_sys::block::resize_partition(&f, disk, number as u32, e.first_lba * 512, e.bytes())
+                .map_err(|e| e.to_string())
+        });
+    match res {
+        Ok(()) => {
+            info!(
+                "STATE: partition grown from {} to {} MiB to fill the disk",
+                old >> 20,
+                e.bytes() >> 20
+            );
+            *gpt = plan;
+            Some(old)
+        }
+        Err(err) => {
+            warn!("STATE: cannot grow the partition: {err}");
+            None
+        }
+    }
+}
+
+/// Step 3: grow ext4 online when it is smaller than its partition.
+fn grow_filesystem(dev: &Path, mountpoint: &Path, part_bytes: u64) -> Option<u64> {
+    let f = File::open(dev).ok()?;
+    let mut sb = vec![0u8; 1024];
+    f.read_exact_at(&mut sb, 1024).ok()?;
+    let (blocks, bs) = statefs::ext4_size(&sb)?;
+    let want = part_bytes / bs;
+    if want <= blocks {
+        return None;
+    }
+    let dir = File::open(mountpoint).ok()?;
+    match keel_sys::block::ext4_resize(&dir, mountpoint, want) {
+        Ok(()) => {
+            info!(
+                "STATE: ext4 grown from {} to {} MiB",
+                (blocks * bs) >> 20,
+                (want * bs) >> 20
+            );
+            Some(blocks * bs)
+        }
+        Err(e) => {
+            warn!("STATE: cannot grow ext4: {e}");
+            None
+        }
+    }
+}
+
+/// /etc is a tmpfs rebuilt at every boot: links into the verified root for
+/// what the OS ships, files for what this node is.
+pub fn build_etc(_: &mut Ctx) -> Result<(), TaskError> {
+    let etc = Path::new("/etc");
+    let flags = MountFlags::MS_NOSUID | MountFlags::MS_NODEV | MountFlags::MS_NOEXEC;
+    keel_sys::fs::mount("etc", etc, "tmpfs", flags, Some("mode=0755"))?;
+    let io = |op: &'static str, p: &Path| {
+        let path = p.to_path_buf();
+        move |source| TaskError::Io { op, path, source }
+    };
+    let ssl = etc.join("ssl/certs");
+    std::fs::create_dir_all(&ssl).map_err(io("create", &ssl))?;
+    for (link, target) in [
+        ("os-release", "../usr/lib/os-release"),
+        (
+            "ssl/certs/ca-certificates.crt",
+            "../../../usr/share/ca-certificates/ca-bundle.crt",
+        ),
+    ] {
+        let p = etc.join(link);
+        std::os::unix::fs::symlink(target, &p).map_err(io("link", &p))?;
+    }
+    for (name, text) in [
+        ("hostname", "keel\n"),
+        ("hosts", "127.0.0.1 localhost keel\n::1 localhost keel\n"),
+    ] {
+        let p = etc.join(name);
+        std::fs::write(&p, text).map_err(io("write", &p))?;
+    }
+    Ok(())
+}
+
+/// After the node stayed up `after`, mark the booted disk slot successful
+/// (a thread: GPT writes are blocking I/O).
+pub fn spawn_mark_successful(ctx: &mut Ctx, after: Duration) {
+    let (Some(found), Some(name)) = (ctx.root.found.take(), ctx.root.booted.clone()) else {
+        return;
+    };
+    let Some(slot) = found.slots.iter().find(|s| s.name == name).cloned() else {
+        return;
+    };
+    let Some(st) = slot.state else { return };
+    if st.successful {
+        return;
+    }
+    let node = ctx.node.clone();
+    let slot_name = name.clone();
+    let spawned = std::thread::Builder::new()
+        .name("mark-successful".into())
+        .spawn(move || {
+            let mut found = found;
+            std::thread::sleep(after);
+            if !node.is_ready() {
+                return;
+            }
+            let verity = keel_sys::dm::status(DM_NAME).unwrap_or_default();
+            if verity.trim() == "C" {
+                error!("slot {name}: dm-verity saw corruption: not marking it successful");
+                return;
+            }
+            match root::write_state(&mut found, &name, st.mark_successful()) {
+                Ok(()) => {
+                    info!("slot {name}: healthy for {after:?}: marked successful");
+                    node.update_root(|r| {
+                        r.successful = true;
+                        r.slots = slot_infos(&found);
+                    });
+                }
+                Err(e) => error!("slot {name}: could not mark it successful: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        error!("slot {slot_name}: cannot start the timer that marks it successful: {e}");
+    }
+}

@@ -1,0 +1,492 @@
+//! VM tests of the verified root: diskless, disk (A/B), UEFI and iPXE boots,
+//! tampering of every kind, the A/B state, kexec, STATE growth. Disk tests
+//! boot copies of build/disk.img; the fast ones through `-kernel` with the
+//! disk initramfs on microvm, the firmware ones as users do.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use keel_api::Status;
+use keel_slot::gpt::{Gpt, SECTOR};
+use keel_slot::layout::{footer_offset, FOOTER_SIZE};
+use keel_slot::state::SlotState;
+use keel_vmtests::{build_dir, keel_image, release_bin, root, Scratch, Variant, Vm, VmConfig};
+
+const EXIT: Duration = Duration::from_secs(60);
+
+fn boot(cfg: VmConfig) -> Vm {
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    vm.assert_kernel_alive();
+    vm
+}
+
+fn build_id() -> String {
+    std::fs::read_to_string(build_dir().join("build-id"))
+        .expect("build/build-id (make images)")
+        .trim()
+        .to_string()
+}
+
+fn flip(path: &Path, offset: u64) {
+    let f = File::options().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x5a;
+    f.write_all_at(&b, offset).unwrap();
+}
+
+/// An initramfs like the user's, carrying `slot` instead of build/root.slot.
+fn initramfs_with_slot(s: &Scratch, slot: &Path, pubkey: Option<&Path>) -> PathBuf {
+    let out = s.path("initramfs.cpio.zst");
+    let rel = release_bin("");
+    let b = build_dir();
+    let pubkey = pubkey
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root().join("keys/keel-dev.pub"));
+    keel_image(&[
+        "initramfs",
+        "--spec",
+        "initramfs/keel.list",
+        "--spec",
+        "initramfs/diskless.list",
+        &format!("--var=KEEL_BIN={}", rel.join("keel").display()),
+        &format!("--var=PUBKEY={}", pubkey.display()),
+        &format!("--var=BUILD_ID_FILE={}", b.join("build-id").display()),
+        &format!("--var=ROOT_SLOT={}", slot.display()),
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    out
+}
+
+/// The manifest of a slot file, read without checking (test side).
+fn manifest_of(path: &Path) -> keel_slot::manifest::Manifest {
+    let bytes = std::fs::read(path).unwrap();
+    let at = footer_offset(bytes.len() as u64).unwrap() as usize;
+    let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+    serde_json::from_slice(&bytes[at + 108..at + 108 + len]).unwrap()
+}
+
+fn assert_refused_then_rescue(vm: &Vm, needle: &str) -> Status {
+    let s = vm.status();
+    assert_eq!(s.root.mode, "rescue", "{:?}", s.root);
+    assert_eq!(s.root.refused.len(), 1, "{:?}", s.root);
+    assert!(
+        s.root.refused[0].reason.contains(needle),
+        "refusal {:?} should mention {needle:?}",
+        s.root.refused[0].reason
+    );
+    assert!(vm.console().contains("refused: "), "the console says why");
+    vm.assert_no_fatal();
+    s
+}
+
+#[test]
+fn diskless_boot_runs_from_the_verified_root() {
+    let mut cfg = VmConfig::new("root-diskless");
+    cfg.append = "keel.run=/usr/lib/keel/test-helper,read,/etc/os-release,/etc/ssl/certs/ca-certificates.crt,/usr/lib/keel/build-id".into();
+    let mut vm = boot(cfg);
+    vm.wait_for("test-helper: read", EXIT);
+    let s = vm.status();
+    let r = &s.root;
+    assert_eq!(r.mode, "diskless");
+    assert_eq!(r.slot.as_deref(), Some("diskless"));
+    assert_eq!(r.verity, "verified");
+    assert_eq!(r.build_id.as_deref(), Some(build_id().as_str()));
+    assert_eq!(r.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    let c = vm.console();
+    assert!(c.contains("switched to the verified root"), "{c}");
+    assert!(
+        c.contains("/etc/os-release: ") && c.contains("first line \"NAME=keel\""),
+        "{c}"
+    );
+    assert!(
+        c.contains("first line \"-----BEGIN CERTIFICATE-----\""),
+        "{c}"
+    );
+    assert!(
+        c.contains(&format!(
+            "/usr/lib/keel/build-id: 33 bytes, first line \"{}\"",
+            build_id()
+        )),
+        "{c}"
+    );
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("root:      diskless slot diskless, keel 0.1.0"),
+        "{out}"
+    );
+    assert!(out.contains("verity verified"), "{out}");
+}
+
+#[test]
+fn the_root_is_read_only_and_etc_and_state_are_writable() {
+    let mut cfg = VmConfig::new("root-readonly");
+    cfg.append =
+        "keel.run=/usr/lib/keel/test-helper,write,/usr/lib/x,/x,/etc/x,/var/lib/keel/x".into();
+    let mut vm = boot(cfg);
+    vm.wait_for("test-helper: write", EXIT);
+    let c = vm.console();
+    assert!(c.contains("/usr/lib/x: Read-only file system"), "{c}");
+    assert!(c.contains("/x: Read-only file system"), "{c}");
+    assert!(c.contains("/etc/x: written"), "{c}");
+    assert!(c.contains("/var/lib/keel/x: written"), "{c}");
+}
+
+#[test]
+fn a_corrupted_diskless_root_is_refused_and_the_node_comes_up_in_rescue() {
+    let s = Scratch::new("root-corrupt-diskless");
+    let slot = s.path("root.slot");
+    std::fs::copy(build_dir().join("root.slot"), &slot).unwrap();
+    // The EROFS superblock (byte 1024): read by the mount, so refused at once.
+    flip(&slot, 1024 + 40);
+    let mut cfg = VmConfig::new("root-corrupt-diskless");
+    cfg.initrd = Some(initramfs_with_slot(&s, &slot, None));
+    let vm = boot(cfg);
+    assert_refused_then_rescue(&vm, "dm-verity refused a block");
+}
+
+#[test]
+fn a_slot_signed_by_another_key_is_refused() {
+    let s = Scratch::new("root-other-key");
+    let keys = s.path("keys");
+    keel_image(&["keygen", "--dir", &keys.to_string_lossy()]);
+    let slot = s.path("root.slot");
+    keel_image(&[
+        "slot",
+        "--root",
+        &build_dir().join("root.erofs").to_string_lossy(),
+        "--key",
+        &keys.join("keel-dev.key").to_string_lossy(),
+        "--version",
+        "0.1.0",
+        "--build-id",
+        &build_id(),
+        "--out",
+        &slot.to_string_lossy(),
+    ]);
+    let mut cfg = VmConfig::new("root-other-key");
+    cfg.initrd = Some(initramfs_with_slot(&s, &slot, None));
+    let vm = boot(cfg);
+    assert_refused_then_rescue(&vm, "which this node does not trust");
+}
+
+#[test]
+fn a_manifest_edited_after_signing_is_refused() {
+    let s = Scratch::new("root-edited");
+    let slot = s.path("root.slot");
+    std::fs::copy(build_dir().join("root.slot"), &slot).unwrap();
+    let bytes = std::fs::read(&slot).unwrap();
+    let at = footer_offset(bytes.len() as u64).unwrap() as usize;
+    let text = String::from_utf8_lossy(&bytes[at..]).to_string();
+    let channel = text.find("\"dev\"").expect("channel in the manifest");
+    // "dev" -> "deV": same length, valid JSON, the signature no longer holds.
+    let f = File::options().write(true).open(&slot).unwrap();
+    f.write_all_at(b"V", (at + channel + 3) as u64).unwrap();
+    let mut cfg = VmConfig::new("root-edited");
+    cfg.initrd = Some(initramfs_with_slot(&s, &slot, None));
+    let vm = boot(cfg);
+    assert_refused_then_rescue(&vm, "signature does not verify");
+}
+
+// ---- disks -------------------------------------------------------------
+
+/// A raw copy of build/disk.img.
+fn disk_copy(s: &Scratch) -> PathBuf {
+    let d = s.path("disk.img");
+    std::fs::copy(build_dir().join("disk.img"), &d).expect("build/disk.img (make disk)");
+    d
+}
+
+fn read_gpt(disk: &Path) -> Gpt {
+    let f = File::open(disk).unwrap();
+    let sectors = f.metadata().unwrap().len() / SECTOR;
+    Gpt::read(&f, sectors).unwrap()
+}
+
+fn write_gpt(disk: &Path, g: &Gpt) {
+    let f = File::options().read(true).write(true).open(disk).unwrap();
+    let sectors = f.metadata().unwrap().len() / SECTOR;
+    g.write(&f, sectors).unwrap();
+}
+
+/// Byte offset and size of the partition called `name`.
+fn partition(disk: &Path, name: &str) -> (u64, u64) {
+    let g = read_gpt(disk);
+    let (_, e) = g.partitions().find(|(_, e)| e.name == name).unwrap();
+    (e.first_lba * SECTOR, e.bytes())
+}
+
+fn slot_state(disk: &Path, name: &str) -> SlotState {
+    let g = read_gpt(disk);
+    let (_, e) = g.partitions().find(|(_, e)| e.name == name).unwrap();
+    SlotState::from_attributes(e.attributes)
+}
+
+fn set_slot_state(disk: &Path, name: &str, st: SlotState) {
+    let mut g = read_gpt(disk);
+    let i = g.entries.iter().position(|e| e.name == name).unwrap();
+    g.entries[i].attributes = st.to_attributes(g.entries[i].attributes);
+    write_gpt(disk, &g);
+}
+
+/// Boot the disk through -kernel with the disk initramfs (fast), on microvm.
+fn boot_disk(name: &str, disk: &Path, append: &str) -> Vm {
+    let mut cfg = VmConfig::new(name);
+    cfg.variant = Variant::Disk;
+    cfg.disk = Some(disk.to_path_buf());
+    cfg.append = append.to_string();
+    boot(cfg)
+}
+
+fn slot_manifest_on_disk(disk: &Path, name: &str) -> keel_slot::manifest::Manifest {
+    let (off, size) = partition(disk, name);
+    let f = File::open(disk).unwrap();
+    let mut footer = vec![0u8; FOOTER_SIZE as usize];
+    f.read_exact_at(&mut footer, off + size - FOOTER_SIZE)
+        .unwrap();
+    let len = u32::from_le_bytes(footer[8..12].try_into().unwrap()) as usize;
+    serde_json::from_slice(&footer[108..108 + len]).unwrap()
+}
+
+#[test]
+fn a_disk_boots_slot_a_after_checking_it_and_taking_a_try() {
+    let s = Scratch::new("disk-a");
+    let disk = disk_copy(&s);
+    let vm = boot_disk("disk-a", &disk, "");
+    let r = vm.status().root;
+    assert_eq!(r.mode, "disk");
+    assert_eq!(r.slot.as_deref(), Some("A"));
+    assert_eq!(r.verity, "verified");
+    let check = r.content_check.expect("a new slot gets the full check");
+    assert!(
+        check.bytes > 4 << 20,
+        "the check covers kernel and initramfs too: {check:?}"
+    );
+    let a = r.slots.iter().find(|s| s.name == "A").unwrap();
+    assert_eq!(
+        (a.priority, a.tries, a.successful),
+        (2, 2, false),
+        "one try taken"
+    );
+    let st = r.state.expect("STATE mounted");
+    assert_eq!(st.fstype, "ext4");
+    assert_eq!(st.source, "/dev/vda4");
+    assert_eq!(st.grown_from_bytes, None, "the disk was not resized");
+    drop(vm);
+    assert_eq!(
+        slot_state(&disk, "KEEL-A"),
+        SlotState::new(2, 2, false),
+        "the try is on the disk"
+    );
+}
+
+fn flipped_slot_a_boots_b(name: &str, at: impl Fn(&keel_slot::manifest::Manifest) -> u64) {
+    let s = Scratch::new(name);
+    let disk = disk_copy(&s);
+    let m = slot_manifest_on_disk(&disk, "KEEL-A");
+    let (a, _) = partition(&disk, "KEEL-A");
+    flip(&disk, a + at(&m));
+    let vm = boot_disk(name, &disk, "");
+    let r = vm.status().root;
+    assert_eq!(r.mode, "disk");
+    assert_eq!(r.slot.as_deref(), Some("B"), "{r:?}");
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert_eq!(r.refused[0].slot, "A");
+    assert!(
+        r.refused[0].reason.contains("content digest mismatch"),
+        "{:?}",
+        r.refused
+    );
+    assert!(vm.console().contains("slot A refused: "));
+    drop(vm);
+    assert!(
+        !slot_state(&disk, "KEEL-A").bootable(),
+        "A is marked bad on the disk"
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_the_data_of_slot_a_boots_b() {
+    flipped_slot_a_boots_b("disk-flip-data", |m| m.root.size / 2 + 7);
+}
+
+#[test]
+fn a_flipped_byte_in_the_hash_tree_of_slot_a_boots_b() {
+    flipped_slot_a_boots_b("disk-flip-hash", |m| m.verity.hash.offset + 4096 + 3);
+}
+
+#[test]
+fn a_slot_with_no_tries_left_is_skipped() {
+    let s = Scratch::new("disk-no-tries");
+    let disk = disk_copy(&s);
+    set_slot_state(&disk, "KEEL-A", SlotState::new(3, 0, false));
+    let vm = boot_disk("disk-no-tries", &disk, "");
+    let r = vm.status().root;
+    assert_eq!(r.slot.as_deref(), Some("B"));
+    assert!(
+        r.refused.is_empty(),
+        "skipped, not refused: {:?}",
+        r.refused
+    );
+}
+
+#[test]
+fn a_healthy_slot_is_marked_successful() {
+    let s = Scratch::new("disk-successful");
+    let disk = disk_copy(&s);
+    let vm = boot_disk("disk-successful", &disk, "keel.healthy_after=1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = vm.status().root;
+        if r.successful {
+            let a = r.slots.iter().find(|s| s.name == "A").unwrap();
+            assert!(a.successful);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slot A never marked successful: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(vm
+        .console()
+        .contains("slot A: healthy for 1s: marked successful"));
+    drop(vm);
+    assert!(slot_state(&disk, "KEEL-A").successful);
+    // A known-good slot is not checked in full again.
+    let vm = boot_disk("disk-successful-2", &disk, "");
+    assert_eq!(vm.status().root.content_check, None);
+}
+
+#[test]
+fn first_boot_grows_state_to_fill_a_resized_disk() {
+    let s = Scratch::new("disk-grow");
+    let disk = disk_copy(&s);
+    let st = Command::new("qemu-img")
+        .args(["resize", "-f", "raw"])
+        .arg(&disk)
+        .arg("+200M")
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    let vm = boot_disk("disk-grow", &disk, "");
+    let state = vm.status().root.state.expect("STATE");
+    assert_eq!(state.grown_from_bytes, Some(12 << 20), "{state:?}");
+    assert!(state.size_bytes >= 211 << 20, "{state:?}");
+    assert!(vm.console().contains("STATE: ext4 grown from 12 to "));
+    drop(vm);
+    // Both GPT copies are valid at the new size, and sgdisk agrees.
+    let g = read_gpt(&disk);
+    assert_eq!(
+        g.backup_lba,
+        std::fs::metadata(&disk).unwrap().len() / SECTOR - 1
+    );
+    let out = Command::new("sgdisk")
+        .arg("--verify")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No problems found"),
+        "{out:?}"
+    );
+    // The next boot has nothing to grow.
+    let vm = boot_disk("disk-grow-2", &disk, "");
+    assert_eq!(vm.status().root.state.unwrap().grown_from_bytes, None);
+}
+
+#[test]
+fn a_slot_with_another_build_is_entered_through_kexec() {
+    let s = Scratch::new("disk-kexec");
+    let disk = disk_copy(&s);
+    let b = build_dir();
+    let slot = s.path("slot-b.img");
+    keel_image(&[
+        "slot",
+        "--root",
+        &b.join("root.erofs").to_string_lossy(),
+        "--kernel",
+        &b.join("kernel/bzImage").to_string_lossy(),
+        "--initramfs",
+        &b.join("initramfs-disk.cpio.zst").to_string_lossy(),
+        "--key",
+        &root().join("keys/keel-dev.key").to_string_lossy(),
+        "--version",
+        "0.1.1",
+        "--build-id",
+        "kexec-test-build",
+        "--size-mib",
+        "20",
+        "--out",
+        &slot.to_string_lossy(),
+    ]);
+    let (off, size) = partition(&disk, "KEEL-B");
+    let bytes = std::fs::read(&slot).unwrap();
+    assert_eq!(bytes.len() as u64, size);
+    File::options()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .write_all_at(&bytes, off)
+        .unwrap();
+    set_slot_state(&disk, "KEEL-B", SlotState::new(5, 3, false));
+    let vm = boot_disk("disk-kexec", &disk, "");
+    let c = vm.console();
+    assert!(
+        c.contains("slot B: build kexec-test-build differs from the running"),
+        "{c}"
+    );
+    let r = vm.status().root;
+    assert_eq!(r.slot.as_deref(), Some("B"), "{r:?}");
+    assert_eq!(r.build_id.as_deref(), Some("kexec-test-build"));
+    assert_eq!(r.version.as_deref(), Some("0.1.1"));
+    assert_eq!(
+        c.matches("starting as pid 1").count(),
+        2,
+        "two boots, one qemu: {c}"
+    );
+    assert!(
+        !c.contains("booting its root with the running kernel"),
+        "kexec failed: {c}"
+    );
+}
+
+#[test]
+fn uefi_boot_of_the_qcow2_disk_reaches_ready() {
+    let s = Scratch::new("uefi");
+    let disk = s.path("disk.qcow2");
+    std::fs::copy(build_dir().join("disk.qcow2"), &disk).expect("build/disk.qcow2 (make disk)");
+    let mut cfg = VmConfig::new("uefi");
+    cfg.profile = "uefi";
+    cfg.disk = Some(disk);
+    let vm = boot(cfg);
+    let r = vm.status().root;
+    assert_eq!(r.mode, "disk");
+    assert_eq!(r.slot.as_deref(), Some("A"));
+    assert_eq!(r.verity, "verified");
+    assert!(
+        !vm.console().contains("kexec"),
+        "the ESP kernel is slot A's build: no kexec"
+    );
+}
+
+#[test]
+fn ipxe_boot_reaches_ready() {
+    let mut cfg = VmConfig::new("ipxe");
+    cfg.profile = "ipxe";
+    let vm = boot(cfg);
+    let r = vm.status().root;
+    assert_eq!(r.mode, "diskless");
+    assert_eq!(r.verity, "verified");
+    let script = std::fs::read_to_string(build_dir().join("netboot/boot.ipxe")).unwrap();
+    assert!(script.starts_with("#!ipxe\n"), "{script}");
+    let _ = manifest_of(&build_dir().join("root.slot"));
+}
