@@ -90,7 +90,14 @@ fn diskless_boot_runs_from_the_verified_root() {
     let mut cfg = VmConfig::new("root-diskless");
     cfg.append = "keel.run=/usr/lib/keel/test-helper,read,/etc/os-release,/etc/ssl/certs/ca-certificates.crt,/usr/lib/keel/build-id".into();
     let mut vm = boot(cfg);
-    vm.wait_for("test-helper: read", EXIT);
+    // The helper prints one line; its last item ends it.
+    vm.wait_for(
+        &format!(
+            "/usr/lib/keel/build-id: 33 bytes, first line \"{}\"",
+            build_id()
+        ),
+        EXIT,
+    );
     let s = vm.status();
     let r = &s.root;
     assert_eq!(r.mode, "diskless");
@@ -131,7 +138,8 @@ fn the_root_is_read_only_and_etc_and_state_are_writable() {
     cfg.append =
         "keel.run=/usr/lib/keel/test-helper,write,/usr/lib/x,/x,/etc/x,/var/lib/keel/x".into();
     let mut vm = boot(cfg);
-    vm.wait_for("test-helper: write", EXIT);
+    // The helper prints one line; its last item ends it.
+    vm.wait_for("/var/lib/keel/x: written", EXIT);
     let c = vm.console();
     assert!(c.contains("/usr/lib/x: Read-only file system"), "{c}");
     assert!(c.contains("/x: Read-only file system"), "{c}");

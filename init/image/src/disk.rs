@@ -169,12 +169,14 @@ fn state(inp: &Inputs, out: &Path) -> Result<(), DiskError> {
         stamp(&staged.join(p), inp.epoch)?;
     }
     stamp(&staged, inp.epoch)?;
+    // e2fsprogs reads E2FSPROGS_FAKE_TIME=0 as "not set" (the real time).
+    let fake_time = inp.epoch.max(1).to_string();
     let uuid = Guid::derived(format!("keel-state-fs:{}", inp.build_id).as_bytes()).to_string();
     let seed = Guid::derived(format!("keel-state-hash:{}", inp.build_id).as_bytes()).to_string();
     run(
         "mkfs.ext4",
         Command::new("mkfs.ext4")
-            .env("E2FSPROGS_FAKE_TIME", inp.epoch.to_string())
+            .env("E2FSPROGS_FAKE_TIME", &fake_time)
             .args(["-q", "-F", "-b", "4096", "-L", "STATE", "-U", &uuid])
             .arg("-E")
             .arg(format!("hash_seed={seed},root_owner=0:0"))
@@ -194,7 +196,7 @@ fn state(inp: &Inputs, out: &Path) -> Result<(), DiskError> {
         run(
             "debugfs",
             Command::new("debugfs")
-                .env("E2FSPROGS_FAKE_TIME", inp.epoch.to_string())
+                .env("E2FSPROGS_FAKE_TIME", &fake_time)
                 .arg("-w")
                 .arg("-f")
                 .arg(&sf)
