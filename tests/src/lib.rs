@@ -6,6 +6,8 @@
 //! call the API, and look at how qemu ended. Dropping a `Vm` kills qemu; when
 //! the test failed, its console log is kept under `target/vm-logs/`.
 
+pub mod bench;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -203,6 +203,46 @@ fn a_manifest_edited_after_signing_is_refused() {
     assert_refused_then_rescue(&vm, "signature does not verify");
 }
 
+#[test]
+fn a_diskless_node_keeps_state_on_the_disk_it_is_given() {
+    let s = Scratch::new("diskless-state");
+    let img = s.path("state.ext4");
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "mystate"])
+        .arg(&img)
+        .arg("32M")
+        .output()
+        .expect("mkfs.ext4 (make deps)");
+    assert!(st.status.success(), "{st:?}");
+    let mut cfg = VmConfig::new("diskless-state");
+    cfg.disk = Some(img.clone());
+    cfg.append =
+        "keel.state=/dev/vda keel.run=/usr/lib/keel/test-helper,write,/var/lib/keel/hello".into();
+    let mut vm = boot(cfg);
+    vm.wait_for("/var/lib/keel/hello: written", EXIT);
+    let r = vm.status().root;
+    assert_eq!(r.mode, "diskless");
+    let state = r.state.expect("STATE");
+    assert_eq!(
+        (state.source.as_str(), state.fstype.as_str()),
+        ("/dev/vda", "ext4")
+    );
+    assert_eq!(state.size_bytes, 32 << 20);
+    // An orderly power-off, then the file is on the disk image.
+    let (ok, _, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    vm.wait_exit(EXIT);
+    let out = Command::new("debugfs")
+        .args(["-R", "stat /hello"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Size: 1"),
+        "{out:?}"
+    );
+}
+
 // ---- disks -------------------------------------------------------------
 
 /// A raw copy of build/disk.img.

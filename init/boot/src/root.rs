@@ -328,9 +328,12 @@ pub fn extract_boot(
 #[derive(Debug)]
 pub struct Mounted {
     pub device: DmDevice,
-    /// The loop device under it (diskless slots), kept open until the
-    /// device-mapper target holds it.
+    /// The loop device under it (diskless slots).
     pub loop_dev: Option<PathBuf>,
+    /// Time to set up the loop device (if any) and the verity mapping.
+    pub map_time: Duration,
+    /// Time to mount the root image.
+    pub mount_time: Duration,
 }
 
 /// Map the slot's root image through dm-verity as `dm_name` and mount it
@@ -341,6 +344,7 @@ pub fn map_and_mount(
     dm_name: &str,
     target: &Path,
 ) -> Result<Mounted, RootError> {
+    let t = Instant::now();
     let sys = |source| RootError::Sys {
         slot: slot.name.clone(),
         source,
@@ -364,6 +368,8 @@ pub fn map_and_mount(
         &params.table(&devno, &devno),
     )
     .map_err(sys)?;
+    let map_time = t.elapsed();
+    let t = Instant::now();
     std::fs::create_dir_all(target).map_err(io("create", target))?;
     let flags = MountFlags::MS_RDONLY | MountFlags::MS_NODEV | MountFlags::MS_NOSUID;
     if let Err(source) =
@@ -375,7 +381,12 @@ pub fn map_and_mount(
             source,
         });
     }
-    Ok(Mounted { device, loop_dev })
+    Ok(Mounted {
+        device,
+        loop_dev,
+        map_time,
+        mount_time: t.elapsed(),
+    })
 }
 
 fn libc_major(dev: u64) -> u64 {

@@ -175,7 +175,9 @@ fn pick_slot(ctx: &mut Ctx, found: &mut Found, tried: &[String]) -> Option<Slot>
 }
 
 fn try_slot(ctx: &mut Ctx, slot: &Slot, disk: bool) -> Result<(), root::RootError> {
+    let t = std::time::Instant::now();
     let v = root::open(slot, &ctx.root.keys)?;
+    let open_time = t.elapsed();
     let m = &v.manifest;
     info!(
         "slot {}: keel {} ({}) build {}, signed by {}",
@@ -206,7 +208,15 @@ fn try_slot(ctx: &mut Ctx, slot: &Slot, disk: bool) -> Result<(), root::RootErro
             micros: took.as_micros() as u64,
         });
     }
-    root::map_and_mount(slot, m, DM_NAME, Path::new(SYSROOT))?;
+    let mounted = root::map_and_mount(slot, m, DM_NAME, Path::new(SYSROOT))?;
+    info!(
+        "slot {}: manifest checked in {:.1} ms, dm-verity mapped in {:.1} ms ({}), root mounted in {:.1} ms",
+        slot.name,
+        open_time.as_secs_f64() * 1e3,
+        mounted.map_time.as_secs_f64() * 1e3,
+        mounted.device.path().display(),
+        mounted.mount_time.as_secs_f64() * 1e3
+    );
     ctx.status.verity = "verified".into();
     Ok(())
 }
@@ -290,7 +300,7 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
         .as_ref()
         .map(|(_, d)| d.clone())
         .or_else(|| ctx.cmdline.state_device.as_ref().map(PathBuf::from));
-    let Some(dev) = device else {
+    let tmpfs = |ctx: &mut Ctx| -> Result<(), TaskError> {
         keel_sys::fs::mount("state", target, "tmpfs", flags, Some("mode=0700"))?;
         ctx.status.state = Some(StateMount {
             source: "tmpfs".into(),
@@ -298,13 +308,21 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
             size_bytes: 0,
             grown_from_bytes: None,
         });
-        return Ok(());
+        Ok(())
+    };
+    let Some(dev) = device else {
+        return tmpfs(ctx);
     };
     let grown_from = match &disk_state {
         Some((n, _)) if ctx.root.mounted => grow_partition(ctx, *n),
         _ => None,
     };
-    keel_sys::fs::mount(&dev.to_string_lossy(), target, "ext4", flags, None)?;
+    if let Err(e) = keel_sys::fs::mount(&dev.to_string_lossy(), target, "ext4", flags, None) {
+        // Keep the node up with somewhere to write; say loudly that the
+        // data will not survive a reboot.
+        error!("STATE: {e}: using a tmpfs on {STATE_DIR} instead (nothing written there survives a reboot)");
+        return tmpfs(ctx);
+    }
     let part_bytes = File::open(&dev)
         .ok()
         .and_then(|f| keel_sys::block::size_bytes(&f, &dev).ok())

@@ -12,41 +12,8 @@
 
 use std::time::Duration;
 
+use keel_vmtests::bench::{one, row, size, Series};
 use keel_vmtests::{build_dir, release_bin, root, Variant, Vm, VmConfig};
-
-#[derive(Default)]
-struct Series(Vec<f64>);
-
-impl Series {
-    fn sorted(&self) -> Vec<f64> {
-        let mut v = self.0.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v
-    }
-    fn median(&self) -> f64 {
-        let v = self.sorted();
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    }
-    fn min(&self) -> f64 {
-        self.sorted().first().copied().unwrap_or(f64::NAN)
-    }
-    fn max(&self) -> f64 {
-        self.sorted().last().copied().unwrap_or(f64::NAN)
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({"median": self.median(), "min": self.min(), "max": self.max(), "runs": self.0})
-    }
-}
-
-fn size(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path)
-        .map(|m| m.len())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// The work floor's own figure: "work-floor: started at S ms, done in D ms".
 fn work_floor_ms(console: &str) -> f64 {
@@ -129,55 +96,47 @@ fn main() {
 
     println!();
     println!("keel boot benchmark: {runs} boots each, qemu microvm, TCG, 256M");
-    let print = |name: &str, cols: [String; 3], target: &str| {
-        println!(
-            "{name:<34} {:>10} {:>10} {:>10}  {target}",
-            cols[0], cols[1], cols[2]
-        );
-    };
-    let stats = |s: &Series| [s.median(), s.min(), s.max()].map(|v| format!("{v:.1}"));
-    let one = |v: String| [v, String::new(), String::new()];
-    print(
+    row(
         "figure",
         ["median", "min", "max"].map(String::from),
         "target",
     );
-    print("guest uptime at PID 1 start (ms)", stats(&pid1_start), "");
-    print("PID 1 start -> ready (ms)", stats(&pid1_to_ready), "<= 20");
-    print(
+    row("guest uptime at PID 1 start (ms)", pid1_start.cols(), "");
+    row("PID 1 start -> ready (ms)", pid1_to_ready.cols(), "<= 20");
+    row(
         "work floor: same work, no keel (ms)",
-        stats(&work_floor),
+        work_floor.cols(),
         "reference, same run",
     );
-    print(
+    row(
         "ratio PID 1->ready / work floor",
         one(format!("{work_ratio:.3}")),
         "keel's own overhead",
     );
-    print(
+    row(
         "qemu start -> ready (ms)",
-        stats(&qemu_to_ready),
+        qemu_to_ready.cols(),
         "<= 1.15 x floor",
     );
-    print(
+    row(
         "floor: qemu start -> init (ms)",
-        stats(&floor),
+        floor.cols(),
         "reference, same run",
     );
-    print(
+    row(
         "ratio ready / floor (medians)",
         one(format!("{ratio:.3}")),
         "<= 1.15",
     );
-    print("PID 1 RSS after boot (KiB)", stats(&rss), "<= 8192");
-    print("guest MemTotal-MemAvailable (KiB)", stats(&used), "");
-    print("bzImage (bytes)", one(bz.to_string()), "<= 3.5 MB");
-    print(
+    row("PID 1 RSS after boot (KiB)", rss.cols(), "<= 8192");
+    row("guest MemTotal-MemAvailable (KiB)", used.cols(), "");
+    row("bzImage (bytes)", one(bz.to_string()), "<= 3.5 MB");
+    row(
         "initramfs.cpio.zst (bytes)",
         one(initrd.to_string()),
         "<= 3 MB",
     );
-    print("keel binary (bytes)", one(keel.to_string()), "");
+    row("keel binary (bytes)", one(keel.to_string()), "");
 
     let json = serde_json::json!({
         "runs": runs,

@@ -1,0 +1,54 @@
+//! What the benchmarks share: a series of samples with median, min and max.
+
+/// Samples of one figure.
+#[derive(Default)]
+pub struct Series(pub Vec<f64>);
+
+impl Series {
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    }
+    pub fn median(&self) -> f64 {
+        let v = self.sorted();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+    pub fn min(&self) -> f64 {
+        self.sorted().first().copied().unwrap_or(f64::NAN)
+    }
+    pub fn max(&self) -> f64 {
+        self.sorted().last().copied().unwrap_or(f64::NAN)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"median": self.median(), "min": self.min(), "max": self.max(), "runs": self.0})
+    }
+    /// `[median, min, max]` formatted with one decimal.
+    pub fn cols(&self) -> [String; 3] {
+        [self.median(), self.min(), self.max()].map(|v| format!("{v:.1}"))
+    }
+}
+
+/// Size of a file, panicking with its path.
+pub fn size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Print one row of a benchmark table.
+pub fn row(name: &str, cols: [String; 3], target: &str) {
+    println!(
+        "{name:<40} {:>10} {:>10} {:>10}  {target}",
+        cols[0], cols[1], cols[2]
+    );
+}
+
+/// A row with one value.
+pub fn one(v: String) -> [String; 3] {
+    [v, String::new(), String::new()]
+}

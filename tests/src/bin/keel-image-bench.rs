@@ -1,0 +1,231 @@
+//! `make bench`, second part: the verified root and the images.
+//!
+//! - PID 1 start → root mounted (end of the MountRoot task: manifest check,
+//!   dm-verity setup, mount), and the root tasks alone (FindSlots +
+//!   MountRoot), over N diskless boots (KEEL_BENCH_RUNS, default 10).
+//! - qemu start → ready for the diskless (-kernel/-initrd, microvm), iPXE and
+//!   UEFI boots (KEEL_BENCH_FW_RUNS each, default 5), with the trivial-init
+//!   floor measured in the same run as the reference.
+//! - Artifact sizes.
+//! - BLAKE3 throughput of the full-slot check: on the host (`keel-image
+//!   verify` of build/slot.img) and in the VM (the check keel runs on a slot
+//!   not yet known good, read from `GET /v1/status`).
+//!
+//! Prints a table and writes target/bench/image.json. Never fails on timing.
+
+use std::process::Command;
+use std::time::Duration;
+
+use keel_vmtests::bench::{one, row, size, Series};
+use keel_vmtests::{build_dir, release_bin, root, Scratch, Variant, Vm, VmConfig};
+
+fn env_runs(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn task_end(s: &keel_api::Status, name: &str) -> Option<f64> {
+    s.boot
+        .phases
+        .iter()
+        .flat_map(|p| &p.tasks)
+        .find(|t| t.name == name)
+        .map(|t| t.start_ms + t.duration_ms)
+}
+
+fn task_ms(s: &keel_api::Status, name: &str) -> f64 {
+    s.boot
+        .phases
+        .iter()
+        .flat_map(|p| &p.tasks)
+        .find(|t| t.name == name)
+        .map(|t| t.duration_ms)
+        .unwrap_or(f64::NAN)
+}
+
+fn host_blake3_mib_s(slot: &std::path::Path) -> f64 {
+    let out = Command::new(release_bin("keel-image"))
+        .arg("verify")
+        .arg("--slot")
+        .arg(slot)
+        .arg("--key")
+        .arg(root().join("keys/keel-dev.pub"))
+        .output()
+        .expect("run keel-image verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.rsplit_once('(')
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let runs = env_runs("KEEL_BENCH_RUNS", 10);
+    let fw_runs = env_runs("KEEL_BENCH_FW_RUNS", 5);
+    let b = build_dir();
+
+    let mut to_root = Series::default();
+    let mut root_tasks = Series::default();
+    let mut diskless = Series::default();
+    let mut floor = Series::default();
+    for i in 0..runs {
+        let mut cfg = VmConfig::new(&format!("bench-root-{i}"));
+        cfg.variant = Variant::Keel;
+        let mut vm = Vm::start(cfg);
+        diskless.0.push(vm.wait_ready().as_secs_f64() * 1e3);
+        let s = vm.status();
+        if let Some(end) = task_end(&s, "MountRoot") {
+            to_root.0.push(end - s.boot.pid1_start_ms);
+        }
+        root_tasks
+            .0
+            .push(task_ms(&s, "FindSlots") + task_ms(&s, "MountRoot"));
+        drop(vm);
+        let mut cfg = VmConfig::new(&format!("bench-root-floor-{i}"));
+        cfg.variant = Variant::Floor;
+        let mut vm = Vm::start(cfg);
+        floor.0.push(
+            vm.wait_for("floor: init reached", Duration::from_secs(60))
+                .as_secs_f64()
+                * 1e3,
+        );
+        vm.wait_exit(Duration::from_secs(30));
+        eprintln!(
+            "diskless {}/{runs}: ready at {:.0} ms, root mounted {:.1} ms after PID 1 start",
+            i + 1,
+            diskless.0[i],
+            to_root.0.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+
+    let mut ipxe = Series::default();
+    let mut uefi = Series::default();
+    let mut vm_blake3 = Series::default();
+    let scratch = Scratch::new("bench-image");
+    for i in 0..fw_runs {
+        let mut cfg = VmConfig::new(&format!("bench-ipxe-{i}"));
+        cfg.profile = "ipxe";
+        let mut vm = Vm::start(cfg);
+        ipxe.0.push(vm.wait_ready().as_secs_f64() * 1e3);
+        drop(vm);
+
+        // A fresh copy each time: slot A is new, so keel runs its full check.
+        let disk = scratch.path("disk.qcow2");
+        std::fs::copy(b.join("disk.qcow2"), &disk).expect("build/disk.qcow2 (make disk)");
+        let mut cfg = VmConfig::new(&format!("bench-uefi-{i}"));
+        cfg.profile = "uefi";
+        cfg.disk = Some(disk);
+        let mut vm = Vm::start(cfg);
+        uefi.0.push(vm.wait_ready().as_secs_f64() * 1e3);
+        if let Some(c) = vm.status().root.content_check {
+            vm_blake3
+                .0
+                .push(c.bytes as f64 / 1048576.0 / (c.micros as f64 / 1e6));
+        }
+        drop(vm);
+        eprintln!(
+            "firmware {}/{fw_runs}: iPXE ready at {:.0} ms, UEFI ready at {:.0} ms",
+            i + 1,
+            ipxe.0[i],
+            uefi.0[i]
+        );
+    }
+
+    let mut host_blake3 = Series::default();
+    for _ in 0..10 {
+        host_blake3.0.push(host_blake3_mib_s(&b.join("slot.img")));
+    }
+
+    let kernel = size(&b.join("kernel/bzImage"));
+    let initramfs = size(&b.join("initramfs.cpio.zst"));
+    let efi = size(&b.join("kernel/bzImage-efi"));
+    let disk = size(&b.join("disk.img"));
+    let qcow2 = size(&b.join("disk.qcow2"));
+    let root_img = size(&b.join("root.erofs"));
+
+    println!();
+    println!(
+        "keel image benchmark: {runs} diskless boots, {fw_runs} iPXE and UEFI boots, TCG, 256M"
+    );
+    row(
+        "figure",
+        ["median", "min", "max"].map(String::from),
+        "target",
+    );
+    row("PID 1 start -> root mounted (ms)", to_root.cols(), "<= 10");
+    row("  FindSlots + MountRoot alone (ms)", root_tasks.cols(), "");
+    row("qemu -> ready, diskless microvm (ms)", diskless.cols(), "");
+    row(
+        "  floor: trivial init, microvm (ms)",
+        floor.cols(),
+        "reference, same run",
+    );
+    row(
+        "  ratio diskless / floor (medians)",
+        one(format!("{:.3}", diskless.median() / floor.median())),
+        "",
+    );
+    row("qemu -> ready, iPXE over TFTP (ms)", ipxe.cols(), "");
+    row("qemu -> ready, UEFI disk, OVMF (ms)", uefi.cols(), "");
+    row(
+        "BLAKE3 full-slot check, host (MiB/s)",
+        host_blake3.cols(),
+        "",
+    );
+    row(
+        "BLAKE3 full-slot check, VM/TCG (MiB/s)",
+        vm_blake3.cols(),
+        "",
+    );
+    row(
+        "kernel + initramfs (bytes)",
+        one((kernel + initramfs).to_string()),
+        "<= 6 MB",
+    );
+    row("  bzImage (bytes)", one(kernel.to_string()), "");
+    row(
+        "  initramfs.cpio.zst (bytes)",
+        one(initramfs.to_string()),
+        "",
+    );
+    row("  root.erofs (bytes)", one(root_img.to_string()), "");
+    row("  bzImage-efi (bytes)", one(efi.to_string()), "");
+    row("disk.img, raw (bytes)", one(disk.to_string()), "<= 64 MB");
+    row("disk.qcow2 (bytes)", one(qcow2.to_string()), "");
+
+    let json = serde_json::json!({
+        "runs": runs,
+        "firmware_runs": fw_runs,
+        "accel": std::env::var("QEMU_ACCEL").unwrap_or_else(|_| "tcg".into()),
+        "pid1_to_root_ms": to_root.json(),
+        "root_tasks_ms": root_tasks.json(),
+        "qemu_to_ready_ms": {
+            "diskless": diskless.median(),
+            "ipxe": ipxe.median(),
+            "uefi": uefi.median(),
+            "floor": floor.median(),
+            "runs": {"diskless": diskless.json(), "ipxe": ipxe.json(), "uefi": uefi.json(), "floor": floor.json()},
+        },
+        "kernel_bytes": kernel,
+        "initramfs_bytes": initramfs,
+        "efi_kernel_bytes": efi,
+        "root_image_bytes": root_img,
+        "disk_bytes": disk,
+        "disk_qcow2_bytes": qcow2,
+        "blake3_host_mib_s": host_blake3.median(),
+        "blake3_vm_mib_s": vm_blake3.median(),
+    });
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join("image.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("encode"))
+        .expect("write image.json");
+    println!("\nwrote {}", path.display());
+}
