@@ -358,7 +358,8 @@ pub fn map_and_mount(
         let rdev = std::fs::metadata(&p).map_err(io("stat", &p))?.rdev();
         (rdev, Some(p), Some(f))
     };
-    let devno = format!("{}:{}", libc_major(rdev), libc_minor(rdev));
+    let (major, minor) = keel_sys::block::devno(rdev);
+    let devno = format!("{major}:{minor}");
     let params = m.verity_params();
     let device = keel_sys::dm::create_ro(
         dm_name,
@@ -387,14 +388,6 @@ pub fn map_and_mount(
         map_time,
         mount_time: t.elapsed(),
     })
-}
-
-fn libc_major(dev: u64) -> u64 {
-    ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)
-}
-
-fn libc_minor(dev: u64) -> u64 {
-    (dev & 0xff) | ((dev >> 12) & !0xff)
 }
 
 /// Write `slot`'s new state into the GPT of `disk`.

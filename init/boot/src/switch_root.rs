@@ -181,52 +181,16 @@ pub fn leave_initramfs(
     Ok(stats)
 }
 
-/// Remove the tree at `dir` on its own device, skipping `exclude` and
-/// anything on another device (mount points). Errors are ignored: this only
-/// frees memory. Returns how many entries were removed.
-pub fn delete_tree(dir: &Path, exclude: &[&Path]) -> u64 {
-    let Ok(md) = std::fs::symlink_metadata(dir) else {
-        return 0;
-    };
-    delete_under(dir, md.dev(), exclude)
-}
-
-fn delete_under(dir: &Path, dev: u64, exclude: &[&Path]) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut n = 0;
-    for e in rd.flatten() {
-        let p = e.path();
-        if exclude.contains(&p.as_path()) {
-            continue;
-        }
-        let Ok(md) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if md.dev() != dev {
-            continue;
-        }
-        if md.is_dir() {
-            n += delete_under(&p, dev, exclude);
-            if std::fs::remove_dir(&p).is_ok() {
-                n += 1;
-            }
-        } else if std::fs::remove_file(&p).is_ok() {
-            n += 1;
-        }
-    }
-    n
-}
-
 /// Switch from the initramfs to the root already mounted at `new_root`
-/// (the verified root): free the initramfs (its files are deleted; keel's
-/// own binary and the diskless slot file stay in memory while in use),
-/// move the early mounts `moves` under the new root, move the new root onto
-/// `/` and chroot into it. Returns how many initramfs entries were freed.
-pub fn enter_root(new_root: &Path, moves: &[&str]) -> Result<u64, SwitchError> {
+/// (the verified root): move the early mounts `moves` under the new root,
+/// move the new root onto `/` and chroot into it.
+///
+/// The initramfs files are left where they are, out of reach under the new
+/// root: what they hold is keel's own binary and the diskless slot, both in
+/// use (the running program, the loop device under the root), so deleting
+/// them would free nothing and cost a cold kernel path per file.
+pub fn enter_root(new_root: &Path, moves: &[&str]) -> Result<(), SwitchError> {
     let root = Path::new("/");
-    let freed = delete_tree(root, &[new_root]);
     for m in moves {
         let to = crate::mounts::under(new_root, m);
         keel_sys::fs::move_mount(Path::new(m), &to)?;
@@ -241,7 +205,7 @@ pub fn enter_root(new_root: &Path, moves: &[&str]) -> Result<u64, SwitchError> {
         path: root.to_path_buf(),
         source,
     })?;
-    Ok(freed)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,20 +235,6 @@ mod tests {
         std::fs::metadata("/proc/self")
             .map(|m| m.uid())
             .unwrap_or(u32::MAX)
-    }
-
-    #[test]
-    fn delete_tree_keeps_exclusions() {
-        let t = tempfile::tempdir().unwrap();
-        let r = t.path();
-        std::fs::create_dir_all(r.join("a/b")).unwrap();
-        std::fs::write(r.join("a/b/f"), b"x").unwrap();
-        std::fs::create_dir_all(r.join("sysroot/x")).unwrap();
-        std::fs::write(r.join("init"), b"x").unwrap();
-        let n = delete_tree(r, &[&r.join("sysroot")]);
-        assert_eq!(n, 4);
-        assert!(!r.join("a").exists() && !r.join("init").exists());
-        assert!(r.join("sysroot/x").exists());
     }
 
     #[test]

@@ -274,8 +274,8 @@ pub fn leave_initramfs(ctx: &mut Ctx) -> Result<(), TaskError> {
     }
     let moves = keel_boot::mounts::top_level(keel_boot::mounts::EARLY);
     if ctx.root.mounted {
-        let freed = keel_boot::switch_root::enter_root(Path::new(SYSROOT), &moves)?;
-        info!("switched to the verified root ({freed} initramfs entries freed)");
+        keel_boot::switch_root::enter_root(Path::new(SYSROOT), &moves)?;
+        info!("switched to the verified root");
         return Ok(());
     }
     crate::boot_table::leave_to_tmpfs()

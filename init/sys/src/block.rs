@@ -14,6 +14,15 @@ fn ioctl_err(op: &'static str, path: &Path) -> SysError {
     }
 }
 
+/// `(major, minor)` of a device number (`st_rdev`, or what device-mapper
+/// returns).
+pub fn devno(dev: u64) -> (u32, u32) {
+    (
+        libc::major(dev as libc::dev_t),
+        libc::minor(dev as libc::dev_t),
+    )
+}
+
 /// Size of the block device (or regular file) open as `file`, in bytes.
 pub fn size_bytes(file: &File, path: &Path) -> Result<u64, SysError> {
     let md = file.metadata().map_err(|e| SysError::Io {

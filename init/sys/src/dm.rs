@@ -112,10 +112,11 @@ pub fn create_ro(
     let mut buf = buffer(name, uuid, 0, 0);
     call(&ctl, DM_DEV_CREATE, "create", name, &mut buf)?;
     let dev = u64::from_ne_bytes(bytes_mut(&mut buf)[40..48].try_into().unwrap_or_default());
+    let (major, minor) = crate::block::devno(dev);
     let device = DmDevice {
         name: name.to_string(),
-        major: libc::major(dev as libc::dev_t),
-        minor: libc::minor(dev as libc::dev_t),
+        major,
+        minor,
     };
     let loaded = (|| {
         let params_len = (params.len() + 1).div_ceil(8) * 8;
