@@ -61,7 +61,8 @@ images: kernel binaries keys
 		--out $(BUILD)/initramfs-test.cpio.zst
 	$(IMAGE) --spec initramfs/keel.list --out $(BUILD)/initramfs-disk.cpio.zst
 	$(IMAGE) --spec initramfs/floor.list --out $(BUILD)/initramfs-floor.cpio.zst
-	$(IMAGE) --spec initramfs/work-floor.list --out $(BUILD)/initramfs-workfloor.cpio.zst
+	$(IMAGE) --spec initramfs/work-floor.list --var ROOT_SLOT=$(BUILD)/root.slot \
+		--out $(BUILD)/initramfs-workfloor.cpio.zst
 
 # The UEFI cloud disk: the kernel with the disk initramfs and command line
 # built in on the ESP, the same OS in slots A and B, and STATE. The built-in

@@ -451,10 +451,9 @@ fn first_boot_grows_state_to_fill_a_resized_disk() {
     assert_eq!(vm.status().root.state.unwrap().grown_from_bytes, None);
 }
 
-#[test]
-fn a_slot_with_another_build_is_entered_through_kexec() {
-    let s = Scratch::new("disk-kexec");
-    let disk = disk_copy(&s);
+/// Put a slot with build id `build` (kernel `kernel`) into B of `disk`,
+/// with a higher priority than A.
+fn slot_b_with_build(s: &Scratch, disk: &Path, build: &str, kernel: &Path) {
     let b = build_dir();
     let slot = s.path("slot-b.img");
     keel_image(&[
@@ -462,7 +461,7 @@ fn a_slot_with_another_build_is_entered_through_kexec() {
         "--root",
         &b.join("root.erofs").to_string_lossy(),
         "--kernel",
-        &b.join("kernel/bzImage").to_string_lossy(),
+        &kernel.to_string_lossy(),
         "--initramfs",
         &b.join("initramfs-disk.cpio.zst").to_string_lossy(),
         "--key",
@@ -470,22 +469,34 @@ fn a_slot_with_another_build_is_entered_through_kexec() {
         "--version",
         "0.1.1",
         "--build-id",
-        "kexec-test-build",
+        build,
         "--size-mib",
         "20",
         "--out",
         &slot.to_string_lossy(),
     ]);
-    let (off, size) = partition(&disk, "KEEL-B");
+    let (off, size) = partition(disk, "KEEL-B");
     let bytes = std::fs::read(&slot).unwrap();
     assert_eq!(bytes.len() as u64, size);
     File::options()
         .write(true)
-        .open(&disk)
+        .open(disk)
         .unwrap()
         .write_all_at(&bytes, off)
         .unwrap();
-    set_slot_state(&disk, "KEEL-B", SlotState::new(5, 3, false));
+    set_slot_state(disk, "KEEL-B", SlotState::new(5, 3, false));
+}
+
+#[test]
+fn a_slot_with_another_build_is_entered_through_kexec() {
+    let s = Scratch::new("disk-kexec");
+    let disk = disk_copy(&s);
+    slot_b_with_build(
+        &s,
+        &disk,
+        "kexec-test-build",
+        &build_dir().join("kernel/bzImage"),
+    );
     let vm = boot_disk("disk-kexec", &disk, "");
     let c = vm.console();
     assert!(
@@ -505,6 +516,28 @@ fn a_slot_with_another_build_is_entered_through_kexec() {
         !c.contains("booting its root with the running kernel"),
         "kexec failed: {c}"
     );
+}
+
+#[test]
+fn a_kernel_that_kexec_refuses_falls_back_to_a_normal_boot() {
+    let s = Scratch::new("disk-kexec-fail");
+    let disk = disk_copy(&s);
+    // Signed, so its digest checks out, but not a kernel: kexec_file_load
+    // refuses it, and keel boots B's root with the running kernel.
+    let junk = s.path("not-a-kernel");
+    std::fs::write(&junk, vec![0x42u8; 64 * 1024]).unwrap();
+    slot_b_with_build(&s, &disk, "junk-kernel-build", &junk);
+    let vm = boot_disk("disk-kexec-fail", &disk, "");
+    let c = vm.console();
+    assert!(
+        c.contains("booting its root with the running kernel"),
+        "{c}"
+    );
+    assert_eq!(c.matches("starting as pid 1").count(), 1, "{c}");
+    let r = vm.status().root;
+    assert_eq!(r.slot.as_deref(), Some("B"), "{r:?}");
+    assert_eq!(r.build_id.as_deref(), Some("junk-kernel-build"));
+    assert_eq!(r.verity, "verified");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //!
 //! - PID 1 start → root mounted (end of the MountRoot task: manifest check,
 //!   dm-verity setup, mount), and the root tasks alone (FindSlots +
-//!   MountRoot), over N diskless boots (KEEL_BENCH_RUNS, default 10).
+//!   MountRoot), over N diskless boots (KEEL_BENCH_RUNS, default 10); the
+//!   reference is the work floor (tests/helpers work-floor.rs) doing the same
+//!   work with no keel around it, in the same run.
 //! - qemu start → ready for the diskless (-kernel/-initrd, microvm), iPXE and
 //!   UEFI boots (KEEL_BENCH_FW_RUNS each, default 5), with the trivial-init
 //!   floor measured in the same run as the reference.
@@ -75,6 +77,7 @@ fn main() {
     let mut root_tasks = Series::default();
     let mut diskless = Series::default();
     let mut floor = Series::default();
+    let mut work_floor_root = Series::default();
     for i in 0..runs {
         let mut cfg = VmConfig::new(&format!("bench-root-{i}"));
         cfg.variant = Variant::Keel;
@@ -97,6 +100,25 @@ fn main() {
                 * 1e3,
         );
         vm.wait_exit(Duration::from_secs(30));
+        drop(vm);
+        let mut cfg = VmConfig::new(&format!("bench-root-work-floor-{i}"));
+        cfg.variant = Variant::WorkFloor;
+        let mut vm = Vm::start(cfg);
+        vm.wait_for("work-floor: started at", Duration::from_secs(60));
+        vm.wait_exit(Duration::from_secs(30));
+        work_floor_root.0.push(
+            vm.console()
+                .lines()
+                .find_map(|l| {
+                    l.split_once("work-floor: root mounted in ")?
+                        .1
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(f64::NAN),
+        );
         eprintln!(
             "diskless {}/{runs}: ready at {:.0} ms, root mounted {:.1} ms after PID 1 start",
             i + 1,
@@ -206,6 +228,7 @@ fn main() {
         "accel": std::env::var("QEMU_ACCEL").unwrap_or_else(|_| "tcg".into()),
         "pid1_to_root_ms": to_root.json(),
         "root_tasks_ms": root_tasks.json(),
+        "work_floor_root_ms": work_floor_root.json(),
         "qemu_to_ready_ms": {
             "diskless": diskless.median(),
             "ipxe": ipxe.median(),

@@ -1,9 +1,11 @@
-//! The boot benchmark's second floor: the kernel work keel's boot asks for,
-//! done by the smallest program that can do it. No runtime, no logging, no
-//! phase table: the same mounts, root switch, cgroup controllers, hostname,
-//! links, address, route and listening sockets as keel, one syscall after the
-//! other, in keel's order. It prints how long that took since it started, and
-//! one line per step, then powers off.
+//! The boot benchmark's second floor: the work keel's boot asks for, done by
+//! the smallest program that can do it. No runtime, no logging, no phase
+//! table: the same mounts, the same check of the slot's signed manifest
+//! (keel's own code), the same loop device, dm-verity mapping and EROFS
+//! mount, root switch, cgroup controllers, hostname, links, address, route
+//! and listening sockets as keel, one call after the other, in keel's order.
+//! It prints how long that took since it started (and when the root was
+//! mounted), one line per step, then powers off.
 //!
 //! Under TCG every kernel path runs cold the first time (qemu translates it
 //! before it runs), so this is what keel's "PID 1 start → ready" cannot go
@@ -110,27 +112,62 @@ fn main() {
             .map(|_| ())
             .map_err(|e| e.to_string()),
     );
-    let root = (|| {
-        let _ = mkdir("/newroot", nix::sys::stat::Mode::from_bits_truncate(0o755));
+    let slot = std::path::Path::new("/keel/root.slot");
+    let manifest = (|| {
+        let text =
+            std::fs::read_to_string("/etc/keel/keys/keel-dev.pub").map_err(|e| e.to_string())?;
+        let key = keel_slot::manifest::TrustedKey::parse(&text).map_err(|e| e.to_string())?;
+        let bytes = std::fs::read(slot).map_err(|e| e.to_string())?;
+        let at = bytes.len() - keel_slot::layout::FOOTER_SIZE as usize;
+        keel_slot::manifest::open(&bytes[at..], &[key]).map_err(|e| e.to_string())
+    })();
+    s.step(
+        "manifest",
+        manifest.as_ref().map(|_| ()).map_err(|e| e.clone()),
+    );
+    let mapped = manifest.as_ref().map_err(|e| e.clone()).and_then(|v| {
+        use std::os::unix::fs::MetadataExt;
+        let (loop_dev, _f) =
+            keel_sys::block::attach_loop_ro(slot, 4096).map_err(|e| e.to_string())?;
+        let rdev = std::fs::metadata(&loop_dev)
+            .map_err(|e| e.to_string())?
+            .rdev();
+        let (maj, min) = keel_sys::block::devno(rdev);
+        let devno = format!("{maj}:{min}");
+        let p = v.manifest.verity_params();
+        keel_sys::dm::create_ro(
+            "keel-root",
+            "KEEL-VERITY",
+            "verity",
+            p.sectors(),
+            &p.table(&devno, &devno),
+        )
+        .map_err(|e| e.to_string())
+    });
+    s.step(
+        "loop + dm-verity",
+        mapped.as_ref().map(|_| ()).map_err(|e| e.clone()),
+    );
+    let mounted = mapped.and_then(|d| {
         e(
-            "tmpfs",
+            "mount erofs",
             mount(
-                Some("root"),
-                "/newroot",
-                Some("tmpfs"),
-                MsFlags::empty(),
-                Some("mode=0755"),
+                Some(d.path().as_path()),
+                "/sysroot",
+                Some("erofs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+                none,
             ),
-        )?;
+        )
+    });
+    s.step("mount root", mounted);
+    let root_mounted = s.last;
+    let root = (|| {
         for m in ["/proc", "/sys", "/dev", "/run", "/tmp"] {
-            let to = format!("/newroot{m}");
-            e(
-                &to,
-                mkdir(to.as_str(), nix::sys::stat::Mode::from_bits_truncate(0o755)),
-            )?;
+            let to = format!("/sysroot{m}");
             e(m, mount(Some(m), to.as_str(), none, MsFlags::MS_MOVE, none))?;
         }
-        e("chdir", chdir("/newroot"))?;
+        e("chdir", chdir("/sysroot"))?;
         e(
             "move root",
             mount(Some("."), "/", none, MsFlags::MS_MOVE, none),
@@ -205,6 +242,10 @@ fn main() {
     for l in &s.lines {
         println!("{l}");
     }
+    println!(
+        "work-floor: root mounted in {:.3} ms",
+        (root_mounted - s.start).as_secs_f64() * 1e3
+    );
     println!(
         "work-floor: started at {:.3} ms, done in {total:.3} ms",
         s.start.as_secs_f64() * 1e3
