@@ -30,6 +30,9 @@ pub const FAIL_FAST: &[&str] = &[
 /// The console line keel prints when the node is ready.
 pub const READY: &str = "keel: ready in ";
 
+/// The last task line of the boot timeline keel prints after `READY`.
+pub const TIMELINE_END: &str = "services/StartApi ";
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -319,9 +322,13 @@ impl Vm {
         }
     }
 
-    /// Wait for the node's ready line.
+    /// Wait for the node's ready line; returns the time it appeared. keel
+    /// prints the held-back boot timeline right after it: this also waits
+    /// for that, so tests that look at the console see all of it.
     pub fn wait_ready(&mut self) -> Duration {
-        self.wait_for(READY, Duration::from_secs(120))
+        let t = self.wait_for(READY, Duration::from_secs(120));
+        self.wait_for(TIMELINE_END, Duration::from_secs(30));
+        t
     }
 
     /// Wait for qemu to exit (power-off, or reboot with no_reboot).

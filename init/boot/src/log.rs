@@ -48,6 +48,23 @@ pub fn flush() {
     }
 }
 
+/// Write one info line to the console at once, ahead of the held-back
+/// lines (and to the kernel log like any line).
+pub fn line_now(msg: &str) {
+    write_console(&format!("keel: {msg}\n"));
+    kmsg(Level::Info, msg);
+}
+
+fn kmsg(level: Level, msg: &str) {
+    if let Ok(mut g) = KMSG.try_lock() {
+        if let Some(f) = g.as_mut() {
+            // One write(2) per record: /dev/kmsg makes each write a record.
+            let record = format!("<{}>keel: {msg}\n", level as u8);
+            let _ = f.write_all(record.as_bytes());
+        }
+    }
+}
+
 /// Start copying log lines to the kernel log at `path` (normally /dev/kmsg).
 pub fn attach_kmsg(path: &Path) {
     if let Ok(f) = OpenOptions::new().write(true).open(path) {
@@ -78,13 +95,7 @@ pub fn line(level: Level, msg: &str) {
     // The kernel log copy is for the ring buffer. The kernel echoes only
     // urgent levels to the console under `quiet`, so errors may appear twice
     // there; that is the safe side.
-    if let Ok(mut g) = KMSG.try_lock() {
-        if let Some(f) = g.as_mut() {
-            // One write(2) per record: /dev/kmsg makes each write a record.
-            let record = format!("<{}>keel: {msg}\n", level as u8);
-            let _ = f.write_all(record.as_bytes());
-        }
-    }
+    kmsg(level, msg);
 }
 
 #[macro_export]

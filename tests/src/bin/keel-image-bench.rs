@@ -183,6 +183,19 @@ fn main() {
     );
     row("PID 1 start -> root mounted (ms)", to_root.cols(), "<= 10");
     row("  FindSlots + MountRoot alone (ms)", root_tasks.cols(), "");
+    row(
+        "  work floor: same work, no keel (ms)",
+        work_floor_root.cols(),
+        "reference, same run",
+    );
+    row(
+        "  ratio root mounted / work floor",
+        one(format!(
+            "{:.3}",
+            to_root.median() / work_floor_root.median()
+        )),
+        "",
+    );
     row("qemu -> ready, diskless microvm (ms)", diskless.cols(), "");
     row(
         "  floor: trivial init, microvm (ms)",
