@@ -11,7 +11,7 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps kernel binaries keys images disk netboot run check test vmtest bench clean
+.PHONY: help deps kernel binaries keys images disk netboot run check test vmtest bench fuzz clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
@@ -21,6 +21,7 @@ help:
 	@echo "make images  kernel, root images, slots, initramfs variants under build/"
 	@echo "make disk    the UEFI disk image build/disk.{img,qcow2}"
 	@echo "make keys    a development signing key pair under keys/ (kept if present)"
+	@echo "make fuzz    fuzz the cloud-config parser (nightly + cargo-fuzz; FUZZ_SECONDS=60)"
 
 deps:
 	scripts/deps.sh
@@ -103,6 +104,13 @@ test: check vmtest
 bench: images disk netboot
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-image-bench
+
+# The cloud-config parser under libFuzzer. Needs the nightly toolchain and
+# cargo-fuzz (cargo install cargo-fuzz); not part of make test.
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run cloud_config corpus/cloud_config -- \
+		-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=65536
 
 clean:
 	$(CARGO) clean

@@ -37,9 +37,83 @@ enum Cmd {
     Reboot,
     /// Orderly power-off of the node.
     Poweroff,
+    /// Cloud-config: check a file offline, with the node's own validator.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print every error (with its YAML path, line and column) and the verdict
+    /// on every item: applied, translated or refused. Exit status 0 when a
+    /// node would accept the file, 1 when it would not.
+    Validate {
+        /// The #cloud-config file (at most 1 MiB).
+        file: std::path::PathBuf,
+    },
+}
+
+/// `keelctl config validate`: the report as text, and whether it is accepted.
+pub fn config_report(file: &str, text: &str) -> (String, bool) {
+    use std::fmt::Write;
+    let r = keel_config::validate(text);
+    let mut o = String::new();
+    for i in &r.items {
+        let _ = writeln!(
+            o,
+            "{:<10} {} (line {}): {}",
+            i.verdict.as_str(),
+            i.path,
+            i.line,
+            i.note
+        );
+    }
+    for e in &r.errors {
+        let _ = writeln!(o, "error      {file}:{e}");
+    }
+    let (applied, translated, refused) =
+        r.items
+            .iter()
+            .fold((0, 0, 0), |(a, t, f), i| match i.verdict {
+                keel_config::Verdict::Applied => (a + 1, t, f),
+                keel_config::Verdict::Translated => (a, t + 1, f),
+                keel_config::Verdict::Refused => (a, t, f + 1),
+            });
+    let _ = writeln!(
+        o,
+        "{file}: {} ({applied} applied, {translated} translated, {refused} refused, {} errors)",
+        if r.accepted() {
+            "a node would accept it"
+        } else {
+            "a node would refuse it (maintenance mode)"
+        },
+        r.errors.len()
+    );
+    (o, r.accepted())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Cmd::Config(ConfigCmd::Validate { file }) = &cli.cmd {
+        let meta =
+            std::fs::metadata(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        if meta.len() > keel_config::yaml::MAX_BYTES as u64 {
+            anyhow::bail!(
+                "{}: {} bytes, over the {} byte limit",
+                file.display(),
+                meta.len(),
+                keel_config::yaml::MAX_BYTES
+            );
+        }
+        let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", file.display()))?;
+        let (report, ok) = config_report(&file.display().to_string(), &text);
+        print!("{report}");
+        if !ok {
+            return Err(Refused.into());
+        }
+        return Ok(());
+    }
     let mut client = Client::new(Endpoint::parse(&cli.endpoint)?);
     client.timeout = std::time::Duration::from_secs(cli.timeout.max(1));
     match cli.cmd {
@@ -51,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", table::status(&s));
             }
         }
+        Cmd::Config(_) => {}
         Cmd::Reboot | Cmd::Poweroff => {
             let path = if matches!(cli.cmd, Cmd::Reboot) {
                 "/v1/reboot"
@@ -68,14 +143,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A validation that found errors (already printed).
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the configuration has errors")
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// Run keelctl with the process arguments; returns the exit status.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => 0,
+        Err(e) if e.is::<Refused>() => 1,
         Err(e) => {
             eprintln!("keelctl: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn config_report_lists_verdicts_errors_and_the_answer() {
+        let (out, ok) = super::config_report(
+            "a.yaml",
+            "#cloud-config\nhostname: web-1\ncoreos:\n  fleet: {}\n",
+        );
+        assert!(ok);
+        assert!(
+            out.contains("applied    hostname (line 2): host name web-1"),
+            "{out}"
+        );
+        assert!(out.contains("refused    coreos.fleet"), "{out}");
+        assert!(
+            out.contains("a node would accept it (1 applied, 0 translated, 1 refused, 0 errors)"),
+            "{out}"
+        );
+        let (out, ok) = super::config_report("b.yaml", "#cloud-config\nhostname: [x]\n");
+        assert!(!ok);
+        assert!(
+            out.contains("error      b.yaml:2:11: hostname: expected a string, found a list"),
+            "{out}"
+        );
     }
 }

@@ -1,0 +1,24 @@
+//! keel's cloud-config: the CoreOS dialect, strictly.
+//!
+//! 1. [`yaml`] turns the text into a tree of nodes that each know their line
+//!    and column, within limits: 1 MiB of input, 64 levels of nesting, and a
+//!    budget on alias expansion so that a "billion laughs" document fails
+//!    fast in bounded memory. YAML 1.1 habits survive because scalars keep
+//!    their raw text and style: `permissions: 0644` unquoted is octal, as
+//!    CoreOS read it.
+//! 2. [`validate`] walks the tree against the model of the dialect
+//!    ([`schema`]): every unknown key, wrong type and bad value is an error
+//!    naming its YAML path, line and column, all of them reported together.
+//!    Every item gets a verdict: applied, translated (to keel's own
+//!    settings) or refused (with what keel offers instead).
+//! 3. The result is a typed [`model::CloudConfig`] of what keel applies.
+//!
+//! Pure: text in, report out. The node and `keelctl config validate` run the
+//! same code.
+
+pub mod model;
+pub mod schema;
+pub mod validate;
+pub mod yaml;
+
+pub use validate::{validate, Issue, Item, Report, Verdict};

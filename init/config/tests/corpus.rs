@@ -1,0 +1,278 @@
+//! A corpus of cloud-configs written the way CoreOS deployments wrote them:
+//! each parses, is accepted, and gets the expected verdict per item.
+
+use keel_config::{validate, Verdict};
+
+fn corpus(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/corpus/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn verdicts(name: &str) -> (keel_config::Report, Vec<(String, Verdict)>) {
+    let r = validate(&corpus(name));
+    assert!(r.accepted(), "{name}: {:#?}", r.errors);
+    let v = r
+        .items
+        .iter()
+        .map(|i| (i.path.clone(), i.verdict))
+        .collect();
+    (r, v)
+}
+
+fn has(v: &[(String, Verdict)], path: &str, verdict: Verdict) {
+    assert!(
+        v.iter().any(|(p, x)| p == path && *x == verdict),
+        "expected {path} {}: {v:#?}",
+        verdict.as_str()
+    );
+}
+
+#[test]
+fn etcd2_cluster_node() {
+    let (r, v) = verdicts("etcd2-cluster-node.yaml");
+    has(&v, "hostname", Verdict::Applied);
+    has(&v, "ssh_authorized_keys", Verdict::Applied);
+    has(&v, "coreos.etcd2", Verdict::Translated);
+    has(&v, "coreos.fleet", Verdict::Refused);
+    has(&v, "coreos.update", Verdict::Translated);
+    has(&v, "coreos.locksmith", Verdict::Translated);
+    has(&v, "coreos.units[0]", Verdict::Translated);
+    has(&v, "coreos.units[1]", Verdict::Translated);
+    has(&v, "coreos.units[2]", Verdict::Refused);
+    has(&v, "write_files[0]", Verdict::Applied);
+    has(&v, "write_files[1]", Verdict::Applied);
+    let c = &r.config;
+    assert_eq!(c.hostname.as_deref(), Some("node-01"));
+    assert!(c
+        .etcd2
+        .contains(&("initial-cluster-state".into(), "new".into())));
+    assert_eq!(c.networks[0].addresses, ["10.0.1.11/24"]);
+    assert_eq!(c.networks[0].dns, ["10.0.1.2", "10.0.1.3"]);
+    assert_eq!(c.networks[0].gateway.as_deref(), Some("10.0.1.1"));
+    let ca = &c.write_files[0];
+    assert_eq!(
+        ca.permissions, 0o644,
+        "unquoted 0644 is octal, as CoreOS read it"
+    );
+    assert!(String::from_utf8_lossy(&ca.content).starts_with("-----BEGIN CERTIFICATE-----"));
+    let key = &c.write_files[1];
+    assert_eq!(key.permissions, 0o600);
+    assert_eq!(key.owner, Some(("etcd".into(), Some("etcd".into()))));
+    assert_eq!(
+        c.update.as_ref().unwrap().reboot_strategy.as_deref(),
+        Some("etcd-lock")
+    );
+    assert_eq!(
+        c.locksmith.as_ref().unwrap().window_start.as_deref(),
+        Some("Thu 04:00")
+    );
+}
+
+#[test]
+fn web_node_with_docker_units() {
+    let (r, v) = verdicts("web-node-docker.yaml");
+    has(&v, "manage_etc_hosts", Verdict::Applied);
+    has(&v, "users[0]", Verdict::Applied);
+    has(&v, "users[0].coreos-ssh-import-github", Verdict::Refused);
+    has(&v, "coreos.units[0]", Verdict::Refused); // docker.service
+    has(&v, "coreos.units[0].drop-ins[0]", Verdict::Refused);
+    has(&v, "coreos.units[1]", Verdict::Refused); // docker run: containers section
+    has(&v, "coreos.units[2]", Verdict::Refused); // timer
+    has(&v, "coreos.units[3]", Verdict::Translated); // update-engine stopped
+    let web = r
+        .items
+        .iter()
+        .find(|i| i.path == "coreos.units[1]")
+        .unwrap();
+    assert!(web.note.contains("containers"), "{}", web.note);
+    let ue = r
+        .items
+        .iter()
+        .find(|i| i.path == "coreos.units[3]")
+        .unwrap();
+    assert!(ue.note.contains("off"), "{}", ue.note);
+    let u = &r.config.users[0];
+    assert_eq!(u.groups, ["sudo", "docker"]);
+    assert!(u.passwd_hash.as_deref().unwrap().starts_with("$6$"));
+    let f = &r.config.write_files[0];
+    assert_eq!(f.content, b"{\"listen\": \":80\", \"workers\": 4}\n");
+    assert_eq!(f.permissions, 0o640);
+}
+
+#[test]
+fn legacy_etcd_flannel_oem_and_a_socket() {
+    let (r, v) = verdicts("legacy-etcd-flannel.yaml");
+    has(&v, "coreos.etcd", Verdict::Translated);
+    has(&v, "coreos.flannel", Verdict::Refused);
+    has(&v, "coreos.oem", Verdict::Applied);
+    has(&v, "coreos.units[0]", Verdict::Translated); // etcd.service
+    has(&v, "coreos.units[1].drop-ins[0]", Verdict::Refused);
+    has(&v, "coreos.units[2]", Verdict::Refused); // socket
+    has(&v, "coreos.units[3]", Verdict::Translated); // DHCP .network
+    let c = &r.config;
+    assert!(c.etcd2.contains(&(
+        "advertise-client-urls".into(),
+        "http://172.17.8.101:4001".into()
+    )));
+    assert_eq!(c.networks[0].match_names, ["en*"]);
+    assert_eq!(c.networks[0].dhcp.as_deref(), Some("yes"));
+    let n = r
+        .items
+        .iter()
+        .find(|i| i.path == "coreos.units[3]")
+        .unwrap();
+    assert!(
+        n.note.contains("ignored: [Network] LinkLocalAddressing"),
+        "{}",
+        n.note
+    );
+}
+
+#[test]
+fn minimal() {
+    let (r, _) = verdicts("minimal.yaml");
+    assert_eq!(r.config.hostname.as_deref(), Some("tiny"));
+}
+
+#[test]
+fn every_error_is_reported_with_its_path_and_position() {
+    let text = "#cloud-config
+hostnmae: x
+hostname: -bad-
+users:
+  - name: Root
+    passwd: hunter2
+    groups: wheel
+  - gecos: no name
+write_files:
+  - path: relative/file
+    permissions: 644
+  - path: /etc/x
+    encoding: b64
+    content: '%%%'
+  - path: /etc/y
+    permissions: 0999
+    owner: 'a b'
+coreos:
+  update:
+    reboot-strategy: sometimes
+    server: ftp://updates
+  locksmith:
+    window-start: Thursday
+  etcd2:
+    initial-cluster-state: maybe
+    listen-client-urls: 0.0.0.0:2379
+  units:
+    - name: x.network
+      content: |
+        [Match]
+        Name=eth0
+        [Network]
+        Address=10.0.0.300/24
+    - command: start
+    - name: y.service
+      enable: sure
+manage_etc_hosts: true
+";
+    let r = validate(text);
+    assert!(!r.accepted());
+    let find = |path: &str| {
+        r.errors
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no error at {path}: {:#?}", r.errors))
+    };
+    let e = find("hostnmae");
+    assert_eq!((e.line, e.col), (2, 1));
+    assert!(
+        e.message.contains("did you mean \"hostname\""),
+        "{}",
+        e.message
+    );
+    assert_eq!(find("hostname").line, 3);
+    assert!(find("users[0].name").message.contains("not a valid name"));
+    assert!(find("users[0].passwd").message.contains("hashes only"));
+    assert!(find("users[0].groups").message.contains("expected a list"));
+    assert!(find("users[1]").message.contains("needs a name"));
+    assert!(find("write_files[0].path").message.contains("absolute"));
+    let p = find("write_files[0].permissions");
+    assert!(p.message.contains("decimal number 644"), "{}", p.message);
+    assert_eq!((p.line, p.col), (11, 18));
+    assert!(find("write_files[1].content").message.contains("base64"));
+    assert!(find("write_files[2].permissions").message.contains("octal"));
+    assert!(find("write_files[2].owner").message.contains("owner user"));
+    assert!(find("coreos.update.reboot-strategy")
+        .message
+        .contains("etcd-lock"));
+    assert!(find("coreos.update.server").message.contains("http"));
+    assert!(find("coreos.locksmith.window-start")
+        .message
+        .contains("HH:MM"));
+    assert!(find("coreos.etcd2.initial-cluster-state")
+        .message
+        .contains("new or existing"));
+    assert!(find("coreos.etcd2.listen-client-urls")
+        .message
+        .contains("URL"));
+    let n = find("coreos.units[0].content");
+    assert_eq!(n.line, 33, "the line of Address= inside the unit: {n:?}");
+    assert!(n.message.contains("Address"), "{}", n.message);
+    assert!(find("coreos.units[1]").message.contains("needs a name"));
+    assert!(find("coreos.units[2].enable")
+        .message
+        .contains("true or false"));
+    assert!(find("manage_etc_hosts").message.contains("localhost"));
+    assert_eq!(
+        r.errors.len(),
+        20,
+        "all errors, not the first, and nothing else: {:#?}",
+        r.errors
+    );
+}
+
+#[test]
+fn a_reboot_window_needs_both_ends() {
+    let r = validate("#cloud-config\ncoreos:\n  locksmith:\n    window-start: Sun 03:00\n");
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!(r.errors[0].path, "coreos.locksmith");
+    assert!(r.errors[0].message.contains("go together"));
+}
+
+#[test]
+fn documents_keel_cannot_read_say_what_it_reads() {
+    let r = validate("#!/bin/bash\necho hi\n");
+    assert!(r.errors[0].message.contains("keel has no shell"));
+    let r = validate("{\"ignition\": {\"version\": \"3.0.0\"}}");
+    assert!(r.errors[0].message.contains("Ignition"));
+    let r = validate("hostname: x\n");
+    assert!(r.errors[0].message.contains("#cloud-config"));
+    assert!(validate("").accepted());
+    let r = validate("#cloud-config\na: [1\n");
+    assert!(r.errors[0].line >= 2, "{:?}", r.errors);
+}
+
+#[test]
+fn a_gzip_bomb_is_refused() {
+    use std::io::Write;
+    let mut enc = flate2_write();
+    enc.write_all(&vec![0u8; 20 * 1024 * 1024]).unwrap();
+    let gz = enc.finish().unwrap();
+    let b64 = base64_encode(&gz);
+    let text = format!(
+        "#cloud-config\nwrite_files:\n  - path: /x\n    encoding: gz+b64\n    content: {b64}\n"
+    );
+    let r = validate(&text);
+    assert!(r.errors[0].message.contains("more than"), "{:?}", r.errors);
+}
+
+fn flate2_write() -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best())
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
