@@ -100,6 +100,8 @@ pub struct VmConfig {
     pub disk2: Option<PathBuf>,
     /// An initramfs file to boot instead of the variant's.
     pub initrd: Option<PathBuf>,
+    /// More qemu arguments (e.g. `-fw_cfg name=opt/keel/config,file=...`).
+    pub qemu_args: Vec<String>,
 }
 
 impl VmConfig {
@@ -114,6 +116,7 @@ impl VmConfig {
             disk: None,
             disk2: None,
             initrd: None,
+            qemu_args: Vec::new(),
         }
     }
 }
@@ -228,6 +231,7 @@ impl Vm {
         let api_port = free_port();
         let mut cmd = Command::new(root().join("qemu/launch"));
         cmd.arg(cfg.profile)
+            .args(&cfg.qemu_args)
             .env("KEEL_KERNEL", &kernel)
             .env("KEEL_INITRD", &initrd)
             .env("KEEL_APPEND", &cfg.append)

@@ -47,6 +47,33 @@ pub struct Status {
     /// The OS slot the node runs from and how it was verified.
     #[serde(default)]
     pub root: RootStatus,
+    /// The machine's cloud-config: where it came from, what was done.
+    #[serde(default)]
+    pub config: ConfigStatus,
+}
+
+/// The cloud-config of this boot.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// The datasource it came from (`fw_cfg opt/keel/config`, ...), or none.
+    pub source: Option<String>,
+    /// True when the config had errors: nothing of it was applied.
+    pub maintenance: bool,
+    /// `LINE:COL: PATH: MESSAGE`, every one.
+    pub errors: Vec<String>,
+    /// The verdict on every item.
+    pub items: Vec<ConfigItem>,
+    /// Files this boot's apply changed.
+    pub changed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigItem {
+    pub path: String,
+    pub line: usize,
+    /// `applied`, `translated` or `refused`.
+    pub verdict: String,
+    pub note: String,
 }
 
 /// Where the root came from and how far it is trusted.

@@ -33,6 +33,7 @@ impl Node for FakeNode {
                 reaped: 0,
             },
             root: Default::default(),
+            config: Default::default(),
         }
     }
     fn request_power(&self, _poweroff: bool) -> Result<(), String> {

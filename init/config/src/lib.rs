@@ -12,11 +12,16 @@
 //!    Every item gets a verdict: applied, translated (to keel's own
 //!    settings) or refused (with what keel offers instead).
 //! 3. The result is a typed [`model::CloudConfig`] of what keel applies.
+//! 4. [`plan`] turns it into the exact files (the user database, homes and
+//!    keys, `write_files`, hostname), and [`apply`] writes them under a root,
+//!    all or nothing, idempotently.
 //!
 //! Pure: text in, report out. The node and `keelctl config validate` run the
 //! same code.
 
+pub mod apply;
 pub mod model;
+pub mod plan;
 pub mod schema;
 pub mod validate;
 pub mod yaml;

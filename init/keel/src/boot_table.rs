@@ -52,6 +52,10 @@ pub struct Ctx {
     pub root: crate::root::RootCtx,
     /// What the API will say about the root.
     pub status: keel_api::RootStatus,
+    /// The cloud-config read by LoadConfig, for ApplyConfig.
+    pub config_text: Option<Vec<u8>>,
+    /// What the API will say about the config.
+    pub config_status: keel_api::ConfigStatus,
 }
 
 impl Ctx {
@@ -66,6 +70,8 @@ impl Ctx {
                 verity: "none".into(),
                 ..Default::default()
             },
+            config_text: None,
+            config_status: Default::default(),
         }
     }
 
@@ -122,10 +128,17 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
         ],
     },
     Phase {
+        name: "config",
+        tasks: &[
+            opt("SetHostname", set_hostname),
+            opt("LoadConfig", crate::config::load_config),
+            opt("ApplyConfig", crate::config::apply_config),
+        ],
+    },
+    Phase {
         name: "system",
         tasks: &[
             opt("EnableCgroupControllers", enable_cgroup_controllers),
-            opt("SetHostname", set_hostname),
             opt("ConfigureLoopback", configure_loopback),
             opt("ConfigureNetwork", configure_network),
         ],

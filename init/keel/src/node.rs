@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use keel_api::{Memory, Node, NodeState, Processes, RootStatus, Status};
+use keel_api::{ConfigStatus, Memory, Node, NodeState, Processes, RootStatus, Status};
 use keel_boot::{procfs, Timeline};
 use keel_sys::power::PowerAction;
 use tokio::sync::watch;
@@ -17,6 +17,7 @@ pub struct NodeShared {
     reaped: AtomicU64,
     shutdown: watch::Sender<Option<PowerAction>>,
     root: Mutex<RootStatus>,
+    config: Mutex<ConfigStatus>,
 }
 
 impl NodeShared {
@@ -28,6 +29,7 @@ impl NodeShared {
             reaped: AtomicU64::new(0),
             shutdown: watch::channel(None).0,
             root: Mutex::new(RootStatus::default()),
+            config: Mutex::new(ConfigStatus::default()),
         }
     }
 
@@ -43,6 +45,12 @@ impl NodeShared {
     pub fn set_root(&self, root: RootStatus) {
         if let Ok(mut r) = self.root.lock() {
             *r = root;
+        }
+    }
+
+    pub fn set_config(&self, config: ConfigStatus) {
+        if let Ok(mut c) = self.config.lock() {
+            *c = config;
         }
     }
 
@@ -140,6 +148,7 @@ impl Node for NodeShared {
                 reaped: self.reaped.load(Ordering::Relaxed),
             },
             root: self.root_status(),
+            config: self.config.lock().map(|c| c.clone()).unwrap_or_default(),
         }
     }
 

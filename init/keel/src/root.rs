@@ -301,7 +301,7 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
         .map(|(_, d)| d.clone())
         .or_else(|| ctx.cmdline.state_device.as_ref().map(PathBuf::from));
     let tmpfs = |ctx: &mut Ctx| -> Result<(), TaskError> {
-        keel_sys::fs::mount("state", target, "tmpfs", flags, Some("mode=0700"))?;
+        keel_sys::fs::mount("state", target, "tmpfs", flags, Some("mode=0755"))?;
         ctx.status.state = Some(StateMount {
             source: "tmpfs".into(),
             fstype: "tmpfs".into(),
@@ -426,6 +426,9 @@ pub fn build_etc(_: &mut Ctx) -> Result<(), TaskError> {
         let path = p.to_path_buf();
         move |source| TaskError::Io { op, path, source }
     };
+    // Homes live on STATE (/home links there in the root image).
+    let homes = Path::new(STATE_DIR).join("home");
+    std::fs::create_dir_all(&homes).map_err(io("create", &homes))?;
     let ssl = etc.join("ssl/certs");
     std::fs::create_dir_all(&ssl).map_err(io("create", &ssl))?;
     for (link, target) in [

@@ -180,6 +180,7 @@ mod tests {
                 reaped: 10000,
             },
             root: Default::default(),
+            config: Default::default(),
         };
         let t = status(&s);
         assert!(t.contains("keel (keel 0.1.0), ready, up 2.5 s"), "{t}");
