@@ -17,7 +17,7 @@ help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
 	@echo "make test    make check + the VM tests"
 	@echo "make check   cargo fmt --check, clippy -D warnings, unit tests"
-	@echo "make bench   boot benchmarks: tables + target/bench/{boot,image}.json"
+	@echo "make bench   benchmarks: tables + target/bench/{boot,image,config}.json"
 	@echo "make images  kernel, root images, slots, initramfs variants under build/"
 	@echo "make disk    the UEFI disk image build/disk.{img,qcow2}"
 	@echo "make keys    a development signing key pair under keys/ (kept if present)"
@@ -104,12 +104,15 @@ test: check vmtest
 bench: images disk netboot
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-image-bench
+	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-config-bench
 
 # The cloud-config parser under libFuzzer. Needs the nightly toolchain and
-# cargo-fuzz (cargo install cargo-fuzz); not part of make test.
+# cargo-fuzz (cargo install cargo-fuzz); not part of make test. New inputs go
+# to fuzz/work/ (not in git); fuzz/corpus/ holds the seeds.
 FUZZ_SECONDS ?= 60
 fuzz:
-	cd fuzz && $(CARGO) +nightly fuzz run cloud_config corpus/cloud_config -- \
+	mkdir -p fuzz/work/cloud_config
+	cd fuzz && $(CARGO) +nightly fuzz run cloud_config work/cloud_config corpus/cloud_config -- \
 		-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=65536
 
 clean:

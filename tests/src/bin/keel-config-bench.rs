@@ -1,0 +1,101 @@
+//! `make bench`, third part: the cloud-config in the boot timeline.
+//!
+//! Boots the test image N times (KEEL_BENCH_RUNS, default 10) with the
+//! 200-line config of tests/data/config-200.yaml in fw_cfg and reads the
+//! LoadConfig + ApplyConfig tasks from the timeline (the issue's "load +
+//! validate + apply" figure; no network wait is involved). The reference,
+//! measured in the same run: the same validation and plan natively on the
+//! host. Prints a table and writes target/bench/config.json.
+
+use std::time::{Duration, Instant};
+
+use keel_vmtests::bench::{one, row, Series};
+use keel_vmtests::{root, Vm, VmConfig};
+
+fn task(s: &keel_api::Status, name: &str) -> f64 {
+    s.boot
+        .phases
+        .iter()
+        .flat_map(|p| &p.tasks)
+        .find(|t| t.name == name)
+        .map(|t| t.duration_ms)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let runs: usize = std::env::var("KEEL_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let file = root().join("tests/data/config-200.yaml");
+    let text = std::fs::read_to_string(&file).expect("tests/data/config-200.yaml");
+    let lines = text.lines().count();
+
+    let mut host = Series::default();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let r = keel_config::validate(&text);
+        let p = keel_config::plan::plan(&r.config).expect("plan");
+        std::hint::black_box(p);
+        host.0.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+
+    let mut load = Series::default();
+    let mut apply = Series::default();
+    let mut total = Series::default();
+    for i in 0..runs {
+        let mut cfg = VmConfig::new(&format!("bench-config-{i}"));
+        cfg.qemu_args = vec![
+            "-fw_cfg".into(),
+            format!("name=opt/keel/config,file={}", file.display()),
+        ];
+        let mut vm = Vm::start(cfg);
+        vm.wait_ready();
+        let s = vm.status();
+        assert!(!s.config.maintenance, "{:?}", s.config.errors);
+        let (l, a) = (task(&s, "LoadConfig"), task(&s, "ApplyConfig"));
+        load.0.push(l);
+        apply.0.push(a);
+        total.0.push(l + a);
+        drop(vm);
+        std::thread::sleep(Duration::from_millis(100));
+        eprintln!(
+            "config {}/{runs}: load {l:.1} ms, validate + apply {a:.1} ms",
+            i + 1
+        );
+    }
+
+    println!();
+    println!("keel config benchmark: {runs} boots with a {lines}-line cloud-config in fw_cfg, TCG");
+    row(
+        "figure",
+        ["median", "min", "max"].map(String::from),
+        "target",
+    );
+    row("LoadConfig + ApplyConfig (ms)", total.cols(), "<= 10");
+    row("  LoadConfig: fw_cfg read (ms)", load.cols(), "");
+    row(
+        "  ApplyConfig: validate, plan, write (ms)",
+        apply.cols(),
+        "",
+    );
+    row(
+        "host: validate + plan, native (us)",
+        host.cols(),
+        "reference, same run",
+    );
+    row("config lines", one(lines.to_string()), "200");
+    let json = serde_json::json!({
+        "runs": runs,
+        "lines": lines,
+        "config_ms": total.json(),
+        "load_ms": load.json(),
+        "apply_ms": apply.json(),
+        "host_validate_plan_us": host.json(),
+    });
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("encode")).expect("write");
+    println!("\nwrote {}", path.display());
+}
