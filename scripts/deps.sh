@@ -15,6 +15,7 @@ pkgs=(
   ovmf ipxe-qemu    # UEFI firmware and the iPXE ROM for the boot tests
   cryptsetup-bin    # veritysetup: the oracle for keel's hash tree
   gdisk             # sgdisk --verify: the oracle for keel's GPT
+  genisoimage       # config-drive ISOs in the cloud-config tests
   ca-certificates   # the CA bundle in the root image
 )
 missing=()

@@ -31,7 +31,7 @@ fn assert_clean(vm: &Vm) {
 
 fn assert_timeline(s: &Status) {
     let phases: Vec<&str> = s.boot.phases.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(phases, ["early", "root", "system", "services"]);
+    assert_eq!(phases, ["early", "root", "config", "system", "services"]);
     for p in &s.boot.phases {
         assert!(!p.tasks.is_empty(), "phase {} has no tasks", p.name);
         for t in &p.tasks {

@@ -156,3 +156,119 @@ fn ignition_json_is_refused_with_what_keel_reads_instead() {
         cs.errors
     );
 }
+
+fn run(cmd: &mut std::process::Command) {
+    let out = cmd
+        .output()
+        .expect("run a host tool (make deps installs it)");
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+}
+
+fn boot_with_disk(name: &str, disk: &std::path::Path, helper: &str) -> Vm {
+    let mut cfg = VmConfig::new(name);
+    cfg.disk = Some(disk.to_path_buf());
+    cfg.append = format!("keel.run=/usr/lib/keel/test-helper,{helper}");
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    vm.assert_kernel_alive();
+    vm
+}
+
+#[test]
+fn a_config_drive_iso_is_read() {
+    let s = Scratch::new("config-drive");
+    let dir = s.path("cd/openstack/latest");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("user_data"),
+        "#cloud-config\nhostname: from-config-drive\n",
+    )
+    .unwrap();
+    let iso = s.path("config-2.iso");
+    run(std::process::Command::new("genisoimage")
+        .args(["-quiet", "-V", "config-2", "-r", "-J", "-o"])
+        .arg(&iso)
+        .arg(s.path("cd")));
+    let mut vm = boot_with_disk("config-drive", &iso, "read,/etc/hostname");
+    vm.wait_for("first line \"from-config-drive\"", EXIT);
+    let cs = vm.status().config;
+    assert_eq!(
+        cs.source.as_deref(),
+        Some("config-drive /dev/vda (config-2)")
+    );
+    assert!(!cs.maintenance, "{:?}", cs.errors);
+}
+
+#[test]
+fn a_nocloud_seed_made_with_mtools_is_read_with_its_meta_data() {
+    let s = Scratch::new("config-nocloud");
+    let img = s.path("seed.img");
+    let img_s = img.to_string_lossy().to_string();
+    run(std::process::Command::new("mformat")
+        .args(["-i", &img_s, "-C", "-f", "1440", "-v", "cidata", "::"]));
+    let ud = s.path("user-data");
+    std::fs::write(
+        &ud,
+        "#cloud-config\nwrite_files:\n  - path: /etc/seeded\n    content: yes\n",
+    )
+    .unwrap();
+    let md = s.path("meta-data");
+    std::fs::write(
+        &md,
+        "instance-id: iid-local01\nlocal-hostname: seeded-node\n",
+    )
+    .unwrap();
+    run(std::process::Command::new("mcopy")
+        .args(["-i", &img_s])
+        .arg(&ud)
+        .arg(&md)
+        .arg("::/"));
+    let mut vm = boot_with_disk("config-nocloud", &img, "read,/etc/seeded,/etc/hostname");
+    vm.wait_for("first line \"seeded-node\"", EXIT);
+    assert!(vm
+        .console()
+        .contains("/etc/seeded: 3 bytes, first line \"yes\""));
+    let st = vm.status();
+    assert_eq!(
+        st.config.source.as_deref(),
+        Some("NoCloud /dev/vda (cidata)")
+    );
+    assert_eq!(st.hostname, "seeded-node");
+}
+
+#[test]
+fn the_last_applied_config_is_kept_on_state_for_the_next_boot() {
+    let s = Scratch::new("config-last-applied");
+    let disk = s.path("disk.img");
+    std::fs::copy(keel_vmtests::build_dir().join("disk.img"), &disk)
+        .expect("build/disk.img (make disk)");
+    let user_data = s.path("user-data");
+    std::fs::write(&user_data, "#cloud-config\nhostname: remembered\n").unwrap();
+    let boot = |name: &str, fw_cfg: bool| {
+        let mut cfg = VmConfig::new(name);
+        cfg.variant = keel_vmtests::Variant::Disk;
+        cfg.disk = Some(disk.clone());
+        if fw_cfg {
+            cfg.qemu_args = vec![
+                "-fw_cfg".into(),
+                format!("name=opt/keel/config,file={}", user_data.display()),
+            ];
+        }
+        let mut vm = Vm::start(cfg);
+        vm.wait_ready();
+        vm
+    };
+    let vm = boot("config-last-applied-1", true);
+    assert_eq!(vm.status().hostname, "remembered");
+    let (ok, _, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    let mut vm = vm;
+    vm.wait_exit(EXIT);
+    let vm = boot("config-last-applied-2", false);
+    let st = vm.status();
+    assert_eq!(
+        st.config.source.as_deref(),
+        Some("state /var/lib/keel/config/last-applied.yaml")
+    );
+    assert_eq!(st.hostname, "remembered");
+}

@@ -20,6 +20,7 @@ pub mod guard;
 pub mod log;
 pub mod mounts;
 pub mod phases;
+pub mod probe;
 pub mod procfs;
 pub mod root;
 pub mod statefs;

@@ -54,6 +54,10 @@ pub struct Ctx {
     pub status: keel_api::RootStatus,
     /// The cloud-config read by LoadConfig, for ApplyConfig.
     pub config_text: Option<Vec<u8>>,
+    /// NoCloud meta-data `local-hostname`.
+    pub config_meta_hostname: Option<String>,
+    /// The validated text, kept on STATE once applied.
+    pub config_applied_text: Option<String>,
     /// What the API will say about the config.
     pub config_status: keel_api::ConfigStatus,
 }
@@ -71,6 +75,8 @@ impl Ctx {
                 ..Default::default()
             },
             config_text: None,
+            config_meta_hostname: None,
+            config_applied_text: None,
             config_status: Default::default(),
         }
     }

@@ -7,6 +7,16 @@
 //! 1. qemu fw_cfg `opt/keel/config`, then `opt/com.coreos/config` and
 //!    `opt/org.flatcar-linux/config` (Ignition JSON there is refused, with
 //!    what keel reads instead).
+//! 2. A config-drive: a whole disk with an ISO9660 or vfat filesystem
+//!    labelled `config-2`, file `openstack/latest/user_data`.
+//! 3. A NoCloud seed: label `cidata` (any case), files `user-data` and
+//!    `meta-data` (`local-hostname` names the node when the user-data does
+//!    not; `instance-id` is shown).
+//! 4. The last config this node applied, kept on STATE
+//!    (`/var/lib/keel/config/last-applied.yaml`).
+//!
+//! Disks are probed by their first bytes (`keel_boot::probe`) and mounted
+//! read-only, `nosuid,nodev,noexec`, only long enough to read the files.
 
 use std::path::Path;
 
@@ -35,8 +45,22 @@ fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The first config found: `(source, bytes)`.
-pub fn find(fw_cfg: &Path) -> Option<(String, Vec<u8>)> {
+/// Where the last applied config is kept.
+pub const LAST_APPLIED: &str = "/var/lib/keel/config/last-applied.yaml";
+/// Where a config disk is mounted while it is read.
+pub const DATASOURCE_MNT: &str = "/run/keel/datasource";
+
+/// A config found on a datasource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub source: String,
+    pub user_data: Vec<u8>,
+    /// NoCloud meta-data `local-hostname`.
+    pub meta_hostname: Option<String>,
+}
+
+/// The first fw_cfg config: `(source, bytes)`.
+pub fn find_fw_cfg(fw_cfg: &Path) -> Option<(String, Vec<u8>)> {
     for name in FW_CFG_NAMES {
         let raw = fw_cfg.join(name).join("raw");
         if let Ok(b) = read_bounded(&raw, keel_config::yaml::MAX_BYTES) {
@@ -46,16 +70,138 @@ pub fn find(fw_cfg: &Path) -> Option<(String, Vec<u8>)> {
     None
 }
 
+/// `local-hostname` from NoCloud meta-data (YAML or JSON), when valid.
+pub fn meta_hostname(meta: &str) -> Option<String> {
+    let root = keel_config::yaml::parse(meta).ok()?;
+    let keel_config::yaml::Value::Map(entries) = &root.value else {
+        return None;
+    };
+    entries.iter().find_map(|(k, v)| {
+        let name = v.scalar()?.0;
+        (k.scalar()?.0 == "local-hostname" && keel_config::schema::hostname(name).is_ok())
+            .then(|| name.to_string())
+    })
+}
+
+/// Probe the disks under `sys_block` for a config-drive or a NoCloud seed.
+fn find_disk(sys_block: &Path, dev: &Path, mnt: &Path) -> Option<Found> {
+    use std::io::Read;
+    let mut seeds = Vec::new();
+    for disk in keel_boot::root::disks(sys_block) {
+        let path = dev.join(&disk);
+        let mut head = vec![0u8; keel_boot::probe::PROBE_BYTES];
+        let n = std::fs::File::open(&path)
+            .and_then(|mut f| f.read(&mut head))
+            .unwrap_or(0);
+        // Short reads from a block device are possible: read the rest.
+        if n < head.len() {
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                let _ = f.read_exact(&mut head);
+            }
+        }
+        if let Some((fs, label)) = keel_boot::probe::label(&head) {
+            if label.eq_ignore_ascii_case("config-2") {
+                seeds.insert(0, (path, fs, true));
+            } else if label.eq_ignore_ascii_case("cidata") {
+                seeds.push((path, fs, false));
+            }
+        }
+    }
+    for (path, fs, config_drive) in seeds {
+        if std::fs::create_dir_all(mnt).is_err() {
+            return None;
+        }
+        let flags = keel_sys::fs::MountFlags::MS_RDONLY
+            | keel_sys::fs::MountFlags::MS_NOSUID
+            | keel_sys::fs::MountFlags::MS_NODEV
+            | keel_sys::fs::MountFlags::MS_NOEXEC;
+        if let Err(e) =
+            keel_sys::fs::mount(&path.to_string_lossy(), mnt, fs.mount_type(), flags, None)
+        {
+            keel_boot::warn!("config: {}: {e}", path.display());
+            continue;
+        }
+        let max = keel_config::yaml::MAX_BYTES;
+        let found = if config_drive {
+            read_bounded(&mnt.join("openstack/latest/user_data"), max)
+                .ok()
+                .map(|b| Found {
+                    source: format!("config-drive {} (config-2)", path.display()),
+                    user_data: b,
+                    meta_hostname: None,
+                })
+        } else {
+            read_bounded(&mnt.join("user-data"), max).ok().map(|b| {
+                let meta = read_bounded(&mnt.join("meta-data"), 64 * 1024)
+                    .ok()
+                    .and_then(|m| String::from_utf8(m).ok());
+                Found {
+                    source: format!("NoCloud {} (cidata)", path.display()),
+                    user_data: b,
+                    meta_hostname: meta.as_deref().and_then(meta_hostname),
+                }
+            })
+        };
+        let _ = keel_sys::fs::unmount(mnt, false);
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// The first config of the datasources, in the documented order.
+pub fn find() -> Option<Found> {
+    if let Some((source, user_data)) = find_fw_cfg(Path::new(FW_CFG)) {
+        return Some(Found {
+            source,
+            user_data,
+            meta_hostname: None,
+        });
+    }
+    if let Some(f) = find_disk(
+        Path::new("/sys/block"),
+        Path::new("/dev"),
+        Path::new(DATASOURCE_MNT),
+    ) {
+        return Some(f);
+    }
+    read_bounded(Path::new(LAST_APPLIED), keel_config::yaml::MAX_BYTES)
+        .ok()
+        .map(|user_data| Found {
+            source: format!("state {LAST_APPLIED}"),
+            user_data,
+            meta_hostname: None,
+        })
+}
+
 pub fn load_config(ctx: &mut Ctx) -> Result<(), TaskError> {
-    match find(Path::new(FW_CFG)) {
-        Some((source, bytes)) => {
-            info!("config: from {source} ({} bytes)", bytes.len());
-            ctx.config_status.source = Some(source);
-            ctx.config_text = Some(bytes);
+    match find() {
+        Some(f) => {
+            info!("config: from {} ({} bytes)", f.source, f.user_data.len());
+            ctx.config_status.source = Some(f.source);
+            ctx.config_text = Some(f.user_data);
+            ctx.config_meta_hostname = f.meta_hostname;
         }
         None => info!("config: no datasource has one: defaults"),
     }
     Ok(())
+}
+
+/// Keep the applied config on STATE for boots that find no other.
+fn save_last_applied(text: &str) {
+    let path = Path::new(LAST_APPLIED);
+    let res = (|| {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(".last-applied.keel-tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        keel_boot::warn!("config: cannot keep the applied config in {LAST_APPLIED}: {e}");
+    }
 }
 
 pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
@@ -63,6 +209,7 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         return Ok(());
     };
     let st = &mut ctx.config_status;
+    let t = std::time::Instant::now();
     let report = if bytes.len() > keel_config::yaml::MAX_BYTES {
         st.errors.push(format!(
             "1:1: (document): over the {} byte limit",
@@ -71,7 +218,11 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         None
     } else {
         match String::from_utf8(bytes) {
-            Ok(text) => Some(keel_config::validate(&text)),
+            Ok(text) => {
+                let r = keel_config::validate(&text);
+                ctx.config_applied_text = Some(text);
+                Some(r)
+            }
             Err(_) => {
                 st.errors.push("1:1: (document): not UTF-8 text".into());
                 None
@@ -91,6 +242,13 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
             })
             .collect();
     }
+    let mut report = report;
+    if let (Some(r), Some(h)) = (report.as_mut(), ctx.config_meta_hostname.take()) {
+        if r.config.hostname.is_none() {
+            info!("config: host name {h} from the NoCloud meta-data");
+            r.config.hostname = Some(h);
+        }
+    }
     let plan = match &report {
         Some(r) if r.accepted() => match keel_config::plan::plan(&r.config) {
             Ok(p) => Some(p),
@@ -101,25 +259,40 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         },
         _ => None,
     };
+    let checked = t.elapsed();
     let Some(plan) = plan else {
         return maintenance(st);
     };
-    match keel_config::apply::apply(&plan, Path::new("/"), false) {
+    let t = std::time::Instant::now();
+    let applied = keel_config::apply::apply(&plan, Path::new("/"), false);
+    let wrote = t.elapsed();
+    match applied {
         Ok(done) => {
             if let Some(h) = &plan.hostname {
                 keel_sys::proc::set_hostname(h)?;
             }
             info!(
-                "config: applied ({} files changed, {} unchanged, {} directories created; {} items)",
+                "config: applied ({} files changed, {} unchanged, {} directories created; {} items): validated and planned in {:.1} ms, written in {:.1} ms",
                 done.files_changed.len(),
                 done.files_unchanged.len(),
                 done.dirs_created.len(),
-                st.items.len()
+                st.items.len(),
+                checked.as_secs_f64() * 1e3,
+                wrote.as_secs_f64() * 1e3
             );
             for i in st.items.iter().filter(|i| i.verdict == "refused") {
                 info!("config: refused {} (line {}): {}", i.path, i.line, i.note);
             }
             st.changed = done.files_changed;
+            if let Some(text) = ctx.config_applied_text.take() {
+                if !st
+                    .source
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("state "))
+                {
+                    save_last_applied(&text);
+                }
+            }
             Ok(())
         }
         Err(e) => {
@@ -146,16 +319,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn meta_data_hostname() {
+        assert_eq!(
+            meta_hostname("instance-id: i-1\nlocal-hostname: seed-1\n").as_deref(),
+            Some("seed-1")
+        );
+        assert_eq!(
+            meta_hostname("{\"local-hostname\": \"js-1\"}").as_deref(),
+            Some("js-1")
+        );
+        assert_eq!(meta_hostname("local-hostname: -bad-\n"), None);
+        assert_eq!(meta_hostname("[1, 2"), None);
+    }
+
+    #[test]
     fn first_fw_cfg_name_wins() {
         let t = tempfile::tempdir().unwrap();
-        assert!(find(t.path()).is_none());
+        assert!(find_fw_cfg(t.path()).is_none());
         let coreos = t.path().join("opt/com.coreos/config");
         std::fs::create_dir_all(&coreos).unwrap();
         std::fs::write(coreos.join("raw"), b"#cloud-config\n").unwrap();
-        assert_eq!(find(t.path()).unwrap().0, "fw_cfg opt/com.coreos/config");
+        assert_eq!(
+            find_fw_cfg(t.path()).unwrap().0,
+            "fw_cfg opt/com.coreos/config"
+        );
         let keel = t.path().join("opt/keel/config");
         std::fs::create_dir_all(&keel).unwrap();
         std::fs::write(keel.join("raw"), b"#cloud-config\nhostname: a\n").unwrap();
-        assert_eq!(find(t.path()).unwrap().0, "fw_cfg opt/keel/config");
+        assert_eq!(find_fw_cfg(t.path()).unwrap().0, "fw_cfg opt/keel/config");
     }
 }
