@@ -1,5 +1,6 @@
-//! VM tests of the cloud-config: delivered through qemu's fw_cfg, applied as
-//! a user would see it, and refused whole (maintenance mode) when invalid.
+//! VM tests of the cloud-config: delivered through qemu's fw_cfg, a
+//! config-drive ISO, a NoCloud seed and the copy kept on STATE; applied as a
+//! user would see it, and refused whole (maintenance mode) when invalid.
 
 use std::time::Duration;
 
@@ -7,8 +8,16 @@ use keel_vmtests::{Scratch, Vm, VmConfig};
 
 const EXIT: Duration = Duration::from_secs(60);
 
-/// Boot the test image with `config` in fw_cfg under `name`, running the
-/// test helper with `helper` once ready.
+/// Boot `cfg` running the test helper with `helper` once ready.
+fn boot_helper(mut cfg: VmConfig, helper: &str) -> Vm {
+    cfg.append = format!("keel.run=/usr/lib/keel/test-helper,{helper}");
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    vm.assert_kernel_alive();
+    vm
+}
+
+/// Boot the test image with `config` in fw_cfg under `fw_name`.
 fn boot_with(s: &Scratch, name: &str, fw_name: &str, config: &str, helper: &str) -> Vm {
     let file = s.path("user-data");
     std::fs::write(&file, config).unwrap();
@@ -17,11 +26,7 @@ fn boot_with(s: &Scratch, name: &str, fw_name: &str, config: &str, helper: &str)
         "-fw_cfg".into(),
         format!("name={fw_name},file={}", file.display()),
     ];
-    cfg.append = format!("keel.run=/usr/lib/keel/test-helper,{helper}");
-    let mut vm = Vm::start(cfg);
-    vm.wait_ready();
-    vm.assert_kernel_alive();
-    vm
+    boot_helper(cfg, helper)
 }
 
 #[test]
@@ -164,14 +169,11 @@ fn run(cmd: &mut std::process::Command) {
     assert!(out.status.success(), "{cmd:?}: {out:?}");
 }
 
+/// Boot the test image with `disk` attached.
 fn boot_with_disk(name: &str, disk: &std::path::Path, helper: &str) -> Vm {
     let mut cfg = VmConfig::new(name);
     cfg.disk = Some(disk.to_path_buf());
-    cfg.append = format!("keel.run=/usr/lib/keel/test-helper,{helper}");
-    let mut vm = Vm::start(cfg);
-    vm.wait_ready();
-    vm.assert_kernel_alive();
-    vm
+    boot_helper(cfg, helper)
 }
 
 #[test]
