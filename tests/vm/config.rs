@@ -274,3 +274,59 @@ fn the_last_applied_config_is_kept_on_state_for_the_next_boot() {
     );
     assert_eq!(st.hostname, "remembered");
 }
+
+/// A one-file HTTP server on the host's loopback (what the guest reaches as
+/// 10.0.2.2 through qemu's user network). The first `fail_first` requests
+/// get a 503; every request is counted.
+fn serve(
+    body: &'static str,
+    fail_first: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let resp = if n < fail_first {
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_string()
+            } else {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/yaml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let _ = stream.write_all(resp.as_bytes());
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn a_config_url_is_fetched_once_the_network_is_up_with_retries() {
+    let (port, count) = serve("#cloud-config\nhostname: from-url\n", 2);
+    let mut cfg = VmConfig::new("config-url");
+    cfg.append = format!(
+        "keel.config.url=http://10.0.2.2:{port}/user-data keel.run=/usr/lib/keel/test-helper,read,/etc/hostname"
+    );
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    vm.wait_for("first line \"from-url\"", EXIT);
+    let st = vm.status();
+    assert_eq!(st.hostname, "from-url");
+    assert_eq!(
+        st.config.source.as_deref(),
+        Some(format!("url http://10.0.2.2:{port}/user-data").as_str())
+    );
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "two 503s, then the config"
+    );
+}

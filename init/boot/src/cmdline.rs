@@ -15,6 +15,7 @@
 //! | `keel.verify=full` | check the BLAKE3 digest of the whole slot even when it is known good |
 //! | `keel.healthy_after=SECONDS` | mark the booted slot successful after this long up (default 30) |
 //! | `keel.state=DEVICE` | diskless: mount this ext4 device on /var/lib/keel instead of a tmpfs |
+//! | `keel.config.url=http://IP:PORT/PATH` | fetch the cloud-config from this URL once the network is up |
 
 use std::net::Ipv4Addr;
 
@@ -53,6 +54,45 @@ pub struct Cmdline {
     pub verify_full: bool,
     pub healthy_after_s: u64,
     pub state_device: Option<String>,
+    pub config_url: Option<ConfigUrl>,
+}
+
+/// Where `keel.config.url` points: an IP address (PID 1 resolves no names
+/// before the network issue's DNS lands) and a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigUrl {
+    pub addr: std::net::SocketAddr,
+    pub path: String,
+}
+
+impl std::fmt::Display for ConfigUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.addr, self.path)
+    }
+}
+
+fn parse_config_url(v: &str) -> Result<ConfigUrl, &'static str> {
+    let rest = v
+        .strip_prefix("http://")
+        .ok_or("expected http://ADDRESS[:PORT]/PATH (https arrives with TLS)")?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = host
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            host.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 80))
+        })
+        .map_err(|_| "the host must be an IP address (keel resolves no names at boot yet)")?;
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the path must not contain spaces");
+    }
+    Ok(ConfigUrl {
+        addr,
+        path: path.to_string(),
+    })
 }
 
 /// Default for `keel.healthy_after`.
@@ -70,6 +110,7 @@ impl Default for Cmdline {
             verify_full: false,
             healthy_after_s: DEFAULT_HEALTHY_AFTER_S,
             state_device: None,
+            config_url: None,
         }
     }
 }
@@ -180,6 +221,10 @@ impl Cmdline {
                     Ok(s) if s <= 86_400 => c.healthy_after_s = s,
                     _ => errs.push(bad("expected seconds, 0-86400")),
                 },
+                "keel.config.url" => match parse_config_url(&v) {
+                    Ok(u) => c.config_url = Some(u),
+                    Err(reason) => errs.push(bad(reason)),
+                },
                 "keel.state" => {
                     if v.starts_with("/dev/") && !v.contains("..") {
                         c.state_device = Some(v.clone());
@@ -281,6 +326,24 @@ mod tests {
         );
         assert_eq!(errs.len(), 4, "{errs:?}");
         assert_eq!(c, Cmdline::default());
+    }
+
+    #[test]
+    fn config_urls() {
+        let (c, e) = Cmdline::parse("keel.config.url=http://10.0.2.2:8000/nodes/a.yaml");
+        assert!(e.is_empty(), "{e:?}");
+        let u = c.config_url.unwrap();
+        assert_eq!(u.to_string(), "http://10.0.2.2:8000/nodes/a.yaml");
+        let (c, _) = Cmdline::parse("keel.config.url=http://10.0.0.1");
+        assert_eq!(c.config_url.unwrap().to_string(), "http://10.0.0.1:80/");
+        for bad in [
+            "https://10.0.0.1/x",
+            "http://config.example/x",
+            "ftp://1.2.3.4/",
+        ] {
+            let (c, e) = Cmdline::parse(&format!("keel.config.url={bad}"));
+            assert!(c.config_url.is_none() && e.len() == 1, "{bad}: {e:?}");
+        }
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
             opt("EnableCgroupControllers", enable_cgroup_controllers),
             opt("ConfigureLoopback", configure_loopback),
             opt("ConfigureNetwork", configure_network),
+            opt("FetchConfig", crate::config::fetch_config),
         ],
     },
     Phase {

@@ -12,7 +12,10 @@
 //! 3. A NoCloud seed: label `cidata` (any case), files `user-data` and
 //!    `meta-data` (`local-hostname` names the node when the user-data does
 //!    not; `instance-id` is shown).
-//! 4. The last config this node applied, kept on STATE
+//! 4. A URL on the kernel command line (`keel.config.url=`), fetched once
+//!    the network is up (the FetchConfig task), retried with backoff for up
+//!    to 30 s.
+//! 5. The last config this node applied, kept on STATE
 //!    (`/var/lib/keel/config/last-applied.yaml`).
 //!
 //! Disks are probed by their first bytes (`keel_boot::probe`) and mounted
@@ -150,8 +153,9 @@ fn find_disk(sys_block: &Path, dev: &Path, mnt: &Path) -> Option<Found> {
     None
 }
 
-/// The first config of the datasources, in the documented order.
-pub fn find() -> Option<Found> {
+/// The first config of the local datasources (fw_cfg, config-drive,
+/// NoCloud), in the documented order.
+pub fn find_local() -> Option<Found> {
     if let Some((source, user_data)) = find_fw_cfg(Path::new(FW_CFG)) {
         return Some(Found {
             source,
@@ -159,13 +163,15 @@ pub fn find() -> Option<Found> {
             meta_hostname: None,
         });
     }
-    if let Some(f) = find_disk(
+    find_disk(
         Path::new("/sys/block"),
         Path::new("/dev"),
         Path::new(DATASOURCE_MNT),
-    ) {
-        return Some(f);
-    }
+    )
+}
+
+/// The config kept on STATE by the last successful apply.
+pub fn find_last_applied() -> Option<Found> {
     read_bounded(Path::new(LAST_APPLIED), keel_config::yaml::MAX_BYTES)
         .ok()
         .map(|user_data| Found {
@@ -175,8 +181,97 @@ pub fn find() -> Option<Found> {
         })
 }
 
+/// How long FetchConfig keeps trying.
+pub const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// GET `url`, retrying with backoff (100 ms doubling to 2 s) until a 200 or
+/// the deadline. A 4xx answer other than 404/408/429 is final.
+pub fn fetch(
+    url: &keel_boot::cmdline::ConfigUrl,
+    deadline: std::time::Duration,
+) -> Result<Vec<u8>, String> {
+    let start = std::time::Instant::now();
+    let mut client = keel_api::Client::new(keel_api::Endpoint::Tcp(url.addr));
+    client.timeout = std::time::Duration::from_secs(5);
+    let mut wait = std::time::Duration::from_millis(100);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let last = match client.request_blocking(hyper::Method::GET, &url.path, Vec::new()) {
+            Ok((status, body)) if status == hyper::StatusCode::OK => {
+                if body.len() > keel_config::yaml::MAX_BYTES {
+                    return Err(format!(
+                        "{url}: {} bytes, over the {} byte limit",
+                        body.len(),
+                        keel_config::yaml::MAX_BYTES
+                    ));
+                }
+                return Ok(body.to_vec());
+            }
+            Ok((status, _))
+                if status.is_client_error() && ![404, 408, 429].contains(&status.as_u16()) =>
+            {
+                return Err(format!("{url}: HTTP {status}"));
+            }
+            Ok((status, _)) => format!("HTTP {status}"),
+            Err(e) => e.to_string(),
+        };
+        if start.elapsed() + wait > deadline {
+            return Err(format!(
+                "{url}: no config after {attempts} attempts in {:.1} s (last: {last})",
+                start.elapsed().as_secs_f64()
+            ));
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
+/// After the network is up: fetch `keel.config.url` when no local datasource
+/// had a config, then validate and apply it (or fall back to the config
+/// kept on STATE).
+pub fn fetch_config(ctx: &mut Ctx) -> Result<(), TaskError> {
+    if ctx.config_status.source.is_some() {
+        return Ok(());
+    }
+    let Some(url) = ctx.cmdline.config_url.clone() else {
+        return Ok(());
+    };
+    match fetch(&url, FETCH_DEADLINE) {
+        Ok(bytes) => {
+            info!("config: from {url} ({} bytes)", bytes.len());
+            ctx.config_status.source = Some(format!("url {url}"));
+            ctx.config_text = Some(bytes);
+        }
+        Err(e) => {
+            error!("config: {e}");
+            match find_last_applied() {
+                Some(f) => {
+                    info!("config: using the config kept on STATE instead");
+                    ctx.config_status.source = Some(f.source);
+                    ctx.config_text = Some(f.user_data);
+                }
+                None => {
+                    ctx.config_status.errors.push(e);
+                    ctx.config_status.maintenance = true;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    apply_config(ctx)
+}
+
 pub fn load_config(ctx: &mut Ctx) -> Result<(), TaskError> {
-    match find() {
+    let found = match find_local() {
+        Some(f) => Some(f),
+        None if ctx.cmdline.config_url.is_some() => {
+            info!("config: none on the local datasources; keel.config.url is fetched once the network is up");
+            return Ok(());
+        }
+        None => find_last_applied(),
+    };
+    match found {
         Some(f) => {
             info!("config: from {} ({} bytes)", f.source, f.user_data.len());
             ctx.config_status.source = Some(f.source);
