@@ -330,3 +330,58 @@ fn a_config_url_is_fetched_once_the_network_is_up_with_retries() {
         "two 503s, then the config"
     );
 }
+
+#[test]
+fn keelctl_config_apply_dry_runs_applies_idempotently_and_refuses_bad_configs() {
+    let s = Scratch::new("config-apply");
+    let mut vm = Vm::start(VmConfig::new("config-apply"));
+    vm.wait_ready();
+    let good = s.path("good.yaml");
+    std::fs::write(
+        &good,
+        "#cloud-config\nhostname: applied-live\nwrite_files:\n  - path: /etc/live.conf\n    content: live\n",
+    )
+    .unwrap();
+    let g = good.to_string_lossy().to_string();
+
+    let (ok, out, err) = vm.keelctl(&["config", "apply", "--dry-run", &g]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("would change /etc/live.conf"), "{out}");
+    assert!(out.contains("would change /etc/hostname"), "{out}");
+    assert_eq!(vm.status().hostname, "keel", "a dry run changes nothing");
+
+    let (ok, out, err) = vm.keelctl(&["config", "apply", &g]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("changed    /etc/live.conf"), "{out}");
+    assert_eq!(vm.status().hostname, "applied-live");
+    assert_eq!(
+        vm.status().config.source.as_deref(),
+        Some("api POST /v1/config")
+    );
+
+    let (ok, out, _) = vm.keelctl(&["config", "apply", &g]);
+    assert!(ok);
+    assert!(
+        out.contains("applied: 0 files changed"),
+        "applying twice changes nothing: {out}"
+    );
+
+    let bad = s.path("bad.yaml");
+    std::fs::write(
+        &bad,
+        "#cloud-config\nhostname: other\nwrite_files:\n  - path: relative\n",
+    )
+    .unwrap();
+    let (ok, out, _) = vm.keelctl(&["config", "apply", &bad.to_string_lossy()]);
+    assert!(!ok, "refused: exit status 1");
+    assert!(
+        out.contains("error      4:11: write_files[0].path"),
+        "{out}"
+    );
+    assert!(out.contains("refused: 1 errors, nothing changed"), "{out}");
+    assert_eq!(vm.status().hostname, "applied-live", "nothing changed");
+
+    let (ok, out, _) = vm.keelctl(&["config", "show"]);
+    assert!(ok);
+    assert!(out.contains("source     api POST /v1/config"), "{out}");
+}

@@ -17,6 +17,6 @@ pub mod types;
 pub use client::{Client, ClientError, Endpoint};
 pub use server::{serve, Node};
 pub use types::{
-    Accepted, ConfigItem, ConfigStatus, ContentCheck, ErrorBody, Memory, NodeState, Processes,
-    RefusedSlot, RootStatus, SlotInfo, StateMount, Status,
+    Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContentCheck, ErrorBody, Memory, NodeState,
+    Processes, RefusedSlot, RootStatus, SlotInfo, StateMount, Status,
 };

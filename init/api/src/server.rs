@@ -1,7 +1,8 @@
 //! The API server: hyper HTTP/1.1 over any accepted stream (TCP or unix).
 //!
-//! Limits: request head 16 KiB (hyper's buffer), body 64 KiB (413 past it),
-//! header read timeout 10 s. Routing is a pure function of method and path.
+//! Limits: request head 16 KiB (hyper's buffer), body 64 KiB (413 past it;
+//! 1 MiB for a cloud-config), header read timeout 10 s. Routing is a pure
+//! function of method and path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::types::{Accepted, ErrorBody, Status};
+use crate::types::{Accepted, ConfigApplied, ErrorBody, Status};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
+/// Largest cloud-config body (the validator's own limit).
+pub const MAX_CONFIG_BODY: usize = 1024 * 1024;
 /// Largest request head (request line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;
 
@@ -27,6 +30,9 @@ pub trait Node: Send + Sync + 'static {
     /// Start an orderly reboot (`poweroff == false`) or power-off. Returns
     /// an error message when the node cannot (already stopping, say).
     fn request_power(&self, poweroff: bool) -> Result<(), String>;
+    /// Validate and apply (or, with `dry_run`, only plan) a cloud-config.
+    /// Blocking: the server calls it off the async runtime.
+    fn apply_config(&self, text: String, dry_run: bool) -> ConfigApplied;
 }
 
 /// The endpoint a request is for.
@@ -35,6 +41,10 @@ pub enum Route {
     Status,
     Reboot,
     PowerOff,
+    /// `GET /v1/config`: the config of this boot.
+    Config,
+    /// `POST /v1/config`: validate and apply one (`?dry_run=1`: plan only).
+    ApplyConfig,
     /// The path exists, the method does not; carries the allowed method.
     WrongMethod(&'static str),
     NotFound,
@@ -53,6 +63,9 @@ pub fn route(method: &Method, path: &str) -> Route {
         ("/v1/reboot", &Method::POST) => Route::Reboot,
         ("/v1/poweroff", &Method::POST) => Route::PowerOff,
         ("/v1/reboot", _) | ("/v1/poweroff", _) => Route::WrongMethod("POST"),
+        ("/v1/config", &Method::GET) | ("/v1/config", &Method::HEAD) => Route::Config,
+        ("/v1/config", &Method::POST) => Route::ApplyConfig,
+        ("/v1/config", _) => Route::WrongMethod("GET, POST"),
         _ => Route::NotFound,
     }
 }
@@ -85,28 +98,60 @@ pub async fn handle(
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let dry_run = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "dry_run=1" || kv == "dry_run=true")
+    });
     let r = route(&method, &path);
+    let limit = if r == Route::ApplyConfig {
+        MAX_CONFIG_BODY
+    } else {
+        MAX_BODY
+    };
     // Read (and bound) the body before answering, whatever the route.
-    if let Err(e) = Limited::new(req.into_body(), MAX_BODY).collect().await {
-        let too_big = e
-            .downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some();
-        return Ok(if too_big {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body over {MAX_BODY} bytes"),
-            )
-        } else {
-            error(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                format!("read request body: {e}"),
-            )
-        });
-    }
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let too_big = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return Ok(if too_big {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("request body over {limit} bytes"),
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("read request body: {e}"),
+                )
+            });
+        }
+    };
     Ok(match r {
         Route::Status => json(StatusCode::OK, &node.status()),
+        Route::Config => json(StatusCode::OK, &node.status().config),
+        Route::ApplyConfig => match String::from_utf8(body.to_vec()) {
+            Err(_) => error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "the cloud-config is not UTF-8 text",
+            ),
+            Ok(text) => {
+                let n = node.clone();
+                match tokio::task::spawn_blocking(move || n.apply_config(text, dry_run)).await {
+                    Ok(done) if done.accepted => json(StatusCode::OK, &done),
+                    Ok(done) => json(StatusCode::UNPROCESSABLE_ENTITY, &done),
+                    Err(e) => error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        format!("apply: {e}"),
+                    ),
+                }
+            }
+        },
         Route::Reboot | Route::PowerOff => {
             let poweroff = r == Route::PowerOff;
             let action = if poweroff { "poweroff" } else { "reboot" };

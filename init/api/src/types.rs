@@ -149,3 +149,18 @@ pub struct ErrorBody {
     pub error: String,
     pub message: String,
 }
+
+/// The answer to `POST /v1/config` (and `?dry_run=1`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConfigApplied {
+    pub dry_run: bool,
+    /// False when the config has errors: nothing was (or would be) changed.
+    pub accepted: bool,
+    pub errors: Vec<String>,
+    pub items: Vec<ConfigItem>,
+    /// Files changed (or, in a dry run, that would change).
+    pub changed: Vec<String>,
+    /// Directories created (or that would be).
+    pub created: Vec<String>,
+    pub unchanged: Vec<String>,
+}

@@ -36,6 +36,14 @@ impl Node for FakeNode {
             config: Default::default(),
         }
     }
+    fn apply_config(&self, _text: String, dry_run: bool) -> keel_api::ConfigApplied {
+        keel_api::ConfigApplied {
+            dry_run,
+            accepted: true,
+            ..Default::default()
+        }
+    }
+
     fn request_power(&self, _poweroff: bool) -> Result<(), String> {
         if self.power_requests.fetch_add(1, Ordering::SeqCst) == 0 {
             Ok(())

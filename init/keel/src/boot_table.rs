@@ -56,8 +56,6 @@ pub struct Ctx {
     pub config_text: Option<Vec<u8>>,
     /// NoCloud meta-data `local-hostname`.
     pub config_meta_hostname: Option<String>,
-    /// The validated text, kept on STATE once applied.
-    pub config_applied_text: Option<String>,
     /// What the API will say about the config.
     pub config_status: keel_api::ConfigStatus,
 }
@@ -76,7 +74,6 @@ impl Ctx {
             },
             config_text: None,
             config_meta_hostname: None,
-            config_applied_text: None,
             config_status: Default::default(),
         }
     }

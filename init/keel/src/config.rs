@@ -23,7 +23,7 @@
 
 use std::path::Path;
 
-use keel_api::{ConfigItem, ConfigStatus};
+use keel_api::{ConfigApplied, ConfigItem, ConfigStatus};
 use keel_boot::{error, info};
 
 use crate::boot_table::{Ctx, TaskError};
@@ -299,102 +299,113 @@ fn save_last_applied(text: &str) {
     }
 }
 
-pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
-    let Some(bytes) = ctx.config_text.take() else {
-        return Ok(());
-    };
-    let st = &mut ctx.config_status;
+/// Validate, plan and apply (or with `dry_run` only plan) a config: what
+/// the boot and `POST /v1/config` both do. The host name is set when the
+/// files are written; the text is kept on STATE when `keep` is set.
+pub fn apply_text(
+    text: &str,
+    meta_hostname: Option<String>,
+    dry_run: bool,
+    keep: bool,
+) -> ConfigApplied {
     let t = std::time::Instant::now();
-    let report = if bytes.len() > keel_config::yaml::MAX_BYTES {
-        st.errors.push(format!(
-            "1:1: (document): over the {} byte limit",
-            keel_config::yaml::MAX_BYTES
-        ));
-        None
-    } else {
-        match String::from_utf8(bytes) {
-            Ok(text) => {
-                let r = keel_config::validate(&text);
-                ctx.config_applied_text = Some(text);
-                Some(r)
-            }
-            Err(_) => {
-                st.errors.push("1:1: (document): not UTF-8 text".into());
-                None
-            }
-        }
+    let mut out = ConfigApplied {
+        dry_run,
+        ..ConfigApplied::default()
     };
-    if let Some(r) = &report {
-        st.errors.extend(r.errors.iter().map(|e| e.to_string()));
-        st.items = r
-            .items
-            .iter()
-            .map(|i| ConfigItem {
-                path: i.path.clone(),
-                line: i.line,
-                verdict: i.verdict.as_str().into(),
-                note: i.note.clone(),
-            })
-            .collect();
-    }
-    let mut report = report;
-    if let (Some(r), Some(h)) = (report.as_mut(), ctx.config_meta_hostname.take()) {
+    let mut r = keel_config::validate(text);
+    out.errors = r.errors.iter().map(|e| e.to_string()).collect();
+    out.items = r
+        .items
+        .iter()
+        .map(|i| ConfigItem {
+            path: i.path.clone(),
+            line: i.line,
+            verdict: i.verdict.as_str().into(),
+            note: i.note.clone(),
+        })
+        .collect();
+    if let Some(h) = meta_hostname {
         if r.config.hostname.is_none() {
             info!("config: host name {h} from the NoCloud meta-data");
             r.config.hostname = Some(h);
         }
     }
-    let plan = match &report {
-        Some(r) if r.accepted() => match keel_config::plan::plan(&r.config) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                st.errors.push(e.to_string());
-                None
-            }
-        },
-        _ => None,
+    if !r.accepted() {
+        return out;
+    }
+    let plan = match keel_config::plan::plan(&r.config) {
+        Ok(p) => p,
+        Err(e) => {
+            out.errors.push(e.to_string());
+            return out;
+        }
     };
     let checked = t.elapsed();
-    let Some(plan) = plan else {
-        return maintenance(st);
-    };
     let t = std::time::Instant::now();
-    let applied = keel_config::apply::apply(&plan, Path::new("/"), false);
-    let wrote = t.elapsed();
-    match applied {
+    match keel_config::apply::apply(&plan, Path::new("/"), dry_run) {
         Ok(done) => {
-            if let Some(h) = &plan.hostname {
-                keel_sys::proc::set_hostname(h)?;
-            }
-            info!(
-                "config: applied ({} files changed, {} unchanged, {} directories created; {} items): validated and planned in {:.1} ms, written in {:.1} ms",
-                done.files_changed.len(),
-                done.files_unchanged.len(),
-                done.dirs_created.len(),
-                st.items.len(),
-                checked.as_secs_f64() * 1e3,
-                wrote.as_secs_f64() * 1e3
-            );
-            for i in st.items.iter().filter(|i| i.verdict == "refused") {
-                info!("config: refused {} (line {}): {}", i.path, i.line, i.note);
-            }
-            st.changed = done.files_changed;
-            if let Some(text) = ctx.config_applied_text.take() {
-                if !st
-                    .source
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("state "))
-                {
-                    save_last_applied(&text);
+            if !dry_run {
+                if let Some(h) = &plan.hostname {
+                    if let Err(e) = keel_sys::proc::set_hostname(h) {
+                        out.errors.push(format!("set the host name: {e}"));
+                        return out;
+                    }
+                }
+                info!(
+                    "config: applied ({} files changed, {} unchanged, {} directories created; {} items): validated and planned in {:.1} ms, written in {:.1} ms",
+                    done.files_changed.len(),
+                    done.files_unchanged.len(),
+                    done.dirs_created.len(),
+                    out.items.len(),
+                    checked.as_secs_f64() * 1e3,
+                    t.elapsed().as_secs_f64() * 1e3
+                );
+                for i in out.items.iter().filter(|i| i.verdict == "refused") {
+                    info!("config: refused {} (line {}): {}", i.path, i.line, i.note);
+                }
+                if keep {
+                    save_last_applied(text);
                 }
             }
-            Ok(())
+            out.accepted = true;
+            out.changed = done.files_changed;
+            out.created = done.dirs_created;
+            out.unchanged = done.files_unchanged;
         }
-        Err(e) => {
-            st.errors.push(format!("apply: {e} (nothing was changed)"));
-            maintenance(st)
-        }
+        Err(e) => out.errors.push(format!("apply: {e} (nothing was changed)")),
     }
+    out
+}
+
+pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let Some(bytes) = ctx.config_text.take() else {
+        return Ok(());
+    };
+    let st = &mut ctx.config_status;
+    if bytes.len() > keel_config::yaml::MAX_BYTES {
+        st.errors.push(format!(
+            "1:1: (document): over the {} byte limit",
+            keel_config::yaml::MAX_BYTES
+        ));
+        return maintenance(st);
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        st.errors.push("1:1: (document): not UTF-8 text".into());
+        return maintenance(st);
+    };
+    let from_state = st
+        .source
+        .as_deref()
+        .is_some_and(|s| s.starts_with("state "));
+    let done = apply_text(&text, ctx.config_meta_hostname.take(), false, !from_state);
+    st.errors = done.errors;
+    st.items = done.items;
+    st.changed = done.changed;
+    if !done.accepted {
+        return maintenance(st);
+    }
+    Ok(())
 }
 
 fn maintenance(st: &mut ConfigStatus) -> Result<(), TaskError> {

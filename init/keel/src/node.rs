@@ -152,6 +152,20 @@ impl Node for NodeShared {
         }
     }
 
+    fn apply_config(&self, text: String, dry_run: bool) -> keel_api::ConfigApplied {
+        let done = crate::config::apply_text(&text, None, dry_run, true);
+        if done.accepted && !dry_run {
+            self.set_config(ConfigStatus {
+                source: Some("api POST /v1/config".into()),
+                maintenance: false,
+                errors: Vec::new(),
+                items: done.items.clone(),
+                changed: done.changed.clone(),
+            });
+        }
+        done
+    }
+
     fn request_power(&self, poweroff: bool) -> Result<(), String> {
         self.request_shutdown(if poweroff {
             PowerAction::PowerOff

@@ -51,6 +51,75 @@ enum ConfigCmd {
         /// The #cloud-config file (at most 1 MiB).
         file: std::path::PathBuf,
     },
+    /// Send a config to the node: it validates it and applies it all or
+    /// nothing (exit status 1 with every error when it refuses it).
+    Apply {
+        file: std::path::PathBuf,
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The node's config of this boot: source, verdicts, errors.
+    Show,
+}
+
+/// `keelctl config apply`: the node's answer as text.
+pub fn applied_report(a: &keel_api::ConfigApplied) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    for e in &a.errors {
+        let _ = writeln!(o, "error      {e}");
+    }
+    for i in &a.items {
+        let _ = writeln!(
+            o,
+            "{:<10} {} (line {}): {}",
+            i.verdict, i.path, i.line, i.note
+        );
+    }
+    let verb = if a.dry_run { "would change" } else { "changed" };
+    for d in &a.created {
+        let _ = writeln!(
+            o,
+            "{:<10} {d}/ (directory)",
+            if a.dry_run { "would add" } else { "added" }
+        );
+    }
+    for f in &a.changed {
+        let _ = writeln!(o, "{verb:<10} {f}");
+    }
+    let _ = writeln!(
+        o,
+        "{}",
+        match (a.accepted, a.dry_run) {
+            (false, _) => format!("refused: {} errors, nothing changed", a.errors.len()),
+            (true, true) => format!(
+                "dry run: {} files would change, {} already as planned",
+                a.changed.len(),
+                a.unchanged.len()
+            ),
+            (true, false) => format!(
+                "applied: {} files changed, {} already as planned",
+                a.changed.len(),
+                a.unchanged.len()
+            ),
+        }
+    );
+    o
+}
+
+fn read_config_file(file: &std::path::Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if meta.len() > keel_config::yaml::MAX_BYTES as u64 {
+        anyhow::bail!(
+            "{}: {} bytes, over the {} byte limit",
+            file.display(),
+            meta.len(),
+            keel_config::yaml::MAX_BYTES
+        );
+    }
+    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", file.display()))
 }
 
 /// `keelctl config validate`: the report as text, and whether it is accepted.
@@ -94,19 +163,7 @@ pub fn config_report(file: &str, text: &str) -> (String, bool) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Cmd::Config(ConfigCmd::Validate { file }) = &cli.cmd {
-        let meta =
-            std::fs::metadata(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        if meta.len() > keel_config::yaml::MAX_BYTES as u64 {
-            anyhow::bail!(
-                "{}: {} bytes, over the {} byte limit",
-                file.display(),
-                meta.len(),
-                keel_config::yaml::MAX_BYTES
-            );
-        }
-        let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", file.display()))?;
+        let text = read_config_file(file)?;
         let (report, ok) = config_report(&file.display().to_string(), &text);
         print!("{report}");
         if !ok {
@@ -125,7 +182,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", table::status(&s));
             }
         }
-        Cmd::Config(_) => {}
+        Cmd::Config(ConfigCmd::Apply { file, dry_run }) => {
+            let text = read_config_file(&file)?;
+            let path = if dry_run {
+                "/v1/config?dry_run=1"
+            } else {
+                "/v1/config"
+            };
+            let (status, body) = client.request_blocking(Method::POST, path, text.into_bytes())?;
+            let a: keel_api::ConfigApplied = serde_json::from_slice(&body).map_err(|_| {
+                anyhow::anyhow!(
+                    "POST {path}: HTTP {status}: {}",
+                    String::from_utf8_lossy(&body)
+                )
+            })?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&a)?);
+            } else {
+                print!("{}", applied_report(&a));
+            }
+            if !a.accepted {
+                return Err(Refused.into());
+            }
+        }
+        Cmd::Config(ConfigCmd::Show) => {
+            let c: keel_api::ConfigStatus = client.call_blocking(Method::GET, "/v1/config")?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                println!(
+                    "source     {}{}",
+                    c.source.as_deref().unwrap_or("none (defaults)"),
+                    if c.maintenance {
+                        ", MAINTENANCE MODE: nothing applied"
+                    } else {
+                        ""
+                    }
+                );
+                for e in &c.errors {
+                    println!("error      {e}");
+                }
+                for i in &c.items {
+                    println!("{:<10} {} (line {}): {}", i.verdict, i.path, i.line, i.note);
+                }
+            }
+        }
+        Cmd::Config(ConfigCmd::Validate { .. }) => {}
         Cmd::Reboot | Cmd::Poweroff => {
             let path = if matches!(cli.cmd, Cmd::Reboot) {
                 "/v1/reboot"
