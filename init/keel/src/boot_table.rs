@@ -228,7 +228,7 @@ fn set_hostname(_: &mut Ctx) -> Result<(), TaskError> {
 }
 
 fn configure_loopback(_: &mut Ctx) -> Result<(), TaskError> {
-    keel_sys::net::link_up("lo")?;
+    keel_sys::netlink::Rtnl::open()?.link_up("lo")?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! The skeleton's network: a static address from `keel.ip=` on the first
-//! Ethernet link. DHCP and the cloud-config network replace it later.
+//! The network until the cloud-config's network lands: a static address from
+//! `keel.ip=` on the first Ethernet link, set through rtnetlink.
 
 use std::path::Path;
 
@@ -26,10 +26,16 @@ pub fn first_ethernet(sys_class_net: &Path) -> Option<String> {
 }
 
 pub fn configure(link: &str, ip: IpConfig) -> Result<(), keel_sys::SysError> {
-    keel_sys::net::link_up(link)?;
-    keel_sys::net::set_ipv4(link, ip.addr, ip.prefix)?;
+    let mut rtnl = keel_sys::netlink::Rtnl::open()?;
+    rtnl.link_up(link)?;
+    rtnl.add_address(link, ip.addr.into(), ip.prefix)?;
     if let Some(gw) = ip.gateway {
-        keel_sys::net::add_default_route(link, gw)?;
+        rtnl.add_route(
+            link,
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+            0,
+            Some(gw.into()),
+        )?;
     }
     Ok(())
 }

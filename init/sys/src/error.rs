@@ -37,16 +37,8 @@ pub enum SysError {
         what: &'static str,
         source: nix::Error,
     },
-    #[error("{op} on interface {ifname}: {source}")]
-    NetIoctl {
-        op: &'static str,
-        ifname: String,
-        source: nix::Error,
-    },
     #[error("set host name {name:?}: {source}")]
     Hostname { name: String, source: nix::Error },
-    #[error("interface name {0:?} is invalid")]
-    IfName(String),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -68,6 +60,12 @@ pub enum SysError {
     #[error("kexec ({op}): {source}")]
     Kexec {
         op: &'static str,
+        source: nix::Error,
+    },
+    #[error("rtnetlink {op} {target}: {source}")]
+    Netlink {
+        op: &'static str,
+        target: String,
         source: nix::Error,
     },
 }

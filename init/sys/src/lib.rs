@@ -8,7 +8,7 @@ pub mod dm;
 mod error;
 pub mod fs;
 pub mod kexec;
-pub mod net;
+pub mod netlink;
 pub mod power;
 pub mod proc;
 pub mod signal;

@@ -187,15 +187,22 @@ fn main() {
     s.step("hostname", e("sethostname", sethostname("keel")));
     s.step(
         "lo up",
-        keel_sys::net::link_up("lo").map_err(|e| e.to_string()),
+        keel_sys::netlink::Rtnl::open()
+            .and_then(|mut r| r.link_up("lo"))
+            .map_err(|e| e.to_string()),
     );
     let net = (|| {
-        keel_sys::net::link_up("eth0").map_err(|e| e.to_string())?;
-        keel_sys::net::set_ipv4("eth0", Ipv4Addr::new(10, 0, 2, 15), 24)
-            .map_err(|e| e.to_string())?;
-        keel_sys::net::add_default_route("eth0", Ipv4Addr::new(10, 0, 2, 2))
-            .map_err(|e| e.to_string())
-    })();
+        let mut r = keel_sys::netlink::Rtnl::open()?;
+        r.link_up("eth0")?;
+        r.add_address("eth0", Ipv4Addr::new(10, 0, 2, 15).into(), 24)?;
+        r.add_route(
+            "eth0",
+            Ipv4Addr::UNSPECIFIED.into(),
+            0,
+            Some(Ipv4Addr::new(10, 0, 2, 2).into()),
+        )
+    })()
+    .map_err(|e| e.to_string());
     s.step("eth0", net);
     let listeners = (|| {
         let tcp = socket(

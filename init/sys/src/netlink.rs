@@ -1,0 +1,303 @@
+//! rtnetlink: links up, addresses, routes, through one NETLINK_ROUTE socket.
+//!
+//! Each change is one request with NLM_F_ACK; the kernel's answer (an
+//! NLMSG_ERROR whose error is 0 on success) is read before the next, so a
+//! failure names the request that failed. Messages are built as bytes by the
+//! pure functions below (tested against the layouts of
+//! `include/uapi/linux/rtnetlink.h`); the socket calls go through nix.
+
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+    SockType,
+};
+
+use crate::SysError;
+
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_CREATE: u16 = 0x400;
+const NLMSG_ERROR: u16 = 0x2;
+const RTM_NEWLINK: u16 = 16;
+const RTM_NEWADDR: u16 = 20;
+const RTM_NEWROUTE: u16 = 24;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RT_TABLE_MAIN: u8 = 254;
+const RTPROT_STATIC: u8 = 4;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_LINK: u8 = 253;
+const RTN_UNICAST: u8 = 1;
+const IFF_UP: u32 = 1;
+
+fn family(a: &IpAddr) -> u8 {
+    match a {
+        IpAddr::V4(_) => libc::AF_INET as u8,
+        IpAddr::V6(_) => libc::AF_INET6 as u8,
+    }
+}
+
+fn octets(a: &IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+fn attr(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
+    out.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&ty.to_ne_bytes());
+    out.extend_from_slice(data);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+/// A whole netlink message: header, then `payload`.
+pub fn message(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(16 + payload.len());
+    m.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+    m.extend_from_slice(&ty.to_ne_bytes());
+    m.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+/// RTM_NEWLINK payload that sets IFF_UP on link `index`.
+pub fn link_up_payload(index: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16);
+    p.push(libc::AF_UNSPEC as u8);
+    p.push(0);
+    p.extend_from_slice(&0u16.to_ne_bytes()); // type
+    p.extend_from_slice(&(index as i32).to_ne_bytes());
+    p.extend_from_slice(&IFF_UP.to_ne_bytes()); // flags
+    p.extend_from_slice(&IFF_UP.to_ne_bytes()); // change mask
+    p
+}
+
+/// RTM_NEWADDR payload: `addr/prefix` on link `index`.
+pub fn addr_payload(index: u32, addr: IpAddr, prefix: u8) -> Vec<u8> {
+    let mut p = vec![family(&addr), prefix, 0, RT_SCOPE_UNIVERSE];
+    p.extend_from_slice(&index.to_ne_bytes());
+    attr(&mut p, IFA_LOCAL, &octets(&addr));
+    attr(&mut p, IFA_ADDRESS, &octets(&addr));
+    p
+}
+
+/// RTM_NEWROUTE payload: `dst/prefix` through `gateway` (or on-link
+/// without one) out of link `index`, in the main table.
+pub fn route_payload(index: u32, dst: IpAddr, prefix: u8, gateway: Option<IpAddr>) -> Vec<u8> {
+    let scope = if gateway.is_some() {
+        RT_SCOPE_UNIVERSE
+    } else {
+        RT_SCOPE_LINK
+    };
+    let mut p = vec![
+        family(&dst),
+        prefix,
+        0,
+        0,
+        RT_TABLE_MAIN,
+        RTPROT_STATIC,
+        scope,
+        RTN_UNICAST,
+    ];
+    p.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
+    if prefix > 0 {
+        attr(&mut p, RTA_DST, &octets(&dst));
+    }
+    if let Some(gw) = gateway {
+        attr(&mut p, RTA_GATEWAY, &octets(&gw));
+    }
+    attr(&mut p, RTA_OIF, &index.to_ne_bytes());
+    p
+}
+
+/// The errno of an ACK for `seq`: `Some(0)` success, `Some(e)` failure,
+/// `None` when `buf` holds no ACK for it.
+pub fn ack_errno(buf: &[u8], seq: u32) -> Option<i32> {
+    let mut at = 0;
+    while at + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().ok()?) as usize;
+        let ty = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().ok()?);
+        let s = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().ok()?);
+        if len < 16 || at + len > buf.len() {
+            return None;
+        }
+        if ty == NLMSG_ERROR && s == seq && len >= 20 {
+            let e = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().ok()?);
+            return Some(-e);
+        }
+        at += (len + 3) & !3;
+    }
+    None
+}
+
+/// A NETLINK_ROUTE socket.
+pub struct Rtnl {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+fn err(op: &'static str, target: &str) -> impl FnOnce(nix::Error) -> SysError {
+    let target = target.to_string();
+    move |source| SysError::Netlink { op, target, source }
+}
+
+impl Rtnl {
+    pub fn open() -> Result<Rtnl, SysError> {
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )
+        .map_err(|source| SysError::Socket {
+            what: "rtnetlink",
+            source,
+        })?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|source| SysError::Socket {
+            what: "rtnetlink bind",
+            source,
+        })?;
+        Ok(Rtnl { fd, seq: 1 })
+    }
+
+    fn request(
+        &mut self,
+        ty: u16,
+        flags: u16,
+        payload: &[u8],
+        op: &'static str,
+        target: &str,
+    ) -> Result<(), SysError> {
+        self.seq = self.seq.wrapping_add(1);
+        let msg = message(ty, flags, self.seq, payload);
+        send(self.fd.as_raw_fd(), &msg, MsgFlags::empty()).map_err(err(op, target))?;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n =
+                recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(err(op, target))?;
+            match ack_errno(&buf[..n], self.seq) {
+                Some(0) => return Ok(()),
+                Some(e) => return Err(err(op, target)(nix::Error::from_raw(e))),
+                None => continue,
+            }
+        }
+    }
+
+    /// Set link `name` up.
+    pub fn link_up(&mut self, name: &str) -> Result<(), SysError> {
+        let index = index(name)?;
+        self.request(RTM_NEWLINK, 0, &link_up_payload(index), "link up", name)
+    }
+
+    /// Add (or replace) `addr/prefix` on `name`.
+    pub fn add_address(&mut self, name: &str, addr: IpAddr, prefix: u8) -> Result<(), SysError> {
+        let index = index(name)?;
+        let target = format!("{name} {addr}/{prefix}");
+        self.request(
+            RTM_NEWADDR,
+            NLM_F_CREATE | NLM_F_REPLACE,
+            &addr_payload(index, addr, prefix),
+            "add address",
+            &target,
+        )
+    }
+
+    /// Add (or replace) a route to `dst/prefix` via `gateway` out of `name`.
+    pub fn add_route(
+        &mut self,
+        name: &str,
+        dst: IpAddr,
+        prefix: u8,
+        gateway: Option<IpAddr>,
+    ) -> Result<(), SysError> {
+        let index = index(name)?;
+        let target = match gateway {
+            Some(g) => format!("{dst}/{prefix} via {g} dev {name}"),
+            None => format!("{dst}/{prefix} dev {name}"),
+        };
+        self.request(
+            RTM_NEWROUTE,
+            NLM_F_CREATE | NLM_F_REPLACE,
+            &route_payload(index, dst, prefix, gateway),
+            "add route",
+            &target,
+        )
+    }
+}
+
+/// The index of link `name`.
+pub fn index(name: &str) -> Result<u32, SysError> {
+    nix::net::if_::if_nametoindex(name).map_err(|source| SysError::Netlink {
+        op: "find link",
+        target: name.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts() {
+        let m = message(RTM_NEWLINK, 0, 7, &link_up_payload(3));
+        assert_eq!(m.len(), 32);
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 32);
+        assert_eq!(
+            u16::from_ne_bytes(m[6..8].try_into().unwrap()),
+            NLM_F_REQUEST | NLM_F_ACK
+        );
+        assert_eq!(i32::from_ne_bytes(m[20..24].try_into().unwrap()), 3);
+        let a = addr_payload(2, "10.0.2.15".parse().unwrap(), 24);
+        assert_eq!(a.len(), 8 + 8 + 8);
+        assert_eq!(&a[..4], &[libc::AF_INET as u8, 24, 0, 0]);
+        assert_eq!(&a[12..16], &[10, 0, 2, 15]);
+        let r = route_payload(
+            2,
+            "0.0.0.0".parse().unwrap(),
+            0,
+            Some("10.0.2.2".parse().unwrap()),
+        );
+        assert_eq!(r.len(), 12 + 8 + 8, "no RTA_DST for the default route");
+        assert_eq!(r[4], RT_TABLE_MAIN);
+        let r6 = route_payload(2, "fd00::".parse().unwrap(), 64, None);
+        assert_eq!(r6.len(), 12 + 20 + 8);
+        assert_eq!(r6[6], RT_SCOPE_LINK);
+    }
+
+    #[test]
+    fn acks() {
+        let mut ack = vec![0u8; 36];
+        ack[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        ack[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        ack[8..12].copy_from_slice(&9u32.to_ne_bytes());
+        assert_eq!(ack_errno(&ack, 9), Some(0));
+        ack[16..20].copy_from_slice(&(-17i32).to_ne_bytes());
+        assert_eq!(ack_errno(&ack, 9), Some(17));
+        assert_eq!(ack_errno(&ack, 8), None);
+        assert_eq!(ack_errno(&ack[..10], 9), None);
+    }
+
+    #[test]
+    fn privileged_loopback_up() {
+        if nix::unistd::getuid().as_raw() != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        // lo is up on any host already: setting it up again must be accepted.
+        let mut r = Rtnl::open().unwrap();
+        r.link_up("lo").unwrap();
+        assert!(r.link_up("nonexistent0").is_err());
+    }
+}
