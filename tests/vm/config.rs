@@ -385,3 +385,50 @@ fn keelctl_config_apply_dry_runs_applies_idempotently_and_refuses_bad_configs() 
     assert!(ok);
     assert!(out.contains("source     api POST /v1/config"), "{out}");
 }
+
+#[test]
+fn a_static_network_unit_configures_the_link_through_netlink() {
+    let s = Scratch::new("config-network");
+    let config = "#cloud-config
+coreos:
+  units:
+    - name: 00-eth.network
+      content: |
+        [Match]
+        Name=eth*
+
+        [Network]
+        Address=10.0.2.15/24
+        Gateway=10.0.2.2
+        DNS=10.0.2.3
+        Domains=example.internal
+
+        [Route]
+        Destination=192.168.77.0/24
+        Gateway=10.0.2.2
+";
+    // 192.168.77.0/24 is "004DA8C0" in /proc/net/route.
+    let mut vm = boot_with(
+        &s,
+        "config-network",
+        "opt/keel/config",
+        config,
+        "contains,/proc/net/route,004DA8C0",
+    );
+    vm.wait_for("test-helper: contains /proc/net/route 004DA8C0: true", EXIT);
+    let c = vm.console();
+    assert!(c.contains("eth0: configured by 00-eth.network"), "{c}");
+    // The API answers through the forwarded port: the address is up.
+    let st = vm.status();
+    assert_eq!(st.config.items[0].verdict, "translated");
+    drop(vm);
+    // resolv.conf, from a second boot reading it.
+    let mut vm = boot_with(
+        &s,
+        "config-network-dns",
+        "opt/keel/config",
+        config,
+        "read,/etc/resolv.conf",
+    );
+    vm.wait_for("first line \"nameserver 10.0.2.3\"", EXIT);
+}

@@ -56,6 +56,8 @@ pub struct Ctx {
     pub config_text: Option<Vec<u8>>,
     /// NoCloud meta-data `local-hostname`.
     pub config_meta_hostname: Option<String>,
+    /// The config's translated `.network` units.
+    pub config_networks: Vec<keel_config::model::Network>,
     /// What the API will say about the config.
     pub config_status: keel_api::ConfigStatus,
 }
@@ -74,6 +76,7 @@ impl Ctx {
             },
             config_text: None,
             config_meta_hostname: None,
+            config_networks: Vec::new(),
             config_status: Default::default(),
         }
     }
@@ -233,6 +236,16 @@ fn configure_loopback(_: &mut Ctx) -> Result<(), TaskError> {
 }
 
 fn configure_network(ctx: &mut Ctx) -> Result<(), TaskError> {
+    if !ctx.config_networks.is_empty() {
+        let done = crate::net::configure_units(Path::new("/sys/class/net"), &ctx.config_networks)?;
+        if !done.is_empty() {
+            for (link, unit) in &done {
+                info!("{link}: configured by {unit}");
+            }
+            return Ok(());
+        }
+        warn!("no link matches the config's .network units: falling back to keel.ip=");
+    }
     let Some(ip) = ctx.cmdline.ip else {
         info!("no keel.ip= on the command line: network left unconfigured");
         return Ok(());

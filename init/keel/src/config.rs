@@ -308,6 +308,17 @@ pub fn apply_text(
     dry_run: bool,
     keep: bool,
 ) -> ConfigApplied {
+    apply_text_networks(text, meta_hostname, dry_run, keep).0
+}
+
+/// `apply_text`, also returning the translated `.network` units of an
+/// accepted config (the boot's ConfigureNetwork applies them).
+pub fn apply_text_networks(
+    text: &str,
+    meta_hostname: Option<String>,
+    dry_run: bool,
+    keep: bool,
+) -> (ConfigApplied, Vec<keel_config::model::Network>) {
     let t = std::time::Instant::now();
     let mut out = ConfigApplied {
         dry_run,
@@ -332,16 +343,17 @@ pub fn apply_text(
         }
     }
     if !r.accepted() {
-        return out;
+        return (out, Vec::new());
     }
     let plan = match keel_config::plan::plan(&r.config) {
         Ok(p) => p,
         Err(e) => {
             out.errors.push(e.to_string());
-            return out;
+            return (out, Vec::new());
         }
     };
     let checked = t.elapsed();
+    let mut networks = Vec::new();
     let t = std::time::Instant::now();
     match keel_config::apply::apply(&plan, Path::new("/"), dry_run) {
         Ok(done) => {
@@ -349,7 +361,7 @@ pub fn apply_text(
                 if let Some(h) = &plan.hostname {
                     if let Err(e) = keel_sys::proc::set_hostname(h) {
                         out.errors.push(format!("set the host name: {e}"));
-                        return out;
+                        return (out, Vec::new());
                     }
                 }
                 info!(
@@ -369,13 +381,14 @@ pub fn apply_text(
                 }
             }
             out.accepted = true;
+            networks = r.config.networks.clone();
             out.changed = done.files_changed;
             out.created = done.dirs_created;
             out.unchanged = done.files_unchanged;
         }
         Err(e) => out.errors.push(format!("apply: {e} (nothing was changed)")),
     }
-    out
+    (out, networks)
 }
 
 pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
@@ -398,7 +411,9 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         .source
         .as_deref()
         .is_some_and(|s| s.starts_with("state "));
-    let done = apply_text(&text, ctx.config_meta_hostname.take(), false, !from_state);
+    let (done, networks) =
+        apply_text_networks(&text, ctx.config_meta_hostname.take(), false, !from_state);
+    ctx.config_networks = networks;
     st.errors = done.errors;
     st.items = done.items;
     st.changed = done.changed;

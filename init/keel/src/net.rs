@@ -40,9 +40,121 @@ pub fn configure(link: &str, ip: IpConfig) -> Result<(), keel_sys::SysError> {
     Ok(())
 }
 
+/// Whether `name` matches a systemd-style glob (`*`, `?`, `[...]` as a set
+/// of single characters).
+pub fn glob(pattern: &str, name: &str) -> bool {
+    fn m(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => m(&p[1..], n) || (!n.is_empty() && m(p, &n[1..])),
+            (Some('?'), Some(_)) => m(&p[1..], &n[1..]),
+            (Some('['), Some(c)) => match p.iter().position(|&x| x == ']') {
+                Some(end) if p[1..end].contains(c) => m(&p[end + 1..], &n[1..]),
+                _ => false,
+            },
+            (Some(a), Some(b)) if a == b => m(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    m(&p, &n)
+}
+
+fn cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (ip, p) = s.split_once('/')?;
+    Some((ip.parse().ok()?, p.parse().ok()?))
+}
+
+/// Apply the config's `.network` units: each link (except lo), in name
+/// order, gets the first unit (in unit-name order, as networkd does) whose
+/// `[Match] Name=` matches it. Static addresses, the gateway, routes and
+/// DNS (`/etc/resolv.conf`) are applied; DHCP is not yet (it is logged).
+/// Returns `(link, unit)` for every link configured.
+pub fn configure_units(
+    sys_class_net: &Path,
+    units: &[keel_config::model::Network],
+) -> Result<Vec<(String, String)>, keel_sys::SysError> {
+    let mut links: Vec<String> = std::fs::read_dir(sys_class_net)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    links.retain(|l| l != "lo");
+    links.sort();
+    let mut sorted: Vec<&keel_config::model::Network> = units.iter().collect();
+    sorted.sort_by(|a, b| a.unit.cmp(&b.unit));
+    let mut rtnl = keel_sys::netlink::Rtnl::open()?;
+    let mut done = Vec::new();
+    let mut dns: Vec<String> = Vec::new();
+    let mut domains: Vec<String> = Vec::new();
+    for link in &links {
+        let Some(u) = sorted
+            .iter()
+            .find(|u| u.match_names.iter().any(|g| glob(g, link)))
+        else {
+            continue;
+        };
+        rtnl.link_up(link)?;
+        for (ip, prefix) in u.addresses.iter().filter_map(|a| cidr(a)) {
+            rtnl.add_address(link, ip, prefix)?;
+        }
+        if let Some(gw) = u
+            .gateway
+            .as_deref()
+            .and_then(|g| g.parse::<std::net::IpAddr>().ok())
+        {
+            let any: std::net::IpAddr = if gw.is_ipv4() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            };
+            rtnl.add_route(link, any, 0, Some(gw))?;
+        }
+        for r in &u.routes {
+            let gw = r.gateway.as_deref().and_then(|g| g.parse().ok());
+            if let Some((ip, prefix)) = cidr(&r.destination) {
+                rtnl.add_route(link, ip, prefix, gw)?;
+            }
+        }
+        if u.dhcp
+            .as_deref()
+            .is_some_and(|d| !matches!(d, "no" | "false" | "none"))
+        {
+            keel_boot::warn!(
+                "{link}: {} asks for DHCP, which keel does not run yet: static settings only",
+                u.unit
+            );
+        }
+        dns.extend(u.dns.iter().cloned());
+        domains.extend(u.domains.iter().cloned());
+        done.push((link.clone(), u.unit.clone()));
+    }
+    if !dns.is_empty() {
+        let mut text: String = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+        if !domains.is_empty() {
+            text.push_str(&format!("search {}\n", domains.join(" ")));
+        }
+        if let Err(e) = std::fs::write("/etc/resolv.conf", text) {
+            keel_boot::warn!("/etc/resolv.conf: {e}");
+        }
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("eth0", "eth0") && !glob("eth0", "eth1"));
+        assert!(glob("en*", "enp0s3") && glob("*", "x") && glob("eth?", "eth1"));
+        assert!(glob("eth[01]", "eth1") && !glob("eth[01]", "eth2"));
+        assert!(!glob("en*", "eth0"));
+    }
 
     #[test]
     fn picks_first_ethernet_by_name() {

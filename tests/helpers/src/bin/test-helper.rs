@@ -11,6 +11,7 @@
 //!   escalate to SIGKILL.
 //! * `read,PATH...`: print each file's size and first line (or the error).
 //! * `write,PATH...`: try to create each file and print how it went.
+//! * `contains,PATH,TEXT`: say whether the file contains TEXT.
 //! * `syscall-cost,N`: time N warm calls each of a few syscalls and print
 //!   the cost per call (what a boot task's syscalls cost in this guest).
 //!
@@ -187,8 +188,11 @@ fn main() {
         ["ignore-term"] => ignore_term(),
         ["read", ref paths @ ..] => read(paths),
         ["write", ref paths @ ..] => write(paths),
+        ["contains", path, needle] => std::fs::read_to_string(path)
+            .map(|t| format!("contains {path} {needle}: {}", t.contains(needle)))
+            .map_err(|e| format!("{path}: {e}")),
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | read PATH... | write PATH... (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | read PATH... | write PATH... | contains PATH TEXT (got {args:?})"
         )),
     };
     match result {
