@@ -432,3 +432,55 @@ coreos:
     );
     vm.wait_for("first line \"nameserver 10.0.2.3\"", EXIT);
 }
+
+#[test]
+fn keelctl_network_shows_the_static_address_routes_and_dns() {
+    let s = Scratch::new("config-network-show");
+    let config = "#cloud-config
+coreos:
+  units:
+    - name: 10-eth0.network
+      content: |
+        [Match]
+        Name=eth0
+        [Network]
+        Address=10.0.2.15/24
+        Address=10.0.2.77/24
+        Gateway=10.0.2.2
+        DNS=10.0.2.3
+";
+    let vm = boot_with(
+        &s,
+        "config-network-show",
+        "opt/keel/config",
+        config,
+        "read,/etc/hostname",
+    );
+    let (ok, out, err) = vm.keelctl(&["network"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("configured by config (10-eth0.network)"),
+        "{out}"
+    );
+    let eth0 = out
+        .lines()
+        .find(|l| l.starts_with("eth0 "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        eth0.contains("10.0.2.15/24") && eth0.contains("10.0.2.77/24"),
+        "{eth0}"
+    );
+    let (ok, json, _) = vm.keelctl(&["network", "--json"]);
+    assert!(ok);
+    let n: keel_api::NetworkStatus = serde_json::from_str(&json).unwrap();
+    let l = n.links.iter().find(|l| l.name == "eth0").unwrap();
+    assert!(l.up, "{l:?}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("default") && l.contains("10.0.2.2") && l.ends_with("eth0")),
+        "{out}"
+    );
+    assert!(out.contains("dns        10.0.2.3"), "{out}");
+    let lo = out.lines().find(|l| l.starts_with("lo ")).unwrap();
+    assert!(lo.contains("127.0.0.1/8"), "{lo}");
+}

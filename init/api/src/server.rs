@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::types::{Accepted, ConfigApplied, ErrorBody, Status};
+use crate::types::{Accepted, ConfigApplied, ErrorBody, NetworkStatus, Status};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -33,6 +33,8 @@ pub trait Node: Send + Sync + 'static {
     /// Validate and apply (or, with `dry_run`, only plan) a cloud-config.
     /// Blocking: the server calls it off the async runtime.
     fn apply_config(&self, text: String, dry_run: bool) -> ConfigApplied;
+    /// Links, addresses, routes and DNS as the kernel has them now.
+    fn network(&self) -> NetworkStatus;
 }
 
 /// The endpoint a request is for.
@@ -45,6 +47,8 @@ pub enum Route {
     Config,
     /// `POST /v1/config`: validate and apply one (`?dry_run=1`: plan only).
     ApplyConfig,
+    /// `GET /v1/network`.
+    Network,
     /// The path exists, the method does not; carries the allowed method.
     WrongMethod(&'static str),
     NotFound,
@@ -66,6 +70,8 @@ pub fn route(method: &Method, path: &str) -> Route {
         ("/v1/config", &Method::GET) | ("/v1/config", &Method::HEAD) => Route::Config,
         ("/v1/config", &Method::POST) => Route::ApplyConfig,
         ("/v1/config", _) => Route::WrongMethod("GET, POST"),
+        ("/v1/network", &Method::GET) | ("/v1/network", &Method::HEAD) => Route::Network,
+        ("/v1/network", _) => Route::WrongMethod("GET"),
         _ => Route::NotFound,
     }
 }
@@ -133,6 +139,17 @@ pub async fn handle(
     Ok(match r {
         Route::Status => json(StatusCode::OK, &node.status()),
         Route::Config => json(StatusCode::OK, &node.status().config),
+        Route::Network => {
+            let n = node.clone();
+            match tokio::task::spawn_blocking(move || n.network()).await {
+                Ok(net) => json(StatusCode::OK, &net),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("network: {e}"),
+                ),
+            }
+        }
         Route::ApplyConfig => match String::from_utf8(body.to_vec()) {
             Err(_) => error(
                 StatusCode::BAD_REQUEST,

@@ -164,3 +164,38 @@ pub struct ConfigApplied {
     pub created: Vec<String>,
     pub unchanged: Vec<String>,
 }
+
+/// `GET /v1/network`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    pub links: Vec<LinkStatus>,
+    pub routes: Vec<RouteStatus>,
+    /// Name servers in /etc/resolv.conf.
+    pub dns: Vec<String>,
+    /// How the links were configured: `config (UNIT...)`, `keel.ip`, or `none`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    pub name: String,
+    pub index: u32,
+    pub up: bool,
+    /// Carrier and up (IF_OPER_UP), or up on a driver that reports no
+    /// carrier (IF_OPER_UNKNOWN).
+    pub running: bool,
+    /// The kernel's operational state: up, unknown, down, dormant, ...
+    pub operstate: String,
+    pub mac: Option<String>,
+    pub mtu: u32,
+    /// CIDRs.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteStatus {
+    /// CIDR; `0.0.0.0/0` for the default route.
+    pub destination: String,
+    pub gateway: Option<String>,
+    pub dev: Option<String>,
+}

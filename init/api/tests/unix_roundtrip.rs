@@ -44,6 +44,10 @@ impl Node for FakeNode {
         }
     }
 
+    fn network(&self) -> keel_api::NetworkStatus {
+        keel_api::NetworkStatus::default()
+    }
+
     fn request_power(&self, _poweroff: bool) -> Result<(), String> {
         if self.power_requests.fetch_add(1, Ordering::SeqCst) == 0 {
             Ok(())

@@ -242,6 +242,9 @@ fn configure_network(ctx: &mut Ctx) -> Result<(), TaskError> {
             for (link, unit) in &done {
                 info!("{link}: configured by {unit}");
             }
+            let units: Vec<&str> = done.iter().map(|(_, u)| u.as_str()).collect();
+            ctx.node
+                .set_net_source(format!("config ({})", units.join(", ")));
             return Ok(());
         }
         warn!("no link matches the config's .network units: falling back to keel.ip=");
@@ -253,6 +256,7 @@ fn configure_network(ctx: &mut Ctx) -> Result<(), TaskError> {
     let link =
         crate::net::first_ethernet(Path::new("/sys/class/net")).ok_or(TaskError::NoEthernet)?;
     crate::net::configure(&link, ip)?;
+    ctx.node.set_net_source(format!("keel.ip on {link}"));
     info!(
         "{link}: {}/{} gateway {}",
         ip.addr,

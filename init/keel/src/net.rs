@@ -144,6 +144,62 @@ pub fn configure_units(
     Ok(done)
 }
 
+/// Links, addresses, routes (main table) and DNS as they are now.
+pub fn status() -> keel_api::NetworkStatus {
+    let mut out = keel_api::NetworkStatus::default();
+    let Ok(mut r) = keel_sys::netlink::Rtnl::open() else {
+        return out;
+    };
+    let links = r.links().unwrap_or_default();
+    let addrs = r.addresses().unwrap_or_default();
+    let name_of = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
+    for l in &links {
+        out.links.push(keel_api::LinkStatus {
+            name: l.name.clone(),
+            index: l.index,
+            up: l.up,
+            running: l.running,
+            operstate: match l.operstate {
+                0 => "unknown",
+                1 => "notpresent",
+                2 => "down",
+                3 => "lowerlayerdown",
+                4 => "testing",
+                5 => "dormant",
+                6 => "up",
+                _ => "?",
+            }
+            .into(),
+            mac: l.mac.map(|m| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            }),
+            mtu: l.mtu,
+            addresses: addrs
+                .iter()
+                .filter(|a| a.index == l.index)
+                .map(|a| format!("{}/{}", a.addr, a.prefix))
+                .collect(),
+        });
+    }
+    for rt in r.routes().unwrap_or_default() {
+        out.routes.push(keel_api::RouteStatus {
+            destination: format!("{}/{}", rt.dst, rt.prefix),
+            gateway: rt.gateway.map(|g| g.to_string()),
+            dev: rt.oif.and_then(name_of),
+        });
+    }
+    out.dns = std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .map(|s| s.trim().to_string())
+        .collect();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ pub struct NodeShared {
     shutdown: watch::Sender<Option<PowerAction>>,
     root: Mutex<RootStatus>,
     config: Mutex<ConfigStatus>,
+    net_source: Mutex<String>,
 }
 
 impl NodeShared {
@@ -30,6 +31,7 @@ impl NodeShared {
             shutdown: watch::channel(None).0,
             root: Mutex::new(RootStatus::default()),
             config: Mutex::new(ConfigStatus::default()),
+            net_source: Mutex::new("none".into()),
         }
     }
 
@@ -45,6 +47,12 @@ impl NodeShared {
     pub fn set_root(&self, root: RootStatus) {
         if let Ok(mut r) = self.root.lock() {
             *r = root;
+        }
+    }
+
+    pub fn set_net_source(&self, source: String) {
+        if let Ok(mut s) = self.net_source.lock() {
+            *s = source;
         }
     }
 
@@ -164,6 +172,16 @@ impl Node for NodeShared {
             });
         }
         done
+    }
+
+    fn network(&self) -> keel_api::NetworkStatus {
+        let mut out = crate::net::status();
+        out.source = self
+            .net_source
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        out
     }
 
     fn request_power(&self, poweroff: bool) -> Result<(), String> {

@@ -37,6 +37,8 @@ enum Cmd {
     Reboot,
     /// Orderly power-off of the node.
     Poweroff,
+    /// Links, addresses, routes and DNS of the node.
+    Network,
     /// Cloud-config: check a file offline, with the node's own validator.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -203,6 +205,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if !a.accepted {
                 return Err(Refused.into());
+            }
+        }
+        Cmd::Network => {
+            let n: keel_api::NetworkStatus = client.call_blocking(Method::GET, "/v1/network")?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&n)?);
+            } else {
+                print!("{}", table::network(&n));
             }
         }
         Cmd::Config(ConfigCmd::Show) => {

@@ -125,6 +125,54 @@ fn root(o: &mut String, r: &keel_api::RootStatus) {
     }
 }
 
+/// `keelctl network` as a table.
+pub fn network(n: &keel_api::NetworkStatus) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "configured by {}", n.source);
+    let _ = writeln!(
+        o,
+        "{:<10} {:<6} {:<18} {:>6}  ADDRESSES",
+        "LINK", "STATE", "MAC", "MTU"
+    );
+    for l in &n.links {
+        let state = if l.up { l.operstate.as_str() } else { "down" };
+        let _ = writeln!(
+            o,
+            "{:<10} {:<10} {:<18} {:>6}  {}",
+            l.name,
+            state,
+            l.mac.as_deref().unwrap_or("-"),
+            l.mtu,
+            l.addresses.join(" ")
+        );
+    }
+    let _ = writeln!(o, "\n{:<24} {:<18} DEV", "ROUTE", "GATEWAY");
+    for r in &n.routes {
+        let dst = if r.destination == "0.0.0.0/0" || r.destination == "::/0" {
+            "default"
+        } else {
+            r.destination.as_str()
+        };
+        let _ = writeln!(
+            o,
+            "{:<24} {:<18} {}",
+            dst,
+            r.gateway.as_deref().unwrap_or("-"),
+            r.dev.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\ndns        {}",
+        if n.dns.is_empty() {
+            "-".to_string()
+        } else {
+            n.dns.join(" ")
+        }
+    );
+    o
+}
+
 fn serde_json_state(s: &Status) -> String {
     serde_json::to_value(s.state)
         .ok()

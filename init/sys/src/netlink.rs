@@ -22,6 +22,15 @@ const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_CREATE: u16 = 0x400;
 const NLMSG_ERROR: u16 = 0x2;
 const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_GETADDR: u16 = 22;
+const RTM_GETROUTE: u16 = 26;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_DONE: u16 = 0x3;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_OPERSTATE: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const IFA_ADDRESS: u16 = 1;
@@ -141,6 +150,158 @@ pub fn ack_errno(buf: &[u8], seq: u32) -> Option<i32> {
     None
 }
 
+/// A link as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+    /// IF_OPER_UP, or IF_OPER_UNKNOWN (the driver reports no carrier).
+    pub running: bool,
+    /// RFC 2863 operational state (IFLA_OPERSTATE), 0-6.
+    pub operstate: u8,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: u32,
+}
+
+/// An address on a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrInfo {
+    pub index: u32,
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+/// A route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub dst: IpAddr,
+    pub prefix: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+}
+
+/// The attributes after a fixed header of `fixed` bytes in one message
+/// payload: `(type, data)`.
+fn attrs(payload: &[u8], fixed: usize) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = fixed;
+    while at + 4 <= payload.len() {
+        let len = u16::from_ne_bytes([payload[at], payload[at + 1]]) as usize;
+        let ty = u16::from_ne_bytes([payload[at + 2], payload[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > payload.len() {
+            break;
+        }
+        out.push((ty, &payload[at + 4..at + len]));
+        at += (len + 3) & !3;
+    }
+    out
+}
+
+fn ip(fam: u8, data: &[u8]) -> Option<IpAddr> {
+    match (fam as i32, data.len()) {
+        (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(data).ok()?)),
+        (libc::AF_INET6, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(data).ok()?)),
+        _ => None,
+    }
+}
+
+/// Parse a link message payload (ifinfomsg + attributes).
+pub fn parse_link(p: &[u8]) -> Option<LinkInfo> {
+    if p.len() < 16 {
+        return None;
+    }
+    let index = i32::from_ne_bytes(p[4..8].try_into().ok()?) as u32;
+    let flags = u32::from_ne_bytes(p[8..12].try_into().ok()?);
+    let mut l = LinkInfo {
+        index,
+        name: String::new(),
+        up: flags & IFF_UP != 0,
+        running: false,
+        operstate: 0,
+        mac: None,
+        mtu: 0,
+    };
+    for (ty, d) in attrs(p, 16) {
+        match ty {
+            IFLA_IFNAME => {
+                l.name =
+                    String::from_utf8_lossy(d.split(|&b| b == 0).next().unwrap_or(d)).into_owned()
+            }
+            IFLA_MTU if d.len() == 4 => l.mtu = u32::from_ne_bytes(d.try_into().ok()?),
+            IFLA_ADDRESS if d.len() == 6 => l.mac = d.try_into().ok(),
+            // IF_OPER_UP, or IF_OPER_UNKNOWN: drivers that report no carrier
+            // (virtio-net without the status feature, lo) run when up.
+            IFLA_OPERSTATE if d.len() == 1 => {
+                l.operstate = d[0];
+                l.running = d[0] == 6 || d[0] == 0;
+            }
+            _ => {}
+        }
+    }
+    Some(l)
+}
+
+/// Parse an address message payload (ifaddrmsg + attributes).
+pub fn parse_addr(p: &[u8]) -> Option<AddrInfo> {
+    if p.len() < 8 {
+        return None;
+    }
+    let (fam, prefix) = (p[0], p[1]);
+    let index = u32::from_ne_bytes(p[4..8].try_into().ok()?);
+    let a = attrs(p, 8);
+    let pick = |t| {
+        a.iter()
+            .find(|(ty, _)| *ty == t)
+            .and_then(|(_, d)| ip(fam, d))
+    };
+    let addr = pick(IFA_LOCAL).or_else(|| pick(IFA_ADDRESS))?;
+    Some(AddrInfo {
+        index,
+        addr,
+        prefix,
+    })
+}
+
+/// Parse a route message payload (rtmsg + attributes); main table only.
+pub fn parse_route(p: &[u8]) -> Option<RouteInfo> {
+    if p.len() < 12 || p[4] != RT_TABLE_MAIN {
+        return None;
+    }
+    let (fam, prefix) = (p[0], p[1]);
+    let a = attrs(p, 12);
+    let pick = |t| a.iter().find(|(ty, _)| *ty == t).map(|(_, d)| *d);
+    let dst = pick(RTA_DST)
+        .and_then(|d| ip(fam, d))
+        .unwrap_or(if fam as i32 == libc::AF_INET6 {
+            IpAddr::from([0u8; 16])
+        } else {
+            IpAddr::from([0u8; 4])
+        });
+    Some(RouteInfo {
+        dst,
+        prefix,
+        gateway: pick(RTA_GATEWAY).and_then(|d| ip(fam, d)),
+        oif: pick(RTA_OIF).and_then(|d| Some(u32::from_ne_bytes(d.try_into().ok()?))),
+    })
+}
+
+/// Split a receive buffer into `(type, payload)` messages.
+fn messages(buf: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        let ty = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+        if len < 16 || at + len > buf.len() {
+            break;
+        }
+        out.push((ty, &buf[at + 16..at + len]));
+        at += (len + 3) & !3;
+    }
+    out
+}
+
 /// A NETLINK_ROUTE socket.
 pub struct Rtnl {
     fd: OwnedFd,
@@ -236,6 +397,74 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// Run a dump request and collect the payloads of its answers.
+    fn dump(
+        &mut self,
+        ty: u16,
+        payload: &[u8],
+        what: &'static str,
+    ) -> Result<Vec<Vec<u8>>, SysError> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut msg = message(ty, NLM_F_DUMP, self.seq, payload);
+        // A dump is not ACKed per message: clear NLM_F_ACK.
+        let flags = u16::from_ne_bytes([msg[6], msg[7]]) & !NLM_F_ACK;
+        msg[6..8].copy_from_slice(&flags.to_ne_bytes());
+        send(self.fd.as_raw_fd(), &msg, MsgFlags::empty()).map_err(err("dump", what))?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+                .map_err(err("dump", what))?;
+            if n == 0 {
+                return Ok(out);
+            }
+            for (t, p) in messages(&buf[..n]) {
+                match t {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let e = p
+                            .get(0..4)
+                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                            .unwrap_or(0);
+                        if e != 0 {
+                            return Err(err("dump", what)(nix::Error::from_raw(-e)));
+                        }
+                    }
+                    _ => out.push(p.to_vec()),
+                }
+            }
+        }
+    }
+
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>, SysError> {
+        let p = vec![0u8; 16];
+        Ok(self
+            .dump(RTM_GETLINK, &p, "links")?
+            .iter()
+            .filter_map(|m| parse_link(m))
+            .collect())
+    }
+
+    pub fn addresses(&mut self) -> Result<Vec<AddrInfo>, SysError> {
+        let p = vec![0u8; 8];
+        Ok(self
+            .dump(RTM_GETADDR, &p, "addresses")?
+            .iter()
+            .filter_map(|m| parse_addr(m))
+            .collect())
+    }
+
+    pub fn routes(&mut self) -> Result<Vec<RouteInfo>, SysError> {
+        let p = vec![0u8; 12];
+        Ok(self
+            .dump(RTM_GETROUTE, &p, "routes")?
+            .iter()
+            .filter_map(|m| parse_route(m))
+            .collect())
+    }
+}
+
 /// The index of link `name`.
 pub fn index(name: &str) -> Result<u32, SysError> {
     nix::net::if_::if_nametoindex(name).map_err(|source| SysError::Netlink {
@@ -299,5 +528,19 @@ mod tests {
         let mut r = Rtnl::open().unwrap();
         r.link_up("lo").unwrap();
         assert!(r.link_up("nonexistent0").is_err());
+        let links = r.links().unwrap();
+        let lo = links
+            .iter()
+            .find(|l| l.name == "lo")
+            .expect("lo in the dump");
+        assert!(lo.up);
+        let addrs = r.addresses().unwrap();
+        assert!(
+            addrs.iter().any(|a| a.index == lo.index
+                && a.addr == IpAddr::from([127, 0, 0, 1])
+                && a.prefix == 8),
+            "{addrs:?}"
+        );
+        let _ = r.routes().unwrap();
     }
 }
