@@ -437,31 +437,32 @@ impl Rtnl {
         }
     }
 
-    pub fn links(&mut self) -> Result<Vec<LinkInfo>, SysError> {
-        let p = vec![0u8; 16];
+    /// A dump whose request carries a zeroed `fixed`-byte header, each
+    /// answer parsed by `parse` (answers it cannot parse are skipped).
+    fn dump_as<T>(
+        &mut self,
+        ty: u16,
+        fixed: usize,
+        what: &'static str,
+        parse: fn(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, SysError> {
         Ok(self
-            .dump(RTM_GETLINK, &p, "links")?
+            .dump(ty, &vec![0u8; fixed], what)?
             .iter()
-            .filter_map(|m| parse_link(m))
+            .filter_map(|m| parse(m))
             .collect())
+    }
+
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>, SysError> {
+        self.dump_as(RTM_GETLINK, 16, "links", parse_link)
     }
 
     pub fn addresses(&mut self) -> Result<Vec<AddrInfo>, SysError> {
-        let p = vec![0u8; 8];
-        Ok(self
-            .dump(RTM_GETADDR, &p, "addresses")?
-            .iter()
-            .filter_map(|m| parse_addr(m))
-            .collect())
+        self.dump_as(RTM_GETADDR, 8, "addresses", parse_addr)
     }
 
     pub fn routes(&mut self) -> Result<Vec<RouteInfo>, SysError> {
-        let p = vec![0u8; 12];
-        Ok(self
-            .dump(RTM_GETROUTE, &p, "routes")?
-            .iter()
-            .filter_map(|m| parse_route(m))
-            .collect())
+        self.dump_as(RTM_GETROUTE, 12, "routes", parse_route)
     }
 }
 
