@@ -66,9 +66,9 @@ images: kernel binaries keys
 		--out $(BUILD)/initramfs-workfloor.cpio.zst
 
 # The UEFI cloud disk: the kernel with the disk initramfs and command line
-# built in on the ESP, the same OS in slots A and B, and STATE. The built-in
-# command line configures qemu's user network until DHCP lands.
-EFI_CMDLINE := console=ttyS0 panic=-1 quiet keel.ip=10.0.2.15/24,10.0.2.2
+# built in on the ESP, the same OS in slots A and B, and STATE. The network
+# comes from DHCP (keel's default), as in any cloud.
+EFI_CMDLINE := console=ttyS0 panic=-1 quiet
 disk: images
 	$(IMAGE) --spec initramfs/keel.list --raw --out $(BUILD)/initramfs-disk.cpio
 	kernel-config/build.sh $(BUILD)/kernel --efi $(BUILD)/initramfs-disk.cpio "$(EFI_CMDLINE)"
@@ -79,9 +79,9 @@ disk: images
 		--state-dir $(BUILD)/state --build-id $$(cat $(BUILD)/build-id) \
 		--out $(BUILD)/disk.img --qcow2 $(BUILD)/disk.qcow2
 
-# iPXE: a script next to the kernel and the diskless initramfs. Its command
-# line configures qemu's user network until DHCP lands.
-NETBOOT_CMDLINE := console=ttyS0 panic=-1 quiet keel.ip=10.0.2.15/24,10.0.2.2
+# iPXE: a script next to the kernel and the diskless initramfs. The network
+# comes from DHCP (keel's default).
+NETBOOT_CMDLINE := console=ttyS0 panic=-1 quiet
 netboot: images
 	mkdir -p $(BUILD)/netboot
 	cp $(BUILD)/kernel/bzImage $(BUILD)/initramfs.cpio.zst $(BUILD)/netboot/

@@ -484,3 +484,36 @@ coreos:
     let lo = out.lines().find(|l| l.starts_with("lo ")).unwrap();
     assert!(lo.contains("127.0.0.1/8"), "{lo}");
 }
+
+#[test]
+fn dhcp_from_qemu_user_net_gives_the_address_and_the_api_is_reachable() {
+    let mut cfg = VmConfig::new("dhcp");
+    // The launcher passes a static keel.ip; a later keel.ip=dhcp wins.
+    cfg.append = "keel.ip=dhcp".into();
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    // The API answering through the forwarded port is the host -> guest TCP
+    // connection.
+    let (ok, out, err) = vm.keelctl(&["network"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("configured by dhcp on eth0"), "{out}");
+    assert!(
+        out.contains("dhcp       eth0 10.0.2.15/24 router 10.0.2.2 dns 10.0.2.3"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("default") && l.contains("10.0.2.2")),
+        "{out}"
+    );
+    let (_, json, _) = vm.keelctl(&["network", "--json"]);
+    let n: keel_api::NetworkStatus = serde_json::from_str(&json).unwrap();
+    let lease = n.dhcp.expect("a lease");
+    assert!(
+        lease.first_lease_ms > 0.0 && lease.first_lease_ms < 5000.0,
+        "{lease:?}"
+    );
+    assert!(vm
+        .console()
+        .contains("eth0: DHCP lease 10.0.2.15/24 router 10.0.2.2"));
+}

@@ -17,7 +17,7 @@ pub mod types;
 pub use client::{Client, ClientError, Endpoint};
 pub use server::{serve, Node};
 pub use types::{
-    Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContentCheck, ErrorBody, LinkStatus, Memory,
-    NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo,
-    StateMount, Status,
+    Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContentCheck, DhcpLease, ErrorBody,
+    LinkStatus, Memory, NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus,
+    SlotInfo, StateMount, Status,
 };

@@ -166,14 +166,28 @@ pub struct ConfigApplied {
 }
 
 /// `GET /v1/network`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NetworkStatus {
     pub links: Vec<LinkStatus>,
     pub routes: Vec<RouteStatus>,
     /// Name servers in /etc/resolv.conf.
     pub dns: Vec<String>,
-    /// How the links were configured: `config (UNIT...)`, `keel.ip`, or `none`.
+    /// How the links were configured: `config (UNIT...)`, `keel.ip`, `dhcp`, or `none`.
     pub source: String,
+    /// The DHCP lease, when a link is configured by DHCP and has one.
+    #[serde(default)]
+    pub dhcp: Option<DhcpLease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhcpLease {
+    pub link: String,
+    /// CIDR.
+    pub address: String,
+    pub router: Option<String>,
+    pub dns: Vec<String>,
+    /// From the link coming up to the first lease applied.
+    pub first_lease_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 //! | parameter | meaning |
 //! |---|---|
 //! | `keel.on_panic=reboot\|poweroff\|halt` | what the guard does after a fatal error (default reboot) |
-//! | `keel.ip=ADDR/PREFIX[,GATEWAY]` | static IPv4 address of the first Ethernet link |
+//! | `keel.ip=ADDR/PREFIX[,GATEWAY]` | static IPv4 address of the first Ethernet link (`keel.ip=dhcp`: DHCP, the default) |
 //! | `keel.api.port=N` | TCP port of the management API (default 9420) |
 //! | `keel.run=PATH[,ARG...]` | run one program once the node is ready (debugging, tests) |
 //! | `keel.debug.panic=early\|ready` | panic on purpose at that point (tests the guard) |
@@ -47,6 +47,8 @@ pub enum PanicPoint {
 pub struct Cmdline {
     pub on_panic: PowerAction,
     pub ip: Option<IpConfig>,
+    /// `keel.ip=dhcp`: DHCP even when something else set a static address.
+    pub dhcp: bool,
     pub api_port: u16,
     pub run: Option<Vec<String>>,
     pub debug_panic: Option<PanicPoint>,
@@ -103,6 +105,7 @@ impl Default for Cmdline {
         Cmdline {
             on_panic: PowerAction::Reboot,
             ip: None,
+            dhcp: false,
             api_port: DEFAULT_API_PORT,
             run: None,
             debug_panic: None,
@@ -183,8 +186,15 @@ impl Cmdline {
                     "halt" => c.on_panic = PowerAction::Halt,
                     _ => errs.push(bad("expected reboot, poweroff or halt")),
                 },
+                "keel.ip" if v == "dhcp" => {
+                    c.ip = None;
+                    c.dhcp = true;
+                }
                 "keel.ip" => match parse_ip(&v) {
-                    Some(ip) => c.ip = Some(ip),
+                    Some(ip) => {
+                        c.ip = Some(ip);
+                        c.dhcp = false;
+                    }
                     None => errs.push(bad(
                         "expected ADDR/PREFIX[,GATEWAY], e.g. 10.0.2.15/24,10.0.2.2",
                     )),

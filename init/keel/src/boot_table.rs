@@ -236,25 +236,37 @@ fn configure_loopback(_: &mut Ctx) -> Result<(), TaskError> {
 }
 
 fn configure_network(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let sys_net = Path::new("/sys/class/net");
     if !ctx.config_networks.is_empty() {
-        let done = crate::net::configure_units(Path::new("/sys/class/net"), &ctx.config_networks)?;
+        let done = crate::net::configure_units(sys_net, &ctx.config_networks)?;
         if !done.is_empty() {
+            let mut units = Vec::new();
             for (link, unit) in &done {
                 info!("{link}: configured by {unit}");
+                units.push(unit.as_str());
+                let wants_dhcp = ctx.config_networks.iter().any(|n| {
+                    &n.unit == unit
+                        && n.dhcp
+                            .as_deref()
+                            .is_some_and(|d| !matches!(d, "no" | "false" | "none" | "ipv6" | "v6"))
+                });
+                if wants_dhcp {
+                    start_dhcp(ctx, link);
+                }
             }
-            let units: Vec<&str> = done.iter().map(|(_, u)| u.as_str()).collect();
             ctx.node
                 .set_net_source(format!("config ({})", units.join(", ")));
             return Ok(());
         }
         warn!("no link matches the config's .network units: falling back to keel.ip=");
     }
+    let link = crate::net::first_ethernet(sys_net).ok_or(TaskError::NoEthernet)?;
     let Some(ip) = ctx.cmdline.ip else {
-        info!("no keel.ip= on the command line: network left unconfigured");
+        // No static address: DHCP on the first Ethernet link.
+        start_dhcp(ctx, &link);
+        ctx.node.set_net_source(format!("dhcp on {link}"));
         return Ok(());
     };
-    let link =
-        crate::net::first_ethernet(Path::new("/sys/class/net")).ok_or(TaskError::NoEthernet)?;
     crate::net::configure(&link, ip)?;
     ctx.node.set_net_source(format!("keel.ip on {link}"));
     info!(
@@ -266,6 +278,18 @@ fn configure_network(ctx: &mut Ctx) -> Result<(), TaskError> {
             .unwrap_or_else(|| "none".into())
     );
     Ok(())
+}
+
+/// How long the boot waits for a first DHCP lease before it goes on (the
+/// client keeps trying on its own thread).
+const DHCP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn start_dhcp(ctx: &mut Ctx, link: &str) {
+    match crate::dhcp::start(link, ctx.node.dhcp.clone(), DHCP_WAIT) {
+        Ok(Some(_)) => {}
+        Ok(None) => warn!("{link}: no DHCP lease within {DHCP_WAIT:?}: the client keeps trying"),
+        Err(e) => warn!("{link}: DHCP: {e}"),
+    }
 }
 
 fn start_runtime(ctx: &mut Ctx) -> Result<(), TaskError> {

@@ -9,6 +9,7 @@
 
 mod boot_table;
 mod config;
+mod dhcp;
 mod net;
 mod node;
 mod root;

@@ -19,6 +19,7 @@ pub struct NodeShared {
     root: Mutex<RootStatus>,
     config: Mutex<ConfigStatus>,
     net_source: Mutex<String>,
+    pub dhcp: crate::dhcp::Shared,
 }
 
 impl NodeShared {
@@ -32,6 +33,7 @@ impl NodeShared {
             root: Mutex::new(RootStatus::default()),
             config: Mutex::new(ConfigStatus::default()),
             net_source: Mutex::new("none".into()),
+            dhcp: Default::default(),
         }
     }
 
@@ -181,6 +183,15 @@ impl Node for NodeShared {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default();
+        out.dhcp = self.dhcp.lock().ok().and_then(|d| {
+            d.as_ref().map(|(link, l)| keel_api::DhcpLease {
+                link: link.clone(),
+                address: format!("{}/{}", l.address, l.prefix),
+                router: l.router.map(|r| r.to_string()),
+                dns: l.dns.iter().map(|d| d.to_string()).collect(),
+                first_lease_ms: l.after.as_secs_f64() * 1e3,
+            })
+        });
         out
     }
 

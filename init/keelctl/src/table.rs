@@ -131,7 +131,7 @@ pub fn network(n: &keel_api::NetworkStatus) -> String {
     let _ = writeln!(o, "configured by {}", n.source);
     let _ = writeln!(
         o,
-        "{:<10} {:<6} {:<18} {:>6}  ADDRESSES",
+        "{:<10} {:<10} {:<18} {:>6}  ADDRESSES",
         "LINK", "STATE", "MAC", "MTU"
     );
     for l in &n.links {
@@ -170,6 +170,21 @@ pub fn network(n: &keel_api::NetworkStatus) -> String {
             n.dns.join(" ")
         }
     );
+    if let Some(d) = &n.dhcp {
+        let _ = writeln!(
+            o,
+            "dhcp       {} {} router {} dns {} (first lease {:.1} ms after link up)",
+            d.link,
+            d.address,
+            d.router.as_deref().unwrap_or("-"),
+            if d.dns.is_empty() {
+                "-".to_string()
+            } else {
+                d.dns.join(" ")
+            },
+            d.first_lease_ms
+        );
+    }
     o
 }
 

@@ -9,6 +9,7 @@ mod error;
 pub mod fs;
 pub mod kexec;
 pub mod netlink;
+pub mod packet;
 pub mod power;
 pub mod proc;
 pub mod signal;
