@@ -5,7 +5,9 @@
 //! LoadConfig + ApplyConfig tasks from the timeline (the issue's "load +
 //! validate + apply" figure; no network wait is involved). The reference,
 //! measured in the same run: the same validation and plan natively on the
-//! host. Prints a table and writes target/bench/config.json.
+//! host. Then N boots with `keel.ip=dhcp`: the time from link up to the
+//! first DHCP lease from qemu's user network (from `GET /v1/network`).
+//! Prints a table and writes target/bench/config.json.
 
 use std::time::{Duration, Instant};
 
@@ -65,6 +67,25 @@ fn main() {
         );
     }
 
+    let mut lease = Series::default();
+    for i in 0..runs {
+        let mut cfg = VmConfig::new(&format!("bench-dhcp-{i}"));
+        cfg.append = "keel.ip=dhcp".into();
+        let mut vm = Vm::start(cfg);
+        vm.wait_ready();
+        let n: keel_api::NetworkStatus = vm
+            .client()
+            .call_blocking(hyper::Method::GET, "/v1/network")
+            .expect("GET /v1/network");
+        let ms = n.dhcp.map(|d| d.first_lease_ms).unwrap_or(f64::NAN);
+        lease.0.push(ms);
+        drop(vm);
+        eprintln!(
+            "dhcp {}/{runs}: first lease {ms:.1} ms after link up",
+            i + 1
+        );
+    }
+
     println!();
     println!("keel config benchmark: {runs} boots with a {lines}-line cloud-config in fw_cfg, TCG");
     row(
@@ -85,6 +106,7 @@ fn main() {
         "reference, same run",
     );
     row("config lines", one(lines.to_string()), "200");
+    row("DHCP: link up -> first lease (ms)", lease.cols(), "<= 100");
     let json = serde_json::json!({
         "runs": runs,
         "lines": lines,
@@ -92,6 +114,7 @@ fn main() {
         "load_ms": load.json(),
         "apply_ms": apply.json(),
         "host_validate_plan_us": host.json(),
+        "dhcp_first_lease_ms": lease.json(),
     });
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).expect("create target/bench");
