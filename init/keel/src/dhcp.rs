@@ -119,6 +119,15 @@ fn apply(link: &str, cfg: &dhcpv4::Config, started: Instant) -> Result<Lease, ke
     })
 }
 
+/// Remove an address the client applied earlier.
+fn forget(link: &str, addr: Ipv4Addr, prefix: u8) {
+    if let Err(e) =
+        keel_sys::netlink::Rtnl::open().and_then(|mut r| r.del_address(link, addr.into(), prefix))
+    {
+        warn!("{link}: {e}");
+    }
+}
+
 /// Bring `link` up and run the client on a thread. Returns when the first
 /// lease is applied or `wait` passed (the client goes on trying).
 pub fn start(link: &str, shared: Shared, wait: Duration) -> Result<Option<Lease>, String> {
@@ -161,6 +170,21 @@ fn run(
                     a.clear();
                     let _ = a.push(IpCidr::Ipv4(cfg.address));
                 });
+                // A renewal that changed the address: the old one goes.
+                let old = shared
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.as_ref().map(|(_, l)| (l.address, l.prefix)));
+                if let Some((a, p)) = old {
+                    if (a, p)
+                        != (
+                            Ipv4Addr::from(cfg.address.address().octets()),
+                            cfg.address.prefix_len(),
+                        )
+                    {
+                        forget(&link, a, p);
+                    }
+                }
                 match apply(&link, &cfg, started) {
                     Ok(lease) => {
                         info!(
@@ -183,8 +207,13 @@ fn run(
             }
             Some(dhcpv4::Event::Deconfigured) => {
                 // smoltcp reports this once at start too, with no lease held.
-                if shared.lock().map(|s| s.is_some()).unwrap_or(false) {
-                    warn!("{link}: DHCP lease lost");
+                let held = shared
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.as_ref().map(|(_, l)| (l.address, l.prefix)));
+                if let Some((a, p)) = held {
+                    warn!("{link}: DHCP lease of {a}/{p} lost: address removed");
+                    forget(&link, a, p);
                 }
                 iface.update_ip_addrs(|a| a.clear());
                 if let Ok(mut s) = shared.lock() {

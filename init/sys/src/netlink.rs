@@ -32,6 +32,7 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_OPERSTATE: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -374,6 +375,19 @@ impl Rtnl {
         )
     }
 
+    /// Remove `addr/prefix` from `name`.
+    pub fn del_address(&mut self, name: &str, addr: IpAddr, prefix: u8) -> Result<(), SysError> {
+        let index = index(name)?;
+        let target = format!("{name} {addr}/{prefix}");
+        self.request(
+            RTM_DELADDR,
+            0,
+            &addr_payload(index, addr, prefix),
+            "remove address",
+            &target,
+        )
+    }
+
     /// Add (or replace) a route to `dst/prefix` via `gateway` out of `name`.
     pub fn add_route(
         &mut self,
@@ -535,6 +549,12 @@ mod tests {
             .find(|l| l.name == "lo")
             .expect("lo in the dump");
         assert!(lo.up);
+        // An address added and removed again on lo.
+        let test: IpAddr = "127.9.9.9".parse().unwrap();
+        r.add_address("lo", test, 32).unwrap();
+        assert!(r.addresses().unwrap().iter().any(|a| a.addr == test));
+        r.del_address("lo", test, 32).unwrap();
+        assert!(!r.addresses().unwrap().iter().any(|a| a.addr == test));
         let addrs = r.addresses().unwrap();
         assert!(
             addrs.iter().any(|a| a.index == lo.index
