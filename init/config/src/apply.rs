@@ -4,7 +4,11 @@
 //! 2. Write every file to a temporary name next to its target, set its
 //!    owner and mode, fsync it.
 //! 3. Only when every temporary file is in place, rename each onto its
-//!    target (atomic per file), then fsync the directories.
+//!    target (atomic per file), then fsync each directory once.
+//!
+//! fsyncs are skipped where they buy nothing: the caller says which
+//! directories are durable (a tmpfs such as /etc is not), so a boot does not
+//! pay for syncing memory.
 //!
 //! A failure in 1 or 2 removes what this apply created (temporary files,
 //! new directories): nothing on disk has changed. Renames in 3 do not fail
@@ -62,9 +66,20 @@ fn same(path: &Path, content: &[u8], mode: u32) -> bool {
     }
 }
 
-/// Apply `plan` under `root`. `dry_run` computes what would change and
-/// touches nothing.
+/// Apply `plan` under `root`, syncing every file. `dry_run` computes what
+/// would change and touches nothing.
 pub fn apply(plan: &Plan, root: &Path, dry_run: bool) -> Result<Applied, ApplyError> {
+    apply_with(plan, root, dry_run, &|_| true)
+}
+
+/// `apply`, with `durable(dir)` saying whether files in `dir` need fsync
+/// (false for a tmpfs).
+pub fn apply_with(
+    plan: &Plan,
+    root: &Path,
+    dry_run: bool,
+    durable: &dyn Fn(&Path) -> bool,
+) -> Result<Applied, ApplyError> {
     let mut out = Applied::default();
     let mut created: Vec<PathBuf> = Vec::new();
     let mut temps: Vec<(PathBuf, PathBuf)> = Vec::new();
@@ -140,7 +155,9 @@ pub fn apply(plan: &Plan, root: &Path, dry_run: bool) -> Result<Applied, ApplyEr
             // chown clears set-id bits: the mode goes last.
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(f.mode))
                 .map_err(io("chmod", &tmp))?;
-            fh.sync_all().map_err(io("fsync", &tmp))?;
+            if durable(&parent) {
+                fh.sync_all().map_err(io("fsync", &tmp))?;
+            }
         }
         Ok(())
     })();
@@ -153,12 +170,18 @@ pub fn apply(plan: &Plan, root: &Path, dry_run: bool) -> Result<Applied, ApplyEr
         }
         return Err(e);
     }
+    let mut dirs: Vec<PathBuf> = Vec::new();
     for (tmp, target) in &temps {
         std::fs::rename(tmp, target).map_err(io("rename onto", target))?;
         if let Some(parent) = target.parent() {
-            if let Ok(d) = std::fs::File::open(parent) {
-                let _ = d.sync_all();
+            if !dirs.iter().any(|d| d == parent) {
+                dirs.push(parent.to_path_buf());
             }
+        }
+    }
+    for d in dirs.iter().filter(|d| durable(d)) {
+        if let Ok(f) = std::fs::File::open(d) {
+            let _ = f.sync_all();
         }
     }
     Ok(out)

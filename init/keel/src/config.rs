@@ -355,7 +355,13 @@ pub fn apply_text_networks(
     let checked = t.elapsed();
     let mut networks = Vec::new();
     let t = std::time::Instant::now();
-    match keel_config::apply::apply(&plan, Path::new("/"), dry_run) {
+    // A tmpfs (/etc) needs no fsync; STATE does.
+    let durable = |dir: &Path| {
+        keel_sys::fs::fs_magic(dir)
+            .map(|m| !keel_boot::switch_root::is_initramfs_magic(m))
+            .unwrap_or(true)
+    };
+    match keel_config::apply::apply_with(&plan, Path::new("/"), dry_run, &durable) {
         Ok(done) => {
             if !dry_run {
                 if let Some(h) = &plan.hostname {
