@@ -38,6 +38,12 @@ pub enum SwitchError {
 /// rootfs is a tmpfs (ramfs without CONFIG_TMPFS). A root mounted from a disk
 /// is not. (util-linux `switch_root` checks the same way.)
 pub fn is_initramfs_magic(magic: i64) -> bool {
+    is_memory_fs(magic)
+}
+
+/// True for a filesystem that lives in memory (tmpfs, ramfs): nothing on it
+/// survives a reboot, so fsync there buys nothing.
+pub fn is_memory_fs(magic: i64) -> bool {
     magic == keel_sys::fs::RAMFS_MAGIC || magic == keel_sys::fs::TMPFS_MAGIC
 }
 
@@ -163,21 +169,12 @@ pub fn leave_initramfs(
     let mut exclude = vec![new_root];
     exclude.extend_from_slice(keep_out);
     let stats = copy_tree(root, new_root, &exclude, true)?;
+    // The copy skipped the mount points' contents; make sure each exists.
     for m in moves {
         let to = crate::mounts::under(new_root, m);
         std::fs::create_dir_all(&to).map_err(copy_err(&to))?;
-        keel_sys::fs::move_mount(Path::new(m), &to)?;
     }
-    std::env::set_current_dir(new_root).map_err(|source| SwitchError::Chdir {
-        path: new_root.to_path_buf(),
-        source,
-    })?;
-    keel_sys::fs::move_mount(Path::new("."), root)?;
-    keel_sys::fs::chroot(Path::new("."))?;
-    std::env::set_current_dir(root).map_err(|source| SwitchError::Chdir {
-        path: root.to_path_buf(),
-        source,
-    })?;
+    enter_root(new_root, moves)?;
     Ok(stats)
 }
 

@@ -358,7 +358,7 @@ pub fn apply_text_networks(
     // A tmpfs (/etc) needs no fsync; STATE does.
     let durable = |dir: &Path| {
         keel_sys::fs::fs_magic(dir)
-            .map(|m| !keel_boot::switch_root::is_initramfs_magic(m))
+            .map(|m| !keel_boot::switch_root::is_memory_fs(m))
             .unwrap_or(true)
     };
     match keel_config::apply::apply_with(&plan, Path::new("/"), dry_run, &durable) {
