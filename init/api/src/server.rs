@@ -27,6 +27,9 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// What the server needs from the node.
 pub trait Node: Send + Sync + 'static {
     fn status(&self) -> Status;
+    /// This boot's cloud-config (what `status().config` holds, without
+    /// gathering the rest of the status).
+    fn config(&self) -> crate::types::ConfigStatus;
     /// Start an orderly reboot (`poweroff == false`) or power-off. Returns
     /// an error message when the node cannot (already stopping, say).
     fn request_power(&self, poweroff: bool) -> Result<(), String>;
@@ -138,7 +141,7 @@ pub async fn handle(
     };
     Ok(match r {
         Route::Status => json(StatusCode::OK, &node.status()),
-        Route::Config => json(StatusCode::OK, &node.status().config),
+        Route::Config => json(StatusCode::OK, &node.config()),
         Route::Network => {
             let n = node.clone();
             match tokio::task::spawn_blocking(move || n.network()).await {

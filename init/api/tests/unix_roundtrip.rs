@@ -44,6 +44,10 @@ impl Node for FakeNode {
         }
     }
 
+    fn config(&self) -> keel_api::ConfigStatus {
+        keel_api::ConfigStatus::default()
+    }
+
     fn network(&self) -> keel_api::NetworkStatus {
         keel_api::NetworkStatus::default()
     }

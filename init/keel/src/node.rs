@@ -158,7 +158,7 @@ impl Node for NodeShared {
                 reaped: self.reaped.load(Ordering::Relaxed),
             },
             root: self.root_status(),
-            config: self.config.lock().map(|c| c.clone()).unwrap_or_default(),
+            config: self.config(),
         }
     }
 
@@ -174,6 +174,10 @@ impl Node for NodeShared {
             });
         }
         done
+    }
+
+    fn config(&self) -> ConfigStatus {
+        self.config.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     fn network(&self) -> keel_api::NetworkStatus {
