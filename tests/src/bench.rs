@@ -52,3 +52,27 @@ pub fn row(name: &str, cols: [String; 3], target: &str) {
 pub fn one(v: String) -> [String; 3] {
     [v, String::new(), String::new()]
 }
+
+/// The header row of a benchmark table.
+pub fn header() {
+    row(
+        "figure",
+        ["median", "min", "max"].map(String::from),
+        "target",
+    );
+}
+
+/// Write `json` to target/bench/NAME and say where.
+pub fn write_json(name: &str, json: &serde_json::Value) {
+    let dir = crate::root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(json).expect("encode"))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    println!("\nwrote {}", path.display());
+}
+
+/// Duration of boot task `name` in the node's timeline (NaN when absent).
+pub fn task_ms(s: &keel_api::Status, name: &str) -> f64 {
+    s.boot.task(name).map(|t| t.duration_ms).unwrap_or(f64::NAN)
+}

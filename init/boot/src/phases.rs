@@ -70,6 +70,14 @@ pub fn ms(d: Duration) -> f64 {
 }
 
 impl Timeline {
+    /// The record of the task called `name`, in any phase.
+    pub fn task(&self, name: &str) -> Option<&TaskRecord> {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.tasks)
+            .find(|t| t.name == name)
+    }
+
     pub fn new(pid1_start: Duration) -> Self {
         Timeline {
             pid1_start_ms: ms(pid1_start),

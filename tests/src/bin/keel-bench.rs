@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use keel_vmtests::bench::{one, row, size, Series};
-use keel_vmtests::{build_dir, release_bin, root, Variant, Vm, VmConfig};
+use keel_vmtests::bench::{header, one, row, size, write_json, Series};
+use keel_vmtests::{build_dir, release_bin, Variant, Vm, VmConfig};
 
 /// The work floor's own figure: "work-floor: started at S ms, done in D ms".
 fn work_floor_ms(console: &str) -> f64 {
@@ -96,11 +96,7 @@ fn main() {
 
     println!();
     println!("keel boot benchmark: {runs} boots each, qemu microvm, TCG, 256M");
-    row(
-        "figure",
-        ["median", "min", "max"].map(String::from),
-        "target",
-    );
+    header();
     row("guest uptime at PID 1 start (ms)", pid1_start.cols(), "");
     row("PID 1 start -> ready (ms)", pid1_to_ready.cols(), "<= 20");
     row(
@@ -155,10 +151,5 @@ fn main() {
         "pid1_rss_kb": rss.median(),
         "guest_used_kb": used.median(),
     });
-    let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("boot.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("encode"))
-        .expect("write boot.json");
-    println!("\nwrote {}", path.display());
+    write_json("boot.json", &json);
 }

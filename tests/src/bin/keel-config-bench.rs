@@ -11,18 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use keel_vmtests::bench::{one, row, Series};
+use keel_vmtests::bench::{header, one, row, task_ms, write_json, Series};
 use keel_vmtests::{root, Vm, VmConfig};
-
-fn task(s: &keel_api::Status, name: &str) -> f64 {
-    s.boot
-        .phases
-        .iter()
-        .flat_map(|p| &p.tasks)
-        .find(|t| t.name == name)
-        .map(|t| t.duration_ms)
-        .unwrap_or(f64::NAN)
-}
 
 fn main() {
     let runs: usize = std::env::var("KEEL_BENCH_RUNS")
@@ -55,7 +45,7 @@ fn main() {
         vm.wait_ready();
         let s = vm.status();
         assert!(!s.config.maintenance, "{:?}", s.config.errors);
-        let (l, a) = (task(&s, "LoadConfig"), task(&s, "ApplyConfig"));
+        let (l, a) = (task_ms(&s, "LoadConfig"), task_ms(&s, "ApplyConfig"));
         load.0.push(l);
         apply.0.push(a);
         total.0.push(l + a);
@@ -88,11 +78,7 @@ fn main() {
 
     println!();
     println!("keel config benchmark: {runs} boots with a {lines}-line cloud-config in fw_cfg, TCG");
-    row(
-        "figure",
-        ["median", "min", "max"].map(String::from),
-        "target",
-    );
+    header();
     row("LoadConfig + ApplyConfig (ms)", total.cols(), "<= 10");
     row("  LoadConfig: fw_cfg read (ms)", load.cols(), "");
     row(
@@ -116,9 +102,5 @@ fn main() {
         "host_validate_plan_us": host.json(),
         "dhcp_first_lease_ms": lease.json(),
     });
-    let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("encode")).expect("write");
-    println!("\nwrote {}", path.display());
+    write_json("config.json", &json);
 }

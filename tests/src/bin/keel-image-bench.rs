@@ -18,7 +18,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use keel_vmtests::bench::{one, row, size, Series};
+use keel_vmtests::bench::{header, one, row, size, task_ms, write_json, Series};
 use keel_vmtests::{build_dir, release_bin, root, Scratch, Variant, Vm, VmConfig};
 
 fn env_runs(name: &str, default: usize) -> usize {
@@ -26,25 +26,6 @@ fn env_runs(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-fn task_end(s: &keel_api::Status, name: &str) -> Option<f64> {
-    s.boot
-        .phases
-        .iter()
-        .flat_map(|p| &p.tasks)
-        .find(|t| t.name == name)
-        .map(|t| t.start_ms + t.duration_ms)
-}
-
-fn task_ms(s: &keel_api::Status, name: &str) -> f64 {
-    s.boot
-        .phases
-        .iter()
-        .flat_map(|p| &p.tasks)
-        .find(|t| t.name == name)
-        .map(|t| t.duration_ms)
-        .unwrap_or(f64::NAN)
 }
 
 fn host_blake3_mib_s(slot: &std::path::Path) -> f64 {
@@ -84,7 +65,7 @@ fn main() {
         let mut vm = Vm::start(cfg);
         diskless.0.push(vm.wait_ready().as_secs_f64() * 1e3);
         let s = vm.status();
-        if let Some(end) = task_end(&s, "MountRoot") {
+        if let Some(end) = s.boot.task("MountRoot").map(|t| t.start_ms + t.duration_ms) {
             to_root.0.push(end - s.boot.pid1_start_ms);
         }
         root_tasks
@@ -176,11 +157,7 @@ fn main() {
     println!(
         "keel image benchmark: {runs} diskless boots, {fw_runs} iPXE and UEFI boots, TCG, 256M"
     );
-    row(
-        "figure",
-        ["median", "min", "max"].map(String::from),
-        "target",
-    );
+    header();
     row("PID 1 start -> root mounted (ms)", to_root.cols(), "<= 10");
     row("  FindSlots + MountRoot alone (ms)", root_tasks.cols(), "");
     row(
@@ -258,10 +235,5 @@ fn main() {
         "blake3_host_mib_s": host_blake3.median(),
         "blake3_vm_mib_s": vm_blake3.median(),
     });
-    let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("image.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("encode"))
-        .expect("write image.json");
-    println!("\nwrote {}", path.display());
+    write_json("image.json", &json);
 }
