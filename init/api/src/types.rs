@@ -53,7 +53,7 @@ pub struct Status {
 }
 
 /// The cloud-config of this boot.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConfigStatus {
     /// The datasource it came from (`fw_cfg opt/keel/config`, ...), or none.
     pub source: Option<String>,
@@ -65,6 +65,11 @@ pub struct ConfigStatus {
     pub items: Vec<ConfigItem>,
     /// Files this boot's apply changed.
     pub changed: Vec<String>,
+    /// This boot's apply: ms validating and planning, ms writing.
+    #[serde(default)]
+    pub checked_ms: f64,
+    #[serde(default)]
+    pub written_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +156,7 @@ pub struct ErrorBody {
 }
 
 /// The answer to `POST /v1/config` (and `?dry_run=1`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConfigApplied {
     pub dry_run: bool,
     /// False when the config has errors: nothing was (or would be) changed.
@@ -163,6 +168,12 @@ pub struct ConfigApplied {
     /// Directories created (or that would be).
     pub created: Vec<String>,
     pub unchanged: Vec<String>,
+    /// Time spent validating and planning, in ms.
+    #[serde(default)]
+    pub checked_ms: f64,
+    /// Time spent writing files (0 in a dry run), in ms.
+    #[serde(default)]
+    pub written_ms: f64,
 }
 
 /// `GET /v1/network`.

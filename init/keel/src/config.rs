@@ -353,6 +353,7 @@ pub fn apply_text_networks(
         }
     };
     let checked = t.elapsed();
+    out.checked_ms = checked.as_secs_f64() * 1e3;
     let mut networks = Vec::new();
     let t = std::time::Instant::now();
     // A tmpfs (/etc) needs no fsync; STATE does.
@@ -363,6 +364,11 @@ pub fn apply_text_networks(
     };
     match keel_config::apply::apply_with(&plan, Path::new("/"), dry_run, &durable) {
         Ok(done) => {
+            out.written_ms = if dry_run {
+                0.0
+            } else {
+                t.elapsed().as_secs_f64() * 1e3
+            };
             if !dry_run {
                 if let Some(h) = &plan.hostname {
                     if let Err(e) = keel_sys::proc::set_hostname(h) {
@@ -423,6 +429,8 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     st.errors = done.errors;
     st.items = done.items;
     st.changed = done.changed;
+    st.checked_ms = done.checked_ms;
+    st.written_ms = done.written_ms;
     if !done.accepted {
         return maintenance(st);
     }

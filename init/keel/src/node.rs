@@ -171,6 +171,8 @@ impl Node for NodeShared {
                 errors: Vec::new(),
                 items: done.items.clone(),
                 changed: done.changed.clone(),
+                checked_ms: done.checked_ms,
+                written_ms: done.written_ms,
             });
         }
         done
