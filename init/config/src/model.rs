@@ -69,6 +69,128 @@ pub struct Network {
     pub routes: Vec<Route>,
 }
 
+/// `restart:` of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// `network:` of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetMode {
+    /// The node's own network namespace.
+    Host,
+    /// A namespace with only `lo`.
+    None,
+    /// A veth into keel's bridge, an address from its subnet, NAT out.
+    #[default]
+    Bridge,
+}
+
+/// A published port (`ports: ["8080:80", "127.0.0.1:53:53/udp"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub host_ip: Option<String>,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// A mount into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    /// A directory of the node (under the state disk) bound in.
+    Bind {
+        source: String,
+        target: String,
+        readonly: bool,
+    },
+    /// A tmpfs of `size` bytes (0: the kernel's default).
+    Tmpfs { target: String, size: u64 },
+}
+
+/// `resources:` of a container; `None` leaves the kernel's default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// `memory.max`, bytes.
+    pub memory: Option<u64>,
+    /// `memory.high`, bytes.
+    pub memory_high: Option<u64>,
+    /// `cpu.max` as thousandths of a CPU (`cpus: 1.5` = 1500).
+    pub millicpus: Option<u64>,
+    /// `cpu.weight`, 1..=10000.
+    pub cpu_weight: Option<u64>,
+    /// `pids.max`.
+    pub pids: Option<u64>,
+    /// `io.weight`, 1..=10000.
+    pub io_weight: Option<u64>,
+}
+
+/// `healthcheck:` of a container: one of tcp, http, command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Connect to this port of the container.
+    Tcp(u16),
+    /// GET this path on this port of the container; 2xx/3xx is healthy.
+    Http { port: u16, path: String },
+    /// Run this inside the container's namespaces; exit 0 is healthy.
+    Command(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Healthcheck {
+    pub probe: Probe,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Failures in a row before the container is unhealthy (and restarted).
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+/// A container (`containers:`), or one translated from a `docker run` unit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Container {
+    pub name: String,
+    /// `NAME[:TAG]` or `NAME@sha256:...`, from the node's store or a
+    /// registry (`registry.example:5000/app:1`).
+    pub image: String,
+    /// Replaces the image's entrypoint when not empty.
+    pub command: Vec<String>,
+    /// Replaces the image's cmd when not empty.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub ports: Vec<Port>,
+    pub mounts: Vec<MountSpec>,
+    pub resources: Resources,
+    pub restart: Restart,
+    /// First restart delay and its cap, ms (default 10 s and 5 min); the
+    /// delay goes back to the first after `backoff_reset_ms` up.
+    pub backoff_ms: u64,
+    pub backoff_max_ms: u64,
+    pub backoff_reset_ms: u64,
+    pub network: NetMode,
+    /// `uid[:gid]` or a user name of the image.
+    pub user: Option<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// Writes go to a tmpfs and are lost at restart.
+    pub readonly: bool,
+    pub healthcheck: Option<Healthcheck>,
+    /// Start after these have started (and are healthy, when they have a
+    /// health check).
+    pub after: Vec<String>,
+    /// Like `after`, and stop when one of them stops for good.
+    pub requires: Vec<String>,
+    pub hostname: Option<String>,
+    pub workdir: Option<String>,
+    /// SIGTERM, then this long, then `cgroup.kill`; ms (default 10 s).
+    pub stop_grace_ms: u64,
+}
+
 /// Everything keel applies or translates.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CloudConfig {
@@ -83,4 +205,7 @@ pub struct CloudConfig {
     /// `coreos.etcd2` (and the translated `coreos.etcd`) settings, by key.
     pub etcd2: Vec<(String, String)>,
     pub networks: Vec<Network>,
+    /// `containers:`, and `docker run` units translated, in start order
+    /// as written (the supervisor orders them by `after`/`requires`).
+    pub containers: Vec<Container>,
 }

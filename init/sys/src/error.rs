@@ -3,6 +3,17 @@ use std::path::PathBuf;
 /// A failed system call, naming the operation and what it was applied to.
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {
+    #[error("start a container: {step}: {source}")]
+    Spawn {
+        step: &'static str,
+        source: std::io::Error,
+    },
+    #[error("container process {pid}: {step}: {source}")]
+    Child {
+        pid: i32,
+        step: &'static str,
+        source: std::io::Error,
+    },
     #[error("mount {fstype} on {target}: {source}")]
     Mount {
         fstype: String,

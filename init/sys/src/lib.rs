@@ -13,5 +13,6 @@ pub mod packet;
 pub mod power;
 pub mod proc;
 pub mod signal;
+pub mod spawn;
 
 pub use error::SysError;

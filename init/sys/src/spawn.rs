@@ -1,0 +1,509 @@
+//! Start a container's first process: `clone3` into new namespaces and
+//! straight into its cgroup, then, in the child, build its mount table,
+//! enter its root and exec.
+//!
+//! keel is multi-threaded, so the child (a copy of one thread of a process
+//! whose other threads may hold the allocator's or any other lock) does only
+//! async-signal-safe work: raw system calls on data the parent prepared
+//! ([`ChildSpec`]: every path, argument and variable is a `CString` built
+//! before the clone). No allocation, no locks, no panics, no `std::io`.
+//!
+//! The child, in order:
+//! 1. make every mount private, so nothing it mounts propagates to the host;
+//! 2. run the mount plan ([`MountOp`]s: /proc, /dev and its nodes, /sys,
+//!    masked and read-only paths, the container's own mounts), all under
+//!    the root's host path, before the root changes;
+//! 3. set the host name (it has its own UTS namespace);
+//! 4. `pivot_root(".", ".")` in the root and detach the old root, so no
+//!    path leads back to the host's tree;
+//! 5. put /dev/null and the log pipes on fds 0, 1, 2 and *close* every
+//!    other descriptor (not only mark it close-on-exec: a directory fd left
+//!    open until exec is a way out through `/proc/self/fd/N`);
+//! 6. change to the working directory (after 5, for the same reason);
+//! 7. the confinement hook (user, capabilities, no_new_privs, seccomp:
+//!    seccomp last, and it allows execve);
+//! 8. execve.
+//!
+//! A failing step writes `(step, errno)` to a close-on-exec pipe and exits
+//! 127; the parent reads the pipe: end of file means the exec happened.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::SysError;
+
+/// The steps of the child, named in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Step {
+    MakePrivate = 1,
+    Mount = 2,
+    Mkdir = 3,
+    CreateFile = 4,
+    Symlink = 5,
+    Hostname = 6,
+    PivotRoot = 7,
+    DetachOldRoot = 8,
+    Stdio = 9,
+    CloseFds = 10,
+    Chdir = 11,
+    Confine = 12,
+    Exec = 13,
+}
+
+impl Step {
+    fn from_u32(v: u32) -> Option<Step> {
+        use Step::*;
+        [
+            MakePrivate,
+            Mount,
+            Mkdir,
+            CreateFile,
+            Symlink,
+            Hostname,
+            PivotRoot,
+            DetachOldRoot,
+            Stdio,
+            CloseFds,
+            Chdir,
+            Confine,
+            Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::MakePrivate => "make mounts private",
+            Step::Mount => "mount",
+            Step::Mkdir => "create a mount point",
+            Step::CreateFile => "create a device node's mount point",
+            Step::Symlink => "create a /dev link",
+            Step::Hostname => "set the host name",
+            Step::PivotRoot => "pivot_root",
+            Step::DetachOldRoot => "detach the old root",
+            Step::Stdio => "set up fds 0-2",
+            Step::CloseFds => "close inherited fds",
+            Step::Chdir => "change to the working directory",
+            Step::Confine => "confine (user, capabilities, seccomp)",
+            Step::Exec => "exec",
+        }
+    }
+}
+
+/// What a mount step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountKind {
+    /// `mount(source, target, fstype, flags, data)`; the target directory is
+    /// created first when missing.
+    Mount,
+    /// A bind mount of `source`, then a read-only remount of it when `flags`
+    /// has `MS_RDONLY`. Creates the target as a file (for device nodes and
+    /// files) when `file` is set, else as a directory.
+    Bind { file: bool },
+    /// Hide `target`: /dev/null bound over a file, a read-only empty tmpfs
+    /// over a directory. A missing target is skipped.
+    Mask,
+    /// Make `target` read-only where it is (bind onto itself, remount).
+    /// A missing target is skipped.
+    ReadOnly,
+    /// A symbolic link `target` -> `source`.
+    Symlink,
+}
+
+/// One step of the child's mount plan; paths are host paths (under the
+/// container root's host path), prepared by the parent.
+#[derive(Debug)]
+pub struct MountOp {
+    pub kind: MountKind,
+    pub source: Option<CString>,
+    pub target: CString,
+    pub fstype: Option<CString>,
+    pub flags: libc::c_ulong,
+    pub data: Option<CString>,
+}
+
+/// A hook the child runs after the root change and just before exec: it
+/// must be async-signal-safe. Returns the errno on failure.
+pub type ConfineFn<'a> = &'a (dyn Fn() -> Result<(), i32> + Sync);
+
+/// Everything the child needs, prepared by the parent.
+pub struct ChildSpec<'a> {
+    /// The root's host path (already an overlay mount).
+    pub root: CString,
+    pub mounts: Vec<MountOp>,
+    pub hostname: Option<CString>,
+    /// The working directory inside the container.
+    pub cwd: CString,
+    /// Absolute path of the program inside the container.
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    /// New namespaces (`CLONE_NEW*`).
+    pub namespaces: u64,
+    /// An open directory fd of the cgroup the child starts in.
+    pub cgroup: RawFd,
+    /// fds 1 and 2 of the child (write ends of the log pipes).
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    pub confine: Option<ConfineFn<'a>>,
+}
+
+/// A started child.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    /// A pidfd of the child: signals sent through it cannot reach a
+    /// recycled pid.
+    pub pidfd: OwnedFd,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
+    s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// Start the child. Blocks only until the child has exec'd or failed.
+pub fn spawn(spec: &ChildSpec) -> Result<Spawned, SysError> {
+    let argv = ptrs(&spec.argv);
+    let envp = ptrs(&spec.env);
+    let devnull = c"/dev/null";
+    let mut pipe = [0 as RawFd; 2];
+    // SAFETY: `pipe` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SysError::Spawn {
+            step: "error pipe",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
+    let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    let mut pidfd: RawFd = -1;
+    let args = CloneArgs {
+        flags: spec.namespaces | libc::CLONE_PIDFD as u64 | CLONE_INTO_CGROUP,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: spec.cgroup as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM forks: the child gets a copy of this
+    // thread's memory. `args` is a valid clone_args of the size passed, and
+    // `pidfd` outlives the call. In the child (return value 0) only
+    // `child()` runs, which does async-signal-safe syscalls on memory
+    // prepared above, then execs or `_exit`s: it never returns here.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        let (step, errno) = child(spec, &argv, &envp, devnull, err_w.as_raw_fd());
+        let (s, e) = ((step as u32).to_ne_bytes(), errno.to_ne_bytes());
+        let msg = [s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]];
+        // SAFETY: writing 8 bytes from a stack array to our pipe fd, then
+        // `_exit`: both async-signal-safe.
+        unsafe {
+            libc::write(err_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+            libc::_exit(127);
+        }
+    }
+    if pid < 0 {
+        return Err(SysError::Spawn {
+            step: "clone3",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: clone3 succeeded with CLONE_PIDFD: the kernel stored a new
+    // pidfd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(err_w);
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reading into the unfilled tail of a stack buffer from a
+        // pipe fd we own.
+        let n = unsafe {
+            libc::read(
+                err_r.as_raw_fd(),
+                buf[got..].as_mut_ptr().cast(),
+                buf.len() - got,
+            )
+        };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    if got == 0 {
+        return Ok(Spawned {
+            pid: pid as i32,
+            pidfd,
+        });
+    }
+    let step = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    Err(SysError::Child {
+        pid: pid as i32,
+        step: Step::from_u32(step).map_or("unknown step", Step::as_str),
+        source: std::io::Error::from_raw_os_error(errno),
+    })
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Returns only on failure.
+fn child(
+    spec: &ChildSpec,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    devnull: &CStr,
+    err_fd: RawFd,
+) -> (Step, i32) {
+    // SAFETY (for every block below): raw system calls with pointers into
+    // NUL-terminated strings and arrays the parent built before the clone
+    // and that live in this process's copy of its memory; nothing here
+    // allocates or takes a lock.
+    unsafe {
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return (Step::MakePrivate, errno());
+        }
+        for m in &spec.mounts {
+            if let Err(e) = mount_op(m, devnull) {
+                return e;
+            }
+        }
+        if let Some(h) = &spec.hostname {
+            if libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0 {
+                return (Step::Hostname, errno());
+            }
+        }
+        if libc::chdir(spec.root.as_ptr()) != 0 {
+            return (Step::PivotRoot, errno());
+        }
+        // pivot_root(".", "."): the old root ends up stacked under the new
+        // one at "/", and the detach below takes it away.
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+            return (Step::PivotRoot, errno());
+        }
+        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+            return (Step::DetachOldRoot, errno());
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return (Step::DetachOldRoot, errno());
+        }
+        let null = libc::open(devnull.as_ptr(), libc::O_RDWR);
+        if null < 0 {
+            return (Step::Stdio, errno());
+        }
+        for (from, to) in [(null, 0), (spec.stdout, 1), (spec.stderr, 2)] {
+            if from != to && libc::dup2(from, to) < 0 {
+                return (Step::Stdio, errno());
+            }
+        }
+        // Close everything from 3 up but the error pipe (close-on-exec).
+        let hi = libc::c_uint::MAX;
+        let e = err_fd as libc::c_uint;
+        if e > 3 && libc::syscall(libc::SYS_close_range, 3u32, e - 1, 0u32) != 0 {
+            return (Step::CloseFds, errno());
+        }
+        if libc::syscall(libc::SYS_close_range, e + 1, hi, 0u32) != 0 {
+            return (Step::CloseFds, errno());
+        }
+        if libc::chdir(spec.cwd.as_ptr()) != 0 {
+            return (Step::Chdir, errno());
+        }
+        if let Some(confine) = spec.confine {
+            if let Err(e) = confine() {
+                return (Step::Confine, e);
+            }
+        }
+        libc::execve(spec.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        (Step::Exec, errno())
+    }
+}
+
+/// One mount step in the child. Async-signal-safe.
+unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
+    let t = m.target.as_ptr();
+    // SAFETY: as in `child`: syscalls on prepared strings.
+    unsafe {
+        match m.kind {
+            MountKind::Mount => {
+                if libc::mkdir(t, 0o755) != 0 && errno() != libc::EEXIST {
+                    return Err((Step::Mkdir, errno()));
+                }
+                if libc::mount(
+                    opt_ptr(&m.source),
+                    t,
+                    opt_ptr(&m.fstype),
+                    m.flags,
+                    opt_ptr(&m.data).cast(),
+                ) != 0
+                {
+                    return Err((Step::Mount, errno()));
+                }
+            }
+            MountKind::Bind { file } => {
+                if file {
+                    let fd = libc::open(t, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                    if fd < 0 {
+                        return Err((Step::CreateFile, errno()));
+                    }
+                    libc::close(fd);
+                } else if libc::mkdir(t, 0o755) != 0 && errno() != libc::EEXIST {
+                    return Err((Step::Mkdir, errno()));
+                }
+                let flags = libc::MS_BIND | libc::MS_REC | (m.flags & !libc::MS_RDONLY);
+                if libc::mount(opt_ptr(&m.source), t, std::ptr::null(), flags, std::ptr::null())
+                    != 0
+                {
+                    return Err((Step::Mount, errno()));
+                }
+                if m.flags & libc::MS_RDONLY != 0 {
+                    remount_ro(t)?;
+                }
+            }
+            MountKind::Mask => {
+                if libc::mount(
+                    devnull.as_ptr(),
+                    t,
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) == 0
+                {
+                    return Ok(());
+                }
+                match errno() {
+                    libc::ENOENT => {}
+                    libc::ENOTDIR => {
+                        if libc::mount(
+                            c"tmpfs".as_ptr(),
+                            t,
+                            c"tmpfs".as_ptr(),
+                            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            c"size=0,mode=0755".as_ptr().cast(),
+                        ) != 0
+                        {
+                            return Err((Step::Mount, errno()));
+                        }
+                    }
+                    e => return Err((Step::Mount, e)),
+                }
+            }
+            MountKind::ReadOnly => {
+                if libc::mount(t, t, std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
+                    != 0
+                {
+                    return match errno() {
+                        libc::ENOENT => Ok(()),
+                        e => Err((Step::Mount, e)),
+                    };
+                }
+                remount_ro(t)?;
+            }
+            MountKind::Symlink => {
+                if libc::symlink(opt_ptr(&m.source), t) != 0 && errno() != libc::EEXIST {
+                    return Err((Step::Symlink, errno()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+unsafe fn remount_ro(t: *const libc::c_char) -> Result<(), (Step, i32)> {
+    // SAFETY: a remount of an existing bind mount; `t` is a prepared string.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            t,
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err((Step::Mount, errno()));
+    }
+    Ok(())
+}
+
+/// Send `sig` through a pidfd.
+pub fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> Result<(), std::io::Error> {
+    // SAFETY: pidfd_send_signal with a pidfd we own, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A pipe whose read end is close-on-exec and non-blocking (for the log
+/// reader) and whose write end is close-on-exec too (the child dup2s it
+/// onto fd 1 or 2, which clears the flag there).
+pub fn log_pipe() -> Result<(OwnedFd, OwnedFd), SysError> {
+    let mut p = [0 as RawFd; 2];
+    // SAFETY: `p` is a valid array of two ints.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SysError::Spawn {
+            step: "log pipe",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: pipe2 succeeded: both fds are new and ours.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(r.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(r.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    Ok((r, w))
+}
