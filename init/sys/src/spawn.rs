@@ -280,7 +280,9 @@ pub fn spawn(spec: &ChildSpec) -> Result<Spawned, SysError> {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Returns only on failure.
@@ -393,8 +395,13 @@ unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
                     return Err((Step::Mkdir, errno()));
                 }
                 let flags = libc::MS_BIND | libc::MS_REC | (m.flags & !libc::MS_RDONLY);
-                if libc::mount(opt_ptr(&m.source), t, std::ptr::null(), flags, std::ptr::null())
-                    != 0
+                if libc::mount(
+                    opt_ptr(&m.source),
+                    t,
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                ) != 0
                 {
                     return Err((Step::Mount, errno()));
                 }
@@ -431,8 +438,13 @@ unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
                 }
             }
             MountKind::ReadOnly => {
-                if libc::mount(t, t, std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
-                    != 0
+                if libc::mount(
+                    t,
+                    t,
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
                 {
                     return match errno() {
                         libc::ENOENT => Ok(()),

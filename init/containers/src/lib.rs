@@ -1,0 +1,14 @@
+//! keel's container runtime.
+//!
+//! - `cgroup`: a container's cgroup v2 group, limits and statistics;
+//! - `mounts`: the mount plan the child carries out before its root changes;
+//! - `runtime`: prepare a root (overlayfs), a cgroup and the child, and start it;
+//! - `policy`: the restart decision, pure;
+//! - `logs`: the output ring and the rotated log file;
+//! - `supervisor`: the tasks that start, watch, restart and stop containers.
+
+pub mod cgroup;
+pub mod logs;
+pub mod mounts;
+pub mod policy;
+pub mod runtime;

@@ -1,0 +1,312 @@
+//! The child's mount plan: what a container sees at /proc, /dev, /sys and
+//! its own mounts, as data for `keel_sys::spawn` to carry out.
+//!
+//! Every target is a host path under the container root (the child mounts
+//! before its root changes). The parent checks each target first: no
+//! component of it inside the root may be a symbolic link, because the
+//! kernel would follow it *on the host* (an image shipping `/proc -> /`
+//! would otherwise get the host's root mounted over). The root is not yet
+//! reachable by any process when the check runs, so it cannot race.
+//!
+//! Masked and read-only paths are containerd's defaults.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use keel_config::model::MountSpec;
+use keel_sys::spawn::{MountKind, MountOp};
+
+/// Hidden from containers (containerd's default masked paths).
+pub const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Read-only in containers (containerd's default).
+pub const READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The device nodes a container gets, bound from the host's /dev.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("mount target {target}: {why}")]
+    Target { target: String, why: String },
+    #[error("mount source {path}: {why}")]
+    Source { path: String, why: String },
+}
+
+fn c(p: &Path) -> CString {
+    // Paths here come from validated config and our own constants: no NUL.
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+fn cs(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+/// `root` joined with the absolute container path `inner`, refusing `..`
+/// and any existing symlink on the way.
+pub fn inside(root: &Path, inner: &str) -> Result<PathBuf, PlanError> {
+    let bad = |why: &str| PlanError::Target {
+        target: inner.to_string(),
+        why: why.to_string(),
+    };
+    let p = Path::new(inner);
+    if !p.is_absolute() {
+        return Err(bad("not an absolute path"));
+    }
+    let mut out = root.to_path_buf();
+    for comp in p.components() {
+        match comp {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => {
+                out.push(n);
+                if let Ok(m) = std::fs::symlink_metadata(&out) {
+                    if m.file_type().is_symlink() {
+                        return Err(bad("goes through a symbolic link in the image"));
+                    }
+                }
+            }
+            _ => return Err(bad("contains ..")),
+        }
+    }
+    Ok(out)
+}
+
+fn op(
+    kind: MountKind,
+    source: Option<&str>,
+    target: PathBuf,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> MountOp {
+    MountOp {
+        kind,
+        source: source.map(cs),
+        target: c(&target),
+        fstype: fstype.map(cs),
+        flags,
+        data: data.map(cs),
+    }
+}
+
+/// The whole plan for a container rooted at `root`.
+pub fn plan(root: &Path, user: &[MountSpec]) -> Result<Vec<MountOp>, PlanError> {
+    use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
+    let mut ops = Vec::new();
+    ops.push(op(
+        MountKind::Mount,
+        Some("proc"),
+        inside(root, "/proc")?,
+        Some("proc"),
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        None,
+    ));
+    ops.push(op(
+        MountKind::Mount,
+        Some("tmpfs"),
+        inside(root, "/dev")?,
+        Some("tmpfs"),
+        MS_NOSUID | MS_NOEXEC,
+        Some("mode=755,size=65536k"),
+    ));
+    // Below /dev is our fresh tmpfs: no image symlink can be there.
+    let dev = inside(root, "/dev")?;
+    for d in DEVICES {
+        ops.push(op(
+            MountKind::Bind { file: true },
+            Some(&format!("/dev/{d}")),
+            dev.join(d),
+            None,
+            0,
+            None,
+        ));
+    }
+    ops.push(op(
+        MountKind::Mount,
+        Some("devpts"),
+        dev.join("pts"),
+        Some("devpts"),
+        MS_NOSUID | MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    ));
+    ops.push(op(
+        MountKind::Mount,
+        Some("shm"),
+        dev.join("shm"),
+        Some("tmpfs"),
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    ));
+    ops.push(op(
+        MountKind::Mount,
+        Some("mqueue"),
+        dev.join("mqueue"),
+        Some("mqueue"),
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        None,
+    ));
+    for (name, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(op(
+            MountKind::Symlink,
+            Some(to),
+            dev.join(name),
+            None,
+            0,
+            None,
+        ));
+    }
+    ops.push(op(
+        MountKind::Mount,
+        Some("sysfs"),
+        inside(root, "/sys")?,
+        Some("sysfs"),
+        MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+        None,
+    ));
+    ops.push(op(
+        MountKind::Mount,
+        Some("cgroup2"),
+        inside(root, "/sys")?.join("fs/cgroup"),
+        Some("cgroup2"),
+        MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+        None,
+    ));
+    for m in user {
+        match m {
+            MountSpec::Bind {
+                source,
+                target,
+                readonly,
+            } => {
+                let src = Path::new(source);
+                if !src.is_absolute() || src.components().any(|c| c == Component::ParentDir) {
+                    return Err(PlanError::Source {
+                        path: source.clone(),
+                        why: "not a normal absolute path".into(),
+                    });
+                }
+                let file = std::fs::metadata(src).is_ok_and(|m| !m.is_dir());
+                ops.push(op(
+                    MountKind::Bind { file },
+                    Some(source),
+                    inside(root, target)?,
+                    None,
+                    if *readonly { MS_RDONLY } else { 0 },
+                    None,
+                ));
+            }
+            MountSpec::Tmpfs { target, size } => {
+                let data = if *size > 0 {
+                    format!("mode=1777,size={size}")
+                } else {
+                    "mode=1777".to_string()
+                };
+                ops.push(op(
+                    MountKind::Mount,
+                    Some("tmpfs"),
+                    inside(root, target)?,
+                    Some("tmpfs"),
+                    MS_NOSUID | MS_NODEV,
+                    Some(&data),
+                ));
+            }
+        }
+    }
+    // /proc and /sys are fresh mounts of ours from here on.
+    for m in MASKED {
+        ops.push(op(MountKind::Mask, None, root.join(&m[1..]), None, 0, None));
+    }
+    for m in READ_ONLY {
+        ops.push(op(
+            MountKind::ReadOnly,
+            None,
+            root.join(&m[1..]),
+            None,
+            0,
+            None,
+        ));
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_targets_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", t.path().join("proc")).unwrap();
+        let e = plan(t.path(), &[]).unwrap_err();
+        assert!(e.to_string().contains("/proc"), "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        std::fs::remove_file(t.path().join("proc")).unwrap();
+        std::fs::create_dir_all(t.path().join("data")).unwrap();
+        std::os::unix::fs::symlink("/etc", t.path().join("data/x")).unwrap();
+        let m = MountSpec::Tmpfs {
+            target: "/data/x/y".into(),
+            size: 0,
+        };
+        let e = plan(t.path(), &[m]).unwrap_err();
+        assert!(e.to_string().contains("/data/x/y"), "{e}");
+    }
+
+    #[test]
+    fn dotdot_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let m = MountSpec::Tmpfs {
+            target: "/a/../../b".into(),
+            size: 0,
+        };
+        assert!(plan(t.path(), &[m]).is_err());
+    }
+
+    #[test]
+    fn plan_has_the_defaults_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        let ops = plan(t.path(), &[]).unwrap();
+        let targets: Vec<String> = ops
+            .iter()
+            .map(|o| {
+                o.target
+                    .to_str()
+                    .unwrap()
+                    .trim_start_matches(t.path().to_str().unwrap())
+                    .to_string()
+            })
+            .collect();
+        let pos = |p: &str| targets.iter().position(|t| t == p).unwrap();
+        assert!(pos("/proc") < pos("/proc/kcore"));
+        assert!(pos("/dev") < pos("/dev/null"));
+        assert!(pos("/sys") < pos("/sys/firmware"));
+        assert!(pos("/proc/sysrq-trigger") > pos("/proc"));
+        assert_eq!(ops[pos("/proc/kcore")].kind, MountKind::Mask);
+        assert_eq!(ops[pos("/proc/sys")].kind, MountKind::ReadOnly);
+        assert!(ops[pos("/sys")].flags & libc::MS_RDONLY != 0);
+    }
+}

@@ -1,0 +1,445 @@
+//! Start one run of a container:
+//!
+//! 1. the root: an overlayfs of the image's layer directories (read-only
+//!    lowers) and a writable upper; the upper lives on the state disk
+//!    (`STATE/NAME/upper`, kept across restarts) or, for a `readonly`
+//!    container, on a tmpfs that goes away with the run;
+//! 2. the mount plan (`mounts::plan`), checked against the fresh root;
+//! 3. the program, user and environment from the image config and the
+//!    container's settings; the program is looked up in the root's PATH;
+//! 4. the cgroup with its limits (`cgroup::Cgroup::create`);
+//! 5. the log pipes, then `keel_sys::spawn::spawn`: clone3 straight into
+//!    the cgroup and the namespaces.
+//!
+//! `stop_run` undoes 1 once the run's processes are gone.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use keel_config::model::{Container, NetMode};
+use keel_sys::fs::MountFlags;
+use keel_sys::spawn::{self, ChildSpec, ConfineFn, Spawned};
+
+use crate::cgroup::{Cgroup, CgroupError};
+use crate::mounts::{self, PlanError};
+
+/// Where containers live on a node.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// Writable layers: `STATE/NAME/upper`, `work`.
+    pub state: PathBuf,
+    /// Roots and tmpfs uppers: `RUN/NAME/rootfs`.
+    pub run: PathBuf,
+    /// keel's `containers` cgroup.
+    pub cgroup: PathBuf,
+}
+
+impl Dirs {
+    /// The node's layout.
+    pub fn node() -> Dirs {
+        Dirs {
+            state: "/var/lib/keel/containers".into(),
+            run: "/run/keel/containers".into(),
+            cgroup: Path::new("/sys/fs/cgroup").join(crate::cgroup::GROUP),
+        }
+    }
+}
+
+/// An image, ready to be a root: its layer directories (top first) and the
+/// settings of its config.
+#[derive(Debug, Clone, Default)]
+pub struct ImageRoot {
+    pub layers: Vec<PathBuf>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mount the root: {0}")]
+    Root(keel_sys::SysError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("the image has no layers")]
+    NoLayers,
+    #[error("nothing to run: neither the container nor its image names a command")]
+    NoCommand,
+    #[error("{program}: not found in the image (PATH {path})")]
+    NotFound { program: String, path: String },
+    #[error("user {user:?}: {why}")]
+    User { user: String, why: String },
+    #[error("{what} contains a NUL byte")]
+    Nul { what: &'static str },
+    #[error(transparent)]
+    Spawn(keel_sys::SysError),
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io { op, path, source }
+}
+
+/// One running instance of a container.
+#[derive(Debug)]
+pub struct Run {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    pub cgroup: Cgroup,
+    pub rootfs: PathBuf,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn cstring(s: &str, what: &'static str) -> Result<CString, RunError> {
+    CString::new(s).map_err(|_| RunError::Nul { what })
+}
+
+/// The argv: the container's command/args replace the image's
+/// entrypoint/cmd, as `docker run` does.
+pub fn argv(c: &Container, img: &ImageRoot) -> Vec<String> {
+    let entry = if c.command.is_empty() {
+        &img.entrypoint
+    } else {
+        &c.command
+    };
+    let args = if c.args.is_empty() && c.command.is_empty() {
+        &img.cmd
+    } else {
+        &c.args
+    };
+    entry.iter().chain(args).cloned().collect()
+}
+
+/// The environment: the image's, then the container's (which wins), with a
+/// PATH and HOSTNAME when missing.
+pub fn environment(c: &Container, img: &ImageRoot, hostname: &str) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |kv: String| {
+        let key = kv.split('=').next().unwrap_or("").to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    };
+    set(format!("PATH={DEFAULT_PATH}"));
+    set(format!("HOSTNAME={hostname}"));
+    for e in &img.env {
+        set(e.clone());
+    }
+    for (k, v) in &c.env {
+        set(format!("{k}={v}"));
+    }
+    env
+}
+
+/// Find `program` in the root: a path with a slash as is, else the first
+/// PATH entry holding it. Nothing is followed on the host: a name that
+/// exists (even as a symlink, resolved later inside the container) counts.
+pub fn find_program(root: &Path, program: &str, env: &[String]) -> Result<String, RunError> {
+    if program.contains('/') {
+        return Ok(program.to_string());
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| d.starts_with('/')) {
+        let inner = format!("{}/{program}", dir.trim_end_matches('/'));
+        // The directory must not lead out through a link; the program
+        // itself may be one (busybox applets are).
+        if let Ok(host) = mounts::inside(root, dir) {
+            if std::fs::symlink_metadata(host.join(program)).is_ok() {
+                return Ok(inner);
+            }
+        }
+    }
+    Err(RunError::NotFound {
+        program: program.to_string(),
+        path: path.to_string(),
+    })
+}
+
+/// `uid[:gid]`, or a name looked up in the root's /etc/passwd (a symlinked
+/// /etc/passwd is refused: it would be read on the host).
+pub fn resolve_user(root: &Path, user: Option<&str>) -> Result<(u32, u32), RunError> {
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
+        return Ok((0, 0));
+    };
+    let bad = |why: &str| RunError::User {
+        user: user.to_string(),
+        why: why.to_string(),
+    };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    // (field 3, field 4) of the line for `name`: uid and gid in passwd,
+    // gid (and the member list, unused) in group.
+    let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
+        let p = mounts::inside(root, file).ok()?;
+        let text = std::fs::read_to_string(p).ok()?;
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 4 || f[0] != name {
+                return None;
+            }
+            Some((f[2].parse().ok()?, f[3].parse().unwrap_or(0)))
+        })
+    };
+    let (uid, mut gid) = match u.parse::<u32>() {
+        Ok(uid) => (uid, uid),
+        Err(_) => lookup("/etc/passwd", u).ok_or_else(|| bad("not in the image's /etc/passwd"))?,
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => {
+                lookup("/etc/group", g)
+                    .ok_or_else(|| bad("group not in the image's /etc/group"))?
+                    .0
+            }
+        };
+    }
+    Ok((uid, gid))
+}
+
+fn is_mount(p: &Path) -> bool {
+    match (
+        keel_sys::fs::dev_of(p),
+        p.parent().map(keel_sys::fs::dev_of),
+    ) {
+        (Ok(a), Some(Ok(b))) => a != b,
+        _ => false,
+    }
+}
+
+/// Mount the root of `name` from `img`; returns its path.
+pub fn mount_root(dirs: &Dirs, c: &Container, img: &ImageRoot) -> Result<PathBuf, RunError> {
+    if img.layers.is_empty() {
+        return Err(RunError::NoLayers);
+    }
+    let run = dirs.run.join(&c.name);
+    let rootfs = run.join("rootfs");
+    release_root(&run);
+    std::fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
+    let rw = if c.readonly {
+        let tmp = run.join("rw");
+        std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+        keel_sys::fs::mount(
+            "tmpfs",
+            &tmp,
+            "tmpfs",
+            MountFlags::MS_NOSUID,
+            Some("mode=0755"),
+        )
+        .map_err(RunError::Root)?;
+        tmp
+    } else {
+        dirs.state.join(&c.name)
+    };
+    let (upper, work) = (rw.join("upper"), rw.join("work"));
+    for d in [&upper, &work] {
+        std::fs::create_dir_all(d).map_err(io("create", d))?;
+    }
+    let lowers: Vec<String> = img
+        .layers
+        .iter()
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        upper.display(),
+        work.display()
+    );
+    keel_sys::fs::mount(
+        "overlay",
+        &rootfs,
+        "overlay",
+        MountFlags::MS_NOSUID,
+        Some(&data),
+    )
+    .map_err(RunError::Root)?;
+    Ok(rootfs)
+}
+
+/// Unmount a run's root (and its tmpfs upper); quiet when not mounted.
+pub fn release_root(run: &Path) {
+    for p in [run.join("rootfs"), run.join("rw")] {
+        while is_mount(&p) {
+            if keel_sys::fs::unmount(&p, true).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Start a run of `c` from `img`. `confine` is the child's last step before
+/// exec (user, capabilities, no_new_privs, seccomp).
+pub fn start(
+    dirs: &Dirs,
+    c: &Container,
+    img: &ImageRoot,
+    confine: Option<ConfineFn>,
+) -> Result<Run, RunError> {
+    let rootfs = mount_root(dirs, c, img)?;
+    let started = (|| {
+        let ops = mounts::plan(&rootfs, &c.mounts)?;
+        let hostname = c.hostname.clone().unwrap_or_else(|| c.name.clone());
+        let env = environment(c, img, &hostname);
+        let args = argv(c, img);
+        let first = args.first().ok_or(RunError::NoCommand)?;
+        let program = find_program(&rootfs, first, &env)?;
+        let cwd = c
+            .workdir
+            .clone()
+            .or_else(|| img.workdir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into());
+        if let Ok(host) = mounts::inside(&rootfs, &cwd) {
+            let _ = std::fs::create_dir_all(host);
+        }
+        let cg = Cgroup::create(&dirs.cgroup, &c.name, &c.resources)?;
+        let cg_dir = std::fs::File::open(&cg.path).map_err(io("open", &cg.path))?;
+        let (out_r, out_w) = spawn::log_pipe().map_err(RunError::Spawn)?;
+        let (err_r, err_w) = spawn::log_pipe().map_err(RunError::Spawn)?;
+        let mut ns = (libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWCGROUP) as u64;
+        if c.network != NetMode::Host {
+            ns |= libc::CLONE_NEWNET as u64;
+        }
+        let spec = ChildSpec {
+            root: CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| RunError::Nul {
+                what: "the root path",
+            })?,
+            mounts: ops,
+            hostname: Some(cstring(&hostname, "the host name")?),
+            cwd: cstring(&cwd, "the working directory")?,
+            program: cstring(&program, "the program")?,
+            argv: args
+                .iter()
+                .map(|a| cstring(a, "an argument"))
+                .collect::<Result<_, _>>()?,
+            env: env
+                .iter()
+                .map(|e| cstring(e, "the environment"))
+                .collect::<Result<_, _>>()?,
+            namespaces: ns,
+            cgroup: cg_dir.as_raw_fd(),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+            confine,
+        };
+        let Spawned { pid, pidfd } = spawn::spawn(&spec).map_err(RunError::Spawn)?;
+        Ok(Run {
+            pid,
+            pidfd,
+            cgroup: cg,
+            rootfs: rootfs.clone(),
+            stdout: out_r,
+            stderr: err_r,
+        })
+    })();
+    if started.is_err() {
+        release_root(&dirs.run.join(&c.name));
+    }
+    started
+}
+
+/// After a run's processes are gone: remove its cgroup, unmount its root.
+pub fn stop_run(dirs: &Dirs, name: &str, cg: &Cgroup) {
+    let _ = cg.kill();
+    for _ in 0..50 {
+        if !cg.populated() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = cg.remove();
+    release_root(&dirs.run.join(name));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img() -> ImageRoot {
+        ImageRoot {
+            entrypoint: vec!["/bin/ep".into()],
+            cmd: vec!["a".into(), "b".into()],
+            env: vec!["PATH=/bin".into(), "A=image".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn argv_follows_docker() {
+        let mut c = Container::default();
+        assert_eq!(argv(&c, &img()), ["/bin/ep", "a", "b"]);
+        c.args = vec!["x".into()];
+        assert_eq!(argv(&c, &img()), ["/bin/ep", "x"]);
+        c.command = vec!["/bin/sh".into()];
+        c.args.clear();
+        assert_eq!(argv(&c, &img()), ["/bin/sh"]);
+    }
+
+    #[test]
+    fn container_env_wins() {
+        let c = Container {
+            env: vec![("A".into(), "mine".into())],
+            ..Default::default()
+        };
+        let e = environment(&c, &img(), "h");
+        assert_eq!(e, ["HOSTNAME=h", "PATH=/bin", "A=mine"]);
+    }
+
+    #[test]
+    fn program_lookup_stays_in_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("bin")).unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", t.path().join("bin/sh")).unwrap();
+        let env = ["PATH=/usr/bin:/bin".to_string()];
+        assert_eq!(find_program(t.path(), "sh", &env).unwrap(), "/bin/sh");
+        // `ls` exists on the host, not in this root.
+        let e = find_program(t.path(), "ls", &env).unwrap_err();
+        assert!(e.to_string().contains("ls: not found"), "{e}");
+        // A PATH entry through a symlink is not followed.
+        std::os::unix::fs::symlink("/usr", t.path().join("usr")).unwrap();
+        assert!(find_program(t.path(), "env", &env).is_err());
+    }
+
+    #[test]
+    fn users_resolve_in_the_image() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(
+            t.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:33:34::/var/www:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(t.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let r = |u: &str| resolve_user(t.path(), Some(u));
+        assert_eq!(r("web").unwrap(), (33, 34));
+        assert_eq!(r("1000").unwrap(), (1000, 1000));
+        assert_eq!(r("1000:50").unwrap(), (1000, 50));
+        assert_eq!(r("web:staff").unwrap(), (33, 50));
+        assert!(r("nobody").unwrap_err().to_string().contains("nobody"));
+        assert_eq!(resolve_user(t.path(), None).unwrap(), (0, 0));
+    }
+}
