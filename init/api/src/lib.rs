@@ -6,6 +6,12 @@
 //! | GET | /v1/status | `Status`: version, uptime, boot timeline, memory, processes |
 //! | POST | /v1/reboot | 202 `Accepted`, then an orderly reboot |
 //! | POST | /v1/poweroff | 202 `Accepted`, then an orderly power-off |
+//! | GET, POST | /v1/config | the config of this boot; validate and apply one (`?dry_run=1`) |
+//! | GET | /v1/network | links, addresses, routes, DNS, the DHCP lease |
+//! | GET | /v1/containers | every container's `ContainerStatus` |
+//! | GET | /v1/containers/NAME | one container |
+//! | GET | /v1/containers/NAME/logs?offset=N | `ContainerLogs` after offset N |
+//! | POST | /v1/containers/NAME/{start,stop,restart} | 202 `Accepted` |
 //!
 //! Errors are JSON `ErrorBody` with the HTTP status; the server never panics
 //! on a request.
@@ -17,7 +23,7 @@ pub mod types;
 pub use client::{Client, ClientError, Endpoint};
 pub use server::{serve, Node};
 pub use types::{
-    Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContentCheck, DhcpLease, ErrorBody,
-    LinkStatus, Memory, NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus,
-    SlotInfo, StateMount, Status,
+    Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
+    ContainerStatus, ContentCheck, DhcpLease, ErrorBody, LinkStatus, Memory, NetworkStatus,
+    NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo, StateMount, Status,
 };

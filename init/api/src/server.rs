@@ -38,6 +38,20 @@ pub trait Node: Send + Sync + 'static {
     fn apply_config(&self, text: String, dry_run: bool) -> ConfigApplied;
     /// Links, addresses, routes and DNS as the kernel has them now.
     fn network(&self) -> NetworkStatus;
+    /// Every container.
+    fn containers(&self) -> Vec<crate::types::ContainerStatus> {
+        Vec::new()
+    }
+    /// A container's output after `offset`; None when there is no such
+    /// container.
+    fn container_logs(&self, _name: &str, _offset: u64) -> Option<crate::types::ContainerLogs> {
+        None
+    }
+    /// `start`, `stop` or `restart` a container. Err(None): no such
+    /// container; Err(Some(m)): it cannot (with why).
+    fn container_action(&self, _name: &str, _action: &str) -> Result<(), Option<String>> {
+        Err(None)
+    }
 }
 
 /// The endpoint a request is for.
@@ -52,6 +66,14 @@ pub enum Route {
     ApplyConfig,
     /// `GET /v1/network`.
     Network,
+    /// `GET /v1/containers`.
+    Containers,
+    /// `GET /v1/containers/NAME`.
+    Container,
+    /// `GET /v1/containers/NAME/logs`.
+    ContainerLogs,
+    /// `POST /v1/containers/NAME/ACTION`.
+    ContainerAction,
     /// The path exists, the method does not; carries the allowed method.
     WrongMethod(&'static str),
     NotFound,
@@ -75,6 +97,20 @@ pub fn route(method: &Method, path: &str) -> Route {
         ("/v1/config", _) => Route::WrongMethod("GET, POST"),
         ("/v1/network", &Method::GET) | ("/v1/network", &Method::HEAD) => Route::Network,
         ("/v1/network", _) => Route::WrongMethod("GET"),
+        ("/v1/containers", &Method::GET) | ("/v1/containers", &Method::HEAD) => Route::Containers,
+        ("/v1/containers", _) => Route::WrongMethod("GET"),
+        (p, m) if p.starts_with("/v1/containers/") => {
+            let rest: Vec<&str> = p["/v1/containers/".len()..].split('/').collect();
+            match (rest.as_slice(), m) {
+                ([n], &Method::GET) if !n.is_empty() => Route::Container,
+                ([n], _) if !n.is_empty() => Route::WrongMethod("GET"),
+                ([_, "logs"], &Method::GET) => Route::ContainerLogs,
+                ([_, "logs"], _) => Route::WrongMethod("GET"),
+                ([_, "start" | "stop" | "restart"], &Method::POST) => Route::ContainerAction,
+                ([_, "start" | "stop" | "restart"], _) => Route::WrongMethod("POST"),
+                _ => Route::NotFound,
+            }
+        }
         _ => Route::NotFound,
     }
 }
@@ -100,6 +136,28 @@ pub fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Resp
     )
 }
 
+fn container_name(path: &str) -> &str {
+    path.trim_start_matches("/v1/containers/")
+        .split('/')
+        .next()
+        .unwrap_or("")
+}
+
+fn no_container(name: &str) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::NOT_FOUND,
+        "no_such_container",
+        format!("no container named {name:?}"),
+    )
+}
+
+fn query_u64(query: &str, key: &str) -> Option<u64> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.parse().ok())?
+    })
+}
+
 /// Answer one request.
 pub async fn handle(
     req: Request<Incoming>,
@@ -111,6 +169,7 @@ pub async fn handle(
         q.split('&')
             .any(|kv| kv == "dry_run=1" || kv == "dry_run=true")
     });
+    let query = req.uri().query().unwrap_or("").to_string();
     let r = route(&method, &path);
     let limit = if r == Route::ApplyConfig {
         MAX_CONFIG_BODY
@@ -172,6 +231,37 @@ pub async fn handle(
                 }
             }
         },
+        Route::Containers => json(StatusCode::OK, &node.containers()),
+        Route::Container => {
+            let name = container_name(&path);
+            match node.containers().into_iter().find(|c| c.name == name) {
+                Some(c) => json(StatusCode::OK, &c),
+                None => no_container(name),
+            }
+        }
+        Route::ContainerLogs => {
+            let name = container_name(&path);
+            let offset = query_u64(&query, "offset").unwrap_or(0);
+            match node.container_logs(name, offset) {
+                Some(l) => json(StatusCode::OK, &l),
+                None => no_container(name),
+            }
+        }
+        Route::ContainerAction => {
+            let name = container_name(&path);
+            let action = path.rsplit('/').next().unwrap_or("");
+            match node.container_action(name, action) {
+                Ok(()) => json(
+                    StatusCode::ACCEPTED,
+                    &Accepted {
+                        action: format!("{action} {name}"),
+                        message: format!("{action} of container {name} under way"),
+                    },
+                ),
+                Err(None) => no_container(name),
+                Err(Some(m)) => error(StatusCode::CONFLICT, "conflict", m),
+            }
+        }
         Route::Reboot | Route::PowerOff => {
             let poweroff = r == Route::PowerOff;
             let action = if poweroff { "poweroff" } else { "reboot" };
@@ -240,5 +330,26 @@ mod tests {
         );
         assert_eq!(route(&Method::GET, "/"), Route::NotFound);
         assert_eq!(route(&Method::GET, "/v1/statusx"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/v1/containers"), Route::Containers);
+        assert_eq!(route(&Method::GET, "/v1/containers/web"), Route::Container);
+        assert_eq!(
+            route(&Method::GET, "/v1/containers/web/logs"),
+            Route::ContainerLogs
+        );
+        assert_eq!(
+            route(&Method::POST, "/v1/containers/web/stop"),
+            Route::ContainerAction
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/containers/web/stop"),
+            Route::WrongMethod("POST")
+        );
+        assert_eq!(
+            route(&Method::POST, "/v1/containers/web/explode"),
+            Route::NotFound
+        );
+        assert_eq!(route(&Method::GET, "/v1/containers/"), Route::Containers);
+        assert_eq!(container_name("/v1/containers/web/logs"), "web");
+        assert_eq!(query_u64("a=1&offset=42", "offset"), Some(42));
     }
 }

@@ -224,3 +224,52 @@ pub struct RouteStatus {
     pub gateway: Option<String>,
     pub dev: Option<String>,
 }
+
+/// A container's resource use, from its cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub cpu_usec: u64,
+    pub memory_bytes: u64,
+    pub memory_max: Option<u64>,
+    pub pids: u64,
+    pub pids_max: Option<u64>,
+    /// Processes the kernel OOM-killed in this container.
+    pub oom_kills: u64,
+    /// Times the whole container was OOM-killed as a group.
+    pub oom_group_kills: u64,
+}
+
+/// A container as the supervisor sees it (`GET /v1/containers`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub image: String,
+    /// `waiting` (for `after`/`requires`), `starting`, `running`,
+    /// `stopping`, `backoff` (restart pending), `exited`, `failed`,
+    /// `stopped`.
+    pub state: String,
+    pub pid: Option<i32>,
+    /// ms since this run started, while running.
+    pub uptime_ms: Option<u64>,
+    pub restarts: u32,
+    /// How the last run ended: `exited 3`, `killed by signal 9`, ...
+    pub last_exit: Option<String>,
+    /// Why the last start failed.
+    pub error: Option<String>,
+    /// ms until the pending restart.
+    pub restart_in_ms: Option<u64>,
+    /// `healthy`, `unhealthy`, `starting`, or none without a health check.
+    pub health: Option<String>,
+    pub network: String,
+    pub stats: ContainerStats,
+}
+
+/// `GET /v1/containers/NAME/logs?offset=N`: output after `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerLogs {
+    pub name: String,
+    /// The offset to ask for next.
+    pub next: u64,
+    /// The output, UTF-8 with invalid bytes replaced.
+    pub text: String,
+}

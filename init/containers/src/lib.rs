@@ -12,3 +12,4 @@ pub mod logs;
 pub mod mounts;
 pub mod policy;
 pub mod runtime;
+pub mod supervisor;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use keel_config::model::{Container, NetMode};
 use keel_sys::fs::MountFlags;
-use keel_sys::spawn::{self, ChildSpec, ConfineFn, Spawned};
+use keel_sys::spawn::{self, ChildSpec, Spawned};
 
 use crate::cgroup::{Cgroup, CgroupError};
 use crate::mounts::{self, PlanError};
@@ -83,6 +83,8 @@ pub enum RunError {
     User { user: String, why: String },
     #[error("{what} contains a NUL byte")]
     Nul { what: &'static str },
+    #[error("prepare the confinement: {0}")]
+    Confine(String),
     #[error(transparent)]
     Spawn(keel_sys::SysError),
 }
@@ -91,6 +93,14 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError 
     let path = path.to_path_buf();
     move |source| RunError::Io { op, path, source }
 }
+
+/// The child's last step before exec, prepared in the parent: it must be
+/// async-signal-safe and returns an errno on failure.
+pub type Confinement = Box<dyn Fn() -> Result<(), i32> + Send + Sync>;
+
+/// Prepares the confinement of a container whose process runs as
+/// `uid`/`gid` (user, capabilities, no_new_privs, seccomp).
+pub type Confiner = dyn Fn(&Container, u32, u32) -> Result<Confinement, String> + Send + Sync;
 
 /// One running instance of a container.
 #[derive(Debug)]
@@ -287,13 +297,14 @@ pub fn release_root(run: &Path) {
     }
 }
 
-/// Start a run of `c` from `img`. `confine` is the child's last step before
-/// exec (user, capabilities, no_new_privs, seccomp).
+/// Start a run of `c` from `img`. `confiner` prepares the child's last step
+/// before exec (user, capabilities, no_new_privs, seccomp); without one the
+/// process runs as root with keel's own privileges (tests only).
 pub fn start(
     dirs: &Dirs,
     c: &Container,
     img: &ImageRoot,
-    confine: Option<ConfineFn>,
+    confiner: Option<&Confiner>,
 ) -> Result<Run, RunError> {
     let rootfs = mount_root(dirs, c, img)?;
     let started = (|| {
@@ -312,6 +323,12 @@ pub fn start(
         if let Ok(host) = mounts::inside(&rootfs, &cwd) {
             let _ = std::fs::create_dir_all(host);
         }
+        let user = c.user.as_deref().or(img.user.as_deref());
+        let (uid, gid) = resolve_user(&rootfs, user)?;
+        let confinement = match confiner {
+            Some(f) => Some(f(c, uid, gid).map_err(RunError::Confine)?),
+            None => None,
+        };
         let cg = Cgroup::create(&dirs.cgroup, &c.name, &c.resources)?;
         let cg_dir = std::fs::File::open(&cg.path).map_err(io("open", &cg.path))?;
         let (out_r, out_w) = spawn::log_pipe().map_err(RunError::Spawn)?;
@@ -344,7 +361,7 @@ pub fn start(
             cgroup: cg_dir.as_raw_fd(),
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
-            confine,
+            confine: confinement.as_deref().map(|f| f as spawn::ConfineFn),
         };
         let Spawned { pid, pidfd } = spawn::spawn(&spec).map_err(RunError::Spawn)?;
         Ok(Run {

@@ -42,6 +42,23 @@ enum Cmd {
     /// Cloud-config: check a file offline, with the node's own validator.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// The containers: state, pid, uptime, restarts, memory.
+    Ps,
+    /// A container's output (the last 256 KiB the node keeps).
+    Logs {
+        name: String,
+        /// Keep printing new output until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Start a stopped container.
+    Start { name: String },
+    /// Stop a container: SIGTERM, its grace period, then every process killed.
+    Stop { name: String },
+    /// Stop, then start a container.
+    Restart { name: String },
+    /// Resource use of the containers (or of one).
+    Stats { name: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -238,6 +255,64 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Config(ConfigCmd::Validate { .. }) => {}
+        Cmd::Ps => {
+            let cs: Vec<keel_api::ContainerStatus> =
+                client.call_blocking(Method::GET, "/v1/containers")?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&cs)?);
+            } else {
+                print!("{}", table::containers(&cs));
+            }
+        }
+        Cmd::Stats { name } => {
+            let mut cs: Vec<keel_api::ContainerStatus> =
+                client.call_blocking(Method::GET, "/v1/containers")?;
+            if let Some(n) = &name {
+                cs.retain(|c| &c.name == n);
+                if cs.is_empty() {
+                    anyhow::bail!("no container named {n:?}");
+                }
+            }
+            if cli.json {
+                let stats: Vec<_> = cs.iter().map(|c| (&c.name, &c.stats)).collect();
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", table::stats(&cs));
+            }
+        }
+        Cmd::Logs { name, follow } => {
+            let mut offset = 0u64;
+            loop {
+                let path = format!("/v1/containers/{name}/logs?offset={offset}");
+                let l: keel_api::ContainerLogs = client.call_blocking(Method::GET, &path)?;
+                if cli.json {
+                    println!("{}", serde_json::to_string(&l)?);
+                } else {
+                    use std::io::Write;
+                    print!("{}", l.text);
+                    let _ = std::io::stdout().flush();
+                }
+                offset = l.next;
+                if !follow {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+        Cmd::Start { ref name } | Cmd::Stop { ref name } | Cmd::Restart { ref name } => {
+            let action = match cli.cmd {
+                Cmd::Start { .. } => "start",
+                Cmd::Stop { .. } => "stop",
+                _ => "restart",
+            };
+            let a: Accepted =
+                client.call_blocking(Method::POST, &format!("/v1/containers/{name}/{action}"))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&a)?);
+            } else {
+                println!("{}", a.message);
+            }
+        }
         Cmd::Reboot | Cmd::Poweroff => {
             let path = if matches!(cli.cmd, Cmd::Reboot) {
                 "/v1/reboot"

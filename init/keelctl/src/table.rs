@@ -188,6 +188,79 @@ pub fn network(n: &keel_api::NetworkStatus) -> String {
     o
 }
 
+fn ms_human(ms: u64) -> String {
+    match ms {
+        m if m < 1000 => format!("{m}ms"),
+        m if m < 60_000 => format!("{}s", m / 1000),
+        m if m < 3_600_000 => format!("{}m{}s", m / 60_000, m / 1000 % 60),
+        m => format!("{}h{}m", m / 3_600_000, m / 60_000 % 60),
+    }
+}
+
+/// `keelctl ps`.
+pub fn containers(cs: &[keel_api::ContainerStatus]) -> String {
+    let mut o = format!(
+        "{:<16} {:<10} {:>7} {:>8} {:>8} {:>9}  {:<24} {}\n",
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "IMAGE", "LAST"
+    );
+    for c in cs {
+        let state = match (c.state.as_str(), c.restart_in_ms) {
+            ("backoff", Some(ms)) => format!("backoff {}", ms_human(ms)),
+            (s, _) => s.to_string(),
+        };
+        let last = match (&c.error, &c.last_exit) {
+            (Some(e), _) => e.clone(),
+            (None, Some(x)) => x.clone(),
+            _ => String::new(),
+        };
+        o += &format!(
+            "{:<16} {:<10} {:>7} {:>8} {:>8} {:>9}  {:<24} {}\n",
+            c.name,
+            state,
+            c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            c.uptime_ms.map(ms_human).unwrap_or_else(|| "-".into()),
+            c.restarts,
+            if c.pid.is_some() {
+                mib(c.stats.memory_bytes / 1024)
+            } else {
+                "-".into()
+            },
+            c.image,
+            last
+        );
+    }
+    if cs.is_empty() {
+        o += "(no containers)\n";
+    }
+    o
+}
+
+/// `keelctl stats`.
+pub fn stats(cs: &[keel_api::ContainerStatus]) -> String {
+    let mut o = format!(
+        "{:<16} {:>10} {:>9} {:>9} {:>6} {:>6} {:>5}\n",
+        "NAME", "CPU", "MEMORY", "LIMIT", "PIDS", "MAX", "OOM"
+    );
+    for c in cs {
+        let s = &c.stats;
+        o += &format!(
+            "{:<16} {:>9.2}s {:>9} {:>9} {:>6} {:>6} {:>5}\n",
+            c.name,
+            s.cpu_usec as f64 / 1e6,
+            mib(s.memory_bytes / 1024),
+            s.memory_max
+                .map(|m| mib(m / 1024))
+                .unwrap_or_else(|| "max".into()),
+            s.pids,
+            s.pids_max
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "max".into()),
+            s.oom_kills
+        );
+    }
+    o
+}
+
 fn serde_json_state(s: &Status) -> String {
     serde_json::to_value(s.state)
         .ok()

@@ -1,0 +1,447 @@
+//! The supervisor: one task per container on keel's async runtime.
+//!
+//! Each task loops: wait until the container is wanted and its `after` /
+//! `requires` containers are running; start a run (on the blocking pool:
+//! `runtime::start` mounts, clones and waits for the exec); read its output
+//! into the log ring and file; wait for its exit (delivered by keel's
+//! reaper through [`Exits`]) or a command; on a stop, SIGTERM through the
+//! pidfd, the grace period, then `cgroup.kill`; release the run; ask
+//! `policy::after_run` whether and when to start again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keel_api::{ContainerLogs, ContainerStats, ContainerStatus};
+use keel_config::model::{Container, NetMode};
+use keel_sys::signal::ChildExit;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::logs::{LogFile, Ring, RING};
+use crate::policy::{self, Backoff, Ended, Next};
+use crate::runtime::{self, Dirs, ImageRoot};
+
+/// Exits of container processes, from keel's reaper to the supervisor.
+/// An exit may arrive before its waiter registers (a process that dies at
+/// once): it is kept until claimed, up to `UNCLAIMED` of them.
+#[derive(Default)]
+pub struct Exits {
+    inner: Mutex<(
+        HashMap<i32, oneshot::Sender<ChildExit>>,
+        Vec<(i32, ChildExit)>,
+    )>,
+}
+
+const UNCLAIMED: usize = 256;
+
+impl Exits {
+    /// Called by the reaper for every reaped child.
+    pub fn exited(&self, pid: i32, exit: ChildExit) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        match g.0.remove(&pid) {
+            Some(tx) => {
+                let _ = tx.send(exit);
+            }
+            None => {
+                if g.1.len() >= UNCLAIMED {
+                    g.1.remove(0);
+                }
+                g.1.push((pid, exit));
+            }
+        }
+    }
+
+    fn wait(&self, pid: i32) -> oneshot::Receiver<ChildExit> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut g) = self.inner.lock() {
+            if let Some(i) = g.1.iter().position(|(p, _)| *p == pid) {
+                let (_, e) = g.1.remove(i);
+                let _ = tx.send(e);
+            } else {
+                g.0.insert(pid, tx);
+            }
+        }
+        rx
+    }
+}
+
+/// Finds an image's root for a container.
+pub type Images = dyn Fn(&Container) -> Result<ImageRoot, String> + Send + Sync;
+
+pub use crate::runtime::{Confinement, Confiner};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Start,
+    Stop,
+    Restart,
+}
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    state: &'static str,
+    pid: Option<i32>,
+    started: Option<Instant>,
+    restarts: u32,
+    last_exit: Option<String>,
+    error: Option<String>,
+    restart_at: Option<Instant>,
+    cgroup: Option<crate::cgroup::Cgroup>,
+}
+
+struct Entry {
+    spec: Container,
+    state: Mutex<State>,
+    logs: Mutex<Ring>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    /// Wakes tasks waiting on this container's state (dependents).
+    changed: tokio::sync::watch::Sender<&'static str>,
+}
+
+impl Entry {
+    fn set(&self, f: impl FnOnce(&mut State)) {
+        if let Ok(mut s) = self.state.lock() {
+            f(&mut s);
+            let _ = self.changed.send(s.state);
+        }
+    }
+}
+
+/// Where logs and runs live, and the hooks the node provides.
+pub struct Settings {
+    pub dirs: Dirs,
+    pub logs: std::path::PathBuf,
+    pub images: Arc<Images>,
+    pub confiner: Option<Arc<Confiner>>,
+}
+
+pub struct Supervisor {
+    settings: Arc<Settings>,
+    entries: BTreeMap<String, Arc<Entry>>,
+    pub exits: Arc<Exits>,
+}
+
+fn describe(e: ChildExit) -> (String, Ended) {
+    match e {
+        ChildExit::Exited(c) => (format!("exited {c}"), Ended::Exited(c)),
+        ChildExit::Signaled(s) => (format!("killed by signal {s}"), Ended::Signaled(s)),
+    }
+}
+
+impl Supervisor {
+    /// Create the tasks for `containers` on the current tokio runtime; each
+    /// starts as soon as its dependencies allow.
+    pub fn start(settings: Settings, containers: Vec<Container>, exits: Arc<Exits>) -> Supervisor {
+        let settings = Arc::new(settings);
+        let mut entries = BTreeMap::new();
+        let mut rxs = Vec::new();
+        for c in containers {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let e = Arc::new(Entry {
+                spec: c.clone(),
+                state: Mutex::new(State {
+                    state: "waiting",
+                    ..Default::default()
+                }),
+                logs: Mutex::new(Ring::new(RING)),
+                cmd: tx,
+                changed: tokio::sync::watch::channel("waiting").0,
+            });
+            entries.insert(c.name.clone(), e.clone());
+            rxs.push((e, rx));
+        }
+        let sup = Supervisor {
+            settings,
+            entries,
+            exits,
+        };
+        for (e, rx) in rxs {
+            let deps: Vec<Arc<Entry>> = e
+                .spec
+                .after
+                .iter()
+                .chain(&e.spec.requires)
+                .filter_map(|d| sup.entries.get(d).cloned())
+                .collect();
+            tokio::spawn(run_loop(
+                e,
+                rx,
+                deps,
+                sup.settings.clone(),
+                sup.exits.clone(),
+            ));
+        }
+        sup
+    }
+
+    pub fn status(&self) -> Vec<ContainerStatus> {
+        self.entries.values().map(|e| status_of(e)).collect()
+    }
+
+    pub fn logs(&self, name: &str, offset: u64) -> Option<ContainerLogs> {
+        let e = self.entries.get(name)?;
+        let (bytes, next) = e.logs.lock().ok()?.since(offset);
+        Some(ContainerLogs {
+            name: name.to_string(),
+            next,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    pub fn action(&self, name: &str, action: &str) -> Result<(), Option<String>> {
+        let e = self.entries.get(name).ok_or(None)?;
+        let cmd = match action {
+            "start" => Cmd::Start,
+            "stop" => Cmd::Stop,
+            "restart" => Cmd::Restart,
+            a => return Err(Some(format!("unknown action {a:?}"))),
+        };
+        e.cmd
+            .send(cmd)
+            .map_err(|_| Some("the container's supervisor task has ended".to_string()))
+    }
+
+    /// Stop every container (at shutdown): in reverse start order, each
+    /// with its grace period; returns when all runs are gone or `limit`
+    /// has passed.
+    pub async fn stop_all(&self, limit: Duration) {
+        for e in self.entries.values() {
+            let _ = e.cmd.send(Cmd::Stop);
+        }
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let busy = self.entries.values().any(|e| {
+                e.state
+                    .lock()
+                    .map(|s| s.pid.is_some() || s.state == "starting")
+                    .unwrap_or(false)
+            });
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn status_of(e: &Entry) -> ContainerStatus {
+    let s = e.state.lock().map(|s| s.clone()).unwrap_or_default();
+    let stats = s
+        .cgroup
+        .as_ref()
+        .map(|cg| {
+            let st = cg.stats();
+            ContainerStats {
+                cpu_usec: st.cpu_usec,
+                memory_bytes: st.memory_bytes,
+                memory_max: st.memory_max,
+                pids: st.pids,
+                pids_max: st.pids_max,
+                oom_kills: st.oom_kills,
+                oom_group_kills: st.oom_group_kills,
+            }
+        })
+        .unwrap_or_default();
+    ContainerStatus {
+        name: e.spec.name.clone(),
+        image: e.spec.image.clone(),
+        state: s.state.to_string(),
+        pid: s.pid,
+        uptime_ms: s
+            .started
+            .filter(|_| s.pid.is_some())
+            .map(|t| t.elapsed().as_millis() as u64),
+        restarts: s.restarts,
+        last_exit: s.last_exit,
+        error: s.error,
+        restart_in_ms: s
+            .restart_at
+            .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
+        health: None,
+        network: match e.spec.network {
+            NetMode::Host => "host",
+            NetMode::None => "none",
+            NetMode::Bridge => "bridge",
+        }
+        .into(),
+        stats,
+    }
+}
+
+/// Wait until every dependency is running.
+async fn deps_running(deps: &[Arc<Entry>]) {
+    for d in deps {
+        let mut rx = d.changed.subscribe();
+        loop {
+            if *rx.borrow_and_update() == "running" {
+                break;
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+async fn pump(e: Arc<Entry>, fd: std::os::fd::OwnedFd, file: Arc<Mutex<LogFile>>) {
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if let Ok(mut r) = e.logs.lock() {
+                    r.push(&buf[..n]);
+                }
+                if let Ok(mut f) = file.lock() {
+                    f.write(&buf[..n]);
+                }
+            }
+        }
+    }
+}
+
+async fn run_loop(
+    e: Arc<Entry>,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    deps: Vec<Arc<Entry>>,
+    settings: Arc<Settings>,
+    exits: Arc<Exits>,
+) {
+    let name = e.spec.name.clone();
+    let file = Arc::new(Mutex::new(LogFile::open(&settings.logs, &name)));
+    let mut backoff = Backoff::default();
+    let mut wanted = true;
+    loop {
+        if !wanted {
+            match cmds.recv().await {
+                Some(Cmd::Start | Cmd::Restart) => wanted = true,
+                Some(Cmd::Stop) => continue,
+                None => return,
+            }
+        }
+        e.set(|s| {
+            s.state = "waiting";
+            s.restart_at = None;
+        });
+        deps_running(&deps).await;
+        e.set(|s| s.state = "starting");
+        let (spec, st) = (e.spec.clone(), settings.clone());
+        let started = tokio::task::spawn_blocking(move || {
+            let img = (st.images)(&spec)?;
+            runtime::start(&st.dirs, &spec, &img, st.confiner.as_deref()).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|j| Err(format!("the start task failed: {j}")));
+        let t0 = Instant::now();
+        let (ended, stopped_by_cmd) = match started {
+            Err(err) => {
+                keel_boot::warn!("container {name}: start failed: {err}");
+                e.set(|s| {
+                    s.state = "failed";
+                    s.error = Some(err);
+                    s.pid = None;
+                });
+                (Ended::StartFailed, None)
+            }
+            Ok(run) => {
+                let exit_rx = exits.wait(run.pid);
+                keel_boot::info!("container {name}: started, pid {}", run.pid);
+                e.set(|s| {
+                    s.state = "running";
+                    s.pid = Some(run.pid);
+                    s.started = Some(Instant::now());
+                    s.error = None;
+                    s.cgroup = Some(run.cgroup.clone());
+                });
+                tokio::spawn(pump(e.clone(), run.stdout, file.clone()));
+                tokio::spawn(pump(e.clone(), run.stderr, file.clone()));
+                let mut exit_rx = exit_rx;
+                let mut by_cmd = None;
+                let exit = loop {
+                    tokio::select! {
+                        x = &mut exit_rx => break x.ok(),
+                        c = cmds.recv() => match c {
+                            Some(Cmd::Start) => continue,
+                            Some(c) => {
+                                by_cmd = Some(c);
+                                e.set(|s| s.state = "stopping");
+                                let _ = keel_sys::spawn::pidfd_signal(&run.pidfd, libc::SIGTERM);
+                                let grace = Duration::from_millis(e.spec.stop_grace_ms.max(1));
+                                match tokio::time::timeout(grace, &mut exit_rx).await {
+                                    Ok(x) => break x.ok(),
+                                    Err(_) => {
+                                        let _ = run.cgroup.kill();
+                                        break (&mut exit_rx).await.ok();
+                                    }
+                                }
+                            }
+                            None => {
+                                let _ = run.cgroup.kill();
+                                break (&mut exit_rx).await.ok();
+                            }
+                        }
+                    }
+                };
+                let (text, ended) = match exit {
+                    Some(x) => describe(x),
+                    None => ("gone".to_string(), Ended::Signaled(9)),
+                };
+                keel_boot::info!("container {name}: {text}");
+                let (dirs, cg, n) = (settings.dirs.clone(), run.cgroup.clone(), name.clone());
+                let _ =
+                    tokio::task::spawn_blocking(move || runtime::stop_run(&dirs, &n, &cg)).await;
+                e.set(|s| {
+                    s.pid = None;
+                    s.last_exit = Some(text);
+                });
+                (ended, by_cmd)
+            }
+        };
+        let up = t0.elapsed().as_millis() as u64;
+        match stopped_by_cmd {
+            Some(Cmd::Stop) => {
+                e.set(|s| s.state = "stopped");
+                wanted = false;
+                continue;
+            }
+            Some(Cmd::Restart) => {
+                e.set(|s| s.restarts += 1);
+                continue;
+            }
+            _ => {}
+        }
+        match policy::after_run(&e.spec, &mut backoff, ended, up) {
+            Next::Stay => {
+                e.set(|s| {
+                    if s.state != "failed" {
+                        s.state = "exited";
+                    }
+                });
+                wanted = false;
+            }
+            Next::RestartAfter(ms) => {
+                e.set(|s| {
+                    s.state = "backoff";
+                    s.restart_at = Some(Instant::now() + Duration::from_millis(ms));
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {
+                        e.set(|s| s.restarts += 1);
+                    }
+                    c = cmds.recv() => match c {
+                        Some(Cmd::Stop) => {
+                            e.set(|s| { s.state = "stopped"; s.restart_at = None; });
+                            wanted = false;
+                        }
+                        Some(_) => e.set(|s| s.restarts += 1),
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+}
