@@ -79,4 +79,13 @@ pub enum SysError {
         target: String,
         source: nix::Error,
     },
+    #[error("confine child: {step} failed: {source}")]
+    Confine {
+        step: crate::confine::Step,
+        source: nix::Error,
+    },
+    #[error("capability mask {caps:#x} has bits above the last capability")]
+    CapabilityMask { caps: u64 },
+    #[error("seccomp filter of {len} instructions: the kernel takes 1 to {max}")]
+    SeccompFilterLength { len: usize, max: usize },
 }
