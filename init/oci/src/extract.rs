@@ -508,10 +508,9 @@ impl Extractor<'_> {
         if rel.last().is_some_and(|b| b == OPAQUE) {
             return match self.mode {
                 Whiteouts::Apply => {
-                    if self.parents(dir, false)? {
-                        self.clear_lower(&join(self.dest, dir))?;
-                    }
-                    Ok(())
+                    // The marker says its directory exists in this layer.
+                    self.parents(dir, true)?;
+                    self.clear_lower(&join(self.dest, dir))
                 }
                 Whiteouts::Overlay => {
                     self.parents(dir, true)?;

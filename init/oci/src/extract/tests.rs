@@ -1,4 +1,4 @@
-use std::fs;
+use std::fs::{self, File};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -441,4 +441,63 @@ fn a_symlink_replacing_a_directory_is_not_chmodded_through() {
         .unwrap()
         .file_type()
         .is_symlink());
+}
+
+/// GNU tar as an independent writer: GNU long names and PAX records, hard
+/// links and symlinks as another tool encodes them unpack to the same tree.
+#[test]
+fn archives_from_gnu_tar_unpack_to_the_same_tree() {
+    use std::process::Command;
+    if Command::new("tar").arg("--version").output().is_err() {
+        eprintln!("skipped: GNU tar not installed");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let long = format!("{}/{}", "d".repeat(120), "f".repeat(120));
+    fs::create_dir_all(src.join(&long).parent().unwrap()).unwrap();
+    fs::write(src.join(&long), b"long").unwrap();
+    fs::create_dir(src.join("bin")).unwrap();
+    fs::write(src.join("bin/busybox"), b"bb").unwrap();
+    fs::hard_link(src.join("bin/busybox"), src.join("bin/ls")).unwrap();
+    std::os::unix::fs::symlink("busybox", src.join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink(format!("../{long}"), src.join("bin/deep")).unwrap();
+    for format in ["gnu", "pax"] {
+        let archive = t.path().join(format!("{format}.tar"));
+        let o = Command::new("tar")
+            .args([
+                "--sort=name",
+                "--numeric-owner",
+                &format!("--format={format}"),
+                "-cf",
+            ])
+            .arg(&archive)
+            .arg("-C")
+            .arg(&src)
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let dest = t.path().join(format!("out-{format}"));
+        extract_layer(
+            File::open(&archive).unwrap(),
+            OCI_LAYER_TAR,
+            &dest,
+            format,
+            Whiteouts::Apply,
+            &Limits::default(),
+        )
+        .unwrap();
+        let rel = |root: &Path| -> Vec<String> {
+            snapshot(root, Path::new("/nonexistent"))
+                .into_iter()
+                .map(|(p, v)| format!("{} {v}", p.strip_prefix(root).unwrap().display()))
+                .collect()
+        };
+        assert_eq!(rel(&src), rel(&dest), "{format}");
+        assert_eq!(
+            fs::metadata(dest.join("bin/ls")).unwrap().ino(),
+            fs::metadata(dest.join("bin/busybox")).unwrap().ino()
+        );
+    }
 }
