@@ -237,18 +237,14 @@ fn owner(id: u64) -> Result<u32, Refusal> {
     u32::try_from(id).map_err(|_| Refusal::Owner(id))
 }
 
+/// The errors that mean "not allowed to set this owner": unprivileged
+/// (EPERM), or an id not mapped in this user namespace (EINVAL).
 fn is_denied(e: &io::Error) -> bool {
+    use nix::errno::Errno;
     matches!(
-        e.raw_os_error(),
-        Some(libc_errno::EPERM | libc_errno::EINVAL)
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EPERM | Errno::EINVAL)
     )
-}
-
-/// The two errno values chown failures are forgiven for, without a libc
-/// dependency.
-mod libc_errno {
-    pub const EPERM: i32 = nix::errno::Errno::EPERM as i32;
-    pub const EINVAL: i32 = nix::errno::Errno::EINVAL as i32;
 }
 
 fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
