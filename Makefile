@@ -40,13 +40,15 @@ PUBKEY  := $(KEYS)/keel-dev.pub
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 KIMG    := $(REL)/keel-image
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+BUSYBOX ?= /bin/busybox
 
 keys: binaries
 	$(KIMG) keygen --dir $(KEYS)
 
 VARS := --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel --var HELPER_BIN=$(REL)/test-helper \
 	--var FLOOR_BIN=$(REL)/floor-init --var WORK_FLOOR_BIN=$(REL)/work-floor \
-	--var PUBKEY=$(PUBKEY) --var BUILD_ID_FILE=$(BUILD)/build-id --var CA_BUNDLE=$(CA_BUNDLE)
+	--var PUBKEY=$(PUBKEY) --var BUILD_ID_FILE=$(BUILD)/build-id --var CA_BUNDLE=$(CA_BUNDLE) \
+	--var BUSYBOX=$(BUSYBOX)
 IMAGE := $(KIMG) initramfs $(VARS)
 SLOT  = $(KIMG) slot --key $(KEY) --version $(VERSION) --build-id $$(cat $(BUILD)/build-id)
 
@@ -64,6 +66,8 @@ images: kernel binaries keys
 	$(IMAGE) --spec initramfs/floor.list --out $(BUILD)/initramfs-floor.cpio.zst
 	$(IMAGE) --spec initramfs/work-floor.list --var ROOT_SLOT=$(BUILD)/root.slot \
 		--out $(BUILD)/initramfs-workfloor.cpio.zst
+	$(KIMG) oci $(VARS) --spec initramfs/busybox-oci.list --name busybox:latest \
+		--entrypoint /bin/sh --env PATH=/bin --workdir / --out $(BUILD)/busybox-oci
 
 # The UEFI cloud disk: the kernel with the disk initramfs and command line
 # built in on the ESP, the same OS in slots A and B, and STATE. The network

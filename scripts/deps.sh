@@ -17,6 +17,8 @@ pkgs=(
   gdisk             # sgdisk --verify: the oracle for keel's GPT
   genisoimage       # config-drive ISOs in the cloud-config tests
   ca-certificates   # the CA bundle in the root image
+  busybox-static    # /bin/busybox: the busybox container image (busybox-oci.list)
+  skopeo            # an independent reader of the OCI layouts keel-image writes
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -4,6 +4,7 @@
 //! - [`rootfs`]: the EROFS root image.
 //! - [`slot`]: a signed slot (root, dm-verity tree, kernel, initramfs, manifest).
 //! - [`disk`]: the GPT disk image (ESP, KEEL-A, KEEL-B, STATE).
+//! - [`oci`]: container images as OCI layouts (one reproducible layer).
 //!
 //! The initramfs:
 //! 1. Read one or more spec files in the kernel's `gen_init_cpio` syntax
@@ -16,6 +17,7 @@
 
 pub mod cpio;
 pub mod disk;
+pub mod oci;
 pub mod rootfs;
 pub mod slot;
 pub mod spec;

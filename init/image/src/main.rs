@@ -61,6 +61,34 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Build a reproducible OCI image layout (one tar+gzip layer) from spec files.
+    Oci {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Reference name in index.json (org.opencontainers.image.ref.name), e.g. busybox:latest.
+        #[arg(long)]
+        name: String,
+        /// Entrypoint, one argument per flag.
+        #[arg(long, allow_hyphen_values = true)]
+        entrypoint: Vec<String>,
+        /// Cmd (arguments to the entrypoint), one argument per flag.
+        #[arg(long, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+        /// KEY=VALUE for the container's environment.
+        #[arg(long)]
+        env: Vec<String>,
+        #[arg(long)]
+        workdir: Option<String>,
+        /// User (name or uid[:gid]) the container runs as.
+        #[arg(long)]
+        user: Option<String>,
+        /// Exposed port, e.g. 80/tcp.
+        #[arg(long = "port")]
+        ports: Vec<String>,
+        /// Output directory (replaced if it holds a layout).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Create a development ed25519 key pair (DIR/keel-dev.key, DIR/keel-dev.pub) unless it exists.
     Keygen {
         #[arg(long)]
@@ -225,6 +253,43 @@ fn main() -> Result<()> {
             let size = std::fs::metadata(&out)?.len();
             eprintln!(
                 "keel-image: {} (EROFS, {} entries, {size} bytes)",
+                out.display(),
+                entries.len()
+            );
+        }
+        Cmd::Oci {
+            spec,
+            name,
+            entrypoint,
+            cmd,
+            env,
+            workdir,
+            user,
+            ports,
+            out,
+        } => {
+            if let Some(e) = env.iter().find(|e| !e.contains('=')) {
+                bail!("--env {e:?}: expected KEY=VALUE");
+            }
+            let entries = load_spec(&spec)?;
+            let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+            let image = keel_oci::ImageSpec {
+                name: Some(name.clone()),
+                platform: keel_oci::Platform::linux_amd64(),
+                config: keel_oci::ContainerConfig {
+                    entrypoint: some(entrypoint),
+                    cmd: some(cmd),
+                    env: some(env),
+                    working_dir: workdir,
+                    user,
+                    exposed_ports: some(ports)
+                        .map(|p| p.into_iter().map(|p| (p, serde_json::json!({}))).collect()),
+                    ..Default::default()
+                },
+            };
+            let digest = keel_image::oci::build(&entries, epoch()?, &image, &out)?;
+            eprintln!(
+                "keel-image: {} ({name}, {} entries, manifest {digest})",
                 out.display(),
                 entries.len()
             );
