@@ -48,12 +48,14 @@ keys: binaries
 VARS := --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel --var HELPER_BIN=$(REL)/test-helper \
 	--var FLOOR_BIN=$(REL)/floor-init --var WORK_FLOOR_BIN=$(REL)/work-floor \
 	--var PUBKEY=$(PUBKEY) --var BUILD_ID_FILE=$(BUILD)/build-id --var CA_BUNDLE=$(CA_BUNDLE) \
-	--var BUSYBOX=$(BUSYBOX)
+	--var BUSYBOX=$(BUSYBOX) --var BUSYBOX_OCI=$(BUILD)/busybox-oci
 IMAGE := $(KIMG) initramfs $(VARS)
 SLOT  = $(KIMG) slot --key $(KEY) --version $(VERSION) --build-id $$(cat $(BUILD)/build-id)
 
 images: kernel binaries keys
 	$(KIMG) build-id --file $(BUILD)/kernel/bzImage --file $(REL)/keel --file $(PUBKEY) > $(BUILD)/build-id
+	$(KIMG) oci $(VARS) --spec initramfs/busybox-oci.list --name busybox:latest \
+		--entrypoint /bin/sh --env PATH=/bin --workdir / --out $(BUILD)/busybox-oci
 	$(KIMG) rootfs $(VARS) --spec initramfs/root.list --out $(BUILD)/root.erofs
 	$(KIMG) rootfs $(VARS) --spec initramfs/root.list --spec initramfs/root-test.list --out $(BUILD)/root-test.erofs
 	$(SLOT) --root $(BUILD)/root.erofs --out $(BUILD)/root.slot
@@ -66,8 +68,6 @@ images: kernel binaries keys
 	$(IMAGE) --spec initramfs/floor.list --out $(BUILD)/initramfs-floor.cpio.zst
 	$(IMAGE) --spec initramfs/work-floor.list --var ROOT_SLOT=$(BUILD)/root.slot \
 		--out $(BUILD)/initramfs-workfloor.cpio.zst
-	$(KIMG) oci $(VARS) --spec initramfs/busybox-oci.list --name busybox:latest \
-		--entrypoint /bin/sh --env PATH=/bin --workdir / --out $(BUILD)/busybox-oci
 
 # The UEFI cloud disk: the kernel with the disk initramfs and command line
 # built in on the ESP, the same OS in slots A and B, and STATE. The network

@@ -27,11 +27,14 @@ use crate::runtime::{self, Dirs, ImageRoot};
 /// once): it is kept until claimed, up to `UNCLAIMED` of them.
 #[derive(Default)]
 pub struct Exits {
-    inner: Mutex<(
-        HashMap<i32, oneshot::Sender<ChildExit>>,
-        Vec<(i32, ChildExit)>,
-    )>,
+    inner: Mutex<ExitBook>,
 }
+
+/// Waiters by pid, and exits nobody waits for yet.
+type ExitBook = (
+    HashMap<i32, oneshot::Sender<ChildExit>>,
+    Vec<(i32, ChildExit)>,
+);
 
 const UNCLAIMED: usize = 256;
 

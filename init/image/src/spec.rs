@@ -8,6 +8,10 @@
 //! ```
 //! `#` starts a comment. Paths are absolute; `${NAME}` in a source is taken
 //! from the variables given on the command line.
+//!
+//! keel adds one line type: `tree DEST SRC UID GID` takes the directory
+//! SRC whole (an OCI layout, say) as DEST: directories 0755, files 0644,
+//! symbolic links as they are, in sorted order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -165,6 +169,57 @@ fn parse_line(words: &[&str], vars: &HashMap<String, String>) -> Result<Entry, S
     })
 }
 
+/// `tree DEST SRC UID GID`: DEST and everything under SRC.
+fn tree(words: &[&str], vars: &HashMap<String, String>) -> Result<Vec<Entry>, String> {
+    if words.len() != 5 {
+        return Err(format!("tree takes 4 fields, found {}", words.len() - 1));
+    }
+    let dest = parse_line(&["dir", words[1], "0755", words[3], words[4]], vars)?;
+    let src = PathBuf::from(expand(words[2], vars)?);
+    let mut out = vec![dest.clone()];
+    fn walk(
+        dir: &std::path::Path,
+        name: &str,
+        base: &Entry,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), String> {
+        let mut items: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("read directory {}: {e}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .collect();
+        items.sort_by_key(|e| e.file_name());
+        for it in items {
+            let child = format!("{name}/{}", it.file_name().to_string_lossy());
+            let path = it.path();
+            let meta = std::fs::symlink_metadata(&path)
+                .map_err(|e| format!("stat {}: {e}", path.display()))?;
+            let (mode, kind) = if meta.file_type().is_symlink() {
+                let to = std::fs::read_link(&path)
+                    .map_err(|e| format!("read link {}: {e}", path.display()))?;
+                (0o777, Kind::Symlink(to.to_string_lossy().into_owned()))
+            } else if meta.is_dir() {
+                (0o755, Kind::Dir)
+            } else if meta.is_file() {
+                (0o644, Kind::File(path.clone()))
+            } else {
+                return Err(format!("{}: not a file, directory or link", path.display()));
+            };
+            out.push(Entry {
+                name: child.clone(),
+                mode,
+                kind: kind.clone(),
+                ..base.clone()
+            });
+            if kind == Kind::Dir {
+                walk(&path, &child, base, out)?;
+            }
+        }
+        Ok(())
+    }
+    walk(&src, &dest.name, &dest, &mut out)?;
+    Ok(out)
+}
+
 impl Spec {
     /// Add the entries of one spec file's text; `file` names it in errors.
     pub fn add(
@@ -179,21 +234,28 @@ impl Spec {
                 continue;
             }
             let words: Vec<&str> = line.split_whitespace().collect();
-            let entry = parse_line(&words, vars).map_err(|message| SpecError::Line {
+            let line_err = |message| SpecError::Line {
                 file: file.to_string(),
                 line: i + 1,
                 message,
-            })?;
+            };
+            let entries = if words[0] == "tree" {
+                tree(&words, vars).map_err(line_err)?
+            } else {
+                vec![parse_line(&words, vars).map_err(line_err)?]
+            };
             let at = format!("{file}:{}", i + 1);
-            if let Some((_, first)) = self.entries.get(&entry.name) {
-                return Err(SpecError::Duplicate {
-                    file: file.to_string(),
-                    line: i + 1,
-                    name: format!("/{}", entry.name),
-                    first: first.clone(),
-                });
+            for entry in entries {
+                if let Some((_, first)) = self.entries.get(&entry.name) {
+                    return Err(SpecError::Duplicate {
+                        file: file.to_string(),
+                        line: i + 1,
+                        name: format!("/{}", entry.name),
+                        first: first.clone(),
+                    });
+                }
+                self.entries.insert(entry.name.clone(), (entry, at.clone()));
             }
-            self.entries.insert(entry.name.clone(), (entry, at));
         }
         Ok(())
     }
@@ -229,6 +291,44 @@ mod tests {
 
     fn vars() -> HashMap<String, String> {
         HashMap::from([("BIN".to_string(), "/build/keel".to_string())])
+    }
+
+    #[test]
+    fn tree_takes_a_directory_whole_and_sorted() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("blobs/sha256")).unwrap();
+        std::fs::write(t.path().join("blobs/sha256/ab"), "x").unwrap();
+        std::fs::write(t.path().join("index.json"), "{}").unwrap();
+        std::os::unix::fs::symlink("index.json", t.path().join("link")).unwrap();
+        let v = HashMap::from([("T".to_string(), t.path().display().to_string())]);
+        let mut s = Spec::default();
+        s.add("a.list", "tree /usr/lib/img ${T} 0 0\n", &v).unwrap();
+        let got: Vec<(String, u32)> = s
+            .entries()
+            .iter()
+            .map(|e| (e.name.clone(), e.mode))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("usr".to_string(), 0o755),
+                ("usr/lib".into(), 0o755),
+                ("usr/lib/img".into(), 0o755),
+                ("usr/lib/img/blobs".into(), 0o755),
+                ("usr/lib/img/blobs/sha256".into(), 0o755),
+                ("usr/lib/img/blobs/sha256/ab".into(), 0o644),
+                ("usr/lib/img/index.json".into(), 0o644),
+                ("usr/lib/img/link".into(), 0o777),
+            ]
+        );
+        let e = s
+            .add("b.list", "tree /x /nonexistent 0 0\n", &v)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("b.list:1: read directory /nonexistent"),
+            "{e}"
+        );
     }
 
     #[test]

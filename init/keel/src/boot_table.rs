@@ -60,6 +60,8 @@ pub struct Ctx {
     pub config_networks: Vec<keel_config::model::Network>,
     /// What the API will say about the config.
     pub config_status: keel_api::ConfigStatus,
+    /// The config's containers, for StartContainers.
+    pub config_containers: Vec<keel_config::model::Container>,
 }
 
 impl Ctx {
@@ -78,6 +80,7 @@ impl Ctx {
             config_meta_hostname: None,
             config_networks: Vec::new(),
             config_status: Default::default(),
+            config_containers: Vec::new(),
         }
     }
 
@@ -156,6 +159,7 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
             req("StartRuntime", start_runtime),
             req("StartSignals", start_signals),
             req("StartApi", start_api),
+            opt("StartContainers", crate::containers::start_containers),
         ],
     },
 ];

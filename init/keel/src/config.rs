@@ -311,14 +311,15 @@ pub fn apply_text(
     apply_text_networks(text, meta_hostname, dry_run, keep).0
 }
 
-/// `apply_text`, also returning the translated `.network` units of an
-/// accepted config (the boot's ConfigureNetwork applies them).
+/// `apply_text`, also returning the accepted config (the boot's
+/// ConfigureNetwork applies its `.network` units, StartContainers runs its
+/// containers).
 pub fn apply_text_networks(
     text: &str,
     meta_hostname: Option<String>,
     dry_run: bool,
     keep: bool,
-) -> (ConfigApplied, Vec<keel_config::model::Network>) {
+) -> (ConfigApplied, Option<keel_config::model::CloudConfig>) {
     let t = std::time::Instant::now();
     let mut out = ConfigApplied {
         dry_run,
@@ -343,18 +344,18 @@ pub fn apply_text_networks(
         }
     }
     if !r.accepted() {
-        return (out, Vec::new());
+        return (out, None);
     }
     let plan = match keel_config::plan::plan(&r.config) {
         Ok(p) => p,
         Err(e) => {
             out.errors.push(e.to_string());
-            return (out, Vec::new());
+            return (out, None);
         }
     };
     let checked = t.elapsed();
     out.checked_ms = checked.as_secs_f64() * 1e3;
-    let mut networks = Vec::new();
+    let mut accepted = None;
     let t = std::time::Instant::now();
     // A tmpfs (/etc) needs no fsync; STATE does.
     let durable = |dir: &Path| {
@@ -373,7 +374,7 @@ pub fn apply_text_networks(
                 if let Some(h) = &plan.hostname {
                     if let Err(e) = keel_sys::proc::set_hostname(h) {
                         out.errors.push(format!("set the host name: {e}"));
-                        return (out, Vec::new());
+                        return (out, None);
                     }
                 }
                 info!(
@@ -393,14 +394,14 @@ pub fn apply_text_networks(
                 }
             }
             out.accepted = true;
-            networks = r.config.networks.clone();
+            accepted = Some(r.config);
             out.changed = done.files_changed;
             out.created = done.dirs_created;
             out.unchanged = done.files_unchanged;
         }
         Err(e) => out.errors.push(format!("apply: {e} (nothing was changed)")),
     }
-    (out, networks)
+    (out, accepted)
 }
 
 pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
@@ -423,9 +424,12 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         .source
         .as_deref()
         .is_some_and(|s| s.starts_with("state "));
-    let (done, networks) =
+    let (done, config) =
         apply_text_networks(&text, ctx.config_meta_hostname.take(), false, !from_state);
-    ctx.config_networks = networks;
+    if let Some(c) = config {
+        ctx.config_networks = c.networks;
+        ctx.config_containers = c.containers;
+    }
     st.errors = done.errors;
     st.items = done.items;
     st.changed = done.changed;

@@ -9,6 +9,8 @@
 
 mod boot_table;
 mod config;
+mod confine;
+mod containers;
 mod dhcp;
 mod net;
 mod node;

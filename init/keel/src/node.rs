@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use keel_api::{ConfigStatus, Memory, Node, NodeState, Processes, RootStatus, Status};
 use keel_boot::{procfs, Timeline};
@@ -20,6 +20,9 @@ pub struct NodeShared {
     config: Mutex<ConfigStatus>,
     net_source: Mutex<String>,
     pub dhcp: crate::dhcp::Shared,
+    /// Exits of container processes, from the reaper to the supervisor.
+    pub exits: Arc<keel_containers::supervisor::Exits>,
+    pub containers: OnceLock<keel_containers::supervisor::Supervisor>,
 }
 
 impl NodeShared {
@@ -34,6 +37,8 @@ impl NodeShared {
             config: Mutex::new(ConfigStatus::default()),
             net_source: Mutex::new("none".into()),
             dhcp: Default::default(),
+            exits: Default::default(),
+            containers: OnceLock::new(),
         }
     }
 
@@ -199,6 +204,24 @@ impl Node for NodeShared {
             })
         });
         out
+    }
+
+    fn containers(&self) -> Vec<keel_api::ContainerStatus> {
+        self.containers
+            .get()
+            .map(|s| s.status())
+            .unwrap_or_default()
+    }
+
+    fn container_logs(&self, name: &str, offset: u64) -> Option<keel_api::ContainerLogs> {
+        self.containers.get()?.logs(name, offset)
+    }
+
+    fn container_action(&self, name: &str, action: &str) -> Result<(), Option<String>> {
+        match self.containers.get() {
+            Some(s) => s.action(name, action),
+            None => Err(None),
+        }
     }
 
     fn request_power(&self, poweroff: bool) -> Result<(), String> {

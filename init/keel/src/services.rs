@@ -50,7 +50,7 @@ pub struct Services {
 fn on_signal(sig: Signal, node: &NodeShared) {
     match sig {
         Signal::SIGCHLD => {
-            let n = signal::reap_all(|_, _| {});
+            let n = signal::reap_all(|pid, exit| node.exits.exited(pid, exit));
             node.add_reaped(n as u64);
         }
         Signal::SIGTERM | Signal::SIGINT => {
@@ -147,6 +147,16 @@ impl Services {
         });
         info!("api: listening on tcp port {port} and {}", socket.display());
         Ok(())
+    }
+
+    /// Enter the runtime, to spawn tasks on it from the boot thread.
+    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.rt.enter()
+    }
+
+    /// Run a future to completion on the runtime (the boot thread only).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
     }
 
     /// Block until a shutdown is requested; return what was asked for.

@@ -18,8 +18,16 @@ use crate::boot_table::Ctx;
 /// How long processes get between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
 
+/// How long stopping the containers may take in all.
+pub const CONTAINERS_LIMIT: Duration = Duration::from_secs(30);
+
 pub fn run(ctx: &mut Ctx, action: PowerAction) -> ! {
     info!("shutdown: {} requested", action.as_str());
+    if let (Some(s), Some(sup)) = (&ctx.services, ctx.node.containers.get()) {
+        // Each container gets its own grace period (SIGTERM, then
+        // cgroup.kill); this bounds the whole.
+        s.block_on(sup.stop_all(CONTAINERS_LIMIT));
+    }
     if let Some(s) = ctx.services.take() {
         s.stop();
     }

@@ -293,10 +293,9 @@ fn child(
     devnull: &CStr,
     err_fd: RawFd,
 ) -> (Step, i32) {
-    // SAFETY (for every block below): raw system calls with pointers into
-    // NUL-terminated strings and arrays the parent built before the clone
-    // and that live in this process's copy of its memory; nothing here
-    // allocates or takes a lock.
+    // SAFETY: raw system calls with pointers into NUL-terminated strings
+    // and arrays the parent built before the clone and that live in this
+    // process's copy of its memory; nothing here allocates or takes a lock.
     unsafe {
         if libc::mount(
             std::ptr::null(),
