@@ -20,6 +20,7 @@
 //! same code.
 
 pub mod apply;
+pub mod containers;
 pub mod model;
 pub mod plan;
 pub mod schema;
