@@ -21,6 +21,7 @@
 
 pub mod apply;
 pub mod containers;
+pub mod docker;
 pub mod model;
 pub mod plan;
 pub mod schema;

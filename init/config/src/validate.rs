@@ -19,10 +19,10 @@ use std::rc::Rc;
 
 use base64::Engine;
 
-use crate::containers;
 use crate::model::{CloudConfig, Locksmith, Network, Route, Update, User, WriteFile};
 use crate::schema;
 use crate::yaml::{self, Node, Style, Value};
+use crate::{containers, docker};
 
 /// Largest decoded `write_files` content.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -1058,8 +1058,49 @@ fn units(v: &mut V, n: &Node) {
             }
             continue;
         }
+        if let (Some(c), false) = (content.as_deref(), mask || !name.ends_with(".service")) {
+            if let Some(t) = docker::from_unit(&name, c) {
+                docker_unit(v, &path, u, content_node.as_deref(), t);
+                continue;
+            }
+        }
         let (verdict, note) = unit_verdict(&name, content.as_deref(), mask, command.as_deref());
         v.item(&path, u, verdict, note);
+    }
+}
+
+/// A `docker run` unit's verdict: translated to a container, or refused
+/// (the item's line is the line of the content the refusal is about).
+fn docker_unit(
+    v: &mut V,
+    path: &str,
+    u: &Node,
+    content: Option<&Node>,
+    t: Result<docker::Translation, (usize, String)>,
+) {
+    match t {
+        Ok(t) => {
+            let c = t.container;
+            let mut note = format!("container {} ({}) from docker run", c.name, c.image);
+            for n in &t.notes {
+                note.push_str("; ");
+                note.push_str(n);
+            }
+            v.item(path, u, Verdict::Translated, note);
+            v.origins.push(containers::Origin {
+                path: path.to_string(),
+                mark: u.mark,
+                name: c.name.clone(),
+                deps: Vec::new(),
+            });
+            v.report.config.containers.push(c);
+        }
+        Err((off, note)) => v.report.items.push(Item {
+            path: path.to_string(),
+            line: content.map(|c| c.mark.line + off).unwrap_or(u.mark.line),
+            verdict: Verdict::Refused,
+            note,
+        }),
     }
 }
 
