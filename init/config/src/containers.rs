@@ -10,7 +10,7 @@
 //! 3. A container without errors gets an `applied` verdict and joins
 //!    [`crate::model::CloudConfig::containers`].
 //! 4. Once the whole document is read (units may come before or after the
-//!    section), [`cross_check`] checks across containers: names are unique
+//!    section), `cross_check` checks across containers: names are unique
 //!    (section and translated units together), `after`/`requires` name
 //!    containers that exist, and they form no cycle (the cycle is reported
 //!    as a path, `web -> db -> web`).
