@@ -11,6 +11,8 @@
 //!    naming its YAML path, line and column, all of them reported together.
 //!    Every item gets a verdict: applied, translated (to keel's own
 //!    settings) or refused (with what keel offers instead).
+//!    [`containers`] walks the `containers:` section the same way, and
+//!    [`docker`] translates `docker run` units into the same containers.
 //! 3. The result is a typed [`model::CloudConfig`] of what keel applies.
 //! 4. [`plan`] turns it into the exact files (the user database, homes and
 //!    keys, `write_files`, hostname), and [`apply`] writes them under a root,
@@ -20,6 +22,8 @@
 //! same code.
 
 pub mod apply;
+pub mod containers;
+pub mod docker;
 pub mod model;
 pub mod plan;
 pub mod schema;

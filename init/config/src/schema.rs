@@ -222,6 +222,72 @@ pub fn duration(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A duration in milliseconds: a number with a unit (`ms`, `s`, `m`, `h`),
+/// or several (`1m30s`). A bare number is refused: seconds or
+/// milliseconds would be a guess.
+pub fn duration_ms(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a duration such as 500ms, 10s, 5m or 1h");
+    let mut rest = s;
+    let mut total: u64 = 0;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (unit, ms) = [("ms", 1), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+            .into_iter()
+            .find(|(u, _)| rest.starts_with(u))
+            .ok_or_else(bad)?;
+        rest = &rest[unit.len()..];
+        total = n
+            .checked_mul(ms)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(|| format!("{s:?} is too long"))?;
+    }
+    Ok(total)
+}
+
+/// A size in bytes: a number, optionally with `K`, `M` or `G` (powers of
+/// 1024, either case).
+pub fn size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size such as 512K, 256M, 2G or a number of bytes");
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(bad()),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// One DNS label (RFC 1123): 1-63 letters, digits and hyphens, not at
+/// either end.
+pub fn label(s: &str) -> Result<(), String> {
+    if !s.contains('.') && hostname(s).is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a host name label: 1-63 letters, digits and -, no dots"
+        ))
+    }
+}
+
 /// locksmith's window start: `[Day] HH:MM`.
 pub fn window_start(s: &str) -> Result<(), String> {
     let (day, time) = match s.split_once(' ') {
@@ -317,6 +383,21 @@ mod tests {
         assert!(passwd_hash("hunter2").is_err());
         assert!(duration("1h30m").is_ok() && duration("500ms").is_ok());
         assert!(duration("1 hour").is_err() && duration("").is_err());
+        assert_eq!(duration_ms("500ms"), Ok(500));
+        assert_eq!(duration_ms("1m30s"), Ok(90_000));
+        assert_eq!(duration_ms("1h"), Ok(3_600_000));
+        assert!(duration_ms("10").unwrap_err().contains("not a duration"));
+        assert!(
+            duration_ms("1.5s").is_err() && duration_ms("").is_err() && duration_ms("5d").is_err()
+        );
+        assert_eq!(size("4096"), Ok(4096));
+        assert_eq!(size("64M"), Ok(64 << 20));
+        assert_eq!(size("2g"), Ok(2 << 30));
+        assert_eq!(size("512k"), Ok(512 << 10));
+        assert!(size("1.5G").is_err() && size("M").is_err() && size("10T").is_err());
+        assert!(size("99999999999999G").unwrap_err().contains("too large"));
+        assert!(label("web-1").is_ok());
+        assert!(label("a.b").is_err() && label("-a").is_err() && label(&"a".repeat(64)).is_err());
         assert!(window_start("Thu 04:00").is_ok() && window_start("04:00").is_ok());
         assert!(window_start("Thursday 4").is_err() && window_start("25:00").is_err());
         assert!(initial_cluster("a=http://10.0.0.1:2380,b=http://10.0.0.2:2380").is_ok());

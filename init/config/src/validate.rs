@@ -22,6 +22,7 @@ use base64::Engine;
 use crate::model::{CloudConfig, Locksmith, Network, Route, Update, User, WriteFile};
 use crate::schema;
 use crate::yaml::{self, Node, Style, Value};
+use crate::{containers, docker};
 
 /// Largest decoded `write_files` content.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -88,17 +89,20 @@ impl Report {
     }
 }
 
-type Entries = [(Rc<Node>, Rc<Node>)];
+pub(crate) type Entries = [(Rc<Node>, Rc<Node>)];
 
-struct V {
-    report: Report,
+/// The walk's state: the report so far, and where each container came from
+/// (for the checks across containers, made once the whole document is read).
+pub(crate) struct V {
+    pub(crate) report: Report,
+    pub(crate) origins: Vec<containers::Origin>,
 }
 
-fn key_of(k: &Node) -> &str {
+pub(crate) fn key_of(k: &Node) -> &str {
     k.scalar().map(|s| s.0).unwrap_or("")
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -107,7 +111,7 @@ fn join(path: &str, key: &str) -> String {
 }
 
 /// Edit distance, for "did you mean" on unknown keys.
-fn distance(a: &str, b: &str) -> usize {
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -125,7 +129,7 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 impl V {
-    fn err(&mut self, path: &str, n: &Node, message: impl Into<String>) {
+    pub(crate) fn err(&mut self, path: &str, n: &Node, message: impl Into<String>) {
         self.report.errors.push(Issue {
             path: path.to_string(),
             line: n.mark.line,
@@ -134,7 +138,7 @@ impl V {
         });
     }
 
-    fn item(&mut self, path: &str, n: &Node, verdict: Verdict, note: impl Into<String>) {
+    pub(crate) fn item(&mut self, path: &str, n: &Node, verdict: Verdict, note: impl Into<String>) {
         self.report.items.push(Item {
             path: path.to_string(),
             line: n.mark.line,
@@ -143,7 +147,7 @@ impl V {
         });
     }
 
-    fn map<'a>(&mut self, path: &str, n: &'a Node) -> Option<&'a Entries> {
+    pub(crate) fn map<'a>(&mut self, path: &str, n: &'a Node) -> Option<&'a Entries> {
         match &n.value {
             Value::Map(e) => Some(e),
             _ if n.is_null() => Some(&[]),
@@ -154,7 +158,7 @@ impl V {
         }
     }
 
-    fn seq<'a>(&mut self, path: &str, n: &'a Node) -> Option<&'a [Rc<Node>]> {
+    pub(crate) fn seq<'a>(&mut self, path: &str, n: &'a Node) -> Option<&'a [Rc<Node>]> {
         match &n.value {
             Value::Seq(s) => Some(s),
             _ if n.is_null() => Some(&[]),
@@ -165,7 +169,7 @@ impl V {
         }
     }
 
-    fn string(&mut self, path: &str, n: &Node) -> Option<String> {
+    pub(crate) fn string(&mut self, path: &str, n: &Node) -> Option<String> {
         match n.scalar() {
             Some((t, _)) if !n.is_null() => Some(t.to_string()),
             _ => {
@@ -175,15 +179,25 @@ impl V {
         }
     }
 
-    fn checked(
+    pub(crate) fn checked(
         &mut self,
         path: &str,
         n: &Node,
         check: fn(&str) -> Result<(), String>,
     ) -> Option<String> {
+        self.parsed(path, n, |s| check(s).map(|()| s.to_string()))
+    }
+
+    /// A string turned into a value by `parse`, or an error at `path`.
+    pub(crate) fn parsed<T>(
+        &mut self,
+        path: &str,
+        n: &Node,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let s = self.string(path, n)?;
-        match check(&s) {
-            Ok(()) => Some(s),
+        match parse(&s) {
+            Ok(t) => Some(t),
             Err(e) => {
                 self.err(path, n, e);
                 None
@@ -191,7 +205,7 @@ impl V {
         }
     }
 
-    fn boolean(&mut self, path: &str, n: &Node) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, path: &str, n: &Node) -> Option<bool> {
         match n.scalar() {
             Some((t, Style::Plain)) => match schema::bool_1_1(t) {
                 Some(b) => Some(b),
@@ -219,7 +233,7 @@ impl V {
         }
     }
 
-    fn strings(
+    pub(crate) fn strings(
         &mut self,
         path: &str,
         n: &Node,
@@ -238,7 +252,7 @@ impl V {
     }
 
     /// Report every key of `entries` not in `allowed`.
-    fn known(&mut self, path: &str, entries: &Entries, allowed: &[&str]) {
+    pub(crate) fn known(&mut self, path: &str, entries: &Entries, allowed: &[&str]) {
         for (k, _) in entries {
             let name = key_of(k);
             if !allowed.contains(&name) {
@@ -269,6 +283,7 @@ fn no_check(s: &str) -> Result<(), String> {
 pub fn validate(text: &str) -> Report {
     let mut v = V {
         report: Report::default(),
+        origins: Vec::new(),
     };
     let top = Node {
         mark: yaml::Mark { line: 1, col: 1 },
@@ -374,15 +389,11 @@ pub fn validate(text: &str) -> Report {
                 None => {}
             },
             "coreos" => coreos(&mut v, val),
-            "containers" => v.item(
-                "containers",
-                k,
-                Verdict::Refused,
-                "reserved for keel's containers section, which this version does not run yet",
-            ),
+            "containers" => containers::section(&mut v, val),
             _ => {}
         }
     }
+    containers::cross_check(&mut v);
     v.report
 }
 
@@ -916,7 +927,7 @@ fn unit_verdict(
         Some("docker" | "containerd") => (Verdict::Refused, "keel runs containers itself, without docker".into()),
         Some(_) if content.is_some_and(|c| c.contains("docker run") || c.contains("rkt run")) => (
             Verdict::Refused,
-            "a container started by a unit: describe it in keel's containers: section (arrives with the containers issue)".into(),
+            "a container started by a unit in a way keel does not translate (only an ExecStart= of docker run is): describe it in keel's containers: section".into(),
         ),
         Some(_) => (Verdict::Refused, "keel runs no systemd services: run the program as a keel container".into()),
         None => {
@@ -1047,8 +1058,49 @@ fn units(v: &mut V, n: &Node) {
             }
             continue;
         }
+        if let (Some(c), false) = (content.as_deref(), mask || !name.ends_with(".service")) {
+            if let Some(t) = docker::from_unit(&name, c) {
+                docker_unit(v, &path, u, content_node.as_deref(), t);
+                continue;
+            }
+        }
         let (verdict, note) = unit_verdict(&name, content.as_deref(), mask, command.as_deref());
         v.item(&path, u, verdict, note);
+    }
+}
+
+/// A `docker run` unit's verdict: translated to a container, or refused
+/// (the item's line is the line of the content the refusal is about).
+fn docker_unit(
+    v: &mut V,
+    path: &str,
+    u: &Node,
+    content: Option<&Node>,
+    t: Result<docker::Translation, (usize, String)>,
+) {
+    match t {
+        Ok(t) => {
+            let c = t.container;
+            let mut note = format!("container {} ({}) from docker run", c.name, c.image);
+            for n in &t.notes {
+                note.push_str("; ");
+                note.push_str(n);
+            }
+            v.item(path, u, Verdict::Translated, note);
+            v.origins.push(containers::Origin {
+                path: path.to_string(),
+                mark: u.mark,
+                name: c.name.clone(),
+                deps: Vec::new(),
+            });
+            v.report.config.containers.push(c);
+        }
+        Err((off, note)) => v.report.items.push(Item {
+            path: path.to_string(),
+            line: content.map(|c| c.mark.line + off).unwrap_or(u.mark.line),
+            verdict: Verdict::Refused,
+            note,
+        }),
     }
 }
 

@@ -79,7 +79,7 @@ fn web_node_with_docker_units() {
     has(&v, "users[0].coreos-ssh-import-github", Verdict::Refused);
     has(&v, "coreos.units[0]", Verdict::Refused); // docker.service
     has(&v, "coreos.units[0].drop-ins[0]", Verdict::Refused);
-    has(&v, "coreos.units[1]", Verdict::Refused); // docker run: containers section
+    has(&v, "coreos.units[1]", Verdict::Translated); // docker run: a container
     has(&v, "coreos.units[2]", Verdict::Refused); // timer
     has(&v, "coreos.units[3]", Verdict::Translated); // update-engine stopped
     let web = r
@@ -87,7 +87,15 @@ fn web_node_with_docker_units() {
         .iter()
         .find(|i| i.path == "coreos.units[1]")
         .unwrap();
-    assert!(web.note.contains("containers"), "{}", web.note);
+    assert!(
+        web.note
+            .starts_with("container web (nginx:1.25) from docker run"),
+        "{}",
+        web.note
+    );
+    assert!(web.note.contains("ExecStartPre docker rm"), "{}", web.note);
+    let c = &r.config.containers[0];
+    assert_eq!((c.name.as_str(), c.ports[0].host_port), ("web", 80));
     let ue = r
         .items
         .iter()
@@ -129,6 +137,68 @@ fn legacy_etcd_flannel_oem_and_a_socket() {
         "{}",
         n.note
     );
+}
+
+#[test]
+fn keel_containers() {
+    use keel_config::model::{MountSpec, NetMode, Probe, Restart};
+    let (r, v) = verdicts("keel-containers.yaml");
+    has(&v, "containers[0]", Verdict::Applied);
+    has(&v, "containers[1]", Verdict::Applied);
+    has(&v, "containers[2]", Verdict::Applied);
+    let web = r.items.iter().find(|i| i.path == "containers[1]").unwrap();
+    assert_eq!(
+        web.note,
+        "container web (registry.example.com:5000/shop/web:2.4.1)"
+    );
+    let [db, web, metrics] = &r.config.containers[..] else {
+        panic!("{:#?}", r.config.containers)
+    };
+    assert_eq!(db.resources.memory, Some(1 << 30));
+    assert_eq!(db.resources.millicpus, Some(2000));
+    assert_eq!(db.stop_grace_ms, 60_000);
+    assert!(matches!(&db.mounts[1], MountSpec::Tmpfs { size, .. } if *size == 16 << 20));
+    assert_eq!(web.after, ["db"]);
+    assert_eq!(web.requires, ["db"]);
+    assert_eq!(web.ports[0].host_port, 80);
+    assert_eq!(web.ports[0].container_port, 8080);
+    assert_eq!(web.restart, Restart::OnFailure);
+    assert_eq!(web.backoff_ms, 1000);
+    assert_eq!(web.cap_add, ["CAP_NET_BIND_SERVICE"]);
+    assert_eq!(
+        web.healthcheck.as_ref().unwrap().probe,
+        Probe::Http {
+            port: 8080,
+            path: "/healthz".into()
+        }
+    );
+    assert_eq!(metrics.network, NetMode::Host);
+}
+
+#[test]
+fn coreos_docker_units() {
+    use keel_config::model::Restart;
+    let (r, v) = verdicts("coreos-docker-units.yaml");
+    has(&v, "coreos.units[0]", Verdict::Refused); // docker.service
+    has(&v, "coreos.units[1]", Verdict::Translated);
+    has(&v, "coreos.units[2]", Verdict::Translated);
+    has(&v, "coreos.units[3]", Verdict::Refused); // ${COREOS_PRIVATE_IPV4}
+    has(&v, "coreos.units[4]", Verdict::Refused); // --privileged
+    let note = |p: &str| &r.items.iter().find(|i| i.path == p).unwrap().note;
+    assert!(note("coreos.units[3]").contains("$COREOS_PRIVATE_IPV4"));
+    assert!(note("coreos.units[4]").contains("docker run flag --privileged is not supported"));
+    assert!(note("coreos.units[2]").contains("retry limit is ignored"));
+    let [redis, app] = &r.config.containers[..] else {
+        panic!("{:#?}", r.config.containers)
+    };
+    assert_eq!(redis.args, ["redis-server", "--appendonly", "yes"]);
+    assert_eq!(redis.restart, Restart::Always);
+    assert_eq!(redis.backoff_ms, 5000);
+    assert_eq!(redis.resources.memory, Some(512 << 20));
+    assert_eq!(app.env[0], ("GREETING".into(), "hello world".into()));
+    assert_eq!(app.restart, Restart::OnFailure);
+    assert_eq!(app.cap_drop, ["ALL"]);
+    assert_eq!(app.args, ["serve", "--port=8080"]);
 }
 
 #[test]

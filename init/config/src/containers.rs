@@ -1,0 +1,1507 @@
+//! keel's `containers:` section: a list of containers, each a mapping.
+//!
+//! 1. Each entry is walked key by key like the rest of the document: an
+//!    unknown key is an error with a "did you mean", a bad value an error
+//!    at its path, line and column. The value checks are the pure functions
+//!    below, which [`crate::docker`] reuses for `docker run` units.
+//! 2. Checks within a container follow: `ports` need `network: bridge`,
+//!    host ports and mount targets are unique, a backoff's first delay is
+//!    not over its cap, a health check has one probe.
+//! 3. A container without errors gets an `applied` verdict and joins
+//!    [`crate::model::CloudConfig::containers`].
+//! 4. Once the whole document is read (units may come before or after the
+//!    section), `cross_check` checks across containers: names are unique
+//!    (section and translated units together), `after`/`requires` name
+//!    containers that exist, and they form no cycle (the cycle is reported
+//!    as a path, `web -> db -> web`).
+//!
+//! Only the list form is read: a list keeps the order as written, which is
+//! the start order among containers with no dependency between them.
+
+use std::collections::HashMap;
+
+use crate::model::{Container, Healthcheck, MountSpec, NetMode, Port, Probe, Resources, Restart};
+use crate::schema;
+use crate::validate::{distance, join, key_of, Entries, Verdict, V};
+use crate::yaml::{Mark, Node, Value};
+
+/// Restart delays and the stop grace period when the config says nothing.
+pub const DEFAULT_BACKOFF_MS: u64 = 10_000;
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 300_000;
+pub const DEFAULT_BACKOFF_RESET_MS: u64 = 600_000;
+pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
+/// Health check defaults.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 10_000;
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
+/// The smallest `memory` / `memory_high`: below this a runtime and a
+/// process hardly fit, and the OOM killer would be the supervisor.
+pub const MIN_MEMORY: u64 = 4 << 20;
+
+/// Where bind mounts may come from. The root filesystem is a read-only
+/// image, and the rest of the host (its `/etc`, STATE's keel data, /proc,
+/// /sys, devices) is keel's own: a container gets directories of its own.
+pub const VOLUME_ROOTS: &[&str] = &["/var/lib/keel/volumes/", "/run/keel/"];
+
+/// Linux capabilities 0..=40, by number, without their `CAP_` prefix.
+pub const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+const KEYS: &[&str] = &[
+    "name",
+    "image",
+    "command",
+    "args",
+    "env",
+    "ports",
+    "mounts",
+    "resources",
+    "restart",
+    "backoff",
+    "network",
+    "user",
+    "capabilities",
+    "readonly",
+    "healthcheck",
+    "after",
+    "requires",
+    "hostname",
+    "workdir",
+    "stop_grace",
+];
+
+/// Where a container came from, for [`cross_check`].
+pub(crate) struct Origin {
+    /// `containers[i]` or `coreos.units[j]`.
+    pub(crate) path: String,
+    pub(crate) mark: Mark,
+    pub(crate) name: String,
+    /// `after` and `requires` entries: their path, position and name.
+    pub(crate) deps: Vec<(String, Mark, String)>,
+}
+
+/// A container with keel's defaults.
+pub fn new_container(name: &str, image: &str) -> Container {
+    Container {
+        name: name.to_string(),
+        image: image.to_string(),
+        backoff_ms: DEFAULT_BACKOFF_MS,
+        backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
+        backoff_reset_ms: DEFAULT_BACKOFF_RESET_MS,
+        stop_grace_ms: DEFAULT_STOP_GRACE_MS,
+        ..Container::default()
+    }
+}
+
+/// `[a-z0-9][a-z0-9_.-]{0,62}`: it names the container's cgroup and state
+/// directory, so no `/`, no leading dot and nothing shells would mangle.
+pub fn container_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a container name: 1-63 of a-z 0-9 _ . -, starting with a letter or digit"
+        ))
+    }
+}
+
+/// An image reference: `[REGISTRY[:PORT]/]PATH[:TAG][@sha256:DIGEST]`.
+/// The first component is a registry when more follow and it has a `.` or
+/// a `:` or is `localhost` (as docker reads it). Path components are
+/// lower-case letters and digits joined by `.`, `_`, `__` or dashes.
+pub fn image(s: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("image {s:?}: {why}"));
+    if s.is_empty() || s.len() > 512 {
+        return bad("empty or over 512 bytes");
+    }
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let hex = d.strip_prefix("sha256:").unwrap_or("");
+        if hex.len() != 64
+            || !hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            return bad("the digest is not sha256: and 64 lower-case hex digits");
+        }
+    }
+    let mut parts: Vec<&str> = rest.split('/').collect();
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let registry = parts.remove(0);
+        let (host, port) = match registry.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (registry, None),
+        };
+        if schema::hostname(host).is_err() && schema::ip(host).is_err() {
+            return bad(&format!("{host:?} is not a registry host"));
+        }
+        if let Some(p) = port {
+            if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
+                return bad(&format!("{p:?} is not a registry port"));
+            }
+        }
+    }
+    let last = parts.len() - 1;
+    let (name, tag) = match parts[last].split_once(':') {
+        Some((n, t)) => (n, Some(t)),
+        None => (parts[last], None),
+    };
+    parts[last] = name;
+    for p in &parts {
+        let ok = !p.is_empty()
+            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && !p.contains("..")
+            && !p.contains("___");
+        if !ok {
+            return bad(&format!(
+                "{p:?} is not a path component (lower-case letters and digits, joined by . _ or -)"
+            ));
+        }
+    }
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && !t.starts_with(['.', '-'])
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !ok {
+            return bad(&format!("{t:?} is not a tag (1-128 of A-Z a-z 0-9 _ . -)"));
+        }
+    }
+    Ok(())
+}
+
+/// A published port: `HOST:CONTAINER[/tcp|udp]` or
+/// `IPV4:HOST:CONTAINER[/tcp|udp]`.
+pub fn port(s: &str) -> Result<Port, String> {
+    let (spec, protocol) = match s.rsplit_once('/') {
+        Some((sp, p @ ("tcp" | "udp"))) => (sp, p),
+        Some((_, p)) => return Err(format!("{s:?}: {p:?} is not tcp or udp")),
+        None => (s, "tcp"),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host_ip, host, cont) = match parts[..] {
+        [h, c] => (None, h, c),
+        [ip, h, c] => {
+            if ip.parse::<std::net::Ipv4Addr>().is_err() {
+                return Err(format!("{s:?}: {ip:?} is not an IPv4 address"));
+            }
+            (Some(ip.to_string()), h, c)
+        }
+        _ => {
+            return Err(format!(
+                "{s:?} is not HOST:CONTAINER or IP:HOST:CONTAINER, with an optional /tcp or /udp"
+            ))
+        }
+    };
+    let num = |p: &str| match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?}: {p:?} is not a port (1-65535)")),
+    };
+    Ok(Port {
+        host_ip,
+        host_port: num(host)?,
+        container_port: num(cont)?,
+        protocol: protocol.to_string(),
+    })
+}
+
+/// A bind mount's source: absolute, normal (no `.`, `..` or empty
+/// components) and strictly under one of [`VOLUME_ROOTS`].
+pub fn bind_source(s: &str) -> Result<(), String> {
+    schema::abs_path(s)?;
+    if s.len() > 1 && s[1..].split('/').any(|c| c.is_empty() || c == ".") {
+        return Err(format!(
+            "{s:?} is not a normal path (no //, /./ or trailing /)"
+        ));
+    }
+    if VOLUME_ROOTS.iter().any(|r| s.starts_with(r)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not under /var/lib/keel/volumes/ or /run/keel/: the root filesystem is read-only and the rest of the host is not for containers"
+        ))
+    }
+}
+
+/// `cpus: 1.5`: thousandths of a CPU, 0.01 to 1024.
+pub fn millicpus(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a number of CPUs from 0.01 to 1024 (such as 0.5 or 2)");
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |x: &str| x.chars().all(|c| c.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) || int.len() > 5 {
+        return Err(bad());
+    }
+    if frac.len() > 3 {
+        return Err(format!("{s:?}: keel counts CPUs in thousandths"));
+    }
+    let whole: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    let thousandths: u64 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+    let m = whole * 1000 + thousandths;
+    if (10..=1_024_000).contains(&m) {
+        Ok(m)
+    } else {
+        Err(bad())
+    }
+}
+
+/// `user:` — `UID`, `UID:GID` or a user name of the image.
+pub fn user(s: &str) -> Result<(), String> {
+    let num = |x: &str| !x.is_empty() && x.len() <= 10 && x.parse::<u32>().is_ok();
+    let name = s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let ok = match s.split_once(':') {
+        Some((u, g)) => num(u) && num(g),
+        None => num(s) || name,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not UID, UID:GID or a user name"))
+    }
+}
+
+/// An environment variable's name.
+pub fn env_name(s: &str) -> Result<(), String> {
+    if s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a variable name (letters, digits and _, not starting with a digit)"
+        ))
+    }
+}
+
+/// A capability, either case, with or without `CAP_`, or `ALL`: the
+/// canonical `CAP_NAME` (or `ALL`).
+pub fn capability(s: &str) -> Result<String, String> {
+    let up = s.to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let bare = up.strip_prefix("CAP_").unwrap_or(&up);
+    if CAPABILITIES.contains(&bare) {
+        return Ok(format!("CAP_{bare}"));
+    }
+    let near = CAPABILITIES
+        .iter()
+        .map(|c| (distance(c, bare), *c))
+        .min()
+        .filter(|(d, _)| *d <= 2)
+        .map(|(_, c)| format!(" (did you mean CAP_{c}?)"))
+        .unwrap_or_default();
+    Err(format!("{s:?} is not a Linux capability{near}"))
+}
+
+fn text(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        Err("contains a NUL byte".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn number(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
+    move |s| match s.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == u64::MAX => Err(format!("{s:?} is not a whole number of at least {min}")),
+        _ => Err(format!("{s:?} is not a whole number from {min} to {max}")),
+    }
+}
+
+pub(crate) fn memory(s: &str) -> Result<u64, String> {
+    let n = schema::size(s)?;
+    if n < MIN_MEMORY {
+        Err(format!("{s:?} is under the 4M minimum"))
+    } else {
+        Ok(n)
+    }
+}
+
+/// `containers:`.
+pub(crate) fn section(v: &mut V, n: &Node) {
+    let Some(list) = v.seq("containers", n) else {
+        return;
+    };
+    for (i, c) in list.iter().enumerate() {
+        let path = format!("containers[{i}]");
+        let before = v.report.errors.len();
+        let Some((container, origin)) = container(v, &path, c) else {
+            continue;
+        };
+        v.origins.push(origin);
+        if v.report.errors.len() == before {
+            v.item(
+                &path,
+                c,
+                Verdict::Applied,
+                format!("container {} ({})", container.name, container.image),
+            );
+            v.report.config.containers.push(container);
+        }
+    }
+}
+
+/// A list of strings for `command`/`args`: a single string is refused,
+/// since keel runs no shell to split it.
+fn argv(v: &mut V, path: &str, n: &Node) -> Vec<String> {
+    if let Some((t, _)) = n.scalar().filter(|_| !n.is_null()) {
+        v.err(
+            path,
+            n,
+            format!("expected a list, found the string {t:?}: keel has no shell to split it; write a list such as [\"/bin/sh\", \"-c\", \"...\"]"),
+        );
+        return Vec::new();
+    }
+    v.strings(path, n, text)
+}
+
+fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
+    let e = v.map(path, n)?;
+    v.known(path, e, KEYS);
+    let get = |k: &str| {
+        e.iter()
+            .find(|(key, _)| key_of(key) == k)
+            .map(|(_, x)| x.clone())
+    };
+    let name = match get("name") {
+        Some(nn) => v.checked(&join(path, "name"), &nn, container_name),
+        None => {
+            v.err(path, n, "a container needs a name");
+            None
+        }
+    };
+    let image_ = match get("image") {
+        Some(im) => v.checked(&join(path, "image"), &im, image),
+        None => {
+            v.err(path, n, "a container needs an image");
+            None
+        }
+    };
+    let mut c = new_container(
+        name.as_deref().unwrap_or_default(),
+        image_.as_deref().unwrap_or_default(),
+    );
+    let mut deps = Vec::new();
+    for (k, val) in e {
+        let key = key_of(k);
+        let p = join(path, key);
+        match key {
+            "command" => c.command = argv(v, &p, val),
+            "args" => c.args = argv(v, &p, val),
+            "env" => c.env = env(v, &p, val),
+            "ports" => c.ports = ports(v, &p, val),
+            "mounts" => c.mounts = mounts(v, &p, val),
+            "resources" => c.resources = resources(v, &p, val),
+            "restart" => {
+                if let Some(r) = v.parsed(&p, val, restart) {
+                    c.restart = r;
+                }
+            }
+            "backoff" => backoff(v, &p, val, &mut c),
+            "network" => {
+                if let Some(m) = v.parsed(&p, val, network) {
+                    c.network = m;
+                }
+            }
+            "user" => c.user = v.checked(&p, val, user),
+            "capabilities" => capabilities(v, &p, val, &mut c),
+            "readonly" => c.readonly = v.boolean(&p, val).unwrap_or(false),
+            "healthcheck" => c.healthcheck = healthcheck(v, &p, val),
+            "after" | "requires" => {
+                let Some(list) = v.seq(&p, val) else { continue };
+                let mut names = Vec::new();
+                for (j, d) in list.iter().enumerate() {
+                    let dp = format!("{p}[{j}]");
+                    let Some(dn) = v.checked(&dp, d, container_name) else {
+                        continue;
+                    };
+                    if name.as_deref() == Some(dn.as_str()) {
+                        v.err(
+                            &dp,
+                            d,
+                            format!("{dn:?} is this container: it cannot wait for itself"),
+                        );
+                        continue;
+                    }
+                    deps.push((dp, d.mark, dn.clone()));
+                    names.push(dn);
+                }
+                if key == "after" {
+                    c.after = names;
+                } else {
+                    c.requires = names;
+                }
+            }
+            "hostname" => c.hostname = v.checked(&p, val, schema::label),
+            "workdir" => c.workdir = v.checked(&p, val, schema::abs_path),
+            "stop_grace" => {
+                if let Some(ms) = v.parsed(&p, val, schema::duration_ms) {
+                    c.stop_grace_ms = ms;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !c.ports.is_empty() && c.network != NetMode::Bridge {
+        if let Some(pn) = get("ports") {
+            let mode = if c.network == NetMode::Host {
+                "host"
+            } else {
+                "none"
+            };
+            v.err(
+                &join(path, "ports"),
+                &pn,
+                format!("ports are published from keel's bridge: they need network: bridge, not {mode} (with host, the container listens on the node's ports itself)"),
+            );
+        }
+    }
+    let name = name?;
+    let origin = Origin {
+        path: path.to_string(),
+        mark: n.mark,
+        name,
+        deps,
+    };
+    Some((c, origin))
+}
+
+pub(crate) fn restart(s: &str) -> Result<Restart, String> {
+    match s {
+        "always" => Ok(Restart::Always),
+        "on-failure" => Ok(Restart::OnFailure),
+        "never" => Ok(Restart::Never),
+        _ => Err(format!("{s:?} is not always, on-failure or never")),
+    }
+}
+
+pub(crate) fn network(s: &str) -> Result<NetMode, String> {
+    match s {
+        "host" => Ok(NetMode::Host),
+        "none" => Ok(NetMode::None),
+        "bridge" => Ok(NetMode::Bridge),
+        _ => Err(format!("{s:?} is not host, none or bridge")),
+    }
+}
+
+fn env(v: &mut V, path: &str, n: &Node) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |v: &mut V, p: &str, at: &Node, name: String, value: String| {
+        if out.iter().any(|(k, _)| *k == name) {
+            v.err(p, at, format!("{name} is set twice"));
+        } else {
+            out.push((name, value));
+        }
+    };
+    match &n.value {
+        Value::Map(e) => {
+            for (k, val) in e {
+                let name = key_of(k).to_string();
+                let p = join(path, &name);
+                if let Err(m) = env_name(&name) {
+                    v.err(&p, k, m);
+                    continue;
+                }
+                if let Some(value) = v.checked(&p, val, text) {
+                    add(v, &p, k, name, value);
+                }
+            }
+        }
+        _ => {
+            let Some(list) = v.seq(path, n) else {
+                return out;
+            };
+            for (i, it) in list.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                let pair = v.parsed(&p, it, |s| {
+                    let (k, val) = s
+                        .split_once('=')
+                        .ok_or_else(|| format!("{s:?} is not NAME=value"))?;
+                    env_name(k)?;
+                    text(val)?;
+                    Ok((k.to_string(), val.to_string()))
+                });
+                if let Some((k, val)) = pair {
+                    add(v, &p, it, k, val);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn ports(v: &mut V, path: &str, n: &Node) -> Vec<Port> {
+    let mut out: Vec<Port> = Vec::new();
+    let Some(list) = v.seq(path, n) else {
+        return out;
+    };
+    for (i, it) in list.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(port) = v.parsed(&p, it, port) else {
+            continue;
+        };
+        if let Some(j) = out
+            .iter()
+            .position(|o| o.host_port == port.host_port && o.protocol == port.protocol)
+        {
+            v.err(
+                &p,
+                it,
+                format!(
+                    "host port {}/{} is already published by {path}[{j}]",
+                    port.host_port, port.protocol
+                ),
+            );
+            continue;
+        }
+        out.push(port);
+    }
+    out
+}
+
+fn mounts(v: &mut V, path: &str, n: &Node) -> Vec<MountSpec> {
+    let mut out: Vec<MountSpec> = Vec::new();
+    let Some(list) = v.seq(path, n) else {
+        return out;
+    };
+    for (i, it) in list.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(e) = v.map(&p, it) else { continue };
+        let get = |k: &str| {
+            e.iter()
+                .find(|(key, _)| key_of(key) == k)
+                .map(|(_, x)| x.clone())
+        };
+        let kind = match get("type") {
+            Some(t) => v.parsed(&join(&p, "type"), &t, |s| match s {
+                "bind" | "tmpfs" => Ok(s.to_string()),
+                _ => Err(format!("{s:?} is not bind or tmpfs")),
+            }),
+            None => {
+                v.err(&p, it, "a mount needs a type: bind or tmpfs");
+                None
+            }
+        };
+        let Some(kind) = kind else { continue };
+        let allowed: &[&str] = if kind == "bind" {
+            &["type", "source", "target", "readonly"]
+        } else {
+            &["type", "target", "size"]
+        };
+        v.known(&p, e, allowed);
+        let target = match get("target") {
+            Some(t) => v.checked(&join(&p, "target"), &t, schema::abs_path),
+            None => {
+                v.err(&p, it, "a mount needs a target");
+                None
+            }
+        };
+        let mount = if kind == "bind" {
+            let source = match get("source") {
+                Some(s) => v.checked(&join(&p, "source"), &s, bind_source),
+                None => {
+                    v.err(&p, it, "a bind mount needs a source");
+                    None
+                }
+            };
+            let readonly = get("readonly")
+                .and_then(|r| v.boolean(&join(&p, "readonly"), &r))
+                .unwrap_or(false);
+            match (source, target) {
+                (Some(source), Some(target)) => MountSpec::Bind {
+                    source,
+                    target,
+                    readonly,
+                },
+                _ => continue,
+            }
+        } else {
+            let size = match get("size") {
+                Some(s) => v.parsed(&join(&p, "size"), &s, |s| match schema::size(s)? {
+                    0 => Err(
+                        "a tmpfs size is more than 0 (leave it out for the kernel's default)"
+                            .into(),
+                    ),
+                    n => Ok(n),
+                }),
+                None => Some(0),
+            };
+            match (size, target) {
+                (Some(size), Some(target)) => MountSpec::Tmpfs { target, size },
+                _ => continue,
+            }
+        };
+        let target = mount_target(&mount);
+        if let Some(j) = out.iter().position(|m| mount_target(m) == target) {
+            v.err(
+                &p,
+                it,
+                format!("{target} is already mounted by {path}[{j}]"),
+            );
+            continue;
+        }
+        out.push(mount);
+    }
+    out
+}
+
+fn mount_target(m: &MountSpec) -> &str {
+    match m {
+        MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } => target,
+    }
+}
+
+fn resources(v: &mut V, path: &str, n: &Node) -> Resources {
+    let mut r = Resources::default();
+    let Some(e) = v.map(path, n) else { return r };
+    v.known(
+        path,
+        e,
+        &[
+            "memory",
+            "memory_high",
+            "cpus",
+            "cpu_weight",
+            "pids",
+            "io_weight",
+        ],
+    );
+    for (k, val) in e {
+        let key = key_of(k);
+        let p = join(path, key);
+        match key {
+            "memory" => r.memory = v.parsed(&p, val, memory),
+            "memory_high" => r.memory_high = v.parsed(&p, val, memory),
+            "cpus" => r.millicpus = v.parsed(&p, val, millicpus),
+            "cpu_weight" => r.cpu_weight = v.parsed(&p, val, number(1, 10_000)),
+            "io_weight" => r.io_weight = v.parsed(&p, val, number(1, 10_000)),
+            "pids" => r.pids = v.parsed(&p, val, number(1, u64::MAX)),
+            _ => {}
+        }
+    }
+    if let (Some(max), Some(high)) = (r.memory, r.memory_high) {
+        if high > max {
+            v.err(
+                path,
+                n,
+                "memory_high is over memory: the container would be killed before it is throttled",
+            );
+        }
+    }
+    r
+}
+
+fn backoff(v: &mut V, path: &str, n: &Node, c: &mut Container) {
+    let Some(e) = v.map(path, n) else { return };
+    v.known(path, e, &["initial", "max", "reset_after"]);
+    for (k, val) in e {
+        let key = key_of(k);
+        let p = join(path, key);
+        let Some(ms) = v.parsed(&p, val, schema::duration_ms) else {
+            continue;
+        };
+        match key {
+            "initial" if ms == 0 => v.err(&p, val, "the first delay is more than 0"),
+            "initial" => c.backoff_ms = ms,
+            "max" => c.backoff_max_ms = ms,
+            "reset_after" => c.backoff_reset_ms = ms,
+            _ => {}
+        }
+    }
+    if c.backoff_ms > c.backoff_max_ms {
+        v.err(
+            path,
+            n,
+            format!(
+                "initial ({} ms) is over max ({} ms)",
+                c.backoff_ms, c.backoff_max_ms
+            ),
+        );
+    }
+}
+
+fn capabilities(v: &mut V, path: &str, n: &Node, c: &mut Container) {
+    let Some(e) = v.map(path, n) else { return };
+    v.known(path, e, &["add", "drop"]);
+    for (k, val) in e {
+        let key = key_of(k);
+        let p = join(path, key);
+        let Some(list) = v.seq(&p, val) else { continue };
+        let mut out = Vec::new();
+        for (i, it) in list.iter().enumerate() {
+            if let Some(cap) = v.parsed(&format!("{p}[{i}]"), it, capability) {
+                if !out.contains(&cap) {
+                    out.push(cap);
+                }
+            }
+        }
+        match key {
+            "add" => c.cap_add = out,
+            "drop" => c.cap_drop = out,
+            _ => {}
+        }
+    }
+    let both: Vec<&String> = c
+        .cap_add
+        .iter()
+        .filter(|x| c.cap_drop.contains(x))
+        .collect();
+    if !both.is_empty() {
+        let both: Vec<&str> = both.iter().map(|s| s.as_str()).collect();
+        v.err(
+            path,
+            n,
+            format!("{} both added and dropped", both.join(", ")),
+        );
+    }
+}
+
+fn healthcheck(v: &mut V, path: &str, n: &Node) -> Option<Healthcheck> {
+    let e: &Entries = v.map(path, n)?;
+    v.known(
+        path,
+        e,
+        &[
+            "tcp",
+            "http",
+            "command",
+            "interval",
+            "timeout",
+            "retries",
+            "start_period",
+        ],
+    );
+    let mut h = Healthcheck {
+        probe: Probe::Tcp(0),
+        interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
+        timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
+        retries: DEFAULT_HEALTH_RETRIES,
+        start_period_ms: 0,
+    };
+    let mut probes = Vec::new();
+    let port_num = |s: &str| match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{s:?} is not a port (1-65535)")),
+    };
+    let mut ok = true;
+    for (k, val) in e {
+        let key = key_of(k);
+        let p = join(path, key);
+        let before = v.report.errors.len();
+        match key {
+            "tcp" => {
+                probes.push(key);
+                if let Some(port) = v.parsed(&p, val, port_num) {
+                    h.probe = Probe::Tcp(port);
+                }
+            }
+            "http" => {
+                probes.push(key);
+                if let Some(probe) = http_probe(v, &p, val) {
+                    h.probe = probe;
+                }
+            }
+            "command" => {
+                probes.push(key);
+                let cmd = argv(v, &p, val);
+                if cmd.is_empty() && v.report.errors.len() == before {
+                    v.err(&p, val, "an empty command");
+                }
+                h.probe = Probe::Command(cmd);
+            }
+            "interval" | "timeout" | "start_period" => {
+                if let Some(ms) = v.parsed(&p, val, schema::duration_ms) {
+                    match key {
+                        "interval" if ms == 0 => v.err(&p, val, "the interval is more than 0"),
+                        "interval" => h.interval_ms = ms,
+                        "timeout" if ms == 0 => v.err(&p, val, "the timeout is more than 0"),
+                        "timeout" => h.timeout_ms = ms,
+                        _ => h.start_period_ms = ms,
+                    }
+                }
+            }
+            "retries" => {
+                if let Some(r) = v.parsed(&p, val, number(1, 1000)) {
+                    h.retries = r as u32;
+                }
+            }
+            _ => {}
+        }
+        ok &= v.report.errors.len() == before;
+    }
+    if probes.len() != 1 {
+        let found = if probes.is_empty() {
+            "none".to_string()
+        } else {
+            probes.join(" and ")
+        };
+        v.err(
+            path,
+            n,
+            format!("a health check has exactly one of tcp, http or command (found {found})"),
+        );
+        return None;
+    }
+    if h.timeout_ms > h.interval_ms {
+        v.err(
+            path,
+            n,
+            format!(
+                "timeout ({} ms) is over interval ({} ms)",
+                h.timeout_ms, h.interval_ms
+            ),
+        );
+        return None;
+    }
+    ok.then_some(h)
+}
+
+/// `http: "PORT/path"` or `http: {port: PORT, path: /path}`.
+fn http_probe(v: &mut V, path: &str, n: &Node) -> Option<Probe> {
+    let url_path = |s: &str| {
+        if s.starts_with('/') && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Ok(s.to_string())
+        } else {
+            Err(format!("{s:?} is not a URL path starting with /"))
+        }
+    };
+    let port_num = |s: &str| match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{s:?} is not a port (1-65535)")),
+    };
+    if let Value::Map(e) = &n.value {
+        v.known(path, e, &["port", "path"]);
+        let get = |k: &str| {
+            e.iter()
+                .find(|(key, _)| key_of(key) == k)
+                .map(|(_, x)| x.clone())
+        };
+        let port = match get("port") {
+            Some(p) => v.parsed(&join(path, "port"), &p, port_num),
+            None => {
+                v.err(path, n, "an http check needs a port");
+                None
+            }
+        };
+        let url = match get("path") {
+            Some(p) => v.parsed(&join(path, "path"), &p, url_path),
+            None => Some("/".to_string()),
+        };
+        return Some(Probe::Http {
+            port: port?,
+            path: url?,
+        });
+    }
+    v.parsed(path, n, |s| {
+        let (p, rest) = match s.find('/') {
+            Some(i) => (&s[..i], &s[i..]),
+            None => (s, "/"),
+        };
+        Ok(Probe::Http {
+            port: port_num(p).map_err(|e| format!("{e}: write PORT/path such as 8080/healthz"))?,
+            path: url_path(rest)?,
+        })
+    })
+}
+
+/// The checks across containers: unique names, `after`/`requires` that
+/// name containers, no cycles.
+pub(crate) fn cross_check(v: &mut V) {
+    let origins = std::mem::take(&mut v.origins);
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, o) in origins.iter().enumerate() {
+        if let Some(&j) = index.get(o.name.as_str()) {
+            let first = &origins[j];
+            v.report.errors.push(crate::validate::Issue {
+                path: o.path.clone(),
+                line: o.mark.line,
+                col: o.mark.col,
+                message: format!(
+                    "container name {:?} is already used by {} (line {})",
+                    o.name, first.path, first.mark.line
+                ),
+            });
+        } else {
+            index.insert(&o.name, i);
+        }
+    }
+    let names: Vec<&str> = origins.iter().map(|o| o.name.as_str()).collect();
+    for o in &origins {
+        for (path, mark, dep) in &o.deps {
+            if !index.contains_key(dep.as_str()) {
+                let near = names
+                    .iter()
+                    .map(|n| (distance(n, dep), *n))
+                    .min()
+                    .filter(|(d, _)| *d <= 2)
+                    .map(|(_, n)| format!(" (did you mean {n:?}?)"))
+                    .unwrap_or_default();
+                v.report.errors.push(crate::validate::Issue {
+                    path: path.clone(),
+                    line: mark.line,
+                    col: mark.col,
+                    message: format!("no container is named {dep:?}{near}"),
+                });
+            }
+        }
+    }
+    // Depth-first search over after + requires; an edge back to a container
+    // on the stack closes a cycle, reported at that edge.
+    let edges: Vec<Vec<(usize, usize)>> = origins
+        .iter()
+        .map(|o| {
+            o.deps
+                .iter()
+                .enumerate()
+                .filter_map(|(d, (_, _, name))| index.get(name.as_str()).map(|&t| (d, t)))
+                .collect()
+        })
+        .collect();
+    let mut state = vec![0u8; origins.len()]; // 0 new, 1 on the stack, 2 done
+    for start in 0..origins.len() {
+        if state[start] != 0 || index.get(origins[start].name.as_str()) != Some(&start) {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(top) = stack.last_mut() {
+            let (node, next) = *top;
+            top.1 += 1;
+            if let Some(&(d, target)) = edges[node].get(next) {
+                match state[target] {
+                    0 => {
+                        state[target] = 1;
+                        stack.push((target, 0));
+                    }
+                    1 => {
+                        let from = stack.iter().position(|(n, _)| *n == target).unwrap_or(0);
+                        let mut cycle: Vec<&str> = stack[from..]
+                            .iter()
+                            .map(|(n, _)| origins[*n].name.as_str())
+                            .collect();
+                        cycle.push(&origins[target].name);
+                        let (path, mark, _) = &origins[node].deps[d];
+                        v.report.errors.push(crate::validate::Issue {
+                            path: path.clone(),
+                            line: mark.line,
+                            col: mark.col,
+                            message: format!("after/requires form a cycle: {}", cycle.join(" -> ")),
+                        });
+                    }
+                    _ => {}
+                }
+            } else {
+                state[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::{validate, Issue, Report};
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// The section with its first entry at line 3.
+    fn section(yaml: &str) -> Report {
+        validate(&format!("#cloud-config\ncontainers:\n{yaml}"))
+    }
+
+    fn error<'a>(r: &'a Report, path: &str) -> &'a Issue {
+        r.errors
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no error at {path}: {:#?}", r.errors))
+    }
+
+    #[test]
+    fn every_key() {
+        let r = section(
+            "  - name: web
+    image: registry.example:5000/team/web:1.2
+    command: [/bin/web]
+    args: [--port, '8080']
+    env:
+      MODE: production
+      WORKERS: 4
+    ports: ['8080:80', '127.0.0.1:5353:53/udp']
+    mounts:
+      - {type: bind, source: /var/lib/keel/volumes/web, target: /data, readonly: yes}
+      - {type: tmpfs, target: /tmp, size: 64M}
+    resources: {memory: 256M, memory_high: 200M, cpus: 1.5, cpu_weight: 200, pids: 512, io_weight: 50}
+    restart: on-failure
+    backoff: {initial: 500ms, max: 1m, reset_after: 1h}
+    network: bridge
+    user: '1000:1000'
+    capabilities: {add: [net_bind_service, CAP_CHOWN], drop: [all]}
+    readonly: true
+    healthcheck: {http: 80/healthz, interval: 5s, timeout: 1s, retries: 5, start_period: 30s}
+    hostname: web-1
+    workdir: /srv
+    stop_grace: 30s
+  - name: db
+    image: postgres:16@sha256:SHA
+    env: [POSTGRES_DB=app, 'EMPTY=']
+    network: host
+    healthcheck: {tcp: 5432}
+  - name: job
+    image: busybox
+    network: none
+    after: [db]
+    requires: [web]
+    healthcheck:
+      command: [/bin/check, --quick]
+"
+            .replace("SHA", SHA)
+            .as_str(),
+        );
+        assert!(r.accepted(), "{:#?}", r.errors);
+        let item = r.items.iter().find(|i| i.path == "containers[0]").unwrap();
+        assert_eq!(item.verdict, Verdict::Applied);
+        assert_eq!(item.line, 3);
+        assert_eq!(
+            item.note,
+            "container web (registry.example:5000/team/web:1.2)"
+        );
+        let [web, db, job] = &r.config.containers[..] else {
+            panic!("{:#?}", r.config.containers)
+        };
+        assert_eq!(web.command, ["/bin/web"]);
+        assert_eq!(web.args, ["--port", "8080"]);
+        assert_eq!(
+            web.env,
+            [
+                ("MODE".to_string(), "production".to_string()),
+                ("WORKERS".to_string(), "4".to_string())
+            ]
+        );
+        assert_eq!(
+            web.ports,
+            [
+                Port {
+                    host_ip: None,
+                    host_port: 8080,
+                    container_port: 80,
+                    protocol: "tcp".into()
+                },
+                Port {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: 5353,
+                    container_port: 53,
+                    protocol: "udp".into()
+                }
+            ]
+        );
+        assert_eq!(
+            web.mounts,
+            [
+                MountSpec::Bind {
+                    source: "/var/lib/keel/volumes/web".into(),
+                    target: "/data".into(),
+                    readonly: true
+                },
+                MountSpec::Tmpfs {
+                    target: "/tmp".into(),
+                    size: 64 << 20
+                }
+            ]
+        );
+        assert_eq!(
+            web.resources,
+            Resources {
+                memory: Some(256 << 20),
+                memory_high: Some(200 << 20),
+                millicpus: Some(1500),
+                cpu_weight: Some(200),
+                pids: Some(512),
+                io_weight: Some(50)
+            }
+        );
+        assert_eq!(web.restart, Restart::OnFailure);
+        assert_eq!(
+            (web.backoff_ms, web.backoff_max_ms, web.backoff_reset_ms),
+            (500, 60_000, 3_600_000)
+        );
+        assert_eq!(web.user.as_deref(), Some("1000:1000"));
+        assert_eq!(web.cap_add, ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]);
+        assert_eq!(web.cap_drop, ["ALL"]);
+        assert!(web.readonly);
+        assert_eq!(
+            web.healthcheck,
+            Some(Healthcheck {
+                probe: Probe::Http {
+                    port: 80,
+                    path: "/healthz".into()
+                },
+                interval_ms: 5000,
+                timeout_ms: 1000,
+                retries: 5,
+                start_period_ms: 30_000
+            })
+        );
+        assert_eq!(web.hostname.as_deref(), Some("web-1"));
+        assert_eq!(web.workdir.as_deref(), Some("/srv"));
+        assert_eq!(web.stop_grace_ms, 30_000);
+        assert_eq!(db.network, NetMode::Host);
+        assert_eq!(db.env[1], ("EMPTY".to_string(), String::new()));
+        assert_eq!(db.healthcheck.as_ref().unwrap().probe, Probe::Tcp(5432));
+        assert_eq!(job.network, NetMode::None);
+        assert_eq!(
+            (job.after.as_slice(), job.requires.as_slice()),
+            (&["db".to_string()][..], &["web".to_string()][..])
+        );
+        let h = job.healthcheck.as_ref().unwrap();
+        assert_eq!(
+            h.probe,
+            Probe::Command(vec!["/bin/check".into(), "--quick".into()])
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let r =
+            section("  - name: app\n    image: busybox\n    healthcheck: {http: {port: 8080}}\n");
+        assert!(r.accepted(), "{:#?}", r.errors);
+        let c = &r.config.containers[0];
+        let mut want = new_container("app", "busybox");
+        want.healthcheck = Some(Healthcheck {
+            probe: Probe::Http {
+                port: 8080,
+                path: "/".into(),
+            },
+            interval_ms: 10_000,
+            timeout_ms: 2_000,
+            retries: 3,
+            start_period_ms: 0,
+        });
+        assert_eq!(*c, want);
+        assert_eq!((c.restart, c.network), (Restart::Always, NetMode::Bridge));
+        assert_eq!(
+            (
+                c.backoff_ms,
+                c.backoff_max_ms,
+                c.backoff_reset_ms,
+                c.stop_grace_ms
+            ),
+            (10_000, 300_000, 600_000, 10_000)
+        );
+    }
+
+    /// Each bad value: the keys after `name` and `image` (from line 5), the
+    /// error's path, line and what its message says.
+    #[test]
+    fn every_error_names_its_path_and_line() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, usize, &str)] = &[
+            ("nam: x", "nam", 5, "did you mean \"name\""),
+            ("command: /bin/sh -c x", "command", 5, "keel has no shell"),
+            ("args: [a, [b]]", "args[1]", 5, "expected a string"),
+            ("env: {9BAD: x}", "env.9BAD", 5, "not a variable name"),
+            ("env: ['A=1', 'A=2']", "env[1]", 5, "set twice"),
+            ("env: [NOEQ]", "env[0]", 5, "NAME=value"),
+            ("env: x", "env", 5, "expected a list"),
+            ("ports: ['99999:80']", "ports[0]", 5, "not a port"),
+            ("ports: ['1.2.3:80:80']", "ports[0]", 5, "not an IPv4"),
+            ("ports: ['80:80/sctp']", "ports[0]", 5, "not tcp or udp"),
+            ("ports: ['80']", "ports[0]", 5, "HOST:CONTAINER"),
+            ("ports: ['80:80', '80:81']", "ports[1]", 5, "already published by"),
+            ("network: host\n    ports: ['80:80']", "ports", 6, "need network: bridge"),
+            ("network: wifi", "network", 5, "not host, none or bridge"),
+            ("mounts: [{type: bind, source: /etc, target: /x}]", "mounts[0].source", 5, "the root filesystem is read-only"),
+            ("mounts: [{type: bind, source: /var/lib/keel/volumes/../x, target: /x}]", "mounts[0].source", 5, "not a clean path"),
+            ("mounts: [{type: bind, source: /run/keel//x, target: /x}]", "mounts[0].source", 5, "not a normal path"),
+            ("mounts: [{type: bind, source: data, target: /x}]", "mounts[0].source", 5, "not an absolute path"),
+            ("mounts: [{type: nfs, target: /x}]", "mounts[0].type", 5, "not bind or tmpfs"),
+            ("mounts: [{target: /x}]", "mounts[0]", 5, "needs a type"),
+            ("mounts: [{type: bind, source: /run/keel/a, target: /x, size: 1M}]", "mounts[0].size", 5, "unknown key"),
+            ("mounts: [{type: tmpfs, size: 1M}]", "mounts[0]", 5, "needs a target"),
+            ("mounts: [{type: bind, target: /x}]", "mounts[0]", 5, "needs a source"),
+            ("mounts: [{type: tmpfs, target: x}]", "mounts[0].target", 5, "absolute"),
+            ("mounts: [{type: tmpfs, target: /t, size: 0}]", "mounts[0].size", 5, "more than 0"),
+            ("mounts: [{type: tmpfs, target: /t}, {type: tmpfs, target: /t}]", "mounts[1]", 5, "already mounted by"),
+            ("mounts: [{type: bind, source: /run/keel/a, target: /x, readonly: maybe}]", "mounts[0].readonly", 5, "true or false"),
+            ("resources: {memory: 1M}", "resources.memory", 5, "4M minimum"),
+            ("resources: {memory_high: lots}", "resources.memory_high", 5, "not a size"),
+            ("resources: {cpus: 0.0001}", "resources.cpus", 5, "thousandths"),
+            ("resources: {cpus: 2000}", "resources.cpus", 5, "0.01 to 1024"),
+            ("resources: {cpus: 0.001}", "resources.cpus", 5, "0.01 to 1024"),
+            ("resources: {cpu_weight: 0}", "resources.cpu_weight", 5, "from 1 to 10000"),
+            ("resources: {io_weight: 10001}", "resources.io_weight", 5, "from 1 to 10000"),
+            ("resources: {pids: 0}", "resources.pids", 5, "at least 1"),
+            ("resources: {memory: 64M, memory_high: 128M}", "resources", 5, "memory_high is over memory"),
+            ("resources: {cpu: 1}", "resources.cpu", 5, "did you mean \"cpus\""),
+            ("restart: sometimes", "restart", 5, "always, on-failure or never"),
+            ("backoff: {initial: 10}", "backoff.initial", 5, "not a duration"),
+            ("backoff: {initial: 0s}", "backoff.initial", 5, "more than 0"),
+            ("backoff: {initial: 10m, max: 5m}", "backoff", 5, "over max"),
+            ("backoff: {reset_afer: 1m}", "backoff.reset_afer", 5, "did you mean \"reset_after\""),
+            ("user: Root", "user", 5, "not UID, UID:GID or a user name"),
+            ("user: '1000:abc'", "user", 5, "not UID, UID:GID"),
+            ("capabilities: {add: [CAP_SYS_ADMN]}", "capabilities.add[0]", 5, "did you mean CAP_SYS_ADMIN"),
+            ("capabilities: {add: [net_admin], drop: [NET_ADMIN]}", "capabilities", 5, "both added and dropped"),
+            ("capabilities: {ad: [chown]}", "capabilities.ad", 5, "did you mean \"add\""),
+            ("readonly: maybe", "readonly", 5, "true or false"),
+            ("healthcheck: {interval: 5s}", "healthcheck", 5, "exactly one of tcp, http or command (found none)"),
+            ("healthcheck: {tcp: 80, http: 80/}", "healthcheck", 5, "found tcp and http"),
+            ("healthcheck: {tcp: 0}", "healthcheck.tcp", 5, "not a port"),
+            ("healthcheck: {http: x/y}", "healthcheck.http", 5, "PORT/path"),
+            ("healthcheck: {http: {port: 80, path: nope}}", "healthcheck.http.path", 5, "starting with /"),
+            ("healthcheck: {http: {path: /}}", "healthcheck.http", 5, "needs a port"),
+            ("healthcheck: {command: curl -f x}", "healthcheck.command", 5, "keel has no shell"),
+            ("healthcheck: {command: []}", "healthcheck.command", 5, "empty command"),
+            ("healthcheck: {tcp: 80, interval: 1s, timeout: 5s}", "healthcheck", 5, "over interval"),
+            ("healthcheck: {tcp: 80, retries: 0}", "healthcheck.retries", 5, "from 1 to 1000"),
+            ("healthcheck: {tcp: 80, interval: 0s}", "healthcheck.interval", 5, "more than 0"),
+            ("healthcheck: {tcp: 80, start_priod: 1s}", "healthcheck.start_priod", 5, "did you mean \"start_period\""),
+            ("after: [web]", "after[0]", 5, "cannot wait for itself"),
+            ("requires: [Web]", "requires[0]", 5, "not a container name"),
+            ("hostname: a.b", "hostname", 5, "not a host name label"),
+            ("workdir: srv", "workdir", 5, "absolute"),
+            ("stop_grace: 10", "stop_grace", 5, "not a duration"),
+        ];
+        let mut wrong = Vec::new();
+        for (extra, path, line, says) in cases {
+            let r = section(&format!("  - name: web\n    image: busybox\n    {extra}\n"));
+            let path = format!("containers[0].{path}");
+            match r.errors.iter().find(|e| e.path == path) {
+                Some(e) if e.line == *line && e.message.contains(says) => {}
+                _ => wrong.push(format!("{extra}: {:?}", r.errors)),
+            }
+            assert!(
+                !r.items.iter().any(|i| i.path == "containers[0]"),
+                "{extra}: a container with an error gets no verdict"
+            );
+            assert!(r.config.containers.is_empty(), "{extra}");
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn names_and_images() {
+        let r = section(
+            "  - image: busybox
+  - name: Web
+    image: busybox
+  - name: a
+  - name: b
+    image: Busybox
+  - name: c
+    image: app@sha256:abc
+  - name: d
+    image: registry.example:99999/app
+  - name: e
+    image: busybox
+  - name: e
+    image: busybox
+  - x
+",
+        );
+        assert!(error(&r, "containers[0]").message.contains("needs a name"));
+        assert!(error(&r, "containers[1].name")
+            .message
+            .contains("not a container name"));
+        assert!(error(&r, "containers[2]")
+            .message
+            .contains("needs an image"));
+        assert!(error(&r, "containers[3].image")
+            .message
+            .contains("path component"));
+        assert!(error(&r, "containers[4].image")
+            .message
+            .contains("64 lower-case hex"));
+        assert!(error(&r, "containers[5].image")
+            .message
+            .contains("registry port"));
+        let dup = error(&r, "containers[7]");
+        assert_eq!(dup.line, 15);
+        assert_eq!(
+            dup.message,
+            "container name \"e\" is already used by containers[6] (line 13)"
+        );
+        assert!(error(&r, "containers[8]")
+            .message
+            .contains("expected a mapping"));
+        assert_eq!(r.errors.len(), 8, "{:#?}", r.errors);
+        let r = validate("#cloud-config\ncontainers: {web: {image: busybox}}\n");
+        assert!(error(&r, "containers").message.contains("expected a list"));
+    }
+
+    #[test]
+    fn cycles_are_reported_as_a_path() {
+        let r = section(
+            "  - {name: web, image: busybox, after: [api]}
+  - {name: api, image: busybox, requires: [db]}
+  - {name: db, image: busybox, after: [web]}
+  - {name: solo, image: busybox, after: [db]}
+  - {name: x, image: busybox, requires: [y]}
+  - {name: y, image: busybox, requires: [x]}
+",
+        );
+        let cycles: Vec<&Issue> = r
+            .errors
+            .iter()
+            .filter(|e| e.message.contains("cycle"))
+            .collect();
+        assert_eq!(cycles.len(), 2, "{:#?}", r.errors);
+        assert_eq!(cycles[0].path, "containers[2].after[0]");
+        assert_eq!(cycles[0].line, 5);
+        assert_eq!(
+            cycles[0].message,
+            "after/requires form a cycle: web -> api -> db -> web"
+        );
+        assert_eq!(cycles[1].path, "containers[5].requires[0]");
+        assert!(
+            cycles[1].message.ends_with("x -> y -> x"),
+            "{:?}",
+            cycles[1]
+        );
+        assert_eq!(r.errors.len(), 2);
+        let r = section(
+            "  - {name: db, image: busybox}\n  - {name: web, image: busybox,\n     after: [dbb]}\n",
+        );
+        let e = error(&r, "containers[1].after[0]");
+        assert_eq!((e.line, e.col), (5, 14));
+        assert_eq!(
+            e.message,
+            "no container is named \"dbb\" (did you mean \"db\"?)"
+        );
+        // A diamond is not a cycle.
+        let r = section(
+            "  - {name: a, image: busybox, after: [b, c]}
+  - {name: b, image: busybox, after: [d]}
+  - {name: c, image: busybox, requires: [d]}
+  - {name: d, image: busybox}
+",
+        );
+        assert!(r.accepted(), "{:#?}", r.errors);
+    }
+
+    #[test]
+    fn values() {
+        for ok in [
+            "busybox",
+            "busybox:latest",
+            "library/nginx:1.25",
+            "registry.example:5000/app:1",
+            "localhost/app",
+            "10.0.0.1:5000/a/b_c__d-e:v1.0-rc_1",
+        ] {
+            assert_eq!(image(ok), Ok(()), "{ok}");
+        }
+        assert!(image(&format!("ghcr.io/org/app@sha256:{SHA}")).is_ok());
+        assert!(image(&format!("app:1@sha256:{SHA}")).is_ok());
+        for bad in [
+            "",
+            "App",
+            "a//b",
+            "a:",
+            "a:-x",
+            "-a",
+            "a..b",
+            "bad_host:x/app",
+            "a@sha256:ABC",
+        ] {
+            assert!(image(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            port("127.0.0.1:53:53/udp").unwrap().host_ip.as_deref(),
+            Some("127.0.0.1")
+        );
+        assert!(
+            port("::1:80:80").is_err() && port("0:80").is_err() && port("8000-8010:80").is_err()
+        );
+        assert_eq!(millicpus("1.5"), Ok(1500));
+        assert_eq!(millicpus("0.01"), Ok(10));
+        assert_eq!(millicpus(".5"), Ok(500));
+        assert_eq!(millicpus("1024"), Ok(1_024_000));
+        assert!(
+            millicpus("1024.001").is_err() && millicpus(".").is_err() && millicpus("-1").is_err()
+        );
+        assert_eq!(capability("net_admin").as_deref(), Ok("CAP_NET_ADMIN"));
+        assert_eq!(capability("Cap_Chown").as_deref(), Ok("CAP_CHOWN"));
+        assert_eq!(capability("all").as_deref(), Ok("ALL"));
+        assert_eq!(CAPABILITIES[0], "CHOWN");
+        assert_eq!(CAPABILITIES[21], "SYS_ADMIN");
+        assert_eq!(CAPABILITIES[40], "CHECKPOINT_RESTORE");
+        assert!(capability("CAP_FLY")
+            .unwrap_err()
+            .contains("not a Linux capability"));
+        assert!(
+            bind_source("/run/keel/x").is_ok()
+                && bind_source("/var/lib/keel/volumes/db/data").is_ok()
+        );
+        assert!(bind_source("/var/lib/keel/volumes/").is_err());
+        assert!(bind_source("/var/lib/keel/volumes").is_err());
+        assert!(bind_source("/var/lib/keel/volumes/./x").is_err());
+        assert!(bind_source("/run/keelx/a").is_err());
+        assert!(user("1000").is_ok() && user("1000:100").is_ok() && user("www-data").is_ok());
+        assert!(user("1000:").is_err() && user(":1").is_err() && user("a b").is_err());
+        assert!(container_name("web.1_a-b").is_ok() && container_name("0").is_ok());
+        assert!(container_name(".web").is_err() && container_name(&"a".repeat(64)).is_err());
+        assert!(env_name("_A1").is_ok() && env_name("1A").is_err() && env_name("A-B").is_err());
+    }
+}

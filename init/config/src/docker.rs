@@ -1,0 +1,877 @@
+//! `docker run` units translated to keel containers.
+//!
+//! CoreOS ran containers as systemd services whose `ExecStart=` is
+//! `/usr/bin/docker run ...`. keel runs them itself:
+//!
+//! 1. The unit's lines are read as systemd reads them (sections,
+//!    `KEY=VALUE`, a `\` at the end of a line continues it).
+//! 2. A unit whose one `[Service] ExecStart=` (optionally `-`-prefixed) is
+//!    `docker run` (any path ending in `docker`) is a container. Other
+//!    `Exec*=` lines may only be docker housekeeping (`docker rm`, `kill`,
+//!    `pull`, `stop`): keel does that itself, so they are ignored.
+//! 3. The command line is split like systemd and a shell split it: single
+//!    and double quotes, backslash escapes. `$VAR`, `${VAR}` and `%i`
+//!    specifiers are refused: keel has no systemd environment or templates.
+//! 4. The flags keel has an equivalent for become the container's
+//!    settings, checked with the same functions as the `containers:`
+//!    section; any other flag refuses the unit, by name. After the flags
+//!    come the image and the arguments (the container's `args`).
+//! 5. `Restart=` of the unit (what restarted a foreground `docker run` on
+//!    CoreOS), else `--restart`, else never; `RestartSec=` is the first
+//!    restart delay, `TimeoutStopSec=` the stop grace period.
+
+use crate::containers::{self, new_container};
+use crate::model::{Container, MountSpec, NetMode, Restart};
+use crate::schema;
+
+/// A unit translated: the container and what was ignored on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    pub container: Container,
+    pub notes: Vec<String>,
+}
+
+/// Split a command line as systemd does (and a shell would, without
+/// expansion): words on whitespace, `'...'` and `"..."` quoting, `\`
+/// escaping the next character, `$$` and `%%` for a literal `$` or `%`.
+/// Variables and specifiers are refused.
+pub fn split_command(s: &str) -> Result<Vec<String>, String> {
+    #[derive(PartialEq)]
+    enum Q {
+        No,
+        Single,
+        Double,
+    }
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut q = Q::No;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if q == Q::Single => q = Q::No,
+            '"' if q == Q::Double => q = Q::No,
+            '\'' if q == Q::No => (q, in_word) = (Q::Single, true),
+            '"' if q == Q::No => (q, in_word) = (Q::Double, true),
+            '\\' if q != Q::Single => match chars.next() {
+                Some(n) => (cur.push(n), in_word = true).0,
+                None => return Err("the command line ends with a lone \\".into()),
+            },
+            c if c.is_whitespace() && q == Q::No => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '$' | '%' => match chars.peek().copied() {
+                Some(n) if n == c => {
+                    chars.next();
+                    cur.push(c);
+                    in_word = true;
+                }
+                Some(n) if c == '$' && (n == '{' || n.is_ascii_alphabetic() || n == '_') => {
+                    let var: String = chars
+                        .take_while(|x| x.is_ascii_alphanumeric() || *x == '_' || *x == '{')
+                        .filter(|x| *x != '{')
+                        .collect();
+                    return Err(format!("${var} is a systemd environment variable, and keel has no systemd environment: write the value itself"));
+                }
+                Some(n) if c == '%' && n.is_ascii_alphabetic() => {
+                    return Err(format!("%{n} is a systemd specifier, and keel runs no unit templates: write the value itself"));
+                }
+                _ => {
+                    cur.push(c);
+                    in_word = true;
+                }
+            },
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if q != Q::No {
+        return Err("the command line has an unterminated quote".into());
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// One `KEY=VALUE` of a unit, with its section and the 0-based line where
+/// it starts.
+struct Entry {
+    line: usize,
+    section: String,
+    key: String,
+    value: String,
+}
+
+fn entries(content: &str) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    let mut lines = content.lines().enumerate();
+    while let Some((line, raw)) = lines.next() {
+        let mut text = raw.trim().to_string();
+        if text.is_empty() || text.starts_with(['#', ';']) {
+            continue;
+        }
+        while text.ends_with('\\') {
+            text.pop();
+            text.push(' ');
+            match lines.next() {
+                // Comment lines inside a continuation are skipped, as systemd does.
+                Some((_, next)) if next.trim_start().starts_with(['#', ';']) => text.push('\\'),
+                Some((_, next)) => text.push_str(next.trim()),
+                None => break,
+            }
+        }
+        if let Some(s) = text.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = s.to_string();
+        } else if let Some((k, v)) = text.split_once('=') {
+            out.push(Entry {
+                line,
+                section: section.clone(),
+                key: k.trim().to_string(),
+                value: v.trim().to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// `(docker-subcommand, rest)` when the command runs docker.
+fn docker_command(value: &str) -> Option<(&str, &str)> {
+    let v = value.strip_prefix('-').unwrap_or(value).trim_start();
+    let (prog, rest) = v.split_once(char::is_whitespace)?;
+    if prog != "docker" && !prog.ends_with("/docker") {
+        return None;
+    }
+    let rest = rest.trim_start();
+    Some(rest.split_once(char::is_whitespace).unwrap_or((rest, "")))
+}
+
+/// A systemd time span (`5`, `5s`, `500ms`, `2min`): ms.
+fn timespan(s: &str) -> Option<u64> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return secs.checked_mul(1000);
+    }
+    let s = s.replace("min", "m").replace("sec", "s");
+    schema::duration_ms(&s.replace(' ', "")).ok()
+}
+
+/// The unit as a container: `None` when it is not a `docker run` unit,
+/// the refusal (why keel does not run it) as `Err`, with the 0-based line
+/// of the content it is about.
+pub fn from_unit(unit: &str, content: &str) -> Option<Result<Translation, (usize, String)>> {
+    let entries = entries(content);
+    let runs: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| {
+            e.section == "Service"
+                && e.key == "ExecStart"
+                && docker_command(&e.value).is_some_and(|(sub, _)| sub == "run")
+        })
+        .collect();
+    let start = *runs.first()?;
+    Some(translate(unit, &entries, start, runs.len()))
+}
+
+fn translate(
+    unit: &str,
+    entries: &[Entry],
+    start: &Entry,
+    runs: usize,
+) -> Result<Translation, (usize, String)> {
+    let at = |line: usize| move |m: String| (line, m);
+    if runs > 1 || entries.iter().filter(|e| e.key == "ExecStart").count() > 1 {
+        return Err((
+            start.line,
+            "more than one ExecStart=: keel runs one container per unit".into(),
+        ));
+    }
+    let mut notes = Vec::new();
+    let mut restart = None;
+    let mut backoff = None;
+    let mut grace = None;
+    let mut ignored = Vec::new();
+    for e in entries.iter().filter(|e| e.section == "Service") {
+        match e.key.as_str() {
+            "ExecStart" => {}
+            k if k.starts_with("Exec") => match docker_command(&e.value) {
+                Some((sub @ ("rm" | "kill" | "pull" | "stop"), _)) => {
+                    notes.push(format!("{k} docker {sub}"));
+                }
+                _ => {
+                    return Err((
+                        e.line,
+                        format!(
+                            "{k}={} is not docker rm, kill, pull or stop: keel would not run it",
+                            e.value
+                        ),
+                    ))
+                }
+            },
+            "Restart" => {
+                restart = Some(match e.value.as_str() {
+                    "no" => Restart::Never,
+                    "always" => Restart::Always,
+                    "on-failure" | "on-abnormal" | "on-abort" | "on-watchdog" => Restart::OnFailure,
+                    other => {
+                        return Err((
+                            e.line,
+                            format!(
+                            "Restart={other} has no keel equivalent (always, on-failure or never)"
+                        ),
+                        ))
+                    }
+                })
+            }
+            "RestartSec" => match timespan(&e.value) {
+                Some(ms) if ms > 0 => backoff = Some(ms),
+                _ => ignored.push(format!("RestartSec={}", e.value)),
+            },
+            "TimeoutStopSec" => match timespan(&e.value) {
+                Some(ms) => grace = Some(ms),
+                None => ignored.push(format!("TimeoutStopSec={}", e.value)),
+            },
+            k => ignored.push(k.to_string()),
+        }
+    }
+    let Some((_, args)) = docker_command(&start.value) else {
+        return Err((start.line, "not a docker run command".into()));
+    };
+    let words = split_command(args).map_err(at(start.line))?;
+    let default_name = unit.strip_suffix(".service").unwrap_or(unit);
+    let mut t = docker_run(default_name, &words).map_err(at(start.line))?;
+    let c = &mut t.container;
+    match restart {
+        Some(r) => {
+            c.restart = r;
+            notes.push("restart from the unit's Restart=".into());
+        }
+        None if !words.iter().any(|w| w.starts_with("--restart")) => {
+            c.restart = Restart::Never;
+            notes.push("restart never (the unit has no Restart=)".into());
+        }
+        None => {}
+    }
+    if let Some(ms) = backoff {
+        c.backoff_ms = ms;
+        c.backoff_max_ms = c.backoff_max_ms.max(ms);
+    }
+    if let Some(ms) = grace {
+        c.stop_grace_ms = ms;
+    }
+    if entries.iter().any(|e| e.section == "X-Fleet") {
+        notes.push("[X-Fleet] placement ignored".into());
+    }
+    if !ignored.is_empty() {
+        notes.push(format!("ignored: {}", ignored.join(", ")));
+    }
+    t.notes.extend(notes);
+    Ok(t)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flag {
+    Name,
+    Publish,
+    Env,
+    Volume,
+    Restart,
+    Rm,
+    Detach,
+    Network,
+    Memory,
+    Cpus,
+    CapAdd,
+    CapDrop,
+    User,
+    Workdir,
+    Hostname,
+    ReadOnly,
+    Entrypoint,
+}
+
+/// The flags keel translates: long name, short letter.
+const FLAGS: &[(&str, Option<char>, Flag)] = &[
+    ("name", None, Flag::Name),
+    ("publish", Some('p'), Flag::Publish),
+    ("env", Some('e'), Flag::Env),
+    ("volume", Some('v'), Flag::Volume),
+    ("restart", None, Flag::Restart),
+    ("rm", None, Flag::Rm),
+    ("detach", Some('d'), Flag::Detach),
+    ("net", None, Flag::Network),
+    ("network", None, Flag::Network),
+    ("memory", Some('m'), Flag::Memory),
+    ("cpus", None, Flag::Cpus),
+    ("cap-add", None, Flag::CapAdd),
+    ("cap-drop", None, Flag::CapDrop),
+    ("user", Some('u'), Flag::User),
+    ("workdir", Some('w'), Flag::Workdir),
+    ("hostname", Some('h'), Flag::Hostname),
+    ("read-only", None, Flag::ReadOnly),
+    ("entrypoint", None, Flag::Entrypoint),
+];
+
+fn is_bool(f: Flag) -> bool {
+    matches!(f, Flag::Rm | Flag::Detach | Flag::ReadOnly)
+}
+
+/// Why a flag keel does not translate is refused.
+fn unsupported(flag: &str) -> String {
+    let why = match flag {
+        "--privileged" => "keel gives a container only the capabilities it lists: add what it needs with --cap-add",
+        "-i" | "--interactive" | "-t" | "--tty" => "a container keel runs has no terminal",
+        "--device" => "keel passes no devices into containers",
+        "--link" => "containers reach each other over keel's bridge; order them with after: in the containers: section",
+        "--env-file" => "keel reads no files to build the environment: pass each variable with -e NAME=value",
+        "--pid" | "--ipc" | "--uts" | "--userns" => "keel shares no namespace of the host but the network",
+        "--log-driver" | "--log-opt" => "keel collects the container's output itself",
+        "--volumes-from" | "--mount" => "bind directories under /var/lib/keel/volumes/ with -v",
+        _ => "keel has no equivalent",
+    };
+    format!("docker run flag {flag} is not supported: {why}")
+}
+
+/// Translate the words after `docker run`. `default_name` names the
+/// container when `--name` does not. The error is the refusal.
+pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, String> {
+    // Flags with their values, as written (`shown` names them in messages).
+    let mut flags: Vec<(String, Flag, Option<String>)> = Vec::new();
+    let mut i = 0;
+    let mut image = None;
+    while i < words.len() {
+        let w = &words[i];
+        i += 1;
+        if w == "--" {
+            image = words.get(i);
+            i += 1;
+            break;
+        }
+        if !w.starts_with('-') || w == "-" {
+            image = Some(w);
+            break;
+        }
+        if let Some(long) = w.strip_prefix("--") {
+            let (n, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let shown = format!("--{n}");
+            let f = FLAGS
+                .iter()
+                .find(|(l, _, _)| *l == n)
+                .map(|x| x.2)
+                .ok_or_else(|| unsupported(&shown))?;
+            let value = match inline {
+                Some(v) => Some(v),
+                None if is_bool(f) => None,
+                None => {
+                    i += 1;
+                    Some(
+                        words
+                            .get(i - 1)
+                            .cloned()
+                            .ok_or_else(|| format!("docker run flag {shown} needs a value"))?,
+                    )
+                }
+            };
+            flags.push((shown, f, value));
+            continue;
+        }
+        // Short flags, possibly clustered (`-dp 80:80`, `-p80:80`).
+        let cluster: Vec<char> = w[1..].chars().collect();
+        for (j, ch) in cluster.iter().enumerate() {
+            let shown = format!("-{ch}");
+            let f = FLAGS
+                .iter()
+                .find(|(_, s, _)| *s == Some(*ch))
+                .map(|x| x.2)
+                .ok_or_else(|| unsupported(&shown))?;
+            if is_bool(f) {
+                flags.push((shown, f, None));
+                continue;
+            }
+            let rest: String = cluster[j + 1..].iter().collect();
+            let value = if rest.is_empty() {
+                i += 1;
+                words
+                    .get(i - 1)
+                    .cloned()
+                    .ok_or_else(|| format!("docker run flag {shown} needs a value"))?
+            } else {
+                rest.strip_prefix('=').unwrap_or(&rest).to_string()
+            };
+            flags.push((shown, f, Some(value)));
+            break;
+        }
+    }
+    let image = image.ok_or("docker run without an image")?;
+    containers::image(image)?;
+    let mut c = new_container(default_name, image);
+    c.restart = Restart::Never; // docker's default; --restart may change it
+    c.args = words[i.min(words.len())..].to_vec();
+    let mut notes = Vec::new();
+    for (shown, f, value) in flags {
+        let val = value.unwrap_or_default();
+        let bad = |e: String| format!("docker run flag {shown} {val}: {e}");
+        let yes = || match val.as_str() {
+            "" | "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(bad("is not true or false".into())),
+        };
+        match f {
+            Flag::Name => {
+                containers::container_name(&val).map_err(bad)?;
+                c.name = val.clone();
+            }
+            Flag::Publish => {
+                if !val.contains(':') {
+                    return Err(bad("publishes to a random host port: keel needs HOST:CONTAINER".into()));
+                }
+                let p = containers::port(&val).map_err(bad)?;
+                if c.ports.iter().any(|o| o.host_port == p.host_port && o.protocol == p.protocol) {
+                    return Err(bad(format!("host port {}/{} is published twice", p.host_port, p.protocol)));
+                }
+                c.ports.push(p);
+            }
+            Flag::Env => {
+                let (k, v) = val.split_once('=').ok_or_else(|| {
+                    bad("passes the variable from docker's environment, which keel does not have: write -e NAME=value".into())
+                })?;
+                containers::env_name(k).map_err(bad)?;
+                c.env.retain(|(n, _)| n != k);
+                c.env.push((k.to_string(), v.to_string()));
+            }
+            Flag::Volume => {
+                let parts: Vec<&str> = val.split(':').collect();
+                let (src, target, readonly) = match parts[..] {
+                    [s, t] => (s, t, false),
+                    [s, t, "ro"] => (s, t, true),
+                    [s, t, "rw"] => (s, t, false),
+                    [_, _, o] => return Err(bad(format!("the option {o:?} is not ro or rw"))),
+                    _ => return Err(bad("is not HOST:CONTAINER[:ro|rw] (anonymous volumes are not supported)".into())),
+                };
+                if !src.starts_with('/') {
+                    return Err(bad(format!("{src:?} is a named docker volume: bind a directory under /var/lib/keel/volumes/ instead")));
+                }
+                containers::bind_source(src).map_err(bad)?;
+                schema::abs_path(target).map_err(bad)?;
+                c.mounts.push(MountSpec::Bind {
+                    source: src.to_string(),
+                    target: target.to_string(),
+                    readonly,
+                });
+            }
+            Flag::Restart => {
+                c.restart = match val.split_once(':') {
+                    None if val == "no" => Restart::Never,
+                    None if val == "always" => Restart::Always,
+                    None if val == "unless-stopped" => {
+                        notes.push("--restart unless-stopped is always".into());
+                        Restart::Always
+                    }
+                    None if val == "on-failure" => Restart::OnFailure,
+                    Some(("on-failure", n)) if n.parse::<u32>().is_ok() => {
+                        notes.push(format!("--restart on-failure:{n}: the retry limit is ignored (keel backs off instead)"));
+                        Restart::OnFailure
+                    }
+                    _ => return Err(bad("is not no, always, on-failure[:N] or unless-stopped".into())),
+                };
+            }
+            Flag::Rm => notes.push(format!("{shown} ignored")),
+            Flag::Detach => notes.push(format!("{shown} ignored (keel supervises the container)")),
+            Flag::Network => {
+                c.network = match val.as_str() {
+                    "default" => NetMode::Bridge,
+                    v => containers::network(v).map_err(|_| {
+                        format!("docker run flag {shown} {val} is not supported: keel has host, none and its one bridge network")
+                    })?,
+                }
+            }
+            Flag::Memory => {
+                let s = val.strip_suffix(['b', 'B']).unwrap_or(&val);
+                c.resources.memory = Some(containers::memory(s).map_err(bad)?);
+            }
+            Flag::Cpus => c.resources.millicpus = Some(containers::millicpus(&val).map_err(bad)?),
+            Flag::CapAdd | Flag::CapDrop => {
+                let cap = containers::capability(&val).map_err(bad)?;
+                let list = if f == Flag::CapAdd { &mut c.cap_add } else { &mut c.cap_drop };
+                if !list.contains(&cap) {
+                    list.push(cap);
+                }
+            }
+            Flag::User => {
+                containers::user(&val).map_err(bad)?;
+                c.user = Some(val.clone());
+            }
+            Flag::Workdir => {
+                schema::abs_path(&val).map_err(bad)?;
+                c.workdir = Some(val.clone());
+            }
+            Flag::Hostname => {
+                schema::label(&val).map_err(bad)?;
+                c.hostname = Some(val.clone());
+            }
+            Flag::ReadOnly => c.readonly = yes()?,
+            Flag::Entrypoint => {
+                if val.is_empty() {
+                    return Err(bad("an empty entrypoint".into()));
+                }
+                c.command = vec![val.clone()];
+            }
+        }
+    }
+    if !c.ports.is_empty() && c.network != NetMode::Bridge {
+        return Err("docker run publishes ports (-p) without the bridge network: keel publishes ports from its bridge only".into());
+    }
+    containers::container_name(&c.name)
+        .map_err(|e| format!("the unit's name does not make a container name ({e}): add --name"))?;
+    Ok(Translation {
+        container: c,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Port;
+    use crate::validate::Verdict;
+
+    fn run(line: &str) -> Result<Translation, String> {
+        docker_run("unit", &split_command(line).unwrap())
+    }
+
+    #[test]
+    fn splits_like_systemd_without_expansion() {
+        assert_eq!(
+            split_command(r#"a 'b c'  "d \"e\" $$HOME" f\ g 100%% x''y "" "#).unwrap(),
+            ["a", "b c", "d \"e\" $HOME", "f g", "100%", "xy", ""]
+        );
+        assert_eq!(split_command("a\t'it''s'").unwrap(), ["a", "its"]);
+        assert_eq!(split_command(r"'a\b'").unwrap(), [r"a\b"]);
+        let e = split_command("-e X=$HOME").unwrap_err();
+        assert!(e.contains("$HOME is a systemd environment variable"), "{e}");
+        let e = split_command("-e \"X=${HOST_IP}\"").unwrap_err();
+        assert!(e.contains("$HOST_IP"), "{e}");
+        assert!(split_command("--name %i")
+            .unwrap_err()
+            .contains("%i is a systemd specifier"));
+        assert!(split_command("'a")
+            .unwrap_err()
+            .contains("unterminated quote"));
+        assert!(split_command("\"a")
+            .unwrap_err()
+            .contains("unterminated quote"));
+        assert!(split_command("a \\").unwrap_err().contains("lone"));
+        assert_eq!(split_command("cost $5").unwrap(), ["cost", "$5"]);
+    }
+
+    #[test]
+    fn each_flag() {
+        let t = run("--rm -d --name web -p 8080:80 --publish=127.0.0.1:53:53/udp -e A=1 --env B=x=y \
+             -v /var/lib/keel/volumes/web:/data:ro --volume=/run/keel/sock:/sock:rw --restart=on-failure:5 \
+             --net bridge -m 512m --cpus 1.5 --cap-add net_admin --cap-drop=ALL -u 1000:1000 -w /srv \
+             -h web1 --read-only --entrypoint /bin/web nginx:1.25 --port '8 0'")
+        .unwrap();
+        let c = &t.container;
+        assert_eq!((c.name.as_str(), c.image.as_str()), ("web", "nginx:1.25"));
+        assert_eq!(c.args, ["--port", "8 0"]);
+        assert_eq!(c.command, ["/bin/web"]);
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(
+            c.ports[1],
+            Port {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: 53,
+                container_port: 53,
+                protocol: "udp".into()
+            }
+        );
+        assert_eq!(
+            c.env,
+            [("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        assert_eq!(
+            c.mounts,
+            [
+                MountSpec::Bind {
+                    source: "/var/lib/keel/volumes/web".into(),
+                    target: "/data".into(),
+                    readonly: true
+                },
+                MountSpec::Bind {
+                    source: "/run/keel/sock".into(),
+                    target: "/sock".into(),
+                    readonly: false
+                }
+            ]
+        );
+        assert_eq!(c.restart, Restart::OnFailure);
+        assert_eq!(c.network, NetMode::Bridge);
+        assert_eq!(c.resources.memory, Some(512 << 20));
+        assert_eq!(c.resources.millicpus, Some(1500));
+        assert_eq!(
+            (c.cap_add.as_slice(), c.cap_drop.as_slice()),
+            (&["CAP_NET_ADMIN".to_string()][..], &["ALL".to_string()][..])
+        );
+        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(c.workdir.as_deref(), Some("/srv"));
+        assert_eq!(c.hostname.as_deref(), Some("web1"));
+        assert!(c.readonly);
+        assert_eq!(
+            t.notes,
+            [
+                "--rm ignored",
+                "-d ignored (keel supervises the container)",
+                "--restart on-failure:5: the retry limit is ignored (keel backs off instead)"
+            ]
+        );
+        // Defaults: the unit's name, docker's "no" restart; clustered short flags.
+        let t = run("-dp80:80 -e=K=v busybox").unwrap();
+        assert_eq!(t.container.name, "unit");
+        assert_eq!(t.container.restart, Restart::Never);
+        assert_eq!(t.container.ports[0].host_port, 80);
+        assert_eq!(t.container.env, [("K".into(), "v".into())]);
+        assert!(t.container.args.is_empty());
+        for (flag, want) in [
+            ("--restart always", Restart::Always),
+            ("--restart=no", Restart::Never),
+            ("--restart unless-stopped", Restart::Always),
+            ("--restart on-failure", Restart::OnFailure),
+        ] {
+            assert_eq!(
+                run(&format!("{flag} busybox")).unwrap().container.restart,
+                want,
+                "{flag}"
+            );
+        }
+        for (flag, want) in [
+            ("--net=host", NetMode::Host),
+            ("--network none", NetMode::None),
+            ("--network default", NetMode::Bridge),
+        ] {
+            assert_eq!(
+                run(&format!("{flag} busybox")).unwrap().container.network,
+                want,
+                "{flag}"
+            );
+        }
+        assert_eq!(
+            run("--memory=1g busybox")
+                .unwrap()
+                .container
+                .resources
+                .memory,
+            Some(1 << 30)
+        );
+        assert_eq!(
+            run("-m 8388608b busybox")
+                .unwrap()
+                .container
+                .resources
+                .memory,
+            Some(8 << 20)
+        );
+        assert_eq!(run("-- busybox -x").unwrap().container.args, ["-x"]);
+        assert!(!run("--read-only=false busybox").unwrap().container.readonly);
+    }
+
+    #[test]
+    fn each_refusal_names_its_flag() {
+        for (line, says) in [
+            ("--privileged busybox", "docker run flag --privileged is not supported: keel gives a container only the capabilities"),
+            ("-it busybox", "docker run flag -i is not supported: a container keel runs has no terminal"),
+            ("--device /dev/kvm busybox", "flag --device is not supported"),
+            ("--env-file x busybox", "flag --env-file is not supported"),
+            ("--log-driver none busybox", "flag --log-driver is not supported"),
+            ("-e FOO busybox", "docker run flag -e FOO: passes the variable from docker's environment"),
+            ("-e 1A=x busybox", "not a variable name"),
+            ("-v /etc:/etc busybox", "docker run flag -v /etc:/etc: \"/etc\" is not under /var/lib/keel/volumes/"),
+            ("-v data:/data busybox", "named docker volume"),
+            ("-v /data busybox", "anonymous volumes"),
+            ("-v /run/keel/a:/a:z busybox", "\"z\" is not ro or rw"),
+            ("-v /run/keel/a:rel busybox", "not an absolute path"),
+            ("-p 80 busybox", "docker run flag -p 80: publishes to a random host port"),
+            ("-p 8000-8010:80 busybox", "not a port"),
+            ("-p 80:80 -p 80:81 busybox", "published twice"),
+            ("--net host -p 80:80 busybox", "without the bridge network"),
+            ("--network mynet busybox", "docker run flag --network mynet is not supported"),
+            ("--restart sometimes busybox", "is not no, always, on-failure[:N] or unless-stopped"),
+            ("--restart on-failure:x busybox", "on-failure[:N]"),
+            ("-m 1m busybox", "4M minimum"),
+            ("-m lots busybox", "not a size"),
+            ("--cpus 0 busybox", "0.01 to 1024"),
+            ("--cap-add FLY busybox", "not a Linux capability"),
+            ("--name Web busybox", "docker run flag --name Web: \"Web\" is not a container name"),
+            ("--name", "docker run flag --name needs a value"),
+            ("-p", "docker run flag -p needs a value"),
+            ("-d", "without an image"),
+            ("Busybox", "path component"),
+            ("-u 'a b' busybox", "not UID"),
+            ("-w rel busybox", "absolute"),
+            ("-h a.b busybox", "host name label"),
+            ("--read-only=maybe busybox", "not true or false"),
+            ("--entrypoint= busybox", "empty entrypoint"),
+        ] {
+            let e = run(line).unwrap_err();
+            assert!(e.contains(says), "{line}: {e}");
+        }
+        let e = docker_run("web@1", &["busybox".into()]).unwrap_err();
+        assert!(e.contains("add --name"), "{e}");
+    }
+
+    const UNIT: &str = "[Unit]
+Description=web
+After=docker.service
+Requires=docker.service
+
+[Service]
+TimeoutStartSec=0
+Restart=always
+RestartSec=5
+TimeoutStopSec=30s
+ExecStartPre=-/usr/bin/docker kill web
+ExecStartPre=-/usr/bin/docker rm web
+ExecStartPre=/usr/bin/docker pull nginx:1.25
+ExecStart=/usr/bin/docker run --name web \\
+  # the public port
+  -p 80:80 \\
+  nginx:1.25
+ExecStop=/usr/bin/docker stop web
+
+[X-Fleet]
+Conflicts=web*.service
+";
+
+    #[test]
+    fn a_unit() {
+        let t = from_unit("web.service", UNIT).unwrap().unwrap();
+        let c = &t.container;
+        assert_eq!((c.name.as_str(), c.image.as_str()), ("web", "nginx:1.25"));
+        assert_eq!(c.ports[0].host_port, 80);
+        assert_eq!(c.restart, Restart::Always);
+        assert_eq!(c.backoff_ms, 5000);
+        assert_eq!(c.stop_grace_ms, 30_000);
+        assert_eq!(
+            t.notes,
+            [
+                "ExecStartPre docker kill",
+                "ExecStartPre docker rm",
+                "ExecStartPre docker pull",
+                "ExecStop docker stop",
+                "restart from the unit's Restart=",
+                "[X-Fleet] placement ignored",
+                "ignored: TimeoutStartSec"
+            ]
+        );
+        // Without Restart= the unit was not restarted.
+        let t = from_unit(
+            "app.service",
+            "[Service]\nExecStart=-docker run busybox sleep 1\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (t.container.name.as_str(), t.container.restart),
+            ("app", Restart::Never)
+        );
+        assert_eq!(t.container.args, ["sleep", "1"]);
+        assert!(t.notes.iter().any(|n| n.contains("no Restart=")));
+        // Not docker run: for the caller's other verdicts.
+        assert!(from_unit("a.service", "[Service]\nExecStart=/usr/bin/etcdctl ls\n").is_none());
+        assert!(from_unit("a.service", "[Service]\nExecStart=/usr/bin/docker ps\n").is_none());
+        assert!(from_unit("a.service", "[Unit]\nExecStart=/usr/bin/docker run x\n").is_none());
+    }
+
+    #[test]
+    fn a_unit_refused_says_where() {
+        let refuse = |content: &str| from_unit("web.service", content).unwrap().unwrap_err();
+        let (line, e) = refuse(&UNIT.replace(
+            "ExecStartPre=/usr/bin/docker pull",
+            "ExecStartPre=/usr/bin/etcdctl get",
+        ));
+        assert_eq!(line, 12);
+        assert!(
+            e.contains(
+                "ExecStartPre=/usr/bin/etcdctl get nginx:1.25 is not docker rm, kill, pull or stop"
+            ),
+            "{e}"
+        );
+        let (line, e) = refuse(&UNIT.replace("-p 80:80", "-p 80:80 --privileged"));
+        assert_eq!(line, 13, "the line where ExecStart= starts");
+        assert!(
+            e.starts_with("docker run flag --privileged is not supported"),
+            "{e}"
+        );
+        let (_, e) = refuse(&UNIT.replace("-p 80:80", "-e IP=${COREOS_PUBLIC_IPV4}"));
+        assert!(e.contains("$COREOS_PUBLIC_IPV4"), "{e}");
+        let (_, e) = refuse(&UNIT.replace("Restart=always", "Restart=on-success"));
+        assert!(e.contains("Restart=on-success"), "{e}");
+        let (_, e) = refuse("[Service]\nExecStart=docker run a\nExecStart=docker run b\n");
+        assert!(e.contains("more than one ExecStart="), "{e}");
+    }
+
+    #[test]
+    fn units_join_the_containers_section() {
+        let r = crate::validate::validate(
+            "#cloud-config
+containers:
+  - {name: web, image: busybox}
+coreos:
+  units:
+    - name: web.service
+      command: start
+      content: |
+        [Service]
+        ExecStart=/usr/bin/docker run nginx
+    - name: api.service
+      content: |
+        [Service]
+        ExecStart=/usr/bin/docker run --privileged api
+    - name: cache.service
+      content: |
+        [Service]
+        ExecStart=/usr/bin/docker run --name cache redis
+    - name: shell.service
+      content: |
+        [Service]
+        ExecStart=/bin/sh -c 'docker run x'
+",
+        );
+        assert_eq!(r.errors.len(), 1, "{:#?}", r.errors);
+        let e = &r.errors[0];
+        assert_eq!((e.path.as_str(), e.line), ("coreos.units[0]", 6));
+        assert_eq!(
+            e.message,
+            "container name \"web\" is already used by containers[0] (line 3)"
+        );
+        let item = |p: &str| r.items.iter().find(|i| i.path == p).unwrap();
+        let api = item("coreos.units[1]");
+        assert_eq!((api.verdict, api.line), (Verdict::Refused, 14));
+        assert!(api
+            .note
+            .starts_with("docker run flag --privileged is not supported"));
+        let cache = item("coreos.units[2]");
+        assert_eq!(cache.verdict, Verdict::Translated);
+        assert_eq!(
+            cache.note,
+            "container cache (redis) from docker run; restart never (the unit has no Restart=)"
+        );
+        let shell = item("coreos.units[3]");
+        assert_eq!(shell.verdict, Verdict::Refused);
+        assert!(shell.note.contains("containers: section"), "{}", shell.note);
+        let names: Vec<&str> = r
+            .config
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["web", "web", "cache"]);
+    }
+}
