@@ -102,6 +102,8 @@ pub struct VmConfig {
     pub initrd: Option<PathBuf>,
     /// More qemu arguments (e.g. `-fw_cfg name=opt/keel/config,file=...`).
     pub qemu_args: Vec<String>,
+    /// Host ports forwarded into the guest (`tcp:127.0.0.1:HOST-:GUEST`).
+    pub hostfwd: Vec<String>,
 }
 
 impl VmConfig {
@@ -117,6 +119,7 @@ impl VmConfig {
             disk2: None,
             initrd: None,
             qemu_args: Vec::new(),
+            hostfwd: Vec::new(),
         }
     }
 }
@@ -245,6 +248,11 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if !cfg.hostfwd.is_empty() {
+            cmd.env("KEEL_HOSTFWD", cfg.hostfwd.join(","));
+        } else {
+            cmd.env_remove("KEEL_HOSTFWD");
+        }
         if let Some(d) = &cfg.disk {
             cmd.env("KEEL_DISK", d);
         }

@@ -266,7 +266,7 @@ fn root_with_default_caps() {
         expect_field(&status, "NoNewPrivs", "1")?;
         expect_field(&status, "Seccomp", "2")?;
         let mask = format!("{DEFAULT_MASK:016x}");
-        for set in ["CapBnd", "CapEff", "CapPrm", "CapInh"] {
+        for set in ["CapBnd", "CapEff", "CapPrm"] {
             expect_field(&status, set, &mask)?;
         }
         expect_field(&status, "CapAmb", "0000000000000000")?;
@@ -279,11 +279,36 @@ fn root_with_default_caps() {
 }
 
 #[test]
-fn unprivileged_user_keeps_caps_across_execve() {
+fn unprivileged_user_has_no_caps_after_execve() {
     if !is_root() {
         return;
     }
     let p = prepared(CapSet::defaults(), NOBODY, NOBODY, &[NOBODY]);
+    let outcome = in_child(|| {
+        confine(&p)?;
+        refusals()?;
+        let out = expect_ok(
+            "run cat",
+            Command::new("/bin/cat").arg("/proc/self/status").output(),
+        )?;
+        let exec_status = String::from_utf8_lossy(&out.stdout);
+        expect_field(&exec_status, "CapBnd", &format!("{DEFAULT_MASK:016x}"))?;
+        for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+            expect_field(&exec_status, set, "0000000000000000")?;
+        }
+        expect_field(&exec_status, "NoNewPrivs", "1")
+    });
+    if let Err(msg) = outcome {
+        panic!("confined nobody child: {msg}");
+    }
+}
+
+#[test]
+fn unprivileged_user_with_ambient_keeps_caps_across_execve() {
+    if !is_root() {
+        return;
+    }
+    let p = prepared(CapSet::defaults(), NOBODY, NOBODY, &[NOBODY]).with_ambient();
     let outcome = in_child(|| {
         confine(&p)?;
         let status = own_status()?;

@@ -125,7 +125,9 @@ pub fn plan(root: &Path, user: &[MountSpec]) -> Result<Vec<MountOp>, PlanError> 
         Some("tmpfs"),
         inside(root, "/dev")?,
         Some("tmpfs"),
-        MS_NOSUID | MS_NOEXEC,
+        // nodev: the nodes bound below keep their own mounts' flags; one
+        // made here with mknod opens nothing.
+        MS_NOSUID | MS_NOEXEC | MS_NODEV,
         Some("mode=755,size=65536k"),
     ));
     // Below /dev is our fresh tmpfs: no image symlink can be there.

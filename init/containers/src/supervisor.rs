@@ -91,6 +91,11 @@ struct State {
     error: Option<String>,
     restart_at: Option<Instant>,
     cgroup: Option<crate::cgroup::Cgroup>,
+    /// The last run's final use, read just before its cgroup went away.
+    last_stats: crate::cgroup::Stats,
+    /// OOM kills over every run so far (a restart must not hide them).
+    oom_kills: u64,
+    oom_group_kills: u64,
 }
 
 struct Entry {
@@ -230,22 +235,19 @@ impl Supervisor {
 
 fn status_of(e: &Entry) -> ContainerStatus {
     let s = e.state.lock().map(|s| s.clone()).unwrap_or_default();
-    let stats = s
-        .cgroup
-        .as_ref()
-        .map(|cg| {
-            let st = cg.stats();
-            ContainerStats {
-                cpu_usec: st.cpu_usec,
-                memory_bytes: st.memory_bytes,
-                memory_max: st.memory_max,
-                pids: st.pids,
-                pids_max: st.pids_max,
-                oom_kills: st.oom_kills,
-                oom_group_kills: st.oom_group_kills,
-            }
-        })
-        .unwrap_or_default();
+    let (st, live) = match (&s.cgroup, s.pid) {
+        (Some(cg), Some(_)) => (cg.stats(), true),
+        _ => (s.last_stats.clone(), false),
+    };
+    let stats = ContainerStats {
+        cpu_usec: st.cpu_usec,
+        memory_bytes: if live { st.memory_bytes } else { 0 },
+        memory_max: st.memory_max,
+        pids: if live { st.pids } else { 0 },
+        pids_max: st.pids_max,
+        oom_kills: s.oom_kills + if live { st.oom_kills } else { 0 },
+        oom_group_kills: s.oom_group_kills + if live { st.oom_group_kills } else { 0 },
+    };
     ContainerStatus {
         name: e.spec.name.clone(),
         image: e.spec.image.clone(),
@@ -393,7 +395,18 @@ async fn run_loop(
                     Some(x) => describe(x),
                     None => ("gone".to_string(), Ended::Signaled(9)),
                 };
+                let last = run.cgroup.stats();
+                let text = if last.oom_kills > 0 {
+                    format!("{text} (out of memory: {} killed)", last.oom_kills)
+                } else {
+                    text
+                };
                 keel_boot::info!("container {name}: {text}");
+                e.set(|s| {
+                    s.oom_kills += last.oom_kills;
+                    s.oom_group_kills += last.oom_group_kills;
+                    s.last_stats = last;
+                });
                 let (dirs, cg, n) = (settings.dirs.clone(), run.cgroup.clone(), name.clone());
                 let _ =
                     tokio::task::spawn_blocking(move || runtime::stop_run(&dirs, &n, &cg)).await;

@@ -23,13 +23,16 @@
 //!    of the effective set. These are raw syscalls on purpose: glibc's
 //!    wrappers broadcast the change to every thread it knows of, and in a
 //!    cloned child the threads it knows of are the parent's.
-//! 7. `capset`: effective = permitted = inheritable = the container's set.
-//!    The uid switch emptied the effective set; this restores the chosen
+//! 7. `capset`: effective = permitted = the container's set, inheritable
+//!    empty (as containerd since CVE-2022-24769: an inheritable set would
+//!    let file capabilities of a program in the image grant more). The uid
+//!    switch emptied the effective set; this restores the chosen
 //!    capabilities and drops the rest from permitted for good.
-//! 8. For a non-root user, raise the same set as ambient capabilities:
-//!    without them execve of an ordinary (no file capabilities) program would
-//!    clear the permitted and effective sets. Root gets them back from the
-//!    bounding set at execve, so ambient stays empty there.
+//! 8. Only when asked (`Prepared::with_ambient`): raise the set as ambient
+//!    capabilities (and inheritable, which ambient requires), so that a
+//!    non-root user keeps them across execve. By default a non-root user
+//!    ends with no capabilities after execve, as under docker and
+//!    containerd; root gets the set back from the bounding set.
 //! 9. `PR_SET_NO_NEW_PRIVS`: setuid binaries and file capabilities can no
 //!    longer raise privileges, and it lets an unprivileged process install a
 //!    seccomp filter.
@@ -130,6 +133,7 @@ pub struct Prepared {
     gid: libc::gid_t,
     groups: Vec<libc::gid_t>,
     filter: Vec<libc::sock_filter>,
+    ambient: bool,
 }
 
 impl Prepared {
@@ -160,7 +164,15 @@ impl Prepared {
             gid,
             groups: groups.to_vec(),
             filter: filter.to_vec(),
+            ambient: false,
         })
+    }
+
+    /// Keep the capabilities across execve for a non-root user too
+    /// (ambient capabilities).
+    pub fn with_ambient(mut self) -> Prepared {
+        self.ambient = true;
+        self
     }
 
     pub fn caps(&self) -> u64 {
@@ -247,16 +259,17 @@ pub fn confine_child(p: &Prepared) -> Result<(), (Step, i32)> {
     };
     let low = p.caps as u32;
     let high = (p.caps >> 32) as u32;
+    let inh = if p.ambient { p.caps } else { 0 };
     let data = [
         CapData {
             effective: low,
             permitted: low,
-            inheritable: low,
+            inheritable: inh as u32,
         },
         CapData {
             effective: high,
             permitted: high,
-            inheritable: high,
+            inheritable: (inh >> 32) as u32,
         },
     ];
     // SAFETY: capset reads one header and, for version 3, two data structs;
@@ -265,8 +278,9 @@ pub fn confine_child(p: &Prepared) -> Result<(), (Step, i32)> {
     let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
     check(ret).map_err(|e| (Step::CapSet, e))?;
 
-    // 8. Ambient capabilities, so a non-root user keeps them across execve.
-    if p.uid != 0 {
+    // 8. Ambient capabilities, when asked, so a non-root user keeps them
+    // across execve.
+    if p.ambient && p.uid != 0 {
         let mut cap: u32 = 0;
         while cap <= LAST_CAP {
             if p.caps & (1u64 << cap) != 0 {

@@ -404,8 +404,11 @@ unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
                 {
                     return Err((Step::Mount, errno()));
                 }
-                if m.flags & libc::MS_RDONLY != 0 {
-                    remount_ro(t)?;
+                // Device nodes (file binds of /dev/null and the like) keep
+                // their mount's flags; a directory of the node's gets nosuid
+                // and nodev, and read-only when asked.
+                if !file || m.flags & libc::MS_RDONLY != 0 {
+                    remount(t, m.flags & libc::MS_RDONLY)?;
                 }
             }
             MountKind::Mask => {
@@ -450,7 +453,7 @@ unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
                         e => Err((Step::Mount, e)),
                     };
                 }
-                remount_ro(t)?;
+                remount(t, libc::MS_RDONLY)?;
             }
             MountKind::Symlink => {
                 if libc::symlink(opt_ptr(&m.source), t) != 0 && errno() != libc::EEXIST {
@@ -462,14 +465,15 @@ unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
     Ok(())
 }
 
-unsafe fn remount_ro(t: *const libc::c_char) -> Result<(), (Step, i32)> {
+/// Remount the bind mount `t` nosuid, nodev, plus `extra` (MS_RDONLY).
+unsafe fn remount(t: *const libc::c_char, extra: libc::c_ulong) -> Result<(), (Step, i32)> {
     // SAFETY: a remount of an existing bind mount; `t` is a prepared string.
     let r = unsafe {
         libc::mount(
             std::ptr::null(),
             t,
             std::ptr::null(),
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | extra,
             std::ptr::null(),
         )
     };

@@ -1,0 +1,325 @@
+//! VM tests of containers: started from the busybox system image by the
+//! cloud-config, seen through `keelctl ps|logs|stats` and the API, stopped,
+//! started and restarted, confined (the escape battery), limited (an OOM
+//! kill of the whole group, a fork bomb held at pids.max), and restarted
+//! with the configured backoff.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use keel_api::ContainerStatus;
+use keel_vmtests::{free_port, Scratch, Vm, VmConfig};
+
+fn boot(s: &Scratch, name: &str, config: &str, hostfwd: Vec<String>) -> Vm {
+    let file = s.path("user-data");
+    std::fs::write(&file, config).unwrap();
+    let mut cfg = VmConfig::new(name);
+    cfg.qemu_args = vec![
+        "-fw_cfg".into(),
+        format!("name=opt/keel/config,file={}", file.display()),
+    ];
+    cfg.hostfwd = hostfwd;
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    vm
+}
+
+fn ps(vm: &Vm) -> Vec<ContainerStatus> {
+    vm.client()
+        .call_blocking(hyper::Method::GET, "/v1/containers")
+        .unwrap_or_else(|e| panic!("GET /v1/containers: {e}"))
+}
+
+fn one(vm: &Vm, name: &str) -> ContainerStatus {
+    ps(vm)
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+/// Poll until `f` holds for container `name`; panics with its last status.
+fn wait_until(
+    vm: &Vm,
+    name: &str,
+    what: &str,
+    f: impl Fn(&ContainerStatus) -> bool,
+) -> ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = one(vm, name);
+        if f(&c) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: not {what} after 60 s: {c:?}\n{}",
+            vm.console()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn logs(vm: &Vm, name: &str) -> String {
+    let (ok, out, err) = vm.keelctl(&["logs", name]);
+    assert!(ok, "keelctl logs {name}: {err}");
+    out
+}
+
+/// Wait until the logs of `name` contain `marker`; returns them.
+fn wait_logs(vm: &Vm, name: &str, marker: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = logs(vm, name);
+        if l.contains(marker) {
+            return l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: no {marker:?} in its logs after 60 s:\n{l}\n{}",
+            vm.console()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn http_get(port: u16) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: node\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// The escape battery, run inside a container: each line says `denied` or
+/// `ESCAPED`.
+const BATTERY: &str = r#"
+try() { name=$1; shift; if "$@" >/dev/null 2>&1; then echo "ESCAPED $name"; else echo "denied $name"; fi; }
+for n in $(seq 3 63); do try cwd-fd-$n cd /proc/self/fd/$n; done
+try kcore head -c 1 /proc/kcore
+try sysrq sh -c 'echo h > /proc/sysrq-trigger'
+try mount mount -t tmpfs none /tmp
+try unshare-user unshare -U true
+try unshare-net unshare -n true
+try setns nsenter -t 1 -m true
+try write-proc-sys sh -c 'echo 1 > /proc/sys/kernel/panic'
+try write-cgroup sh -c 'echo max > /sys/fs/cgroup/pids.max'
+try mknod-root sh -c 'mknod /tmp/kmsg c 1 11 && head -c 1 /tmp/kmsg'
+try mknod-dev sh -c 'mknod /dev/mem2 c 1 1 && head -c 1 /dev/mem2'
+echo "pids: $(ls /proc | grep -c '^[0-9]')"
+grep -E '^(NoNewPrivs|CapBnd|CapEff|Seccomp):' /proc/self/status
+echo battery-done
+sleep 100000
+"#;
+
+#[test]
+fn containers_run_confined_and_are_managed() {
+    let s = Scratch::new("containers-life");
+    let port = free_port();
+    let config = format!(
+        r#"#cloud-config
+hostname: node-c
+containers:
+  - name: hello
+    image: busybox
+    command: ["/bin/sh", "-c"]
+    args: ["echo hello from $(hostname) as uid $(id -u); cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; sleep 100000"]
+    network: none
+    resources:
+      memory: 64M
+      pids: 32
+  - name: web
+    image: busybox
+    command: ["/bin/httpd", "-f", "-p", "8080", "-h", "/var/www"]
+    network: host
+    after: [hello]
+  - name: escape
+    image: busybox
+    command: ["/bin/sh", "-c"]
+    args:
+      - |{battery}
+    network: none
+  - name: nobody
+    image: busybox
+    user: nobody
+    command: ["/bin/sh", "-c", "id; grep -E '^Cap(Eff|Bnd):' /proc/self/status; touch /x || echo read-only-root-for-nobody; sleep 100000"]
+    network: none
+  - name: badcwd
+    image: busybox
+    workdir: /proc/self/fd/5
+    command: ["/bin/true"]
+    restart: never
+    network: none
+"#,
+        battery = BATTERY.replace('\n', "\n        ")
+    );
+    let vm = boot(
+        &s,
+        "containers-life",
+        &config,
+        vec![format!("tcp:127.0.0.1:{port}-:8080")],
+    );
+
+    // Started, in order, and shown by keelctl ps.
+    wait_until(&vm, "hello", "running", |c| c.state == "running");
+    wait_until(&vm, "web", "running", |c| c.state == "running");
+    let (ok, table, err) = vm.keelctl(&["ps"]);
+    assert!(ok, "{err}");
+    for n in ["hello", "web", "escape", "nobody", "badcwd"] {
+        assert!(table.contains(n), "{table}");
+    }
+    let hello = wait_logs(&vm, "hello", "\n32\n");
+    assert!(hello.contains("hello from hello as uid 0"), "{hello}");
+    assert!(
+        hello.contains("67108864\n32\n"),
+        "limits seen inside: {hello}"
+    );
+
+    // The web container answers on the node's port, forwarded from here.
+    let page = http_get(port).expect("GET the web container");
+    assert!(page.contains("hello from keel"), "{page}");
+
+    // The escape battery: every attempt fails, the process is confined.
+    let b = wait_logs(&vm, "escape", "battery-done");
+    assert!(!b.contains("ESCAPED"), "{b}");
+    assert_eq!(b.matches("denied ").count(), 61 + 10, "{b}");
+    assert!(b.contains("NoNewPrivs:\t1"), "{b}");
+    assert!(b.contains("CapBnd:\t00000000a80425fb"), "{b}");
+    assert!(b.contains("Seccomp:\t2"), "{b}");
+    // Only its own processes are visible: the shell, the command
+    // substitution's subshell, ls and grep (the node runs dozens).
+    let pids: usize = b
+        .lines()
+        .find_map(|l| l.strip_prefix("pids: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(99);
+    assert!(pids <= 5, "{b}");
+
+    let nobody = wait_logs(&vm, "nobody", "CapBnd");
+    assert!(nobody.contains("uid=65534(nobody)"), "{nobody}");
+    assert!(nobody.contains("CapEff:\t0000000000000000"), "{nobody}");
+
+    // A working directory through an inherited fd does not exist: the
+    // start fails, naming the step.
+    let bad = wait_until(&vm, "badcwd", "failed", |c| c.state == "failed");
+    let e = bad.error.unwrap_or_default();
+    assert!(e.contains("working directory"), "{e}");
+
+    // stop, start, restart.
+    let (ok, _, err) = vm.keelctl(&["stop", "web"]);
+    assert!(ok, "{err}");
+    let web = wait_until(&vm, "web", "stopped", |c| c.state == "stopped");
+    assert!(web.pid.is_none());
+    assert!(http_get(port)
+        .map(|p| !p.contains("hello from keel"))
+        .unwrap_or(true));
+    let (ok, _, err) = vm.keelctl(&["start", "web"]);
+    assert!(ok, "{err}");
+    wait_until(&vm, "web", "running", |c| c.state == "running");
+    let pid = one(&vm, "hello").pid;
+    let (ok, _, err) = vm.keelctl(&["restart", "hello"]);
+    assert!(ok, "{err}");
+    let h = wait_until(&vm, "hello", "restarted", |c| {
+        c.state == "running" && c.pid != pid
+    });
+    assert_eq!(h.restarts, 1);
+    let (ok, _, err) = vm.keelctl(&["stop", "nosuch"]);
+    assert!(!ok && err.contains("nosuch"), "{err}");
+
+    // stats shows live use.
+    let (ok, st, err) = vm.keelctl(&["stats", "hello"]);
+    assert!(ok, "{err}");
+    assert!(st.contains("hello") && st.contains("64.0 MiB"), "{st}");
+    vm.assert_no_fatal();
+}
+
+#[test]
+fn limits_hold_and_restarts_back_off() {
+    let s = Scratch::new("containers-limits");
+    let config = r#"#cloud-config
+containers:
+  - name: calm
+    image: busybox
+    command: ["/bin/sleep", "100000"]
+    network: none
+  - name: hog
+    image: busybox
+    command: ["/bin/sh", "-c", "sleep 100000 & dd if=/dev/zero of=/dev/null bs=48M count=1; echo survived"]
+    restart: never
+    network: none
+    resources:
+      memory: 16M
+  - name: bomb
+    image: busybox
+    command: ["/bin/sh", "-c", "(i=0; while [ $i -lt 64 ]; do sleep 100000 & i=$((i+1)); done); echo spawned; sleep 100000"]
+    restart: on-failure
+    network: none
+    resources:
+      pids: 16
+  - name: crashy
+    image: busybox
+    command: ["/bin/sh", "-c", "echo crash; exit 3"]
+    restart: on-failure
+    network: none
+    backoff:
+      initial: 1s
+      max: 4s
+"#;
+    let vm = boot(&s, "containers-limits", config, Vec::new());
+
+    // The hog is OOM-killed as a group (its sleep too); nothing else is.
+    let hog = wait_until(&vm, "hog", "exited", |c| c.state == "exited");
+    assert_eq!(
+        hog.last_exit
+            .as_deref()
+            .map(|x| x.starts_with("killed by signal 9")),
+        Some(true),
+        "{hog:?}"
+    );
+    assert!(hog.stats.oom_kills >= 1, "{hog:?}");
+    assert!(hog.stats.oom_group_kills >= 1, "{hog:?}");
+    assert!(!logs(&vm, "hog").contains("survived"));
+    assert_eq!(one(&vm, "calm").state, "running");
+
+    // The fork bomb stops at pids.max; keel and the others live on.
+    let bomb = wait_logs(&vm, "bomb", "spawned");
+    assert!(bomb.contains("can't fork"), "{bomb}");
+    let b = one(&vm, "bomb");
+    assert_eq!(b.stats.pids_max, Some(16));
+    assert!((14..=16).contains(&b.stats.pids), "{b:?}");
+    assert_eq!(b.state, "running", "{b:?}");
+    assert_eq!(one(&vm, "calm").state, "running");
+    assert!(vm.status().processes.total > 0);
+
+    // crashy restarts with doubling delays: 1 s, 2 s, 4 s, 4 s.
+    let mut seen = Vec::new();
+    let mut last = one(&vm, "crashy").restarts;
+    let start = Instant::now();
+    while seen.len() < 4 && start.elapsed() < Duration::from_secs(90) {
+        let c = one(&vm, "crashy");
+        if c.restarts != last {
+            seen.push((c.restarts, Instant::now()));
+            last = c.restarts;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen.len(), 4, "restarts seen: {seen:?}");
+    let gaps: Vec<f64> = seen
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1).as_secs_f64())
+        .collect();
+    // Each gap is the backoff plus a run (a start and an exit under TCG).
+    let expect = [2.0, 4.0, 4.0];
+    let first = seen[0].0;
+    for (i, g) in gaps.iter().enumerate() {
+        let n = first as usize + i; // the restart that opened this gap
+        let want = expect[(n - 1).min(2)];
+        assert!(
+            *g >= want - 0.3 && *g <= want + 3.0,
+            "gap {i} after restart {n}: {g:.2} s, want about {want} s ({gaps:?})"
+        );
+    }
+    let c = one(&vm, "crashy");
+    assert_eq!(c.last_exit.as_deref(), Some("exited 3"));
+    vm.assert_no_fatal();
+}
