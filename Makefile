@@ -91,9 +91,14 @@ netboot: images
 	cp $(BUILD)/kernel/bzImage $(BUILD)/initramfs.cpio.zst $(BUILD)/netboot/
 	$(KIMG) ipxe --cmdline "$(NETBOOT_CMDLINE)" --build-id $$(cat $(BUILD)/build-id) --out $(BUILD)/netboot/boot.ipxe
 
+# The demo node: initramfs/demo-config.yaml through fw_cfg runs a web
+# container; its port 8080 and the API are forwarded to the host.
+DEMO_CONFIG ?= initramfs/demo-config.yaml
 run: images
-	@echo "keel: booting; API forwarded to http://127.0.0.1:$${KEEL_API_PORT:-9420}; Ctrl-A X quits"
-	KEEL_INTERACTIVE=1 KEEL_API_PORT=$${KEEL_API_PORT:-9420} qemu/launch microvm
+	@echo "keel: booting; API http://127.0.0.1:$${KEEL_API_PORT:-9420}, web container http://127.0.0.1:$${KEEL_WEB_PORT:-8080}; Ctrl-A X quits"
+	KEEL_INTERACTIVE=1 KEEL_API_PORT=$${KEEL_API_PORT:-9420} \
+		KEEL_HOSTFWD=tcp:127.0.0.1:$${KEEL_WEB_PORT:-8080}-:8080 \
+		qemu/launch microvm -fw_cfg name=opt/keel/config,file=$(DEMO_CONFIG)
 
 check:
 	$(CARGO) fmt --all --check

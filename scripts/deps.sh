@@ -19,6 +19,7 @@ pkgs=(
   ca-certificates   # the CA bundle in the root image
   busybox-static    # /bin/busybox: the busybox container image (busybox-oci.list)
   skopeo            # an independent reader of the OCI layouts keel-image writes
+  curl              # what users reach the demo container with, in the VM tests
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -323,3 +323,41 @@ containers:
     assert_eq!(c.last_exit.as_deref(), Some("exited 3"));
     vm.assert_no_fatal();
 }
+
+/// What `make run` boots: the demo config's web container answers curl on
+/// the forwarded port.
+#[test]
+fn the_demo_node_serves_its_page() {
+    let port = free_port();
+    let mut cfg = VmConfig::new("containers-demo");
+    cfg.qemu_args = vec![
+        "-fw_cfg".into(),
+        format!(
+            "name=opt/keel/config,file={}",
+            keel_vmtests::root()
+                .join("initramfs/demo-config.yaml")
+                .display()
+        ),
+    ];
+    cfg.hostfwd = vec![format!("tcp:127.0.0.1:{port}-:8080")];
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    wait_until(&vm, "web", "running", |c| c.state == "running");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/")])
+            .output()
+            .expect("run curl");
+        let page = String::from_utf8_lossy(&out.stdout).into_owned();
+        if page.contains("hello from keel") || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(page.contains("hello from keel"), "curl got {page:?}");
+    // httpd -v logs each answer.
+    let l = wait_logs(&vm, "web", "response:200");
+    assert!(l.contains("10.0.2.2"), "{l}");
+    assert_eq!(vm.status().hostname, "keel-demo");
+}

@@ -73,6 +73,8 @@ pub enum RunError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error("network bridge: keel's bridge is not built yet; use network: host or none")]
+    NoBridge,
     #[error("the image has no layers")]
     NoLayers,
     #[error("nothing to run: neither the container nor its image names a command")]
@@ -308,6 +310,9 @@ pub fn start(
     img: &ImageRoot,
     confiner: Option<&Confiner>,
 ) -> Result<Run, RunError> {
+    if c.network == NetMode::Bridge {
+        return Err(RunError::NoBridge);
+    }
     let rootfs = mount_root(dirs, c, img)?;
     let started = (|| {
         let ops = mounts::plan(&rootfs, &c.mounts)?;
