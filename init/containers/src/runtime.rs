@@ -369,6 +369,7 @@ pub fn start(
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
             confine: confinement.as_deref().map(|f| f as spawn::ConfineFn),
+            loopback_up: c.network != NetMode::Host,
         };
         let Spawned { pid, pidfd } = spawn::spawn(&spec).map_err(RunError::Spawn)?;
         Ok(Run {

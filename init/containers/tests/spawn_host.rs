@@ -126,7 +126,7 @@ fn a_container_sees_its_own_world() {
         args: vec![concat!(
             "echo pid=$$; hostname; ls /dev | sort | tr '\\n' ' '; echo; ",
             "cat /proc/kcore | wc -c; echo x > /proc/sysrq-trigger && echo sysrq-writable; ",
-            "cat /proc/1/cgroup; echo $PATH; exit 3"
+            "cat /proc/1/cgroup; echo lo=$(cat /sys/class/net/lo/flags); ls /sys/class/net; exit 3"
         )
         .into()],
         network: NetMode::None,
@@ -141,6 +141,8 @@ fn a_container_sees_its_own_world() {
     }
     assert!(!out.contains("sysrq-writable"), "{out}");
     assert!(out.contains("0::/\n"), "cgroup namespace: {out}");
+    // Its own network namespace: only lo, and up (IFF_UP | IFF_LOOPBACK).
+    assert!(out.contains("lo=0x9\nlo\n"), "{out}");
     assert!(err.contains("sysrq-trigger"), "{err}");
 }
 
@@ -150,6 +152,7 @@ fn a_missing_program_is_an_error_before_the_clone() {
     let c = Container {
         name: "missing".into(),
         command: vec!["nosuch".into()],
+        network: NetMode::None,
         ..Default::default()
     };
     let img = ImageRoot {
@@ -167,6 +170,7 @@ fn exec_failures_name_the_step() {
     let c = Container {
         name: "noexec".into(),
         command: vec!["/bin/data".into()],
+        network: NetMode::None,
         ..Default::default()
     };
     let img = ImageRoot {

@@ -42,6 +42,7 @@ pub enum Step {
     CreateFile = 4,
     Symlink = 5,
     Hostname = 6,
+    Loopback = 14,
     PivotRoot = 7,
     DetachOldRoot = 8,
     Stdio = 9,
@@ -61,6 +62,7 @@ impl Step {
             CreateFile,
             Symlink,
             Hostname,
+            Loopback,
             PivotRoot,
             DetachOldRoot,
             Stdio,
@@ -81,6 +83,7 @@ impl Step {
             Step::CreateFile => "create a device node's mount point",
             Step::Symlink => "create a /dev link",
             Step::Hostname => "set the host name",
+            Step::Loopback => "bring lo up",
             Step::PivotRoot => "pivot_root",
             Step::DetachOldRoot => "detach the old root",
             Step::Stdio => "set up fds 0-2",
@@ -148,6 +151,8 @@ pub struct ChildSpec<'a> {
     pub stdout: RawFd,
     pub stderr: RawFd,
     pub confine: Option<ConfineFn<'a>>,
+    /// Bring `lo` up (the child has a network namespace of its own).
+    pub loopback_up: bool,
 }
 
 /// A started child.
@@ -317,6 +322,11 @@ fn child(
                 return (Step::Hostname, errno());
             }
         }
+        if spec.loopback_up {
+            if let Err(e) = loopback_up() {
+                return (Step::Loopback, e);
+            }
+        }
         if libc::chdir(spec.root.as_ptr()) != 0 {
             return (Step::PivotRoot, errno());
         }
@@ -460,6 +470,33 @@ unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
                     return Err((Step::Symlink, errno()));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `lo` up in the calling process's network namespace, through the
+/// SIOCSIFFLAGS ioctl (no netlink message to build). Async-signal-safe.
+fn loopback_up() -> Result<(), i32> {
+    // SAFETY: a datagram socket and two ioctls on a zeroed ifreq whose name
+    // is a NUL-terminated "lo"; the socket is closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(errno());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as libc::c_char;
+        ifr.ifr_name[1] = b'o' as libc::c_char;
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let e = errno();
+        libc::close(fd);
+        if r != 0 {
+            return Err(e);
         }
     }
     Ok(())
