@@ -262,6 +262,13 @@ pub struct ContainerStatus {
     pub health: Option<String>,
     pub network: String,
     pub stats: ContainerStats,
+    /// The last start: from the supervisor's start until the process was
+    /// running the container's program (exec done), ms.
+    #[serde(default)]
+    pub start_ms: Option<f64>,
+    /// The last finished run: from the start until its exit was reaped, ms.
+    #[serde(default)]
+    pub run_ms: Option<f64>,
 }
 
 /// `GET /v1/containers/NAME/logs?offset=N`: output after `offset`.

@@ -96,6 +96,8 @@ struct State {
     /// OOM kills over every run so far (a restart must not hide them).
     oom_kills: u64,
     oom_group_kills: u64,
+    start_ms: Option<f64>,
+    run_ms: Option<f64>,
 }
 
 struct Entry {
@@ -264,6 +266,8 @@ fn status_of(e: &Entry) -> ContainerStatus {
             .restart_at
             .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
         health: None,
+        start_ms: s.start_ms,
+        run_ms: s.run_ms,
         network: match e.spec.network {
             NetMode::Host => "host",
             NetMode::None => "none",
@@ -334,6 +338,7 @@ async fn run_loop(
         });
         deps_running(&deps).await;
         e.set(|s| s.state = "starting");
+        let t_start = Instant::now();
         let (spec, st) = (e.spec.clone(), settings.clone());
         let started = tokio::task::spawn_blocking(move || {
             let img = (st.images)(&spec)?;
@@ -355,8 +360,10 @@ async fn run_loop(
             Ok(run) => {
                 let exit_rx = exits.wait(run.pid);
                 keel_boot::info!("container {name}: started, pid {}", run.pid);
+                let start_ms = t_start.elapsed().as_secs_f64() * 1e3;
                 e.set(|s| {
                     s.state = "running";
+                    s.start_ms = Some(start_ms);
                     s.pid = Some(run.pid);
                     s.started = Some(Instant::now());
                     s.error = None;
@@ -391,6 +398,8 @@ async fn run_loop(
                         }
                     }
                 };
+                let run_ms = t_start.elapsed().as_secs_f64() * 1e3;
+                e.set(|s| s.run_ms = Some(run_ms));
                 let (text, ended) = match exit {
                     Some(x) => describe(x),
                     None => ("gone".to_string(), Ended::Signaled(9)),
