@@ -264,6 +264,30 @@ containers:
     backoff:
       initial: 1s
       max: 4s
+  - name: checked
+    image: busybox
+    command: ["/bin/httpd", "-f", "-p", "80", "-h", "/var/www"]
+    network: none
+    healthcheck:
+      http: {port: 80, path: /}
+      interval: 500ms
+      timeout: 400ms
+  - name: waiter
+    image: busybox
+    command: ["/bin/sleep", "100000"]
+    network: none
+    after: [checked]
+  - name: sick
+    image: busybox
+    command: ["/bin/sleep", "100000"]
+    network: none
+    healthcheck:
+      tcp: 9999
+      interval: 500ms
+      timeout: 400ms
+      retries: 2
+    backoff:
+      initial: 1s
 "#;
     let vm = boot(&s, "containers-limits", config, Vec::new());
 
@@ -321,6 +345,22 @@ containers:
     }
     let c = one(&vm, "crashy");
     assert_eq!(c.last_exit.as_deref(), Some("exited 3"));
+
+    // Health checks run inside each container's own network namespace: an
+    // HTTP check passes, and its dependent started; a TCP check against a
+    // closed port fails `retries` times and the container is restarted.
+    let checked = wait_until(&vm, "checked", "healthy", |c| {
+        c.health.as_deref() == Some("healthy")
+    });
+    assert_eq!(checked.state, "running");
+    wait_until(&vm, "waiter", "running", |c| c.state == "running");
+    let sick = wait_until(&vm, "sick", "restarted", |c| c.restarts >= 1);
+    assert!(
+        sick.last_exit
+            .as_deref()
+            .is_some_and(|x| x.contains("unhealthy")),
+        "{sick:?}"
+    );
     vm.assert_no_fatal();
 }
 

@@ -8,6 +8,7 @@
 //! - `supervisor`: the tasks that start, watch, restart and stop containers.
 
 pub mod cgroup;
+pub mod health;
 pub mod logs;
 pub mod mounts;
 pub mod policy;

@@ -98,6 +98,8 @@ struct State {
     oom_group_kills: u64,
     start_ms: Option<f64>,
     run_ms: Option<f64>,
+    /// This run's health, when the container has a check keel runs.
+    health: Option<crate::health::Health>,
 }
 
 struct Entry {
@@ -265,7 +267,7 @@ fn status_of(e: &Entry) -> ContainerStatus {
         restart_in_ms: s
             .restart_at
             .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
-        health: None,
+        health: s.health.map(|h| h.as_str().to_string()),
         start_ms: s.start_ms,
         run_ms: s.run_ms,
         network: match e.spec.network {
@@ -278,17 +280,86 @@ fn status_of(e: &Entry) -> ContainerStatus {
     }
 }
 
-/// Wait until every dependency is running.
+/// SIGTERM through the pidfd, `grace`, then `cgroup.kill`; the exit.
+async fn stop_run_gracefully(
+    pidfd: &std::os::fd::OwnedFd,
+    cgroup: &crate::cgroup::Cgroup,
+    grace: Duration,
+    exit_rx: &mut oneshot::Receiver<ChildExit>,
+) -> Option<ChildExit> {
+    let _ = keel_sys::spawn::pidfd_signal(pidfd, libc::SIGTERM);
+    match tokio::time::timeout(grace, &mut *exit_rx).await {
+        Ok(x) => x.ok(),
+        Err(_) => {
+            let _ = cgroup.kill();
+            exit_rx.await.ok()
+        }
+    }
+}
+
+/// Whether a dependency is ready: running, and healthy when it has a
+/// health check keel runs.
+fn ready(d: &Entry) -> bool {
+    d.state.lock().is_ok_and(|s| {
+        s.state == "running"
+            && match s.health {
+                None => true,
+                Some(h) => h == crate::health::Health::Healthy,
+            }
+    })
+}
+
+/// Wait until every dependency is ready.
 async fn deps_running(deps: &[Arc<Entry>]) {
     for d in deps {
         let mut rx = d.changed.subscribe();
         loop {
-            if *rx.borrow_and_update() == "running" {
+            rx.borrow_and_update();
+            if ready(d) {
                 break;
             }
             if rx.changed().await.is_err() {
                 break;
             }
+        }
+    }
+}
+
+/// Probe a run every interval; says once on `unhealthy` when the run has
+/// failed `retries` probes in a row.
+async fn health_loop(
+    e: Arc<Entry>,
+    pid: i32,
+    started: Instant,
+    unhealthy: mpsc::UnboundedSender<()>,
+) {
+    let Some(hc) = e.spec.healthcheck.clone() else {
+        return;
+    };
+    let mut t = crate::health::Tracker::default();
+    e.set(|s| s.health = Some(t.health));
+    loop {
+        tokio::time::sleep(Duration::from_millis(hc.interval_ms.max(100))).await;
+        let (probe, timeout) = (
+            hc.probe.clone(),
+            Duration::from_millis(hc.timeout_ms.max(100)),
+        );
+        let r = tokio::task::spawn_blocking(move || crate::health::probe(pid, &probe, timeout))
+            .await
+            .unwrap_or_else(|j| Err(j.to_string()));
+        let before = t.health;
+        let h = t.record(&hc, r.is_ok(), started.elapsed().as_millis() as u64);
+        e.set(|s| s.health = Some(h));
+        if h != before {
+            let name = &e.spec.name;
+            match &r {
+                Ok(()) => keel_boot::info!("container {name}: {}", h.as_str()),
+                Err(m) => keel_boot::warn!("container {name}: {} ({m})", h.as_str()),
+            }
+        }
+        if h == crate::health::Health::Unhealthy {
+            let _ = unhealthy.send(());
+            return;
         }
     }
 }
@@ -371,25 +442,38 @@ async fn run_loop(
                 });
                 tokio::spawn(pump(e.clone(), run.stdout, file.clone()));
                 tokio::spawn(pump(e.clone(), run.stderr, file.clone()));
+                let (unhealthy_tx, mut unhealthy_rx) = mpsc::unbounded_channel();
+                let health = e
+                    .spec
+                    .healthcheck
+                    .as_ref()
+                    .filter(|h| crate::health::supported(&h.probe))
+                    .map(|_| {
+                        tokio::spawn(health_loop(
+                            e.clone(),
+                            run.pid,
+                            Instant::now(),
+                            unhealthy_tx,
+                        ))
+                    });
                 let mut exit_rx = exit_rx;
                 let mut by_cmd = None;
+                let mut sick = false;
+                let grace = Duration::from_millis(e.spec.stop_grace_ms.max(1));
                 let exit = loop {
                     tokio::select! {
                         x = &mut exit_rx => break x.ok(),
+                        Some(()) = unhealthy_rx.recv() => {
+                            sick = true;
+                            e.set(|s| s.state = "stopping");
+                            break stop_run_gracefully(&run.pidfd, &run.cgroup, grace, &mut exit_rx).await;
+                        }
                         c = cmds.recv() => match c {
                             Some(Cmd::Start) => continue,
                             Some(c) => {
                                 by_cmd = Some(c);
                                 e.set(|s| s.state = "stopping");
-                                let _ = keel_sys::spawn::pidfd_signal(&run.pidfd, libc::SIGTERM);
-                                let grace = Duration::from_millis(e.spec.stop_grace_ms.max(1));
-                                match tokio::time::timeout(grace, &mut exit_rx).await {
-                                    Ok(x) => break x.ok(),
-                                    Err(_) => {
-                                        let _ = run.cgroup.kill();
-                                        break (&mut exit_rx).await.ok();
-                                    }
-                                }
+                                break stop_run_gracefully(&run.pidfd, &run.cgroup, grace, &mut exit_rx).await;
                             }
                             None => {
                                 let _ = run.cgroup.kill();
@@ -398,9 +482,13 @@ async fn run_loop(
                         }
                     }
                 };
+                if let Some(h) = health {
+                    h.abort();
+                }
                 let run_ms = t_start.elapsed().as_secs_f64() * 1e3;
                 e.set(|s| s.run_ms = Some(run_ms));
                 let (text, ended) = match exit {
+                    Some(x) if sick => (format!("{} (unhealthy)", describe(x).0), Ended::Unhealthy),
                     Some(x) => describe(x),
                     None => ("gone".to_string(), Ended::Signaled(9)),
                 };
@@ -421,6 +509,7 @@ async fn run_loop(
                     tokio::task::spawn_blocking(move || runtime::stop_run(&dirs, &n, &cg)).await;
                 e.set(|s| {
                     s.pid = None;
+                    s.health = None;
                     s.last_exit = Some(text);
                 });
                 (ended, by_cmd)
