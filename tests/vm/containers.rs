@@ -230,6 +230,47 @@ containers:
     let (ok, st, err) = vm.keelctl(&["stats", "hello"]);
     assert!(ok, "{err}");
     assert!(st.contains("hello") && st.contains("64.0 MiB"), "{st}");
+
+    // A new config at runtime: web stays as it is (same pid), hello is
+    // replaced (its command changed), the rest go, late is added.
+    let web_pid = one(&vm, "web").pid;
+    let next = config
+        .split("  - name: escape")
+        .next()
+        .unwrap()
+        .replace("sleep 100000\"]", "echo second life; sleep 100000\"]")
+        + "  - name: late\n    image: busybox\n    command: [\"/bin/sleep\", \"100000\"]\n    network: none\n";
+    let file = s.path("next.yaml");
+    std::fs::write(&file, &next).unwrap();
+    let (ok, out, err) = vm.keelctl(&["config", "apply", "--dry-run", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    for l in [
+        "would      late: added",
+        "would      hello: replaced",
+        "would      escape: removed",
+    ] {
+        assert!(out.contains(l), "{l:?} in {out}");
+    }
+    assert!(!out.contains("web:"), "{out}");
+    assert_eq!(ps(&vm).len(), 5, "a dry run changes nothing");
+    let (ok, out, err) = vm.keelctl(&["config", "apply", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("container  late: added"), "{out}");
+    wait_until(&vm, "late", "running", |c| c.state == "running");
+    let h = wait_until(&vm, "hello", "replaced", |c| {
+        c.state == "running" && c.restarts == 0
+    });
+    assert!(
+        wait_logs(&vm, "hello", "second life").contains("second life"),
+        "{h:?}"
+    );
+    assert_eq!(
+        one(&vm, "web").pid,
+        web_pid,
+        "an unchanged container keeps running"
+    );
+    let names: Vec<String> = ps(&vm).into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["hello", "late", "web"]);
     vm.assert_no_fatal();
 }
 

@@ -174,6 +174,10 @@ pub struct ConfigApplied {
     /// Time spent writing files (0 in a dry run), in ms.
     #[serde(default)]
     pub written_ms: f64,
+    /// What happened (or, in a dry run, would happen) to the containers:
+    /// `NAME: added|replaced|removed`.
+    #[serde(default)]
+    pub containers: Vec<String>,
 }
 
 /// `GET /v1/network`.

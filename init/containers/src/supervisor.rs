@@ -79,6 +79,9 @@ enum Cmd {
     Start,
     Stop,
     Restart,
+    /// Stop for good, remove the writable layer, end the task (the
+    /// container left the config, or changed).
+    Remove,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -104,6 +107,8 @@ struct State {
 
 struct Entry {
     spec: Container,
+    /// The task running this container; a replacement waits for it.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     state: Mutex<State>,
     logs: Mutex<Ring>,
     cmd: mpsc::UnboundedSender<Cmd>,
@@ -130,8 +135,34 @@ pub struct Settings {
 
 pub struct Supervisor {
     settings: Arc<Settings>,
-    entries: BTreeMap<String, Arc<Entry>>,
+    entries: Mutex<BTreeMap<String, Arc<Entry>>>,
+    runtime: tokio::runtime::Handle,
     pub exits: Arc<Exits>,
+}
+
+/// What `Supervisor::reconcile` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub added: Vec<String>,
+    pub replaced: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+impl Reconciled {
+    /// `NAME: added` lines, sorted by name (unchanged ones left out).
+    pub fn lines(&self) -> Vec<String> {
+        let mut v: Vec<String> = [
+            (&self.added, "added"),
+            (&self.replaced, "replaced"),
+            (&self.removed, "removed"),
+        ]
+        .iter()
+        .flat_map(|(names, what)| names.iter().map(move |n| format!("{n}: {what}")))
+        .collect();
+        v.sort();
+        v
+    }
 }
 
 fn describe(e: ChildExit) -> (String, Ended) {
@@ -145,13 +176,86 @@ impl Supervisor {
     /// Create the tasks for `containers` on the current tokio runtime; each
     /// starts as soon as its dependencies allow.
     pub fn start(settings: Settings, containers: Vec<Container>, exits: Arc<Exits>) -> Supervisor {
-        let settings = Arc::new(settings);
-        let mut entries = BTreeMap::new();
-        let mut rxs = Vec::new();
+        let sup = Supervisor {
+            settings: Arc::new(settings),
+            entries: Mutex::new(BTreeMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+            exits,
+        };
+        sup.reconcile(containers);
+        sup
+    }
+
+    fn entries(&self) -> Vec<Arc<Entry>> {
+        self.entries
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        self.entries.lock().ok()?.get(name).cloned()
+    }
+
+    /// What `reconcile(containers)` would do, doing nothing.
+    pub fn diff(&self, containers: &[Container]) -> Reconciled {
+        let mut out = Reconciled::default();
+        let Ok(map) = self.entries.lock() else {
+            return out;
+        };
         for c in containers {
+            match map.get(&c.name) {
+                Some(old) if old.spec == *c => out.unchanged.push(c.name.clone()),
+                Some(_) => out.replaced.push(c.name.clone()),
+                None => out.added.push(c.name.clone()),
+            }
+        }
+        for name in map.keys() {
+            if !containers.iter().any(|c| &c.name == name) {
+                out.removed.push(name.clone());
+            }
+        }
+        out
+    }
+
+    /// Make the supervised set `containers`: new ones start, removed ones
+    /// stop (their writable layer is deleted), changed ones are replaced
+    /// (the old run stops first), unchanged ones are left alone.
+    pub fn reconcile(&self, containers: Vec<Container>) -> Reconciled {
+        let mut out = Reconciled::default();
+        let Ok(mut map) = self.entries.lock() else {
+            return out;
+        };
+        let mut before: BTreeMap<String, Arc<Entry>> = std::mem::take(&mut *map);
+        let mut fresh = Vec::new();
+        for c in containers {
+            match before.remove(&c.name) {
+                Some(old) if old.spec == c => {
+                    out.unchanged.push(c.name.clone());
+                    map.insert(c.name.clone(), old);
+                }
+                Some(old) => {
+                    let _ = old.cmd.send(Cmd::Remove);
+                    out.replaced.push(c.name.clone());
+                    let pred = old.task.lock().ok().and_then(|mut t| t.take());
+                    fresh.push((c, pred));
+                }
+                None => {
+                    out.added.push(c.name.clone());
+                    fresh.push((c, None));
+                }
+            }
+        }
+        for (name, old) in before {
+            let _ = old.cmd.send(Cmd::Remove);
+            out.removed.push(name);
+        }
+        let mut new_entries = Vec::new();
+        for (c, pred) in fresh {
             let (tx, rx) = mpsc::unbounded_channel();
             let e = Arc::new(Entry {
                 spec: c.clone(),
+                task: Mutex::new(None),
                 state: Mutex::new(State {
                     state: "waiting",
                     ..Default::default()
@@ -160,39 +264,37 @@ impl Supervisor {
                 cmd: tx,
                 changed: tokio::sync::watch::channel("waiting").0,
             });
-            entries.insert(c.name.clone(), e.clone());
-            rxs.push((e, rx));
+            map.insert(c.name.clone(), e.clone());
+            new_entries.push((e, rx, pred));
         }
-        let sup = Supervisor {
-            settings,
-            entries,
-            exits,
-        };
-        for (e, rx) in rxs {
+        for (e, rx, pred) in new_entries {
             let deps: Vec<Arc<Entry>> = e
                 .spec
                 .after
                 .iter()
                 .chain(&e.spec.requires)
-                .filter_map(|d| sup.entries.get(d).cloned())
+                .filter_map(|d| map.get(d).cloned())
                 .collect();
-            tokio::spawn(run_loop(
-                e,
-                rx,
-                deps,
-                sup.settings.clone(),
-                sup.exits.clone(),
-            ));
+            let (settings, exits, entry) = (self.settings.clone(), self.exits.clone(), e.clone());
+            let task = self.runtime.spawn(async move {
+                if let Some(p) = pred {
+                    let _ = p.await;
+                }
+                run_loop(entry, rx, deps, settings, exits).await;
+            });
+            if let Ok(mut t) = e.task.lock() {
+                *t = Some(task);
+            }
         }
-        sup
+        out
     }
 
     pub fn status(&self) -> Vec<ContainerStatus> {
-        self.entries.values().map(|e| status_of(e)).collect()
+        self.entries().iter().map(|e| status_of(e)).collect()
     }
 
     pub fn logs(&self, name: &str, offset: u64) -> Option<ContainerLogs> {
-        let e = self.entries.get(name)?;
+        let e = self.entry(name)?;
         let (bytes, next) = e.logs.lock().ok()?.since(offset);
         Some(ContainerLogs {
             name: name.to_string(),
@@ -202,7 +304,7 @@ impl Supervisor {
     }
 
     pub fn action(&self, name: &str, action: &str) -> Result<(), Option<String>> {
-        let e = self.entries.get(name).ok_or(None)?;
+        let e = self.entry(name).ok_or(None)?;
         let cmd = match action {
             "start" => Cmd::Start,
             "stop" => Cmd::Stop,
@@ -218,12 +320,13 @@ impl Supervisor {
     /// with its grace period; returns when all runs are gone or `limit`
     /// has passed.
     pub async fn stop_all(&self, limit: Duration) {
-        for e in self.entries.values() {
+        let all = self.entries();
+        for e in &all {
             let _ = e.cmd.send(Cmd::Stop);
         }
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            let busy = self.entries.values().any(|e| {
+            let busy = all.iter().any(|e| {
                 e.state
                     .lock()
                     .map(|s| s.pid.is_some() || s.state == "starting")
@@ -278,6 +381,21 @@ fn status_of(e: &Entry) -> ContainerStatus {
         .into(),
         stats,
     }
+}
+
+/// The end of a removed container: its writable layer goes (a container
+/// that comes back under the same name starts from its image again).
+async fn remove(settings: &Settings, e: &Entry) {
+    e.set(|s| s.state = "removed");
+    let dir = settings.dirs.state.join(&e.spec.name);
+    let name = e.spec.name.clone();
+    let _ = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => keel_boot::warn!("container {name}: remove {}: {err}", dir.display()),
+    })
+    .await;
+    keel_boot::info!("container {}: removed", e.spec.name);
 }
 
 /// SIGTERM through the pidfd, `grace`, then `cgroup.kill`; the exit.
@@ -400,14 +518,25 @@ async fn run_loop(
             match cmds.recv().await {
                 Some(Cmd::Start | Cmd::Restart) => wanted = true,
                 Some(Cmd::Stop) => continue,
-                None => return,
+                Some(Cmd::Remove) | None => return remove(&settings, &e).await,
             }
         }
         e.set(|s| {
             s.state = "waiting";
             s.restart_at = None;
         });
-        deps_running(&deps).await;
+        tokio::select! {
+            _ = deps_running(&deps) => {}
+            c = cmds.recv() => match c {
+                Some(Cmd::Stop) => {
+                    e.set(|s| s.state = "stopped");
+                    wanted = false;
+                    continue;
+                }
+                Some(Cmd::Remove) | None => return remove(&settings, &e).await,
+                Some(_) => continue,
+            }
+        }
         e.set(|s| s.state = "starting");
         let t_start = Instant::now();
         let (spec, st) = (e.spec.clone(), settings.clone());
@@ -517,6 +646,7 @@ async fn run_loop(
         };
         let up = t0.elapsed().as_millis() as u64;
         match stopped_by_cmd {
+            Some(Cmd::Remove) => return remove(&settings, &e).await,
             Some(Cmd::Stop) => {
                 e.set(|s| s.state = "stopped");
                 wanted = false;
@@ -551,8 +681,8 @@ async fn run_loop(
                             e.set(|s| { s.state = "stopped"; s.restart_at = None; });
                             wanted = false;
                         }
+                        Some(Cmd::Remove) | None => return remove(&settings, &e).await,
                         Some(_) => e.set(|s| s.restarts += 1),
-                        None => return,
                     }
                 }
             }

@@ -301,20 +301,10 @@ fn save_last_applied(text: &str) {
 
 /// Validate, plan and apply (or with `dry_run` only plan) a config: what
 /// the boot and `POST /v1/config` both do. The host name is set when the
-/// files are written; the text is kept on STATE when `keep` is set.
+/// files are written; the text is kept on STATE when `keep` is set. Also
+/// returns the accepted config (the boot's ConfigureNetwork applies its
+/// `.network` units, StartContainers and the API run its containers).
 pub fn apply_text(
-    text: &str,
-    meta_hostname: Option<String>,
-    dry_run: bool,
-    keep: bool,
-) -> ConfigApplied {
-    apply_text_networks(text, meta_hostname, dry_run, keep).0
-}
-
-/// `apply_text`, also returning the accepted config (the boot's
-/// ConfigureNetwork applies its `.network` units, StartContainers runs its
-/// containers).
-pub fn apply_text_networks(
     text: &str,
     meta_hostname: Option<String>,
     dry_run: bool,
@@ -424,8 +414,7 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         .source
         .as_deref()
         .is_some_and(|s| s.starts_with("state "));
-    let (done, config) =
-        apply_text_networks(&text, ctx.config_meta_hostname.take(), false, !from_state);
+    let (done, config) = apply_text(&text, ctx.config_meta_hostname.take(), false, !from_state);
     if let Some(c) = config {
         ctx.config_networks = c.networks;
         ctx.config_containers = c.containers;

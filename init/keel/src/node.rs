@@ -168,7 +168,15 @@ impl Node for NodeShared {
     }
 
     fn apply_config(&self, text: String, dry_run: bool) -> keel_api::ConfigApplied {
-        let done = crate::config::apply_text(&text, None, dry_run, true);
+        let (mut done, config) = crate::config::apply_text(&text, None, dry_run, true);
+        if let (Some(config), Some(sup)) = (config, self.containers.get()) {
+            let r = if dry_run {
+                sup.diff(&config.containers)
+            } else {
+                sup.reconcile(config.containers)
+            };
+            done.containers = r.lines();
+        }
         if done.accepted && !dry_run {
             self.set_config(ConfigStatus {
                 source: Some("api POST /v1/config".into()),

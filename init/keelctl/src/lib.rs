@@ -107,6 +107,13 @@ pub fn applied_report(a: &keel_api::ConfigApplied) -> String {
     for f in &a.changed {
         let _ = writeln!(o, "{verb:<10} {f}");
     }
+    for c in &a.containers {
+        let _ = writeln!(
+            o,
+            "{:<10} {c}",
+            if a.dry_run { "would" } else { "container" }
+        );
+    }
     let _ = writeln!(
         o,
         "{}",
