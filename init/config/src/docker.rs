@@ -29,6 +29,10 @@ use crate::schema;
 pub struct Translation {
     pub container: Container,
     pub notes: Vec<String>,
+    /// The unit's `[Unit] After=` and `Requires=` (unit names): the ones
+    /// that are `docker run` units too become `after`/`requires`.
+    pub after_units: Vec<String>,
+    pub requires_units: Vec<String>,
 }
 
 /// Split a command line as systemd does (and a shell would, without
@@ -271,6 +275,14 @@ fn translate(
         notes.push(format!("ignored: {}", ignored.join(", ")));
     }
     t.notes.extend(notes);
+    for e in entries.iter().filter(|e| e.section == "Unit") {
+        let names = e.value.split_whitespace().map(str::to_string);
+        match e.key.as_str() {
+            "After" => t.after_units.extend(names),
+            "Requires" | "BindsTo" => t.requires_units.extend(names),
+            _ => {}
+        }
+    }
     Ok(t)
 }
 
@@ -534,6 +546,8 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
     Ok(Translation {
         container: c,
         notes,
+        after_units: Vec::new(),
+        requires_units: Vec::new(),
     })
 }
 
@@ -815,6 +829,60 @@ Conflicts=web*.service
         assert!(e.contains("Restart=on-success"), "{e}");
         let (_, e) = refuse("[Service]\nExecStart=docker run a\nExecStart=docker run b\n");
         assert!(e.contains("more than one ExecStart="), "{e}");
+    }
+
+    #[test]
+    fn unit_dependencies_between_docker_units_become_container_order() {
+        let r = crate::validate::validate(
+            "#cloud-config
+coreos:
+  units:
+    - name: db.service
+      content: |
+        [Unit]
+        After=docker.service
+        Requires=docker.service
+        [Service]
+        ExecStart=/usr/bin/docker run --name db busybox
+    - name: web.service
+      content: |
+        [Unit]
+        After=docker.service db.service etcd2.service
+        Requires=db.service
+        [Service]
+        ExecStart=/usr/bin/docker run --name web busybox
+",
+        );
+        assert!(r.errors.is_empty(), "{:#?}", r.errors);
+        let web = r.config.containers.iter().find(|c| c.name == "web").unwrap();
+        assert_eq!(web.after, ["db"]);
+        assert_eq!(web.requires, ["db"]);
+        let db = r.config.containers.iter().find(|c| c.name == "db").unwrap();
+        assert!(db.after.is_empty() && db.requires.is_empty());
+        // A cycle through units is reported like one in containers:.
+        let r = crate::validate::validate(
+            "#cloud-config
+coreos:
+  units:
+    - name: a.service
+      content: |
+        [Unit]
+        After=b.service
+        [Service]
+        ExecStart=/usr/bin/docker run --name a busybox
+    - name: b.service
+      content: |
+        [Unit]
+        After=a.service
+        [Service]
+        ExecStart=/usr/bin/docker run --name b busybox
+",
+        );
+        assert!(
+            r.errors.iter().any(|e| e.message.contains("cycle")),
+            "{:#?}",
+            r.errors
+        );
     }
 
     #[test]

@@ -949,6 +949,7 @@ fn units(v: &mut V, n: &Node) {
     let Some(list) = v.seq("coreos.units", n) else {
         return;
     };
+    let mut translated = Vec::new();
     for (i, u) in list.iter().enumerate() {
         let path = format!("coreos.units[{i}]");
         let Some(e) = v.map(&path, u) else { continue };
@@ -1060,13 +1061,18 @@ fn units(v: &mut V, n: &Node) {
         }
         if let (Some(c), false) = (content.as_deref(), mask || !name.ends_with(".service")) {
             if let Some(t) = docker::from_unit(&name, c) {
-                docker_unit(v, &path, u, content_node.as_deref(), t);
+                if let Some((cname, after, requires)) =
+                    docker_unit(v, &path, u, content_node.as_deref(), t)
+                {
+                    translated.push((name.clone(), cname, after, requires));
+                }
                 continue;
             }
         }
         let (verdict, note) = unit_verdict(&name, content.as_deref(), mask, command.as_deref());
         v.item(&path, u, verdict, note);
     }
+    unit_deps(v, &translated);
 }
 
 /// A `docker run` unit's verdict: translated to a container, or refused
@@ -1077,9 +1083,10 @@ fn docker_unit(
     u: &Node,
     content: Option<&Node>,
     t: Result<docker::Translation, (usize, String)>,
-) {
+) -> Option<(String, Vec<String>, Vec<String>)> {
     match t {
         Ok(t) => {
+            let deps = (t.container.name.clone(), t.after_units, t.requires_units);
             let c = t.container;
             let mut note = format!("container {} ({}) from docker run", c.name, c.image);
             for n in &t.notes {
@@ -1094,13 +1101,61 @@ fn docker_unit(
                 deps: Vec::new(),
             });
             v.report.config.containers.push(c);
+            Some(deps)
         }
-        Err((off, note)) => v.report.items.push(Item {
-            path: path.to_string(),
-            line: content.map(|c| c.mark.line + off).unwrap_or(u.mark.line),
-            verdict: Verdict::Refused,
-            note,
-        }),
+        Err((off, note)) => {
+            v.report.items.push(Item {
+                path: path.to_string(),
+                line: content.map(|c| c.mark.line + off).unwrap_or(u.mark.line),
+                verdict: Verdict::Refused,
+                note,
+            });
+            None
+        }
+    }
+}
+
+/// `After=`/`Requires=` between translated `docker run` units become
+/// `after`/`requires` between their containers (other units, such as
+/// docker.service or etcd2.service, have no container to wait for).
+fn unit_deps(v: &mut V, units: &[(String, String, Vec<String>, Vec<String>)]) {
+    let container_of = |unit: &str| {
+        units
+            .iter()
+            .find(|(u, ..)| u == unit)
+            .map(|(_, c, ..)| c.clone())
+    };
+    for (_, name, after, requires) in units {
+        let after: Vec<String> = after.iter().filter_map(|u| container_of(u)).collect();
+        let requires: Vec<String> = requires.iter().filter_map(|u| container_of(u)).collect();
+        if after.is_empty() && requires.is_empty() {
+            continue;
+        }
+        if let Some(c) = v
+            .report
+            .config
+            .containers
+            .iter_mut()
+            .find(|c| &c.name == name)
+        {
+            c.after.extend(
+                after
+                    .iter()
+                    .filter(|a| !c.after.contains(a))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            c.requires.extend(requires.iter().cloned());
+        }
+        if let Some(o) = v.origins.iter_mut().find(|o| &o.name == name) {
+            let (path, mark) = (o.path.clone(), o.mark);
+            o.deps.extend(
+                after
+                    .iter()
+                    .chain(&requires)
+                    .map(|d| (path.clone(), mark, d.clone())),
+            );
+        }
     }
 }
 
