@@ -854,7 +854,12 @@ coreos:
 ",
         );
         assert!(r.errors.is_empty(), "{:#?}", r.errors);
-        let web = r.config.containers.iter().find(|c| c.name == "web").unwrap();
+        let web = r
+            .config
+            .containers
+            .iter()
+            .find(|c| c.name == "web")
+            .unwrap();
         assert_eq!(web.after, ["db"]);
         assert_eq!(web.requires, ["db"]);
         let db = r.config.containers.iter().find(|c| c.name == "db").unwrap();
