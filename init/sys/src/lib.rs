@@ -10,6 +10,8 @@ mod error;
 pub mod fs;
 pub mod kexec;
 pub mod netlink;
+pub mod netns;
+pub mod nftables;
 pub mod packet;
 pub mod power;
 pub mod proc;
