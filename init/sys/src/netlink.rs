@@ -32,6 +32,7 @@ const NLMSG_ERROR: u16 = 0x2;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
 const RTM_GETADDR: u16 = 22;
 const RTM_GETROUTE: u16 = 26;
 const NLM_F_DUMP: u16 = 0x300;
@@ -40,6 +41,8 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_BRPORT_MODE: u16 = 4;
 const IFLA_OPERSTATE: u16 = 16;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_PID: u16 = 19;
@@ -177,6 +180,19 @@ pub fn master_payload(index: u32, master: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(24);
     ifinfo(&mut p, index, 0, 0);
     attr(&mut p, IFLA_MASTER, &master.to_ne_bytes());
+    p
+}
+
+/// RTM_SETLINK payload (family AF_BRIDGE: the bridge's own handler, which
+/// reads IFLA_PROTINFO; RTM_NEWLINK would ignore it) that turns hairpin
+/// mode on or off for the bridge port `index`.
+pub fn hairpin_payload(index: u32, on: bool) -> Vec<u8> {
+    let mut p = Vec::with_capacity(28);
+    ifinfo(&mut p, index, 0, 0);
+    p[0] = libc::AF_BRIDGE as u8;
+    nest(&mut p, IFLA_PROTINFO | 0x8000, |p| {
+        attr(p, IFLA_BRPORT_MODE, &[on as u8])
+    });
     p
 }
 
@@ -528,6 +544,21 @@ impl Rtnl {
             &master_payload(index, m),
             "set master",
             &format!("{name} to {master}"),
+        )
+    }
+
+    /// Let the bridge send frames back out of port `name`, the port they
+    /// came in on: with bridge netfilter (`br_netfilter`), a container's
+    /// connection to a published port of the node that lands on the same
+    /// container is forwarded at layer 2, back through its own port.
+    pub fn set_hairpin(&mut self, name: &str, on: bool) -> Result<(), SysError> {
+        let index = self.find(name)?;
+        self.request(
+            RTM_SETLINK,
+            0,
+            &hairpin_payload(index, on),
+            "set hairpin mode",
+            name,
         )
     }
 

@@ -109,7 +109,7 @@ pub enum PayloadBase {
 pub enum MetaKey {
     IifName = 6,
     OifName = 7,
-    L4Proto = 15,
+    L4Proto = 16,
 }
 
 /// Comparison operators.
@@ -149,6 +149,9 @@ pub enum Expr {
     /// The route type of the destination address (`fib daddr type`) in
     /// `dreg`, a native-endian u32 (RTN_LOCAL is 2).
     FibDaddrType { dreg: u32 },
+    /// The conntrack status bits (`ct status`) in `dreg`, a native-endian
+    /// u32 (IPS_DST_NAT is 0x20).
+    CtStatus { dreg: u32 },
     /// Destination NAT of ip to the address in `addr` and the port in
     /// `port` (both registers, for min and max).
     Dnat { addr: u32, port: u32 },
@@ -239,6 +242,11 @@ fn expr_attrs(e: &Expr) -> (&'static str, Vec<u8>) {
             attr(&mut d, 2, &be32(3)); // NFTA_FIB_RESULT: NFT_FIB_RESULT_ADDRTYPE
             attr(&mut d, 3, &be32(2)); // NFTA_FIB_FLAGS: NFTA_FIB_F_DADDR
             "fib"
+        }
+        Expr::CtStatus { dreg } => {
+            attr(&mut d, 1, &be32(*dreg)); // NFTA_CT_DREG
+            attr(&mut d, 2, &be32(2)); // NFTA_CT_KEY: NFT_CT_STATUS
+            "ct"
         }
         Expr::Dnat { addr, port } => {
             attr(&mut d, 1, &be32(1)); // NFTA_NAT_TYPE: NFT_NAT_DNAT
