@@ -432,22 +432,30 @@ fn err(op: &'static str, target: &str) -> impl FnOnce(nix::Error) -> SysError {
     move |source| SysError::Netlink { op, target, source }
 }
 
+/// A bound netlink socket of `proto`; `what` and `bind_what` name it in
+/// errors.
+pub(crate) fn open_socket(
+    proto: SockProtocol,
+    what: &'static str,
+    bind_what: &'static str,
+) -> Result<OwnedFd, SysError> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        proto,
+    )
+    .map_err(|source| SysError::Socket { what, source })?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|source| SysError::Socket {
+        what: bind_what,
+        source,
+    })?;
+    Ok(fd)
+}
+
 impl Rtnl {
     pub fn open() -> Result<Rtnl, SysError> {
-        let fd = socket(
-            AddressFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkRoute,
-        )
-        .map_err(|source| SysError::Socket {
-            what: "rtnetlink",
-            source,
-        })?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|source| SysError::Socket {
-            what: "rtnetlink bind",
-            source,
-        })?;
+        let fd = open_socket(SockProtocol::NetlinkRoute, "rtnetlink", "rtnetlink bind")?;
         Ok(Rtnl { fd, seq: 1 })
     }
 

@@ -23,13 +23,10 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{
-    bind, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
-    SockProtocol, SockType,
-};
+use nix::sys::socket::{recv, send, setsockopt, sockopt, MsgFlags, SockProtocol};
 use nix::sys::time::TimeVal;
 
-use crate::netlink::{ack_errno, attr, attr_str, message, message_flags, nest};
+use crate::netlink::{ack_errno, attr, attr_str, message, message_flags, nest, open_socket};
 use crate::netns::NetNs;
 use crate::SysError;
 
@@ -415,20 +412,11 @@ fn err(op: &'static str, target: &str) -> impl FnOnce(nix::Error) -> SysError {
 
 impl Nft {
     pub fn open() -> Result<Nft, SysError> {
-        let fd = socket(
-            AddressFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
+        let fd = open_socket(
             SockProtocol::NetlinkNetFilter,
-        )
-        .map_err(|source| SysError::Socket {
-            what: "nfnetlink",
-            source,
-        })?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|source| SysError::Socket {
-            what: "nfnetlink bind",
-            source,
-        })?;
+            "nfnetlink",
+            "nfnetlink bind",
+        )?;
         // A batch the kernel stops reading would leave us waiting for the
         // acknowledgements of its unread messages: bound the wait.
         setsockopt(
