@@ -1,5 +1,6 @@
 //! keel's container runtime.
 //!
+//! - `bridge`: `network: bridge`: keel0, veth pairs, addresses, NAT, published ports;
 //! - `cgroup`: a container's cgroup v2 group, limits and statistics;
 //! - `mounts`: the mount plan the child carries out before its root changes;
 //! - `runtime`: prepare a root (overlayfs), a cgroup and the child, and start it;
@@ -7,6 +8,7 @@
 //! - `logs`: the output ring and the rotated log file;
 //! - `supervisor`: the tasks that start, watch, restart and stop containers.
 
+pub mod bridge;
 pub mod cgroup;
 pub mod health;
 pub mod logs;

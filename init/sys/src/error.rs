@@ -79,6 +79,18 @@ pub enum SysError {
         target: String,
         source: nix::Error,
     },
+    #[error("network namespace: {op} {target}: {source}")]
+    Netns {
+        op: &'static str,
+        target: String,
+        source: nix::Error,
+    },
+    #[error("nftables {op} {target}: {source}")]
+    Nftables {
+        op: &'static str,
+        target: String,
+        source: nix::Error,
+    },
     #[error("confine child: {step} failed: {source}")]
     Confine {
         step: crate::confine::Step,

@@ -11,6 +11,7 @@ pub mod fs;
 pub mod kexec;
 pub mod netlink;
 pub mod netns;
+pub mod nftables;
 pub mod packet;
 pub mod power;
 pub mod proc;

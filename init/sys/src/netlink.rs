@@ -1,10 +1,16 @@
-//! rtnetlink: links up, addresses, routes, through one NETLINK_ROUTE socket.
+//! rtnetlink: links (up, bridges, veth pairs, masters, names), addresses,
+//! routes, through one NETLINK_ROUTE socket.
 //!
 //! Each change is one request with NLM_F_ACK; the kernel's answer (an
 //! NLMSG_ERROR whose error is 0 on success) is read before the next, so a
 //! failure names the request that failed. Messages are built as bytes by the
 //! pure functions below (tested against the layouts of
 //! `include/uapi/linux/rtnetlink.h`); the socket calls go through nix.
+//!
+//! A socket works in the network namespace it was opened in:
+//! [`Rtnl::open_in`] opens one inside another namespace (a container's), and
+//! links are found by name through the socket (a dump), never through the
+//! caller's own namespace.
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -14,15 +20,19 @@ use nix::sys::socket::{
     SockType,
 };
 
+use crate::netns::NetNs;
 use crate::SysError;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLMSG_ERROR: u16 = 0x2;
 const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
 const RTM_GETADDR: u16 = 22;
 const RTM_GETROUTE: u16 = 26;
 const NLM_F_DUMP: u16 = 0x300;
@@ -30,7 +40,16 @@ const NLMSG_DONE: u16 = 0x3;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_BRPORT_MODE: u16 = 4;
 const IFLA_OPERSTATE: u16 = 16;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_PID: u16 = 19;
+const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const VETH_INFO_PEER: u16 = 1;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
@@ -60,7 +79,7 @@ fn octets(a: &IpAddr) -> Vec<u8> {
     }
 }
 
-fn attr(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
+pub(crate) fn attr(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
     out.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
     out.extend_from_slice(&ty.to_ne_bytes());
     out.extend_from_slice(data);
@@ -69,12 +88,45 @@ fn attr(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
     }
 }
 
+/// An attribute whose data is the attributes `inner` writes.
+pub(crate) fn nest(out: &mut Vec<u8>, ty: u16, inner: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&ty.to_ne_bytes());
+    inner(out);
+    let len = (out.len() - start) as u16;
+    out[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// A NUL-terminated string attribute (link names, kinds).
+pub(crate) fn attr_str(out: &mut Vec<u8>, ty: u16, s: &str) {
+    let mut d = s.as_bytes().to_vec();
+    d.push(0);
+    attr(out, ty, &d);
+}
+
+/// `struct ifinfomsg`: family, type, index, flags and the change mask.
+fn ifinfo(out: &mut Vec<u8>, index: u32, flags: u32, change: u32) {
+    out.push(libc::AF_UNSPEC as u8);
+    out.push(0);
+    out.extend_from_slice(&0u16.to_ne_bytes()); // type
+    out.extend_from_slice(&(index as i32).to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&change.to_ne_bytes());
+}
+
 /// A whole netlink message: header, then `payload`.
 pub fn message(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    message_flags(ty, flags | NLM_F_ACK, seq, payload)
+}
+
+/// A whole netlink request with exactly `flags` (plus NLM_F_REQUEST): for
+/// messages the kernel must not acknowledge (nfnetlink's batch markers).
+pub(crate) fn message_flags(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(16 + payload.len());
     m.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
     m.extend_from_slice(&ty.to_ne_bytes());
-    m.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    m.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(payload);
@@ -84,12 +136,78 @@ pub fn message(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
 /// RTM_NEWLINK payload that sets IFF_UP on link `index`.
 pub fn link_up_payload(index: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(16);
-    p.push(libc::AF_UNSPEC as u8);
-    p.push(0);
-    p.extend_from_slice(&0u16.to_ne_bytes()); // type
-    p.extend_from_slice(&(index as i32).to_ne_bytes());
-    p.extend_from_slice(&IFF_UP.to_ne_bytes()); // flags
-    p.extend_from_slice(&IFF_UP.to_ne_bytes()); // change mask
+    ifinfo(&mut p, index, IFF_UP, IFF_UP);
+    p
+}
+
+/// RTM_NEWLINK payload that creates a link `name` of kind `kind`
+/// (`bridge`, `dummy`: kinds without data of their own).
+pub fn new_link_payload(name: &str, kind: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(48);
+    ifinfo(&mut p, 0, 0, 0);
+    attr_str(&mut p, IFLA_IFNAME, name);
+    nest(&mut p, IFLA_LINKINFO, |p| attr_str(p, IFLA_INFO_KIND, kind));
+    p
+}
+
+/// RTM_NEWLINK payload that creates a veth pair: `name` here, `peer` in the
+/// namespace `peer_ns` (the peer is created there directly, so its name
+/// need only be free in that namespace: `eth0` for a container).
+pub fn veth_payload(name: &str, peer: &str, peer_ns: NetNs<'_>) -> Vec<u8> {
+    let mut p = Vec::with_capacity(96);
+    ifinfo(&mut p, 0, 0, 0);
+    attr_str(&mut p, IFLA_IFNAME, name);
+    nest(&mut p, IFLA_LINKINFO, |p| {
+        attr_str(p, IFLA_INFO_KIND, "veth");
+        nest(p, IFLA_INFO_DATA, |p| {
+            // The peer's data is a whole ifinfomsg followed by its attributes.
+            nest(p, VETH_INFO_PEER, |p| {
+                ifinfo(p, 0, 0, 0);
+                attr_str(p, IFLA_IFNAME, peer);
+                match peer_ns {
+                    NetNs::Pid(pid) => attr(p, IFLA_NET_NS_PID, &(pid as u32).to_ne_bytes()),
+                    NetNs::Fd(fd) => attr(p, IFLA_NET_NS_FD, &fd.as_raw_fd().to_ne_bytes()),
+                }
+            })
+        })
+    });
+    p
+}
+
+/// RTM_NEWLINK payload that makes `master` (a bridge) the master of link
+/// `index`; `master` 0 releases it.
+pub fn master_payload(index: u32, master: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(24);
+    ifinfo(&mut p, index, 0, 0);
+    attr(&mut p, IFLA_MASTER, &master.to_ne_bytes());
+    p
+}
+
+/// RTM_SETLINK payload (family AF_BRIDGE: the bridge's own handler, which
+/// reads IFLA_PROTINFO; RTM_NEWLINK would ignore it) that turns hairpin
+/// mode on or off for the bridge port `index`.
+pub fn hairpin_payload(index: u32, on: bool) -> Vec<u8> {
+    let mut p = Vec::with_capacity(28);
+    ifinfo(&mut p, index, 0, 0);
+    p[0] = libc::AF_BRIDGE as u8;
+    nest(&mut p, IFLA_PROTINFO | 0x8000, |p| {
+        attr(p, IFLA_BRPORT_MODE, &[on as u8])
+    });
+    p
+}
+
+/// RTM_NEWLINK payload that renames link `index` (the link must be down).
+pub fn rename_payload(index: u32, name: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(36);
+    ifinfo(&mut p, index, 0, 0);
+    attr_str(&mut p, IFLA_IFNAME, name);
+    p
+}
+
+/// RTM_DELLINK payload for link `index`.
+pub fn del_link_payload(index: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16);
+    ifinfo(&mut p, index, 0, 0);
     p
 }
 
@@ -314,23 +432,38 @@ fn err(op: &'static str, target: &str) -> impl FnOnce(nix::Error) -> SysError {
     move |source| SysError::Netlink { op, target, source }
 }
 
+/// A bound netlink socket of `proto`; `what` and `bind_what` name it in
+/// errors.
+pub(crate) fn open_socket(
+    proto: SockProtocol,
+    what: &'static str,
+    bind_what: &'static str,
+) -> Result<OwnedFd, SysError> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        proto,
+    )
+    .map_err(|source| SysError::Socket { what, source })?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|source| SysError::Socket {
+        what: bind_what,
+        source,
+    })?;
+    Ok(fd)
+}
+
 impl Rtnl {
     pub fn open() -> Result<Rtnl, SysError> {
-        let fd = socket(
-            AddressFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkRoute,
-        )
-        .map_err(|source| SysError::Socket {
-            what: "rtnetlink",
-            source,
-        })?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|source| SysError::Socket {
-            what: "rtnetlink bind",
-            source,
-        })?;
+        let fd = open_socket(SockProtocol::NetlinkRoute, "rtnetlink", "rtnetlink bind")?;
         Ok(Rtnl { fd, seq: 1 })
+    }
+
+    /// A socket inside the network namespace `ns`: opened by a thread that
+    /// entered it (see [`crate::netns`]); it works there after that thread
+    /// is gone.
+    pub fn open_in(ns: NetNs<'_>) -> Result<Rtnl, SysError> {
+        crate::netns::run_in_ns(ns, Rtnl::open)?
     }
 
     fn request(
@@ -358,13 +491,112 @@ impl Rtnl {
 
     /// Set link `name` up.
     pub fn link_up(&mut self, name: &str) -> Result<(), SysError> {
-        let index = index(name)?;
+        let index = self.find(name)?;
         self.request(RTM_NEWLINK, 0, &link_up_payload(index), "link up", name)
+    }
+
+    /// The index of link `name` in this socket's namespace.
+    pub fn find(&mut self, name: &str) -> Result<u32, SysError> {
+        self.links()?
+            .into_iter()
+            .find(|l| l.name == name)
+            .map(|l| l.index)
+            .ok_or_else(|| SysError::Netlink {
+                op: "find link",
+                target: name.to_string(),
+                source: nix::Error::ENODEV,
+            })
+    }
+
+    /// Create a bridge `name`; fails with EEXIST when a link has that name.
+    pub fn create_bridge(&mut self, name: &str) -> Result<(), SysError> {
+        self.create_link(name, "bridge")
+    }
+
+    /// Create a link `name` of a kind without data of its own (`bridge`,
+    /// `dummy`); fails with EEXIST when a link has that name.
+    pub fn create_link(&mut self, name: &str, kind: &str) -> Result<(), SysError> {
+        self.request(
+            RTM_NEWLINK,
+            NLM_F_CREATE | NLM_F_EXCL,
+            &new_link_payload(name, kind),
+            "create link",
+            &format!("{name} ({kind})"),
+        )
+    }
+
+    /// Create a veth pair: `name` in this namespace, `peer` created directly
+    /// in `peer_ns`. Both ends are down.
+    pub fn create_veth(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_ns: NetNs<'_>,
+    ) -> Result<(), SysError> {
+        self.request(
+            RTM_NEWLINK,
+            NLM_F_CREATE | NLM_F_EXCL,
+            &veth_payload(name, peer, peer_ns),
+            "create veth pair",
+            &format!("{name} (peer {peer} in the namespace {peer_ns})"),
+        )
+    }
+
+    /// Attach link `name` to the bridge `master`.
+    pub fn set_master(&mut self, name: &str, master: &str) -> Result<(), SysError> {
+        let index = self.find(name)?;
+        let m = self.find(master)?;
+        self.request(
+            RTM_NEWLINK,
+            0,
+            &master_payload(index, m),
+            "set master",
+            &format!("{name} to {master}"),
+        )
+    }
+
+    /// Let the bridge send frames back out of port `name`, the port they
+    /// came in on: with bridge netfilter (`br_netfilter`), a container's
+    /// connection to a published port of the node that lands on the same
+    /// container is forwarded at layer 2, back through its own port.
+    pub fn set_hairpin(&mut self, name: &str, on: bool) -> Result<(), SysError> {
+        let index = self.find(name)?;
+        self.request(
+            RTM_SETLINK,
+            0,
+            &hairpin_payload(index, on),
+            "set hairpin mode",
+            name,
+        )
+    }
+
+    /// Rename link `name` (down) to `new`.
+    pub fn rename(&mut self, name: &str, new: &str) -> Result<(), SysError> {
+        let index = self.find(name)?;
+        self.request(
+            RTM_NEWLINK,
+            0,
+            &rename_payload(index, new),
+            "rename link",
+            &format!("{name} to {new}"),
+        )
+    }
+
+    /// Delete link `name` (for a veth, both ends go).
+    pub fn delete_link(&mut self, name: &str) -> Result<(), SysError> {
+        let index = self.find(name)?;
+        self.request(
+            RTM_DELLINK,
+            0,
+            &del_link_payload(index),
+            "delete link",
+            name,
+        )
     }
 
     /// Add (or replace) `addr/prefix` on `name`.
     pub fn add_address(&mut self, name: &str, addr: IpAddr, prefix: u8) -> Result<(), SysError> {
-        let index = index(name)?;
+        let index = self.find(name)?;
         let target = format!("{name} {addr}/{prefix}");
         self.request(
             RTM_NEWADDR,
@@ -377,7 +609,7 @@ impl Rtnl {
 
     /// Remove `addr/prefix` from `name`.
     pub fn del_address(&mut self, name: &str, addr: IpAddr, prefix: u8) -> Result<(), SysError> {
-        let index = index(name)?;
+        let index = self.find(name)?;
         let target = format!("{name} {addr}/{prefix}");
         self.request(
             RTM_DELADDR,
@@ -396,7 +628,7 @@ impl Rtnl {
         prefix: u8,
         gateway: Option<IpAddr>,
     ) -> Result<(), SysError> {
-        let index = index(name)?;
+        let index = self.find(name)?;
         let target = match gateway {
             Some(g) => format!("{dst}/{prefix} via {g} dev {name}"),
             None => format!("{dst}/{prefix} dev {name}"),
@@ -480,7 +712,7 @@ impl Rtnl {
     }
 }
 
-/// The index of link `name`.
+/// The index of link `name` in the calling thread's namespace.
 pub fn index(name: &str) -> Result<u32, SysError> {
     nix::net::if_::if_nametoindex(name).map_err(|source| SysError::Netlink {
         op: "find link",
@@ -518,6 +750,63 @@ mod tests {
         let r6 = route_payload(2, "fd00::".parse().unwrap(), 64, None);
         assert_eq!(r6.len(), 12 + 20 + 8);
         assert_eq!(r6[6], RT_SCOPE_LINK);
+    }
+
+    #[test]
+    fn veth_layout() {
+        let p = veth_payload("vk1", "eth0", NetNs::Pid(42));
+        // ifinfomsg, IFLA_IFNAME "vk1", then IFLA_LINKINFO.
+        assert_eq!(&p[16..24], &[8, 0, 3, 0, b'v', b'k', b'1', 0]);
+        let info = &p[24..];
+        assert_eq!(u16::from_ne_bytes([info[2], info[3]]), IFLA_LINKINFO);
+        assert_eq!(u16::from_ne_bytes([info[0], info[1]]) as usize, info.len());
+        // The peer's namespace pid closes the nesting.
+        assert!(p.ends_with(&[8, 0, IFLA_NET_NS_PID as u8, 0, 42, 0, 0, 0]));
+        let b = new_link_payload("keel0", "bridge");
+        assert!(b.ends_with(&[16, 0, 18, 0, 11, 0, 1, 0, b'b', b'r', b'i', b'd', b'g', b'e', 0, 0]));
+    }
+
+    #[test]
+    fn privileged_bridge_and_veth_in_scratch_namespaces() {
+        if nix::unistd::getuid().as_raw() != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        use std::os::fd::AsFd;
+        let (Ok(host), Ok(peer)) = (crate::netns::create(), crate::netns::create()) else {
+            eprintln!("skipped: cannot create network namespaces");
+            return;
+        };
+        let mut r = Rtnl::open_in(NetNs::Fd(host.as_fd())).unwrap();
+        let mut p = Rtnl::open_in(NetNs::Fd(peer.as_fd())).unwrap();
+        r.create_bridge("br-t").unwrap();
+        let e = r.create_bridge("br-t").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SysError::Netlink {
+                    source: nix::Error::EEXIST,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        r.create_veth("vt-host", "vt-peer", NetNs::Fd(peer.as_fd()))
+            .unwrap();
+        r.set_master("vt-host", "br-t").unwrap();
+        p.rename("vt-peer", "eth0").unwrap();
+        p.link_up("eth0").unwrap();
+        p.add_address("eth0", "10.1.0.2".parse().unwrap(), 24)
+            .unwrap();
+        assert!(p.links().unwrap().iter().any(|l| l.name == "eth0" && l.up));
+        assert!(!r
+            .links()
+            .unwrap()
+            .iter()
+            .any(|l| l.name == "eth0" || l.name == "vt-peer"));
+        r.delete_link("vt-host").unwrap();
+        assert!(p.find("eth0").is_err(), "deleting one end removes the pair");
+        r.delete_link("br-t").unwrap();
     }
 
     #[test]
