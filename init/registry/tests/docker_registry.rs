@@ -39,7 +39,9 @@ impl Drop for Registry {
     }
 }
 
-fn start_registry(dir: &Path) -> Registry {
+/// Start the registry; with `tls` (certificate and key files) it speaks
+/// HTTPS.
+fn start_registry(dir: &Path, tls: Option<(&Path, &Path)>) -> Registry {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -51,8 +53,13 @@ fn start_registry(dir: &Path) -> Registry {
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            storage.display()
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{}",
+            storage.display(),
+            tls.map_or(String::new(), |(c, k)| format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                c.display(),
+                k.display()
+            ))
         ),
     )
     .unwrap();
@@ -135,7 +142,7 @@ fn pull_from_docker_registry() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let reg = start_registry(t.path());
+    let reg = start_registry(t.path(), None);
     push_image(t.path(), &reg.addr);
     let insecure = settings(&[&reg.addr], Path::new("/nonexistent"));
 
@@ -203,4 +210,61 @@ fn pull_from_docker_registry() {
         .filter(|n| n.to_string_lossy().starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A CA, and a certificate for 127.0.0.1 it signed: (CA PEM, cert PEM, key
+/// PEM).
+fn ca_and_server() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_pem, cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn pull_over_tls() {
+    if let Some(why) = skip() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_server();
+    let (ca_path, cert_path, key_path) = (
+        t.path().join("ca.pem"),
+        t.path().join("cert.pem"),
+        t.path().join("key.pem"),
+    );
+    std::fs::write(&ca_path, ca).unwrap();
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let reg = start_registry(t.path(), Some((&cert_path, &key_path)));
+    push_image(t.path(), &reg.addr);
+
+    let name = format!("{}/test/busybox:1", reg.addr);
+    let r = Reference::parse(&name).unwrap();
+    let store = Store::open(&t.path().join("store")).unwrap();
+    let pulled = pull_blocking(&store, &r, &name, &settings(&[], &ca_path)).unwrap();
+    assert_eq!(pulled.fetched, 3);
+    let img = store.resolve(&name).unwrap();
+    assert_eq!(
+        std::fs::read(img.layer_dirs[1].join("etc/motd")).unwrap(),
+        b"pulled\n"
+    );
+
+    // Another CA: the certificate is not trusted, and nothing is stored.
+    let (other_ca, _, _) = ca_and_server();
+    let other = t.path().join("other.pem");
+    std::fs::write(&other, other_ca).unwrap();
+    let store2 = Store::open(&t.path().join("store2")).unwrap();
+    let e = pull_blocking(&store2, &r, &name, &settings(&[], &other)).unwrap_err();
+    assert!(matches!(e.failure, Failure::Tls { .. }), "{e}");
+    assert!(e.to_string().contains("TLS handshake with"), "{e}");
+    assert_eq!(refs(&store2), 0);
 }
