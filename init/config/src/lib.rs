@@ -12,7 +12,8 @@
 //!    Every item gets a verdict: applied, translated (to keel's own
 //!    settings) or refused (with what keel offers instead).
 //!    [`containers`] walks the `containers:` section the same way, and
-//!    [`docker`] translates `docker run` units into the same containers.
+//!    [`docker`] translates `docker run` units into the same containers;
+//!    [`registries`] reads how missing images are pulled.
 //! 3. The result is a typed [`model::CloudConfig`] of what keel applies.
 //! 4. [`plan`] turns it into the exact files (the user database, homes and
 //!    keys, `write_files`, hostname), and [`apply`] writes them under a root,
@@ -26,6 +27,7 @@ pub mod containers;
 pub mod docker;
 pub mod model;
 pub mod plan;
+pub mod registries;
 pub mod schema;
 pub mod validate;
 pub mod yaml;

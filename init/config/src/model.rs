@@ -191,6 +191,33 @@ pub struct Container {
     pub stop_grace_ms: u64,
 }
 
+/// Credentials for one registry (`registries.auth`).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RegistryAuth {
+    /// `host[:port]`, as in image references.
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    // Configs are printed in logs and test failures: not the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `registries:`: how images missing from the node are pulled.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Registries {
+    /// Registries (`host[:port]`) spoken to over plain http.
+    pub insecure: Vec<String>,
+    pub auth: Vec<RegistryAuth>,
+}
+
 /// Everything keel applies or translates.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CloudConfig {
@@ -208,4 +235,5 @@ pub struct CloudConfig {
     /// `containers:`, and `docker run` units translated, in start order
     /// as written (the supervisor orders them by `after`/`requires`).
     pub containers: Vec<Container>,
+    pub registries: Registries,
 }

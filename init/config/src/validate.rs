@@ -22,7 +22,7 @@ use base64::Engine;
 use crate::model::{CloudConfig, Locksmith, Network, Route, Update, User, WriteFile};
 use crate::schema;
 use crate::yaml::{self, Node, Style, Value};
-use crate::{containers, docker};
+use crate::{containers, docker, registries};
 
 /// Largest decoded `write_files` content.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -348,6 +348,7 @@ pub fn validate(text: &str) -> Report {
             "manage_etc_hosts",
             "coreos",
             "containers",
+            "registries",
         ],
     );
     for (k, val) in entries {
@@ -390,6 +391,7 @@ pub fn validate(text: &str) -> Report {
             },
             "coreos" => coreos(&mut v, val),
             "containers" => containers::section(&mut v, val),
+            "registries" => registries::section(&mut v, k, val),
             _ => {}
         }
     }

@@ -62,6 +62,8 @@ pub struct Ctx {
     pub config_status: keel_api::ConfigStatus,
     /// The config's containers, for StartContainers.
     pub config_containers: Vec<keel_config::model::Container>,
+    /// The config's `registries:`, for pulls by StartContainers.
+    pub config_registries: keel_config::model::Registries,
 }
 
 impl Ctx {
@@ -81,6 +83,7 @@ impl Ctx {
             config_networks: Vec::new(),
             config_status: Default::default(),
             config_containers: Vec::new(),
+            config_registries: Default::default(),
         }
     }
 

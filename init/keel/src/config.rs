@@ -418,6 +418,7 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     if let Some(c) = config {
         ctx.config_networks = c.networks;
         ctx.config_containers = c.containers;
+        ctx.config_registries = c.registries;
     }
     st.errors = done.errors;
     st.items = done.items;

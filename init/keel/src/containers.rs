@@ -4,15 +4,20 @@
 //! Images are found in the store on the state disk
 //! (`/var/lib/keel/images`); an image the store lacks is imported from the
 //! system images the root image carries (`/usr/lib/keel/images/*`, OCI
-//! layouts made by `keel-image oci`), matched by reference name.
+//! layouts made by `keel-image oci`), matched by reference name; an image
+//! neither has is pulled from its registry (`registries:` in the config
+//! says which are plain http and the credentials) over HTTPS checked
+//! against the root image's CA bundle, names resolved through
+//! `/etc/hosts` and `/etc/resolv.conf`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keel_boot::{info, warn};
-use keel_config::model::Container;
+use keel_config::model::{Container, Registries};
 use keel_containers::runtime::{Dirs, ImageRoot};
-use keel_containers::supervisor::{Settings, Supervisor};
+use keel_containers::supervisor::{Settings as SupervisorSettings, Supervisor};
+use keel_registry::{Credentials, Reference, Settings};
 
 use crate::boot_table::{Ctx, TaskError};
 
@@ -20,6 +25,9 @@ use crate::boot_table::{Ctx, TaskError};
 pub const STORE: &str = "/var/lib/keel/images";
 /// OCI layouts shipped in the root image.
 pub const SYSTEM_IMAGES: &str = "/usr/lib/keel/images";
+/// The CA bundle registries' certificates are checked against (a link to
+/// the root image's bundle).
+pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Container log files.
 pub const LOGS: &str = "/var/lib/keel/logs";
 
@@ -55,11 +63,48 @@ fn import_system(store: &keel_oci::Store, system: &Path, name: &str) -> Result<b
     Ok(false)
 }
 
-/// The root of `c`'s image: from the store, importing a system image on
-/// first use.
+/// What a pull needs: the config's registries, with the node's CA bundle
+/// and resolver files.
+pub fn pull_settings(r: &Registries, ca_bundle: &Path, resolver_root: &Path) -> Settings {
+    Settings {
+        insecure: r.insecure.clone(),
+        auth: r
+            .auth
+            .iter()
+            .map(|a| Credentials {
+                registry: a.registry.clone(),
+                username: a.username.clone(),
+                password: a.password.clone(),
+            })
+            .collect(),
+        ca_bundle: ca_bundle.to_path_buf(),
+        resolver_root: resolver_root.to_path_buf(),
+    }
+}
+
+/// Pull `name` (`c.image` normalized) into `store` under that name.
+fn pull(store: &keel_oci::Store, name: &str, settings: &Settings) -> Result<(), String> {
+    let reference = Reference::parse(name).map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
+    let p = keel_registry::pull_blocking(store, &reference, name, settings)
+        .map_err(|e| e.to_string())?;
+    info!(
+        "images: pulled {name} ({}, {} blobs fetched, {} bytes, {} present) in {} ms",
+        p.manifest.digest,
+        p.fetched,
+        p.bytes,
+        p.present,
+        t.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// The root of `c`'s image: from the store, importing a system image or
+/// pulling from the registry on first use.
 pub fn image_root(
     store: &keel_oci::Store,
     system: &Path,
+    registries: &Settings,
     c: &Container,
 ) -> Result<ImageRoot, String> {
     let name = normalize(&c.image);
@@ -67,9 +112,9 @@ pub fn image_root(
         Ok(r) => r,
         Err(first) => {
             if !import_system(store, system, &name)? {
-                return Err(format!(
-                    "image {name}: not in the store ({first}) nor among the system images"
-                ));
+                pull(store, &name, registries).map_err(|e| {
+                    format!("image {name}: not in the store ({first}) nor among the system images, and {e}")
+                })?;
             }
             store
                 .resolve(&name)
@@ -92,6 +137,11 @@ pub fn image_root(
 
 pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
     let containers = std::mem::take(&mut ctx.config_containers);
+    let registries = pull_settings(
+        &std::mem::take(&mut ctx.config_registries),
+        Path::new(CA_BUNDLE),
+        Path::new("/"),
+    );
     let Some(services) = &ctx.services else {
         return Ok(());
     };
@@ -115,8 +165,8 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
     let mut dirs = Dirs::node();
     dirs.cgroup = cg;
     let store = Arc::new(store);
-    let images = move |c: &Container| image_root(&store, Path::new(SYSTEM_IMAGES), c);
-    let settings = Settings {
+    let images = move |c: &Container| image_root(&store, Path::new(SYSTEM_IMAGES), &registries, c);
+    let settings = SupervisorSettings {
         dirs,
         logs: LOGS.into(),
         images: Arc::new(images),
@@ -136,6 +186,41 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use keel_config::model::{Container, Registries, RegistryAuth};
+
+    #[test]
+    fn a_missing_image_is_pulled_and_the_failure_said() {
+        let t = tempfile::tempdir().unwrap();
+        let store = keel_oci::Store::open(&t.path().join("store")).unwrap();
+        let registries = Registries {
+            insecure: vec!["127.0.0.1:1".into()],
+            auth: vec![RegistryAuth {
+                registry: "127.0.0.1:1".into(),
+                username: "u".into(),
+                password: "p".into(),
+            }],
+        };
+        let settings = super::pull_settings(&registries, Path::new("/ca.pem"), t.path());
+        assert_eq!(settings.auth[0].username, "u");
+        let c = Container {
+            image: "127.0.0.1:1/app".into(),
+            ..Container::default()
+        };
+        let e = super::image_root(&store, &t.path().join("none"), &settings, &c)
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("image 127.0.0.1:1/app:latest: not in the store"),
+            "{e}"
+        );
+        assert!(
+            e.contains("nor among the system images, and pull 127.0.0.1:1/app:latest: connect to 127.0.0.1:1"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn names_get_latest() {
         assert_eq!(super::normalize("busybox"), "busybox:latest");

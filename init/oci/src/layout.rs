@@ -200,14 +200,6 @@ pub fn read_index(root: &Path) -> Result<Index, LayoutError> {
     Ok(index)
 }
 
-fn matches(d: &Descriptor, p: &Platform) -> bool {
-    d.platform.as_ref().is_some_and(|q| {
-        q.os == p.os
-            && q.architecture == p.architecture
-            && (p.variant.is_none() || q.variant == p.variant)
-    })
-}
-
 /// Read a manifest blob and its config.
 pub fn read_image(root: &Path, desc: &Descriptor) -> Result<Image, LayoutError> {
     let manifest_digest = descriptor_digest(desc)?;
@@ -251,7 +243,7 @@ pub fn resolve(
         None => index
             .manifests
             .iter()
-            .find(|d| matches(d, platform))
+            .find(|d| platform.matches(d))
             .ok_or_else(|| LayoutError::Ambiguous {
                 root: root.to_path_buf(),
                 count: index.manifests.len(),
@@ -274,7 +266,7 @@ pub fn resolve(
         desc = nested
             .manifests
             .iter()
-            .find(|d| matches(d, platform))
+            .find(|d| platform.matches(d))
             .ok_or_else(|| LayoutError::NoPlatform {
                 digest: desc.digest.clone(),
                 os: platform.os.clone(),

@@ -96,6 +96,16 @@ impl Platform {
             variant: None,
         }
     }
+
+    /// Whether index entry `d` is for this platform (any variant when this
+    /// names none).
+    pub fn matches(&self, d: &Descriptor) -> bool {
+        d.platform.as_ref().is_some_and(|q| {
+            q.os == self.os
+                && q.architecture == self.architecture
+                && (self.variant.is_none() || q.variant == self.variant)
+        })
+    }
 }
 
 /// A reference to a blob: its type, digest and size.

@@ -12,7 +12,9 @@
 //! 2. [`Store::import_layout`] resolves an image in an OCI layout (which
 //!    verifies manifest and config), copies its blobs through `put_blob`,
 //!    then writes the ref (temporary file, fsync, rename, fsync directory):
-//!    a ref only ever names blobs that are all present.
+//!    a ref only ever names blobs that are all present. [`Store::put_ref`]
+//!    writes a ref the same way for images that came by other roads (a
+//!    registry pull), after checking its blobs are there.
 //! 3. [`Store::resolve`] reads a ref and the manifest and config it names,
 //!    and unpacks each layer not yet unpacked into a temporary directory
 //!    (overlay whiteouts; root needed if the layer has whiteouts) renamed to
@@ -290,18 +292,40 @@ impl Store {
             annotations: Default::default(),
         };
         self.copy_blob(layout, &manifest)?;
+        self.put_ref(name, &manifest)?;
+        Ok(image.manifest_digest)
+    }
+
+    /// Name the image whose manifest is `manifest` `name`, replacing any
+    /// image of that name. The manifest and its config are read back
+    /// (verified) and every layer blob must be present, so a ref never names
+    /// a blob the store lacks.
+    pub fn put_ref(&self, name: &str, manifest: &Descriptor) -> Result<(), StoreError> {
+        check_name(name)?;
+        let image = read_image(&self.root, manifest)?;
+        for l in &image.manifest.layers {
+            let digest = l.digest().map_err(|source| LayoutError::Digest {
+                what: format!("manifest {} layer", image.manifest_digest),
+                source,
+            })?;
+            if !self.has_blob(&digest) {
+                return Err(StoreError::Ref {
+                    path: self.ref_path(name),
+                    message: format!("layer {digest} is not in the store"),
+                });
+            }
+        }
         let r = Ref {
             name: name.to_string(),
-            manifest,
+            manifest: manifest.clone(),
         };
+        let file = self.ref_path(name);
         let bytes = serde_json::to_vec_pretty(&r).map_err(|e| StoreError::Ref {
-            path: self.ref_path(name),
+            path: file.clone(),
             message: e.to_string(),
         })?;
-        let file = self.ref_path(name);
         let file_name = file.file_name().expect("ref files have names");
-        write_atomic(&self.images(), &file_name.to_string_lossy(), &bytes)?;
-        Ok(image.manifest_digest)
+        write_atomic(&self.images(), &file_name.to_string_lossy(), &bytes)
     }
 
     fn read_ref(&self, path: &Path) -> Result<Ref, StoreError> {

@@ -132,3 +132,31 @@ fn a_corrupted_blob_is_not_imported() {
     assert!(store.list().unwrap().is_empty());
     assert!(!store.has_blob(&layer));
 }
+
+#[test]
+fn put_ref_needs_every_blob() {
+    let (t, store) = two_images();
+    let da = store
+        .import_layout(&t.path().join("a"), None, "a:1")
+        .unwrap();
+    let r = store.read_named("a:1").unwrap();
+    // The same manifest under a second name: only the ref is written.
+    store.put_ref("copy:1", &r.manifest).unwrap();
+    assert_eq!(store.resolve("copy:1").unwrap().manifest_digest, da);
+    // Without one of its layers, no ref is written.
+    let img = store.resolve("a:1").unwrap();
+    let layer = img.manifest.layers[1].digest().unwrap();
+    fs::remove_file(blob_path(store.root(), &layer)).unwrap();
+    let e = store
+        .put_ref("broken:1", &r.manifest)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("layer {layer} is not in the store")),
+        "{e}"
+    );
+    assert!(matches!(
+        store.resolve("broken:1"),
+        Err(StoreError::NoImage { .. })
+    ));
+}
