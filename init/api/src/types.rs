@@ -265,6 +265,9 @@ pub struct ContainerStatus {
     /// `healthy`, `unhealthy`, `starting`, or none without a health check.
     pub health: Option<String>,
     pub network: String,
+    /// Its address on keel's bridge.
+    #[serde(default)]
+    pub address: Option<String>,
     pub stats: ContainerStats,
     /// The last start: from the supervisor's start until the process was
     /// running the container's program (exec done), ms.

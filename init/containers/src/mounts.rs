@@ -108,6 +108,19 @@ fn op(
     }
 }
 
+/// A read-only bind of the node's file `source` at `target` in the root
+/// (the bridge's /etc/resolv.conf and /etc/hosts).
+pub fn bind_file(root: &Path, source: &Path, target: &str) -> Result<MountOp, PlanError> {
+    Ok(MountOp {
+        kind: MountKind::Bind { file: true },
+        source: Some(c(source)),
+        target: c(&inside(root, target)?),
+        fstype: None,
+        flags: libc::MS_RDONLY,
+        data: None,
+    })
+}
+
 /// The whole plan for a container rooted at `root`.
 pub fn plan(root: &Path, user: &[MountSpec]) -> Result<Vec<MountOp>, PlanError> {
     use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};

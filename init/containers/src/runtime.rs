@@ -73,7 +73,9 @@ pub enum RunError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
-    #[error("network bridge: keel's bridge is not built yet; use network: host or none")]
+    #[error("network bridge: {0}")]
+    Bridge(#[from] crate::bridge::NetError),
+    #[error("network bridge: this node has no bridge configured")]
     NoBridge,
     #[error("the image has no layers")]
     NoLayers,
@@ -104,9 +106,59 @@ pub type Confinement = Box<dyn Fn() -> Result<(), i32> + Send + Sync>;
 /// `uid`/`gid` (user, capabilities, no_new_privs, seccomp).
 pub type Confiner = dyn Fn(&Container, u32, u32) -> Result<Confinement, String> + Send + Sync;
 
+/// keel's bridge, set up on first use.
+pub struct BridgeNet {
+    pub config: crate::bridge::BridgeConfig,
+    /// `/proc`, for ip_forward.
+    pub proc_root: PathBuf,
+    /// Where the leases are kept (`bridge.json`).
+    pub state_dir: PathBuf,
+    /// The node's resolv.conf, the base of the containers'.
+    pub node_resolv: PathBuf,
+    bridge: std::sync::Mutex<Option<crate::bridge::Bridge>>,
+}
+
+impl BridgeNet {
+    pub fn new(
+        config: crate::bridge::BridgeConfig,
+        proc_root: PathBuf,
+        state_dir: PathBuf,
+        node_resolv: PathBuf,
+    ) -> BridgeNet {
+        BridgeNet {
+            config,
+            proc_root,
+            state_dir,
+            node_resolv,
+            bridge: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Run `f` on the bridge, setting it up first when needed.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut crate::bridge::Bridge) -> Result<T, crate::bridge::NetError>,
+    ) -> Result<T, RunError> {
+        let mut g = self.bridge.lock().map_err(|_| RunError::NoBridge)?;
+        if g.is_none() {
+            *g = Some(crate::bridge::Bridge::setup(
+                self.config.clone(),
+                &self.proc_root,
+                &self.state_dir,
+            )?);
+        }
+        match g.as_mut() {
+            Some(b) => Ok(f(b)?),
+            None => Err(RunError::NoBridge),
+        }
+    }
+}
+
 /// One running instance of a container.
 #[derive(Debug)]
 pub struct Run {
+    /// The container's address on keel's bridge.
+    pub address: Option<std::net::Ipv4Addr>,
     pub pid: i32,
     pub pidfd: OwnedFd,
     pub cgroup: Cgroup,
@@ -309,14 +361,38 @@ pub fn start(
     c: &Container,
     img: &ImageRoot,
     confiner: Option<&Confiner>,
+    bridge: Option<&BridgeNet>,
 ) -> Result<Run, RunError> {
-    if c.network == NetMode::Bridge {
-        return Err(RunError::NoBridge);
-    }
+    let bridge = match (c.network, bridge) {
+        (NetMode::Bridge, None) => return Err(RunError::NoBridge),
+        (NetMode::Bridge, b) => b,
+        _ => None,
+    };
     let rootfs = mount_root(dirs, c, img)?;
+    let hostname = c.hostname.clone().unwrap_or_else(|| c.name.clone());
     let started = (|| {
-        let ops = mounts::plan(&rootfs, &c.mounts)?;
-        let hostname = c.hostname.clone().unwrap_or_else(|| c.name.clone());
+        let mut ops = mounts::plan(&rootfs, &c.mounts)?;
+        // On the bridge: an address, its /etc/hosts and /etc/resolv.conf
+        // (bound over the image's), and the network namespace, connected
+        // before the child exists so that its program starts networked.
+        let mut netns = None;
+        let mut address = None;
+        if let Some(b) = bridge {
+            let node_resolv = std::fs::read_to_string(&b.node_resolv).unwrap_or_default();
+            let plan = b.with(|br| br.prepare(&c.name, &hostname, &node_resolv))?;
+            let run = dirs.run.join(&c.name);
+            for (file, text) in [("resolv.conf", &plan.resolv_conf), ("hosts", &plan.hosts)] {
+                let host = run.join(file);
+                std::fs::write(&host, text).map_err(io("write", &host))?;
+                ops.push(mounts::bind_file(&rootfs, &host, &format!("/etc/{file}"))?);
+            }
+            let fd = keel_sys::netns::create().map_err(RunError::Spawn)?;
+            let att = b.with(|br| {
+                br.attach(&c.name, keel_sys::netns::NetNs::Fd(std::os::fd::AsFd::as_fd(&fd)), &c.ports)
+            })?;
+            address = Some(att.ip);
+            netns = Some(fd);
+        }
         let env = environment(c, img, &hostname);
         let args = argv(c, img);
         let first = args.first().ok_or(RunError::NoCommand)?;
@@ -345,7 +421,7 @@ pub fn start(
             | libc::CLONE_NEWUTS
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWCGROUP) as u64;
-        if c.network != NetMode::Host {
+        if c.network == NetMode::None {
             ns |= libc::CLONE_NEWNET as u64;
         }
         let spec = ChildSpec {
@@ -370,9 +446,11 @@ pub fn start(
             stderr: err_w.as_raw_fd(),
             confine: confinement.as_deref().map(|f| f as spawn::ConfineFn),
             loopback_up: c.network != NetMode::Host,
+            netns: netns.as_ref().map(|f| f.as_raw_fd()),
         };
         let Spawned { pid, pidfd } = spawn::spawn(&spec).map_err(RunError::Spawn)?;
         Ok(Run {
+            address,
             pid,
             pidfd,
             cgroup: cg,
@@ -382,13 +460,22 @@ pub fn start(
         })
     })();
     if started.is_err() {
+        if let Some(b) = bridge {
+            let _ = b.with(|br| br.detach(&c.name));
+        }
         release_root(&dirs.run.join(&c.name));
     }
     started
 }
 
-/// After a run's processes are gone: remove its cgroup, unmount its root.
-pub fn stop_run(dirs: &Dirs, name: &str, cg: &Cgroup) {
+/// After a run's processes are gone: leave the bridge, remove its cgroup,
+/// unmount its root.
+pub fn stop_run(dirs: &Dirs, name: &str, cg: &Cgroup, bridge: Option<&BridgeNet>) {
+    if let Some(b) = bridge {
+        if let Err(e) = b.with(|br| br.detach(name)) {
+            keel_boot::warn!("container {name}: {e}");
+        }
+    }
     let _ = cg.kill();
     for _ in 0..50 {
         if !cg.populated() {

@@ -103,6 +103,7 @@ struct State {
     run_ms: Option<f64>,
     /// This run's health, when the container has a check keel runs.
     health: Option<crate::health::Health>,
+    address: Option<std::net::Ipv4Addr>,
 }
 
 struct Entry {
@@ -131,6 +132,8 @@ pub struct Settings {
     pub logs: std::path::PathBuf,
     pub images: Arc<Images>,
     pub confiner: Option<Arc<Confiner>>,
+    /// keel's bridge, for `network: bridge` containers.
+    pub bridge: Option<Arc<runtime::BridgeNet>>,
 }
 
 pub struct Supervisor {
@@ -373,6 +376,7 @@ fn status_of(e: &Entry) -> ContainerStatus {
         health: s.health.map(|h| h.as_str().to_string()),
         start_ms: s.start_ms,
         run_ms: s.run_ms,
+        address: s.address.filter(|_| s.pid.is_some()).map(|a| a.to_string()),
         network: match e.spec.network {
             NetMode::Host => "host",
             NetMode::None => "none",
@@ -542,7 +546,8 @@ async fn run_loop(
         let (spec, st) = (e.spec.clone(), settings.clone());
         let started = tokio::task::spawn_blocking(move || {
             let img = (st.images)(&spec)?;
-            runtime::start(&st.dirs, &spec, &img, st.confiner.as_deref()).map_err(|e| e.to_string())
+            runtime::start(&st.dirs, &spec, &img, st.confiner.as_deref(), st.bridge.as_deref())
+                .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|j| Err(format!("the start task failed: {j}")));
@@ -563,6 +568,7 @@ async fn run_loop(
                 let start_ms = t_start.elapsed().as_secs_f64() * 1e3;
                 e.set(|s| {
                     s.state = "running";
+                    s.address = run.address;
                     s.start_ms = Some(start_ms);
                     s.pid = Some(run.pid);
                     s.started = Some(Instant::now());
@@ -633,9 +639,11 @@ async fn run_loop(
                     s.oom_group_kills += last.oom_group_kills;
                     s.last_stats = last;
                 });
-                let (dirs, cg, n) = (settings.dirs.clone(), run.cgroup.clone(), name.clone());
-                let _ =
-                    tokio::task::spawn_blocking(move || runtime::stop_run(&dirs, &n, &cg)).await;
+                let (st, cg, n) = (settings.clone(), run.cgroup.clone(), name.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    runtime::stop_run(&st.dirs, &n, &cg, st.bridge.as_deref())
+                })
+                .await;
                 e.set(|s| {
                     s.pid = None;
                     s.health = None;

@@ -106,14 +106,14 @@ fn run(env: &Env, c: &Container) -> (String, String, i32) {
         layers: vec![env.layer.clone()],
         ..Default::default()
     };
-    let r = runtime::start(&env.dirs, c, &img, None).expect("start");
+    let r = runtime::start(&env.dirs, c, &img, None, None).expect("start");
     let (out, err) = (read_all(r.stdout), read_all(r.stderr));
     let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None).unwrap();
     let code = match status {
         nix::sys::wait::WaitStatus::Exited(_, c) => c,
         s => panic!("{s:?}"),
     };
-    runtime::stop_run(&env.dirs, &c.name, &r.cgroup);
+    runtime::stop_run(&env.dirs, &c.name, &r.cgroup, None);
     (out, err, code)
 }
 
@@ -159,7 +159,7 @@ fn a_missing_program_is_an_error_before_the_clone() {
         layers: vec![env.layer.clone()],
         ..Default::default()
     };
-    let e = runtime::start(&env.dirs, &c, &img, None).unwrap_err();
+    let e = runtime::start(&env.dirs, &c, &img, None, None).unwrap_err();
     assert!(e.to_string().contains("nosuch: not found"), "{e}");
 }
 
@@ -177,6 +177,6 @@ fn exec_failures_name_the_step() {
         layers: vec![env.layer.clone()],
         ..Default::default()
     };
-    let e = runtime::start(&env.dirs, &c, &img, None).unwrap_err();
+    let e = runtime::start(&env.dirs, &c, &img, None, None).unwrap_err();
     assert!(e.to_string().contains("exec"), "{e}");
 }

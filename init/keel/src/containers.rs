@@ -171,6 +171,13 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
         logs: LOGS.into(),
         images: Arc::new(images),
         confiner: Some(Arc::new(crate::confine::confiner)),
+        // Set up when the first bridge container starts.
+        bridge: Some(Arc::new(keel_containers::runtime::BridgeNet::new(
+            keel_containers::bridge::BridgeConfig::default(),
+            "/proc".into(),
+            "/var/lib/keel".into(),
+            "/etc/resolv.conf".into(),
+        ))),
     };
     let n = containers.len();
     let _enter = services.enter();

@@ -208,11 +208,18 @@ pub fn containers(cs: &[keel_api::ContainerStatus]) -> String {
             ("backoff", Some(ms)) => format!("backoff {}", ms_human(ms)),
             (s, _) => s.to_string(),
         };
-        let last = match (&c.error, &c.last_exit) {
+        let mut last = match (&c.error, &c.last_exit) {
             (Some(e), _) => e.clone(),
             (None, Some(x)) => x.clone(),
             _ => String::new(),
         };
+        if let Some(a) = &c.address {
+            last = if last.is_empty() {
+                format!("ip {a}")
+            } else {
+                format!("ip {a}; {last}")
+            };
+        }
         o += &format!(
             "{:<16} {:<10} {:>7} {:>8} {:>8} {:>9}  {:<24} {}\n",
             c.name,

@@ -9,6 +9,7 @@
 //! before the clone). No allocation, no locks, no panics, no `std::io`.
 //!
 //! The child, in order:
+//! 0. join the network namespace the parent prepared, if any;
 //! 1. make every mount private, so nothing it mounts propagates to the host;
 //! 2. run the mount plan ([`MountOp`]s: /proc, /dev and its nodes, /sys,
 //!    masked and read-only paths, the container's own mounts), all under
@@ -37,6 +38,7 @@ use crate::SysError;
 #[repr(u32)]
 pub enum Step {
     MakePrivate = 1,
+    JoinNetns = 15,
     Mount = 2,
     Mkdir = 3,
     CreateFile = 4,
@@ -56,6 +58,7 @@ impl Step {
     fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
         [
+            JoinNetns,
             MakePrivate,
             Mount,
             Mkdir,
@@ -77,6 +80,7 @@ impl Step {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::JoinNetns => "join the network namespace",
             Step::MakePrivate => "make mounts private",
             Step::Mount => "mount",
             Step::Mkdir => "create a mount point",
@@ -153,6 +157,10 @@ pub struct ChildSpec<'a> {
     pub confine: Option<ConfineFn<'a>>,
     /// Bring `lo` up (the child has a network namespace of its own).
     pub loopback_up: bool,
+    /// A network namespace prepared by the parent (connected to a bridge
+    /// before the child exists): the child joins it first, instead of a
+    /// new one from `CLONE_NEWNET`.
+    pub netns: Option<RawFd>,
 }
 
 /// A started child.
@@ -302,6 +310,12 @@ fn child(
     // and arrays the parent built before the clone and that live in this
     // process's copy of its memory; nothing here allocates or takes a lock.
     unsafe {
+        // First, so that /sys (mounted below) shows this namespace's links.
+        if let Some(fd) = spec.netns {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return (Step::JoinNetns, errno());
+            }
+        }
         if libc::mount(
             std::ptr::null(),
             c"/".as_ptr(),
