@@ -442,3 +442,185 @@ fn the_demo_node_serves_its_page() {
     assert!(l.contains("10.0.2.2"), "{l}");
     assert_eq!(vm.status().hostname, "keel-demo");
 }
+
+/// A registry on the host (Debian's docker-registry, reached from the VM
+/// through qemu's user network at 10.0.2.2).
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_registry(s: &Scratch) -> Registry {
+    let port = free_port();
+    let config = s.path("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            s.path("registry").display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker-registry (scripts/deps.sh installs it)");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "docker-registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Registry { child, port }
+}
+
+fn skopeo_push(layout: &std::path::Path, reference: &str, dest: &str) {
+    let out = std::process::Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:{reference}", layout.display()))
+        .arg(format!("docker://{dest}"))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy to {dest}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A layer that tries to write through a symlink out of its directory.
+fn push_evil(s: &Scratch, registry: &str) {
+    use keel_oci::manifest::{ContainerConfig, Platform};
+    use keel_oci::writer::{layer_tar, write_layout, ImageSpec, Layer, LayerEntry};
+    let entries = vec![
+        LayerEntry::symlink("x", "/var/lib/keel/volumes"),
+        LayerEntry::file("x/pwned", b"escaped\n"),
+        LayerEntry::file("../../../../var/lib/keel/volumes/pwned2", b"escaped\n"),
+    ];
+    let layer = Layer::tar_gzip(&layer_tar(&entries).unwrap()).unwrap();
+    let spec = ImageSpec {
+        name: Some("evil:1".into()),
+        platform: Platform::linux_amd64(),
+        config: ContainerConfig {
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            ..Default::default()
+        },
+    };
+    let dir = s.path("evil-layout");
+    write_layout(&dir, &spec, &[layer]).unwrap();
+    skopeo_push(&dir, "evil:1", &format!("{registry}/test/evil:1"));
+}
+
+/// A host TCP server answering every connection with `text`.
+fn serve_text(text: &'static str) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn pulled_images_run_on_the_bridge_and_evil_layers_are_refused() {
+    let s = Scratch::new("containers-net");
+    let reg = start_registry(&s);
+    let host_reg = format!("127.0.0.1:{}", reg.port);
+    let oci = keel_vmtests::build_dir().join("busybox-oci");
+    skopeo_push(
+        &oci,
+        "busybox:latest",
+        &format!("{host_reg}/test/busybox:1"),
+    );
+    push_evil(&s, &host_reg);
+    let outside = serve_text("outside-ok");
+    let web = free_port();
+    let config = format!(
+        r#"#cloud-config
+registries:
+  insecure: ["10.0.2.2:{port}"]
+containers:
+  - name: srv
+    image: 10.0.2.2:{port}/test/busybox:1
+    command: ["/bin/httpd", "-f", "-p", "80", "-h", "/var/www"]
+    ports: ["8088:80"]
+  - name: client
+    image: busybox
+    after: [srv]
+    command: ["/bin/sh", "-c"]
+    args: ["ip -4 addr show eth0; cat /etc/resolv.conf; wget -q -O - http://10.0.2.2:{outside}/ && echo; wget -q -O - http://10.0.2.15:8088/ && echo client-done; sleep 100000"]
+  - name: evil
+    image: 10.0.2.2:{port}/test/evil:1
+    network: none
+    restart: never
+  - name: checker
+    image: busybox
+    network: none
+    mounts:
+      - {{type: bind, source: /var/lib/keel/volumes, target: /vol}}
+    command: ["/bin/sh", "-c", "ls -la /vol; echo listed; sleep 100000"]
+"#,
+        port = reg.port
+    );
+    let vm = boot(
+        &s,
+        "containers-net",
+        &config,
+        vec![format!("tcp:127.0.0.1:{web}-:8088")],
+    );
+
+    // Pulled from the registry, on the bridge with an address.
+    let srv = wait_until(&vm, "srv", "running", |c| c.state == "running");
+    let addr = srv.address.clone().unwrap_or_default();
+    assert!(addr.starts_with("10.88."), "{srv:?}");
+    // The published port from the host: qemu forwards to the node's 8088,
+    // keel's DNAT to the container's 80.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        match http_get(web) {
+            Ok(p) if p.contains("hello from keel") => break p,
+            r if Instant::now() > deadline => {
+                panic!("GET the published port: {r:?}\n{}", vm.console())
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    assert!(page.contains("200"), "{page}");
+
+    // From inside a bridge container: its own address, the outside through
+    // the masquerade, the other container through the node's published port.
+    let l = wait_logs(&vm, "client", "client-done");
+    assert!(l.contains("inet 10.88."), "{l}");
+    assert!(l.contains("outside-ok"), "{l}");
+    assert!(l.contains("hello from keel"), "{l}");
+    assert!(l.contains("nameserver"), "{l}");
+
+    // The evil layer is refused by name, and nothing reached the volumes.
+    let evil = wait_until(&vm, "evil", "failed", |c| c.state == "failed");
+    let e = evil.error.unwrap_or_default();
+    assert!(e.contains("x/pwned") || e.contains("pwned2"), "{e}");
+    let out = wait_logs(&vm, "checker", "listed");
+    assert!(!out.contains("pwned"), "{out}");
+    vm.assert_no_fatal();
+    drop(reg);
+}

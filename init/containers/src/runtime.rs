@@ -167,6 +167,9 @@ pub struct Run {
     pub stderr: OwnedFd,
 }
 
+/// Where volumes live on the node.
+pub const VOLUMES: &str = "/var/lib/keel/volumes/";
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn cstring(s: &str, what: &'static str) -> Result<CString, RunError> {
@@ -371,6 +374,17 @@ pub fn start(
     let rootfs = mount_root(dirs, c, img)?;
     let hostname = c.hostname.clone().unwrap_or_else(|| c.name.clone());
     let started = (|| {
+        // A volume that does not exist yet is created, as docker does for
+        // `-v`; only under keel's volumes directory (the validator allows
+        // nothing else but /run/keel).
+        for m in &c.mounts {
+            if let keel_config::model::MountSpec::Bind { source, .. } = m {
+                if source.starts_with(VOLUMES) && !Path::new(source).exists() {
+                    std::fs::create_dir_all(source)
+                        .map_err(io("create the volume", Path::new(source)))?;
+                }
+            }
+        }
         let mut ops = mounts::plan(&rootfs, &c.mounts)?;
         // On the bridge: an address, its /etc/hosts and /etc/resolv.conf
         // (bound over the image's), and the network namespace, connected
@@ -388,7 +402,11 @@ pub fn start(
             }
             let fd = keel_sys::netns::create().map_err(RunError::Spawn)?;
             let att = b.with(|br| {
-                br.attach(&c.name, keel_sys::netns::NetNs::Fd(std::os::fd::AsFd::as_fd(&fd)), &c.ports)
+                br.attach(
+                    &c.name,
+                    keel_sys::netns::NetNs::Fd(std::os::fd::AsFd::as_fd(&fd)),
+                    &c.ports,
+                )
             })?;
             address = Some(att.ip);
             netns = Some(fd);

@@ -546,8 +546,14 @@ async fn run_loop(
         let (spec, st) = (e.spec.clone(), settings.clone());
         let started = tokio::task::spawn_blocking(move || {
             let img = (st.images)(&spec)?;
-            runtime::start(&st.dirs, &spec, &img, st.confiner.as_deref(), st.bridge.as_deref())
-                .map_err(|e| e.to_string())
+            runtime::start(
+                &st.dirs,
+                &spec,
+                &img,
+                st.confiner.as_deref(),
+                st.bridge.as_deref(),
+            )
+            .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|j| Err(format!("the start task failed: {j}")));
