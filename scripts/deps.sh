@@ -20,6 +20,7 @@ pkgs=(
   busybox-static    # /bin/busybox: the busybox container image (busybox-oci.list)
   skopeo            # an independent reader of the OCI layouts keel-image writes
   curl              # what users reach the demo container with, in the VM tests
+  crun              # the reference runtime of the container benchmark (make bench-images)
 )
 missing=()
 for p in "${pkgs[@]}"; do
