@@ -13,7 +13,7 @@
 //!    `start_ms` (supervisor start → exec done) and `run_ms` (→ exit
 //!    reaped).
 //! 3. Memory: boots with 0, 1 and 50 idle containers (`/bin/sleep`), PID 1's
-//!    RSS from `GET /v1/status` once all run; per container =
+//!    RSS from `GET /v1/status` 12 s after all run; per container =
 //!    (RSS with 50 − RSS with 0) / 50.
 //!
 //! N is KEEL_BENCH_RUNS (default 100). Prints a table and writes
@@ -131,9 +131,13 @@ fn rss_with(s: &Scratch, n: usize) -> u64 {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    // Let the starts' transient allocations settle, then read it.
-    std::thread::sleep(Duration::from_secs(3));
-    vm.status().memory.pid1_rss_kb
+    // Idle: past the keep-alive (10 s) of the threads of the async
+    // runtime's blocking pool, which ran the starts and then exit.
+    let early = vm.status().memory.pid1_rss_kb;
+    std::thread::sleep(Duration::from_secs(12));
+    let rss = vm.status().memory.pid1_rss_kb;
+    eprintln!("{n} containers: PID 1 RSS {early} KB once all run, {rss} KB 12 s later");
+    rss
 }
 
 fn ratio(a: &Series, b: &Series) -> f64 {
@@ -217,7 +221,7 @@ fn main() {
         &format!("<= 0.5 x crun; ratio {r_start:.2}"),
     );
     row(
-        "crun: mount + create + start -> exec (ms)",
+        "crun: mount, create, start -> exec (ms)",
         crun_start.cols(),
         "reference, same VM",
     );
@@ -228,7 +232,7 @@ fn main() {
         &format!("<= 0.5 x crun; ratio {r_true:.2}"),
     );
     row(
-        "crun: mount + run /bin/true -> reaped (ms)",
+        "crun: mount, run /bin/true -> reaped (ms)",
         crun_true.cols(),
         "reference, same VM",
     );
@@ -244,12 +248,12 @@ fn main() {
         "",
     );
     row(
-        "per idle container, (50 - 0) / 50 (KB)",
+        "per idle container (50 - 0) / 50 (KB)",
         one(format!("{per:.1}")),
         "<= 100",
     );
     row(
-        "per idle container, (50 - 1) / 49 (KB)",
+        "per idle container (50 - 1) / 49 (KB)",
         one(format!("{marginal:.1}")),
         "without one-time image setup",
     );
