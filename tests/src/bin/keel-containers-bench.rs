@@ -227,12 +227,12 @@ fn main() {
     );
     row("  of which overlay mount (ms)", crun_mount.cols(), "");
     row(
-        "keel: start -> /bin/true reaped (ms)",
+        "keel: start -> true reaped (ms)",
         keel_true.cols(),
         &format!("<= 0.5 x crun; ratio {r_true:.2}"),
     );
     row(
-        "crun: mount, run /bin/true -> reaped (ms)",
+        "crun: mount, run true -> reaped (ms)",
         crun_true.cols(),
         "reference, same VM",
     );
