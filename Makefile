@@ -11,13 +11,13 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps kernel binaries keys images disk netboot run check test vmtest bench fuzz clean
+.PHONY: help deps kernel binaries keys images bench-images disk netboot run check test vmtest bench fuzz clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
 	@echo "make test    make check + the VM tests"
 	@echo "make check   cargo fmt --check, clippy -D warnings, unit tests"
-	@echo "make bench   benchmarks: tables + target/bench/{boot,image,config}.json"
+	@echo "make bench   benchmarks: tables + target/bench/{boot,image,config,containers}.json"
 	@echo "make images  kernel, root images, slots, initramfs variants under build/"
 	@echo "make disk    the UEFI disk image build/disk.{img,qcow2}"
 	@echo "make keys    a development signing key pair under keys/ (kept if present)"
@@ -69,6 +69,18 @@ images: kernel binaries keys
 	$(IMAGE) --spec initramfs/work-floor.list --var ROOT_SLOT=$(BUILD)/root.slot \
 		--out $(BUILD)/initramfs-workfloor.cpio.zst
 
+# The container benchmark's variant (never what users boot): the test root
+# plus Debian's crun and its libraries, the reference runtime measured in
+# the same VM (initramfs/root-bench.list).
+CRUN ?= /usr/bin/crun
+bench-images: images
+	scripts/crun-libs.sh $(CRUN) > $(BUILD)/crun-libs.list
+	$(KIMG) rootfs $(VARS) --var CRUN=$(CRUN) --spec initramfs/root.list --spec initramfs/root-test.list \
+		--spec initramfs/root-bench.list --spec $(BUILD)/crun-libs.list --out $(BUILD)/root-bench.erofs
+	$(SLOT) --root $(BUILD)/root-bench.erofs --out $(BUILD)/root-bench.slot
+	$(IMAGE) --spec initramfs/keel.list --spec initramfs/diskless.list --var ROOT_SLOT=$(BUILD)/root-bench.slot \
+		--out $(BUILD)/initramfs-bench.cpio.zst
+
 # The UEFI cloud disk: the kernel with the disk initramfs and command line
 # built in on the ESP, the same OS in slots A and B, and STATE. The network
 # comes from DHCP (keel's default), as in any cloud.
@@ -110,10 +122,11 @@ vmtest: images disk netboot
 
 test: check vmtest
 
-bench: images disk netboot
+bench: images bench-images disk netboot
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-image-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-config-bench
+	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-containers-bench
 
 # The cloud-config parser under libFuzzer. Needs the nightly toolchain and
 # cargo-fuzz (cargo install cargo-fuzz); not part of make test. New inputs go

@@ -21,6 +21,7 @@ pkgs=(
   skopeo            # an independent reader of the OCI layouts keel-image writes
   curl              # what users reach the demo container with, in the VM tests
   docker-registry   # a real registry for the pull tests (images pushed by skopeo)
+  crun              # the reference runtime of the container benchmark (make bench-images)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -69,6 +69,9 @@ pub enum Variant {
     /// keel without a slot inside: boots the slots of a disk (the initramfs
     /// that the ESP kernel and the slots carry).
     Disk,
+    /// The test variant plus Debian's crun and its libraries: the container
+    /// benchmark's reference runtime (`make bench-images`).
+    Bench,
 }
 
 impl Variant {
@@ -79,6 +82,7 @@ impl Variant {
             Variant::Floor => "initramfs-floor.cpio.zst",
             Variant::WorkFloor => "initramfs-workfloor.cpio.zst",
             Variant::Disk => "initramfs-disk.cpio.zst",
+            Variant::Bench => "initramfs-bench.cpio.zst",
         }
     }
 }

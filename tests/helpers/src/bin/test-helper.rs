@@ -14,6 +14,10 @@
 //! * `contains,PATH,TEXT`: say whether the file contains TEXT.
 //! * `syscall-cost,N`: time N warm calls each of a few syscalls and print
 //!   the cost per call (what a boot task's syscalls cost in this guest).
+//! * `crun-bench,N`: the container benchmark's reference: N starts and N
+//!   runs of `/bin/true` with Debian's crun
+//!   (`keel_testhelpers::crun_bench`); prints `crun-bench: FIGURE MS,...`
+//!   lines.
 //!
 //! Single-threaded, so fork is sound; between fork and _exit the children
 //! call only async-signal-safe functions.
@@ -131,6 +135,16 @@ fn syscall_cost(n: u32) -> Result<String, String> {
     Ok(format!("syscall cost ({n} calls each):{out}"))
 }
 
+fn crun_bench(n: u32) -> Result<String, String> {
+    use keel_testhelpers::crun_bench::{line, run};
+    let f = run(n)?;
+    // One line per figure: the benchmark reads them off the console.
+    println!("crun-bench: start_ms {}", line(&f.start));
+    println!("crun-bench: true_ms {}", line(&f.run_true));
+    println!("crun-bench: mount_ms {}", line(&f.mount));
+    Ok(format!("crun-bench done ({n} runs each)"))
+}
+
 /// Read files and say what they hold (first line, size): what a container
 /// or an operator would find on the node.
 fn read(paths: &[&str]) -> Result<String, String> {
@@ -185,6 +199,10 @@ fn main() {
             Ok(n) => syscall_cost(n),
             Err(_) => Err(format!("syscall-cost: {n:?} is not a count")),
         },
+        ["crun-bench", n] => match n.parse() {
+            Ok(n) => crun_bench(n),
+            Err(_) => Err(format!("crun-bench: {n:?} is not a count")),
+        },
         ["ignore-term"] => ignore_term(),
         ["read", ref paths @ ..] => read(paths),
         ["write", ref paths @ ..] => write(paths),
@@ -192,7 +210,7 @@ fn main() {
             .map(|t| format!("contains {path} {needle}: {}", t.contains(needle)))
             .map_err(|e| format!("{path}: {e}")),
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | read PATH... | write PATH... | contains PATH TEXT (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | contains PATH TEXT (got {args:?})"
         )),
     };
     match result {
