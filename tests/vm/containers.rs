@@ -505,9 +505,12 @@ fn push_evil(s: &Scratch, registry: &str) {
     use keel_oci::manifest::{ContainerConfig, Platform};
     use keel_oci::writer::{layer_tar, write_layout, ImageSpec, Layer, LayerEntry};
     let entries = vec![
-        LayerEntry::symlink("x", "/var/lib/keel/volumes"),
+        LayerEntry::symlink("x", "/var/lib/keel/volumes/shared"),
         LayerEntry::file("x/pwned", b"escaped\n"),
-        LayerEntry::file("../../../../var/lib/keel/volumes/pwned2", b"escaped\n"),
+        LayerEntry::file(
+            "../../../../var/lib/keel/volumes/shared/pwned2",
+            b"escaped\n",
+        ),
     ];
     let layer = Layer::tar_gzip(&layer_tar(&entries).unwrap()).unwrap();
     let spec = ImageSpec {
@@ -577,7 +580,7 @@ containers:
     image: busybox
     network: none
     mounts:
-      - {{type: bind, source: /var/lib/keel/volumes, target: /vol}}
+      - {{type: bind, source: /var/lib/keel/volumes/shared, target: /vol}}
     command: ["/bin/sh", "-c", "ls -la /vol; echo listed; sleep 100000"]
 "#,
         port = reg.port

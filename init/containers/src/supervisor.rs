@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use keel_api::{ContainerLogs, ContainerStats, ContainerStatus};
 use keel_config::model::{Container, NetMode};
 use keel_sys::signal::ChildExit;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::logs::{LogFile, Ring, RING};
@@ -487,13 +486,18 @@ async fn health_loop(
 }
 
 async fn pump(e: Arc<Entry>, fd: std::os::fd::OwnedFd, file: Arc<Mutex<LogFile>>) {
-    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+    let Ok(rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
         return;
     };
-    let mut buf = vec![0u8; 16 * 1024];
+    // The buffer exists only while there is output to read: an idle
+    // container's two pumps hold no memory but their task.
     loop {
-        match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+        if rx.readable().await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 8 * 1024];
+        match rx.try_read(&mut buf) {
+            Ok(0) => return,
             Ok(n) => {
                 if let Ok(mut r) = e.logs.lock() {
                     r.push(&buf[..n]);
@@ -502,6 +506,8 @@ async fn pump(e: Arc<Entry>, fd: std::os::fd::OwnedFd, file: Arc<Mutex<LogFile>>
                     f.write(&buf[..n]);
                 }
             }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }

@@ -40,6 +40,7 @@ pub fn run() -> ! {
         std::process::exit(2);
     }
     guard::install();
+    keel_sys::proc::limit_malloc_arenas(2);
     // Console lines wait until ready (see keel_boot::log): serial output is
     // the most expensive thing a boot under TCG does.
     keel_boot::log::defer();

@@ -70,9 +70,13 @@ fn on_signal(sig: Signal, node: &NodeShared) {
 
 impl Services {
     pub fn start() -> Result<Services, ServiceError> {
+        // Blocking work (container starts, health probes) runs on a small
+        // pool: one vCPU gains nothing from more threads, and each thread
+        // costs memory.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
+            .max_blocking_threads(4)
             .build()
             .map_err(ServiceError::Runtime)?;
         Ok(Services { rt })

@@ -24,3 +24,15 @@ pub fn set_hostname(name: &str) -> Result<(), SysError> {
         source,
     })
 }
+
+/// Let glibc's allocator use at most `n` arenas. By default every thread
+/// that allocates may get an arena of its own (up to 8 per CPU), and memory
+/// freed in one stays resident for that arena: PID 1's short-lived blocking
+/// threads (a burst of container starts) would leave their arenas behind.
+pub fn limit_malloc_arenas(n: i32) {
+    // SAFETY: mallopt only sets a tunable of the allocator; M_ARENA_MAX is
+    // a valid parameter and any positive value is accepted.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, n);
+    }
+}
