@@ -114,6 +114,20 @@ pub fn create() -> Result<OwnedFd, SysError> {
     })
 }
 
+/// Connect to `127.0.0.1:port` in the network namespace of `pid` (a
+/// container's health check). The socket keeps that namespace.
+pub fn connect_in(
+    pid: i32,
+    port: u16,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    run_in_ns(NetNs::Pid(pid), move || {
+        std::net::TcpStream::connect_timeout(&addr, timeout)
+    })
+    .map_err(std::io::Error::other)?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,18 +162,4 @@ mod tests {
         let again = run_in(self_ns.as_fd(), || inode("/proc/thread-self/ns/net")).unwrap();
         assert_eq!(again, inode("/proc/self/ns/net"));
     }
-}
-
-/// Connect to `127.0.0.1:port` in the network namespace of `pid` (a
-/// container's health check). The socket keeps that namespace.
-pub fn connect_in(
-    pid: i32,
-    port: u16,
-    timeout: std::time::Duration,
-) -> std::io::Result<std::net::TcpStream> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    run_in_ns(NetNs::Pid(pid), move || {
-        std::net::TcpStream::connect_timeout(&addr, timeout)
-    })
-    .map_err(std::io::Error::other)?
 }
