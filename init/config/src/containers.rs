@@ -20,7 +20,9 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Container, Healthcheck, MountSpec, NetMode, Port, Probe, Resources, Restart};
+use crate::model::{
+    Container, Healthcheck, MountSpec, NetMode, Port, Probe, Resources, Restart, Rlimit,
+};
 use crate::schema;
 use crate::validate::{distance, join, key_of, Entries, Verdict, V};
 use crate::yaml::{Mark, Node, Value};
@@ -109,6 +111,27 @@ const KEYS: &[&str] = &[
     "hostname",
     "workdir",
     "stop_grace",
+    "rlimits",
+];
+
+/// setrlimit(2)'s resources, by the names `rlimits:` takes.
+pub const RLIMITS: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
 ];
 
 /// Where a container came from, for [`cross_check`].
@@ -500,6 +523,7 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
                     c.stop_grace_ms = ms;
                 }
             }
+            "rlimits" => c.rlimits = rlimits(v, &p, val),
             _ => {}
         }
     }
@@ -710,6 +734,48 @@ fn mount_target(m: &MountSpec) -> &str {
     match m {
         MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } => target,
     }
+}
+
+/// `N`, `unlimited`, or `SOFT:HARD` (each a number or `unlimited`), soft
+/// not over hard.
+pub fn rlimit_value(s: &str) -> Result<(u64, u64), String> {
+    let one = |x: &str| match x {
+        "unlimited" | "infinity" => Ok(u64::MAX),
+        n => n
+            .parse::<u64>()
+            .map_err(|_| format!("{x:?} is not a number or unlimited")),
+    };
+    let (soft, hard) = match s.split_once(':') {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => {
+            let v = one(s)?;
+            (v, v)
+        }
+    };
+    if soft > hard {
+        return Err(format!("the soft limit of {s:?} is over the hard one"));
+    }
+    Ok((soft, hard))
+}
+
+fn rlimits(v: &mut V, path: &str, n: &Node) -> Vec<Rlimit> {
+    let mut out = Vec::new();
+    let Some(e) = v.map(path, n) else { return out };
+    v.known(path, e, RLIMITS);
+    for (k, val) in e {
+        let key = key_of(k);
+        if !RLIMITS.contains(&key) {
+            continue;
+        }
+        if let Some((soft, hard)) = v.parsed(&join(path, key), val, rlimit_value) {
+            out.push(Rlimit {
+                name: key.to_string(),
+                soft,
+                hard,
+            });
+        }
+    }
+    out
 }
 
 fn resources(v: &mut V, path: &str, n: &Node) -> Resources {
@@ -1076,6 +1142,58 @@ mod tests {
             .iter()
             .find(|e| e.path == path)
             .unwrap_or_else(|| panic!("no error at {path}: {:#?}", r.errors))
+    }
+
+    #[test]
+    fn rlimits() {
+        let r = section(
+            "  - name: a
+    image: busybox
+    network: none
+    rlimits:
+      nofile: 1024:4096
+      core: 0
+      stack: unlimited
+",
+        );
+        assert!(r.errors.is_empty(), "{:#?}", r.errors);
+        let got: Vec<(String, u64, u64)> = r.config.containers[0]
+            .rlimits
+            .iter()
+            .map(|l| (l.name.clone(), l.soft, l.hard))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("nofile".to_string(), 1024, 4096),
+                ("core".into(), 0, 0),
+                ("stack".into(), u64::MAX, u64::MAX)
+            ]
+        );
+        let r = section(
+            "  - name: a
+    image: busybox
+    rlimits:
+      nofiles: 10
+      nproc: 9:8
+      cpu: lots
+",
+        );
+        let e = error(&r, "containers[0].rlimits.nofiles");
+        assert!(
+            e.message.contains("did you mean \"nofile\""),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.line, 6);
+        let e = error(&r, "containers[0].rlimits.nproc");
+        assert!(e.message.contains("soft limit"), "{}", e.message);
+        let e = error(&r, "containers[0].rlimits.cpu");
+        assert!(
+            e.message.contains("not a number or unlimited"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -151,6 +151,16 @@ pub struct Healthcheck {
     pub start_period_ms: u64,
 }
 
+/// A resource limit of a container's process (`rlimits: {nofile: 1024}`);
+/// `u64::MAX` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    /// `nofile`, `nproc`, `core`, ... (setrlimit's names without RLIMIT_).
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
 /// A container (`containers:`), or one translated from a `docker run` unit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Container {
@@ -189,6 +199,8 @@ pub struct Container {
     pub workdir: Option<String>,
     /// SIGTERM, then this long, then `cgroup.kill`; ms (default 10 s).
     pub stop_grace_ms: u64,
+    /// Limits set before exec; the rest are inherited from keel.
+    pub rlimits: Vec<Rlimit>,
 }
 
 /// Credentials for one registry (`registries.auth`).

@@ -345,6 +345,29 @@ pub fn mount_root(dirs: &Dirs, c: &Container, img: &ImageRoot) -> Result<PathBuf
     Ok(rootfs)
 }
 
+/// setrlimit's resource for a name of `rlimits:`.
+pub fn rlimit_resource(name: &str) -> Option<u32> {
+    Some(match name {
+        "as" => libc::RLIMIT_AS,
+        "core" => libc::RLIMIT_CORE,
+        "cpu" => libc::RLIMIT_CPU,
+        "data" => libc::RLIMIT_DATA,
+        "fsize" => libc::RLIMIT_FSIZE,
+        "locks" => libc::RLIMIT_LOCKS,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "msgqueue" => libc::RLIMIT_MSGQUEUE,
+        "nice" => libc::RLIMIT_NICE,
+        "nofile" => libc::RLIMIT_NOFILE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "rss" => libc::RLIMIT_RSS,
+        "rtprio" => libc::RLIMIT_RTPRIO,
+        "rttime" => libc::RLIMIT_RTTIME,
+        "sigpending" => libc::RLIMIT_SIGPENDING,
+        "stack" => libc::RLIMIT_STACK,
+        _ => return None,
+    } as u32)
+}
+
 /// Unmount a run's root (and its tmpfs upper); quiet when not mounted.
 pub fn release_root(run: &Path) {
     for p in [run.join("rootfs"), run.join("rw")] {
@@ -465,6 +488,11 @@ pub fn start(
             confine: confinement.as_deref().map(|f| f as spawn::ConfineFn),
             loopback_up: c.network != NetMode::Host,
             netns: netns.as_ref().map(|f| f.as_raw_fd()),
+            rlimits: c
+                .rlimits
+                .iter()
+                .filter_map(|l| rlimit_resource(&l.name).map(|r| (r, l.soft, l.hard)))
+                .collect(),
         };
         let Spawned { pid, pidfd } = spawn::spawn(&spec).map_err(RunError::Spawn)?;
         Ok(Run {
@@ -516,6 +544,14 @@ mod tests {
             env: vec!["PATH=/bin".into(), "A=image".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn every_rlimit_name_of_the_config_is_known() {
+        for n in keel_config::containers::RLIMITS {
+            assert!(rlimit_resource(n).is_some(), "{n}");
+        }
+        assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE as u32));
     }
 
     #[test]

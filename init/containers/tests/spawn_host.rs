@@ -126,10 +126,16 @@ fn a_container_sees_its_own_world() {
         args: vec![concat!(
             "echo pid=$$; hostname; ls /dev | sort | tr '\\n' ' '; echo; ",
             "cat /proc/kcore | wc -c; echo x > /proc/sysrq-trigger && echo sysrq-writable; ",
-            "cat /proc/1/cgroup; echo lo=$(cat /sys/class/net/lo/flags); ls /sys/class/net; exit 3"
+            "cat /proc/1/cgroup; echo lo=$(cat /sys/class/net/lo/flags); ls /sys/class/net; ",
+            "grep 'open files' /proc/self/limits; exit 3"
         )
         .into()],
         network: NetMode::None,
+        rlimits: vec![keel_config::model::Rlimit {
+            name: "nofile".into(),
+            soft: 321,
+            hard: 654,
+        }],
         ..Default::default()
     };
     let (out, err, code) = run(&env, &c);
@@ -143,6 +149,10 @@ fn a_container_sees_its_own_world() {
     assert!(out.contains("0::/\n"), "cgroup namespace: {out}");
     // Its own network namespace: only lo, and up (IFF_UP | IFF_LOOPBACK).
     assert!(out.contains("lo=0x9\nlo\n"), "{out}");
+    assert!(
+        out.contains("Max open files            321                  654"),
+        "{out}"
+    );
     assert!(err.contains("sysrq-trigger"), "{err}");
 }
 

@@ -20,7 +20,8 @@
 //! 5. put /dev/null and the log pipes on fds 0, 1, 2 and *close* every
 //!    other descriptor (not only mark it close-on-exec: a directory fd left
 //!    open until exec is a way out through `/proc/self/fd/N`);
-//! 6. change to the working directory (after 5, for the same reason);
+//! 6. change to the working directory (after 5, for the same reason), and
+//!    set the resource limits (before 7 drops CAP_SYS_RESOURCE);
 //! 7. the confinement hook (user, capabilities, no_new_privs, seccomp:
 //!    seccomp last, and it allows execve);
 //! 8. execve.
@@ -45,6 +46,7 @@ pub enum Step {
     Symlink = 5,
     Hostname = 6,
     Loopback = 14,
+    Rlimit = 16,
     PivotRoot = 7,
     DetachOldRoot = 8,
     Stdio = 9,
@@ -66,6 +68,7 @@ impl Step {
             Symlink,
             Hostname,
             Loopback,
+            Rlimit,
             PivotRoot,
             DetachOldRoot,
             Stdio,
@@ -88,6 +91,7 @@ impl Step {
             Step::Symlink => "create a /dev link",
             Step::Hostname => "set the host name",
             Step::Loopback => "bring lo up",
+            Step::Rlimit => "set a resource limit",
             Step::PivotRoot => "pivot_root",
             Step::DetachOldRoot => "detach the old root",
             Step::Stdio => "set up fds 0-2",
@@ -161,6 +165,9 @@ pub struct ChildSpec<'a> {
     /// before the child exists): the child joins it first, instead of a
     /// new one from `CLONE_NEWNET`.
     pub netns: Option<RawFd>,
+    /// `(resource, soft, hard)` for setrlimit, before the confinement
+    /// drops CAP_SYS_RESOURCE; `u64::MAX` is unlimited.
+    pub rlimits: Vec<(u32, u64, u64)>,
 }
 
 /// A started child.
@@ -375,6 +382,15 @@ fn child(
         }
         if libc::chdir(spec.cwd.as_ptr()) != 0 {
             return (Step::Chdir, errno());
+        }
+        for &(resource, soft, hard) in &spec.rlimits {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(resource as _, &lim) != 0 {
+                return (Step::Rlimit, errno());
+            }
         }
         if let Some(confine) = spec.confine {
             if let Err(e) = confine() {
