@@ -48,7 +48,7 @@ keys: binaries
 VARS := --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel --var HELPER_BIN=$(REL)/test-helper \
 	--var FLOOR_BIN=$(REL)/floor-init --var WORK_FLOOR_BIN=$(REL)/work-floor \
 	--var PUBKEY=$(PUBKEY) --var BUILD_ID_FILE=$(BUILD)/build-id --var CA_BUNDLE=$(CA_BUNDLE) \
-	--var BUSYBOX=$(BUSYBOX) --var BUSYBOX_OCI=$(BUILD)/busybox-oci
+	--var BUSYBOX=$(BUSYBOX) --var BUSYBOX_OCI=$(BUILD)/busybox-oci --var PROBE_OCI=$(BUILD)/probe-oci
 IMAGE := $(KIMG) initramfs $(VARS)
 SLOT  = $(KIMG) slot --key $(KEY) --version $(VERSION) --build-id $$(cat $(BUILD)/build-id)
 
@@ -56,6 +56,8 @@ images: kernel binaries keys
 	$(KIMG) build-id --file $(BUILD)/kernel/bzImage --file $(REL)/keel --file $(PUBKEY) > $(BUILD)/build-id
 	$(KIMG) oci $(VARS) --spec initramfs/busybox-oci.list --name busybox:latest \
 		--entrypoint /bin/sh --env PATH=/bin --workdir / --out $(BUILD)/busybox-oci
+	$(KIMG) oci $(VARS) --spec initramfs/probe-oci.list --name probe:latest \
+		--entrypoint /probe --env PATH=/bin --workdir / --out $(BUILD)/probe-oci
 	$(KIMG) rootfs $(VARS) --spec initramfs/root.list --out $(BUILD)/root.erofs
 	$(KIMG) rootfs $(VARS) --spec initramfs/root.list --spec initramfs/root-test.list --out $(BUILD)/root-test.erofs
 	$(SLOT) --root $(BUILD)/root.erofs --out $(BUILD)/root.slot

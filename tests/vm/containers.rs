@@ -150,6 +150,11 @@ containers:
     command: ["/bin/true"]
     restart: never
     network: none
+  - name: probe
+    image: probe
+    args: ["escape"]
+    restart: never
+    network: none
 "#,
         battery = BATTERY.replace('\n', "\n        ")
     );
@@ -165,7 +170,7 @@ containers:
     wait_until(&vm, "web", "running", |c| c.state == "running");
     let (ok, table, err) = vm.keelctl(&["ps"]);
     assert!(ok, "{err}");
-    for n in ["hello", "web", "escape", "nobody", "badcwd"] {
+    for n in ["hello", "web", "escape", "nobody", "badcwd", "probe"] {
         assert!(table.contains(n), "{table}");
     }
     let hello = wait_logs(&vm, "hello", "\n32\n");
@@ -194,6 +199,28 @@ containers:
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(99);
     assert!(pids <= 5, "{b}");
+
+    // System calls and reaches only a compiled program tries: bpf,
+    // kexec_load, init_module, ptrace of the node's processes, keel's
+    // binary.
+    let p = wait_logs(&vm, "probe", "escape-done");
+    assert!(!p.contains("ESCAPED"), "{p}");
+    for d in [
+        "denied bpf",
+        "denied kexec_load",
+        "denied init_module",
+        "denied unshare-user",
+        "denied mount",
+        "denied open_by_handle_at",
+        "denied reboot",
+        "denied ptrace-node",
+        "denied keel-visible",
+        "denied write-exe",
+        "NoNewPrivs:\t1",
+        "CapBnd:\t00000000a80425fb",
+    ] {
+        assert!(p.contains(d), "{d:?} in {p}");
+    }
 
     let nobody = wait_logs(&vm, "nobody", "CapBnd");
     assert!(nobody.contains("uid=65534(nobody)"), "{nobody}");
@@ -252,7 +279,7 @@ containers:
         assert!(out.contains(l), "{l:?} in {out}");
     }
     assert!(!out.contains("web:"), "{out}");
-    assert_eq!(ps(&vm).len(), 5, "a dry run changes nothing");
+    assert_eq!(ps(&vm).len(), 6, "a dry run changes nothing");
     let (ok, out, err) = vm.keelctl(&["config", "apply", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("container  late: added"), "{out}");
@@ -329,6 +356,15 @@ containers:
       retries: 2
     backoff:
       initial: 1s
+  - name: base
+    image: busybox
+    command: ["/bin/sleep", "100000"]
+    network: none
+  - name: dependent
+    image: busybox
+    command: ["/bin/sleep", "100000"]
+    network: none
+    requires: [base]
 "#;
     let vm = boot(&s, "containers-limits", config, Vec::new());
 
@@ -395,6 +431,19 @@ containers:
     });
     assert_eq!(checked.state, "running");
     wait_until(&vm, "waiter", "running", |c| c.state == "running");
+    // requires: a container stops with what it requires, and comes back
+    // with it.
+    let before = wait_until(&vm, "dependent", "running", |c| c.state == "running").pid;
+    let (ok, _, err) = vm.keelctl(&["stop", "base"]);
+    assert!(ok, "{err}");
+    wait_until(&vm, "dependent", "waiting", |c| {
+        c.state == "waiting" && c.pid.is_none()
+    });
+    let (ok, _, err) = vm.keelctl(&["start", "base"]);
+    assert!(ok, "{err}");
+    let after = wait_until(&vm, "dependent", "running again", |c| c.state == "running").pid;
+    assert_ne!(before, after);
+
     let sick = wait_until(&vm, "sick", "restarted", |c| c.restarts >= 1);
     assert!(
         sick.last_exit

@@ -365,7 +365,7 @@ pub fn rlimit_resource(name: &str) -> Option<u32> {
         "sigpending" => libc::RLIMIT_SIGPENDING,
         "stack" => libc::RLIMIT_STACK,
         _ => return None,
-    } as u32)
+    })
 }
 
 /// Unmount a run's root (and its tmpfs upper); quiet when not mounted.
@@ -551,7 +551,7 @@ mod tests {
         for n in keel_config::containers::RLIMITS {
             assert!(rlimit_resource(n).is_some(), "{n}");
         }
-        assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE as u32));
+        assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE));
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub struct Settings {
     pub confiner: Option<Arc<Confiner>>,
     /// keel's bridge, for `network: bridge` containers.
     pub bridge: Option<Arc<runtime::BridgeNet>>,
+    /// Starts wait until this is true (the node collects the image store's
+    /// garbage first); containers are listed meanwhile, `waiting`.
+    pub start_gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 pub struct Supervisor {
@@ -446,6 +449,44 @@ async fn deps_running(deps: &[Arc<Entry>]) {
     }
 }
 
+/// Resolves when one of `required` has stopped for good (exited, stopped,
+/// failed without a restart pending, or removed).
+async fn required_gone(required: &[Arc<Entry>]) {
+    if required.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut rxs: Vec<_> = required.iter().map(|d| d.changed.subscribe()).collect();
+    loop {
+        for rx in rxs.iter_mut() {
+            rx.borrow_and_update();
+        }
+        let gone = required.iter().any(|d| {
+            d.state
+                .lock()
+                .is_ok_and(|s| matches!(s.state, "exited" | "stopped" | "failed" | "removed"))
+        });
+        if gone {
+            return;
+        }
+        let changes = rxs.iter_mut().map(|rx| Box::pin(rx.changed()));
+        let _ = futures_select_any(changes).await;
+    }
+}
+
+/// The first of several futures to finish (they are all `watch` changes).
+async fn futures_select_any<F: std::future::Future + Unpin>(fs: impl Iterator<Item = F>) {
+    let mut fs: Vec<F> = fs.collect();
+    std::future::poll_fn(|cx| {
+        for f in fs.iter_mut() {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// Probe a run every interval; says once on `unhealthy` when the run has
 /// failed `retries` probes in a row.
 async fn health_loop(
@@ -535,6 +576,9 @@ async fn run_loop(
             s.state = "waiting";
             s.restart_at = None;
         });
+        if let Some(mut gate) = settings.start_gate.clone() {
+            let _ = gate.wait_for(|open| *open).await;
+        }
         tokio::select! {
             _ = deps_running(&deps) => {}
             c = cmds.recv() => match c {
@@ -606,10 +650,22 @@ async fn run_loop(
                 let mut exit_rx = exit_rx;
                 let mut by_cmd = None;
                 let mut sick = false;
+                let required: Vec<Arc<Entry>> = deps
+                    .iter()
+                    .filter(|d| e.spec.requires.contains(&d.spec.name))
+                    .cloned()
+                    .collect();
+                let mut orphaned = false;
                 let grace = Duration::from_millis(e.spec.stop_grace_ms.max(1));
                 let exit = loop {
                     tokio::select! {
                         x = &mut exit_rx => break x.ok(),
+                        _ = required_gone(&required) => {
+                            orphaned = true;
+                            keel_boot::info!("container {name}: a container it requires stopped: stopping");
+                            e.set(|s| s.state = "stopping");
+                            break stop_run_gracefully(&run.pidfd, &run.cgroup, grace, &mut exit_rx).await;
+                        }
                         Some(()) = unhealthy_rx.recv() => {
                             sick = true;
                             e.set(|s| s.state = "stopping");
@@ -661,7 +717,12 @@ async fn run_loop(
                     s.health = None;
                     s.last_exit = Some(text);
                 });
-                (ended, by_cmd)
+                if orphaned {
+                    // Back to waiting: it starts again with what it requires.
+                    (Ended::Stopped, Some(Cmd::Restart))
+                } else {
+                    (ended, by_cmd)
+                }
             }
         };
         let up = t0.elapsed().as_millis() as u64;

@@ -165,12 +165,15 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
     let mut dirs = Dirs::node();
     dirs.cgroup = cg;
     let store = Arc::new(store);
+    let gc_store = store.clone();
+    let (gate, gate_rx) = tokio::sync::watch::channel(false);
     let images = move |c: &Container| image_root(&store, Path::new(SYSTEM_IMAGES), &registries, c);
     let settings = SupervisorSettings {
         dirs,
         logs: LOGS.into(),
         images: Arc::new(images),
         confiner: Some(Arc::new(crate::confine::confiner)),
+        start_gate: Some(gate_rx),
         // Set up when the first bridge container starts.
         bridge: Some(Arc::new(keel_containers::runtime::BridgeNet::new(
             keel_containers::bridge::BridgeConfig::default(),
@@ -185,9 +188,31 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
     if ctx.node.containers.set(sup).is_err() {
         warn!("containers: the supervisor was already started");
     }
-    if n > 0 {
-        info!("containers: supervising {n}");
-    }
+    // Collect what no image refers to (an interrupted pull, a removed
+    // image), then open the gate for the starts: the store sees no import
+    // while it is collected. Off the boot path, on the blocking pool.
+    tokio::spawn(async move {
+        let collected = tokio::task::spawn_blocking(move || gc_store.gc()).await;
+        match collected {
+            Ok(Ok(r))
+                if !(r.blobs.is_empty() && r.layers.is_empty() && r.temporaries.is_empty()) =>
+            {
+                info!(
+                    "images: collected {} blobs, {} unpacked layers, {} temporary files",
+                    r.blobs.len(),
+                    r.layers.len(),
+                    r.temporaries.len()
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!("images: garbage collection: {e}"),
+            Err(e) => warn!("images: garbage collection: {e}"),
+        }
+        let _ = gate.send(true);
+        if n > 0 {
+            info!("containers: supervising {n}");
+        }
+    });
     Ok(())
 }
 

@@ -174,6 +174,117 @@ fn write(paths: &[&str]) -> Result<String, String> {
     Ok(format!("write {}", out.join("; ")))
 }
 
+/// The escape attempts a container must not get through, each as
+/// `denied NAME (errno)` or `ESCAPED NAME`: system calls the seccomp filter
+/// or the capability set refuse, processes of the node it must not see, and
+/// keel's binary it must not reach.
+fn escape() -> Result<String, String> {
+    let mut out = Vec::new();
+    let mut verdict = |name: &str, r: i64| {
+        let e = std::io::Error::last_os_error();
+        out.push(if r < 0 {
+            format!("denied {name} ({e})")
+        } else {
+            format!("ESCAPED {name}")
+        });
+    };
+    // SAFETY: each call passes null or zero arguments the kernel checks
+    // before doing anything (they are expected to fail); nothing is read
+    // back through a pointer.
+    unsafe {
+        verdict(
+            "bpf",
+            libc::syscall(libc::SYS_bpf, 5 /* BPF_PROG_LOAD */, 0usize, 0usize),
+        );
+        verdict(
+            "kexec_load",
+            libc::syscall(libc::SYS_kexec_load, 0usize, 0usize, 0usize, 0usize),
+        );
+        verdict(
+            "init_module",
+            libc::syscall(libc::SYS_init_module, 0usize, 0usize, c"".as_ptr()),
+        );
+        verdict(
+            "unshare-user",
+            libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER),
+        );
+        verdict(
+            "mount",
+            libc::mount(
+                c"none".as_ptr(),
+                c"/tmp".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) as i64,
+        );
+        verdict(
+            "open_by_handle_at",
+            libc::syscall(libc::SYS_open_by_handle_at, 3, 0usize, 0),
+        );
+        verdict(
+            "reboot",
+            libc::syscall(
+                libc::SYS_reboot,
+                0xfee1dead_u32,
+                672274793,
+                0x4321fedc,
+                0usize,
+            ),
+        );
+    }
+    // ptrace: every pid the kernel has, none of the node's reachable.
+    let mine: Vec<i32> = std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let me = std::process::id() as i32;
+    let mut attached = Vec::new();
+    for pid in 1..2048 {
+        if pid == me {
+            continue;
+        }
+        // SAFETY: PTRACE_ATTACH with a pid and null addr/data.
+        let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0usize, 0usize) };
+        if r == 0 {
+            attached.push(pid);
+            // SAFETY: detaching the process just attached.
+            unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0usize, 0usize) };
+        }
+    }
+    let foreign: Vec<&i32> = attached.iter().filter(|p| !mine.contains(p)).collect();
+    out.push(if foreign.is_empty() {
+        format!("denied ptrace-node (attached only to own pids {attached:?})")
+    } else {
+        format!("ESCAPED ptrace-node {foreign:?}")
+    });
+    // keel's binary: no process this container sees runs it, and its own
+    // init's exe cannot be opened for writing.
+    let keel = mine.iter().any(|p| {
+        std::fs::read_link(format!("/proc/{p}/exe"))
+            .map(|l| l.to_string_lossy().contains("keel"))
+            .unwrap_or(false)
+    });
+    out.push(if keel {
+        "ESCAPED keel-visible".into()
+    } else {
+        "denied keel-visible".into()
+    });
+    out.push(
+        match std::fs::OpenOptions::new().write(true).open("/proc/1/exe") {
+            Ok(_) => "ESCAPED write-exe".into(),
+            Err(e) => format!("denied write-exe ({e})"),
+        },
+    );
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    for l in status.lines().filter(|l| {
+        l.starts_with("NoNewPrivs") || l.starts_with("CapBnd") || l.starts_with("Seccomp:")
+    }) {
+        out.push(l.to_string());
+    }
+    Ok(format!("escape\n{}\nescape-done", out.join("\n")))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -204,6 +315,7 @@ fn main() {
             Err(_) => Err(format!("crun-bench: {n:?} is not a count")),
         },
         ["ignore-term"] => ignore_term(),
+        ["escape"] => escape(),
         ["read", ref paths @ ..] => read(paths),
         ["write", ref paths @ ..] => write(paths),
         ["contains", path, needle] => std::fs::read_to_string(path)
