@@ -345,6 +345,15 @@ containers:
     command: ["/bin/sleep", "100000"]
     network: none
     after: [checked]
+  - name: cmdcheck
+    image: busybox
+    command: ["/bin/sh", "-c", "sleep 1; touch /tmp/ready; sleep 100000"]
+    network: none
+    user: nobody
+    healthcheck:
+      command: ["/bin/sh", "-c", "test -e /tmp/ready && test $(id -u) = 65534 && test -e /proc/self/status"]
+      interval: 500ms
+      timeout: 400ms
   - name: sick
     image: busybox
     command: ["/bin/sleep", "100000"]
@@ -431,6 +440,10 @@ containers:
     });
     assert_eq!(checked.state, "running");
     wait_until(&vm, "waiter", "running", |c| c.state == "running");
+    // A command check runs inside the container, as its user.
+    wait_until(&vm, "cmdcheck", "healthy", |c| {
+        c.health.as_deref() == Some("healthy")
+    });
     // requires: a container stops with what it requires, and comes back
     // with it.
     let before = wait_until(&vm, "dependent", "running", |c| c.state == "running").pid;

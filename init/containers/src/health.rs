@@ -2,7 +2,10 @@
 //!
 //! A probe runs against the container from inside its network namespace
 //! (`keel_sys::netns`): TCP connects to its 127.0.0.1:PORT, HTTP sends a GET
-//! there and wants a 2xx or 3xx status. Failures during `start_period` do
+//! there and wants a 2xx or 3xx status. A command runs inside the container
+//! (its namespaces joined through its pidfd, its cgroup, user, capabilities
+//! and seccomp filter: `runtime::exec_in`) and wants exit status 0 within
+//! the timeout (else it is killed). Failures during `start_period` do
 //! not count (a slow start is not a failure), a success then already
 //! counts as healthy; `retries` failures in a row make the container
 //! unhealthy, and the supervisor restarts it under its restart policy.
@@ -63,11 +66,6 @@ impl Tracker {
     }
 }
 
-/// Whether keel can run this probe (command probes are not run yet).
-pub fn supported(p: &Probe) -> bool {
-    !matches!(p, Probe::Command(_))
-}
-
 /// Run one probe against the container whose process is `pid`.
 pub fn probe(pid: i32, p: &Probe, timeout: Duration) -> Result<(), String> {
     match p {
@@ -95,7 +93,8 @@ pub fn probe(pid: i32, p: &Probe, timeout: Duration) -> Result<(), String> {
             }
             status_ok(&head[..got]).map_err(|m| format!("http {port}{path}: {m}"))
         }
-        Probe::Command(_) => Err("command health checks are not run yet".into()),
+        // Run by the supervisor (`runtime::exec_in`): it needs the run.
+        Probe::Command(_) => Err("a command probe runs through the supervisor".into()),
     }
 }
 

@@ -154,9 +154,24 @@ impl BridgeNet {
     }
 }
 
+/// What running a command inside a run needs (a `command:` health check).
+#[derive(Debug)]
+pub struct Joinable {
+    /// A pidfd of the run's first process: its namespaces are joined.
+    pub pidfd: OwnedFd,
+    pub cgroup: PathBuf,
+    pub rootfs: PathBuf,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub host_network: bool,
+}
+
 /// One running instance of a container.
 #[derive(Debug)]
 pub struct Run {
+    pub joinable: Joinable,
     /// The container's address on keel's bridge.
     pub address: Option<std::net::Ipv4Addr>,
     pub pid: i32,
@@ -345,6 +360,62 @@ pub fn mount_root(dirs: &Dirs, c: &Container, img: &ImageRoot) -> Result<PathBuf
     Ok(rootfs)
 }
 
+/// Run `argv` inside the running container `j` belongs to: its namespaces
+/// (by its pidfd), its cgroup, its user, capabilities and seccomp filter;
+/// output goes to /dev/null. Returns once the command has exec'd.
+pub fn exec_in(
+    j: &Joinable,
+    c: &Container,
+    argv: &[String],
+    confiner: Option<&Confiner>,
+) -> Result<Spawned, RunError> {
+    let first = argv.first().ok_or(RunError::NoCommand)?;
+    let program = find_program(&j.rootfs, first, &j.env)?;
+    let confinement = match confiner {
+        Some(f) => Some(f(c, j.uid, j.gid).map_err(RunError::Confine)?),
+        None => None,
+    };
+    let cg_dir = std::fs::File::open(&j.cgroup).map_err(io("open", &j.cgroup))?;
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(io("open", Path::new("/dev/null")))?;
+    let mut ns = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWCGROUP) as u64;
+    if !j.host_network {
+        ns |= libc::CLONE_NEWNET as u64;
+    }
+    let spec = ChildSpec {
+        root: CString::default(),
+        mounts: Vec::new(),
+        hostname: None,
+        cwd: cstring(&j.cwd, "the working directory")?,
+        program: cstring(&program, "the program")?,
+        argv: argv
+            .iter()
+            .map(|a| cstring(a, "an argument"))
+            .collect::<Result<_, _>>()?,
+        env: j
+            .env
+            .iter()
+            .map(|e| cstring(e, "the environment"))
+            .collect::<Result<_, _>>()?,
+        namespaces: ns,
+        cgroup: cg_dir.as_raw_fd(),
+        stdout: null.as_raw_fd(),
+        stderr: null.as_raw_fd(),
+        confine: confinement.as_deref().map(|f| f as spawn::ConfineFn),
+        loopback_up: false,
+        netns: None,
+        rlimits: Vec::new(),
+        join: Some(j.pidfd.as_raw_fd()),
+    };
+    spawn::spawn(&spec).map_err(RunError::Spawn)
+}
+
 /// setrlimit's resource for a name of `rlimits:`.
 pub fn rlimit_resource(name: &str) -> Option<u32> {
     Some(match name {
@@ -488,6 +559,7 @@ pub fn start(
             confine: confinement.as_deref().map(|f| f as spawn::ConfineFn),
             loopback_up: c.network != NetMode::Host,
             netns: netns.as_ref().map(|f| f.as_raw_fd()),
+            join: None,
             rlimits: c
                 .rlimits
                 .iter()
@@ -495,7 +567,20 @@ pub fn start(
                 .collect(),
         };
         let Spawned { pid, pidfd } = spawn::spawn(&spec).map_err(RunError::Spawn)?;
+        let joinable = Joinable {
+            pidfd: pidfd
+                .try_clone()
+                .map_err(io("duplicate the pidfd of", &cg.path))?,
+            cgroup: cg.path.clone(),
+            rootfs: rootfs.clone(),
+            env: env.clone(),
+            cwd: cwd.clone(),
+            uid,
+            gid,
+            host_network: c.network == NetMode::Host,
+        };
         Ok(Run {
+            joinable,
             address,
             pid,
             pidfd,

@@ -489,11 +489,41 @@ async fn futures_select_any<F: std::future::Future + Unpin>(fs: impl Iterator<It
 
 /// Probe a run every interval; says once on `unhealthy` when the run has
 /// failed `retries` probes in a row.
+/// A `command:` probe: run it inside the container, exit 0 is healthy.
+async fn command_probe(
+    argv: Vec<String>,
+    timeout: Duration,
+    e: &Entry,
+    joinable: &Arc<runtime::Joinable>,
+    settings: &Arc<Settings>,
+    exits: &Exits,
+) -> Result<(), String> {
+    let (j, spec, st) = (joinable.clone(), e.spec.clone(), settings.clone());
+    let spawned = tokio::task::spawn_blocking(move || {
+        runtime::exec_in(&j, &spec, &argv, st.confiner.as_deref()).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|j| Err(j.to_string()))?;
+    let rx = exits.wait(spawned.pid);
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(ChildExit::Exited(0))) => Ok(()),
+        Ok(Ok(x)) => Err(format!("command {}", describe(x).0)),
+        Ok(Err(_)) => Err("command: its exit was lost".into()),
+        Err(_) => {
+            let _ = keel_sys::spawn::pidfd_signal(&spawned.pidfd, libc::SIGKILL);
+            Err(format!("command: no answer within {timeout:?}"))
+        }
+    }
+}
+
 async fn health_loop(
     e: Arc<Entry>,
     pid: i32,
     started: Instant,
     unhealthy: mpsc::UnboundedSender<()>,
+    joinable: Arc<runtime::Joinable>,
+    settings: Arc<Settings>,
+    exits: Arc<Exits>,
 ) {
     let Some(hc) = e.spec.healthcheck.clone() else {
         return;
@@ -506,9 +536,16 @@ async fn health_loop(
             hc.probe.clone(),
             Duration::from_millis(hc.timeout_ms.max(100)),
         );
-        let r = tokio::task::spawn_blocking(move || crate::health::probe(pid, &probe, timeout))
-            .await
-            .unwrap_or_else(|j| Err(j.to_string()));
+        let r = match probe {
+            keel_config::model::Probe::Command(argv) => {
+                command_probe(argv, timeout, &e, &joinable, &settings, &exits).await
+            }
+            probe => {
+                tokio::task::spawn_blocking(move || crate::health::probe(pid, &probe, timeout))
+                    .await
+                    .unwrap_or_else(|j| Err(j.to_string()))
+            }
+        };
         let before = t.health;
         let h = t.record(&hc, r.is_ok(), started.elapsed().as_millis() as u64);
         e.set(|s| s.health = Some(h));
@@ -634,19 +671,18 @@ async fn run_loop(
                 tokio::spawn(pump(e.clone(), run.stdout, file.clone()));
                 tokio::spawn(pump(e.clone(), run.stderr, file.clone()));
                 let (unhealthy_tx, mut unhealthy_rx) = mpsc::unbounded_channel();
-                let health = e
-                    .spec
-                    .healthcheck
-                    .as_ref()
-                    .filter(|h| crate::health::supported(&h.probe))
-                    .map(|_| {
-                        tokio::spawn(health_loop(
-                            e.clone(),
-                            run.pid,
-                            Instant::now(),
-                            unhealthy_tx,
-                        ))
-                    });
+                let joinable = Arc::new(run.joinable);
+                let health = e.spec.healthcheck.as_ref().map(|_| {
+                    tokio::spawn(health_loop(
+                        e.clone(),
+                        run.pid,
+                        Instant::now(),
+                        unhealthy_tx,
+                        joinable.clone(),
+                        settings.clone(),
+                        exits.clone(),
+                    ))
+                });
                 let mut exit_rx = exit_rx;
                 let mut by_cmd = None;
                 let mut sick = false;

@@ -190,3 +190,53 @@ fn exec_failures_name_the_step() {
     let e = runtime::start(&env.dirs, &c, &img, None, None).unwrap_err();
     assert!(e.to_string().contains("exec"), "{e}");
 }
+
+#[test]
+fn a_command_runs_inside_a_running_container() {
+    let Some(env) = setup("exec") else { return };
+    let c = Container {
+        name: "exec".into(),
+        command: vec!["/bin/sh".into(), "-c".into()],
+        args: vec!["echo inside > /tmp/mark; sleep 100".into()],
+        network: NetMode::None,
+        ..Default::default()
+    };
+    let img = ImageRoot {
+        layers: vec![env.layer.clone()],
+        ..Default::default()
+    };
+    let r = runtime::start(&env.dirs, &c, &img, None, None).expect("start");
+    let status = |argv: &[&str]| {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let s = runtime::exec_in(&r.joinable, &c, &argv, None).expect("exec_in");
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(s.pid), None).unwrap() {
+            nix::sys::wait::WaitStatus::Exited(_, code) => code,
+            other => panic!("{other:?}"),
+        }
+    };
+    // Its mount namespace (its /tmp, written by its own process), its host
+    // name, its cgroup namespace, its network namespace (only lo).
+    let mut tries = 0;
+    while status(&["/bin/sh", "-c", "test -e /tmp/mark"]) != 0 {
+        tries += 1;
+        assert!(tries < 100, "the container never wrote its mark");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(status(&["/bin/sh", "-c", "test \"$(hostname)\" = exec"]), 0);
+    assert_eq!(
+        status(&["/bin/sh", "-c", "grep -q '^0::/$' /proc/self/cgroup"]),
+        0
+    );
+    assert_eq!(
+        status(&["/bin/sh", "-c", "test \"$(ls /sys/class/net)\" = lo"]),
+        0
+    );
+    assert_eq!(status(&["/bin/sh", "-c", "exit 7"]), 7);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(r.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = r.cgroup.kill();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None);
+    runtime::stop_run(&env.dirs, &c.name, &r.cgroup, None);
+}

@@ -40,6 +40,7 @@ use crate::SysError;
 pub enum Step {
     MakePrivate = 1,
     JoinNetns = 15,
+    JoinContainer = 17,
     Mount = 2,
     Mkdir = 3,
     CreateFile = 4,
@@ -60,6 +61,7 @@ impl Step {
     fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
         [
+            JoinContainer,
             JoinNetns,
             MakePrivate,
             Mount,
@@ -84,6 +86,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::JoinNetns => "join the network namespace",
+            Step::JoinContainer => "join the container's namespaces",
             Step::MakePrivate => "make mounts private",
             Step::Mount => "mount",
             Step::Mkdir => "create a mount point",
@@ -168,6 +171,11 @@ pub struct ChildSpec<'a> {
     /// `(resource, soft, hard)` for setrlimit, before the confinement
     /// drops CAP_SYS_RESOURCE; `u64::MAX` is unlimited.
     pub rlimits: Vec<(u32, u64, u64)>,
+    /// Join the namespaces (`namespaces`) of a running container, by the
+    /// pidfd of its first process, instead of building new ones: a command
+    /// run inside it (a health check). `root`, `mounts`, `hostname`,
+    /// `loopback_up` and `netns` are then unused.
+    pub join: Option<RawFd>,
 }
 
 /// A started child.
@@ -224,8 +232,13 @@ pub fn spawn(spec: &ChildSpec) -> Result<Spawned, SysError> {
     // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
     let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
     let mut pidfd: RawFd = -1;
+    let new_namespaces = if spec.join.is_some() {
+        0
+    } else {
+        spec.namespaces
+    };
     let args = CloneArgs {
-        flags: spec.namespaces | libc::CLONE_PIDFD as u64 | CLONE_INTO_CGROUP,
+        flags: new_namespaces | libc::CLONE_PIDFD as u64 | CLONE_INTO_CGROUP,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: spec.cgroup as u64,
@@ -317,50 +330,47 @@ fn child(
     // and arrays the parent built before the clone and that live in this
     // process's copy of its memory; nothing here allocates or takes a lock.
     unsafe {
-        // First, so that /sys (mounted below) shows this namespace's links.
-        if let Some(fd) = spec.netns {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return (Step::JoinNetns, errno());
+        if let Some(pidfd) = spec.join {
+            // One call joins them all (Linux 5.8); joining the mount
+            // namespace also moves root and cwd to the container's root.
+            if libc::setns(pidfd, spec.namespaces as libc::c_int) != 0 {
+                return (Step::JoinContainer, errno());
             }
-        }
-        if libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return (Step::MakePrivate, errno());
-        }
-        for m in &spec.mounts {
-            if let Err(e) = mount_op(m, devnull) {
-                return e;
+            // A pid namespace is entered by children only: fork once (a raw
+            // clone, without glibc's fork handlers and their locks). This
+            // process waits and exits as the command did; the command dies
+            // with it (a timeout kills this one).
+            if spec.namespaces & libc::CLONE_NEWPID as u64 != 0 {
+                let pid = libc::syscall(
+                    libc::SYS_clone,
+                    libc::SIGCHLD as libc::c_ulong,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                );
+                if pid < 0 {
+                    return (Step::JoinContainer, errno());
+                }
+                if pid > 0 {
+                    libc::close(err_fd);
+                    let mut status = 0;
+                    while libc::waitpid(pid as libc::pid_t, &mut status, 0) < 0
+                        && errno() == libc::EINTR
+                    {}
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    libc::_exit(code);
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return (Step::JoinContainer, errno());
+                }
             }
-        }
-        if let Some(h) = &spec.hostname {
-            if libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0 {
-                return (Step::Hostname, errno());
-            }
-        }
-        if spec.loopback_up {
-            if let Err(e) = loopback_up() {
-                return (Step::Loopback, e);
-            }
-        }
-        if libc::chdir(spec.root.as_ptr()) != 0 {
-            return (Step::PivotRoot, errno());
-        }
-        // pivot_root(".", "."): the old root ends up stacked under the new
-        // one at "/", and the detach below takes it away.
-        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
-            return (Step::PivotRoot, errno());
-        }
-        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
-            return (Step::DetachOldRoot, errno());
-        }
-        if libc::chdir(c"/".as_ptr()) != 0 {
-            return (Step::DetachOldRoot, errno());
+        } else if let Err(e) = build(spec, devnull) {
+            return e;
         }
         let null = libc::open(devnull.as_ptr(), libc::O_RDWR);
         if null < 0 {
@@ -400,6 +410,58 @@ fn child(
         libc::execve(spec.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
         (Step::Exec, errno())
     }
+}
+
+/// Steps 0 to 4 of a new container: its network, mounts, host name and
+/// root. Async-signal-safe.
+unsafe fn build(spec: &ChildSpec, devnull: &CStr) -> Result<(), (Step, i32)> {
+    // SAFETY: as in `child`: syscalls on prepared strings.
+    unsafe {
+        // First, so that /sys (mounted below) shows this namespace's links.
+        if let Some(fd) = spec.netns {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err((Step::JoinNetns, errno()));
+            }
+        }
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err((Step::MakePrivate, errno()));
+        }
+        for m in &spec.mounts {
+            mount_op(m, devnull)?;
+        }
+        if let Some(h) = &spec.hostname {
+            if libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0 {
+                return Err((Step::Hostname, errno()));
+            }
+        }
+        if spec.loopback_up {
+            if let Err(e) = loopback_up() {
+                return Err((Step::Loopback, e));
+            }
+        }
+        if libc::chdir(spec.root.as_ptr()) != 0 {
+            return Err((Step::PivotRoot, errno()));
+        }
+        // pivot_root(".", "."): the old root ends up stacked under the new
+        // one at "/", and the detach below takes it away.
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+            return Err((Step::PivotRoot, errno()));
+        }
+        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+            return Err((Step::DetachOldRoot, errno()));
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return Err((Step::DetachOldRoot, errno()));
+        }
+    }
+    Ok(())
 }
 
 /// One mount step in the child. Async-signal-safe.
