@@ -215,6 +215,7 @@ pub(crate) mod tests {
             cpu_weight: Some(200),
             pids: Some(64),
             io_weight: Some(50),
+            io_max: Vec::new(),
         };
         Cgroup::create(t.path(), "web", &res).unwrap();
         let r = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
