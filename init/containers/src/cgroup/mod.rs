@@ -33,6 +33,15 @@ pub enum CgroupError {
         value: String,
         source: std::io::Error,
     },
+    #[error("{path} is missing: its controller is not enabled for the group")]
+    Missing { path: PathBuf },
+    #[error("io_max device {path}: {source}")]
+    Device {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("io_max device {path} is not a block device")]
+    NotBlockDevice { path: PathBuf },
     #[error("read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -120,8 +129,18 @@ pub struct Stats {
 
 impl Cgroup {
     /// Create (or reuse, after a crash) the group `name` under `group`, and
-    /// write `res` into it.
+    /// write `res` into it; `io_max` devices are the node's (under `/`).
     pub fn create(group: &Path, name: &str, res: &Resources) -> Result<Cgroup, CgroupError> {
+        Cgroup::create_in(group, name, res, Path::new("/"))
+    }
+
+    /// `create`, with the `io_max` devices looked up under `dev_root`.
+    pub fn create_in(
+        group: &Path,
+        name: &str,
+        res: &Resources,
+        dev_root: &Path,
+    ) -> Result<Cgroup, CgroupError> {
         let path = group.join(name);
         match std::fs::create_dir(&path) {
             Ok(()) => {}
@@ -132,7 +151,7 @@ impl Cgroup {
         memory::apply(&cg.path, res)?;
         cpu::apply(&cg.path, res)?;
         pids::apply(&cg.path, res)?;
-        io::apply(&cg.path, res)?;
+        io::apply(&cg.path, res, dev_root)?;
         Ok(cg)
     }
 
@@ -184,6 +203,7 @@ pub(crate) mod tests {
             "cpu.weight",
             "pids.max",
             "io.weight",
+            "io.max",
         ] {
             std::fs::write(dir.join(f), "").unwrap();
         }
