@@ -21,7 +21,7 @@ use std::path::Path;
 
 use keel_config::model::{IoMax, Resources};
 
-use super::{write, CgroupError};
+use super::{read, write, CgroupError, Stats};
 
 /// A device as `(major, minor)`.
 pub type DevNumber = (u64, u64);
@@ -108,6 +108,34 @@ fn write_lines(path: &Path, lines: &[String]) -> Result<(), CgroupError> {
         f.write_all(line.as_bytes()).map_err(err(line))?;
     }
     Ok(())
+}
+
+/// Bytes read and written, summed over the devices of `io.stat`.
+pub fn stats(dir: &Path, s: &mut Stats) {
+    let Ok(text) = read(dir, "io.stat") else {
+        return;
+    };
+    let (r, w) = io_bytes(&text);
+    s.io_rbytes = r;
+    s.io_wbytes = w;
+}
+
+/// `(rbytes, wbytes)` summed over the lines of an `io.stat`
+/// (`MAJ:MIN rbytes=N wbytes=N rios=N ...`).
+fn io_bytes(text: &str) -> (u64, u64) {
+    let mut sum = (0u64, 0u64);
+    for field in text.lines().flat_map(|l| l.split_whitespace().skip(1)) {
+        let Some((k, v)) = field.split_once('=') else {
+            continue;
+        };
+        let Ok(v) = v.parse::<u64>() else { continue };
+        match k {
+            "rbytes" => sum.0 = sum.0.saturating_add(v),
+            "wbytes" => sum.1 = sum.1.saturating_add(v),
+            _ => {}
+        }
+    }
+    sum
 }
 
 #[cfg(test)]
@@ -251,5 +279,18 @@ mod tests {
         // Without io_max, io.max is left alone even when it is missing.
         std::fs::remove_file(t.path().join("io.max")).unwrap();
         apply(t.path(), &Resources::default(), t.path()).unwrap();
+    }
+
+    #[test]
+    fn io_bytes_sum_over_devices() {
+        let text = "254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n\
+                    7:0 rbytes=100 wbytes=1 rios=3 wios=1 dbytes=0 dios=0\n";
+        assert_eq!(io_bytes(text), (4196, 8193));
+        assert_eq!(io_bytes(""), (0, 0));
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("io.stat"), text).unwrap();
+        let mut s = Stats::default();
+        stats(t.path(), &mut s);
+        assert_eq!((s.io_rbytes, s.io_wbytes), (4196, 8193));
     }
 }

@@ -125,6 +125,12 @@ pub struct Stats {
     pub oom_kills: u64,
     /// Times the whole group was OOM-killed (`oom_group_kill`).
     pub oom_group_kills: u64,
+    /// Bytes read from block devices, all devices (`io.stat` `rbytes`).
+    #[serde(default)]
+    pub io_rbytes: u64,
+    /// Bytes written to block devices (`io.stat` `wbytes`).
+    #[serde(default)]
+    pub io_wbytes: u64,
 }
 
 impl Cgroup {
@@ -160,6 +166,7 @@ impl Cgroup {
         cpu::stats(&self.path, &mut s);
         memory::stats(&self.path, &mut s);
         pids::stats(&self.path, &mut s);
+        io::stats(&self.path, &mut s);
         s
     }
 
@@ -275,6 +282,11 @@ pub(crate) mod tests {
         .unwrap();
         std::fs::write(d.join("pids.current"), "3\n").unwrap();
         std::fs::write(d.join("pids.max"), "64\n").unwrap();
+        std::fs::write(
+            d.join("io.stat"),
+            "254:0 rbytes=4096 wbytes=512 rios=1 wios=1 dbytes=0 dios=0\n",
+        )
+        .unwrap();
         let s = Cgroup {
             path: d.to_path_buf(),
         }
@@ -289,6 +301,8 @@ pub(crate) mod tests {
                 pids_max: Some(64),
                 oom_kills: 2,
                 oom_group_kills: 1,
+                io_rbytes: 4096,
+                io_wbytes: 512,
             }
         );
     }
