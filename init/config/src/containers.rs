@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    Container, Healthcheck, MountSpec, NetMode, Port, Probe, Resources, Restart, Rlimit,
+    Container, Healthcheck, IoMax, MountSpec, NetMode, Port, Probe, Resources, Restart, Rlimit,
 };
 use crate::schema;
 use crate::validate::{distance, join, key_of, Entries, Verdict, V};
@@ -296,6 +296,22 @@ pub fn bind_source(s: &str) -> Result<(), String> {
         Err(format!(
             "{s:?} is not under /var/lib/keel/volumes/ or /run/keel/: the root filesystem is read-only and the rest of the host is not for containers"
         ))
+    }
+}
+
+/// An `io_max` device: a normal absolute path under `/dev/` (the node is
+/// looked up when the container starts, not here: the config is checked
+/// off the node too).
+pub fn device(s: &str) -> Result<(), String> {
+    schema::abs_path(s)?;
+    if s[1..].split('/').any(|c| c.is_empty() || c == ".") {
+        return Err(format!(
+            "{s:?} is not a normal path (no //, /./ or trailing /)"
+        ));
+    }
+    match s.strip_prefix("/dev/") {
+        Some(_) => Ok(()),
+        None => Err(format!("{s:?} is not a device under /dev/")),
     }
 }
 
@@ -791,6 +807,7 @@ fn resources(v: &mut V, path: &str, n: &Node) -> Resources {
             "cpu_weight",
             "pids",
             "io_weight",
+            "io_max",
         ],
     );
     for (k, val) in e {
@@ -803,6 +820,7 @@ fn resources(v: &mut V, path: &str, n: &Node) -> Resources {
             "cpu_weight" => r.cpu_weight = v.parsed(&p, val, number(1, 10_000)),
             "io_weight" => r.io_weight = v.parsed(&p, val, number(1, 10_000)),
             "pids" => r.pids = v.parsed(&p, val, number(1, u64::MAX)),
+            "io_max" => r.io_max = io_max(v, &p, val),
             _ => {}
         }
     }
@@ -816,6 +834,69 @@ fn resources(v: &mut V, path: &str, n: &Node) -> Resources {
         }
     }
     r
+}
+
+const IO_MAX_LIMITS: [&str; 4] = ["rbps", "wbps", "riops", "wiops"];
+
+/// `io_max:` a list of `{device, rbps, wbps, riops, wiops}`, a device at
+/// most once, each entry with at least one limit.
+fn io_max(v: &mut V, path: &str, n: &Node) -> Vec<IoMax> {
+    let mut out: Vec<IoMax> = Vec::new();
+    let Some(list) = v.seq(path, n) else {
+        return out;
+    };
+    for (i, it) in list.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(e) = v.map(&p, it) else { continue };
+        v.known(&p, e, &["device", "rbps", "wbps", "riops", "wiops"]);
+        let before = v.report.errors.len();
+        let mut m = IoMax::default();
+        let mut device_given = false;
+        let mut limits = 0;
+        for (k, val) in e {
+            let key = key_of(k);
+            let kp = join(&p, key);
+            let bps = |s: &str| match schema::size(s)? {
+                0 => Err(format!("{s:?}: a limit is more than 0 bytes per second")),
+                n => Ok(n),
+            };
+            match key {
+                "device" => {
+                    device_given = true;
+                    m.device = v.checked(&kp, val, device).unwrap_or_default();
+                }
+                "rbps" => m.rbps = v.parsed(&kp, val, bps),
+                "wbps" => m.wbps = v.parsed(&kp, val, bps),
+                "riops" => m.riops = v.parsed(&kp, val, number(1, u64::MAX)),
+                "wiops" => m.wiops = v.parsed(&kp, val, number(1, u64::MAX)),
+                _ => continue,
+            }
+            limits += usize::from(IO_MAX_LIMITS.contains(&key));
+        }
+        if !device_given {
+            v.err(&p, it, "an io_max entry needs a device, such as /dev/vda");
+        }
+        if limits == 0 {
+            v.err(
+                &p,
+                it,
+                "an io_max entry needs at least one of rbps, wbps, riops, wiops",
+            );
+        }
+        if v.report.errors.len() != before {
+            continue;
+        }
+        if let Some(j) = out.iter().position(|o| o.device == m.device) {
+            v.err(
+                &p,
+                it,
+                format!("{} is already limited by {path}[{j}]", m.device),
+            );
+            continue;
+        }
+        out.push(m);
+    }
+    out
 }
 
 fn backoff(v: &mut V, path: &str, n: &Node, c: &mut Container) {
@@ -1197,6 +1278,59 @@ mod tests {
     }
 
     #[test]
+    fn io_max() {
+        let r = section(
+            "  - name: a
+    image: busybox
+    resources:
+      io_max:
+        - device: /dev/vda
+          rbps: 10M
+        - {device: /dev/disk/by-id/data, wbps: 2G, riops: 1, wiops: 20000}
+",
+        );
+        assert!(r.errors.is_empty(), "{:#?}", r.errors);
+        assert_eq!(
+            r.config.containers[0].resources.io_max,
+            [
+                IoMax {
+                    device: "/dev/vda".into(),
+                    rbps: Some(10 << 20),
+                    ..IoMax::default()
+                },
+                IoMax {
+                    device: "/dev/disk/by-id/data".into(),
+                    rbps: None,
+                    wbps: Some(2 << 30),
+                    riops: Some(1),
+                    wiops: Some(20_000),
+                }
+            ]
+        );
+        // Errors on the lines of their entries, not of `resources`.
+        let r = section(
+            "  - name: a
+    image: busybox
+    resources:
+      io_max:
+        - device: /dev/vda
+          rbps: 10M
+        - device: /dev/vdb
+          wiops: none
+        - {wbps: 1M}
+",
+        );
+        assert_eq!(r.errors.len(), 2, "{:#?}", r.errors);
+        let e = error(&r, "containers[0].resources.io_max[1].wiops");
+        assert_eq!(e.line, 10);
+        assert!(e.message.contains("\"none\""), "{}", e.message);
+        let e = error(&r, "containers[0].resources.io_max[2]");
+        assert_eq!(e.line, 11);
+        assert!(e.message.contains("needs a device"), "{}", e.message);
+        assert!(r.config.containers.is_empty());
+    }
+
+    #[test]
     fn every_key() {
         let r = section(
             "  - name: web
@@ -1210,7 +1344,14 @@ mod tests {
     mounts:
       - {type: bind, source: /var/lib/keel/volumes/web, target: /data, readonly: yes}
       - {type: tmpfs, target: /tmp, size: 64M}
-    resources: {memory: 256M, memory_high: 200M, cpus: 1.5, cpu_weight: 200, pids: 512, io_weight: 50}
+    resources:
+      memory: 256M
+      memory_high: 200M
+      cpus: 1.5
+      cpu_weight: 200
+      pids: 512
+      io_weight: 50
+      io_max: [{device: /dev/vda, rbps: 10M, wbps: 1048576, riops: 1000, wiops: 500}]
     restart: on-failure
     backoff: {initial: 500ms, max: 1m, reset_after: 1h}
     network: bridge
@@ -1296,7 +1437,14 @@ mod tests {
                 millicpus: Some(1500),
                 cpu_weight: Some(200),
                 pids: Some(512),
-                io_weight: Some(50)
+                io_weight: Some(50),
+                io_max: vec![IoMax {
+                    device: "/dev/vda".into(),
+                    rbps: Some(10 << 20),
+                    wbps: Some(1 << 20),
+                    riops: Some(1000),
+                    wiops: Some(500)
+                }]
             }
         );
         assert_eq!(web.restart, Restart::OnFailure);
@@ -1412,6 +1560,21 @@ mod tests {
             ("resources: {pids: 0}", "resources.pids", 5, "at least 1"),
             ("resources: {memory: 64M, memory_high: 128M}", "resources", 5, "memory_high is over memory"),
             ("resources: {cpu: 1}", "resources.cpu", 5, "did you mean \"cpus\""),
+            ("resources: {io_max: {device: /dev/vda}}", "resources.io_max", 5, "expected a list"),
+            ("resources: {io_max: [/dev/vda]}", "resources.io_max[0]", 5, "expected a mapping"),
+            ("resources: {io_max: [{rbps: 1M}]}", "resources.io_max[0]", 5, "needs a device"),
+            ("resources: {io_max: [{device: /dev/vda}]}", "resources.io_max[0]", 5, "at least one of rbps, wbps, riops, wiops"),
+            ("resources: {io_max: [{device: vda, rbps: 1M}]}", "resources.io_max[0].device", 5, "not an absolute path"),
+            ("resources: {io_max: [{device: /dev/../etc/x, rbps: 1M}]}", "resources.io_max[0].device", 5, "not a clean path"),
+            ("resources: {io_max: [{device: /dev//vda, rbps: 1M}]}", "resources.io_max[0].device", 5, "not a normal path"),
+            ("resources: {io_max: [{device: /dev/, rbps: 1M}]}", "resources.io_max[0].device", 5, "not a normal path"),
+            ("resources: {io_max: [{device: /var/vda, rbps: 1M}]}", "resources.io_max[0].device", 5, "not a device under /dev/"),
+            ("resources: {io_max: [{device: /dev/vda, rbps: 10X}]}", "resources.io_max[0].rbps", 5, "not a size"),
+            ("resources: {io_max: [{device: /dev/vda, wbps: 0}]}", "resources.io_max[0].wbps", 5, "more than 0"),
+            ("resources: {io_max: [{device: /dev/vda, riops: 0}]}", "resources.io_max[0].riops", 5, "at least 1"),
+            ("resources: {io_max: [{device: /dev/vda, wiops: 1K}]}", "resources.io_max[0].wiops", 5, "at least 1"),
+            ("resources: {io_max: [{device: /dev/vda, rpbs: 1M}]}", "resources.io_max[0].rpbs", 5, "did you mean \"rbps\""),
+            ("resources: {io_max: [{device: /dev/vda, rbps: 1M}, {device: /dev/vda, wbps: 1M}]}", "resources.io_max[1]", 5, "already limited by"),
             ("restart: sometimes", "restart", 5, "always, on-failure or never"),
             ("backoff: {initial: 10}", "backoff.initial", 5, "not a duration"),
             ("backoff: {initial: 0s}", "backoff.initial", 5, "more than 0"),

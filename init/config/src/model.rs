@@ -128,6 +128,24 @@ pub struct Resources {
     pub pids: Option<u64>,
     /// `io.weight`, 1..=10000.
     pub io_weight: Option<u64>,
+    /// `io.max`, one entry per device.
+    pub io_max: Vec<IoMax>,
+}
+
+/// One `resources.io_max` entry: bandwidth and IOPS caps on a block
+/// device; `None` leaves that cap unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IoMax {
+    /// The device node, an absolute path under `/dev/`.
+    pub device: String,
+    /// Read bytes per second.
+    pub rbps: Option<u64>,
+    /// Written bytes per second.
+    pub wbps: Option<u64>,
+    /// Read operations per second.
+    pub riops: Option<u64>,
+    /// Write operations per second.
+    pub wiops: Option<u64>,
 }
 
 /// `healthcheck:` of a container: one of tcp, http, command.

@@ -33,6 +33,15 @@ pub enum CgroupError {
         value: String,
         source: std::io::Error,
     },
+    #[error("{path} is missing: its controller is not enabled for the group")]
+    Missing { path: PathBuf },
+    #[error("io_max device {path}: {source}")]
+    Device {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("io_max device {path} is not a block device")]
+    NotBlockDevice { path: PathBuf },
     #[error("read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -116,12 +125,28 @@ pub struct Stats {
     pub oom_kills: u64,
     /// Times the whole group was OOM-killed (`oom_group_kill`).
     pub oom_group_kills: u64,
+    /// Bytes read from block devices, all devices (`io.stat` `rbytes`).
+    #[serde(default)]
+    pub io_rbytes: u64,
+    /// Bytes written to block devices (`io.stat` `wbytes`).
+    #[serde(default)]
+    pub io_wbytes: u64,
 }
 
 impl Cgroup {
     /// Create (or reuse, after a crash) the group `name` under `group`, and
-    /// write `res` into it.
+    /// write `res` into it; `io_max` devices are the node's (under `/`).
     pub fn create(group: &Path, name: &str, res: &Resources) -> Result<Cgroup, CgroupError> {
+        Cgroup::create_in(group, name, res, Path::new("/"))
+    }
+
+    /// `create`, with the `io_max` devices looked up under `dev_root`.
+    pub fn create_in(
+        group: &Path,
+        name: &str,
+        res: &Resources,
+        dev_root: &Path,
+    ) -> Result<Cgroup, CgroupError> {
         let path = group.join(name);
         match std::fs::create_dir(&path) {
             Ok(()) => {}
@@ -132,7 +157,7 @@ impl Cgroup {
         memory::apply(&cg.path, res)?;
         cpu::apply(&cg.path, res)?;
         pids::apply(&cg.path, res)?;
-        io::apply(&cg.path, res)?;
+        io::apply(&cg.path, res, dev_root)?;
         Ok(cg)
     }
 
@@ -141,6 +166,7 @@ impl Cgroup {
         cpu::stats(&self.path, &mut s);
         memory::stats(&self.path, &mut s);
         pids::stats(&self.path, &mut s);
+        io::stats(&self.path, &mut s);
         s
     }
 
@@ -184,6 +210,7 @@ pub(crate) mod tests {
             "cpu.weight",
             "pids.max",
             "io.weight",
+            "io.max",
         ] {
             std::fs::write(dir.join(f), "").unwrap();
         }
@@ -215,6 +242,7 @@ pub(crate) mod tests {
             cpu_weight: Some(200),
             pids: Some(64),
             io_weight: Some(50),
+            io_max: Vec::new(),
         };
         Cgroup::create(t.path(), "web", &res).unwrap();
         let r = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
@@ -254,6 +282,11 @@ pub(crate) mod tests {
         .unwrap();
         std::fs::write(d.join("pids.current"), "3\n").unwrap();
         std::fs::write(d.join("pids.max"), "64\n").unwrap();
+        std::fs::write(
+            d.join("io.stat"),
+            "254:0 rbytes=4096 wbytes=512 rios=1 wios=1 dbytes=0 dios=0\n",
+        )
+        .unwrap();
         let s = Cgroup {
             path: d.to_path_buf(),
         }
@@ -268,6 +301,8 @@ pub(crate) mod tests {
                 pids_max: Some(64),
                 oom_kills: 2,
                 oom_group_kills: 1,
+                io_rbytes: 4096,
+                io_wbytes: 512,
             }
         );
     }
