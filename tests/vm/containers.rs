@@ -365,6 +365,13 @@ containers:
       retries: 2
     backoff:
       initial: 1s
+  - name: throttled
+    image: busybox
+    command: ["/bin/sh", "-c", "cat /sys/fs/cgroup/io.max; echo io-done; sleep 100000"]
+    network: none
+    resources:
+      io_max:
+        - {device: /dev/loop0, rbps: 1M, wiops: 100}
   - name: base
     image: busybox
     command: ["/bin/sleep", "100000"]
@@ -444,6 +451,13 @@ containers:
     wait_until(&vm, "cmdcheck", "healthy", |c| {
         c.health.as_deref() == Some("healthy")
     });
+    // io.max on the root's loop device (7:0), as the cgroup shows it inside.
+    let io = wait_logs(&vm, "throttled", "io-done");
+    assert!(
+        io.contains("7:0 rbps=1048576 wbps=max riops=max wiops=100"),
+        "{io}"
+    );
+
     // requires: a container stops with what it requires, and comes back
     // with it.
     let before = wait_until(&vm, "dependent", "running", |c| c.state == "running").pid;

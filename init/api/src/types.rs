@@ -241,6 +241,11 @@ pub struct ContainerStats {
     pub oom_kills: u64,
     /// Times the whole container was OOM-killed as a group.
     pub oom_group_kills: u64,
+    /// Bytes read and written on block devices (`io.stat`).
+    #[serde(default)]
+    pub io_rbytes: u64,
+    #[serde(default)]
+    pub io_wbytes: u64,
 }
 
 /// A container as the supervisor sees it (`GET /v1/containers`).

@@ -359,6 +359,8 @@ fn status_of(e: &Entry) -> ContainerStatus {
         pids_max: st.pids_max,
         oom_kills: s.oom_kills + if live { st.oom_kills } else { 0 },
         oom_group_kills: s.oom_group_kills + if live { st.oom_group_kills } else { 0 },
+        io_rbytes: st.io_rbytes,
+        io_wbytes: st.io_wbytes,
     };
     ContainerStatus {
         name: e.spec.name.clone(),

@@ -245,13 +245,13 @@ pub fn containers(cs: &[keel_api::ContainerStatus]) -> String {
 /// `keelctl stats`.
 pub fn stats(cs: &[keel_api::ContainerStatus]) -> String {
     let mut o = format!(
-        "{:<16} {:>10} {:>9} {:>9} {:>6} {:>6} {:>5}\n",
-        "NAME", "CPU", "MEMORY", "LIMIT", "PIDS", "MAX", "OOM"
+        "{:<16} {:>10} {:>9} {:>9} {:>6} {:>6} {:>5} {:>9} {:>9}\n",
+        "NAME", "CPU", "MEMORY", "LIMIT", "PIDS", "MAX", "OOM", "READ", "WRITTEN"
     );
     for c in cs {
         let s = &c.stats;
         o += &format!(
-            "{:<16} {:>9.2}s {:>9} {:>9} {:>6} {:>6} {:>5}\n",
+            "{:<16} {:>9.2}s {:>9} {:>9} {:>6} {:>6} {:>5} {:>9} {:>9}\n",
             c.name,
             s.cpu_usec as f64 / 1e6,
             mib(s.memory_bytes / 1024),
@@ -262,7 +262,9 @@ pub fn stats(cs: &[keel_api::ContainerStatus]) -> String {
             s.pids_max
                 .map(|m| m.to_string())
                 .unwrap_or_else(|| "max".into()),
-            s.oom_kills
+            s.oom_kills,
+            mib(s.io_rbytes / 1024),
+            mib(s.io_wbytes / 1024)
         );
     }
     o
