@@ -54,7 +54,7 @@ SLOT  = $(KIMG) slot --key $(KEY) --version $(VERSION) --build-id $$(cat $(BUILD
 
 images: kernel binaries keys
 	$(KIMG) build-id --file $(BUILD)/kernel/bzImage --file $(REL)/keel --file $(PUBKEY) > $(BUILD)/build-id
-	$(KIMG) oci $(VARS) --spec initramfs/busybox-oci.list --name busybox:latest \
+	$(KIMG) oci $(VARS) --spec initramfs/busybox-oci.list --name busybox:latest --zstd \
 		--entrypoint /bin/sh --env PATH=/bin --workdir / --out $(BUILD)/busybox-oci
 	$(KIMG) oci $(VARS) --spec initramfs/probe-oci.list --name probe:latest \
 		--entrypoint /probe --env PATH=/bin --workdir / --out $(BUILD)/probe-oci

@@ -88,6 +88,9 @@ enum Cmd {
         /// Output directory (replaced if it holds a layout).
         #[arg(long)]
         out: PathBuf,
+        /// Compress the layer with zstd (tar+zstd) instead of gzip.
+        #[arg(long)]
+        zstd: bool,
     },
     /// Create a development ed25519 key pair (DIR/keel-dev.key, DIR/keel-dev.pub) unless it exists.
     Keygen {
@@ -267,6 +270,7 @@ fn main() -> Result<()> {
             user,
             ports,
             out,
+            zstd,
         } => {
             if let Some(e) = env.iter().find(|e| !e.contains('=')) {
                 bail!("--env {e:?}: expected KEY=VALUE");
@@ -287,7 +291,7 @@ fn main() -> Result<()> {
                     ..Default::default()
                 },
             };
-            let digest = keel_image::oci::build(&entries, epoch()?, &image, &out)?;
+            let digest = keel_image::oci::build(&entries, epoch()?, &image, &out, zstd)?;
             eprintln!(
                 "keel-image: {} ({name}, {} entries, manifest {digest})",
                 out.display(),
