@@ -26,6 +26,17 @@ impl ErrorCode {
         self as u16
     }
 
+    /// The HTTP status etcd answers the error with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::KeyNotFound => 404,
+            ErrorCode::TestFailed | ErrorCode::NodeExist => 412,
+            // etcd maps only these two to 403; 104 and 107 fall through to 400.
+            ErrorCode::NotFile | ErrorCode::DirNotEmpty => 403,
+            _ => 400,
+        }
+    }
+
     /// etcd's message for the code, byte for byte, because clients match on it.
     pub fn message(self) -> &'static str {
         match self {

@@ -4,7 +4,8 @@
 //!    `key`, then `value` (value nodes), `dir` (only when true), `expiration`
 //!    (RFC 3339, UTC) and `ttl` (seconds left, omitted when 0), `nodes` (only
 //!    when non-empty), `modifiedIndex` and `createdIndex` (each omitted when 0,
-//!    as Go's `omitempty` does for the root).
+//!    as Go's `omitempty` does for the root). The root prints no `key` at all,
+//!    as etcd's does (its internal key is stripped to the empty string).
 //! 2. An [`EtcdError`] becomes `{"errorCode", "message", "cause"?, "index"}`.
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ pub struct ResponseBody {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeBody {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
@@ -62,7 +64,11 @@ fn is_zero_u64(v: &u64) -> bool {
 impl From<&NodeView> for NodeBody {
     fn from(n: &NodeView) -> Self {
         NodeBody {
-            key: n.key.clone(),
+            key: if n.key == "/" {
+                String::new()
+            } else {
+                n.key.clone()
+            },
             value: n.value.clone(),
             dir: n.dir,
             expiration: n.expiration.map(rfc3339_ms),
@@ -197,6 +203,15 @@ mod tests {
         assert_eq!(
             event_json(&e),
             r#"{"action":"get","node":{"key":"/d","dir":true,"expiration":"1970-01-01T00:00:06Z","ttl":4,"nodes":[{"key":"/d/x","value":"v","modifiedIndex":2,"createdIndex":2}],"modifiedIndex":1,"createdIndex":1}}"#
+        );
+    }
+
+    #[test]
+    fn root_prints_without_key_or_indexes() {
+        let s = Store::new();
+        assert_eq!(
+            event_json(&s.get("/", false, false, 0).unwrap()),
+            r#"{"action":"get","node":{"dir":true}}"#
         );
     }
 

@@ -82,6 +82,17 @@ pub struct Event {
 }
 
 impl Event {
+    /// The HTTP status etcd answers a write or get with: 201 when the node is
+    /// new (`create`, or `set` without a previous node). Watch answers are 200.
+    pub fn http_status(&self) -> u16 {
+        if self.action == Action::Create || (self.action == Action::Set && self.prev_node.is_none())
+        {
+            201
+        } else {
+            200
+        }
+    }
+
     /// The index the event happened at (its node's `modifiedIndex`).
     pub fn index(&self) -> u64 {
         self.node.modified_index
@@ -246,30 +257,26 @@ fn compare(n: &Node, prev_value: Option<&str>, prev_index: Option<u64>) -> Resul
 }
 
 /// Parses a `ttl` form field: empty means no TTL, anything else must be a
-/// non-negative integer (`202`).
-pub fn parse_ttl(field: &str, index: u64) -> Result<Option<u64>, EtcdError> {
-    parse_u64(field, "ttl", ErrorCode::TtlNaN, index)
+/// non-negative integer (`202`). Form errors never reach the store, so etcd
+/// reports them with index 0.
+pub fn parse_ttl(field: &str) -> Result<Option<u64>, EtcdError> {
+    parse_u64(field, "ttl", ErrorCode::TtlNaN)
 }
 
 /// Parses an index form field (`prevIndex`, `waitIndex`): empty means absent,
-/// anything else must be a non-negative integer (`203`).
-pub fn parse_index(field: &str, name: &str, index: u64) -> Result<Option<u64>, EtcdError> {
-    parse_u64(field, name, ErrorCode::IndexNaN, index)
+/// anything else must be a non-negative integer (`203`, index 0).
+pub fn parse_index(field: &str, name: &str) -> Result<Option<u64>, EtcdError> {
+    parse_u64(field, name, ErrorCode::IndexNaN)
 }
 
-fn parse_u64(
-    field: &str,
-    name: &str,
-    code: ErrorCode,
-    index: u64,
-) -> Result<Option<u64>, EtcdError> {
+fn parse_u64(field: &str, name: &str, code: ErrorCode) -> Result<Option<u64>, EtcdError> {
     if field.is_empty() {
         return Ok(None);
     }
     field
         .parse::<u64>()
         .map(Some)
-        .map_err(|_| EtcdError::new(code, format!("invalid value for \"{name}\""), index))
+        .map_err(|_| EtcdError::new(code, format!("invalid value for \"{name}\""), 0))
 }
 
 /// The etcd v2 keys store.
@@ -1248,17 +1255,14 @@ mod tests {
 
     #[test]
     fn form_parsers() {
-        assert_eq!(parse_ttl("", 3), Ok(None));
-        assert_eq!(parse_ttl("5", 3), Ok(Some(5)));
-        let e = parse_ttl("abc", 3).unwrap_err();
+        assert_eq!(parse_ttl(""), Ok(None));
+        assert_eq!(parse_ttl("5"), Ok(Some(5)));
+        let e = parse_ttl("abc").unwrap_err();
         assert_eq!(
             (e.code.code(), e.cause.as_str(), e.index),
-            (202, "invalid value for \"ttl\"", 3)
+            (202, "invalid value for \"ttl\"", 0)
         );
-        assert_eq!(parse_ttl("-1", 0).unwrap_err().code, ErrorCode::TtlNaN);
-        assert_eq!(
-            parse_index("x", "prevIndex", 0).unwrap_err().code.code(),
-            203
-        );
+        assert_eq!(parse_ttl("-1").unwrap_err().code, ErrorCode::TtlNaN);
+        assert_eq!(parse_index("x", "prevIndex").unwrap_err().code.code(), 203);
     }
 }
