@@ -431,12 +431,22 @@ impl Store {
     /// `create`, a prevValue/prevIndex alone is `compareAndSwap`, else `set`.
     pub fn set(&mut self, key: &str, opts: &SetOptions, now: u64) -> Result<Event, EtcdError> {
         let key = normalize_key(key);
+        // Form errors, checked before the store is touched: etcd reports
+        // them with index 0 and these causes.
         if opts.refresh {
             if !opts.value.is_empty() {
-                return Err(self.err(ErrorCode::RefreshValue, ""));
+                return Err(EtcdError::new(
+                    ErrorCode::RefreshValue,
+                    "A value was provided on a refresh",
+                    0,
+                ));
             }
             if opts.ttl.is_none() {
-                return Err(self.err(ErrorCode::RefreshTtlRequired, ""));
+                return Err(EtcdError::new(
+                    ErrorCode::RefreshTtlRequired,
+                    "No TTL value set",
+                    0,
+                ));
             }
         }
         let prev_value = opts.prev_value.as_deref().filter(|v| !v.is_empty());
