@@ -126,6 +126,8 @@ proptest! {
                         last = e.node.modified_index;
                     }
                     Ok(e) => prop_assert_eq!(e.etcd_index, before),
+                    // Form errors (2xx codes) carry index 0, as in etcd.
+                    Err(err) if (200..300).contains(&err.code.code()) => prop_assert_eq!(err.index, 0),
                     Err(err) => prop_assert_eq!(err.index, before),
                 }
             }
