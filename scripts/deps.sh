@@ -22,6 +22,7 @@ pkgs=(
   curl              # what users reach the demo container with, in the VM tests
   docker-registry   # a real registry for the pull tests (images pushed by skopeo)
   crun              # the reference runtime of the container benchmark (make bench-images)
+  etcd-server etcd-client  # etcd 3.4: the reference of keel's etcd v2 API (differential tests)
 )
 missing=()
 for p in "${pkgs[@]}"; do
