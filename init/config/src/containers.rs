@@ -24,7 +24,7 @@ use crate::model::{
     Container, Healthcheck, IoMax, MountSpec, NetMode, Port, Probe, Resources, Restart, Rlimit,
 };
 use crate::schema;
-use crate::validate::{distance, join, key_of, Entries, Verdict, V};
+use crate::validate::{distance, entry, join, key_of, Entries, Verdict, V};
 use crate::yaml::{Mark, Node, Value};
 
 /// Restart delays and the stop grace period when the config says nothing.
@@ -458,11 +458,7 @@ fn argv(v: &mut V, path: &str, n: &Node) -> Vec<String> {
 fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
     let e = v.map(path, n)?;
     v.known(path, e, KEYS);
-    let get = |k: &str| {
-        e.iter()
-            .find(|(key, _)| key_of(key) == k)
-            .map(|(_, x)| x.clone())
-    };
+    let get = |k: &str| entry(e, k);
     let name = match get("name") {
         Some(nn) => v.checked(&join(path, "name"), &nn, container_name),
         None => {
@@ -668,11 +664,7 @@ fn mounts(v: &mut V, path: &str, n: &Node) -> Vec<MountSpec> {
     for (i, it) in list.iter().enumerate() {
         let p = format!("{path}[{i}]");
         let Some(e) = v.map(&p, it) else { continue };
-        let get = |k: &str| {
-            e.iter()
-                .find(|(key, _)| key_of(key) == k)
-                .map(|(_, x)| x.clone())
-        };
+        let get = |k: &str| entry(e, k);
         let kind = match get("type") {
             Some(t) => v.parsed(&join(&p, "type"), &t, |s| match s {
                 "bind" | "tmpfs" => Ok(s.to_string()),
@@ -1079,11 +1071,7 @@ fn http_probe(v: &mut V, path: &str, n: &Node) -> Option<Probe> {
     };
     if let Value::Map(e) = &n.value {
         v.known(path, e, &["port", "path"]);
-        let get = |k: &str| {
-            e.iter()
-                .find(|(key, _)| key_of(key) == k)
-                .map(|(_, x)| x.clone())
-        };
+        let get = |k: &str| entry(e, k);
         let port = match get("port") {
             Some(p) => v.parsed(&join(path, "port"), &p, port_num),
             None => {

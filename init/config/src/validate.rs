@@ -91,6 +91,13 @@ impl Report {
 
 pub(crate) type Entries = [(Rc<Node>, Rc<Node>)];
 
+/// The value of key `k` in a mapping's entries.
+pub(crate) fn entry(e: &Entries, k: &str) -> Option<Rc<Node>> {
+    e.iter()
+        .find(|(key, _)| key_of(key) == k)
+        .map(|(_, val)| val.clone())
+}
+
 /// The walk's state: the report so far, and where each container came from
 /// (for the checks across containers, made once the whole document is read).
 pub(crate) struct V {
@@ -555,11 +562,7 @@ fn write_files(v: &mut V, n: &Node) {
             e,
             &["path", "content", "encoding", "permissions", "owner"],
         );
-        let get = |k: &str| {
-            e.iter()
-                .find(|(key, _)| key_of(key) == k)
-                .map(|(_, val)| val.clone())
-        };
+        let get = |k: &str| entry(e, k);
         let Some(p) = get("path") else {
             v.err(&path, f, "a file needs a path");
             continue;
@@ -962,11 +965,7 @@ fn units(v: &mut V, n: &Node) {
                 "name", "runtime", "enable", "content", "command", "mask", "drop-ins",
             ],
         );
-        let get = |k: &str| {
-            e.iter()
-                .find(|(key, _)| key_of(key) == k)
-                .map(|(_, val)| val.clone())
-        };
+        let get = |k: &str| entry(e, k);
         let Some(name_node) = get("name") else {
             v.err(&path, u, "a unit needs a name");
             continue;
