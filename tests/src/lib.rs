@@ -111,6 +111,13 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
+    /// Give the node `file` as its cloud-config, through qemu's fw_cfg.
+    pub fn cloud_config(&mut self, file: &Path) {
+        self.qemu_args.push("-fw_cfg".into());
+        self.qemu_args
+            .push(format!("name=opt/keel/config,file={}", file.display()));
+    }
+
     pub fn new(name: &str) -> VmConfig {
         VmConfig {
             name: name.to_string(),
@@ -399,6 +406,21 @@ impl Vm {
 
     pub fn client(&self) -> Client {
         Client::new(Endpoint::Tcp(([127, 0, 0, 1], self.api_port).into()))
+    }
+
+    /// `GET /v1/containers`.
+    pub fn containers(&self) -> Vec<keel_api::ContainerStatus> {
+        self.client()
+            .call_blocking(hyper::Method::GET, "/v1/containers")
+            .unwrap_or_else(|e| panic!("{}: GET /v1/containers: {e}", self.name))
+    }
+
+    /// The container `name`; panics when there is none.
+    pub fn container(&self, name: &str) -> keel_api::ContainerStatus {
+        self.containers()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{}: no container {name}", self.name))
     }
 
     pub fn status(&self) -> Status {

@@ -14,27 +14,11 @@ fn boot(s: &Scratch, name: &str, config: &str, hostfwd: Vec<String>) -> Vm {
     let file = s.path("user-data");
     std::fs::write(&file, config).unwrap();
     let mut cfg = VmConfig::new(name);
-    cfg.qemu_args = vec![
-        "-fw_cfg".into(),
-        format!("name=opt/keel/config,file={}", file.display()),
-    ];
+    cfg.cloud_config(&file);
     cfg.hostfwd = hostfwd;
     let mut vm = Vm::start(cfg);
     vm.wait_ready();
     vm
-}
-
-fn ps(vm: &Vm) -> Vec<ContainerStatus> {
-    vm.client()
-        .call_blocking(hyper::Method::GET, "/v1/containers")
-        .unwrap_or_else(|e| panic!("GET /v1/containers: {e}"))
-}
-
-fn one(vm: &Vm, name: &str) -> ContainerStatus {
-    ps(vm)
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no container {name}"))
 }
 
 /// Poll until `f` holds for container `name`; panics with its last status.
@@ -46,7 +30,7 @@ fn wait_until(
 ) -> ContainerStatus {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let c = one(vm, name);
+        let c = vm.container(name);
         if f(&c) {
             return c;
         }
@@ -243,7 +227,7 @@ containers:
     let (ok, _, err) = vm.keelctl(&["start", "web"]);
     assert!(ok, "{err}");
     wait_until(&vm, "web", "running", |c| c.state == "running");
-    let pid = one(&vm, "hello").pid;
+    let pid = vm.container("hello").pid;
     let (ok, _, err) = vm.keelctl(&["restart", "hello"]);
     assert!(ok, "{err}");
     let h = wait_until(&vm, "hello", "restarted", |c| {
@@ -260,7 +244,7 @@ containers:
 
     // A new config at runtime: web stays as it is (same pid), hello is
     // replaced (its command changed), the rest go, late is added.
-    let web_pid = one(&vm, "web").pid;
+    let web_pid = vm.container("web").pid;
     let next = config
         .split("  - name: escape")
         .next()
@@ -279,7 +263,7 @@ containers:
         assert!(out.contains(l), "{l:?} in {out}");
     }
     assert!(!out.contains("web:"), "{out}");
-    assert_eq!(ps(&vm).len(), 6, "a dry run changes nothing");
+    assert_eq!(vm.containers().len(), 6, "a dry run changes nothing");
     let (ok, out, err) = vm.keelctl(&["config", "apply", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("container  late: added"), "{out}");
@@ -292,11 +276,11 @@ containers:
         "{h:?}"
     );
     assert_eq!(
-        one(&vm, "web").pid,
+        vm.container("web").pid,
         web_pid,
         "an unchanged container keeps running"
     );
-    let names: Vec<String> = ps(&vm).into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = vm.containers().into_iter().map(|c| c.name).collect();
     assert_eq!(names, ["hello", "late", "web"]);
     vm.assert_no_fatal();
 }
@@ -396,24 +380,24 @@ containers:
     assert!(hog.stats.oom_kills >= 1, "{hog:?}");
     assert!(hog.stats.oom_group_kills >= 1, "{hog:?}");
     assert!(!logs(&vm, "hog").contains("survived"));
-    assert_eq!(one(&vm, "calm").state, "running");
+    assert_eq!(vm.container("calm").state, "running");
 
     // The fork bomb stops at pids.max; keel and the others live on.
     let bomb = wait_logs(&vm, "bomb", "spawned");
     assert!(bomb.contains("can't fork"), "{bomb}");
-    let b = one(&vm, "bomb");
+    let b = vm.container("bomb");
     assert_eq!(b.stats.pids_max, Some(16));
     assert!((14..=16).contains(&b.stats.pids), "{b:?}");
     assert_eq!(b.state, "running", "{b:?}");
-    assert_eq!(one(&vm, "calm").state, "running");
+    assert_eq!(vm.container("calm").state, "running");
     assert!(vm.status().processes.total > 0);
 
     // crashy restarts with doubling delays: 1 s, 2 s, 4 s, 4 s.
     let mut seen = Vec::new();
-    let mut last = one(&vm, "crashy").restarts;
+    let mut last = vm.container("crashy").restarts;
     let start = Instant::now();
     while seen.len() < 4 && start.elapsed() < Duration::from_secs(90) {
-        let c = one(&vm, "crashy");
+        let c = vm.container("crashy");
         if c.restarts != last {
             seen.push((c.restarts, Instant::now()));
             last = c.restarts;
@@ -436,7 +420,7 @@ containers:
             "gap {i} after restart {n}: {g:.2} s, want about {want} s ({gaps:?})"
         );
     }
-    let c = one(&vm, "crashy");
+    let c = vm.container("crashy");
     assert_eq!(c.last_exit.as_deref(), Some("exited 3"));
 
     // Health checks run inside each container's own network namespace: an
@@ -487,15 +471,7 @@ containers:
 fn the_demo_node_serves_its_page() {
     let port = free_port();
     let mut cfg = VmConfig::new("containers-demo");
-    cfg.qemu_args = vec![
-        "-fw_cfg".into(),
-        format!(
-            "name=opt/keel/config,file={}",
-            keel_vmtests::root()
-                .join("initramfs/demo-config.yaml")
-                .display()
-        ),
-    ];
+    cfg.cloud_config(&keel_vmtests::root().join("initramfs/demo-config.yaml"));
     cfg.hostfwd = vec![format!("tcp:127.0.0.1:{port}-:8080")];
     let mut vm = Vm::start(cfg);
     vm.wait_ready();

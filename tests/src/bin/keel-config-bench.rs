@@ -40,10 +40,7 @@ fn main() {
     let mut written = Series::default();
     for i in 0..runs {
         let mut cfg = VmConfig::new(&format!("bench-config-{i}"));
-        cfg.qemu_args = vec![
-            "-fw_cfg".into(),
-            format!("name=opt/keel/config,file={}", file.display()),
-        ];
+        cfg.cloud_config(&file);
         let mut vm = Vm::start(cfg);
         vm.wait_ready();
         let s = vm.status();

@@ -46,26 +46,10 @@ fn boot(s: &Scratch, name: &str, config: &str, append: &str) -> Vm {
     cfg.variant = Variant::Bench;
     cfg.mem = "512M".into();
     cfg.append = append.into();
-    cfg.qemu_args = vec![
-        "-fw_cfg".into(),
-        format!("name=opt/keel/config,file={}", file.display()),
-    ];
+    cfg.cloud_config(&file);
     let mut vm = Vm::start(cfg);
     vm.wait_ready();
     vm
-}
-
-fn ps(vm: &Vm) -> Vec<ContainerStatus> {
-    vm.client()
-        .call_blocking(hyper::Method::GET, "/v1/containers")
-        .unwrap_or_else(|e| panic!("GET /v1/containers: {e}"))
-}
-
-fn container(vm: &Vm, name: &str) -> ContainerStatus {
-    ps(vm)
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no container {name}"))
 }
 
 /// Poll (every `every`) until `f` holds for `name`; panics after 60 s.
@@ -77,7 +61,7 @@ fn wait_until(
 ) -> ContainerStatus {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let c = container(vm, name);
+        let c = vm.container(name);
         if f(&c) {
             return c;
         }
@@ -118,7 +102,7 @@ fn rss_with(s: &Scratch, n: usize) -> u64 {
     let vm = boot(s, &format!("bench-containers-rss-{n}"), &config, "");
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let all = ps(&vm);
+        let all = vm.containers();
         assert_eq!(all.len(), n, "{all:?}");
         if all.iter().all(|c| c.state == "running") {
             break;
@@ -197,7 +181,7 @@ fn main() {
             eprintln!("keel: {}/{runs} runs of t", i + 1);
         }
     }
-    let sleeping = container(&vm, "s");
+    let sleeping = vm.container("s");
     assert_eq!(sleeping.state, "running", "{sleeping:?}");
     drop(vm);
 
