@@ -351,16 +351,13 @@ fn status_of(e: &Entry) -> ContainerStatus {
         (Some(cg), Some(_)) => (cg.stats(), true),
         _ => (s.last_stats.clone(), false),
     };
+    // Memory and pids are the live run's; OOM kills add up over runs.
     let stats = ContainerStats {
-        cpu_usec: st.cpu_usec,
         memory_bytes: if live { st.memory_bytes } else { 0 },
-        memory_max: st.memory_max,
         pids: if live { st.pids } else { 0 },
-        pids_max: st.pids_max,
         oom_kills: s.oom_kills + if live { st.oom_kills } else { 0 },
         oom_group_kills: s.oom_group_kills + if live { st.oom_group_kills } else { 0 },
-        io_rbytes: st.io_rbytes,
-        io_wbytes: st.io_wbytes,
+        ..st
     };
     ContainerStatus {
         name: e.spec.name.clone(),

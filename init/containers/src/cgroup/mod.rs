@@ -113,25 +113,9 @@ pub struct Cgroup {
     pub path: PathBuf,
 }
 
-/// Resource use of one container.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Stats {
-    pub cpu_usec: u64,
-    pub memory_bytes: u64,
-    pub memory_max: Option<u64>,
-    pub pids: u64,
-    pub pids_max: Option<u64>,
-    /// OOM kills in this group (`memory.events` `oom_kill`).
-    pub oom_kills: u64,
-    /// Times the whole group was OOM-killed (`oom_group_kill`).
-    pub oom_group_kills: u64,
-    /// Bytes read from block devices, all devices (`io.stat` `rbytes`).
-    #[serde(default)]
-    pub io_rbytes: u64,
-    /// Bytes written to block devices (`io.stat` `wbytes`).
-    #[serde(default)]
-    pub io_wbytes: u64,
-}
+/// Resource use of one container: the API's type, filled from the
+/// controllers' files.
+pub use keel_api::ContainerStats as Stats;
 
 impl Cgroup {
     /// Create (or reuse, after a crash) the group `name` under `group`, and
