@@ -238,24 +238,41 @@ fn field_err(document: &str, field: &str, problem: String) -> DocError {
     }
 }
 
+/// The header both documents share: `schemaVersion` 2, and a `mediaType`
+/// (when given) that `kind_ok` accepts.
+fn check_header(
+    document: &str,
+    schema_version: u32,
+    media_type: Option<&String>,
+    kind_ok: fn(&str) -> bool,
+    kind: &str,
+) -> Result<(), DocError> {
+    if schema_version != 2 {
+        return Err(field_err(
+            document,
+            "schemaVersion",
+            format!("{schema_version} is not 2"),
+        ));
+    }
+    match media_type {
+        Some(t) if !kind_ok(t) => Err(field_err(
+            document,
+            "mediaType",
+            format!("{t:?} is not {kind}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Index {
     pub fn check(&self, document: &str) -> Result<(), DocError> {
-        if self.schema_version != 2 {
-            return Err(field_err(
-                document,
-                "schemaVersion",
-                format!("{} is not 2", self.schema_version),
-            ));
-        }
-        if let Some(t) = &self.media_type {
-            if !is_index(t) {
-                return Err(field_err(
-                    document,
-                    "mediaType",
-                    format!("{t:?} is not an index"),
-                ));
-            }
-        }
+        check_header(
+            document,
+            self.schema_version,
+            self.media_type.as_ref(),
+            is_index,
+            "an index",
+        )?;
         for (i, d) in self.manifests.iter().enumerate() {
             d.check(document, &format!("manifests[{i}]"))?;
         }
@@ -265,22 +282,13 @@ impl Index {
 
 impl Manifest {
     pub fn check(&self, document: &str) -> Result<(), DocError> {
-        if self.schema_version != 2 {
-            return Err(field_err(
-                document,
-                "schemaVersion",
-                format!("{} is not 2", self.schema_version),
-            ));
-        }
-        if let Some(t) = &self.media_type {
-            if !is_manifest(t) {
-                return Err(field_err(
-                    document,
-                    "mediaType",
-                    format!("{t:?} is not an image manifest"),
-                ));
-            }
-        }
+        check_header(
+            document,
+            self.schema_version,
+            self.media_type.as_ref(),
+            is_manifest,
+            "an image manifest",
+        )?;
         self.config.check(document, "config")?;
         if self.config.media_type != OCI_CONFIG && self.config.media_type != DOCKER_CONFIG {
             return Err(field_err(
