@@ -1,7 +1,7 @@
 //! etcd v2's error codes, messages and the `cause`/`index` that go with them.
 
 /// An etcd v2 error code; the discriminant is the number etcd puts in `errorCode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ErrorCode {
     KeyNotFound = 100,
     TestFailed = 101,
@@ -15,8 +15,12 @@ pub enum ErrorCode {
     TtlNaN = 202,
     IndexNaN = 203,
     InvalidField = 209,
+    InvalidForm = 210,
     RefreshValue = 211,
     RefreshTtlRequired = 212,
+    RaftInternal = 300,
+    LeaderElect = 301,
+    WatcherCleared = 400,
     EventIndexCleared = 401,
 }
 
@@ -33,6 +37,7 @@ impl ErrorCode {
             ErrorCode::TestFailed | ErrorCode::NodeExist => 412,
             // etcd maps only these two to 403; 104 and 107 fall through to 400.
             ErrorCode::NotFile | ErrorCode::DirNotEmpty => 403,
+            ErrorCode::RaftInternal | ErrorCode::LeaderElect => 500,
             _ => 400,
         }
     }
@@ -52,6 +57,10 @@ impl ErrorCode {
             ErrorCode::TtlNaN => "The given TTL in POST form is not a number",
             ErrorCode::IndexNaN => "The given index in POST form is not a number",
             ErrorCode::InvalidField => "Invalid field",
+            ErrorCode::InvalidForm => "Invalid POST form",
+            ErrorCode::RaftInternal => "Raft Internal Error",
+            ErrorCode::LeaderElect => "During Leader Election",
+            ErrorCode::WatcherCleared => "watcher is cleared due to etcd recovery",
             ErrorCode::RefreshValue => "Value provided on refresh",
             ErrorCode::RefreshTtlRequired => "A TTL must be provided on refresh",
             ErrorCode::EventIndexCleared => "The event in requested index is outdated and cleared",
@@ -61,7 +70,7 @@ impl ErrorCode {
 
 /// An operation refused by the store: etcd's code, the key or comparison it
 /// failed on (`cause`) and the store's index when it failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{} ({cause})", code.message())]
 pub struct EtcdError {
     pub code: ErrorCode,

@@ -26,7 +26,7 @@ use crate::error::{ErrorCode, EtcdError};
 use crate::watch::{EventHistory, DEFAULT_HISTORY};
 
 /// What an event did; the strings are etcd's `action` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     Get,
     Set,
@@ -54,7 +54,7 @@ impl Action {
 }
 
 /// A node as an event shows it: a snapshot, detached from the tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeView {
     pub key: String,
     /// `Some` for a value node that carries its value; `None` for directories and
@@ -72,7 +72,7 @@ pub struct NodeView {
 }
 
 /// The outcome of an operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub action: Action,
     pub node: NodeView,
@@ -100,7 +100,7 @@ impl Event {
 }
 
 /// The parameters of a PUT, as etcd's form fields carry them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetOptions {
     pub value: String,
     pub dir: bool,
@@ -113,13 +113,13 @@ pub struct SetOptions {
     pub refresh: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Kind {
     File(String),
     Dir(BTreeMap<String, Node>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Node {
     created_index: u64,
     modified_index: u64,
@@ -280,7 +280,7 @@ fn parse_u64(field: &str, name: &str, code: ErrorCode) -> Result<Option<u64>, Et
 }
 
 /// The etcd v2 keys store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Store {
     root: Node,
     index: u64,

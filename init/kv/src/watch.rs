@@ -20,7 +20,7 @@ use crate::store::{Action, Event};
 /// etcd's default history window.
 pub const DEFAULT_HISTORY: usize = 1000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EventHistory {
     events: VecDeque<Event>,
     capacity: usize,

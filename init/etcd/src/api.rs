@@ -1,0 +1,716 @@
+//! The client API: etcd's v2 HTTP endpoints, answered the way etcd 3.4
+//! answers them (status, headers, JSON bodies with a final newline).
+//!
+//! 1. A path Go's `ServeMux` would clean (`//`, `/./`, `/../`) gets the same
+//!    301 to the cleaned path.
+//! 2. `/v2/keys`: the form (body first, then query) is checked field by
+//!    field in etcd's order, each refusal naming its field; then a read is
+//!    linearized (unless `quorum=false`) and served locally, a write goes
+//!    through Raft, a watch waits on the applied-index channel.
+//! 3. `/v2/members`, `/v2/machines`, `/v2/stats/*`, `/version`, `/health`.
+//!
+//! Limits: request body 1.5 MiB (413), keys 4 KiB, watchers
+//! [`MAX_WATCHERS`] (503 past it).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, LOCATION};
+use hyper::{Method, Request as HttpRequest, Response, StatusCode};
+use keel_kv::json::{error_json, event_json};
+use keel_kv::{ErrorCode, EtcdError, Event, SetOptions};
+use tokio::sync::mpsc;
+
+use crate::form::{mux_redirect, unescape, Form};
+use crate::node::{now_ms, MemberChange, Node};
+use crate::types::Request;
+
+/// Largest request body (etcd's `--max-request-bytes` default).
+pub const MAX_BODY: usize = 1536 * 1024;
+/// Longest key.
+pub const MAX_KEY: usize = 4096;
+/// Most concurrent watchers on one member.
+pub const MAX_WATCHERS: u64 = 10_000;
+/// The etcd release whose v2 API keel answers as.
+pub const ETCD_VERSION: &str = "3.4.0";
+
+/// A response body: whole, or a stream of watch events.
+pub enum Body {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+type Resp = Response<Body>;
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Body::Full(Some(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json_line(status: StatusCode, mut body: String) -> Resp {
+    body.push('\n');
+    respond(status, "application/json", body)
+}
+
+fn set_header(r: &mut Resp, name: &'static str, value: impl ToString) {
+    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+/// Go's `http.Error`: a plain-text line.
+fn text_error(status: StatusCode, msg: &str) -> Resp {
+    let mut r = respond(status, "text/plain; charset=utf-8", format!("{msg}\n"));
+    set_header(&mut r, "X-Content-Type-Options", "nosniff");
+    r
+}
+
+fn not_allowed(allowed: &'static str) -> Resp {
+    let mut r = text_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allowed));
+    r
+}
+
+/// etcd's error body with its status and `X-Etcd-Index`.
+fn etcd_error(e: &EtcdError) -> Resp {
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = json_line(status, error_json(e));
+    set_header(&mut r, "X-Etcd-Index", e.index);
+    r
+}
+
+/// etcd's `httptypes.HTTPError`: `{"message": ...}`.
+fn http_error(status: u16, message: &str) -> Resp {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_line(
+        status,
+        serde_json::json!({ "message": message }).to_string(),
+    )
+}
+
+fn form_error(code: ErrorCode, cause: &str) -> EtcdError {
+    EtcdError::new(code, cause, 0)
+}
+
+/// Step 1..3 for one request.
+pub async fn handle(node: Arc<Node>, req: HttpRequest<Incoming>) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_string();
+    if let Some(to) = mux_redirect(&path) {
+        let location = match req.uri().query() {
+            Some(q) => format!("{to}?{q}"),
+            None => to,
+        };
+        let body = if matches!(*req.method(), Method::GET | Method::HEAD) {
+            format!("<a href=\"{location}\">Moved Permanently</a>.\n\n")
+        } else {
+            String::new()
+        };
+        let mut r = respond(
+            StatusCode::MOVED_PERMANENTLY,
+            "text/html; charset=utf-8",
+            body,
+        );
+        set_header(&mut r, LOCATION.as_str(), location);
+        return Ok(r);
+    }
+    let r = if path == "/v2/keys" || path.starts_with("/v2/keys/") {
+        keys(&node, req).await
+    } else if path == "/v2/members" || path.starts_with("/v2/members/") {
+        members(&node, req).await
+    } else {
+        match path.as_str() {
+            "/v2/machines" => machines(&node, req.method()),
+            "/v2/stats/store" | "/v2/stats/self" | "/v2/stats/leader" => {
+                stats(&node, req.method(), &path)
+            }
+            "/version" => version(req.method()),
+            "/health" => health(&node, req.method()).await,
+            _ => text_error(StatusCode::NOT_FOUND, "404 page not found"),
+        }
+    };
+    Ok(r)
+}
+
+/// Reads the body (limit [`MAX_BODY`]) into the form when it is one.
+async fn read_form(req: HttpRequest<Incoming>) -> Result<Form, Resp> {
+    let is_form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let query = req.uri().query().unwrap_or("").to_string();
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            text_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body larger than {MAX_BODY} bytes"),
+            )
+        })?
+        .to_bytes();
+    let mut form = Form::default();
+    let invalid =
+        |e: crate::form::FormError| etcd_error(&form_error(ErrorCode::InvalidForm, &e.to_string()));
+    if is_form {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| etcd_error(&form_error(ErrorCode::InvalidForm, "body is not UTF-8")))?;
+        form.add(text).map_err(invalid)?;
+    }
+    form.add(&query).map_err(invalid)?;
+    Ok(form)
+}
+
+/// A key request, checked as etcd's `parseKeyRequest` checks it.
+struct KeyRequest {
+    key: String,
+    wait: bool,
+    wait_index: u64,
+    recursive: bool,
+    sorted: bool,
+    dir: bool,
+    quorum: Option<bool>,
+    stream: bool,
+    no_value_on_success: bool,
+    value: String,
+    ttl: Option<u64>,
+    prev_exist: Option<bool>,
+    prev_value: Option<String>,
+    prev_index: Option<u64>,
+    refresh: bool,
+}
+
+fn parse_key_request(method: &Method, key: String, f: &Form) -> Result<KeyRequest, EtcdError> {
+    use ErrorCode::*;
+    let field = |name: &str| format!("invalid value for \"{name}\"");
+    let prev_index = f
+        .uint("prevIndex")
+        .map_err(|_| form_error(IndexNaN, &field("prevIndex")))?;
+    let wait_index = f
+        .uint("waitIndex")
+        .map_err(|_| form_error(IndexNaN, &field("waitIndex")))?;
+    let b = |name: &str| {
+        f.bool(name)
+            .map_err(|_| form_error(InvalidField, &field(name)))
+    };
+    let recursive = b("recursive")?;
+    let sorted = b("sorted")?;
+    let wait = b("wait")?;
+    let dir = b("dir")?;
+    let quorum = b("quorum")?;
+    let stream = b("stream")?;
+    if wait && method != Method::GET {
+        return Err(form_error(
+            InvalidField,
+            "\"wait\" can only be used with GET requests",
+        ));
+    }
+    if f.has("prevValue") && f.value("prevValue").is_empty() {
+        return Err(form_error(
+            PrevValueRequired,
+            "\"prevValue\" cannot be empty",
+        ));
+    }
+    let no_value_on_success = b("noValueOnSuccess")?;
+    let ttl = if f.value("ttl").is_empty() {
+        None
+    } else {
+        Some(
+            f.uint("ttl")
+                .map_err(|_| form_error(TtlNaN, &field("ttl")))?,
+        )
+    };
+    let prev_exist = if f.has("prevExist") {
+        Some(
+            f.bool("prevExist")
+                .map_err(|_| form_error(InvalidField, "invalid value for prevExist"))?,
+        )
+    } else {
+        None
+    };
+    let mut refresh = false;
+    if f.has("refresh") {
+        refresh = f
+            .bool("refresh")
+            .map_err(|_| form_error(InvalidField, "invalid value for refresh"))?;
+        if refresh {
+            if f.has("value") && !f.value("value").is_empty() {
+                return Err(form_error(
+                    RefreshValue,
+                    "A value was provided on a refresh",
+                ));
+            }
+            if ttl.is_none() {
+                return Err(form_error(RefreshTtlRequired, "No TTL value set"));
+            }
+        }
+    }
+    Ok(KeyRequest {
+        key,
+        wait,
+        wait_index,
+        recursive,
+        sorted,
+        dir,
+        quorum: f.has("quorum").then_some(quorum),
+        stream,
+        no_value_on_success,
+        value: f.value("value").to_string(),
+        ttl,
+        prev_exist,
+        prev_value: f.get("prevValue").map(str::to_string),
+        prev_index: Some(prev_index).filter(|i| *i != 0),
+        refresh,
+    })
+}
+
+fn with_index_headers(node: &Node, r: &mut Resp, etcd_index: u64, raft: Option<(u64, u64)>) {
+    set_header(r, "X-Etcd-Cluster-ID", format!("{:x}", node.cluster_id));
+    set_header(r, "X-Etcd-Index", etcd_index);
+    let (index, term) = raft.unwrap_or_else(|| (node.shared.applied().raft_index, node.term()));
+    set_header(r, "X-Raft-Index", index);
+    set_header(r, "X-Raft-Term", term);
+}
+
+fn event_response(
+    node: &Node,
+    e: &Event,
+    status: u16,
+    raft: Option<(u64, u64)>,
+    no_value: bool,
+) -> Resp {
+    use keel_kv::Action::*;
+    let body = if no_value && matches!(e.action, Set | CompareAndSwap | Create | Update) {
+        serde_json::json!({ "action": e.action.as_str() }).to_string()
+    } else {
+        event_json(e)
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut r = json_line(status, body);
+    with_index_headers(node, &mut r, e.etcd_index, raft);
+    r
+}
+
+async fn keys(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
+    let method = req.method().clone();
+    if !matches!(
+        method,
+        Method::HEAD | Method::GET | Method::PUT | Method::POST | Method::DELETE
+    ) {
+        return not_allowed("HEAD,GET,PUT,POST,DELETE");
+    }
+    let raw = req.uri().path()["/v2/keys".len()..].to_string();
+    let form = match read_form(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let key = match unescape(&raw, false) {
+        Ok(k) => k,
+        Err(e) => return etcd_error(&form_error(ErrorCode::InvalidForm, &e.to_string())),
+    };
+    let cluster = |mut r: Resp| {
+        set_header(
+            &mut r,
+            "X-Etcd-Cluster-ID",
+            format!("{:x}", node.cluster_id),
+        );
+        r
+    };
+    if key.len() > MAX_KEY {
+        return cluster(etcd_error(&form_error(
+            ErrorCode::InvalidField,
+            &format!("key longer than {MAX_KEY} bytes"),
+        )));
+    }
+    let k = match parse_key_request(&method, key, &form) {
+        Ok(k) => k,
+        Err(e) => return cluster(etcd_error(&e)),
+    };
+    let now = now_ms();
+    let request = match method {
+        Method::GET | Method::HEAD if k.wait => return watch(node, k).await,
+        Method::GET | Method::HEAD => {
+            if k.quorum != Some(false) {
+                if let Err(e) = node.linearize().await {
+                    return cluster(etcd_error(&e));
+                }
+            }
+            let r = node
+                .shared
+                .read()
+                .store
+                .get(&k.key, k.recursive, k.sorted, now);
+            node.shared.stats.count_get(r.is_ok());
+            return match r {
+                Ok(e) => event_response(node, &e, 200, None, false),
+                Err(e) => cluster(etcd_error(&e)),
+            };
+        }
+        Method::PUT => Request::Set {
+            key: k.key,
+            opts: SetOptions {
+                value: k.value,
+                dir: k.dir,
+                ttl: k.ttl,
+                prev_exist: k.prev_exist,
+                prev_value: k.prev_value,
+                prev_index: k.prev_index,
+                refresh: k.refresh,
+            },
+            now,
+        },
+        Method::POST => Request::CreateInOrder {
+            dir: k.key,
+            value: k.value,
+            ttl: k.ttl,
+            now,
+        },
+        _ => Request::Delete {
+            key: k.key,
+            dir: k.dir,
+            recursive: k.recursive,
+            prev_value: k.prev_value,
+            prev_index: k.prev_index,
+            now,
+        },
+    };
+    match node.write(request).await {
+        Ok(w) => match w.response {
+            crate::types::Response::Event(e) => event_response(
+                node,
+                &e,
+                e.http_status(),
+                Some((w.raft_index, w.raft_term)),
+                k.no_value_on_success,
+            ),
+            crate::types::Response::Error(e) => cluster(etcd_error(&e)),
+            crate::types::Response::Done => cluster(etcd_error(&form_error(
+                ErrorCode::RaftInternal,
+                "received response with no Event/Watcher!",
+            ))),
+        },
+        Err(e) => cluster(etcd_error(&e)),
+    }
+}
+
+/// Whether `key` is hidden from a watch on `watched`: some segment below
+/// the watched key starts with `_` (etcd's `isHidden`).
+fn hidden(watched: &str, key: &str) -> bool {
+    let rest = key.strip_prefix(watched).unwrap_or(key);
+    rest.split('/').any(|s| s.starts_with('_'))
+}
+
+/// Decrements the watcher count when a watch ends, however it ends.
+struct WatcherSlot(Arc<Node>);
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.0.shared.stats.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn watch(node: &Arc<Node>, k: KeyRequest) -> Resp {
+    let stats = &node.shared.stats;
+    if stats.watchers.fetch_add(1, Ordering::Relaxed) >= MAX_WATCHERS {
+        stats.watchers.fetch_sub(1, Ordering::Relaxed);
+        return http_error(503, &format!("too many watchers (limit {MAX_WATCHERS})"));
+    }
+    let slot = WatcherSlot(node.clone());
+    if k.quorum == Some(true) {
+        if let Err(e) = node.linearize().await {
+            return etcd_error(&e);
+        }
+    }
+    let key = keel_kv::normalize_key(&k.key);
+    let mut rx = node.shared.subscribe();
+    let (first, start) = {
+        let s = node.shared.read();
+        (
+            s.store.watch(&key, k.recursive, k.wait_index),
+            s.store.index(),
+        )
+    };
+    let first = match first {
+        Ok(f) => f,
+        Err(e) => return etcd_error(&e),
+    };
+    let mut head = Response::new(Body::Full(None));
+    head.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    with_index_headers(node, &mut head, start, None);
+    let line = |e: &Event| Bytes::from(format!("{}\n", event_json(e)));
+    if let (Some(e), false) = (&first, k.stream) {
+        *head.body_mut() = Body::Full(Some(line(e)));
+        return head;
+    }
+    let (tx, body) = mpsc::channel::<Bytes>(16);
+    *head.body_mut() = Body::Stream(body);
+    let node = node.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        // Events at or before `start` come from history, unfiltered; later
+        // ones are live, and hidden keys are skipped as etcd does.
+        let mut from = if k.wait_index == 0 {
+            start + 1
+        } else {
+            k.wait_index
+        };
+        if let Some(e) = first {
+            if tx.send(line(&e)).await.is_err() {
+                return;
+            }
+            from = e.index() + 1;
+        }
+        loop {
+            let found = {
+                let s = node.shared.read();
+                let r = s.store.watch(&key, k.recursive, from);
+                let current = s.store.index();
+                (r, current)
+            };
+            match found {
+                (Ok(Some(e)), _) => {
+                    from = e.index() + 1;
+                    if e.index() > start && hidden(&key, &e.node.key) {
+                        continue;
+                    }
+                    if tx.send(line(&e)).await.is_err() || !k.stream {
+                        return;
+                    }
+                }
+                (Ok(None), current) => {
+                    from = from.max(current + 1);
+                    tokio::select! {
+                        r = rx.changed() => if r.is_err() { return },
+                        _ = tx.closed() => return,
+                    }
+                }
+                // The window moved past us while we were slow: end the
+                // stream, as etcd closes a watcher that falls behind.
+                (Err(_), _) => return,
+            }
+        }
+    });
+    head
+}
+
+async fn members(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
+    let method = req.method().clone();
+    if !matches!(
+        method,
+        Method::GET | Method::POST | Method::DELETE | Method::PUT
+    ) {
+        return not_allowed("GET,POST,DELETE,PUT");
+    }
+    let rest = req.uri().path()["/v2/members".len()..]
+        .trim_start_matches('/')
+        .to_string();
+    let cluster = |mut r: Resp| {
+        set_header(
+            &mut r,
+            "X-Etcd-Cluster-ID",
+            format!("{:x}", node.cluster_id),
+        );
+        r
+    };
+    match method {
+        Method::GET => cluster(match rest.as_str() {
+            "" => json_line(
+                StatusCode::OK,
+                serde_json::json!({ "members": node.members() }).to_string(),
+            ),
+            "leader" => match node.leader() {
+                None => http_error(503, "During election"),
+                Some(l) => match node
+                    .members()
+                    .into_iter()
+                    .find(|m| m.id == format!("{l:x}"))
+                {
+                    Some(m) => json_line(
+                        StatusCode::OK,
+                        serde_json::to_string(&m).unwrap_or_default(),
+                    ),
+                    None => http_error(503, "During election"),
+                },
+            },
+            _ => http_error(404, "Not found"),
+        }),
+        Method::POST => {
+            let is_json = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                });
+            if is_json.as_deref() != Some("application/json") {
+                return cluster(http_error(
+                    415,
+                    &format!(
+                        "Bad Content-Type {}, accept application/json",
+                        is_json.unwrap_or_default()
+                    ),
+                ));
+            }
+            let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return cluster(http_error(400, &e.to_string())),
+            };
+            #[derive(serde::Deserialize)]
+            struct Create {
+                #[serde(rename = "peerURLs")]
+                peer_urls: Vec<String>,
+            }
+            let c: Create = match serde_json::from_slice(&body) {
+                Ok(c) => c,
+                Err(e) => return cluster(http_error(400, &format!("peerURLs: {e}"))),
+            };
+            match node
+                .change_members(MemberChange::Add {
+                    peer_urls: c.peer_urls,
+                })
+                .await
+            {
+                Ok(m) => cluster(json_line(
+                    StatusCode::CREATED,
+                    serde_json::to_string(&m).unwrap_or_default(),
+                )),
+                Err(e) => cluster(http_error(e.status, &e.message)),
+            }
+        }
+        Method::DELETE => {
+            if rest.is_empty() {
+                return cluster(text_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Method Not Allowed",
+                ));
+            }
+            let Ok(id) = u64::from_str_radix(&rest, 16) else {
+                return cluster(http_error(404, &format!("No such member: {rest}")));
+            };
+            match node.change_members(MemberChange::Remove { id }).await {
+                Ok(_) => {
+                    let mut r = Response::new(Body::Full(None));
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    cluster(r)
+                }
+                Err(e) => cluster(http_error(e.status, &e.message)),
+            }
+        }
+        _ => cluster(http_error(
+            501,
+            "updating a member's peer URLs is not supported; remove and add it",
+        )),
+    }
+}
+
+fn machines(node: &Node, method: &Method) -> Resp {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return not_allowed("GET,HEAD");
+    }
+    respond(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        node.client_urls().join(", "),
+    )
+}
+
+fn stats(node: &Node, method: &Method, path: &str) -> Resp {
+    if *method != Method::GET {
+        return not_allowed("GET");
+    }
+    let body = match path {
+        "/v2/stats/store" => {
+            let w = node.shared.read().stats.clone();
+            crate::stats::store_json(&w, &node.shared.stats)
+        }
+        "/v2/stats/self" => crate::stats::self_json(node),
+        _ => match crate::stats::leader_json(node) {
+            Some(v) => v,
+            None => return http_error(403, "not current leader"),
+        },
+    };
+    respond(StatusCode::OK, "application/json", body.to_string())
+}
+
+fn version(method: &Method) -> Resp {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return not_allowed("GET,HEAD");
+    }
+    respond(
+        StatusCode::OK,
+        "application/json",
+        serde_json::json!({ "etcdserver": ETCD_VERSION, "etcdcluster": "3.4.0" }).to_string(),
+    )
+}
+
+/// Healthy when there is a leader and a linearizable read succeeds.
+async fn health(node: &Node, method: &Method) -> Resp {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return not_allowed("GET,HEAD");
+    }
+    let check = async {
+        if node.leader().is_none() {
+            return Err("no leader".to_string());
+        }
+        node.linearize().await.map_err(|e| e.cause)
+    };
+    let (status, body) = match tokio::time::timeout(std::time::Duration::from_secs(2), check).await
+    {
+        Ok(Ok(())) => (StatusCode::OK, serde_json::json!({"health": "true"})),
+        Ok(Err(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"health": "false", "reason": why}),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"health": "false", "reason": "timed out"}),
+        ),
+    };
+    respond(status, "application/json", body.to_string())
+}

@@ -1,0 +1,271 @@
+//! A member's configuration, in etcd's own terms (the `coreos.etcd2` keys and
+//! etcd's flags have the same names), checked before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why a configuration was refused; each names the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{field}: {url:?} is not an http://IP:PORT URL")]
+    Url { field: &'static str, url: String },
+    #[error("initial-cluster: {entry:?} is not NAME=URL")]
+    ClusterEntry { entry: String },
+    #[error("initial-cluster: member {name:?} is listed with no peer URL")]
+    ClusterEmpty { name: String },
+    #[error("initial-cluster: this member ({name:?}) is not listed")]
+    SelfMissing { name: String },
+    #[error(
+        "initial-cluster: {name:?}'s peer URLs {listed:?} differ from initial-advertise-peer-urls {advertised:?}"
+    )]
+    SelfMismatch {
+        name: String,
+        listed: Vec<String>,
+        advertised: Vec<String>,
+    },
+    #[error("initial-cluster-state: {0:?} is neither \"new\" nor \"existing\"")]
+    State(String),
+    #[error("name: must not be empty")]
+    Name,
+}
+
+/// `new` bootstraps a cluster from `initial-cluster`; `existing` joins one
+/// that already runs (after `POST /v2/members` added this member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// One member of the initial cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+/// Everything a member needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client: Vec<SocketAddr>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer: Vec<SocketAddr>,
+    pub advertise_peer_urls: Vec<String>,
+    pub initial_cluster: Vec<InitialMember>,
+    pub cluster_state: ClusterState,
+    pub cluster_token: String,
+    /// Take a snapshot (and compact the log) after this many applied entries.
+    pub snapshot_count: u64,
+    /// Raft heartbeat interval and election timeout, ms (etcd's defaults).
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+}
+
+/// etcd's defaults for the strings a caller may leave empty.
+pub const DEFAULT_CLIENT_URL: &str = "http://127.0.0.1:2379";
+pub const DEFAULT_PEER_URL: &str = "http://127.0.0.1:2380";
+pub const DEFAULT_TOKEN: &str = "etcd-cluster";
+
+/// The raw strings, as flags or cloud-config carry them.
+#[derive(Debug, Clone, Default)]
+pub struct RawConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: String,
+    pub advertise_client_urls: String,
+    pub listen_peer_urls: String,
+    pub initial_advertise_peer_urls: String,
+    pub initial_cluster: String,
+    pub initial_cluster_state: String,
+    pub initial_cluster_token: String,
+}
+
+impl RawConfig {
+    /// Checks every field and fills etcd's defaults: a lone member named
+    /// `name` on 127.0.0.1:2379/2380 when nothing else is said.
+    pub fn check(&self) -> Result<ServerConfig, ConfigError> {
+        let or = |v: &str, d: &str| {
+            if v.trim().is_empty() {
+                d.to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        let name = or(&self.name, "default");
+        if name.trim().is_empty() {
+            return Err(ConfigError::Name);
+        }
+        let listen_client_urls = or(&self.listen_client_urls, DEFAULT_CLIENT_URL);
+        let listen_client = parse_addrs("listen-client-urls", &listen_client_urls)?;
+        let advertise_client_urls =
+            split_urls(&or(&self.advertise_client_urls, &listen_client_urls));
+        for u in &advertise_client_urls {
+            url_addr("advertise-client-urls", u)?;
+        }
+        let listen_peer = parse_addrs(
+            "listen-peer-urls",
+            &or(&self.listen_peer_urls, DEFAULT_PEER_URL),
+        )?;
+        let advertise_peer_urls =
+            split_urls(&or(&self.initial_advertise_peer_urls, DEFAULT_PEER_URL));
+        for u in &advertise_peer_urls {
+            url_addr("initial-advertise-peer-urls", u)?;
+        }
+        let cluster = or(
+            &self.initial_cluster,
+            &advertise_peer_urls
+                .iter()
+                .map(|u| format!("{name}={u}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        let initial_cluster = parse_cluster(&cluster)?;
+        let me = initial_cluster
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ConfigError::SelfMissing { name: name.clone() })?;
+        let mut listed = me.peer_urls.clone();
+        let mut advertised = advertise_peer_urls.clone();
+        listed.sort();
+        advertised.sort();
+        if listed != advertised {
+            return Err(ConfigError::SelfMismatch {
+                name,
+                listed,
+                advertised,
+            });
+        }
+        let cluster_state = match or(&self.initial_cluster_state, "new").as_str() {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => return Err(ConfigError::State(other.to_string())),
+        };
+        Ok(ServerConfig {
+            name,
+            data_dir: self.data_dir.clone(),
+            listen_client,
+            advertise_client_urls,
+            listen_peer,
+            advertise_peer_urls,
+            initial_cluster,
+            cluster_state,
+            cluster_token: or(&self.initial_cluster_token, DEFAULT_TOKEN),
+            snapshot_count: 10_000,
+            heartbeat_ms: 100,
+            election_ms: 1000,
+        })
+    }
+}
+
+fn split_urls(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `http://IP:PORT` (a trailing `/` allowed) → the socket address.
+pub fn url_addr(field: &'static str, url: &str) -> Result<SocketAddr, ConfigError> {
+    let bad = || ConfigError::Url {
+        field,
+        url: url.to_string(),
+    };
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    rest.trim_end_matches('/').parse().map_err(|_| bad())
+}
+
+fn parse_addrs(field: &'static str, s: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let urls = split_urls(s);
+    if urls.is_empty() {
+        return Err(ConfigError::Url {
+            field,
+            url: s.to_string(),
+        });
+    }
+    urls.iter().map(|u| url_addr(field, u)).collect()
+}
+
+/// `a=http://10.0.0.1:2380,b=http://10.0.0.2:2380`; a name may repeat to
+/// list several peer URLs, as in etcd.
+pub fn parse_cluster(s: &str) -> Result<Vec<InitialMember>, ConfigError> {
+    let mut out: Vec<InitialMember> = Vec::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, url) = entry
+            .split_once('=')
+            .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+            .ok_or_else(|| ConfigError::ClusterEntry {
+                entry: entry.to_string(),
+            })?;
+        url_addr("initial-cluster", url)?;
+        match out.iter_mut().find(|m| m.name == name) {
+            Some(m) => m.peer_urls.push(url.to_string()),
+            None => out.push(InitialMember {
+                name: name.to_string(),
+                peer_urls: vec![url.to_string()],
+            }),
+        }
+    }
+    if let Some(m) = out.iter().find(|m| m.peer_urls.is_empty()) {
+        return Err(ConfigError::ClusterEmpty {
+            name: m.name.clone(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawConfig {
+        RawConfig {
+            name: "a".into(),
+            data_dir: "/tmp/x".into(),
+            listen_client_urls: "http://127.0.0.1:2379".into(),
+            listen_peer_urls: "http://127.0.0.1:2380".into(),
+            initial_advertise_peer_urls: "http://127.0.0.1:2380".into(),
+            initial_cluster: "a=http://127.0.0.1:2380,b=http://127.0.0.1:3380".into(),
+            ..RawConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_make_a_lone_member() {
+        let c = RawConfig::default().check().unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.initial_cluster.len(), 1);
+        assert_eq!(c.listen_client, vec!["127.0.0.1:2379".parse().unwrap()]);
+        assert_eq!(c.advertise_client_urls, vec![DEFAULT_CLIENT_URL]);
+        assert_eq!(c.cluster_state, ClusterState::New);
+    }
+
+    #[test]
+    fn cluster_is_parsed_and_checked() {
+        let c = raw().check().unwrap();
+        assert_eq!(c.initial_cluster[1].name, "b");
+        let mut r = raw();
+        r.name = "c".into();
+        assert_eq!(
+            r.check().unwrap_err(),
+            ConfigError::SelfMissing { name: "c".into() }
+        );
+        let mut r = raw();
+        r.initial_cluster = "a".into();
+        assert!(matches!(r.check(), Err(ConfigError::ClusterEntry { .. })));
+        let mut r = raw();
+        r.initial_advertise_peer_urls = "http://127.0.0.1:9999".into();
+        assert!(matches!(r.check(), Err(ConfigError::SelfMismatch { .. })));
+        let mut r = raw();
+        r.listen_client_urls = "https://x:1".into();
+        assert_eq!(
+            r.check().unwrap_err().to_string(),
+            "listen-client-urls: \"https://x:1\" is not an http://IP:PORT URL"
+        );
+        let mut r = raw();
+        r.initial_cluster_state = "old".into();
+        assert_eq!(r.check().unwrap_err(), ConfigError::State("old".into()));
+    }
+}

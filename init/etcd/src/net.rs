@@ -1,0 +1,333 @@
+//! Members talk to each other over HTTP/1.1 on the peer port, JSON bodies:
+//! openraft's three RPCs, plus the two a follower needs from the leader to
+//! serve clients (forwarded writes, read indexes).
+//!
+//! 1. A [`PeerClient`] keeps one connection per peer and reconnects after an
+//!    error; a connection that cannot be made is reported to openraft as
+//!    `Unreachable` (it backs off), anything later as a network error.
+//! 2. The receiving side ([`serve_peer`]) decodes the request, calls the
+//!    local `Raft` and answers `Result<reply, RaftError>` as JSON, so a remote
+//!    Raft error reaches the caller as a `RemoteError`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+use crate::stats::PeerCounters;
+use crate::types::{Member, NodeId, Request, Response, TypeConfig};
+use std::sync::atomic::Ordering;
+
+/// A peer request body may be a batch of entries or a snapshot chunk.
+pub const PEER_BODY_MAX: usize = 128 << 20;
+
+/// Why a call to a peer failed (before any answer from its Raft).
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("peer {target:x}: no usable peer URL")]
+    NoUrl { target: NodeId },
+    #[error("peer {target:x} at {addr}: connect: {source}")]
+    Connect {
+        target: NodeId,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("peer {target:x}: {path}: {why}")]
+    Call {
+        target: NodeId,
+        path: &'static str,
+        why: String,
+    },
+    #[error("peer {target:x}: {path}: timed out after {after:?}")]
+    Timeout {
+        target: NodeId,
+        path: &'static str,
+        after: Duration,
+    },
+}
+
+/// A forwarded write's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Written {
+    pub raft_index: u64,
+    pub raft_term: u64,
+    pub response: Response,
+}
+
+/// One peer's connection.
+pub struct PeerClient {
+    target: NodeId,
+    addrs: Vec<SocketAddr>,
+    conn: Option<SendRequest<Full<Bytes>>>,
+    counters: Option<Arc<PeerCounters>>,
+}
+
+impl PeerClient {
+    pub fn new(target: NodeId, member: &Member) -> PeerClient {
+        PeerClient {
+            counters: None,
+            target,
+            addrs: member
+                .peer_urls
+                .iter()
+                .filter_map(|u| crate::config::url_addr("peer URL", u).ok())
+                .collect(),
+            conn: None,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, PeerError> {
+        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let mut last = PeerError::NoUrl {
+                target: self.target,
+            };
+            for addr in &self.addrs {
+                let conn = async {
+                    let s = TcpStream::connect(addr).await?;
+                    s.set_nodelay(true)?;
+                    hyper::client::conn::http1::handshake(TokioIo::new(s))
+                        .await
+                        .map_err(std::io::Error::other)
+                };
+                match tokio::time::timeout(Duration::from_secs(1), conn).await {
+                    Ok(Ok((sender, driver))) => {
+                        tokio::spawn(driver);
+                        self.conn = Some(sender);
+                        break;
+                    }
+                    Ok(Err(source)) => {
+                        last = PeerError::Connect {
+                            target: self.target,
+                            addr: *addr,
+                            source,
+                        }
+                    }
+                    Err(_) => {
+                        last = PeerError::Connect {
+                            target: self.target,
+                            addr: *addr,
+                            source: std::io::ErrorKind::TimedOut.into(),
+                        }
+                    }
+                }
+            }
+            if self.conn.is_none() {
+                return Err(last);
+            }
+        }
+        self.conn.as_mut().ok_or(PeerError::NoUrl {
+            target: self.target,
+        })
+    }
+
+    /// POSTs `body` as JSON to `path` and decodes the JSON answer.
+    pub async fn call<Q: Serialize, A: DeserializeOwned>(
+        &mut self,
+        path: &'static str,
+        body: &Q,
+        timeout: Duration,
+    ) -> Result<A, PeerError> {
+        let target = self.target;
+        let fail = |why: String| PeerError::Call { target, path, why };
+        let bytes = serde_json::to_vec(body).map_err(|e| fail(e.to_string()))?;
+        let sender = self.connect().await?;
+        let req = hyper::Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", "peer")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| fail(e.to_string()))?;
+        let exchange = async {
+            sender.ready().await.map_err(|e| fail(e.to_string()))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), PEER_BODY_MAX)
+                .collect()
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .to_bytes();
+            if status != StatusCode::OK {
+                return Err(fail(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                )));
+            }
+            serde_json::from_slice(&body).map_err(|e| fail(format!("bad answer: {e}")))
+        };
+        let r = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(PeerError::Timeout {
+                target,
+                path,
+                after: timeout,
+            }),
+        };
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn raft_call<Q, A, E>(
+        &mut self,
+        path: &'static str,
+        body: &Q,
+        option: &RPCOption,
+    ) -> Result<A, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Q: Serialize,
+        A: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let r: Result<A, RaftError<NodeId, E>> = self
+            .call(path, body, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                PeerError::Connect { .. } | PeerError::NoUrl { .. } => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                e => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        let t0 = std::time::Instant::now();
+        let r = self.raft_call("/raft/append", &rpc, &option).await;
+        if let Some(c) = &self.counters {
+            c.record_append(self.target, t0.elapsed().as_secs_f64() * 1e3, r.is_ok());
+        }
+        r
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.raft_call("/raft/snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.raft_call("/raft/vote", &rpc, &option).await
+    }
+}
+
+/// Makes a [`PeerClient`] per replication target.
+pub struct Network {
+    pub counters: Arc<PeerCounters>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        let mut c = PeerClient::new(target, node);
+        c.counters = Some(self.counters.clone());
+        c
+    }
+}
+
+/// What the peer side needs from the member.
+pub trait PeerHandler: Send + Sync + 'static {
+    fn raft(&self) -> &crate::types::Raft;
+    fn counters(&self) -> &PeerCounters;
+    /// A follower's forwarded write.
+    fn propose(&self, req: Request) -> impl Future<Output = Result<Written, String>> + Send;
+    /// A follower's read: the index a linearizable read must wait for.
+    fn read_index(&self) -> impl Future<Output = Result<u64, String>> + Send;
+    /// A follower's forwarded membership change.
+    fn members(
+        &self,
+        change: crate::node::MemberChange,
+    ) -> impl Future<Output = Result<crate::node::MemberView, crate::node::MemberError>> + Send;
+}
+
+fn json_reply<T: Serialize>(v: &T) -> hyper::Response<Full<Bytes>> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    hyper::Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+fn error_reply(status: StatusCode, why: String) -> hyper::Response<Full<Bytes>> {
+    let mut r = hyper::Response::new(Full::new(Bytes::from(why)));
+    *r.status_mut() = status;
+    r
+}
+
+/// Step 2: one peer request.
+pub async fn handle_peer<H: PeerHandler>(
+    h: Arc<H>,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        return error_reply(StatusCode::METHOD_NOT_ALLOWED, "POST only".into());
+    }
+    let path = req.uri().path().to_string();
+    let body = match Limited::new(req.into_body(), PEER_BODY_MAX).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return error_reply(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+    };
+    macro_rules! decode {
+        () => {
+            match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => return error_reply(StatusCode::BAD_REQUEST, format!("{path}: {e}")),
+            }
+        };
+    }
+    match path.as_str() {
+        "/raft/append" => {
+            h.counters()
+                .received_appends
+                .fetch_add(1, Ordering::Relaxed);
+            json_reply(&h.raft().append_entries(decode!()).await)
+        }
+        "/raft/vote" => json_reply(&h.raft().vote(decode!()).await),
+        "/raft/snapshot" => json_reply(&h.raft().install_snapshot(decode!()).await),
+        "/raft/propose" => json_reply(&h.propose(decode!()).await),
+        "/raft/readindex" => json_reply(&h.read_index().await),
+        "/raft/members" => json_reply(&h.members(decode!()).await),
+        _ => error_reply(StatusCode::NOT_FOUND, format!("{path}: no such peer call")),
+    }
+}

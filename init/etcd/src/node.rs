@@ -1,0 +1,462 @@
+//! A running member: Raft, the state machine, and what the client API asks
+//! of them (writes, linearizable reads, membership changes), with
+//! forwarding to the leader when this member is a follower.
+//!
+//! 1. A write is proposed to the local Raft. A follower's Raft refuses with
+//!    the leader's id; the write then goes to the leader over the peer port
+//!    (`/raft/propose`), which proposes it and answers with the result.
+//! 2. A linearizable read first obtains a read index: on the leader,
+//!    openraft confirms its leadership with a quorum (a heartbeat round,
+//!    ReadIndex) and waits until that index is applied; a follower asks the
+//!    leader for the index (`/raft/readindex`) and waits until its own state
+//!    machine has applied it. Then the read is served from local state.
+//! 3. With no leader (an election), both retry until their deadline and
+//!    then fail with etcd's error 300.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use keel_kv::{ErrorCode, EtcdError};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ServerConfig;
+use crate::net::{PeerClient, PeerHandler, Written};
+use crate::sm::Shared;
+use crate::types::{member_id, Attributes, Member, NodeId, Raft, Request};
+
+/// How long a client request waits for the cluster before error 300 (etcd's
+/// default request timeout is 5 s plus twice the election timeout).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+/// The peer calls a follower makes on a client's behalf.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A member as `/v2/members` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "peerURLs")]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs")]
+    pub client_urls: Vec<String>,
+}
+
+/// A membership change, as a follower forwards it to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MemberChange {
+    Add { peer_urls: Vec<String> },
+    Remove { id: NodeId },
+}
+
+/// Why a membership change was refused: the HTTP status and message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberError {
+    pub status: u16,
+    pub message: String,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One member of the cluster.
+pub struct Node {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub config: ServerConfig,
+    pub raft: Raft,
+    pub shared: Arc<Shared>,
+    pub started: SystemTime,
+    pub counters: Arc<crate::stats::PeerCounters>,
+    /// The leader last seen and since when.
+    leader_since: std::sync::Mutex<(Option<NodeId>, SystemTime)>,
+    /// Idle connections to other members, for forwarded requests.
+    pool: tokio::sync::Mutex<HashMap<NodeId, Vec<PeerClient>>>,
+}
+
+impl Node {
+    pub fn new(
+        id: NodeId,
+        cluster_id: u64,
+        config: ServerConfig,
+        raft: Raft,
+        shared: Arc<Shared>,
+        counters: Arc<crate::stats::PeerCounters>,
+    ) -> Node {
+        Node {
+            id,
+            cluster_id,
+            config,
+            raft,
+            shared,
+            started: SystemTime::now(),
+            counters,
+            leader_since: std::sync::Mutex::new((None, SystemTime::now())),
+            pool: Default::default(),
+        }
+    }
+
+    /// The leader last seen and since when it has been.
+    pub fn leader_since(&self) -> (Option<NodeId>, SystemTime) {
+        *self.leader_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Follows leader changes for [`Node::leader_since`].
+    pub async fn track_leader(&self) {
+        let mut rx = self.raft.metrics();
+        loop {
+            let leader = rx.borrow_and_update().current_leader;
+            {
+                let mut l = self.leader_since.lock().unwrap_or_else(|p| p.into_inner());
+                if l.0 != leader {
+                    *l = (leader, SystemTime::now());
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The leader as this member knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    fn internal(&self, cause: impl Into<String>) -> EtcdError {
+        EtcdError::new(
+            ErrorCode::RaftInternal,
+            cause,
+            self.shared.applied().etcd_index,
+        )
+    }
+
+    fn member_of(&self, id: NodeId) -> Option<Member> {
+        let s = self.shared.read();
+        s.membership.membership().get_node(&id).cloned()
+    }
+
+    /// Calls `path` on member `target`, reusing an idle connection.
+    async fn peer_call<Q: Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        target: NodeId,
+        path: &'static str,
+        body: &Q,
+    ) -> Result<A, String> {
+        let taken = self.pool.lock().await.get_mut(&target).and_then(Vec::pop);
+        let mut client = match taken {
+            Some(c) => c,
+            None => {
+                let m = self
+                    .member_of(target)
+                    .ok_or_else(|| format!("leader {target:x} is not a known member"))?;
+                PeerClient::new(target, &m)
+            }
+        };
+        let r = client.call(path, body, FORWARD_TIMEOUT).await;
+        if r.is_ok() {
+            self.pool
+                .lock()
+                .await
+                .entry(target)
+                .or_default()
+                .push(client);
+        }
+        r.map_err(|e| e.to_string())
+    }
+
+    /// Waits (up to the deadline) for some member to be leader.
+    async fn await_leader(&self, deadline: tokio::time::Instant) -> Option<NodeId> {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(l) = rx.borrow_and_update().current_leader {
+                return Some(l);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+
+    /// Proposes on this member's Raft; only the leader accepts.
+    pub async fn propose_local(
+        &self,
+        req: Request,
+    ) -> Result<Written, Result<Option<NodeId>, String>> {
+        match self.raft.client_write(req).await {
+            Ok(r) => Ok(Written {
+                raft_index: r.log_id.index,
+                raft_term: r.log_id.leader_id.term,
+                response: r.data,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Ok(f.leader_id)),
+            Err(e) => Err(Err(e.to_string())),
+        }
+    }
+
+    /// Step 1: a write, wherever the leader is.
+    pub async fn write(&self, req: Request) -> Result<Written, EtcdError> {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let mut last = String::from("no leader");
+        loop {
+            match self.propose_local(req.clone()).await {
+                Ok(w) => return Ok(w),
+                Err(Err(e)) => return Err(self.internal(e)),
+                Err(Ok(leader)) => {
+                    let leader = match leader {
+                        Some(l) => Some(l),
+                        None => self.await_leader(deadline).await,
+                    };
+                    if let Some(l) = leader.filter(|l| *l != self.id) {
+                        match self
+                            .peer_call::<_, Result<Written, String>>(l, "/raft/propose", &req)
+                            .await
+                        {
+                            Ok(Ok(w)) => return Ok(w),
+                            Ok(Err(e)) | Err(e) => last = e,
+                        }
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.internal(format!("etcdserver: request timed out ({last})")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Step 2: returns once local state reflects every write acknowledged
+    /// before the call.
+    pub async fn linearize(&self) -> Result<(), EtcdError> {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let mut last = String::from("no leader");
+        loop {
+            let leader = match self.leader() {
+                Some(l) => Some(l),
+                None => self.await_leader(deadline).await,
+            };
+            match leader {
+                Some(l) if l == self.id => match self.raft.ensure_linearizable().await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                },
+                Some(l) => {
+                    match self
+                        .peer_call::<_, Result<u64, String>>(l, "/raft/readindex", &())
+                        .await
+                    {
+                        Ok(Ok(index)) => {
+                            let wait = self.shared.wait_applied(index);
+                            if tokio::time::timeout_at(deadline, wait).await.is_ok() {
+                                return Ok(());
+                            }
+                            last = format!("apply of index {index} timed out");
+                        }
+                        Ok(Err(e)) | Err(e) => last = e,
+                    }
+                }
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.internal(format!("etcdserver: request timed out ({last})")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every member, in id order.
+    pub fn members(&self) -> Vec<MemberView> {
+        let s = self.shared.read();
+        s.membership
+            .membership()
+            .nodes()
+            .map(|(id, m)| {
+                let a = s.attributes.get(id).cloned().unwrap_or_default();
+                MemberView {
+                    id: format!("{id:x}"),
+                    name: a.name,
+                    peer_urls: m.peer_urls.clone(),
+                    client_urls: a.client_urls,
+                }
+            })
+            .collect()
+    }
+
+    /// Every member's client URLs (`/v2/machines`).
+    pub fn client_urls(&self) -> Vec<String> {
+        let s = self.shared.read();
+        s.attributes
+            .iter()
+            .filter(|(id, _)| s.membership.membership().get_node(id).is_some())
+            .flat_map(|(_, a)| a.client_urls.clone())
+            .collect()
+    }
+
+    /// A membership change on the leader.
+    pub async fn change_members_local(&self, c: MemberChange) -> Result<MemberView, MemberError> {
+        let err = |status: u16, message: String| MemberError { status, message };
+        let token = &self.config.cluster_token;
+        match c {
+            MemberChange::Add { peer_urls } => {
+                if peer_urls.is_empty() {
+                    return Err(err(400, "peerURLs: no URL given".into()));
+                }
+                for u in &peer_urls {
+                    crate::config::url_addr("peerURLs", u).map_err(|e| err(400, e.to_string()))?;
+                }
+                let id = member_id(&peer_urls, token);
+                {
+                    let s = self.shared.read();
+                    let m = s.membership.membership();
+                    if m.get_node(&id).is_some() {
+                        return Err(err(409, "membership: ID exists".into()));
+                    }
+                    if m.nodes()
+                        .any(|(_, n)| n.peer_urls.iter().any(|u| peer_urls.contains(u)))
+                    {
+                        return Err(err(409, "membership: peerURL exists".into()));
+                    }
+                }
+                let member = Member {
+                    peer_urls: peer_urls.clone(),
+                };
+                let voters: BTreeMap<NodeId, Member> = [(id, member)].into();
+                self.raft
+                    .change_membership(ChangeMembers::AddVoters(voters), false)
+                    .await
+                    .map_err(|e| err(500, e.to_string()))?;
+                Ok(MemberView {
+                    id: format!("{id:x}"),
+                    name: String::new(),
+                    peer_urls,
+                    client_urls: Vec::new(),
+                })
+            }
+            MemberChange::Remove { id } => {
+                let known = self.member_of(id);
+                let Some(m) = known else {
+                    return Err(err(404, format!("No such member: {id:x}")));
+                };
+                let gone: BTreeSet<NodeId> = [id].into();
+                self.raft
+                    .change_membership(ChangeMembers::RemoveVoters(gone), false)
+                    .await
+                    .map_err(|e| err(500, e.to_string()))?;
+                Ok(MemberView {
+                    id: format!("{id:x}"),
+                    name: String::new(),
+                    peer_urls: m.peer_urls,
+                    client_urls: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// A membership change from any member.
+    pub async fn change_members(&self, c: MemberChange) -> Result<MemberView, MemberError> {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let Some(leader) = self.await_leader(deadline).await else {
+            return Err(MemberError {
+                status: 500,
+                message: "etcdserver: no leader".into(),
+            });
+        };
+        if leader == self.id {
+            return self.change_members_local(c).await;
+        }
+        match self
+            .peer_call::<_, Result<MemberView, MemberError>>(leader, "/raft/members", &c)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => Err(MemberError {
+                status: 500,
+                message: e,
+            }),
+        }
+    }
+
+    /// Publishes this member's name and client URLs until they are in the
+    /// replicated state (etcd's `publish`).
+    pub async fn publish(&self) {
+        let attributes = Attributes {
+            name: self.config.name.clone(),
+            client_urls: self.config.advertise_client_urls.clone(),
+        };
+        loop {
+            if self.shared.read().attributes.get(&self.id) == Some(&attributes) {
+                return;
+            }
+            let req = Request::Publish {
+                id: self.id,
+                attributes: attributes.clone(),
+            };
+            if self.write(req).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// The leader's TTL sweep: proposes an expiry when a node is due.
+    pub async fn expire_loop(&self) {
+        loop {
+            let due = self.shared.read().store.next_expiration();
+            let now = now_ms();
+            let wait = match due {
+                Some(d) if d <= now && self.is_leader() => {
+                    let _ = self.write(Request::Expire { now }).await;
+                    continue;
+                }
+                Some(d) if d > now => (d - now).min(500),
+                _ => 500,
+            };
+            tokio::time::sleep(Duration::from_millis(wait.max(10))).await;
+        }
+    }
+}
+
+/// The leader side of the peer calls a follower makes.
+impl PeerHandler for Node {
+    fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    fn counters(&self) -> &crate::stats::PeerCounters {
+        &self.counters
+    }
+
+    async fn propose(&self, req: Request) -> Result<Written, String> {
+        self.propose_local(req).await.map_err(|e| match e {
+            Ok(l) => format!("not the leader (leader: {l:?})"),
+            Err(e) => e,
+        })
+    }
+
+    async fn read_index(&self) -> Result<u64, String> {
+        self.raft
+            .get_read_log_id()
+            .await
+            .map(|(read, _)| read.map_or(0, |l| l.index))
+            .map_err(|e| e.to_string())
+    }
+
+    async fn members(&self, c: MemberChange) -> Result<MemberView, MemberError> {
+        self.change_members_local(c).await
+    }
+}

@@ -1,0 +1,236 @@
+//! Starting a member: open the log and the snapshot, start Raft, bind the
+//! peer and client ports, bootstrap a new cluster, and start the member's
+//! background tasks.
+//!
+//! 1. The data directory holds `member/wal` (the log, the vote) and
+//!    `member/snap` (the last snapshot).
+//! 2. Every port is bound before anything is served, so a port in use fails
+//!    the start with its address.
+//! 3. A member that has never stored anything and is told
+//!    `initial-cluster-state: new` initializes Raft with the initial
+//!    cluster (every such member does; openraft accepts the same membership
+//!    from each). One told `existing` waits to be reached by the leader
+//!    after `POST /v2/members` added it.
+//! 4. Tasks: publish the member's name and client URLs, sweep TTLs while
+//!    leader, follow leader changes for the stats.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::config::{ClusterState, ServerConfig};
+use crate::log::{LogError, LogStore};
+use crate::net::Network;
+use crate::node::Node;
+use crate::sm::StateMachine;
+use crate::stats::PeerCounters;
+use crate::types::{cluster_id, member_id, Member, Members, Raft};
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory: {0}")]
+    Data(#[from] LogError),
+    #[error("raft config: {0}")]
+    RaftConfig(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+}
+
+/// A started member and the addresses it actually listens on.
+pub struct Started {
+    pub node: Arc<Node>,
+    pub client_addrs: Vec<SocketAddr>,
+    pub peer_addrs: Vec<SocketAddr>,
+}
+
+async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
+    let mut out = Vec::new();
+    for a in addrs {
+        out.push(
+            TcpListener::bind(a)
+                .await
+                .map_err(|source| StartError::Listen { addr: *a, source })?,
+        );
+    }
+    Ok(out)
+}
+
+/// Accepts connections on `l` and serves each with `serve`.
+fn accept_loop<F, Fut>(l: TcpListener, serve: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            match l.accept().await {
+                Ok((s, _)) => {
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(serve(s));
+                }
+                // Out of descriptors and the like: back off and go on.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+}
+
+fn http1() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024);
+    b
+}
+
+/// Steps 1..4.
+pub async fn start(config: ServerConfig) -> Result<Started, StartError> {
+    let id = member_id(&config.advertise_peer_urls, &config.cluster_token);
+    let member_dir: PathBuf = config.data_dir.join("member");
+    let log = LogStore::open(&member_dir.join("wal"))?;
+    let snap_dir = member_dir.join("snap");
+    std::fs::create_dir_all(&snap_dir).map_err(|source| LogError::Io {
+        op: "create directory",
+        path: snap_dir.clone(),
+        source,
+    })?;
+    let (sm, shared) = StateMachine::open(&snap_dir)?;
+    let pristine = log.is_pristine() && shared.read().last_applied.is_none();
+
+    let raft_config = openraft::Config {
+        cluster_name: config.cluster_token.clone(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_ms,
+        election_timeout_max: config.election_ms * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+        max_in_snapshot_log_to_keep: 1000,
+        max_payload_entries: 256,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StartError::RaftConfig(e.to_string()))?;
+    let counters = Arc::new(PeerCounters::default());
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config),
+        Network {
+            counters: counters.clone(),
+        },
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    let peers = bind(&config.listen_peer).await?;
+    let clients = bind(&config.listen_client).await?;
+    let peer_addrs = peers.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let client_addrs = clients.iter().filter_map(|l| l.local_addr().ok()).collect();
+
+    let node = Arc::new(Node::new(
+        id,
+        cluster_id(&config.cluster_token),
+        config.clone(),
+        raft.clone(),
+        shared,
+        counters,
+    ));
+    for l in peers {
+        let node = node.clone();
+        accept_loop(l, move |s| {
+            let node = node.clone();
+            async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let node = node.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(crate::net::handle_peer(node, req).await)
+                    }
+                });
+                let _ = http1().serve_connection(TokioIo::new(s), svc).await;
+            }
+        });
+    }
+    for l in clients {
+        let node = node.clone();
+        accept_loop(l, move |s| {
+            let node = node.clone();
+            async move {
+                let svc =
+                    hyper::service::service_fn(move |req| crate::api::handle(node.clone(), req));
+                let _ = http1().serve_connection(TokioIo::new(s), svc).await;
+            }
+        });
+    }
+
+    if pristine && config.cluster_state == ClusterState::New {
+        let members: Members = config
+            .initial_cluster
+            .iter()
+            .map(|m| {
+                (
+                    member_id(&m.peer_urls, &config.cluster_token),
+                    Member {
+                        peer_urls: m.peer_urls.clone(),
+                    },
+                )
+            })
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => {}
+            // Already initialized by an earlier start: nothing to do.
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => {}
+            Err(e) => return Err(StartError::Bootstrap(e.to_string())),
+        }
+    }
+    for task in [0, 1, 2] {
+        let node = node.clone();
+        tokio::spawn(async move {
+            match task {
+                0 => node.publish().await,
+                1 => node.expire_loop().await,
+                _ => node.track_leader().await,
+            }
+        });
+    }
+    Ok(Started {
+        node,
+        client_addrs,
+        peer_addrs,
+    })
+}
+
+/// Runs a member on its own runtime until SIGINT or SIGTERM.
+pub fn run_blocking(config: ServerConfig) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let started = start(config).await?;
+        eprintln!(
+            "keel-etcd: member {:x} serving clients on {:?}, peers on {:?}",
+            started.node.id, started.client_addrs, started.peer_addrs
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = started.node.raft.shutdown().await;
+        Ok(())
+    })
+}

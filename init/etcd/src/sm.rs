@@ -1,0 +1,330 @@
+//! The replicated state machine: the v2 store, the members' attributes and
+//! what Raft needs to know about what was applied, with snapshots on disk.
+//!
+//! 1. `apply` runs committed entries through [`keel_kv::Store`] in log order;
+//!    each entry's response goes back to the member that proposed it.
+//! 2. After each batch, the applied Raft index and the store's etcd index are
+//!    published on a watch channel: long-polling watchers and followers'
+//!    linearizable reads wait on it.
+//! 3. A snapshot is the whole state as JSON, written atomically to
+//!    `snapshot` in the data directory; it is loaded back at start, so a
+//!    member replays only the log after it.
+
+use std::collections::BTreeMap;
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use keel_kv::Store;
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::log::write_atomic;
+use crate::stats::{LocalStats, WriteStats};
+use crate::types::{
+    Attributes, Entry, LogId, Member, NodeId, Request, Response, StorageError, StoredMembership,
+    TypeConfig,
+};
+
+/// The state every replica holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub store: Store,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub attributes: BTreeMap<NodeId, Attributes>,
+    pub stats: WriteStats,
+}
+
+/// Published after every applied batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The Raft log index applied last.
+    pub raft_index: u64,
+    /// The store's etcd index.
+    pub etcd_index: u64,
+}
+
+/// A snapshot's metadata and the state's bytes.
+type CurrentSnapshot = (SnapshotMeta<NodeId, Member>, Vec<u8>);
+
+/// Shared between Raft (which applies) and the HTTP side (which reads).
+pub struct Shared {
+    state: RwLock<State>,
+    applied: watch::Sender<Applied>,
+    /// The newest snapshot: its metadata and the state's bytes.
+    current: std::sync::Mutex<Option<CurrentSnapshot>>,
+    /// Reads and watchers this member served (for `/v2/stats/store`).
+    pub stats: LocalStats,
+}
+
+impl Shared {
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Applied> {
+        self.applied.subscribe()
+    }
+
+    pub fn applied(&self) -> Applied {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the applied Raft index reaches `index`.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.subscribe();
+        let _ = rx.wait_for(|a| a.raft_index >= index).await;
+    }
+}
+
+/// The state machine openraft drives.
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+}
+
+/// The snapshot file: the metadata, then the state.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, Member>,
+    state: State,
+}
+
+fn serr(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    StorageError::from_io_error(
+        ErrorSubject::StateMachine,
+        verb,
+        io::Error::other(e.to_string()),
+    )
+}
+
+impl StateMachine {
+    /// Loads the last snapshot from `dir`, if any.
+    pub fn open(dir: &Path) -> Result<(StateMachine, Arc<Shared>), crate::log::LogError> {
+        let path = dir.join("snapshot");
+        let (state, current) = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let f: SnapshotFile =
+                    serde_json::from_slice(&bytes).map_err(|e| crate::log::LogError::Corrupt {
+                        path: path.clone(),
+                        offset: 0,
+                        why: e.to_string(),
+                    })?;
+                let data = serde_json::to_vec(&f.state).unwrap_or_default();
+                (f.state, Some((f.meta, data)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (State::default(), None),
+            Err(source) => {
+                return Err(crate::log::LogError::Io {
+                    op: "read snapshot",
+                    path,
+                    source,
+                })
+            }
+        };
+        let applied = Applied {
+            raft_index: state.last_applied.map_or(0, |l| l.index),
+            etcd_index: state.store.index(),
+        };
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            applied: watch::channel(applied).0,
+            current: std::sync::Mutex::new(current),
+            stats: Default::default(),
+        });
+        Ok((
+            StateMachine {
+                shared: shared.clone(),
+                dir: dir.to_path_buf(),
+            },
+            shared,
+        ))
+    }
+
+    fn publish(&self, s: &State) {
+        self.shared.applied.send_replace(Applied {
+            raft_index: s.last_applied.map_or(0, |l| l.index),
+            etcd_index: s.store.index(),
+        });
+    }
+}
+
+// openraft's StorageError is large; it is what the trait methods return.
+#[allow(clippy::result_large_err)]
+/// Step 3: writes the snapshot file and makes it the current snapshot.
+fn save_snapshot(
+    shared: &Shared,
+    dir: &Path,
+    meta: &SnapshotMeta<NodeId, Member>,
+    state: State,
+) -> Result<Vec<u8>, StorageError> {
+    let werr = |e: io::Error| {
+        StorageError::from_io_error(
+            ErrorSubject::Snapshot(Some(meta.signature())),
+            ErrorVerb::Write,
+            e,
+        )
+    };
+    let file = SnapshotFile {
+        meta: meta.clone(),
+        state,
+    };
+    let bytes = serde_json::to_vec(&file).map_err(|e| werr(io::Error::other(e)))?;
+    write_atomic(dir, "snapshot", &bytes).map_err(werr)?;
+    let data = serde_json::to_vec(&file.state).map_err(|e| werr(io::Error::other(e)))?;
+    *shared.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta.clone(), data.clone()));
+    Ok(data)
+}
+
+/// Applies one command to the state.
+pub fn apply_request(s: &mut State, req: Request) -> Response {
+    let r = match req {
+        Request::Set { key, opts, now } => {
+            let r = s.store.set(&key, &opts, now);
+            s.stats.count_set(&opts, r.is_ok());
+            r
+        }
+        Request::CreateInOrder {
+            dir,
+            value,
+            ttl,
+            now,
+        } => {
+            let r = s.store.create_in_order(&dir, &value, ttl, now);
+            s.stats.count_create(r.is_ok());
+            r
+        }
+        Request::Delete {
+            key,
+            dir,
+            recursive,
+            prev_value,
+            prev_index,
+            now,
+        } => {
+            let compare = prev_value.as_deref().is_some_and(|v| !v.is_empty())
+                || prev_index.is_some_and(|i| i != 0);
+            let r = s
+                .store
+                .delete(&key, dir, recursive, prev_value.as_deref(), prev_index, now);
+            s.stats.count_delete(compare, r.is_ok());
+            r
+        }
+        Request::Expire { now } => {
+            let n = s.store.expire(now).len() as u64;
+            s.stats.expire_count += n;
+            return Response::Done;
+        }
+        Request::Publish { id, attributes } => {
+            s.attributes.insert(id, attributes);
+            return Response::Done;
+        }
+    };
+    match r {
+        Ok(e) => Response::Event(Box::new(e)),
+        Err(e) => Response::Error(e),
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let s = self.shared.read();
+        Ok((s.last_applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let shared = self.shared.clone();
+        let mut s = shared.write();
+        let mut out = Vec::new();
+        for e in entries {
+            s.last_applied = Some(e.log_id);
+            out.push(match e.payload {
+                EntryPayload::Blank => Response::Done,
+                EntryPayload::Normal(req) => apply_request(&mut s, req),
+                EntryPayload::Membership(m) => {
+                    s.membership = StoredMembership::new(Some(e.log_id), m);
+                    Response::Done
+                }
+            });
+        }
+        self.publish(&s);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let state: State = serde_json::from_slice(snapshot.get_ref())
+            .map_err(|e| serr(ErrorVerb::Read, format!("received snapshot: {e}")))?;
+        save_snapshot(&self.shared, &self.dir, meta, state.clone())?;
+        let shared = self.shared.clone();
+        let mut s = shared.write();
+        *s = state;
+        self.publish(&s);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok(current.as_ref().map(|(meta, data)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(data.clone())),
+        }))
+    }
+}
+
+/// Builds a snapshot of the state as it is now.
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let state = self.shared.read().clone();
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                state.last_applied.map_or(0, |l| l.leader_id.term),
+                state.last_applied.map_or(0, |l| l.index)
+            ),
+        };
+        let data = save_snapshot(&self.shared, &self.dir, &meta, state)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! What the Raft log carries and what applying it returns.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Cursor;
+
+use keel_kv::{EtcdError, Event, SetOptions};
+use serde::{Deserialize, Serialize};
+
+/// A member's Raft id: etcd's member ID (see [`member_id`]).
+pub type NodeId = u64;
+
+/// What the Raft membership records per member: its peer URLs, known when it
+/// is added. Its name and client URLs are published by the member itself once
+/// it runs (see [`Request::Publish`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub peer_urls: Vec<String>,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.peer_urls.join(","))
+    }
+}
+
+/// A member's own attributes, replicated through the log (as etcd keeps them
+/// under its internal `/0/members/<id>/attributes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    pub name: String,
+    pub client_urls: Vec<String>,
+}
+
+/// A state-machine command. Each write carries the proposing member's clock
+/// (`now`, ms since the epoch), so that every replica computes the same
+/// expirations from the same log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// PUT (set, create, update, compareAndSwap, refresh).
+    Set {
+        key: String,
+        opts: SetOptions,
+        now: u64,
+    },
+    /// POST: an in-order key under `dir`.
+    CreateInOrder {
+        dir: String,
+        value: String,
+        ttl: Option<u64>,
+        now: u64,
+    },
+    /// DELETE (delete, compareAndDelete).
+    Delete {
+        key: String,
+        dir: bool,
+        recursive: bool,
+        prev_value: Option<String>,
+        prev_index: Option<u64>,
+        now: u64,
+    },
+    /// The leader's TTL sweep: removes every node expired at `now`.
+    Expire { now: u64 },
+    /// A member announces its name and client URLs.
+    Publish { id: NodeId, attributes: Attributes },
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Set { key, .. } => write!(f, "set {key}"),
+            Request::CreateInOrder { dir, .. } => write!(f, "create-in-order {dir}"),
+            Request::Delete { key, .. } => write!(f, "delete {key}"),
+            Request::Expire { now } => write!(f, "expire @{now}"),
+            Request::Publish { id, .. } => write!(f, "publish {id:x}"),
+        }
+    }
+}
+
+/// What applying an entry returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// A blank or membership entry, a publish, or an expiry sweep.
+    Done,
+    Event(Box<Event>),
+    Error(EtcdError),
+}
+
+openraft::declare_raft_types!(
+    /// keel's Raft types: etcd commands over the v2 store.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = Member,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type Members = BTreeMap<NodeId, Member>;
+
+/// FNV-1a, 64 bits: stable ids from names (not a security boundary: ids only
+/// have to be the same on every member and unlikely to collide).
+pub fn fnv64(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h.max(1)
+}
+
+/// A member's id: from its sorted peer URLs and the cluster token, as etcd
+/// derives it, so that a member computes its own id and the one who adds it
+/// (`POST /v2/members`) computes the same.
+pub fn member_id(peer_urls: &[String], token: &str) -> NodeId {
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    urls.push(token);
+    fnv64(&urls)
+}
+
+/// The cluster's id, from its token (reported as `X-Etcd-Cluster-ID`).
+pub fn cluster_id(token: &str) -> u64 {
+    fnv64(&["cluster", token])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_order_free() {
+        let a = vec!["http://a:1".to_string(), "http://b:1".to_string()];
+        let b = vec!["http://b:1".to_string(), "http://a:1".to_string()];
+        assert_eq!(member_id(&a, "t"), member_id(&b, "t"));
+        assert_ne!(member_id(&a, "t"), member_id(&a, "u"));
+        assert_ne!(member_id(&a, "t"), 0);
+    }
+}
