@@ -426,7 +426,7 @@ async fn keys(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
                 k.no_value_on_success,
             ),
             crate::types::Response::Error(e) => cluster(etcd_error(&e)),
-            crate::types::Response::Done => cluster(etcd_error(&form_error(
+            crate::types::Response::Done | crate::types::Response::Batch(_) => cluster(etcd_error(&form_error(
                 ErrorCode::RaftInternal,
                 "received response with no Event/Watcher!",
             ))),

@@ -7,11 +7,13 @@
 //!    [`sm`] the state machine with its snapshots.
 //! 3. [`net`] carries Raft's RPCs and a follower's forwarded requests
 //!    between members over HTTP.
-//! 4. [`node`] is a running member: writes, linearizable reads, membership.
+//! 4. [`node`] is a running member: writes (group-committed by [`batch`]),
+//!    linearizable reads, membership.
 //! 5. [`api`] answers etcd's v2 HTTP API; [`form`] parses its forms.
 //! 6. [`server`] starts it all.
 
 pub mod api;
+pub mod batch;
 pub mod config;
 pub mod form;
 pub mod log;

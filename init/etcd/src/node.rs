@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keel_kv::{ErrorCode, EtcdError};
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +74,7 @@ pub struct Node {
     pub counters: Arc<crate::stats::PeerCounters>,
     /// The leader last seen and since when.
     leader_since: std::sync::Mutex<(Option<NodeId>, SystemTime)>,
+    batcher: crate::batch::Batcher,
     /// Idle connections to other members, for forwarded requests.
     pool: tokio::sync::Mutex<HashMap<NodeId, Vec<PeerClient>>>,
 }
@@ -92,10 +92,11 @@ impl Node {
             id,
             cluster_id,
             config,
-            raft,
+            raft: raft.clone(),
             shared,
             started: SystemTime::now(),
             counters,
+            batcher: crate::batch::Batcher::start(raft.clone()),
             leader_since: std::sync::Mutex::new((None, SystemTime::now())),
             pool: Default::default(),
         }
@@ -199,15 +200,7 @@ impl Node {
         &self,
         req: Request,
     ) -> Result<Written, Result<Option<NodeId>, String>> {
-        match self.raft.client_write(req).await {
-            Ok(r) => Ok(Written {
-                raft_index: r.log_id.index,
-                raft_term: r.log_id.leader_id.term,
-                response: r.data,
-            }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Ok(f.leader_id)),
-            Err(e) => Err(Err(e.to_string())),
-        }
+        self.batcher.propose(req).await
     }
 
     /// Step 1: a write, wherever the leader is.

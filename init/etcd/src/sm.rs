@@ -226,6 +226,9 @@ pub fn apply_request(s: &mut State, req: Request) -> Response {
             s.attributes.insert(id, attributes);
             return Response::Done;
         }
+        Request::Batch(reqs) => {
+            return Response::Batch(reqs.into_iter().map(|r| apply_request(s, r)).collect());
+        }
     };
     match r {
         Ok(e) => Response::Event(Box::new(e)),

@@ -63,6 +63,9 @@ pub enum Request {
     Expire { now: u64 },
     /// A member announces its name and client URLs.
     Publish { id: NodeId, attributes: Attributes },
+    /// Concurrent writes committed as one entry (group commit), applied in
+    /// order.
+    Batch(Vec<Request>),
 }
 
 impl fmt::Display for Request {
@@ -73,6 +76,7 @@ impl fmt::Display for Request {
             Request::Delete { key, .. } => write!(f, "delete {key}"),
             Request::Expire { now } => write!(f, "expire @{now}"),
             Request::Publish { id, .. } => write!(f, "publish {id:x}"),
+            Request::Batch(rs) => write!(f, "batch of {}", rs.len()),
         }
     }
 }
@@ -84,6 +88,8 @@ pub enum Response {
     Done,
     Event(Box<Event>),
     Error(EtcdError),
+    /// A batch's responses, in its order.
+    Batch(Vec<Response>),
 }
 
 openraft::declare_raft_types!(
