@@ -27,7 +27,7 @@ use keel_kv::json::{error_json, event_json};
 use keel_kv::{ErrorCode, EtcdError, Event, SetOptions};
 use tokio::sync::mpsc;
 
-use crate::form::{mux_redirect, unescape, Form};
+use crate::form::{escape_path, mux_redirect, unescape, Form};
 use crate::node::{now_ms, MemberChange, Node};
 use crate::types::Request;
 
@@ -130,26 +130,50 @@ fn form_error(code: ErrorCode, cause: &str) -> EtcdError {
 
 /// Step 1..3 for one request.
 pub async fn handle(node: Arc<Node>, req: HttpRequest<Incoming>) -> Result<Resp, Infallible> {
-    let path = req.uri().path().to_string();
+    let mut r = route(node, req).await;
+    // etcd's CORS wrapper adds these to every answer.
+    let h = r.headers_mut();
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("accept, content-type, authorization"),
+    );
+    Ok(r)
+}
+
+async fn route(node: Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
+    if req.method() == Method::OPTIONS {
+        return Response::new(Body::Full(None));
+    }
+    // Go's ServeMux looks at the decoded path.
+    let Ok(path) = unescape(req.uri().path(), false) else {
+        return text_error(StatusCode::BAD_REQUEST, "400 Bad Request");
+    };
     if let Some(to) = mux_redirect(&path) {
+        let to = escape_path(&to);
         let location = match req.uri().query() {
             Some(q) => format!("{to}?{q}"),
             None => to,
         };
-        let body = if matches!(*req.method(), Method::GET | Method::HEAD) {
-            format!("<a href=\"{location}\">Moved Permanently</a>.\n\n")
+        let mut r = if matches!(*req.method(), Method::GET | Method::HEAD) {
+            respond(
+                StatusCode::MOVED_PERMANENTLY,
+                "text/html; charset=utf-8",
+                format!("<a href=\"{location}\">Moved Permanently</a>.\n\n"),
+            )
         } else {
-            String::new()
+            let mut r = Response::new(Body::Full(None));
+            *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            r
         };
-        let mut r = respond(
-            StatusCode::MOVED_PERMANENTLY,
-            "text/html; charset=utf-8",
-            body,
-        );
         set_header(&mut r, LOCATION.as_str(), location);
-        return Ok(r);
+        return r;
     }
-    let r = if path == "/v2/keys" || path.starts_with("/v2/keys/") {
+    if path == "/v2/keys" || path.starts_with("/v2/keys/") {
         keys(&node, req).await
     } else if path == "/v2/members" || path.starts_with("/v2/members/") {
         members(&node, req).await
@@ -163,23 +187,25 @@ pub async fn handle(node: Arc<Node>, req: HttpRequest<Incoming>) -> Result<Resp,
             "/health" => health(&node, req.method()).await,
             _ => text_error(StatusCode::NOT_FOUND, "404 page not found"),
         }
-    };
-    Ok(r)
+    }
 }
 
 /// Reads the body (limit [`MAX_BODY`]) into the form when it is one.
 async fn read_form(req: HttpRequest<Incoming>) -> Result<Form, Resp> {
-    let is_form = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
+    // Go's ParseForm reads a body only for these methods.
+    let with_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
+    let is_form = with_body
+        && req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
     let query = req.uri().query().unwrap_or("").to_string();
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
@@ -342,14 +368,6 @@ async fn keys(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
         return not_allowed("HEAD,GET,PUT,POST,DELETE");
     }
     let raw = req.uri().path()["/v2/keys".len()..].to_string();
-    let form = match read_form(req).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let key = match unescape(&raw, false) {
-        Ok(k) => k,
-        Err(e) => return etcd_error(&form_error(ErrorCode::InvalidForm, &e.to_string())),
-    };
     let cluster = |mut r: Resp| {
         set_header(
             &mut r,
@@ -357,6 +375,19 @@ async fn keys(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
             format!("{:x}", node.cluster_id),
         );
         r
+    };
+    let form = match read_form(req).await {
+        Ok(f) => f,
+        Err(r) => return cluster(r),
+    };
+    let key = match unescape(&raw, false) {
+        Ok(k) => k,
+        Err(e) => {
+            return cluster(etcd_error(&form_error(
+                ErrorCode::InvalidForm,
+                &e.to_string(),
+            )))
+        }
     };
     if key.len() > MAX_KEY {
         return cluster(etcd_error(&form_error(
@@ -370,7 +401,10 @@ async fn keys(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
     };
     let now = now_ms();
     let request = match method {
-        Method::GET | Method::HEAD if k.wait => return watch(node, k).await,
+        // etcd serves a quorum read for `wait&quorum=true`.
+        Method::GET | Method::HEAD if k.wait && k.quorum != Some(true) => {
+            return cluster(watch(node, k).await)
+        }
         Method::GET | Method::HEAD => {
             if k.quorum != Some(false) {
                 if let Err(e) = node.linearize().await {
@@ -404,6 +438,7 @@ async fn keys(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
         Method::POST => Request::CreateInOrder {
             dir: k.key,
             value: k.value,
+            make_dir: k.dir,
             ttl: k.ttl,
             now,
         },
@@ -426,10 +461,12 @@ async fn keys(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
                 k.no_value_on_success,
             ),
             crate::types::Response::Error(e) => cluster(etcd_error(&e)),
-            crate::types::Response::Done | crate::types::Response::Batch(_) => cluster(etcd_error(&form_error(
-                ErrorCode::RaftInternal,
-                "received response with no Event/Watcher!",
-            ))),
+            crate::types::Response::Done | crate::types::Response::Batch(_) => {
+                cluster(etcd_error(&form_error(
+                    ErrorCode::RaftInternal,
+                    "received response with no Event/Watcher!",
+                )))
+            }
         },
         Err(e) => cluster(etcd_error(&e)),
     }
@@ -457,11 +494,6 @@ async fn watch(node: &Arc<Node>, k: KeyRequest) -> Resp {
         return http_error(503, &format!("too many watchers (limit {MAX_WATCHERS})"));
     }
     let slot = WatcherSlot(node.clone());
-    if k.quorum == Some(true) {
-        if let Err(e) = node.linearize().await {
-            return etcd_error(&e);
-        }
-    }
     let key = keel_kv::normalize_key(&k.key);
     let mut rx = node.shared.subscribe();
     let (first, start) = {
@@ -497,10 +529,12 @@ async fn watch(node: &Arc<Node>, k: KeyRequest) -> Resp {
             k.wait_index
         };
         if let Some(e) = first {
-            if tx.send(line(&e)).await.is_err() {
-                return;
+            // etcd answers a watcher found in history with that event and
+            // never registers it: a stream gets nothing more.
+            if tx.send(line(&e)).await.is_ok() {
+                tx.closed().await;
             }
-            from = e.index() + 1;
+            return;
         }
         loop {
             let found = {
@@ -516,6 +550,18 @@ async fn watch(node: &Arc<Node>, k: KeyRequest) -> Resp {
                         continue;
                     }
                     if tx.send(line(&e)).await.is_err() || !k.stream {
+                        return;
+                    }
+                    // etcd notifies a removed node's own watchers twice (once
+                    // from the removal, once from the event's path walk); a
+                    // stream on that key sees the event twice.
+                    let removal = matches!(
+                        e.action,
+                        keel_kv::Action::Delete
+                            | keel_kv::Action::CompareAndDelete
+                            | keel_kv::Action::Expire
+                    );
+                    if removal && e.node.key == key && tx.send(line(&e)).await.is_err() {
                         return;
                     }
                 }
@@ -679,8 +725,8 @@ fn stats(node: &Node, method: &Method, path: &str) -> Resp {
 }
 
 fn version(method: &Method) -> Resp {
-    if !matches!(*method, Method::GET | Method::HEAD) {
-        return not_allowed("GET,HEAD");
+    if *method != Method::GET {
+        return not_allowed("GET");
     }
     respond(
         StatusCode::OK,
@@ -691,8 +737,8 @@ fn version(method: &Method) -> Resp {
 
 /// Healthy when there is a leader and a linearizable read succeeds.
 async fn health(node: &Node, method: &Method) -> Resp {
-    if !matches!(*method, Method::GET | Method::HEAD) {
-        return not_allowed("GET,HEAD");
+    if *method != Method::GET {
+        return not_allowed("GET");
     }
     let check = async {
         if node.leader().is_none() {
@@ -712,5 +758,5 @@ async fn health(node: &Node, method: &Method) -> Resp {
             serde_json::json!({"health": "false", "reason": "timed out"}),
         ),
     };
-    respond(status, "application/json", body.to_string())
+    respond(status, "text/plain; charset=utf-8", body.to_string())
 }

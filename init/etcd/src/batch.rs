@@ -53,7 +53,10 @@ impl Batcher {
     pub fn start(raft: Raft) -> Batcher {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Request, Waiter)>();
         tokio::spawn(async move {
-            let n = std::env::var("KEEL_KV_INFLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(IN_FLIGHT);
+            let n = std::env::var("KEEL_KV_INFLIGHT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(IN_FLIGHT);
             let slots = Arc::new(Semaphore::new(n));
             while let Some(first) = rx.recv().await {
                 let Ok(permit) = slots.clone().acquire_owned().await else {

@@ -15,7 +15,7 @@ pub struct BadValue;
 
 /// A malformed form (bad `%` escape, not UTF-8).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid form: {0}")]
+#[error("{0}")]
 pub struct FormError(pub String);
 
 /// `%XX` and `+` decoding, as Go's `url.QueryUnescape`.
@@ -113,6 +113,20 @@ pub fn parse_uint(v: &str) -> Result<u64, BadValue> {
         return Err(BadValue);
     }
     v.parse().map_err(|_| BadValue)
+}
+
+/// Go's `url.PathEscape` for a whole path (`/` kept): what a redirect's
+/// `Location` carries.
+pub fn escape_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Go's `path.Clean`.

@@ -194,10 +194,11 @@ pub fn apply_request(s: &mut State, req: Request) -> Response {
         Request::CreateInOrder {
             dir,
             value,
+            make_dir,
             ttl,
             now,
         } => {
-            let r = s.store.create_in_order(&dir, &value, ttl, now);
+            let r = s.store.create_in_order(&dir, &value, make_dir, ttl, now);
             s.stats.count_create(r.is_ok());
             r
         }

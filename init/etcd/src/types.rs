@@ -47,6 +47,8 @@ pub enum Request {
     CreateInOrder {
         dir: String,
         value: String,
+        /// `dir=true`: the new in-order node is a directory.
+        make_dir: bool,
         ttl: Option<u64>,
         now: u64,
     },

@@ -486,16 +486,27 @@ impl Store {
         }
     }
 
-    /// POST: creates `dir/<next index, 20 digits>` holding `value`.
+    /// POST: creates `dir/<next index, 20 digits>` holding `value` (or, with
+    /// `make_dir`, an empty directory).
     pub fn create_in_order(
         &mut self,
         dir: &str,
         value: &str,
+        make_dir: bool,
         ttl: Option<u64>,
         now: u64,
     ) -> Result<Event, EtcdError> {
         let key = join(&normalize_key(dir), &format!("{:020}", self.index + 1));
-        self.create(&key, false, value, ttl, false, Action::Create, false, now)
+        self.create(
+            &key,
+            make_dir,
+            value,
+            ttl,
+            false,
+            Action::Create,
+            false,
+            now,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -636,12 +647,21 @@ impl Store {
         let index = self.index + 1;
         let missing = self.err(ErrorCode::KeyNotFound, key);
         let n = self.node_mut(key).ok_or(missing)?;
-        if let Kind::File(v) = &mut n.kind {
-            *v = value;
-        }
-        n.modified_index = index;
+        // etcd writes a directory's new modifiedIndex only into the event:
+        // its node.Write refuses directories, so the stored index stays.
+        let dir = match &mut n.kind {
+            Kind::File(v) => {
+                *v = value;
+                n.modified_index = index;
+                false
+            }
+            Kind::Dir(_) => true,
+        };
         n.expiration = expiration_of(ttl, now);
-        let nv = view(n, key, now, Listing::None);
+        let mut nv = view(n, key, now, Listing::None);
+        if dir {
+            nv.modified_index = index;
+        }
         self.index = index;
         Ok(self.record(
             Event {
@@ -1044,15 +1064,15 @@ mod tests {
     fn post_makes_in_order_keys() {
         let mut s = Store::new();
         s.set("/x", &val("0"), 0).unwrap();
-        let e = s.create_in_order("/q", "job", None, 0).unwrap();
+        let e = s.create_in_order("/q", "job", false, None, 0).unwrap();
         assert_eq!(
             (e.action, e.node.key.as_str()),
             (Action::Create, "/q/00000000000000000002")
         );
-        let e = s.create_in_order("/q", "job2", None, 0).unwrap();
+        let e = s.create_in_order("/q", "job2", false, None, 0).unwrap();
         assert_eq!(e.node.key, "/q/00000000000000000003");
         assert_eq!(
-            code(s.create_in_order("/x", "v", None, 0)),
+            code(s.create_in_order("/x", "v", false, None, 0)),
             (104, "/x".into(), 3)
         );
     }

@@ -108,7 +108,7 @@ fn store_request(s: &mut Store, method: &str, target: &str, now: u64) -> (u16, S
             };
             Ok(s.set(key, &opts, now)?)
         }
-        "POST" => Ok(s.create_in_order(key, f("value"), parse_ttl(f("ttl"))?, now)?),
+        "POST" => Ok(s.create_in_order(key, f("value"), flag("dir"), parse_ttl(f("ttl"))?, now)?),
         "DELETE" => Ok(s.delete(
             key,
             flag("dir"),

@@ -78,7 +78,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn apply(s: &mut Store, now: &mut u64, op: &Op) -> Vec<Result<Event, EtcdError>> {
     match op {
         Op::Set { key, opts } => vec![s.set(key, opts, *now)],
-        Op::Post { dir, ttl } => vec![s.create_in_order(dir, "v", *ttl, *now)],
+        Op::Post { dir, ttl } => vec![s.create_in_order(dir, "v", false, *ttl, *now)],
         Op::Delete {
             key,
             dir,

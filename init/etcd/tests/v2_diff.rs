@@ -1,9 +1,10 @@
 //! The etcd v2 keys API, replayed on Debian's etcd and on the server under
 //! test, answer by answer.
 //!
-//! Server B is the binary named by `KEEL_ETCD_BIN`; without it, B is a second
-//! etcd, which checks that the normaliser hides every legitimate difference
-//! (the run must then show zero mismatches). The script records nothing about
+//! Server B is keel-etcd (this package's binary, or the one named by
+//! `KEEL_ETCD_BIN`); with `KVDIFF_SELF=1`, B is a second etcd, which checks
+//! that the normaliser hides every legitimate difference (the run must then
+//! show zero mismatches). The script records nothing about
 //! what etcd answers: etcd is the reference. Set `KVDIFF_TRANSCRIPT=path` to
 //! write every request with etcd's raw answer to a file.
 //!
@@ -518,7 +519,7 @@ fn v2_api_answers_like_etcd() {
         return;
     }
     let tmp = tempfile::tempdir().expect("temp dir");
-    let other = std::env::var_os("KEEL_ETCD_BIN").map(PathBuf::from);
+    let other = keel_under_test();
     let label_b = match &other {
         Some(bin) => bin.display().to_string(),
         None => "etcd#2".to_string(),
@@ -556,4 +557,16 @@ fn v2_api_answers_like_etcd() {
         "{} mismatches between etcd and {label_b} (listed above)",
         report.mismatches.len()
     );
+}
+
+/// keel-etcd, unless `KVDIFF_SELF=1` asks for etcd against itself.
+fn keel_under_test() -> Option<PathBuf> {
+    if std::env::var_os("KVDIFF_SELF").is_some() {
+        return None;
+    }
+    Some(
+        std::env::var_os("KEEL_ETCD_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_keel-etcd"))),
+    )
 }

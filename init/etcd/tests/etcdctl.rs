@@ -1,7 +1,8 @@
 //! Debian's etcdctl (API v2) against the server, as a user runs it: exact
 //! output lines and exit codes.
 //!
-//! The server is Debian's etcd, or the binary named by `KEEL_ETCD_BIN`.
+//! The server is keel-etcd (this package's binary, or the one named by
+//! `KEEL_ETCD_BIN`); with `KVDIFF_SELF=1` it is Debian's etcd.
 //! Expected lines are templates: `{i+N}` is the server's starting index + N
 //! (each write below adds one), `{k+N}` the same as a 20-digit in-order key,
 //! `<id>` the member id from `/v2/members`, `<client-url>` and `<peer-url>` the
@@ -324,7 +325,7 @@ fn member_id(server: &Server) -> String {
 
 #[test]
 fn etcdctl_v2_sees_what_it_sees_on_etcd() {
-    let other = std::env::var_os("KEEL_ETCD_BIN").map(PathBuf::from);
+    let other = keel_under_test();
     let bin = other.clone().unwrap_or_else(|| PathBuf::from(ETCD_BIN));
     for (need, package) in [
         (Path::new(ETCDCTL_BIN), "etcd-client"),
@@ -386,4 +387,16 @@ fn etcdctl_v2_sees_what_it_sees_on_etcd() {
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// keel-etcd, unless `KVDIFF_SELF=1` asks for etcd against itself.
+fn keel_under_test() -> Option<PathBuf> {
+    if std::env::var_os("KVDIFF_SELF").is_some() {
+        return None;
+    }
+    Some(
+        std::env::var_os("KEEL_ETCD_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_keel-etcd"))),
+    )
 }
