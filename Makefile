@@ -11,13 +11,14 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps kernel binaries keys images bench-images disk netboot run check test vmtest bench fuzz clean
+.PHONY: help deps kernel binaries keys images bench-images disk netboot run check test vmtest bench bench-kv fuzz clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
 	@echo "make test    make check + the VM tests"
 	@echo "make check   cargo fmt --check, clippy -D warnings, unit tests"
-	@echo "make bench   benchmarks: tables + target/bench/{boot,image,config,containers}.json"
+	@echo "make bench   benchmarks: tables + target/bench/{boot,image,config,containers,kv}.json"
+	@echo "make bench-kv  the KV benchmark alone (keel-etcd against etcd 3.4 under wrk, on the host)"
 	@echo "make images  kernel, root images, slots, initramfs variants under build/"
 	@echo "make disk    the UEFI disk image build/disk.{img,qcow2}"
 	@echo "make keys    a development signing key pair under keys/ (kept if present)"
@@ -129,6 +130,13 @@ bench: images bench-images disk netboot
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-image-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-config-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-containers-bench
+	$(MAKE) --no-print-directory bench-kv
+
+# The KV benchmark needs no image: keel-etcd and Debian's etcd run on the
+# host, each under wrk (KEEL_KV_BENCH_SECS, KEEL_KV_BENCH_RUNS).
+bench-kv:
+	$(CARGO) build --release --locked -p keel-etcd
+	KEEL_ETCD_BIN=$(CURDIR)/$(REL)/keel-etcd $(CARGO) run --release --locked -p keel-vmtests --bin keel-kv-bench
 
 # The cloud-config parser under libFuzzer. Needs the nightly toolchain and
 # cargo-fuzz (cargo install cargo-fuzz); not part of make test. New inputs go

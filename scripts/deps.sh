@@ -23,6 +23,7 @@ pkgs=(
   docker-registry   # a real registry for the pull tests (images pushed by skopeo)
   crun              # the reference runtime of the container benchmark (make bench-images)
   etcd-server etcd-client  # etcd 3.4: the reference of keel's etcd v2 API (differential tests)
+  wrk               # the load generator of the KV benchmark (make bench-kv)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -31,6 +31,25 @@ impl Series {
     pub fn cols(&self) -> [String; 3] {
         [self.median(), self.min(), self.max()].map(|v| format!("{v:.1}"))
     }
+    /// `median (min-max)` in one cell, with `decimals` decimals; the median
+    /// alone when there is one sample.
+    pub fn spread(&self, decimals: usize) -> String {
+        let (m, lo, hi) = (self.median(), self.min(), self.max());
+        if self.0.len() > 1 {
+            format!("{m:.decimals$} ({lo:.decimals$}-{hi:.decimals$})")
+        } else {
+            format!("{m:.decimals$}")
+        }
+    }
+}
+
+/// The environment variable `name` parsed, or `default` when it is unset
+/// or does not parse.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Size of a file, panicking with its path.

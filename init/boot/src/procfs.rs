@@ -10,7 +10,9 @@ pub struct MemInfo {
     pub available_kb: u64,
 }
 
-fn kb_field(text: &str, key: &str) -> Option<u64> {
+/// A `Key:   N kB` field of /proc/meminfo or /proc/PID/status (`VmRSS`,
+/// `VmHWM`, ...), in KiB.
+pub fn kb_field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let rest = l.strip_prefix(key)?.strip_prefix(':')?;
         rest.split_whitespace().next()?.parse().ok()

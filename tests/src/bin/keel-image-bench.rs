@@ -18,15 +18,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use keel_vmtests::bench::{header, one, row, size, task_ms, write_json, Series};
+use keel_vmtests::bench::{env_or, header, one, row, size, task_ms, write_json, Series};
 use keel_vmtests::{build_dir, release_bin, root, Scratch, Variant, Vm, VmConfig};
-
-fn env_runs(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn host_blake3_mib_s(slot: &std::path::Path) -> f64 {
     let out = Command::new(release_bin("keel-image"))
@@ -50,8 +43,8 @@ fn host_blake3_mib_s(slot: &std::path::Path) -> f64 {
 }
 
 fn main() {
-    let runs = env_runs("KEEL_BENCH_RUNS", 10);
-    let fw_runs = env_runs("KEEL_BENCH_FW_RUNS", 5);
+    let runs = env_or("KEEL_BENCH_RUNS", 10);
+    let fw_runs = env_or("KEEL_BENCH_FW_RUNS", 5);
     let b = build_dir();
 
     let mut to_root = Series::default();
