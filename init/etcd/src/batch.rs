@@ -7,8 +7,12 @@
 //! 1. Writes queue on a channel. The batcher takes the first and everything
 //!    queued behind it, up to [`MAX_BATCH`] requests or [`MAX_BATCH_BYTES`].
 //! 2. It proposes them as one [`Request::Batch`] entry (a lone request as
-//!    itself), with at most [`IN_FLIGHT`] proposals outstanding: while one
-//!    batch is being replicated and fsynced, the next one fills.
+//!    itself), then waits until that entry is on disk (the log's fsync
+//!    count moves) or the proposal has finished, before it forms the next
+//!    batch: openraft appends one proposal at a time, so a batch proposed
+//!    earlier would only wait in its queue, and be smaller. Commit, apply
+//!    and the answers of one batch overlap the next batch's fsync. At most
+//!    [`IN_FLIGHT`] proposals are outstanding.
 //! 3. The state machine applies the batch's requests in order, each with its
 //!    own etcd index and response, and each waiter gets its own.
 
@@ -25,7 +29,7 @@ pub const MAX_BATCH: usize = 512;
 /// Most value bytes in one entry.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Most proposals outstanding at once.
-pub const IN_FLIGHT: usize = 4;
+pub const IN_FLIGHT: usize = 8;
 
 /// Why a proposal failed: `Ok(leader)` when this member is not the leader
 /// (with the leader if known), `Err(why)` for anything else.
@@ -50,14 +54,10 @@ fn size(r: &Request) -> usize {
 
 impl Batcher {
     /// Starts the batcher task for `raft`.
-    pub fn start(raft: Raft) -> Batcher {
+    pub fn start(raft: Raft, mut flushes: tokio::sync::watch::Receiver<u64>) -> Batcher {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Request, Waiter)>();
         tokio::spawn(async move {
-            let n = std::env::var("KEEL_KV_INFLIGHT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(IN_FLIGHT);
-            let slots = Arc::new(Semaphore::new(n));
+            let slots = Arc::new(Semaphore::new(IN_FLIGHT));
             while let Some(first) = rx.recv().await {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
@@ -74,10 +74,17 @@ impl Batcher {
                     }
                 }
                 let raft = raft.clone();
+                let seen = *flushes.borrow_and_update();
+                let (done_tx, done_rx) = oneshot::channel::<()>();
                 tokio::spawn(async move {
                     propose(&raft, batch).await;
                     drop(permit);
+                    let _ = done_tx.send(());
                 });
+                tokio::select! {
+                    _ = flushes.wait_for(|c| *c > seen) => {}
+                    _ = done_rx => {}
+                }
             }
         });
         Batcher { tx }

@@ -12,13 +12,17 @@
 //! 3. `truncate` (a follower's conflicting suffix) first waits for the flusher
 //!    to drain, so that no flush is reported for an entry already cut, then
 //!    shortens the file and syncs it.
-//! 4. `purge` drops entries up to a snapshotted index from memory, records the
-//!    purge point in `purged` (atomically) and deletes segments that hold only
+//! 4. Memory holds where every entry's record is, and only the newest
+//!    entries themselves (up to [`CACHE_BYTES`], which covers apply and
+//!    replication to followers that keep up); older ones are read back from
+//!    their segment.
+//! 5. `purge` forgets entries up to a snapshotted index, records the purge
+//!    point in `purged` (atomically) and deletes segments that hold only
 //!    purged entries.
-//! 5. Opening reads every segment. A torn or corrupt record at the end of the
+//! 6. Opening reads every segment. A torn or corrupt record at the end of the
 //!    newest segment is a write that never finished its fsync (never
 //!    acknowledged): it is cut off. One anywhere else is refused.
-//! 6. The vote is a small file replaced atomically (write, fsync, rename,
+//! 7. The vote is a small file replaced atomically (write, fsync, rename,
 //!    fsync the directory).
 
 use std::collections::VecDeque;
@@ -38,6 +42,8 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// No single record may claim more than this (a corrupt length).
 const RECORD_MAX: u32 = 64 << 20;
+/// The newest entries kept in memory (step 4), by encoded size.
+pub const CACHE_BYTES: usize = 2 << 20;
 
 /// Why the log could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -83,21 +89,31 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 struct Segment {
     first: u64,
     path: PathBuf,
+    /// The append handle (the flusher syncs it).
     file: Arc<File>,
+    /// A read handle for entries no longer cached.
+    reader: File,
     len: u64,
 }
 
-/// Where an entry's record starts.
+/// Where an entry's record is.
 #[derive(Clone, Copy)]
 struct Pos {
     segment: u64,
     offset: u64,
+    len: u32,
 }
 
 struct Inner {
     dir: PathBuf,
-    entries: VecDeque<Entry>,
+    /// Every unpurged entry's record, in index order from `first`.
     positions: VecDeque<Pos>,
+    first: u64,
+    /// The last entry's id (or the purge point when there is none).
+    last: Option<LogId>,
+    /// The newest entries (a suffix of the log) and their encoded sizes.
+    cache: VecDeque<(Entry, usize)>,
+    cache_bytes: usize,
     segments: Vec<Segment>,
     purged: Option<LogId>,
     vote: Option<Vote>,
@@ -113,6 +129,7 @@ enum Flush {
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
     flusher: mpsc::Sender<Flush>,
+    flushes: tokio::sync::watch::Receiver<u64>,
 }
 
 fn storage_err(
@@ -139,7 +156,7 @@ fn encode(entry: &Entry, out: &mut Vec<u8>) {
 /// valid part ends with the reason it ended, if not at the end of the file.
 /// A segment as read: (offset, entry) pairs, the valid length, and why the
 /// rest is not valid.
-type SegmentRead = (Vec<(u64, Entry)>, u64, Option<String>);
+type SegmentRead = (Vec<(u64, u32, Entry)>, u64, Option<String>);
 
 fn read_segment(path: &Path) -> Result<SegmentRead, LogError> {
     let mut bytes = Vec::new();
@@ -163,7 +180,7 @@ fn read_segment(path: &Path) -> Result<SegmentRead, LogError> {
             return Ok((out, off as u64, bad("checksum mismatch")));
         }
         match serde_json::from_slice::<Entry>(payload) {
-            Ok(e) => out.push((off as u64, e)),
+            Ok(e) => out.push((off as u64, len, e)),
             Err(e) => return Ok((out, off as u64, Some(format!("undecodable entry: {e}")))),
         }
         off += 8 + len as usize;
@@ -212,8 +229,11 @@ impl LogStore {
         firsts.sort_unstable();
         let mut inner = Inner {
             dir: dir.to_path_buf(),
-            entries: VecDeque::new(),
             positions: VecDeque::new(),
+            first: purged.map_or(0, |p| p.index + 1),
+            last: purged,
+            cache: VecDeque::new(),
+            cache_bytes: 0,
             segments: Vec::new(),
             purged,
             vote,
@@ -240,16 +260,16 @@ impl LogStore {
                     .map_err(io_err("truncate torn tail", &path))?;
                 f.sync_all().map_err(io_err("fsync", &path))?;
             }
-            for (offset, e) in records {
+            for (offset, len, e) in records {
                 let index = e.log_id.index;
                 if purged_index.is_some_and(|p| index <= p) {
                     continue;
                 }
-                let expected = inner
-                    .entries
-                    .back()
-                    .map(|b| b.log_id.index + 1)
-                    .or(purged_index.map(|p| p + 1));
+                let expected = if inner.positions.is_empty() {
+                    purged_index.map(|p| p + 1)
+                } else {
+                    inner.last.map(|l| l.index + 1)
+                };
                 if expected.is_some_and(|x| x != index) {
                     return Err(LogError::Hole {
                         path,
@@ -257,31 +277,38 @@ impl LogStore {
                         expected_before: expected.unwrap_or(0),
                     });
                 }
-                inner.entries.push_back(e);
-                inner.positions.push_back(Pos {
-                    segment: *first,
-                    offset,
-                });
+                inner.push(
+                    e,
+                    Pos {
+                        segment: *first,
+                        offset,
+                        len,
+                    },
+                );
             }
             let file = OpenOptions::new()
                 .append(true)
                 .open(&path)
                 .map_err(io_err("open", &path))?;
+            let reader = File::open(&path).map_err(io_err("open", &path))?;
             inner.segments.push(Segment {
                 first: *first,
                 path,
                 file: Arc::new(file),
+                reader,
                 len: valid,
             });
         }
         let (tx, rx) = mpsc::channel();
+        let (count, flushes) = tokio::sync::watch::channel(0);
         std::thread::Builder::new()
             .name("kv-log-flush".into())
-            .spawn(move || flusher(rx))
+            .spawn(move || flusher(rx, count))
             .map_err(io_err("start flusher thread", dir))?;
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
             flusher: tx,
+            flushes,
         })
     }
 
@@ -291,9 +318,9 @@ impl LogStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Entries currently held (for status).
+    /// Entries in the log (for status).
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.lock().positions.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -304,7 +331,13 @@ impl LogStore {
     /// purge point): the first start of a member.
     pub fn is_pristine(&self) -> bool {
         let i = self.lock();
-        i.vote.is_none() && i.entries.is_empty() && i.purged.is_none()
+        i.vote.is_none() && i.positions.is_empty() && i.purged.is_none()
+    }
+
+    /// Counts completed fsyncs: the batcher proposes the next batch once the
+    /// previous one is on disk.
+    pub fn flushes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.flushes.clone()
     }
 
     async fn barrier(&self) {
@@ -316,7 +349,7 @@ impl LogStore {
 }
 
 /// Step 2: one fdatasync per batch of queued appends.
-fn flusher(rx: mpsc::Receiver<Flush>) {
+fn flusher(rx: mpsc::Receiver<Flush>, count: tokio::sync::watch::Sender<u64>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -345,14 +378,65 @@ fn flusher(rx: mpsc::Receiver<Flush>) {
                 }
             }
         }
+        count.send_modify(|c| *c += 1);
     }
 }
 
 impl Inner {
     fn index_of(&self, index: u64) -> Option<usize> {
-        let first = self.entries.front()?.log_id.index;
-        let i = index.checked_sub(first)? as usize;
-        (i < self.entries.len()).then_some(i)
+        let i = index.checked_sub(self.first)? as usize;
+        (i < self.positions.len()).then_some(i)
+    }
+
+    /// Appends an entry already written at `pos`, caching it (step 4).
+    fn push(&mut self, e: Entry, pos: Pos) {
+        if self.positions.is_empty() {
+            self.first = e.log_id.index;
+        }
+        self.positions.push_back(pos);
+        self.last = Some(e.log_id);
+        let size = pos.len as usize + 8;
+        self.cache.push_back((e, size));
+        self.cache_bytes += size;
+        while self.cache_bytes > CACHE_BYTES && self.cache.len() > 1 {
+            if let Some((_, s)) = self.cache.pop_front() {
+                self.cache_bytes -= s;
+            }
+        }
+    }
+
+    /// The index of the oldest cached entry.
+    fn cache_first(&self) -> u64 {
+        self.cache.front().map_or(u64::MAX, |(e, _)| e.log_id.index)
+    }
+
+    /// Entry `index`, from the cache or its segment.
+    fn get(&self, index: u64) -> io::Result<Entry> {
+        let cf = self.cache_first();
+        if index >= cf {
+            if let Some((e, _)) = self.cache.get((index - cf) as usize) {
+                return Ok(e.clone());
+            }
+        }
+        let pos = self
+            .index_of(index)
+            .map(|i| self.positions[i])
+            .ok_or_else(|| io::Error::other(format!("entry {index} is not in the log")))?;
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.first == pos.segment)
+            .ok_or_else(|| io::Error::other(format!("segment of entry {index} is gone")))?;
+        let mut buf = vec![0u8; pos.len as usize + 8];
+        std::os::unix::fs::FileExt::read_exact_at(&seg.reader, &mut buf, pos.offset)?;
+        let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
+        if crc32fast::hash(&buf[8..]) != crc {
+            return Err(io::Error::other(format!(
+                "entry {index} in {}: checksum mismatch",
+                seg.path.display()
+            )));
+        }
+        serde_json::from_slice(&buf[8..]).map_err(io::Error::other)
     }
 
     fn new_segment(&mut self, first: u64) -> io::Result<()> {
@@ -361,11 +445,13 @@ impl Inner {
         }
         let path = self.dir.join(format!("{first:020}.wal"));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let reader = File::open(&path)?;
         File::open(&self.dir)?.sync_all()?;
         self.segments.push(Segment {
             first,
             path,
             file: Arc::new(file),
+            reader,
             len: 0,
         });
         Ok(())
@@ -379,21 +465,28 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         use std::ops::Bound;
         let i = self.lock();
-        let Some(first) = i.entries.front().map(|e| e.log_id.index) else {
+        let Some(last) = i.last.filter(|_| !i.positions.is_empty()) else {
             return Ok(Vec::new());
         };
         let start = match range.start_bound() {
             Bound::Included(s) => *s,
             Bound::Excluded(s) => s + 1,
-            Bound::Unbounded => first,
-        };
-        let skip = start.saturating_sub(first) as usize;
-        Ok(i.entries
-            .iter()
-            .skip(skip)
-            .take_while(|e| range.contains(&e.log_id.index))
-            .cloned()
-            .collect())
+            Bound::Unbounded => i.first,
+        }
+        .max(i.first);
+        let end = match range.end_bound() {
+            Bound::Included(e) => e + 1,
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => last.index + 1,
+        }
+        .min(last.index + 1);
+        let mut out = Vec::with_capacity((end.saturating_sub(start)) as usize);
+        for index in start..end {
+            out.push(i.get(index).map_err(|e| {
+                StorageError::from_io_error(ErrorSubject::Logs, ErrorVerb::Read, e)
+            })?);
+        }
+        Ok(out)
     }
 }
 
@@ -402,10 +495,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let i = self.lock();
-        let last = i.entries.back().map(|e| e.log_id).or(i.purged);
         Ok(LogState {
             last_purged_log_id: i.purged,
-            last_log_id: last,
+            last_log_id: i.last,
         })
     }
 
@@ -450,8 +542,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut buf = Vec::with_capacity(entries.len() * 256);
         let mut offsets = Vec::with_capacity(entries.len());
         for e in &entries {
-            offsets.push(buf.len() as u64);
+            let start = buf.len();
             encode(e, &mut buf);
+            offsets.push((start as u64, (buf.len() - start - 8) as u32));
         }
         let seg = i
             .segments
@@ -461,12 +554,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let base = seg.len;
         seg.len += buf.len() as u64;
         let (segment, file) = (seg.first, seg.file.clone());
-        for (e, off) in entries.into_iter().zip(offsets) {
-            i.positions.push_back(Pos {
-                segment,
-                offset: base + off,
-            });
-            i.entries.push_back(e);
+        for (e, (off, len)) in entries.into_iter().zip(offsets) {
+            i.push(
+                e,
+                Pos {
+                    segment,
+                    offset: base + off,
+                    len,
+                },
+            );
         }
         drop(i);
         self.flusher
@@ -494,8 +590,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             s.file.sync_all().map_err(werr)?;
             s.len = pos.offset;
         }
-        i.entries.truncate(at);
         i.positions.truncate(at);
+        while i
+            .cache
+            .back()
+            .is_some_and(|(e, _)| e.log_id.index >= log_id.index)
+        {
+            if let Some((_, s)) = i.cache.pop_back() {
+                i.cache_bytes -= s;
+            }
+        }
+        i.last = match log_id.index.checked_sub(1).filter(|_| at > 0) {
+            Some(prev) => Some(i.get(prev).map_err(werr)?.log_id),
+            None => i.purged,
+        };
         Ok(())
     }
 
@@ -507,13 +615,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
         write_atomic(&i.dir, "purged", &bytes).map_err(werr)?;
         i.purged = Some(log_id);
-        while i
-            .entries
-            .front()
-            .is_some_and(|e| e.log_id.index <= log_id.index)
-        {
-            i.entries.pop_front();
+        while !i.positions.is_empty() && i.first <= log_id.index {
             i.positions.pop_front();
+            i.first += 1;
+        }
+        if i.positions.is_empty() {
+            i.first = log_id.index + 1;
+        }
+        while i
+            .cache
+            .front()
+            .is_some_and(|(e, _)| e.log_id.index <= log_id.index)
+        {
+            if let Some((_, s)) = i.cache.pop_front() {
+                i.cache_bytes -= s;
+            }
+        }
+        if i.last.is_none_or(|l| l.index < log_id.index) {
+            i.last = Some(log_id);
         }
         // A segment goes when the next one starts at or before the first
         // entry still needed; the newest segment always stays.
@@ -559,6 +678,54 @@ mod tests {
         let (records, _, broken) = read_segment(&path).unwrap();
         assert_eq!(records.len(), 0);
         assert_eq!(broken.as_deref(), Some("checksum mismatch"));
+    }
+
+    fn big(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(crate::types::Request::Set {
+                key: format!("/k{index}"),
+                opts: keel_kv::SetOptions {
+                    value: "v".repeat(20_000),
+                    ..Default::default()
+                },
+                now: index,
+            }),
+        }
+    }
+
+    /// Entries past the cache come back from disk; truncate, purge and a
+    /// reopen keep the log consistent.
+    #[tokio::test]
+    async fn entries_outlive_the_cache_and_a_reopen() {
+        use openraft::storage::RaftLogStorageExt;
+        let d = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(d.path()).unwrap();
+        log.blocking_append((0..300).map(big)).await.unwrap();
+        assert!(log.lock().cache.len() < 300, "the cache is bounded");
+        let all = log.try_get_log_entries(0..300).await.unwrap();
+        assert_eq!(all.len(), 300);
+        assert!(all.iter().enumerate().all(|(i, e)| e == &big(i as u64)));
+
+        log.truncate(LogId::new(CommittedLeaderId::new(1, 1), 250))
+            .await
+            .unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(249));
+        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 100))
+            .await
+            .unwrap();
+        log.blocking_append([big(250)]).await.unwrap();
+        drop(log);
+
+        let mut log = LogStore::open(d.path()).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(100));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(250));
+        let rest = log.try_get_log_entries(..).await.unwrap();
+        assert_eq!(rest.first().map(|e| e.log_id.index), Some(101));
+        assert_eq!(rest.len(), 150);
+        assert_eq!(rest[120], big(221));
     }
 
     #[test]

@@ -87,6 +87,7 @@ impl Node {
         raft: Raft,
         shared: Arc<Shared>,
         counters: Arc<crate::stats::PeerCounters>,
+        flushes: tokio::sync::watch::Receiver<u64>,
     ) -> Node {
         Node {
             id,
@@ -96,7 +97,7 @@ impl Node {
             shared,
             started: SystemTime::now(),
             counters,
-            batcher: crate::batch::Batcher::start(raft.clone()),
+            batcher: crate::batch::Batcher::start(raft.clone(), flushes),
             leader_since: std::sync::Mutex::new((None, SystemTime::now())),
             pool: Default::default(),
         }

@@ -100,6 +100,7 @@ pub async fn start(config: ServerConfig) -> Result<Started, StartError> {
     let id = member_id(&config.advertise_peer_urls, &config.cluster_token);
     let member_dir: PathBuf = config.data_dir.join("member");
     let log = LogStore::open(&member_dir.join("wal"))?;
+    let flushes = log.flushes();
     let snap_dir = member_dir.join("snap");
     std::fs::create_dir_all(&snap_dir).map_err(|source| LogError::Io {
         op: "create directory",
@@ -146,6 +147,7 @@ pub async fn start(config: ServerConfig) -> Result<Started, StartError> {
         raft.clone(),
         shared,
         counters,
+        flushes,
     ));
     for l in peers {
         let node = node.clone();
@@ -215,8 +217,11 @@ pub async fn start(config: ServerConfig) -> Result<Started, StartError> {
 
 /// Runs a member on its own runtime until SIGINT or SIGTERM.
 pub fn run_blocking(config: ServerConfig) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves clients, peers and Raft; the log's fsyncs run on
+    // the flusher thread. Measured on 2 cores: 10-20 % more writes per
+    // second than a two-worker runtime, whose cross-thread wakeups cost more
+    // than the parallelism gains.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
