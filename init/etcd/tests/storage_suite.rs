@@ -28,6 +28,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     }
 }
 
+// openraft's StorageError is what the suite returns.
+#[allow(clippy::result_large_err)]
 #[test]
 fn openraft_storage_suite() -> Result<(), StorageError> {
     Suite::test_all(Builder)
