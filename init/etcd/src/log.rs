@@ -22,7 +22,10 @@
 //! 6. Opening reads every segment. A torn or corrupt record at the end of the
 //!    newest segment is a write that never finished its fsync (never
 //!    acknowledged): it is cut off. One anywhere else is refused.
-//! 7. The vote is a small file replaced atomically (write, fsync, rename,
+//! 7. For fault tests, `KEEL_ETCD_CRASH_FSYNC=before:N` (or `after:N`)
+//!    aborts the process right before (after) its N-th log fsync: the two
+//!    crash points that decide whether a write was acknowledged.
+//! 8. The vote is a small file replaced atomically (write, fsync, rename,
 //!    fsync the directory).
 
 use std::collections::VecDeque;
@@ -301,9 +304,10 @@ impl LogStore {
         }
         let (tx, rx) = mpsc::channel();
         let (count, flushes) = tokio::sync::watch::channel(0);
+        let crash = CrashPoint::from_env();
         std::thread::Builder::new()
             .name("kv-log-flush".into())
-            .spawn(move || flusher(rx, count))
+            .spawn(move || flusher(rx, count, crash))
             .map_err(io_err("start flusher thread", dir))?;
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
@@ -348,8 +352,36 @@ impl LogStore {
     }
 }
 
+/// Step 7: where a fault test asks the process to die.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    Never,
+    BeforeFsync(u64),
+    AfterFsync(u64),
+}
+
+impl CrashPoint {
+    pub fn parse(v: &str) -> Option<CrashPoint> {
+        let (when, n) = v.split_once(':')?;
+        let n = n.parse().ok()?;
+        match when {
+            "before" => Some(CrashPoint::BeforeFsync(n)),
+            "after" => Some(CrashPoint::AfterFsync(n)),
+            _ => None,
+        }
+    }
+
+    fn from_env() -> CrashPoint {
+        std::env::var("KEEL_ETCD_CRASH_FSYNC")
+            .ok()
+            .and_then(|v| CrashPoint::parse(&v))
+            .unwrap_or(CrashPoint::Never)
+    }
+}
+
 /// Step 2: one fdatasync per batch of queued appends.
-fn flusher(rx: mpsc::Receiver<Flush>, count: tokio::sync::watch::Sender<u64>) {
+fn flusher(rx: mpsc::Receiver<Flush>, count: tokio::sync::watch::Sender<u64>, crash: CrashPoint) {
+    let mut n = 0u64;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -362,7 +394,17 @@ fn flusher(rx: mpsc::Receiver<Flush>, count: tokio::sync::watch::Sender<u64>) {
                 let p = Arc::as_ptr(file);
                 if !synced.contains(&p) {
                     synced.push(p);
-                    if let Err(e) = file.sync_data() {
+                    n += 1;
+                    if crash == CrashPoint::BeforeFsync(n) {
+                        eprintln!("keel-etcd: crashing before fsync {n} (KEEL_ETCD_CRASH_FSYNC)");
+                        std::process::abort();
+                    }
+                    let r = file.sync_data();
+                    if crash == CrashPoint::AfterFsync(n) {
+                        eprintln!("keel-etcd: crashing after fsync {n} (KEEL_ETCD_CRASH_FSYNC)");
+                        std::process::abort();
+                    }
+                    if let Err(e) = r {
                         result = Err(e.to_string());
                     }
                 }
