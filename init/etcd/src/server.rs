@@ -110,15 +110,26 @@ pub async fn start(config: ServerConfig) -> Result<Started, StartError> {
     let (sm, shared) = StateMachine::open(&snap_dir)?;
     let pristine = log.is_pristine() && shared.read().last_applied.is_none();
 
+    // Every field is given: openraft's Config::default() parses an empty
+    // command line with clap, which would link all of clap into PID 1
+    // (about 0.3 MB).
+    #[allow(deprecated)]
     let raft_config = openraft::Config {
         cluster_name: config.cluster_token.clone(),
         heartbeat_interval: config.heartbeat_ms,
         election_timeout_min: config.election_ms,
         election_timeout_max: config.election_ms * 2,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
-        max_in_snapshot_log_to_keep: 1000,
+        install_snapshot_timeout: 2000,
+        send_snapshot_timeout: 0,
         max_payload_entries: 256,
-        ..Default::default()
+        replication_lag_threshold: 5000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+        snapshot_max_chunk_size: 3 << 20,
+        max_in_snapshot_log_to_keep: 1000,
+        purge_batch_size: 1,
+        enable_tick: true,
+        enable_heartbeat: true,
+        enable_elect: true,
     }
     .validate()
     .map_err(|e| StartError::RaftConfig(e.to_string()))?;

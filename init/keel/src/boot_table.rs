@@ -15,6 +15,8 @@ use crate::services::{self, Services};
 /// A boot task that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
+    #[error("kv: {0}")]
+    Kv(String),
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
     #[error("read {path}: {source}")]
@@ -64,6 +66,8 @@ pub struct Ctx {
     pub config_containers: Vec<keel_config::model::Container>,
     /// The config's `registries:`, for pulls by StartContainers.
     pub config_registries: keel_config::model::Registries,
+    /// The config's `coreos.etcd2` settings, for StartKv.
+    pub config_etcd2: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -84,6 +88,7 @@ impl Ctx {
             config_status: Default::default(),
             config_containers: Vec::new(),
             config_registries: Default::default(),
+            config_etcd2: Vec::new(),
         }
     }
 
@@ -162,6 +167,7 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
             req("StartRuntime", start_runtime),
             req("StartSignals", start_signals),
             req("StartApi", start_api),
+            opt("StartKv", crate::kv::start_kv),
             opt("StartContainers", crate::containers::start_containers),
         ],
     },

@@ -419,6 +419,7 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         ctx.config_networks = c.networks;
         ctx.config_containers = c.containers;
         ctx.config_registries = c.registries;
+        ctx.config_etcd2 = c.etcd2;
     }
     st.errors = done.errors;
     st.items = done.items;

@@ -12,6 +12,7 @@ mod config;
 mod confine;
 mod containers;
 mod dhcp;
+mod kv;
 mod net;
 mod node;
 mod root;

@@ -23,6 +23,8 @@ pub struct NodeShared {
     /// Exits of container processes, from the reaper to the supervisor.
     pub exits: Arc<keel_containers::supervisor::Exits>,
     pub containers: OnceLock<keel_containers::supervisor::Supervisor>,
+    /// The cluster store's member, once StartKv ran.
+    pub kv: OnceLock<crate::kv::Member>,
 }
 
 impl NodeShared {
@@ -39,6 +41,7 @@ impl NodeShared {
             dhcp: Default::default(),
             exits: Default::default(),
             containers: OnceLock::new(),
+            kv: OnceLock::new(),
         }
     }
 
@@ -133,7 +136,7 @@ impl NodeShared {
     }
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
