@@ -102,12 +102,12 @@ fn etcdctl_and_curl_use_the_nodes_kv_and_it_survives_a_reboot() {
     assert!(!ok && err.contains("105: Key already exists"), "{err}");
     assert_eq!(etcdctl(port, &["set", "/app/count", "1"]).1, "1\n");
     assert_eq!(etcdctl(port, &["update", "/app/count", "2"]).1, "2\n");
-    assert_eq!(etcdctl(port, &["mkdir", "/app/empty"]).0, true);
+    assert!(etcdctl(port, &["mkdir", "/app/empty"]).0);
     assert_eq!(
         etcdctl(port, &["ls", "--recursive", "--sort", "/app"]).1,
         "/app/count\n/app/empty\n/app/greeting\n"
     );
-    assert_eq!(etcdctl(port, &["rmdir", "/app/empty"]).0, true);
+    assert!(etcdctl(port, &["rmdir", "/app/empty"]).0);
     let (ok, _, err) = etcdctl(port, &["get", "/app/missing"]);
     assert!(
         !ok && err.contains("100: Key not found (/app/missing)"),
