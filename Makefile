@@ -110,9 +110,9 @@ netboot: images
 # container; its port 8080 and the API are forwarded to the host.
 DEMO_CONFIG ?= initramfs/demo-config.yaml
 run: images
-	@echo "keel: booting; API http://127.0.0.1:$${KEEL_API_PORT:-9420}, web container http://127.0.0.1:$${KEEL_WEB_PORT:-8080}; Ctrl-A X quits"
+	@echo "keel: booting; API http://127.0.0.1:$${KEEL_API_PORT:-9420}, web container http://127.0.0.1:$${KEEL_WEB_PORT:-8080}, KV (etcd v2) http://127.0.0.1:$${KEEL_KV_PORT:-2379}; Ctrl-A X quits"
 	KEEL_INTERACTIVE=1 KEEL_API_PORT=$${KEEL_API_PORT:-9420} \
-		KEEL_HOSTFWD=tcp:127.0.0.1:$${KEEL_WEB_PORT:-8080}-:8080 \
+		KEEL_HOSTFWD=tcp:127.0.0.1:$${KEEL_WEB_PORT:-8080}-:8080,tcp:127.0.0.1:$${KEEL_KV_PORT:-2379}-:2379 \
 		qemu/launch microvm -fw_cfg name=opt/keel/config,file=$(DEMO_CONFIG)
 
 check:

@@ -466,13 +466,17 @@ containers:
 }
 
 /// What `make run` boots: the demo config's web container answers curl on
-/// the forwarded port.
+/// the forwarded port and is announced in the node's cluster store.
 #[test]
 fn the_demo_node_serves_its_page() {
     let port = free_port();
+    let kv = free_port();
     let mut cfg = VmConfig::new("containers-demo");
     cfg.cloud_config(&keel_vmtests::root().join("initramfs/demo-config.yaml"));
-    cfg.hostfwd = vec![format!("tcp:127.0.0.1:{port}-:8080")];
+    cfg.hostfwd = vec![
+        format!("tcp:127.0.0.1:{port}-:8080"),
+        format!("tcp:127.0.0.1:{kv}-:2379"),
+    ];
     let mut vm = Vm::start(cfg);
     vm.wait_ready();
     wait_until(&vm, "web", "running", |c| c.state == "running");
@@ -493,6 +497,52 @@ fn the_demo_node_serves_its_page() {
     let l = wait_logs(&vm, "web", "response:200");
     assert!(l.contains("10.0.2.2"), "{l}");
     assert_eq!(vm.status().hostname, "keel-demo");
+
+    // The healthy web container is announced; etcdctl lists it (--no-sync:
+    // the test forwards another port than the 2379 the demo advertises).
+    let etcdctl = |args: &[&str]| {
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "2")
+            .args([
+                "--no-sync",
+                "--endpoints",
+                &format!("http://127.0.0.1:{kv}"),
+            ])
+            .args(args)
+            .output()
+            .expect("etcdctl (Debian package etcd-client)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let l = etcdctl(&["ls", "--recursive", "/services"]);
+        if l.contains("/services/web/keel-demo-web") || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(listed, "/services/web\n/services/web/keel-demo-web\n");
+    let v: serde_json::Value =
+        serde_json::from_str(etcdctl(&["get", "/services/web/keel-demo-web"]).trim()).unwrap();
+    assert_eq!(v["port"], 8080);
+    assert_eq!(v["version"], "busybox:latest");
+    assert_eq!(v["host"], "10.0.2.15");
+
+    // Stopped, it leaves the store; started again, it comes back.
+    let (ok, _, err) = vm.keelctl(&["stop", "web"]);
+    assert!(ok, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while etcdctl(&["ls", "/services/web"]).contains("keel-demo-web") {
+        assert!(Instant::now() < deadline, "still announced after stop");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ok, _, err) = vm.keelctl(&["start", "web"]);
+    assert!(ok, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !etcdctl(&["ls", "/services/web"]).contains("keel-demo-web") {
+        assert!(Instant::now() < deadline, "not announced again after start");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// A registry on the host (Debian's docker-registry, reached from the VM

@@ -21,7 +21,8 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    Container, Healthcheck, IoMax, MountSpec, NetMode, Port, Probe, Resources, Restart, Rlimit,
+    Announce, Container, Healthcheck, IoMax, MountSpec, NetMode, Port, Probe, Resources, Restart,
+    Rlimit,
 };
 use crate::schema;
 use crate::validate::{distance, entry, join, key_of, Entries, Verdict, V};
@@ -112,6 +113,7 @@ const KEYS: &[&str] = &[
     "workdir",
     "stop_grace",
     "rlimits",
+    "announce",
 ];
 
 /// setrlimit(2)'s resources, by the names `rlimits:` takes.
@@ -536,6 +538,7 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
                 }
             }
             "rlimits" => c.rlimits = rlimits(v, &p, val),
+            "announce" => c.announce = announce(v, &p, val),
             _ => {}
         }
     }
@@ -954,6 +957,38 @@ fn capabilities(v: &mut V, path: &str, n: &Node, c: &mut Container) {
             format!("{} both added and dropped", both.join(", ")),
         );
     }
+}
+
+/// `announce: {name: web, port: 8080}`: both needed; the name is one DNS
+/// label (it is a key segment under `/services`).
+fn announce(v: &mut V, path: &str, n: &Node) -> Option<Announce> {
+    let e: &Entries = v.map(path, n)?;
+    v.known(path, e, &["name", "port"]);
+    let name = match entry(e, "name") {
+        Some(nn) => v.checked(&join(path, "name"), &nn, schema::label),
+        None => {
+            v.err(path, n, "announce needs a name (the service's name)");
+            None
+        }
+    };
+    let port = match entry(e, "port") {
+        Some(pn) => v.parsed(&join(path, "port"), &pn, |s: &str| match s.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(format!("{s:?} is not a port (1-65535)")),
+        }),
+        None => {
+            v.err(
+                path,
+                n,
+                "announce needs a port (the one clients use on the node)",
+            );
+            None
+        }
+    };
+    Some(Announce {
+        name: name?,
+        port: port?,
+    })
 }
 
 fn healthcheck(v: &mut V, path: &str, n: &Node) -> Option<Healthcheck> {
@@ -1591,6 +1626,11 @@ mod tests {
             ("hostname: a.b", "hostname", 5, "not a host name label"),
             ("workdir: srv", "workdir", 5, "absolute"),
             ("stop_grace: 10", "stop_grace", 5, "not a duration"),
+            ("announce: {name: web}", "announce", 5, "needs a port"),
+            ("announce: {port: 80}", "announce", 5, "needs a name"),
+            ("announce: {name: a.b, port: 80}", "announce.name", 5, "not a host name label"),
+            ("announce: {name: web, port: 0}", "announce.port", 5, "not a port"),
+            ("announce: [web, 80]", "announce", 5, "expected a mapping"),
         ];
         let mut wrong = Vec::new();
         for (extra, path, line, says) in cases {
@@ -1607,6 +1647,20 @@ mod tests {
             assert!(r.config.containers.is_empty(), "{extra}");
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn announce_names_a_service_and_its_port() {
+        let r =
+            section("  - name: web\n    image: busybox\n    announce: {name: www, port: 8080}\n");
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(
+            r.config.containers[0].announce,
+            Some(Announce {
+                name: "www".into(),
+                port: 8080
+            })
+        );
     }
 
     #[test]

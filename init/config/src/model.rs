@@ -219,6 +219,17 @@ pub struct Container {
     pub stop_grace_ms: u64,
     /// Limits set before exec; the rest are inherited from keel.
     pub rlimits: Vec<Rlimit>,
+    /// Register the container in the cluster store while it is healthy.
+    pub announce: Option<Announce>,
+}
+
+/// `announce: {name, port}`: the container is registered at
+/// `/services/<name>/<instance>` in the cluster store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    pub name: String,
+    /// The port clients use on the node.
+    pub port: u16,
 }
 
 /// Credentials for one registry (`registries.auth`).

@@ -183,7 +183,11 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
         ))),
     };
     let n = containers.len();
+    if let Ok(mut a) = ctx.node.announces.lock() {
+        *a = crate::announce::wanted(&containers);
+    }
     let _enter = services.enter();
+    tokio::spawn(crate::announce::run(ctx.node.clone()));
     let sup = Supervisor::start(settings, containers, ctx.node.exits.clone());
     if ctx.node.containers.set(sup).is_err() {
         warn!("containers: the supervisor was already started");

@@ -7,6 +7,7 @@
 //! 4. Wait for a shutdown request (API, SIGTERM, SIGINT/Ctrl-Alt-Del) and run
 //!    the orderly shutdown (`shutdown`). PID 1 never returns.
 
+mod announce;
 mod boot_table;
 mod config;
 mod confine;

@@ -25,6 +25,8 @@ pub struct NodeShared {
     pub containers: OnceLock<keel_containers::supervisor::Supervisor>,
     /// The cluster store's member, once StartKv ran.
     pub kv: OnceLock<crate::kv::Member>,
+    /// The containers to announce (`announce:`), by container name.
+    pub announces: Mutex<Vec<(String, keel_config::model::Announce)>>,
 }
 
 impl NodeShared {
@@ -42,6 +44,7 @@ impl NodeShared {
             exits: Default::default(),
             containers: OnceLock::new(),
             kv: OnceLock::new(),
+            announces: Mutex::new(Vec::new()),
         }
     }
 
@@ -176,6 +179,9 @@ impl Node for NodeShared {
             let r = if dry_run {
                 sup.diff(&config.containers)
             } else {
+                if let Ok(mut a) = self.announces.lock() {
+                    *a = crate::announce::wanted(&config.containers);
+                }
                 sup.reconcile(config.containers)
             };
             done.containers = r.lines();
