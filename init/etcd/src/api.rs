@@ -622,54 +622,17 @@ async fn members(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
             },
             _ => http_error(404, "Not found"),
         }),
-        Method::POST => {
-            let is_json = req
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| {
-                    v.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_lowercase()
-                });
-            if is_json.as_deref() != Some("application/json") {
-                return cluster(http_error(
-                    415,
-                    &format!(
-                        "Bad Content-Type {}, accept application/json",
-                        is_json.unwrap_or_default()
-                    ),
-                ));
-            }
-            let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return cluster(http_error(400, &e.to_string())),
-            };
-            #[derive(serde::Deserialize)]
-            struct Create {
-                #[serde(rename = "peerURLs")]
-                peer_urls: Vec<String>,
-            }
-            let c: Create = match serde_json::from_slice(&body) {
-                Ok(c) => c,
-                Err(e) => return cluster(http_error(400, &format!("peerURLs: {e}"))),
-            };
-            match node
-                .change_members(MemberChange::Add {
-                    peer_urls: c.peer_urls,
-                })
-                .await
-            {
+        Method::POST => match read_peer_urls(req).await {
+            Ok(peer_urls) => match node.change_members(MemberChange::Add { peer_urls }).await {
                 Ok(m) => cluster(json_line(
                     StatusCode::CREATED,
                     serde_json::to_string(&m).unwrap_or_default(),
                 )),
                 Err(e) => cluster(http_error(e.status, &e.message)),
-            }
-        }
-        Method::DELETE => {
+            },
+            Err(r) => cluster(r),
+        },
+        _ => {
             if rest.is_empty() {
                 return cluster(text_error(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -679,7 +642,15 @@ async fn members(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
             let Ok(id) = u64::from_str_radix(&rest, 16) else {
                 return cluster(http_error(404, &format!("No such member: {rest}")));
             };
-            match node.change_members(MemberChange::Remove { id }).await {
+            let change = if method == Method::DELETE {
+                MemberChange::Remove { id }
+            } else {
+                match read_peer_urls(req).await {
+                    Ok(peer_urls) => MemberChange::Update { id, peer_urls },
+                    Err(r) => return cluster(r),
+                }
+            };
+            match node.change_members(change).await {
                 Ok(_) => {
                     let mut r = Response::new(Body::Full(None));
                     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -688,11 +659,42 @@ async fn members(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
                 Err(e) => cluster(http_error(e.status, &e.message)),
             }
         }
-        _ => cluster(http_error(
-            501,
-            "updating a member's peer URLs is not supported; remove and add it",
-        )),
     }
+}
+
+/// A member request's JSON body: `{"peerURLs": [...]}`.
+async fn read_peer_urls(req: HttpRequest<Incoming>) -> Result<Vec<String>, Resp> {
+    let ctype = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    if ctype != "application/json" {
+        return Err(http_error(
+            415,
+            &format!("Bad Content-Type {ctype}, accept application/json"),
+        ));
+    }
+    let body = Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|e| http_error(400, &e.to_string()))?
+        .to_bytes();
+    #[derive(serde::Deserialize)]
+    struct Urls {
+        #[serde(rename = "peerURLs")]
+        peer_urls: Vec<String>,
+    }
+    serde_json::from_slice::<Urls>(&body)
+        .map(|u| u.peer_urls)
+        .map_err(|e| http_error(400, &format!("peerURLs: {e}")))
 }
 
 fn machines(node: &Node, method: &Method) -> Resp {

@@ -13,7 +13,7 @@
 //! 3. With no leader (an election), both retry until their deadline and
 //!    then fail with etcd's error 300.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,8 +46,17 @@ pub struct MemberView {
 /// A membership change, as a follower forwards it to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MemberChange {
-    Add { peer_urls: Vec<String> },
-    Remove { id: NodeId },
+    Add {
+        peer_urls: Vec<String>,
+    },
+    Remove {
+        id: NodeId,
+    },
+    /// A member's new peer URLs (it keeps its id).
+    Update {
+        id: NodeId,
+        peer_urls: Vec<String>,
+    },
 }
 
 /// Why a membership change was refused: the HTTP status and message.
@@ -55,6 +64,16 @@ pub enum MemberChange {
 pub struct MemberError {
     pub status: u16,
     pub message: String,
+}
+
+fn check_urls(urls: &[String]) -> Result<(), String> {
+    if urls.is_empty() {
+        return Err("peerURLs: no URL given".into());
+    }
+    for u in urls {
+        crate::config::url_addr("peerURLs", u).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 pub fn now_ms() -> u64 {
@@ -308,12 +327,7 @@ impl Node {
         let token = &self.config.cluster_token;
         match c {
             MemberChange::Add { peer_urls } => {
-                if peer_urls.is_empty() {
-                    return Err(err(400, "peerURLs: no URL given".into()));
-                }
-                for u in &peer_urls {
-                    crate::config::url_addr("peerURLs", u).map_err(|e| err(400, e.to_string()))?;
-                }
+                check_urls(&peer_urls).map_err(|e| err(400, e))?;
                 let id = member_id(&peer_urls, token);
                 {
                     let s = self.shared.read();
@@ -330,9 +344,54 @@ impl Node {
                 let member = Member {
                     peer_urls: peer_urls.clone(),
                 };
-                let voters: BTreeMap<NodeId, Member> = [(id, member)].into();
+                // As in etcd, the answer does not wait for the new member:
+                // it is added as a learner now (listed at once), and made a
+                // voter once it runs and has caught up. (openraft changes
+                // voters by joint consensus, which needs the new member's
+                // vote: waiting for it here would hold the request until
+                // the new member started.)
                 self.raft
-                    .change_membership(ChangeMembers::AddVoters(voters), false)
+                    .add_learner(id, member, false)
+                    .await
+                    .map_err(|e| err(500, e.to_string()))?;
+                let raft = self.raft.clone();
+                tokio::spawn(async move {
+                    let ids: BTreeSet<NodeId> = [id].into();
+                    if let Err(e) = raft
+                        .change_membership(ChangeMembers::AddVoterIds(ids), false)
+                        .await
+                    {
+                        eprintln!("keel-etcd: member {id:x} stays a learner: {e}");
+                    }
+                });
+                Ok(MemberView {
+                    id: format!("{id:x}"),
+                    name: String::new(),
+                    peer_urls,
+                    client_urls: Vec::new(),
+                })
+            }
+            MemberChange::Update { id, peer_urls } => {
+                if self.member_of(id).is_none() {
+                    return Err(err(404, format!("No such member: {id:x}")));
+                }
+                check_urls(&peer_urls).map_err(|e| err(400, e))?;
+                {
+                    let s = self.shared.read();
+                    let clash = s.membership.membership().nodes().any(|(other, n)| {
+                        *other != id && n.peer_urls.iter().any(|u| peer_urls.contains(u))
+                    });
+                    if clash {
+                        return Err(err(409, "membership: peerURL exists".into()));
+                    }
+                }
+                let member = Member {
+                    peer_urls: peer_urls.clone(),
+                };
+                // SetNodes replaces the address of a member that stays a
+                // voter: the member itself must then listen at the new URLs.
+                self.raft
+                    .change_membership(ChangeMembers::SetNodes([(id, member)].into()), false)
                     .await
                     .map_err(|e| err(500, e.to_string()))?;
                 Ok(MemberView {
@@ -372,7 +431,15 @@ impl Node {
             });
         };
         if leader == self.id {
-            return self.change_members_local(c).await;
+            // A change that needs an unreachable member's vote stays
+            // pending in Raft; the client gets etcd's timeout meanwhile.
+            return match tokio::time::timeout_at(deadline, self.change_members_local(c)).await {
+                Ok(r) => r,
+                Err(_) => Err(MemberError {
+                    status: 500,
+                    message: "etcdserver: request timed out".into(),
+                }),
+            };
         }
         match self
             .peer_call::<_, Result<MemberView, MemberError>>(leader, "/raft/members", &c)

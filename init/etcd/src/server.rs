@@ -95,11 +95,38 @@ fn http1() -> hyper::server::conn::http1::Builder {
     b
 }
 
+/// A member's id is fixed at its first start (from its peer URLs and the
+/// token, as the member adding it computed it) and kept in `member/id`, so
+/// it survives a change of its peer URLs.
+fn own_id(member_dir: &std::path::Path, config: &ServerConfig) -> Result<u64, StartError> {
+    let path = member_dir.join("id");
+    let io = |op: &'static str| {
+        let path = path.clone();
+        move |source| StartError::Data(LogError::Io { op, path, source })
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) => u64::from_str_radix(s.trim(), 16).map_err(|e| {
+            StartError::Data(LogError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                why: e.to_string(),
+            })
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = member_id(&config.advertise_peer_urls, &config.cluster_token);
+            crate::log::write_atomic(member_dir, "id", format!("{id:x}\n").as_bytes())
+                .map_err(io("write"))?;
+            Ok(id)
+        }
+        Err(e) => Err(io("read")(e)),
+    }
+}
+
 /// Steps 1..4.
 pub async fn start(config: ServerConfig) -> Result<Started, StartError> {
-    let id = member_id(&config.advertise_peer_urls, &config.cluster_token);
     let member_dir: PathBuf = config.data_dir.join("member");
     let log = LogStore::open(&member_dir.join("wal"))?;
+    let id = own_id(&member_dir, &config)?;
     let flushes = log.flushes();
     let snap_dir = member_dir.join("snap");
     std::fs::create_dir_all(&snap_dir).map_err(|source| LogError::Io {

@@ -1,0 +1,304 @@
+//! keel-etcd members as processes on loopback: a three-member cluster that
+//! survives its leader's death and a full restart from disk, and runtime
+//! membership (add, update, remove) through `/v2/members` and etcdctl.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_kvdiff::http::{send, Request, Response};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keel-etcd");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn new(root: &Path, name: &str) -> Member {
+        Member {
+            name: name.into(),
+            client: free_port(),
+            peer: free_port(),
+            dir: root.join(name),
+            child: None,
+        }
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.client).into()
+    }
+
+    fn start(&mut self, cluster: &str, state: &str) {
+        let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["--name", &self.name])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{}", self.client),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{}", self.client),
+                "--listen-peer-urls",
+                &self.peer_url(),
+                "--initial-advertise-peer-urls",
+                &self.peer_url(),
+                "--initial-cluster",
+                cluster,
+                "--initial-cluster-state",
+                state,
+                "--initial-cluster-token",
+                "cluster-test",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("keel-etcd");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn get(&self, target: &str) -> Option<Response> {
+        send(self.addr(), &Request::new("GET", target)).ok()
+    }
+
+    fn put(&self, key: &str, value: &str) -> Option<Response> {
+        send(
+            self.addr(),
+            &Request::form("PUT", &format!("/v2/keys{key}"), &format!("value={value}")),
+        )
+        .ok()
+    }
+
+    fn state(&self) -> Option<String> {
+        let v = self.get("/v2/stats/self")?.json()?;
+        Some(v["state"].as_str()?.to_string())
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not {what} after {secs} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn cluster_of(members: &[&Member]) -> String {
+    members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn leader(ms: &[Member]) -> usize {
+    until("one leader", 20, || {
+        let leaders: Vec<usize> = (0..ms.len())
+            .filter(|i| ms[*i].child.is_some() && ms[*i].state().as_deref() == Some("StateLeader"))
+            .collect();
+        (leaders.len() == 1).then(|| leaders[0])
+    })
+}
+
+fn value(m: &Member, key: &str) -> Option<String> {
+    let v = m.get(&format!("/v2/keys{key}"))?.json()?;
+    Some(v["node"]["value"].as_str()?.to_string())
+}
+
+#[test]
+fn three_members_survive_the_leaders_death_and_a_full_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ms: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Member::new(tmp.path(), n))
+        .collect();
+    let cluster = cluster_of(&ms.iter().collect::<Vec<_>>());
+    for m in &mut ms {
+        m.start(&cluster, "new");
+    }
+    let l = leader(&ms);
+    // Written through a follower (forwarded), read back everywhere.
+    let f = (l + 1) % 3;
+    let r = until("a write", 10, || ms[f].put("/k", "one"));
+    assert_eq!(r.status, 201, "{}", r.describe());
+    for m in &ms {
+        assert_eq!(value(m, "/k").as_deref(), Some("one"));
+    }
+    let members = ms[0].get("/v2/members").unwrap().json().unwrap();
+    let mut names: Vec<&str> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or(""))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"]);
+
+    // The leader dies: the two others elect one and take writes.
+    ms[l].kill();
+    let survivor = (l + 1) % 3;
+    until("a write after the leader died", 20, || {
+        ms[survivor].put("/k", "two").filter(|r| r.status == 200)
+    });
+    let l2 = leader(&ms);
+    assert_ne!(l2, l);
+
+    // Everyone stops; started again from disk, the data is there.
+    for m in &mut ms {
+        m.kill();
+    }
+    for m in &mut ms {
+        m.start(&cluster, "new");
+    }
+    leader(&ms);
+    for m in &ms {
+        let v = until("the value after a restart", 20, || value(m, "/k"));
+        assert_eq!(v, "two");
+    }
+}
+
+#[test]
+fn members_are_added_updated_and_removed_at_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Member::new(tmp.path(), "a");
+    let cluster_a = cluster_of(&[&a]);
+    a.start(&cluster_a, "new");
+    until("a leader", 20, || {
+        (a.state()? == "StateLeader").then_some(())
+    });
+    a.put("/before", "x").unwrap();
+
+    // etcdctl member add, as an operator would, then start the new member
+    // with initial-cluster-state existing.
+    let mut b = Member::new(tmp.path(), "b");
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "2")
+        .args(["--endpoints", &format!("http://127.0.0.1:{}", a.client)])
+        .args(["member", "add", "b", &b.peer_url()])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipping: etcdctl is not installed (Debian package etcd-client)");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Added member named b"), "{text}");
+    b.start(&cluster_of(&[&a, &b]), "existing");
+    // b catches up with what was written before it joined.
+    let v = until("b to catch up", 20, || {
+        let r = b.get("/v2/keys/before?quorum=false")?;
+        (r.status == 200).then(|| r.json())?
+    });
+    assert_eq!(v["node"]["value"], "x");
+    let b_id = until("b in the member list", 20, || {
+        let v = a.get("/v2/members")?.json()?;
+        v["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == "b")
+            .and_then(|m| m["id"].as_str().map(str::to_string))
+    });
+
+    // PUT /v2/members/<id> changes its peer URLs; b moves there (it keeps
+    // its id) and the change, which needs b's vote at its new address,
+    // completes.
+    let new_peer = free_port();
+    let body = format!("{{\"peerURLs\":[\"http://127.0.0.1:{new_peer}\"]}}");
+    let (addr, target, put_body) = (a.addr(), format!("/v2/members/{b_id}"), body.clone());
+    let update = std::thread::spawn(move || {
+        send(
+            addr,
+            &Request::with_body("PUT", &target, "application/json", &put_body),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    b.kill();
+    b.peer = new_peer;
+    b.start(&cluster_of(&[&a, &b]), "existing");
+    let r = update.join().unwrap().unwrap();
+    assert_eq!(r.status, 204, "{}", r.describe());
+    let id_again = until("b back in the member list", 20, || {
+        let v = a.get("/v2/members")?.json()?;
+        v["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == "b")
+            .and_then(|m| m["id"].as_str().map(str::to_string))
+    });
+    assert_eq!(id_again, b_id);
+    let v = a.get("/v2/members").unwrap().json().unwrap();
+    let bm = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == b_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(bm["peerURLs"][0], format!("http://127.0.0.1:{new_peer}"));
+    // Unknown ids and wrong bodies are refused with etcd's statuses.
+    let r = send(
+        a.addr(),
+        &Request::with_body("PUT", "/v2/members/abc", "application/json", &body),
+    )
+    .unwrap();
+    assert_eq!(r.status, 404, "{}", r.describe());
+    let r = send(
+        a.addr(),
+        &Request::with_body("POST", "/v2/members", "text/plain", &body),
+    )
+    .unwrap();
+    assert_eq!(r.status, 415, "{}", r.describe());
+
+    // DELETE removes it.
+    let r = send(
+        a.addr(),
+        &Request::new("DELETE", &format!("/v2/members/{b_id}")),
+    )
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.describe());
+    let v = a.get("/v2/members").unwrap().json().unwrap();
+    assert_eq!(v["members"].as_array().unwrap().len(), 1);
+    // The cluster is a lone member again and takes writes.
+    let r = until("a write after the removal", 20, || {
+        a.put("/after", "y").filter(|r| r.status == 201)
+    });
+    assert_eq!(r.status, 201);
+}
