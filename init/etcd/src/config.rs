@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// Raft heartbeat interval and election timeout, ms (etcd's defaults).
     pub heartbeat_ms: u64,
     pub election_ms: u64,
+    /// Below this much free space on the data directory's file system the
+    /// member refuses writes (the space alarm); reads go on.
+    pub min_free_bytes: u64,
 }
 
 /// etcd's defaults for the strings a caller may leave empty.
@@ -155,6 +158,7 @@ impl RawConfig {
             snapshot_count: 10_000,
             heartbeat_ms: 100,
             election_ms: 1000,
+            min_free_bytes: 64 << 20,
         })
     }
 }

@@ -12,6 +12,11 @@
 //!    machine has applied it. Then the read is served from local state.
 //! 3. With no leader (an election), both retry until their deadline and
 //!    then fail with etcd's error 300.
+//! 4. The space alarm: while the data directory's file system has less
+//!    than `min-free` bytes free (checked every half second), this member
+//!    refuses writes, its own and (as leader) those forwarded to it, with
+//!    error 300 naming the member and the free space; reads and watches go
+//!    on. It clears once twice that much is free again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -94,6 +99,8 @@ pub struct Node {
     /// The leader last seen and since when.
     leader_since: std::sync::Mutex<(Option<NodeId>, SystemTime)>,
     batcher: crate::batch::Batcher,
+    /// Step 4: free bytes when the alarm is raised, 0 when it is not.
+    space_alarm: std::sync::atomic::AtomicU64,
     /// Idle connections to other members, for forwarded requests.
     pool: tokio::sync::Mutex<HashMap<NodeId, Vec<PeerClient>>>,
 }
@@ -117,6 +124,7 @@ impl Node {
             started: SystemTime::now(),
             counters,
             batcher: crate::batch::Batcher::start(raft.clone(), flushes),
+            space_alarm: std::sync::atomic::AtomicU64::new(0),
             leader_since: std::sync::Mutex::new((None, SystemTime::now())),
             pool: Default::default(),
         }
@@ -223,8 +231,49 @@ impl Node {
         self.batcher.propose(req).await
     }
 
+    /// Step 4: the alarm's message, when it is raised.
+    pub fn space_alarm(&self) -> Option<String> {
+        let free = self.space_alarm.load(std::sync::atomic::Ordering::Relaxed);
+        (free != 0).then(|| {
+            format!(
+                "etcdserver: no space: member {} has {} KiB free on {} (alarm below {} KiB); writes are refused, reads go on",
+                self.config.name,
+                free / 1024,
+                self.config.data_dir.display(),
+                self.config.min_free_bytes / 1024
+            )
+        })
+    }
+
+    /// Step 4, forever.
+    pub async fn watch_space(&self) {
+        use std::sync::atomic::Ordering;
+        let min = self.config.min_free_bytes;
+        loop {
+            if let Ok(s) = nix::sys::statvfs::statvfs(&self.config.data_dir) {
+                let free = (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64);
+                let raised = self.space_alarm.load(Ordering::Relaxed) != 0;
+                if free < min {
+                    if !raised {
+                        eprintln!("keel-etcd: space alarm raised: {} KiB free", free / 1024);
+                    }
+                    self.space_alarm.store(free.max(1), Ordering::Relaxed);
+                } else if raised && free >= min.saturating_mul(2) {
+                    eprintln!("keel-etcd: space alarm cleared: {} KiB free", free / 1024);
+                    self.space_alarm.store(0, Ordering::Relaxed);
+                } else if raised {
+                    self.space_alarm.store(free, Ordering::Relaxed);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Step 1: a write, wherever the leader is.
     pub async fn write(&self, req: Request) -> Result<Written, EtcdError> {
+        if let Some(why) = self.space_alarm() {
+            return Err(self.internal(why));
+        }
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let mut last = String::from("no leader");
         loop {
@@ -242,6 +291,10 @@ impl Node {
                             .await
                         {
                             Ok(Ok(w)) => return Ok(w),
+                            // The leader's space alarm: no point retrying.
+                            Ok(Err(e)) if e.starts_with("etcdserver: no space") => {
+                                return Err(self.internal(e))
+                            }
                             Ok(Err(e)) | Err(e) => last = e,
                         }
                     }
@@ -503,6 +556,9 @@ impl PeerHandler for Node {
     }
 
     async fn propose(&self, req: Request) -> Result<Written, String> {
+        if let Some(why) = self.space_alarm() {
+            return Err(why);
+        }
         self.propose_local(req).await.map_err(|e| match e {
             Ok(l) => format!("not the leader (leader: {l:?})"),
             Err(e) => e,

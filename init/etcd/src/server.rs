@@ -236,12 +236,13 @@ pub async fn start(config: ServerConfig) -> Result<Started, StartError> {
             Err(e) => return Err(StartError::Bootstrap(e.to_string())),
         }
     }
-    for task in [0, 1, 2] {
+    for task in [0, 1, 2, 3] {
         let node = node.clone();
         tokio::spawn(async move {
             match task {
                 0 => node.publish().await,
                 1 => node.expire_loop().await,
+                2 => node.watch_space().await,
                 _ => node.track_leader().await,
             }
         });
