@@ -118,6 +118,26 @@ impl VmConfig {
             .push(format!("name=opt/keel/config,file={}", file.display()));
     }
 
+    /// Give the node a second NIC on the L2 segment every VM given the same
+    /// `group` shares (a multicast `ADDR:PORT`, e.g. `230.0.0.1:PORT` with
+    /// a free port per test): qemu's multicast socket netdev. It stays on
+    /// the host's loopback (`localaddr=127.0.0.1`), so it needs no route
+    /// and sends nothing onto the host's network. The guest sees it as
+    /// `eth1` (the launcher's user-mode NIC comes first, as `eth0`); `mac`
+    /// must differ between the VMs of a segment.
+    pub fn lan_nic(&mut self, group: &str, mac: &str) {
+        let device = match self.profile {
+            "microvm" => "virtio-net-device",
+            _ => "virtio-net-pci",
+        };
+        self.qemu_args.extend([
+            "-netdev".into(),
+            format!("socket,id=lan0,mcast={group},localaddr=127.0.0.1"),
+            "-device".into(),
+            format!("{device},netdev=lan0,mac={mac}"),
+        ]);
+    }
+
     pub fn new(name: &str) -> VmConfig {
         VmConfig {
             name: name.to_string(),
@@ -375,6 +395,13 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Kill qemu, as a host losing power would: no shutdown in the guest.
+    /// The `Vm` stays, so its console log is still kept if the test fails.
+    pub fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.wait_exit(Duration::from_secs(10))
     }
 
     /// Panic if the kernel panicked or PID 1 died.
