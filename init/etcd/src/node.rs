@@ -251,7 +251,7 @@ impl Node {
         let min = self.config.min_free_bytes;
         loop {
             if let Ok(s) = nix::sys::statvfs::statvfs(&self.config.data_dir) {
-                let free = (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64);
+                let free = s.blocks_available().saturating_mul(s.fragment_size());
                 let raised = self.space_alarm.load(Ordering::Relaxed) != 0;
                 if free < min {
                     if !raised {
