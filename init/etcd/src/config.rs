@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub initial_cluster: Vec<InitialMember>,
     pub cluster_state: ClusterState,
     pub cluster_token: String,
+    /// Bootstrap through this discovery URL (see [`crate::discovery`]).
+    pub discovery: Option<String>,
     /// Take a snapshot (and compact the log) after this many applied entries.
     pub snapshot_count: u64,
     /// Raft heartbeat interval and election timeout, ms (etcd's defaults).
@@ -83,6 +85,9 @@ pub struct RawConfig {
     pub initial_cluster: String,
     pub initial_cluster_state: String,
     pub initial_cluster_token: String,
+    /// An etcd discovery URL (`http://IP:PORT/v2/keys/...`): the initial
+    /// cluster is found there instead of in `initial_cluster`.
+    pub discovery: String,
 }
 
 impl RawConfig {
@@ -154,7 +159,14 @@ impl RawConfig {
             advertise_peer_urls,
             initial_cluster,
             cluster_state,
-            cluster_token: or(&self.initial_cluster_token, DEFAULT_TOKEN),
+            cluster_token: if self.discovery.trim().is_empty() {
+                or(&self.initial_cluster_token, DEFAULT_TOKEN)
+            } else {
+                // The discovery URL is the token (as in etcd): every member
+                // found there computes the same ids.
+                self.discovery.trim().trim_end_matches('/').to_string()
+            },
+            discovery: Some(self.discovery.trim().to_string()).filter(|d| !d.is_empty()),
             snapshot_count: 10_000,
             heartbeat_ms: 100,
             election_ms: 1000,

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod batch;
 pub mod config;
+pub mod discovery;
 pub mod form;
 pub mod log;
 pub mod net;

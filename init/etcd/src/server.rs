@@ -123,9 +123,20 @@ fn own_id(member_dir: &std::path::Path, config: &ServerConfig) -> Result<u64, St
 }
 
 /// Steps 1..4.
-pub async fn start(config: ServerConfig) -> Result<Started, StartError> {
+pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
     let member_dir: PathBuf = config.data_dir.join("member");
     let log = LogStore::open(&member_dir.join("wal"))?;
+    if let (Some(url), true) = (config.discovery.clone(), log.is_pristine()) {
+        // A first start: the initial cluster is found at the discovery URL.
+        let id = member_id(&config.advertise_peer_urls, &config.cluster_token);
+        let (cluster, token) =
+            crate::discovery::discover(&url, id, &config.name, &config.advertise_peer_urls)
+                .await
+                .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+        config.initial_cluster = cluster;
+        config.cluster_token = token;
+        config.cluster_state = ClusterState::New;
+    }
     let id = own_id(&member_dir, &config)?;
     let flushes = log.flushes();
     let snap_dir = member_dir.join("snap");

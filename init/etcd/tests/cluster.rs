@@ -47,6 +47,17 @@ impl Member {
     }
 
     fn start(&mut self, cluster: &str, state: &str) {
+        self.spawn(&[
+            "--initial-cluster",
+            cluster,
+            "--initial-cluster-state",
+            state,
+            "--initial-cluster-token",
+            "cluster-test",
+        ]);
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
         let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
         let child = Command::new(BIN)
             .args(["--name", &self.name])
@@ -61,13 +72,8 @@ impl Member {
                 &self.peer_url(),
                 "--initial-advertise-peer-urls",
                 &self.peer_url(),
-                "--initial-cluster",
-                cluster,
-                "--initial-cluster-state",
-                state,
-                "--initial-cluster-token",
-                "cluster-test",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -301,4 +307,73 @@ fn members_are_added_updated_and_removed_at_runtime() {
         a.put("/after", "y").filter(|r| r.status == 201)
     });
     assert_eq!(r.status, 201);
+}
+
+#[test]
+fn a_cluster_forms_through_a_discovery_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The discovery service: a lone keel-etcd, as etcd's public service is
+    // an etcd.
+    let mut d = Member::new(tmp.path(), "disco");
+    let lone = cluster_of(&[&d]);
+    d.start(&lone, "new");
+    until("the discovery service", 20, || {
+        (d.state()? == "StateLeader").then_some(())
+    });
+    let url = format!("http://127.0.0.1:{}/v2/keys/_etcd/registry/t1", d.client);
+
+    // No size yet: a member refuses to start and says why.
+    let mut early = Member::new(tmp.path(), "early");
+    early.spawn(&["--discovery", &url]);
+    let status = early.child.as_mut().unwrap().wait().unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(early.dir.with_extension("log")).unwrap();
+    assert!(log.contains("no cluster size"), "{log}");
+    early.child = None;
+
+    let r = d.put("/_etcd/registry/t1/_config/size", "3").unwrap();
+    assert_eq!(r.status, 201);
+    let mut ms: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Member::new(tmp.path(), n))
+        .collect();
+    for m in &mut ms {
+        m.spawn(&["--discovery", &url]);
+    }
+    leader(&ms);
+    for m in &ms {
+        let v = until("three named members", 20, || {
+            let v = m.get("/v2/members")?.json()?;
+            let mut names: Vec<String> = v["members"]
+                .as_array()?
+                .iter()
+                .map(|m| m["name"].as_str().unwrap_or("").to_string())
+                .collect();
+            names.sort();
+            (names == ["a", "b", "c"]).then_some(names)
+        });
+        assert_eq!(v.len(), 3);
+    }
+    let r = until("a write", 10, || {
+        ms[0].put("/k", "v").filter(|r| r.status == 201)
+    });
+    assert_eq!(r.status, 201);
+
+    // A fourth member finds the cluster full.
+    let mut late = Member::new(tmp.path(), "late");
+    late.spawn(&["--discovery", &url]);
+    let status = late.child.as_mut().unwrap().wait().unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(late.dir.with_extension("log")).unwrap();
+    assert!(log.contains("the cluster is full"), "{log}");
+    late.child = None;
+
+    // A member restarted after discovery starts from its log.
+    ms[1].kill();
+    ms[1].spawn(&["--discovery", &url]);
+    let v = until("the restarted member to serve", 20, || {
+        let r = ms[1].get("/v2/keys/k")?;
+        (r.status == 200).then(|| r.json())?
+    });
+    assert_eq!(v["node"]["value"], "v");
 }

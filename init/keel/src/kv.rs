@@ -49,6 +49,7 @@ pub fn raw_config(settings: &[(String, String)], hostname: &str) -> (RawConfig, 
             "initial-cluster" => raw.initial_cluster = v,
             "initial-cluster-state" => raw.initial_cluster_state = v,
             "initial-cluster-token" => raw.initial_cluster_token = v,
+            "discovery" => raw.discovery = v,
             other => ignored.push(other.to_string()),
         }
     }

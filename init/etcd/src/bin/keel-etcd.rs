@@ -28,6 +28,9 @@ struct Args {
     initial_cluster_state: String,
     #[arg(long, default_value = "")]
     initial_cluster_token: String,
+    /// Bootstrap through this etcd discovery URL.
+    #[arg(long, default_value = "")]
+    discovery: String,
     /// Accepted for etcd compatibility: the v2 API is always on.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     enable_v2: Option<String>,
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         initial_cluster: a.initial_cluster,
         initial_cluster_state: a.initial_cluster_state,
         initial_cluster_token: a.initial_cluster_token,
+        discovery: a.discovery,
     }
     .check()?;
     keel_etcd::run_blocking(config)
