@@ -48,6 +48,7 @@ fn size(r: &Request) -> usize {
         Request::Set { key, opts, .. } => key.len() + opts.value.len(),
         Request::CreateInOrder { dir, value, .. } => dir.len() + value.len(),
         Request::Delete { key, .. } => key.len(),
+        Request::Once { req, .. } => size(req),
         _ => 64,
     }
 }

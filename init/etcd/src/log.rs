@@ -41,8 +41,9 @@ use openraft::{ErrorSubject, ErrorVerb};
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
-/// A segment is closed past this size.
-pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// A segment is closed past this size. Small, because purging frees whole
+/// segments and keel's STATE partition can be a few MiB.
+pub const SEGMENT_BYTES: u64 = 4 << 20;
 /// No single record may claim more than this (a corrupt length).
 const RECORD_MAX: u32 = 64 << 20;
 /// The newest entries kept in memory (step 4), by encoded size.

@@ -99,6 +99,9 @@ pub struct Node {
     /// The leader last seen and since when.
     leader_since: std::sync::Mutex<(Option<NodeId>, SystemTime)>,
     batcher: crate::batch::Batcher,
+    /// The next client write's sequence number (starts at the start time
+    /// in ns, so a restarted member does not reuse one).
+    seq: std::sync::atomic::AtomicU64,
     /// Step 4: free bytes when the alarm is raised, 0 when it is not.
     space_alarm: std::sync::atomic::AtomicU64,
     /// Idle connections to other members, for forwarded requests.
@@ -125,6 +128,11 @@ impl Node {
             counters,
             batcher: crate::batch::Batcher::start(raft.clone(), flushes),
             space_alarm: std::sync::atomic::AtomicU64::new(0),
+            seq: std::sync::atomic::AtomicU64::new(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64),
+            ),
             leader_since: std::sync::Mutex::new((None, SystemTime::now())),
             pool: Default::default(),
         }
@@ -236,11 +244,10 @@ impl Node {
         let free = self.space_alarm.load(std::sync::atomic::Ordering::Relaxed);
         (free != 0).then(|| {
             format!(
-                "etcdserver: no space: member {} has {} KiB free on {} (alarm below {} KiB); writes are refused, reads go on",
+                "etcdserver: no space: member {} has {} KiB free on {}; writes are refused, reads go on",
                 self.config.name,
                 free / 1024,
                 self.config.data_dir.display(),
-                self.config.min_free_bytes / 1024
             )
         })
     }
@@ -248,10 +255,13 @@ impl Node {
     /// Step 4, forever.
     pub async fn watch_space(&self) {
         use std::sync::atomic::Ordering;
-        let min = self.config.min_free_bytes;
         loop {
             if let Ok(s) = nix::sys::statvfs::statvfs(&self.config.data_dir) {
                 let free = s.blocks_available().saturating_mul(s.fragment_size());
+                // On a small disk (keel's STATE can be a few MiB) the line is
+                // an eighth of it.
+                let size = s.blocks().saturating_mul(s.fragment_size());
+                let min = self.config.min_free_bytes.min(size / 8);
                 let raised = self.space_alarm.load(Ordering::Relaxed) != 0;
                 if free < min {
                     if !raised {
@@ -274,6 +284,14 @@ impl Node {
         if let Some(why) = self.space_alarm() {
             return Err(self.internal(why));
         }
+        // One id for every attempt: a retry after an unknown outcome (a
+        // leader lost with the proposal in flight, a forward whose answer
+        // never came) is answered from the record, never applied twice.
+        let req = Request::Once {
+            client: self.id,
+            seq: self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            req: Box::new(req),
+        };
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let mut last = String::from("no leader");
         loop {

@@ -36,6 +36,63 @@ pub struct State {
     pub membership: StoredMembership,
     pub attributes: BTreeMap<NodeId, Attributes>,
     pub stats: WriteStats,
+    /// The answers of the last [`DEDUP_WINDOW`] client writes, by id.
+    #[serde(default)]
+    pub answered: Answered,
+}
+
+/// How many client writes' answers are kept to recognise a retry. A retry
+/// comes within the request timeout (7 s); failover, when retries happen,
+/// is when writes are slowest.
+pub const DEDUP_WINDOW: usize = 4096;
+
+/// The answers of recent client writes, in the order they were applied
+/// (part of the replicated state, so every member recognises the same
+/// retries, and of snapshots).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(
+    from = "Vec<((u64, u64), Response)>",
+    into = "Vec<((u64, u64), Response)>"
+)]
+pub struct Answered {
+    order: std::collections::VecDeque<(u64, u64)>,
+    answers: std::collections::HashMap<(u64, u64), Response>,
+}
+
+impl Answered {
+    fn get(&self, id: (u64, u64)) -> Option<&Response> {
+        self.answers.get(&id)
+    }
+
+    fn record(&mut self, id: (u64, u64), r: Response) {
+        if self.answers.insert(id, r).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > DEDUP_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.answers.remove(&old);
+            }
+        }
+    }
+}
+
+impl From<Vec<((u64, u64), Response)>> for Answered {
+    fn from(v: Vec<((u64, u64), Response)>) -> Answered {
+        let mut a = Answered::default();
+        for (id, r) in v {
+            a.record(id, r);
+        }
+        a
+    }
+}
+
+impl From<Answered> for Vec<((u64, u64), Response)> {
+    fn from(mut a: Answered) -> Self {
+        a.order
+            .iter()
+            .filter_map(|id| a.answers.remove(id).map(|r| (*id, r)))
+            .collect()
+    }
 }
 
 /// Published after every applied batch.
@@ -227,6 +284,14 @@ pub fn apply_request(s: &mut State, req: Request) -> Response {
             s.attributes.insert(id, attributes);
             return Response::Done;
         }
+        Request::Once { client, seq, req } => {
+            if let Some(r) = s.answered.get((client, seq)) {
+                return r.clone();
+            }
+            let r = apply_request(s, *req);
+            s.answered.record((client, seq), r.clone());
+            return r;
+        }
         Request::Batch(reqs) => {
             return Response::Batch(reqs.into_iter().map(|r| apply_request(s, r)).collect());
         }
@@ -330,5 +395,53 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_kv::SetOptions;
+
+    fn once(seq: u64, key: &str, prev_exist: Option<bool>) -> Request {
+        Request::Once {
+            client: 7,
+            seq,
+            req: Box::new(Request::Set {
+                key: key.into(),
+                opts: SetOptions {
+                    value: "v".into(),
+                    prev_exist,
+                    ..Default::default()
+                },
+                now: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_retried_write_is_answered_not_applied_again() {
+        let mut s = State::default();
+        let first = apply_request(&mut s, once(1, "/k", Some(false)));
+        assert!(matches!(first, Response::Event(_)));
+        // The same create again would fail with 105 if applied; the retry
+        // gets the first answer and the store does not move.
+        let again = apply_request(&mut s, once(1, "/k", Some(false)));
+        assert_eq!(again, first);
+        assert_eq!(s.store.index(), 1);
+        // Another id is another write.
+        let other = apply_request(&mut s, once(2, "/k", Some(false)));
+        assert!(matches!(other, Response::Error(_)));
+        // The record survives a snapshot round trip and stays bounded.
+        let back: State = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(
+            apply_request(&mut back.clone(), once(1, "/k", Some(false))),
+            first
+        );
+        for seq in 10..10 + DEDUP_WINDOW as u64 + 5 {
+            apply_request(&mut s, once(seq, "/j", None));
+        }
+        assert_eq!(s.answered.order.len(), DEDUP_WINDOW);
+        assert!(s.answered.get((7, 1)).is_none());
     }
 }

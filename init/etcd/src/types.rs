@@ -68,6 +68,15 @@ pub enum Request {
     /// Concurrent writes committed as one entry (group commit), applied in
     /// order.
     Batch(Vec<Request>),
+    /// A client write with its unique id: `client` is the member that
+    /// took it, `seq` that member's counter. A retry (after a leader
+    /// change, a lost forward) carries the same id, and the state machine
+    /// answers it from its record instead of applying it twice.
+    Once {
+        client: u64,
+        seq: u64,
+        req: Box<Request>,
+    },
 }
 
 impl fmt::Display for Request {
@@ -79,6 +88,7 @@ impl fmt::Display for Request {
             Request::Expire { now } => write!(f, "expire @{now}"),
             Request::Publish { id, .. } => write!(f, "publish {id:x}"),
             Request::Batch(rs) => write!(f, "batch of {}", rs.len()),
+            Request::Once { client, seq, req } => write!(f, "{req} ({client:x}/{seq})"),
         }
     }
 }

@@ -147,7 +147,9 @@ enum Cmd {
         state_dir: PathBuf,
         #[arg(long)]
         build_id: String,
-        #[arg(long, default_value_t = 6)]
+        /// The EFI kernel carries the disk initramfs (keel included): 8 MiB
+        /// leaves room for keel's growth.
+        #[arg(long, default_value_t = 8)]
         esp_mib: u64,
         #[arg(long, default_value_t = 20)]
         slot_mib: u64,
