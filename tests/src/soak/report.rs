@@ -193,6 +193,7 @@ pub fn summary(reports: &[RunReport], secs: u64) {
     line("runs failed", failed.to_string());
     for p in [
         Problem::Linearizability,
+        Problem::Duplicate,
         Problem::Watch,
         Problem::Replica,
         Problem::Crash,

@@ -44,6 +44,9 @@ pub enum Problem {
     Linearizability,
     /// A watch stream skipped, reordered or contradicted a write.
     Watch,
+    /// A write took effect that no client op accounts for (answered as
+    /// failed, or applied twice).
+    Duplicate,
     /// A member's event history disagrees with what was acknowledged.
     Replica,
     /// A member exited without an injected fault.
@@ -63,6 +66,7 @@ impl Problem {
         match self {
             Problem::Linearizability => "linearizability",
             Problem::Watch => "watch",
+            Problem::Duplicate => "duplicate",
             Problem::Replica => "replica",
             Problem::Crash => "crash",
             Problem::Hang => "hang",
@@ -437,6 +441,11 @@ fn verify(rec: &Recorded, cfg: &RunConfig, report: &mut RunReport) {
                 report.problem(Problem::Undecided, e.to_string())
             }
             Err(e) => report.problem(Problem::Linearizability, e.to_string()),
+        }
+    }
+    if let Ok(known) = watch::known_writes(&rec.acked, &rec.watchers) {
+        for found in watch::unattributed(&known, &rec.acked, &rec.history) {
+            report.problem(Problem::Duplicate, found);
         }
     }
     match watch::check(&rec.watchers, &rec.acked) {

@@ -22,18 +22,20 @@
 //! its index and with what the other watchers saw there (a disagreement is
 //! a lost or rewritten write); and [`keel_lincheck::check_watch`] passes
 //! for every segment. [`audit`] does the same for each member's own event
-//! history at the end of a run: the replicas must agree.
+//! history at the end of a run: the replicas must agree. [`unattributed`]
+//! counts the committed writes against the operations sent: none may take
+//! effect twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use keel_kvdiff::{Conn, Request, Response};
-use keel_lincheck::{check_watch, WatchEvent};
+use keel_lincheck::{check_watch, Op, WatchEvent};
 
 use super::rng::Rng;
-use super::PREFIX;
+use super::{workload, PREFIX};
 
 /// How long one long poll may wait for an event before the watcher tries
 /// another member.
@@ -262,6 +264,49 @@ pub fn check(watchers: &[WatchLog], acked: &[WatchEvent]) -> Result<WatchSummary
     })
 }
 
+/// Committed writes no client operation accounts for. An acknowledged
+/// write accounts for the event at its index; every other event must be
+/// one of the writes whose outcome its client never learnt, on the same key
+/// and with the same action, each at most once. More events than such
+/// writes means that a write took effect although its client was answered
+/// that it did not (a 412 or 404), or took effect twice (a retry applied
+/// again), whatever the linearizability check makes of it.
+pub fn unattributed(
+    known: &BTreeMap<u64, WatchEvent>,
+    acked: &[WatchEvent],
+    history: &[Op],
+) -> Vec<String> {
+    let acked: BTreeSet<u64> = acked.iter().map(|w| w.index).collect();
+    let mut unknown: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for op in history.iter().filter(|o| o.ret.is_none()) {
+        *unknown
+            .entry((op.key.as_str(), workload::action(&op.input)))
+            .or_default() += 1;
+    }
+    let mut extra: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
+    for e in known.values().filter(|e| !acked.contains(&e.index)) {
+        extra
+            .entry((e.key.as_str(), e.action.as_str()))
+            .or_default()
+            .push(e.index);
+    }
+    extra
+        .into_iter()
+        .filter_map(|((key, action), indexes)| {
+            let sent = unknown.get(&(key, action)).copied().unwrap_or(0);
+            (indexes.len() > sent).then(|| {
+                format!(
+                    "{} {action} of {key:?} committed without an acknowledgement (etcd indexes \
+                     {indexes:?}), but only {sent} {action} of it had an unknown outcome: \
+                     a write took effect although its client was answered otherwise, \
+                     or took effect twice",
+                    indexes.len()
+                )
+            })
+        })
+        .collect()
+}
+
 /// Reads member `addr`'s event history from `from` up to `to` (one long
 /// poll per event, answered from the member's history) and checks it
 /// against `known` (acknowledged and watched writes), adding the events it
@@ -328,6 +373,7 @@ pub fn audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_lincheck::{Input, Output};
 
     fn ev(i: u64) -> WatchEvent {
         WatchEvent::new(i, format!("/soak/k{}", i % 5), "set")
@@ -368,6 +414,33 @@ mod tests {
         assert!(err.contains("expected 5"), "{err}");
         let err = check(&[log(&[(1, &[1, 2, 2])])], &[]).unwrap_err();
         assert!(err.contains("expected 3"), "{err}");
+    }
+
+    #[test]
+    fn a_write_committed_twice_is_found() {
+        let sent = |input: Input, ret: Option<u64>| Op {
+            client: 1,
+            key: "/soak/k1".into(),
+            call: 0,
+            ret,
+            input,
+            output: ret.map(|_| Output::NotFound),
+        };
+        let known: BTreeMap<u64, WatchEvent> = [
+            (1, WatchEvent::new(1, "/soak/k1", "delete")),
+            (2, WatchEvent::new(2, "/soak/k1", "delete")),
+            (3, WatchEvent::new(3, "/soak/k1", "set")),
+        ]
+        .into();
+        let acked = [WatchEvent::new(3, "/soak/k1", "set")];
+        // One delete answered (not found), one unknown: only one event is
+        // accounted for.
+        let history = [sent(Input::Delete, Some(5)), sent(Input::Delete, None)];
+        let found = unattributed(&known, &acked, &history);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("[1, 2]"), "{found:?}");
+        let history = [sent(Input::Delete, None), sent(Input::Delete, None)];
+        assert!(unattributed(&known, &acked, &history).is_empty());
     }
 
     #[test]

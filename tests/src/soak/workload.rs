@@ -77,7 +77,7 @@ pub fn request(key: &str, input: &Input) -> Request {
 }
 
 /// The action etcd reports for a successful `input`.
-fn action(input: &Input) -> &'static str {
+pub fn action(input: &Input) -> &'static str {
     match input {
         Input::Get => "get",
         Input::Set { .. } => "set",
