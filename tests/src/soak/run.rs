@@ -167,8 +167,7 @@ fn current_index(addrs: &[std::net::SocketAddr]) -> Option<u64> {
     })
 }
 
-/// Runs the threads, the faults and the end of the run; returns what the
-/// checks need.
+/// What a run recorded, for the checks.
 struct Recorded {
     history: Vec<Op>,
     acked: Vec<WatchEvent>,
