@@ -7,6 +7,7 @@
 //! the test failed, its console log is kept under `target/vm-logs/`.
 
 pub mod bench;
+pub mod soak;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -341,19 +341,63 @@ fn copy_some(r: &mut impl BufRead, out: &mut Vec<u8>, max: usize) -> io::Result<
 pub struct Conn {
     addr: SocketAddr,
     stream: Option<BufReader<TcpStream>>,
+    /// Bounds the connect and every read and write.
+    timeout: Duration,
+    /// Whether a request that fails on a reused connection is sent again.
+    resend_stale: bool,
 }
 
 impl Conn {
     pub fn new(addr: SocketAddr) -> Conn {
-        Conn { addr, stream: None }
+        Conn {
+            addr,
+            stream: None,
+            timeout: READ_TIMEOUT,
+            resend_stale: true,
+        }
+    }
+
+    /// A connection for fault tests: `timeout` bounds the connect and each
+    /// read and write, and a request is never sent twice. The resend of
+    /// [`Conn::send`] assumes that a server which broke a reused connection
+    /// never saw the request; under injected faults it may have applied it,
+    /// and a write applied twice (or a compare-and-swap that fails on its
+    /// own first application) is a history the client never made.
+    pub fn once(addr: SocketAddr, timeout: Duration) -> Conn {
+        Conn {
+            addr,
+            stream: None,
+            timeout,
+            resend_stale: false,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Opens the connection now if it is not open. A request sent after
+    /// this succeeded reached the server's socket; one that fails here was
+    /// never sent.
+    pub fn ensure_connected(&mut self) -> Result<(), HttpError> {
+        if self.stream.is_none() {
+            let stream =
+                connect(self.addr, self.timeout).map_err(|source| HttpError::Exchange {
+                    addr: self.addr,
+                    request: "connect".to_string(),
+                    source,
+                })?;
+            self.stream = Some(BufReader::new(stream));
+        }
+        Ok(())
     }
 
     /// Sends `req` and reads the whole response. A connection the server
-    /// closed while idle is reopened once.
+    /// closed while idle is reopened once (unless made by [`Conn::once`]).
     pub fn send(&mut self, req: &Request) -> Result<Response, HttpError> {
         let reused = self.stream.is_some();
         match self.try_send(req) {
-            Err(e) if reused && is_stale(&e) => {
+            Err(e) if reused && self.resend_stale && is_stale(&e) => {
                 self.stream = None;
                 self.try_send(req)
             }
@@ -371,7 +415,7 @@ impl Conn {
 
     fn try_send(&mut self, req: &Request) -> io::Result<Response> {
         if self.stream.is_none() {
-            self.stream = Some(BufReader::new(connect(self.addr)?));
+            self.stream = Some(BufReader::new(connect(self.addr, self.timeout)?));
         }
         let r = self.stream.as_mut().expect("connected above");
         req.write_to(r.get_mut())?;
@@ -403,10 +447,10 @@ fn is_stale(e: &io::Error) -> bool {
     )
 }
 
-fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
-    s.set_read_timeout(Some(READ_TIMEOUT))?;
-    s.set_write_timeout(Some(READ_TIMEOUT))?;
+fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     s.set_nodelay(true)?;
     Ok(s)
 }
@@ -436,7 +480,7 @@ impl Watch {
             request: req.describe(),
             source,
         };
-        let stream = connect(addr).map_err(exchange)?;
+        let stream = connect(addr, READ_TIMEOUT).map_err(exchange)?;
         let mut reader = BufReader::new(stream);
         req.write_to(reader.get_mut()).map_err(exchange)?;
         let (status, headers) = read_head(&mut reader).map_err(exchange)?;
