@@ -137,13 +137,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A setting's name (for errors) and the file it names.
+pub type Setting = (&'static str, PathBuf);
+
 /// Where a server's files are, with the setting names errors should use.
 #[derive(Debug, Clone)]
 pub struct ServerFiles {
-    pub cert: (&'static str, PathBuf),
-    pub key: (&'static str, PathBuf),
+    pub cert: Setting,
+    pub key: Setting,
     /// Clients must present a certificate this CA signed.
-    pub client_ca: Option<(&'static str, PathBuf)>,
+    pub client_ca: Option<Setting>,
 }
 
 /// Step 1, server side.
@@ -187,9 +190,9 @@ pub fn server_config(files: &ServerFiles) -> Result<Arc<ServerConfig>, TlsError>
 #[derive(Debug, Clone)]
 pub struct ClientFiles {
     /// The CA that signed the servers' certificates.
-    pub ca: (&'static str, PathBuf),
+    pub ca: Setting,
     /// The client's own certificate and key, for servers that ask.
-    pub identity: Option<((&'static str, PathBuf), (&'static str, PathBuf))>,
+    pub identity: Option<(Setting, Setting)>,
 }
 
 /// Step 1, client side.
