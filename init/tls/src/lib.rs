@@ -258,6 +258,85 @@ pub async fn connect(
     .map_err(|_| timed_out("connect"))?
 }
 
+/// A connection, TLS or not, as one stream type for code that handles both
+/// (the same handler behind an `http://` and an `https://` listener).
+pub enum MaybeTls<T> {
+    Plain(TcpStream),
+    Tls(Box<T>),
+}
+
+/// An accepted connection.
+pub type Conn = MaybeTls<ServerStream<TcpStream>>;
+/// An outgoing connection.
+pub type ClientConn = MaybeTls<ClientStream<TcpStream>>;
+
+impl Conn {
+    /// The plain stream, or the handshake over it when `acceptor` is given.
+    pub async fn accept(acceptor: Option<&TlsAcceptor>, s: TcpStream) -> io::Result<Conn> {
+        match acceptor {
+            None => Ok(MaybeTls::Plain(s)),
+            Some(a) => Ok(MaybeTls::Tls(Box::new(accept(a, s).await?))),
+        }
+    }
+}
+
+impl ClientConn {
+    /// The plain stream, or the handshake over it with `config` and `name`.
+    pub async fn connect(
+        tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+        s: TcpStream,
+    ) -> io::Result<ClientConn> {
+        match tls {
+            None => Ok(MaybeTls::Plain(s)),
+            Some((config, name)) => Ok(MaybeTls::Tls(Box::new(connect(config, name, s).await?))),
+        }
+    }
+}
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The scheme of a URL keel serves or calls: `http://` or `https://`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
