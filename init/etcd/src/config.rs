@@ -7,8 +7,18 @@ use std::path::PathBuf;
 /// Why a configuration was refused; each names the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("{field}: {url:?} is not an http://IP:PORT URL")]
+    #[error("{field}: {url:?} is not an http://IP:PORT or https://IP:PORT URL")]
     Url { field: &'static str, url: String },
+    #[error("{field}: https URLs need {needs}")]
+    TlsMissing {
+        field: &'static str,
+        needs: &'static str,
+    },
+    #[error("{field}: needs {needs}")]
+    Needs {
+        field: &'static str,
+        needs: &'static str,
+    },
     #[error("initial-cluster: {entry:?} is not NAME=URL")]
     ClusterEntry { entry: String },
     #[error("initial-cluster: member {name:?} is listed with no peer URL")]
@@ -44,20 +54,77 @@ pub struct InitialMember {
     pub peer_urls: Vec<String>,
 }
 
+/// An address to listen on, and whether it speaks TLS (an `https://` URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// One side's TLS files (`cert-file`, ... or `peer-cert-file`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// True for the peer side: errors name the `peer-` settings.
+    pub peer: bool,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Clients must present a certificate `trusted_ca_file` signed.
+    pub client_cert_auth: bool,
+}
+
+impl TlsFiles {
+    fn names(&self) -> [&'static str; 3] {
+        if self.peer {
+            ["peer-cert-file", "peer-key-file", "peer-trusted-ca-file"]
+        } else {
+            ["cert-file", "key-file", "trusted-ca-file"]
+        }
+    }
+
+    /// The server side of this side's listeners.
+    pub fn server(&self) -> keel_tls::ServerFiles {
+        let [cert, key, ca] = self.names();
+        keel_tls::ServerFiles {
+            cert: (cert, self.cert_file.clone()),
+            key: (key, self.key_file.clone()),
+            client_ca: self
+                .trusted_ca_file
+                .clone()
+                .filter(|_| self.client_cert_auth)
+                .map(|p| (ca, p)),
+        }
+    }
+
+    /// A member calling its peers: their certificates are checked against
+    /// the trusted CA and its own certificate is its identity.
+    pub fn client(&self) -> Option<keel_tls::ClientFiles> {
+        let [cert, key, ca] = self.names();
+        Some(keel_tls::ClientFiles {
+            ca: (ca, self.trusted_ca_file.clone()?),
+            identity: Some(((cert, self.cert_file.clone()), (key, self.key_file.clone()))),
+        })
+    }
+}
+
 /// Everything a member needs to start.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub name: String,
     pub data_dir: PathBuf,
-    pub listen_client: Vec<SocketAddr>,
+    pub listen_client: Vec<Listen>,
     pub advertise_client_urls: Vec<String>,
-    pub listen_peer: Vec<SocketAddr>,
+    pub listen_peer: Vec<Listen>,
     pub advertise_peer_urls: Vec<String>,
     pub initial_cluster: Vec<InitialMember>,
     pub cluster_state: ClusterState,
     pub cluster_token: String,
     /// Bootstrap through this discovery URL (see [`crate::discovery`]).
     pub discovery: Option<String>,
+    /// TLS for the client listeners (set when one is `https://`).
+    pub client_tls: Option<TlsFiles>,
+    /// TLS between members (set when a peer URL is `https://`).
+    pub peer_tls: Option<TlsFiles>,
     /// Take a snapshot (and compact the log) after this many applied entries.
     pub snapshot_count: u64,
     /// Raft heartbeat interval and election timeout, ms (etcd's defaults).
@@ -88,6 +155,15 @@ pub struct RawConfig {
     /// An etcd discovery URL (`http://IP:PORT/v2/keys/...`): the initial
     /// cluster is found there instead of in `initial_cluster`.
     pub discovery: String,
+    /// etcd's TLS flags, client side then peer side.
+    pub cert_file: String,
+    pub key_file: String,
+    pub trusted_ca_file: String,
+    pub client_cert_auth: bool,
+    pub peer_cert_file: String,
+    pub peer_key_file: String,
+    pub peer_trusted_ca_file: String,
+    pub peer_client_cert_auth: bool,
 }
 
 impl RawConfig {
@@ -145,6 +221,37 @@ impl RawConfig {
                 advertised,
             });
         }
+        let client_tls = tls_files(
+            false,
+            [&self.cert_file, &self.key_file, &self.trusted_ca_file],
+            self.client_cert_auth,
+            any_https(&split_urls(&listen_client_urls)),
+            "listen-client-urls",
+        )?;
+        let peer_tls = tls_files(
+            true,
+            [
+                &self.peer_cert_file,
+                &self.peer_key_file,
+                &self.peer_trusted_ca_file,
+            ],
+            self.peer_client_cert_auth,
+            any_https(
+                split_urls(&or(&self.listen_peer_urls, DEFAULT_PEER_URL))
+                    .iter()
+                    .chain(initial_cluster.iter().flat_map(|m| m.peer_urls.iter())),
+            ),
+            "listen-peer-urls and initial-cluster",
+        )?;
+        if let Some(t) = &peer_tls {
+            // A member checks its peers' certificates: it needs the CA.
+            if t.trusted_ca_file.is_none() {
+                return Err(ConfigError::TlsMissing {
+                    field: "peer URLs",
+                    needs: "peer-trusted-ca-file (the CA that signed the members' certificates)",
+                });
+            }
+        }
         let cluster_state = match or(&self.initial_cluster_state, "new").as_str() {
             "new" => ClusterState::New,
             "existing" => ClusterState::Existing,
@@ -167,6 +274,8 @@ impl RawConfig {
                 self.discovery.trim().trim_end_matches('/').to_string()
             },
             discovery: Some(self.discovery.trim().to_string()).filter(|d| !d.is_empty()),
+            client_tls,
+            peer_tls,
             snapshot_count: 10_000,
             heartbeat_ms: 100,
             election_ms: 1000,
@@ -183,17 +292,73 @@ fn split_urls(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// `http://IP:PORT` (a trailing `/` allowed) → the socket address.
-pub fn url_addr(field: &'static str, url: &str) -> Result<SocketAddr, ConfigError> {
+fn any_https<'a>(urls: impl IntoIterator<Item = &'a String>) -> bool {
+    urls.into_iter().any(|u| u.starts_with("https://"))
+}
+
+/// The TLS files of one side, checked: an `https://` URL needs a
+/// certificate and key, `client-cert-auth` a trusted CA.
+fn tls_files(
+    peer: bool,
+    [cert, key, ca]: [&String; 3],
+    client_cert_auth: bool,
+    https: bool,
+    field: &'static str,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let path = |s: &String| Some(PathBuf::from(s.trim())).filter(|_| !s.trim().is_empty());
+    let (ca_name, auth_name) = if peer {
+        ("peer-trusted-ca-file", "peer-client-cert-auth")
+    } else {
+        ("trusted-ca-file", "client-cert-auth")
+    };
+    if client_cert_auth && path(ca).is_none() {
+        return Err(ConfigError::Needs {
+            field: auth_name,
+            needs: ca_name,
+        });
+    }
+    if !https {
+        return Ok(None);
+    }
+    let (Some(cert_file), Some(key_file)) = (path(cert), path(key)) else {
+        return Err(ConfigError::TlsMissing {
+            field,
+            needs: if peer {
+                "peer-cert-file and peer-key-file"
+            } else {
+                "cert-file and key-file"
+            },
+        });
+    };
+    Ok(Some(TlsFiles {
+        peer,
+        cert_file,
+        key_file,
+        trusted_ca_file: path(ca),
+        client_cert_auth,
+    }))
+}
+
+/// `http://IP:PORT` or `https://IP:PORT` (a trailing `/` allowed) → the
+/// socket address and whether it is TLS.
+pub fn parse_url(field: &'static str, url: &str) -> Result<Listen, ConfigError> {
     let bad = || ConfigError::Url {
         field,
         url: url.to_string(),
     };
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-    rest.trim_end_matches('/').parse().map_err(|_| bad())
+    let (scheme, rest) = keel_tls::Scheme::split(url).ok_or_else(bad)?;
+    Ok(Listen {
+        addr: rest.trim_end_matches('/').parse().map_err(|_| bad())?,
+        tls: scheme == keel_tls::Scheme::Https,
+    })
 }
 
-fn parse_addrs(field: &'static str, s: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+/// [`parse_url`]'s address.
+pub fn url_addr(field: &'static str, url: &str) -> Result<SocketAddr, ConfigError> {
+    parse_url(field, url).map(|l| l.addr)
+}
+
+fn parse_addrs(field: &'static str, s: &str) -> Result<Vec<Listen>, ConfigError> {
     let urls = split_urls(s);
     if urls.is_empty() {
         return Err(ConfigError::Url {
@@ -201,7 +366,7 @@ fn parse_addrs(field: &'static str, s: &str) -> Result<Vec<SocketAddr>, ConfigEr
             url: s.to_string(),
         });
     }
-    urls.iter().map(|u| url_addr(field, u)).collect()
+    urls.iter().map(|u| parse_url(field, u)).collect()
 }
 
 /// `a=http://10.0.0.1:2380,b=http://10.0.0.2:2380`; a name may repeat to
@@ -253,7 +418,14 @@ mod tests {
         let c = RawConfig::default().check().unwrap();
         assert_eq!(c.name, "default");
         assert_eq!(c.initial_cluster.len(), 1);
-        assert_eq!(c.listen_client, vec!["127.0.0.1:2379".parse().unwrap()]);
+        assert_eq!(
+            c.listen_client,
+            vec![Listen {
+                addr: "127.0.0.1:2379".parse().unwrap(),
+                tls: false
+            }]
+        );
+        assert_eq!((c.client_tls, c.peer_tls), (None, None));
         assert_eq!(c.advertise_client_urls, vec![DEFAULT_CLIENT_URL]);
         assert_eq!(c.cluster_state, ClusterState::New);
     }
@@ -278,10 +450,54 @@ mod tests {
         r.listen_client_urls = "https://x:1".into();
         assert_eq!(
             r.check().unwrap_err().to_string(),
-            "listen-client-urls: \"https://x:1\" is not an http://IP:PORT URL"
+            "listen-client-urls: \"https://x:1\" is not an http://IP:PORT or https://IP:PORT URL"
         );
         let mut r = raw();
         r.initial_cluster_state = "old".into();
         assert_eq!(r.check().unwrap_err(), ConfigError::State("old".into()));
+    }
+
+    #[test]
+    fn https_urls_need_their_files() {
+        let mut r = raw();
+        r.listen_client_urls = "https://127.0.0.1:2379".into();
+        assert_eq!(
+            r.check().unwrap_err().to_string(),
+            "listen-client-urls: https URLs need cert-file and key-file"
+        );
+        r.cert_file = "/c.pem".into();
+        r.key_file = "/k.pem".into();
+        let c = r.check().unwrap();
+        assert!(c.listen_client[0].tls);
+        let t = c.client_tls.unwrap();
+        assert!(t.server().client_ca.is_none());
+        r.client_cert_auth = true;
+        assert_eq!(
+            r.check().unwrap_err().to_string(),
+            "client-cert-auth: needs trusted-ca-file"
+        );
+        r.trusted_ca_file = "/ca.pem".into();
+        let t = r.check().unwrap().client_tls.unwrap();
+        assert_eq!(t.server().client_ca.unwrap().0, "trusted-ca-file");
+
+        let mut r = raw();
+        r.initial_cluster = "a=http://127.0.0.1:2380,b=https://127.0.0.1:3380".into();
+        assert!(r
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("peer-cert-file and peer-key-file"));
+        r.peer_cert_file = "/p.pem".into();
+        r.peer_key_file = "/pk.pem".into();
+        assert!(r
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("peer-trusted-ca-file"));
+        r.peer_trusted_ca_file = "/ca.pem".into();
+        let t = r.check().unwrap().peer_tls.unwrap();
+        assert_eq!(t.server().cert.0, "peer-cert-file");
+        let c = t.client().unwrap();
+        assert_eq!(c.ca.0, "peer-trusted-ca-file");
     }
 }

@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
+use crate::config::Listen;
 use crate::stats::PeerCounters;
 use crate::types::{Member, NodeId, Request, Response, TypeConfig};
 use std::sync::atomic::Ordering;
@@ -75,22 +76,29 @@ pub struct Written {
 /// One peer's connection.
 pub struct PeerClient {
     target: NodeId,
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<Listen>,
     conn: Option<SendRequest<Full<Bytes>>>,
     counters: Option<Arc<PeerCounters>>,
+    /// For `https://` peer URLs: the CA and this member's certificate.
+    tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
 }
 
 impl PeerClient {
-    pub fn new(target: NodeId, member: &Member) -> PeerClient {
+    pub fn new(
+        target: NodeId,
+        member: &Member,
+        tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
+    ) -> PeerClient {
         PeerClient {
             counters: None,
             target,
             addrs: member
                 .peer_urls
                 .iter()
-                .filter_map(|u| crate::config::url_addr("peer URL", u).ok())
+                .filter_map(|u| crate::config::parse_url("peer URL", u).ok())
                 .collect(),
             conn: None,
+            tls,
         }
     }
 
@@ -102,10 +110,33 @@ impl PeerClient {
             let mut last = PeerError::NoUrl {
                 target: self.target,
             };
-            for addr in &self.addrs {
+            for &Listen { addr, tls } in &self.addrs {
+                let tls = match (tls, &self.tls) {
+                    (false, _) => None,
+                    (true, Some(config)) => Some((
+                        config.clone(),
+                        keel_tls::server_name(&addr.ip().to_string())
+                            .map_err(std::io::Error::other),
+                    )),
+                    (true, None) => {
+                        last = PeerError::Connect {
+                            target: self.target,
+                            addr,
+                            source: std::io::Error::other(
+                                "an https peer URL, and this member has no peer TLS settings",
+                            ),
+                        };
+                        continue;
+                    }
+                };
                 let conn = async {
                     let s = TcpStream::connect(addr).await?;
                     s.set_nodelay(true)?;
+                    let tls = match tls {
+                        None => None,
+                        Some((config, name)) => Some((config, name?)),
+                    };
+                    let s = keel_tls::ClientConn::connect(tls, s).await?;
                     hyper::client::conn::http1::handshake(TokioIo::new(s))
                         .await
                         .map_err(std::io::Error::other)
@@ -119,14 +150,14 @@ impl PeerClient {
                     Ok(Err(source)) => {
                         last = PeerError::Connect {
                             target: self.target,
-                            addr: *addr,
+                            addr,
                             source,
                         }
                     }
                     Err(_) => {
                         last = PeerError::Connect {
                             target: self.target,
-                            addr: *addr,
+                            addr,
                             source: std::io::ErrorKind::TimedOut.into(),
                         }
                     }
@@ -254,13 +285,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 /// Makes a [`PeerClient`] per replication target.
 pub struct Network {
     pub counters: Arc<PeerCounters>,
+    pub tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
-        let mut c = PeerClient::new(target, node);
+        let mut c = PeerClient::new(target, node, self.tls.clone());
         c.counters = Some(self.counters.clone());
         c
     }

@@ -106,6 +106,8 @@ pub struct Node {
     space_alarm: std::sync::atomic::AtomicU64,
     /// Idle connections to other members, for forwarded requests.
     pool: tokio::sync::Mutex<HashMap<NodeId, Vec<PeerClient>>>,
+    /// How to reach `https://` peers (see [`crate::net::PeerClient`]).
+    pub peer_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
 }
 
 impl Node {
@@ -135,6 +137,7 @@ impl Node {
             ),
             leader_since: std::sync::Mutex::new((None, SystemTime::now())),
             pool: Default::default(),
+            peer_tls: None,
         }
     }
 
@@ -200,7 +203,7 @@ impl Node {
                 let m = self
                     .member_of(target)
                     .ok_or_else(|| format!("leader {target:x} is not a known member"))?;
-                PeerClient::new(target, &m)
+                PeerClient::new(target, &m, self.peer_tls.clone())
             }
         };
         let r = client.call(path, body, FORWARD_TIMEOUT).await;

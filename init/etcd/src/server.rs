@@ -22,13 +22,14 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::config::{ClusterState, ServerConfig};
+use crate::config::{ClusterState, Listen, ServerConfig};
 use crate::log::{LogError, LogStore};
 use crate::net::Network;
 use crate::node::Node;
 use crate::sm::StateMachine;
 use crate::stats::PeerCounters;
 use crate::types::{cluster_id, member_id, Member, Members, Raft};
+use keel_tls::{Conn, TlsAcceptor};
 
 /// Why a member could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,8 @@ pub enum StartError {
     },
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] keel_tls::TlsError),
 }
 
 /// A started member and the addresses it actually listens on.
@@ -55,30 +58,42 @@ pub struct Started {
     pub peer_addrs: Vec<SocketAddr>,
 }
 
-async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
+async fn bind(addrs: &[Listen]) -> Result<Vec<(TcpListener, bool)>, StartError> {
     let mut out = Vec::new();
     for a in addrs {
-        out.push(
-            TcpListener::bind(a)
+        out.push((
+            TcpListener::bind(a.addr)
                 .await
-                .map_err(|source| StartError::Listen { addr: *a, source })?,
-        );
+                .map_err(|source| StartError::Listen {
+                    addr: a.addr,
+                    source,
+                })?,
+            a.tls,
+        ));
     }
     Ok(out)
 }
 
-/// Accepts connections on `l` and serves each with `serve`.
-fn accept_loop<F, Fut>(l: TcpListener, serve: F)
+/// Accepts connections on `l` and serves each with `serve`, after a TLS
+/// handshake when `tls` is given (a failed handshake drops only its
+/// connection).
+fn accept_loop<F, Fut>(l: TcpListener, tls: Option<TlsAcceptor>, serve: F)
 where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    F: Fn(Conn) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let serve = Arc::new(serve);
     tokio::spawn(async move {
         loop {
             match l.accept().await {
                 Ok((s, _)) => {
                     let _ = s.set_nodelay(true);
-                    tokio::spawn(serve(s));
+                    let (tls, serve) = (tls.clone(), serve.clone());
+                    tokio::spawn(async move {
+                        if let Ok(c) = Conn::accept(tls.as_ref(), s).await {
+                            serve(c).await
+                        }
+                    });
                 }
                 // Out of descriptors and the like: back off and go on.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -137,6 +152,21 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
         config.cluster_token = token;
         config.cluster_state = ClusterState::New;
     }
+    // The TLS files are read before anything starts: a missing or bad one
+    // fails the start, naming the setting.
+    let acceptor = |t: &Option<crate::config::TlsFiles>| {
+        t.as_ref()
+            .map(|t| keel_tls::server_config(&t.server()).map(TlsAcceptor::from))
+            .transpose()
+    };
+    let client_acceptor = acceptor(&config.client_tls)?;
+    let peer_acceptor = acceptor(&config.peer_tls)?;
+    let peer_client = config
+        .peer_tls
+        .as_ref()
+        .and_then(|t| t.client())
+        .map(|f| keel_tls::client_config(&f))
+        .transpose()?;
     let id = own_id(&member_dir, &config)?;
     let flushes = log.flushes();
     let snap_dir = member_dir.join("snap");
@@ -177,6 +207,7 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
         Arc::new(raft_config),
         Network {
             counters: counters.clone(),
+            tls: peer_client.clone(),
         },
         log,
         sm,
@@ -186,10 +217,13 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
 
     let peers = bind(&config.listen_peer).await?;
     let clients = bind(&config.listen_client).await?;
-    let peer_addrs = peers.iter().filter_map(|l| l.local_addr().ok()).collect();
-    let client_addrs = clients.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let peer_addrs = peers.iter().filter_map(|l| l.0.local_addr().ok()).collect();
+    let client_addrs = clients
+        .iter()
+        .filter_map(|l| l.0.local_addr().ok())
+        .collect();
 
-    let node = Arc::new(Node::new(
+    let mut node = Node::new(
         id,
         cluster_id(&config.cluster_token),
         config.clone(),
@@ -197,10 +231,12 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
         shared,
         counters,
         flushes,
-    ));
-    for l in peers {
+    );
+    node.peer_tls = peer_client;
+    let node = Arc::new(node);
+    for (l, tls) in peers {
         let node = node.clone();
-        accept_loop(l, move |s| {
+        accept_loop(l, peer_acceptor.clone().filter(|_| tls), move |s| {
             let node = node.clone();
             async move {
                 let svc = hyper::service::service_fn(move |req| {
@@ -213,9 +249,9 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
             }
         });
     }
-    for l in clients {
+    for (l, tls) in clients {
         let node = node.clone();
-        accept_loop(l, move |s| {
+        accept_loop(l, client_acceptor.clone().filter(|_| tls), move |s| {
             let node = node.clone();
             async move {
                 let svc =

@@ -5,8 +5,11 @@
 //! 1. The settings are etcd's keys; what is not given gets keel's default: a
 //!    member named after the host, clients on every address at :2379, peers
 //!    on 127.0.0.1:2380, data on STATE in [`DATA_DIR`].
-//! 2. Keys keel does not implement yet (TLS files, discovery, proxy) are
-//!    named in the log and left out; the member starts without them.
+//! 2. Keys keel does not implement (proxy, auto-tls, tuning knobs) are
+//!    named in the log and left out; the member starts without them. The
+//!    TLS keys (`cert-file`, `key-file`, `trusted-ca-file`,
+//!    `client-cert-auth` and their `peer-` forms) take effect with
+//!    `https://` URLs; the files usually come from `write_files`.
 //! 3. The member runs on its own thread and one-thread runtime, so the
 //!    store's latency does not depend on what the rest of PID 1 is doing.
 //!    The boot does not wait for it: opening the log, replaying it and
@@ -26,7 +29,15 @@ pub const DATA_DIR: &str = "/var/lib/keel/kv";
 
 /// Step 1 and 2: keel's defaults overridden by the config's settings; the
 /// keys left out, for the log.
-pub fn raw_config(settings: &[(String, String)], hostname: &str) -> (RawConfig, Vec<String>) {
+pub fn raw_config(
+    settings: &[(String, String)],
+    hostname: &str,
+) -> Result<(RawConfig, Vec<String>), String> {
+    let flag = |k: &str, v: &str| match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("coreos.etcd2.{k}: {v:?} is not true or false")),
+    };
     let mut raw = RawConfig {
         name: hostname.to_string(),
         data_dir: DATA_DIR.into(),
@@ -50,16 +61,24 @@ pub fn raw_config(settings: &[(String, String)], hostname: &str) -> (RawConfig, 
             "initial-cluster-state" => raw.initial_cluster_state = v,
             "initial-cluster-token" => raw.initial_cluster_token = v,
             "discovery" => raw.discovery = v,
+            "cert-file" => raw.cert_file = v,
+            "key-file" => raw.key_file = v,
+            "trusted-ca-file" => raw.trusted_ca_file = v,
+            "client-cert-auth" => raw.client_cert_auth = flag(k, &v)?,
+            "peer-cert-file" => raw.peer_cert_file = v,
+            "peer-key-file" => raw.peer_key_file = v,
+            "peer-trusted-ca-file" => raw.peer_trusted_ca_file = v,
+            "peer-client-cert-auth" => raw.peer_client_cert_auth = flag(k, &v)?,
             other => ignored.push(other.to_string()),
         }
     }
-    (raw, ignored)
+    Ok((raw, ignored))
 }
 
 pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
     let settings = std::mem::take(&mut ctx.config_etcd2);
     let host = crate::node::hostname();
-    let (raw, ignored) = raw_config(&settings, &host);
+    let (raw, ignored) = raw_config(&settings, &host).map_err(TaskError::Kv)?;
     for k in &ignored {
         warn!("kv: coreos.etcd2.{k} is not supported yet; starting without it");
     }
@@ -105,11 +124,12 @@ mod tests {
 
     #[test]
     fn defaults_make_a_lone_member_and_settings_override_them() {
-        let (raw, ignored) = raw_config(&[], "n1");
+        let (raw, ignored) = raw_config(&[], "n1").unwrap();
         let c = raw.check().unwrap();
         assert_eq!(c.name, "n1");
         assert_eq!(c.initial_cluster.len(), 1);
-        assert_eq!(c.listen_client, vec!["0.0.0.0:2379".parse().unwrap()]);
+        assert_eq!(c.listen_client[0].addr, "0.0.0.0:2379".parse().unwrap());
+        assert!(!c.listen_client[0].tls);
         assert!(ignored.is_empty());
         let settings: Vec<(String, String)> = [
             ("name", "a"),
@@ -119,15 +139,29 @@ mod tests {
                 "initial-cluster",
                 "a=http://10.0.0.1:2380,b=http://10.0.0.2:2380",
             ),
+            ("listen-client-urls", "https://0.0.0.0:2379"),
             ("cert-file", "/etc/ssl/x.pem"),
+            ("key-file", "/etc/ssl/x-key.pem"),
+            ("trusted-ca-file", "/etc/ssl/ca.pem"),
+            ("client-cert-auth", "true"),
+            ("auto-tls", "true"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let (raw, ignored) = raw_config(&settings, "n1");
+        let (raw, ignored) = raw_config(&settings, "n1").unwrap();
         let c = raw.check().unwrap();
         assert_eq!(c.name, "a");
         assert_eq!(c.initial_cluster.len(), 2);
-        assert_eq!(ignored, vec!["cert-file"]);
+        assert!(c.listen_client[0].tls);
+        let tls = c.client_tls.unwrap();
+        assert!(tls.client_cert_auth);
+        assert_eq!(tls.key_file, std::path::Path::new("/etc/ssl/x-key.pem"));
+        assert_eq!(ignored, vec!["auto-tls"]);
+        let bad = [("client-cert-auth".to_string(), "yes".to_string())];
+        assert_eq!(
+            raw_config(&bad, "n1").unwrap_err(),
+            "coreos.etcd2.client-cert-auth: \"yes\" is not true or false"
+        );
     }
 }

@@ -31,9 +31,42 @@ struct Args {
     /// Bootstrap through this etcd discovery URL.
     #[arg(long, default_value = "")]
     discovery: String,
+    /// Client TLS: the server certificate and key for https client URLs.
+    #[arg(long, default_value = "")]
+    cert_file: String,
+    #[arg(long, default_value = "")]
+    key_file: String,
+    /// The CA that signs client certificates.
+    #[arg(long, default_value = "")]
+    trusted_ca_file: String,
+    /// Require a client certificate signed by --trusted-ca-file.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    client_cert_auth: String,
+    /// Peer TLS: this member's certificate and key (served, and presented
+    /// to other members).
+    #[arg(long, default_value = "")]
+    peer_cert_file: String,
+    #[arg(long, default_value = "")]
+    peer_key_file: String,
+    /// The CA that signs the members' certificates.
+    #[arg(long, default_value = "")]
+    peer_trusted_ca_file: String,
+    /// Require members to present a certificate signed by
+    /// --peer-trusted-ca-file.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    peer_client_cert_auth: String,
     /// Accepted for etcd compatibility: the v2 API is always on.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     enable_v2: Option<String>,
+}
+
+/// etcd's boolean flags: `--flag`, `--flag=true`, `--flag=false`.
+fn flag(name: &str, v: &str) -> anyhow::Result<bool> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => anyhow::bail!("--{name}: {v:?} is not true or false"),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +82,14 @@ fn main() -> anyhow::Result<()> {
         initial_cluster_state: a.initial_cluster_state,
         initial_cluster_token: a.initial_cluster_token,
         discovery: a.discovery,
+        cert_file: a.cert_file,
+        key_file: a.key_file,
+        trusted_ca_file: a.trusted_ca_file,
+        client_cert_auth: flag("client-cert-auth", &a.client_cert_auth)?,
+        peer_cert_file: a.peer_cert_file,
+        peer_key_file: a.peer_key_file,
+        peer_trusted_ca_file: a.peer_trusted_ca_file,
+        peer_client_cert_auth: flag("peer-client-cert-auth", &a.peer_client_cert_auth)?,
     }
     .check()?;
     keel_etcd::run_blocking(config)
