@@ -1,6 +1,8 @@
 //! VM tests of the cluster store: a booted node serves etcd's v2 API on
 //! port 2379, Debian's `etcdctl` (API v2) and curl work against it through
-//! qemu's port forward, and what was written survives a reboot from disk.
+//! qemu's port forward, and what was written survives a reboot from disk;
+//! with `coreos.etcd2`'s TLS keys and certificates from `write_files`, the
+//! port speaks TLS and wants a client certificate.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -147,4 +149,93 @@ fn etcdctl_and_curl_use_the_nodes_kv_and_it_survives_a_reboot() {
     assert_eq!(etcdctl(port, &["get", "/app/greeting"]).1, "hello\n");
     assert_eq!(etcdctl(port, &["get", "/app/count"]).1, "3\n");
     vm.assert_no_fatal();
+}
+
+/// `write_files` entries carrying PEM files, as an operator writes them.
+fn pem_files(files: &[(&str, &std::path::Path, &str)]) -> String {
+    let mut out = String::from("write_files:\n");
+    for (path, src, perm) in files {
+        out += &format!("  - path: {path}\n    permissions: '{perm}'\n    content: |\n");
+        for line in std::fs::read_to_string(src).unwrap().lines() {
+            out += &format!("      {line}\n");
+        }
+    }
+    out
+}
+
+#[test]
+fn the_kv_speaks_tls_with_client_certificates_from_cloud_config() {
+    let s = Scratch::new("kv-tls");
+    let pki = keel_tls::testpki::generate(&s.path(""), &["127.0.0.1"]).unwrap();
+    let port = free_port();
+    let user_data = s.path("user-data");
+    let config = format!(
+        "#cloud-config\nhostname: kv-tls\n{}coreos:\n  etcd2:\n    listen-client-urls: https://0.0.0.0:2379\n    advertise-client-urls: https://127.0.0.1:{port}\n    cert-file: /etc/keel/etcd.pem\n    key-file: /etc/keel/etcd-key.pem\n    trusted-ca-file: /etc/keel/ca.pem\n    client-cert-auth: true\n",
+        pem_files(&[
+            ("/etc/keel/etcd.pem", &pki.server_cert, "0644"),
+            ("/etc/keel/etcd-key.pem", &pki.server_key, "0600"),
+            ("/etc/keel/ca.pem", &pki.ca, "0644"),
+        ])
+    );
+    std::fs::write(&user_data, config).unwrap();
+    let mut cfg = VmConfig::new("kv-tls");
+    cfg.cloud_config(&user_data);
+    cfg.hostfwd = vec![format!("tcp:127.0.0.1:{port}-:2379")];
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = pki.ca.to_str().unwrap();
+    let (cert, key) = (
+        pki.client_cert.to_str().unwrap(),
+        pki.client_key.to_str().unwrap(),
+    );
+    let tls = ["--cacert", ca, "--cert", cert, "--key", key];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = curl(&[&tls[..], &[&format!("{url}/health")]].concat());
+        if h.contains("\"health\":\"true\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kv not healthy over TLS after 60 s: {h:?}\n{}",
+            vm.console()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // etcdctl with the client certificate: the everyday verbs work and the
+    // member advertises its https URL.
+    let ctl = |with_cert: bool, args: &[&str]| {
+        let mut c = Command::new("etcdctl");
+        c.env("ETCDCTL_API", "2")
+            .args(["--endpoints", &url, "--ca-file", ca]);
+        if with_cert {
+            c.args(["--cert-file", cert, "--key-file", key]);
+        }
+        let o = c.args(args).output().expect("etcdctl");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (ok, out) = ctl(true, &["mk", "/secure/k", "v1"]);
+    assert!(ok && out == "v1\n", "{out}");
+    let (ok, out) = ctl(true, &["get", "/secure/k"]);
+    assert!(ok && out == "v1\n", "{out}");
+    let (ok, out) = ctl(true, &["member", "list"]);
+    assert!(ok && out.contains(&format!("clientURLs={url}")), "{out}");
+
+    // Without a certificate, or over plain http: nothing.
+    let (ok, out) = ctl(false, &["get", "/secure/k"]);
+    assert!(!ok && !out.contains("v1\n"), "{out}");
+    let body = curl(&["--cacert", ca, &format!("{url}/v2/keys/secure/k")]);
+    assert!(!body.contains("v1"), "{body}");
+    let body = curl(&[&format!("http://127.0.0.1:{port}/v2/keys/secure/k")]);
+    assert!(!body.contains("v1"), "{body}");
+    vm.assert_no_fatal();
+    let (ok, _, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    vm.wait_exit(EXIT);
 }
