@@ -339,6 +339,27 @@ impl LogStore {
         i.vote.is_none() && i.positions.is_empty() && i.purged.is_none()
     }
 
+    /// A member that was the leader when it stopped comes back as a
+    /// follower: its vote is kept but no longer counts as granted.
+    ///
+    /// openraft would otherwise resume leadership at once, in the same term,
+    /// without knowing how far the log was committed (the commit index is
+    /// not stored). Its read index (the larger of its term's first entry and
+    /// what it knows to be committed) would then lag writes it acknowledged
+    /// before it stopped, and a read could miss them: `make soak` found such
+    /// stale reads after a leader was killed and restarted before the others
+    /// elected a new one. As a follower it waits for the next election,
+    /// whose leader commits an entry of its own term before it answers a
+    /// read index. The vote on disk is left as it is.
+    pub fn forget_leadership(&self, id: crate::types::NodeId) {
+        let mut i = self.lock();
+        if let Some(v) = i.vote.as_mut() {
+            if v.committed && v.leader_id.voted_for() == Some(id) {
+                v.committed = false;
+            }
+        }
+    }
+
     /// Counts completed fsyncs: the batcher proposes the next batch once the
     /// previous one is on disk.
     pub fn flushes(&self) -> tokio::sync::watch::Receiver<u64> {

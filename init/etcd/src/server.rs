@@ -169,6 +169,7 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
         .transpose()?;
     let id = own_id(&member_dir, &config)?;
     let flushes = log.flushes();
+    log.forget_leadership(id);
     let snap_dir = member_dir.join("snap");
     std::fs::create_dir_all(&snap_dir).map_err(|source| LogError::Io {
         op: "create directory",
@@ -282,6 +283,16 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
             )) => {}
             Err(e) => return Err(StartError::Bootstrap(e.to_string())),
         }
+    }
+    // A lone voter that was its own leader need not wait for an election
+    // timeout to lead again (see LogStore::forget_leadership).
+    let lone = {
+        let s = node.shared.read();
+        let voters: Vec<_> = s.membership.membership().voter_ids().collect();
+        voters == [id]
+    };
+    if lone && !pristine {
+        let _ = raft.trigger().elect().await;
     }
     for task in [0, 1, 2, 3] {
         let node = node.clone();
