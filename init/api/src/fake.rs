@@ -1,0 +1,65 @@
+//! A node with canned answers, for tests of the server and its clients
+//! (feature `fake`; never in PID 1).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::types::Timeline;
+use crate::{
+    ConfigApplied, ConfigStatus, Memory, NetworkStatus, Node, NodeState, Processes, Status,
+};
+
+/// Status says hostname `fake`; the first power request is accepted, the
+/// others refused as "already under way"; a config is always accepted.
+#[derive(Debug, Default)]
+pub struct FakeNode {
+    pub power_requests: AtomicU32,
+}
+
+impl Node for FakeNode {
+    fn status(&self) -> Status {
+        Status {
+            version: "test".into(),
+            hostname: "fake".into(),
+            state: NodeState::Ready,
+            uptime_ms: 1.0,
+            boot: Timeline::default(),
+            memory: Memory {
+                total_kb: 1,
+                available_kb: 1,
+                used_kb: 0,
+                pid1_rss_kb: 1,
+            },
+            processes: Processes {
+                total: 1,
+                zombies: 0,
+                reaped: 0,
+            },
+            root: Default::default(),
+            config: Default::default(),
+        }
+    }
+
+    fn apply_config(&self, _text: String, dry_run: bool) -> ConfigApplied {
+        ConfigApplied {
+            dry_run,
+            accepted: true,
+            ..Default::default()
+        }
+    }
+
+    fn config(&self) -> ConfigStatus {
+        ConfigStatus::default()
+    }
+
+    fn network(&self) -> NetworkStatus {
+        NetworkStatus::default()
+    }
+
+    fn request_power(&self, _poweroff: bool) -> Result<(), String> {
+        if self.power_requests.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(())
+        } else {
+            Err("a reboot is already under way".into())
+        }
+    }
+}
