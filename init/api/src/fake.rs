@@ -1,7 +1,9 @@
 //! A node with canned answers, for tests of the server and its clients
 //! (feature `fake`; never in PID 1).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use crate::types::Timeline;
 use crate::{
@@ -62,4 +64,25 @@ impl Node for FakeNode {
             Err("a reboot is already under way".into())
         }
     }
+}
+
+/// Serve a `FakeNode` on a loopback TCP port, plain or (with `tls`) HTTPS,
+/// with `serve_tcp` on a single-threaded runtime of its own thread, as PID 1
+/// serves it. The server lives as long as the process.
+pub fn spawn_tcp(tls: Option<keel_tls::TlsAcceptor>) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listener = {
+        let _g = rt.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    std::thread::spawn(move || {
+        let node: Arc<dyn Node> = Arc::new(FakeNode::default());
+        rt.block_on(crate::serve_tcp(listener, tls, node));
+    });
+    Ok(addr)
 }

@@ -26,6 +26,7 @@ pub mod server;
 pub mod types;
 
 pub use client::{Client, ClientError, Endpoint};
+pub use keel_tls::ClientFiles;
 pub use server::{serve, serve_tcp, serve_unix, Node};
 pub use types::{
     Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,

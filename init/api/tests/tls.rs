@@ -8,12 +8,10 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use keel_api::fake::FakeNode;
-use keel_api::{Accepted, Client, ClientError, Endpoint, Node, Status};
+use keel_api::{Accepted, Client, ClientError, Endpoint, Status};
 use keel_tls::testpki::TestPki;
 use keel_tls::{ClientFiles, ServerFiles, TlsAcceptor};
 
@@ -23,7 +21,8 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-/// A TLS server requiring client certificates, on its own thread.
+/// A TLS server requiring client certificates, on its own thread (with
+/// the test PKI).
 fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let pki = keel_tls::testpki::generate(dir.path(), &["127.0.0.1", "localhost"]).unwrap();
@@ -33,20 +32,7 @@ fn server() -> Server {
         client_ca: Some(("api.client_ca_file", pki.ca.clone())),
     })
     .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let node: Arc<dyn Node> = Arc::new(FakeNode::default());
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            keel_api::serve_tcp(l, Some(TlsAcceptor::from(config)), node).await
-        });
-    });
+    let addr = keel_api::fake::spawn_tcp(Some(TlsAcceptor::from(config))).unwrap();
     Server {
         addr,
         pki,
