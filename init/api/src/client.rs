@@ -1,11 +1,16 @@
-//! A small API client over TCP (`http://HOST:PORT`) or a unix socket
-//! (`unix:/path`). Used by keelctl and the VM tests.
+//! A small API client over TCP (`http://HOST:PORT`), TLS over TCP
+//! (`https://HOST:PORT`) or a unix socket (`unix:/path`). Used by keelctl
+//! and the VM tests.
 //!
 //! Host names are not resolved (keelctl may be static, without NSS): use an IP
-//! address or `localhost`.
+//! address or `localhost`. Over https the server's certificate must name
+//! the host as written (the IP address, or `localhost`) and chain to the
+//! CA given to [`Client::with_tls`], which may also give a client
+//! certificate for servers that ask for one.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,15 +26,32 @@ pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Tcp(SocketAddr),
+    /// TLS to `addr`; the server's certificate must name `host` (an IP
+    /// address, bracketed when IPv6, or `localhost`).
+    Https {
+        addr: SocketAddr,
+        host: String,
+    },
     Unix(PathBuf),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("endpoint {0:?}: expected http://ADDRESS:PORT or unix:/PATH")]
+    #[error("endpoint {0:?}: expected http://ADDRESS:PORT, https://ADDRESS:PORT or unix:/PATH")]
     BadEndpoint(String),
     #[error("connect to {endpoint}: {source}")]
     Connect {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    /// The CA, certificate or key files could not be used (the error
+    /// names the setting and the file).
+    #[error(transparent)]
+    TlsFiles(#[from] keel_tls::TlsError),
+    #[error("{endpoint}: an https endpoint needs a CA to check the server's certificate against")]
+    NoCa { endpoint: String },
+    #[error("TLS handshake with {endpoint}: {source}")]
+    Handshake {
         endpoint: String,
         source: std::io::Error,
     },
@@ -74,18 +96,32 @@ impl Endpoint {
             }
             return Ok(Endpoint::Unix(PathBuf::from(p)));
         }
-        let rest = s.strip_prefix("http://").ok_or_else(bad)?;
+        let (scheme, rest) = keel_tls::Scheme::split(s).ok_or_else(bad)?;
         let rest = rest.trim_end_matches('/');
-        if let Ok(sa) = rest.parse::<SocketAddr>() {
-            return Ok(Endpoint::Tcp(sa));
-        }
-        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        let ip: IpAddr = match host {
-            "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            h => h.parse().map_err(|_| bad())?,
+        let (addr, host) = if let Ok(sa) = rest.parse::<SocketAddr>() {
+            let host = match sa.ip() {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            (sa, host)
+        } else {
+            let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            let ip: IpAddr = match host {
+                "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                h => h.parse().map_err(|_| bad())?,
+            };
+            (SocketAddr::new(ip, port), host.to_string())
         };
-        Ok(Endpoint::Tcp(SocketAddr::new(ip, port)))
+        Ok(match scheme {
+            keel_tls::Scheme::Http => Endpoint::Tcp(addr),
+            keel_tls::Scheme::Https => Endpoint::Https { addr, host },
+        })
+    }
+
+    /// Whether this endpoint speaks TLS.
+    pub fn is_https(&self) -> bool {
+        matches!(self, Endpoint::Https { .. })
     }
 }
 
@@ -93,6 +129,7 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Tcp(a) => write!(f, "http://{a}"),
+            Endpoint::Https { addr, host } => write!(f, "https://{host}:{}", addr.port()),
             Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
@@ -103,6 +140,24 @@ impl std::fmt::Display for Endpoint {
 pub struct Client {
     pub endpoint: Endpoint,
     pub timeout: Duration,
+    /// For an https endpoint: the CA and the client's own certificate.
+    pub tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
+}
+
+/// An error and its sources, as one line: hyper's "connection error" says
+/// why only in its source (a TLS alert, say).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let s_text = s.to_string();
+        if !out.ends_with(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 async fn exchange<S>(io: S, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), String>
@@ -111,14 +166,14 @@ where
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
     let driver = tokio::spawn(conn);
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| chain(&e))?;
     let status = resp.status();
     let body = Limited::new(resp.into_body(), MAX_RESPONSE)
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| chain(&*e))?
         .to_bytes();
     driver.abort();
     Ok((status, body))
@@ -129,7 +184,15 @@ impl Client {
         Client {
             endpoint,
             timeout: Duration::from_secs(10),
+            tls: None,
         }
+    }
+
+    /// Read the CA (and the client certificate and key, if any) for an
+    /// https endpoint; errors name the setting and the file.
+    pub fn with_tls(mut self, files: &keel_tls::ClientFiles) -> Result<Client, ClientError> {
+        self.tls = Some(keel_tls::client_config(files)?);
+        Ok(self)
     }
 
     /// Send one request; return the status and body, whatever the status.
@@ -147,6 +210,7 @@ impl Client {
         };
         let host = match &self.endpoint {
             Endpoint::Tcp(a) => a.to_string(),
+            Endpoint::Https { addr, host } => format!("{host}:{}", addr.port()),
             Endpoint::Unix(_) => "localhost".to_string(),
         };
         let req = Request::builder()
@@ -167,6 +231,23 @@ impl Client {
                         .await
                         .map_err(connect_err)?;
                     exchange(s, req).await.map_err(http_err)
+                }
+                Endpoint::Https { addr, host } => {
+                    let config = self.tls.clone().ok_or_else(|| ClientError::NoCa {
+                        endpoint: self.endpoint.to_string(),
+                    })?;
+                    let name = keel_tls::server_name(host)?;
+                    let s = tokio::net::TcpStream::connect(addr)
+                        .await
+                        .map_err(connect_err)?;
+                    let _ = s.set_nodelay(true);
+                    let t = keel_tls::connect(config, name, s).await.map_err(|source| {
+                        ClientError::Handshake {
+                            endpoint: self.endpoint.to_string(),
+                            source,
+                        }
+                    })?;
+                    exchange(t, req).await.map_err(http_err)
                 }
                 Endpoint::Unix(p) => {
                     let s = tokio::net::UnixStream::connect(p)
@@ -261,13 +342,34 @@ mod tests {
             Endpoint::parse("unix:/run/keel/api.sock").unwrap(),
             Endpoint::Unix("/run/keel/api.sock".into())
         );
+        for (url, addr, host) in [
+            ("https://127.0.0.1:9420", "127.0.0.1:9420", "127.0.0.1"),
+            ("https://localhost:9420/", "127.0.0.1:9420", "localhost"),
+            ("https://[::1]:443", "[::1]:443", "[::1]"),
+        ] {
+            let e = Endpoint::parse(url).unwrap();
+            assert_eq!(
+                e,
+                Endpoint::Https {
+                    addr: addr.parse().unwrap(),
+                    host: host.into()
+                },
+                "{url}"
+            );
+            assert!(e.is_https());
+            assert_eq!(e.to_string(), url.trim_end_matches('/'));
+            assert!(keel_tls::server_name(host).is_ok(), "{host}");
+        }
+        assert!(!Endpoint::parse("http://127.0.0.1:1").unwrap().is_https());
         for bad in [
             "",
             "127.0.0.1:9420",
             "http://example.com:80",
             "http://1.2.3.4",
             "unix:",
-            "https://1.2.3.4:1",
+            "https://1.2.3.4",
+            "https://node.example:9420",
+            "ftp://1.2.3.4:1",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }

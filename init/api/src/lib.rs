@@ -15,13 +15,19 @@
 //!
 //! Errors are JSON `ErrorBody` with the HTTP status; the server never panics
 //! on a request.
+//!
+//! The TCP port serves plain HTTP, or HTTPS only with client certificates
+//! (keel-tls): see [`server::serve_tcp`] and [`client::Client::with_tls`].
 
 pub mod client;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod server;
 pub mod types;
 
 pub use client::{Client, ClientError, Endpoint};
-pub use server::{serve, Node};
+pub use keel_tls::ClientFiles;
+pub use server::{serve, serve_tcp, serve_unix, Node};
 pub use types::{
     Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
     ContainerStatus, ContentCheck, DhcpLease, ErrorBody, LinkStatus, Memory, NetworkStatus,

@@ -1,11 +1,19 @@
-//! The API server: hyper HTTP/1.1 over any accepted stream (TCP or unix).
+//! The API server: hyper HTTP/1.1 over any accepted stream (TCP, TLS over
+//! TCP, or unix).
 //!
 //! Limits: request head 16 KiB (hyper's buffer), body 64 KiB (413 past it;
 //! 1 MiB for a cloud-config), header read timeout 10 s. Routing is a pure
 //! function of method and path.
+//!
+//! The accept loops ([`serve_tcp`], [`serve_unix`]) run each connection on
+//! a task of its own, the TLS handshake included: a client that connects
+//! and never speaks holds only its task (for the handshake deadline,
+//! [`keel_tls::HANDSHAKE_TIMEOUT`], at most), and a failed handshake ends
+//! only its own connection.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -13,7 +21,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use keel_boot::warn;
+use keel_tls::TlsAcceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 
 use crate::types::{Accepted, ConfigApplied, ErrorBody, NetworkStatus, Status};
 
@@ -310,9 +321,136 @@ where
     let _ = conn.await;
 }
 
+/// Accept on `listener` for ever, serving plain HTTP, or with `tls` HTTPS
+/// only (the acceptor decides whether clients need a certificate).
+pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, node: Arc<dyn Node>) {
+    let what = match listener.local_addr() {
+        Ok(a) => format!("tcp {a}"),
+        Err(_) => "tcp".to_string(),
+    };
+    let failures = Arc::new(Throttle::default());
+    loop {
+        match listener.accept().await {
+            Ok((s, peer)) => {
+                let _ = s.set_nodelay(true);
+                let node = node.clone();
+                match &tls {
+                    None => {
+                        tokio::spawn(serve(s, node));
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let failures = failures.clone();
+                        tokio::spawn(async move {
+                            match keel_tls::accept(&acceptor, s).await {
+                                Ok(t) => serve(t, node).await,
+                                Err(e) => {
+                                    failures.handshake_failed(peer, &e, Instant::now());
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+            Err(e) => accept_failed(&what, e).await,
+        }
+    }
+}
+
+/// Accept on a unix socket for ever, serving plain HTTP.
+pub async fn serve_unix(listener: UnixListener, node: Arc<dyn Node>) {
+    let what = match listener.local_addr() {
+        Ok(a) => match a.as_pathname() {
+            Some(p) => p.display().to_string(),
+            None => "unix socket".to_string(),
+        },
+        Err(_) => "unix socket".to_string(),
+    };
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                tokio::spawn(serve(s, node.clone()));
+            }
+            Err(e) => accept_failed(&what, e).await,
+        }
+    }
+}
+
+/// Out of file descriptors or memory: wait a moment rather than spin.
+async fn accept_failed(what: &str, e: std::io::Error) {
+    warn!("api: accept on {what}: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// At most one line per this long about failed TLS handshakes: a scanner
+/// or a misconfigured client must not flood the console.
+pub const HANDSHAKE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// When the last handshake failure was logged, and how many were not since.
+#[derive(Debug, Default)]
+struct Throttle(Mutex<(Option<Instant>, u64)>);
+
+impl Throttle {
+    /// Log this failure unless one was logged within HANDSHAKE_LOG_EVERY;
+    /// returns the line logged.
+    fn handshake_failed(
+        &self,
+        peer: SocketAddr,
+        e: &std::io::Error,
+        now: Instant,
+    ) -> Option<String> {
+        let mut st = self.0.lock().ok()?;
+        if st
+            .0
+            .is_some_and(|t| now.saturating_duration_since(t) < HANDSHAKE_LOG_EVERY)
+        {
+            st.1 += 1;
+            return None;
+        }
+        let quiet = std::mem::take(&mut st.1);
+        st.0 = Some(now);
+        drop(st);
+        let more = match quiet {
+            0 => String::new(),
+            n => format!(" ({n} more failed handshakes since the last report)"),
+        };
+        let line = format!("api: TLS handshake with {peer}: {e}{more}");
+        warn!("{line}");
+        Some(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_failures_are_throttled() {
+        let t = Throttle::default();
+        let peer: SocketAddr = "10.0.2.2:5000".parse().unwrap();
+        let e = std::io::Error::other("peer sent no certificates");
+        let t0 = Instant::now();
+        let first = t.handshake_failed(peer, &e, t0).unwrap();
+        assert_eq!(
+            first,
+            "api: TLS handshake with 10.0.2.2:5000: peer sent no certificates"
+        );
+        assert_eq!(
+            t.handshake_failed(peer, &e, t0 + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            t.handshake_failed(peer, &e, t0 + Duration::from_secs(9)),
+            None
+        );
+        let next = t
+            .handshake_failed(peer, &e, t0 + HANDSHAKE_LOG_EVERY)
+            .unwrap();
+        assert!(
+            next.ends_with("(2 more failed handshakes since the last report)"),
+            "{next}"
+        );
+    }
 
     #[test]
     fn routes() {

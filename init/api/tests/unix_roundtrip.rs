@@ -1,65 +1,11 @@
 //! The server and the client over a real unix socket, with a fake node:
 //! status, actions, and every error answer.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
-use keel_api::types::Timeline;
-use keel_api::{Accepted, Client, Endpoint, ErrorBody, Memory, Node, NodeState, Processes, Status};
-
-#[derive(Default)]
-struct FakeNode {
-    power_requests: AtomicU32,
-}
-
-impl Node for FakeNode {
-    fn status(&self) -> Status {
-        Status {
-            version: "test".into(),
-            hostname: "fake".into(),
-            state: NodeState::Ready,
-            uptime_ms: 1.0,
-            boot: Timeline::default(),
-            memory: Memory {
-                total_kb: 1,
-                available_kb: 1,
-                used_kb: 0,
-                pid1_rss_kb: 1,
-            },
-            processes: Processes {
-                total: 1,
-                zombies: 0,
-                reaped: 0,
-            },
-            root: Default::default(),
-            config: Default::default(),
-        }
-    }
-    fn apply_config(&self, _text: String, dry_run: bool) -> keel_api::ConfigApplied {
-        keel_api::ConfigApplied {
-            dry_run,
-            accepted: true,
-            ..Default::default()
-        }
-    }
-
-    fn config(&self) -> keel_api::ConfigStatus {
-        keel_api::ConfigStatus::default()
-    }
-
-    fn network(&self) -> keel_api::NetworkStatus {
-        keel_api::NetworkStatus::default()
-    }
-
-    fn request_power(&self, _poweroff: bool) -> Result<(), String> {
-        if self.power_requests.fetch_add(1, Ordering::SeqCst) == 0 {
-            Ok(())
-        } else {
-            Err("a reboot is already under way".into())
-        }
-    }
-}
+use keel_api::fake::FakeNode;
+use keel_api::{Accepted, Client, Endpoint, ErrorBody, Node, Status};
 
 #[test]
 fn unix_socket_roundtrip() {
@@ -74,12 +20,7 @@ fn unix_socket_roundtrip() {
         let _g = rt.enter();
         tokio::net::UnixListener::bind(&sock).unwrap()
     };
-    rt.spawn(async move {
-        loop {
-            let (s, _) = listener.accept().await.unwrap();
-            tokio::spawn(keel_api::serve(s, node.clone()));
-        }
-    });
+    rt.spawn(keel_api::serve_unix(listener, node));
     let client = Client::new(Endpoint::parse(&format!("unix:{}", sock.display())).unwrap());
     rt.block_on(async {
         let s: Status = client.call(Method::GET, "/v1/status").await.unwrap();

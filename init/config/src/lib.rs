@@ -13,7 +13,8 @@
 //!    settings) or refused (with what keel offers instead).
 //!    [`containers`] walks the `containers:` section the same way, and
 //!    [`docker`] translates `docker run` units into the same containers;
-//!    [`registries`] reads how missing images are pulled.
+//!    [`registries`] reads how missing images are pulled, [`api`] the
+//!    management API's TLS files.
 //! 3. The result is a typed [`model::CloudConfig`] of what keel applies.
 //! 4. [`plan`] turns it into the exact files (the user database, homes and
 //!    keys, `write_files`, hostname), and [`apply`] writes them under a root,
@@ -22,6 +23,7 @@
 //! Pure: text in, report out. The node and `keelctl config validate` run the
 //! same code.
 
+pub mod api;
 pub mod apply;
 pub mod containers;
 pub mod docker;

@@ -259,6 +259,19 @@ pub struct Registries {
     pub auth: Vec<RegistryAuth>,
 }
 
+/// `api:`: the management API's TCP port serves HTTPS only, to clients
+/// with a certificate `client_ca_file` signed. Absolute paths of PEM files
+/// on the node (normally written by `write_files` in the same config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    /// The server's certificate chain, leaf first.
+    pub cert_file: String,
+    /// The server certificate's private key.
+    pub key_file: String,
+    /// The CA whose certificates clients must present.
+    pub client_ca_file: String,
+}
+
 /// Everything keel applies or translates.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CloudConfig {
@@ -277,4 +290,6 @@ pub struct CloudConfig {
     /// as written (the supervisor orders them by `after`/`requires`).
     pub containers: Vec<Container>,
     pub registries: Registries,
+    /// `api:`; `None`: the TCP port serves plain HTTP.
+    pub api: Option<Api>,
 }

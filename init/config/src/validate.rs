@@ -22,7 +22,7 @@ use base64::Engine;
 use crate::model::{CloudConfig, Locksmith, Network, Route, Update, User, WriteFile};
 use crate::schema;
 use crate::yaml::{self, Node, Style, Value};
-use crate::{containers, docker, registries};
+use crate::{api, containers, docker, registries};
 
 /// Largest decoded `write_files` content.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -356,6 +356,7 @@ pub fn validate(text: &str) -> Report {
             "coreos",
             "containers",
             "registries",
+            "api",
         ],
     );
     for (k, val) in entries {
@@ -399,6 +400,7 @@ pub fn validate(text: &str) -> Report {
             "coreos" => coreos(&mut v, val),
             "containers" => containers::section(&mut v, val),
             "registries" => registries::section(&mut v, k, val),
+            "api" => api::section(&mut v, k, val),
             _ => {}
         }
     }

@@ -68,6 +68,8 @@ pub struct Ctx {
     pub config_registries: keel_config::model::Registries,
     /// The config's `coreos.etcd2` settings, for StartKv.
     pub config_etcd2: Vec<(String, String)>,
+    /// What the API's TCP port serves (the config's `api:`), for StartApi.
+    pub config_api: services::TcpApi,
 }
 
 impl Ctx {
@@ -89,6 +91,7 @@ impl Ctx {
             config_containers: Vec::new(),
             config_registries: Default::default(),
             config_etcd2: Vec::new(),
+            config_api: services::TcpApi::Plain,
         }
     }
 
@@ -323,6 +326,7 @@ fn start_api(ctx: &mut Ctx) -> Result<(), TaskError> {
             ctx.cmdline.api_port,
             Path::new(services::API_SOCKET),
             ctx.node.clone(),
+            &ctx.config_api,
         )?;
     }
     Ok(())

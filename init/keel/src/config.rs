@@ -27,6 +27,7 @@ use keel_api::{ConfigApplied, ConfigItem, ConfigStatus};
 use keel_boot::{error, info};
 
 use crate::boot_table::{Ctx, TaskError};
+use crate::services::TcpApi;
 
 /// Where the kernel shows qemu's fw_cfg files.
 pub const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name";
@@ -394,6 +395,18 @@ pub fn apply_text(
     (out, accepted)
 }
 
+/// What the API's TCP port serves after this boot's config: its `api:`
+/// when it was applied; nothing when a refused config asks for `api:`
+/// (fail closed: its files were not written, and plain HTTP is not what it
+/// asked for); plain HTTP otherwise.
+pub fn tcp_api(applied: Option<&keel_config::model::CloudConfig>, text: &str) -> TcpApi {
+    match applied {
+        Some(c) => c.api.clone().map_or(TcpApi::Plain, TcpApi::Tls),
+        None if keel_config::api::declared(text) => TcpApi::Refused,
+        None => TcpApi::Plain,
+    }
+}
+
 pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     let Some(bytes) = ctx.config_text.take() else {
         return Ok(());
@@ -404,17 +417,23 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
             "1:1: (document): over the {} byte limit",
             keel_config::yaml::MAX_BYTES
         ));
+        ctx.config_api = tcp_api(None, &String::from_utf8_lossy(&bytes));
         return maintenance(st);
     }
-    let Ok(text) = String::from_utf8(bytes) else {
-        st.errors.push("1:1: (document): not UTF-8 text".into());
-        return maintenance(st);
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            st.errors.push("1:1: (document): not UTF-8 text".into());
+            ctx.config_api = tcp_api(None, &String::from_utf8_lossy(e.as_bytes()));
+            return maintenance(st);
+        }
     };
     let from_state = st
         .source
         .as_deref()
         .is_some_and(|s| s.starts_with("state "));
     let (done, config) = apply_text(&text, ctx.config_meta_hostname.take(), false, !from_state);
+    ctx.config_api = tcp_api(config.as_ref(), &text);
     if let Some(c) = config {
         ctx.config_networks = c.networks;
         ctx.config_containers = c.containers;
@@ -477,5 +496,34 @@ mod tests {
         std::fs::create_dir_all(&keel).unwrap();
         std::fs::write(keel.join("raw"), b"#cloud-config\nhostname: a\n").unwrap();
         assert_eq!(find_fw_cfg(t.path()).unwrap().0, "fw_cfg opt/keel/config");
+    }
+
+    #[test]
+    fn the_tcp_port_follows_the_config_and_fails_closed() {
+        let with_api = "#cloud-config
+api:
+  cert_file: /etc/keel/api.pem
+  key_file: /etc/keel/api-key.pem
+  client_ca_file: /etc/keel/ca.pem
+";
+        let r = keel_config::validate(with_api);
+        assert!(r.accepted(), "{:#?}", r.errors);
+        let want = r.config.api.clone().unwrap();
+        assert_eq!(tcp_api(Some(&r.config), with_api), TcpApi::Tls(want));
+        // A config without api: serves plain HTTP, as does no config.
+        let plain = "#cloud-config\nhostname: n1\n";
+        let r = keel_config::validate(plain);
+        assert_eq!(tcp_api(Some(&r.config), plain), TcpApi::Plain);
+        assert_eq!(tcp_api(None, ""), TcpApi::Plain);
+        assert_eq!(tcp_api(None, plain), TcpApi::Plain);
+        // Refused configs that ask for api:, whatever is wrong: nothing.
+        for refused in [
+            format!("{with_api}hostname: [x]\n"),
+            "#cloud-config\napi:\n  cert_file: /etc/keel/api.pem\n".to_string(),
+            "#cloud-config\napi: {cert_file: [\n".to_string(),
+        ] {
+            assert!(!keel_config::validate(&refused).accepted(), "{refused}");
+            assert_eq!(tcp_api(None, &refused), TcpApi::Refused, "{refused}");
+        }
     }
 }

@@ -1,5 +1,11 @@
 //! The long-running part of PID 1: the async runtime, the signal loop (child
 //! reaping, SIGTERM, SIGINT) and the management API listeners.
+//!
+//! The API's TCP port serves what the cloud-config says ([`TcpApi`]): plain
+//! HTTP, or with `api:` HTTPS only with client certificates. TLS fails
+//! closed: when the files of `api:` cannot be used, or the config that asks
+//! for them was refused, the TCP port is not opened at all (never plain
+//! HTTP instead), the console says why, and the unix socket still serves.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +29,30 @@ const DRAIN: Duration = Duration::from_millis(100);
 /// The signals PID 1 reads from its signalfd. SIGCHLD: reap; SIGTERM: power
 /// off; SIGINT: reboot (the kernel sends it on Ctrl-Alt-Del once routed).
 pub const HANDLED: &[Signal] = &[Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT];
+
+/// What the API's TCP port serves, from this boot's cloud-config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TcpApi {
+    /// No `api:` (or no config): plain HTTP.
+    #[default]
+    Plain,
+    /// `api:`: HTTPS only, to clients with a certificate its CA signed.
+    Tls(keel_config::model::Api),
+    /// The config asks for `api:` but was refused: nothing.
+    Refused,
+}
+
+/// The TLS acceptor `api:` describes; errors name the setting and the file.
+pub fn api_acceptor(
+    api: &keel_config::model::Api,
+) -> Result<keel_tls::TlsAcceptor, keel_tls::TlsError> {
+    let files = keel_tls::ServerFiles {
+        cert: ("api.cert_file", PathBuf::from(&api.cert_file)),
+        key: ("api.key_file", PathBuf::from(&api.key_file)),
+        client_ca: Some(("api.client_ca_file", PathBuf::from(&api.client_ca_file))),
+    };
+    keel_tls::server_config(&files).map(keel_tls::TlsAcceptor::from)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -103,21 +133,49 @@ impl Services {
         Ok(())
     }
 
+    /// Serve the API on the unix socket `socket` and, as `tcp` says, on
+    /// TCP `port` of every address. A TLS setting that cannot be used is
+    /// not an error here: the TCP port stays closed and the socket serves.
     pub fn spawn_api(
         &self,
         port: u16,
         socket: &Path,
         node: Arc<NodeShared>,
+        tcp: &TcpApi,
     ) -> Result<(), ServiceError> {
         let _enter = self.rt.enter();
+        let sock_name = socket.display().to_string();
+        let closed = |why: String| {
+            error!(
+                "api: {why}: tcp port {port} stays closed (no plain HTTP when the config asks for TLS); {sock_name} still serves"
+            );
+        };
+        let tls = match tcp {
+            TcpApi::Plain => Some(None),
+            TcpApi::Tls(api) => match api_acceptor(api) {
+                Ok(a) => Some(Some((a, api.client_ca_file.as_str()))),
+                Err(e) => {
+                    closed(e.to_string());
+                    None
+                }
+            },
+            TcpApi::Refused => {
+                closed("the cloud-config that asks for api: (TLS) was refused".into());
+                None
+            }
+        };
         let addr = format!("0.0.0.0:{port}");
         let listen_err = |addr: String| move |source| ServiceError::Listen { addr, source };
-        let tcp = std::net::TcpListener::bind(&addr).map_err(listen_err(addr.clone()))?;
-        tcp.set_nonblocking(true)
-            .map_err(listen_err(addr.clone()))?;
-        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(listen_err(addr.clone()))?;
+        let tcp = match tls {
+            None => None,
+            Some(tls) => {
+                let l = std::net::TcpListener::bind(&addr).map_err(listen_err(addr.clone()))?;
+                l.set_nonblocking(true).map_err(listen_err(addr.clone()))?;
+                let l = tokio::net::TcpListener::from_std(l).map_err(listen_err(addr.clone()))?;
+                Some((l, tls))
+            }
+        };
 
-        let sock_name = socket.display().to_string();
         if let Some(dir) = socket.parent() {
             std::fs::create_dir_all(dir).map_err(listen_err(sock_name.clone()))?;
         }
@@ -127,29 +185,26 @@ impl Services {
             .map_err(listen_err(sock_name.clone()))?;
 
         let api_node: Arc<dyn keel_api::Node> = node;
-        let n = api_node.clone();
-        self.rt.spawn(async move {
-            loop {
-                match tcp.accept().await {
-                    Ok((s, _)) => {
-                        let _ = s.set_nodelay(true);
-                        tokio::spawn(keel_api::serve(s, n.clone()));
-                    }
-                    Err(e) => accept_failed(&addr, e).await,
-                }
+        let serves = match tcp {
+            None => None,
+            Some((l, None)) => {
+                self.rt
+                    .spawn(keel_api::serve_tcp(l, None, api_node.clone()));
+                Some(format!("tcp port {port} (http)"))
             }
-        });
-        self.rt.spawn(async move {
-            loop {
-                match unix.accept().await {
-                    Ok((s, _)) => {
-                        tokio::spawn(keel_api::serve(s, api_node.clone()));
-                    }
-                    Err(e) => accept_failed(&sock_name, e).await,
-                }
+            Some((l, Some((acceptor, ca)))) => {
+                self.rt
+                    .spawn(keel_api::serve_tcp(l, Some(acceptor), api_node.clone()));
+                Some(format!(
+                    "tcp port {port} (https; clients need a certificate signed by {ca})"
+                ))
             }
-        });
-        info!("api: listening on tcp port {port} and {}", socket.display());
+        };
+        self.rt.spawn(keel_api::serve_unix(unix, api_node));
+        match serves {
+            Some(tcp) => info!("api: listening on {tcp} and {sock_name}"),
+            None => info!("api: listening on {sock_name} only"),
+        }
         Ok(())
     }
 
@@ -187,12 +242,6 @@ impl Services {
     }
 }
 
-/// Out of file descriptors or memory: wait a moment rather than spin.
-async fn accept_failed(what: &str, e: std::io::Error) {
-    warn!("api: accept on {what}: {e}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
 /// Start the `keel.run=` program, if any; its exit is reaped like any child.
 pub fn run_keel_run(cmdline: &Cmdline) {
     let Some(argv) = &cmdline.run else { return };
@@ -200,5 +249,116 @@ pub fn run_keel_run(cmdline: &Cmdline) {
     match std::process::Command::new(&path).args(&argv[1..]).spawn() {
         Ok(child) => info!("keel.run: started {} as pid {}", path.display(), child.id()),
         Err(e) => error!("keel.run: start {}: {e}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_api::{Client, ClientError, Endpoint};
+    use keel_config::model::Api;
+
+    fn api(pki: &keel_tls::testpki::TestPki) -> Api {
+        Api {
+            cert_file: pki.server_cert.display().to_string(),
+            key_file: pki.server_key.display().to_string(),
+            client_ca_file: pki.ca.display().to_string(),
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    }
+
+    /// Start the API as StartApi does; return the runtime, the TCP port
+    /// and a client of the unix socket.
+    fn start(dir: &Path, tcp: &TcpApi) -> (Services, u16, Client) {
+        let s = Services::start().unwrap();
+        let port = free_port();
+        let sock = dir.join("run/api.sock");
+        let node = Arc::new(NodeShared::new(Path::new("/proc")));
+        s.spawn_api(port, &sock, node, tcp).unwrap();
+        (s, port, Client::new(Endpoint::Unix(sock)))
+    }
+
+    fn config(s: &Services, c: &Client) -> Result<keel_api::ConfigStatus, ClientError> {
+        s.block_on(c.call(hyper::Method::GET, "/v1/config"))
+    }
+
+    #[test]
+    fn tls_files_that_cannot_be_used_close_the_tcp_port_not_the_socket() {
+        let t = tempfile::tempdir().unwrap();
+        let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
+        let good = api(&pki);
+        let broken = [
+            Api {
+                cert_file: t.path().join("absent.pem").display().to_string(),
+                ..good.clone()
+            },
+            // A key that does not fit the certificate.
+            Api {
+                key_file: pki.client_key.display().to_string(),
+                ..good.clone()
+            },
+            // Not a PEM certificate.
+            Api {
+                client_ca_file: pki.server_key.display().to_string(),
+                ..good.clone()
+            },
+        ];
+        let mut cases: Vec<TcpApi> = broken.into_iter().map(TcpApi::Tls).collect();
+        cases.push(TcpApi::Refused);
+        for tcp in cases {
+            let d = tempfile::tempdir().unwrap();
+            let (s, port, unix) = start(d.path(), &tcp);
+            config(&s, &unix).unwrap_or_else(|e| panic!("{tcp:?}: unix socket: {e}"));
+            let plain = Client::new(Endpoint::Tcp(([127, 0, 0, 1], port).into()));
+            match config(&s, &plain) {
+                Err(ClientError::Connect { source, .. })
+                    if source.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                other => panic!("{tcp:?}: tcp port {port}: {other:?}"),
+            }
+        }
+        // Errors name the setting and the file.
+        let e = api_acceptor(&Api {
+            client_ca_file: "/nonexistent/ca.pem".into(),
+            ..good
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.starts_with("api.client_ca_file /nonexistent/ca.pem: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn with_usable_files_the_tcp_port_serves_https_only() {
+        let t = tempfile::tempdir().unwrap();
+        let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
+        let (s, port, unix) = start(t.path(), &TcpApi::Tls(api(&pki)));
+        config(&s, &unix).unwrap();
+        let https = Client::new(Endpoint::parse(&format!("https://127.0.0.1:{port}")).unwrap())
+            .with_tls(&keel_tls::ClientFiles {
+                ca: ("cacert", pki.ca.clone()),
+                identity: Some((
+                    ("cert", pki.client_cert.clone()),
+                    ("key", pki.client_key.clone()),
+                )),
+            })
+            .unwrap();
+        config(&s, &https).unwrap();
+        let plain = Client::new(Endpoint::Tcp(([127, 0, 0, 1], port).into()));
+        let e = config(&s, &plain).unwrap_err();
+        assert!(matches!(e, ClientError::Http { .. }), "{e}");
+        // Without TLS settings the port serves plain HTTP, as before.
+        let d = tempfile::tempdir().unwrap();
+        let (s, port, _) = start(d.path(), &TcpApi::Plain);
+        let plain = Client::new(Endpoint::Tcp(([127, 0, 0, 1], port).into()));
+        config(&s, &plain).unwrap();
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! The endpoint comes from `--endpoint`, else `KEEL_ENDPOINT`, else
 //! `http://127.0.0.1:9420` (what `make run` forwards from the host).
+//! An `https://` endpoint needs `--cacert` (`KEEL_CACERT`), the CA that
+//! signed the node's certificate, and a node with `api:` in its config also
+//! wants a client certificate: `--cert` and `--key` (`KEEL_CERT`,
+//! `KEEL_KEY`). Other endpoints ignore the three.
 //! Output is a human table by default, the API's JSON with `--json`.
 
 pub mod table;
@@ -16,9 +20,18 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:9420";
 #[derive(Parser)]
 #[command(name = "keelctl", about = "Talk to a keel node", version)]
 struct Cli {
-    /// API endpoint: http://ADDRESS:PORT or unix:/PATH.
+    /// API endpoint: http://ADDRESS:PORT, https://ADDRESS:PORT or unix:/PATH.
     #[arg(long, env = "KEEL_ENDPOINT", default_value = DEFAULT_ENDPOINT, global = true)]
     endpoint: String,
+    /// For https: the CA certificate (PEM) that signed the node's certificate.
+    #[arg(long, env = "KEEL_CACERT", global = true, value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
+    /// For https: this client's certificate (PEM), for nodes that ask for one.
+    #[arg(long, env = "KEEL_CERT", global = true, value_name = "FILE")]
+    cert: Option<std::path::PathBuf>,
+    /// For https: the private key (PEM) of --cert.
+    #[arg(long, env = "KEEL_KEY", global = true, value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -187,6 +200,26 @@ pub fn config_report(file: &str, text: &str) -> (String, bool) {
     (o, r.accepted())
 }
 
+/// The TLS files of an https endpoint, named after the options for errors.
+fn tls_files(cli: &Cli) -> anyhow::Result<keel_api::ClientFiles> {
+    let Some(ca) = cli.cacert.clone() else {
+        anyhow::bail!(
+            "{}: an https endpoint needs --cacert FILE (or KEEL_CACERT): the CA that signed the node's certificate",
+            cli.endpoint
+        );
+    };
+    let identity = match (cli.cert.clone(), cli.key.clone()) {
+        (Some(c), Some(k)) => Some((("--cert", c), ("--key", k))),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!("--cert needs --key FILE (or KEEL_KEY)"),
+        (None, Some(_)) => anyhow::bail!("--key needs --cert FILE (or KEEL_CERT)"),
+    };
+    Ok(keel_api::ClientFiles {
+        ca: ("--cacert", ca),
+        identity,
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Cmd::Config(ConfigCmd::Validate { file }) = &cli.cmd {
         let text = read_config_file(file)?;
@@ -198,6 +231,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut client = Client::new(Endpoint::parse(&cli.endpoint)?);
+    if client.endpoint.is_https() {
+        let files = tls_files(&cli)?;
+        client = client.with_tls(&files)?;
+    }
     client.timeout = std::time::Duration::from_secs(cli.timeout.max(1));
     match cli.cmd {
         Cmd::Status => {

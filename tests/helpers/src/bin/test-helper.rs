@@ -12,6 +12,8 @@
 //! * `read,PATH...`: print each file's size and first line (or the error).
 //! * `write,PATH...`: try to create each file and print how it went.
 //! * `contains,PATH,TEXT`: say whether the file contains TEXT.
+//! * `unix-get,SOCKET,PATH`: `GET PATH` over HTTP/1.1 on a unix socket (the
+//!   API's) and print the answer's status line.
 //! * `syscall-cost,N`: time N warm calls each of a few syscalls and print
 //!   the cost per call (what a boot task's syscalls cost in this guest).
 //! * `crun-bench,N`: the container benchmark's reference: N starts and N
@@ -285,6 +287,27 @@ fn escape() -> Result<String, String> {
     Ok(format!("escape\n{}\nescape-done", out.join("\n")))
 }
 
+fn unix_get(socket: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("connect to {socket}: {e}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| format!("{socket}: {e}"))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write to {socket}: {e}"))?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("read from {socket}: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    Ok(format!(
+        "unix-get {path}: {}",
+        text.lines().next().unwrap_or("(no answer)")
+    ))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -321,8 +344,9 @@ fn main() {
         ["contains", path, needle] => std::fs::read_to_string(path)
             .map(|t| format!("contains {path} {needle}: {}", t.contains(needle)))
             .map_err(|e| format!("{path}: {e}")),
+        ["unix-get", socket, path] => unix_get(socket, path),
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | contains PATH TEXT (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | contains PATH TEXT | unix-get SOCKET PATH (got {args:?})"
         )),
     };
     match result {

@@ -1,0 +1,223 @@
+//! The API over TLS with client certificates, on a real loopback port with
+//! the test PKI, served by `serve_tcp` on one single-threaded runtime as in
+//! PID 1: keel's client and curl with the CA's client certificate get
+//! answers; no certificate, a certificate from another CA and plain HTTP
+//! get none; a client that never says a word holds up nobody.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use keel_api::{Accepted, Client, ClientError, Endpoint, Status};
+use keel_tls::testpki::TestPki;
+use keel_tls::{ClientFiles, ServerFiles, TlsAcceptor};
+
+struct Server {
+    addr: SocketAddr,
+    pki: TestPki,
+    _dir: tempfile::TempDir,
+}
+
+/// A TLS server requiring client certificates, on its own thread (with
+/// the test PKI).
+fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = keel_tls::testpki::generate(dir.path(), &["127.0.0.1", "localhost"]).unwrap();
+    let config = keel_tls::server_config(&ServerFiles {
+        cert: ("api.cert_file", pki.server_cert.clone()),
+        key: ("api.key_file", pki.server_key.clone()),
+        client_ca: Some(("api.client_ca_file", pki.ca.clone())),
+    })
+    .unwrap();
+    let addr = keel_api::fake::spawn_tcp(Some(TlsAcceptor::from(config))).unwrap();
+    Server {
+        addr,
+        pki,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// A client with the CA and, when given, a certificate and key.
+    fn client(&self, identity: Option<(&Path, &Path)>) -> Client {
+        let mut c = Client::new(Endpoint::parse(&self.url()).unwrap())
+            .with_tls(&ClientFiles {
+                ca: ("cacert", self.pki.ca.clone()),
+                identity: identity
+                    .map(|(c, k)| (("cert", c.to_path_buf()), ("key", k.to_path_buf()))),
+            })
+            .unwrap();
+        c.timeout = Duration::from_secs(5);
+        c
+    }
+
+    fn good(&self) -> Client {
+        self.client(Some((&self.pki.client_cert, &self.pki.client_key)))
+    }
+
+    fn status(&self, c: &Client) -> Result<Status, ClientError> {
+        c.call_blocking(Method::GET, "/v1/status")
+    }
+
+    /// The CA's client is answered (the server's loop is alive).
+    fn assert_serves(&self) {
+        let s = self.status(&self.good()).unwrap();
+        assert_eq!(s.hostname, "fake");
+    }
+}
+
+#[test]
+fn the_cas_client_is_answered() {
+    let srv = server();
+    srv.assert_serves();
+    let a: Accepted = srv
+        .good()
+        .call_blocking(Method::POST, "/v1/reboot")
+        .unwrap();
+    assert_eq!(a.action, "reboot");
+    // By name: the certificate names localhost too.
+    let mut c = srv.good();
+    c.endpoint = Endpoint::parse(&format!("https://localhost:{}", srv.addr.port())).unwrap();
+    assert_eq!(srv.status(&c).unwrap().hostname, "fake");
+}
+
+#[test]
+fn no_certificate_or_another_cas_is_refused() {
+    let srv = server();
+    let e = srv.status(&srv.client(None)).unwrap_err().to_string();
+    assert!(e.contains("fatal alert: CertificateRequired"), "{e}");
+    let rogue = srv.client(Some((&srv.pki.rogue_cert, &srv.pki.rogue_key)));
+    let e = srv.status(&rogue).unwrap_err().to_string();
+    assert!(e.contains("fatal alert: UnknownCA"), "{e}");
+    srv.assert_serves();
+}
+
+#[test]
+fn plain_http_to_the_tls_port_gets_no_answer() {
+    let srv = server();
+    let mut plain = Client::new(Endpoint::Tcp(srv.addr));
+    plain.timeout = Duration::from_secs(5);
+    let e = srv.status(&plain).unwrap_err();
+    assert!(matches!(e, ClientError::Http { .. }), "{e}");
+    // An https endpoint without a CA is refused by the client itself.
+    let mut no_ca = Client::new(Endpoint::parse(&srv.url()).unwrap());
+    no_ca.timeout = Duration::from_secs(5);
+    let e = srv.status(&no_ca).unwrap_err();
+    assert!(matches!(e, ClientError::NoCa { .. }), "{e}");
+    srv.assert_serves();
+}
+
+#[test]
+fn a_server_certificate_from_another_ca_is_refused_by_the_client() {
+    let srv = server();
+    let mut c = Client::new(Endpoint::parse(&srv.url()).unwrap())
+        .with_tls(&ClientFiles {
+            ca: ("cacert", srv.pki.rogue_cert.clone()),
+            identity: Some((
+                ("cert", srv.pki.client_cert.clone()),
+                ("key", srv.pki.client_key.clone()),
+            )),
+        })
+        .unwrap();
+    c.timeout = Duration::from_secs(5);
+    let e = srv.status(&c).unwrap_err();
+    assert!(matches!(e, ClientError::Handshake { .. }), "{e}");
+    // Files that are not there are named with their setting.
+    let e = Client::new(Endpoint::parse(&srv.url()).unwrap())
+        .with_tls(&ClientFiles {
+            ca: ("--cacert", srv.pki.ca.with_extension("missing")),
+            identity: None,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("--cacert ") && e.contains("ca.missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn silent_clients_hold_up_nobody() {
+    let srv = server();
+    // Connections that never start a handshake, and one that stops
+    // half-way through a record.
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(srv.addr).unwrap())
+        .collect();
+    let mut half = TcpStream::connect(srv.addr).unwrap();
+    std::io::Write::write_all(&mut half, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    let t = Instant::now();
+    srv.assert_serves();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // The server gives up on them at the handshake deadline.
+    let mut s = &silent[0];
+    s.set_read_timeout(Some(keel_tls::HANDSHAKE_TIMEOUT + Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let t = Instant::now();
+    let closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
+    assert!(
+        closed && t.elapsed() < keel_tls::HANDSHAKE_TIMEOUT + Duration::from_secs(2),
+        "still open after {:?}",
+        t.elapsed()
+    );
+    srv.assert_serves();
+}
+
+fn curl(args: &[&str]) -> Option<(bool, String, String)> {
+    match Command::new("curl").args(args).output() {
+        Ok(o) => Some((
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("run curl: {e}"),
+    }
+}
+
+#[test]
+fn curl_with_the_cas_client_certificate() {
+    let srv = server();
+    let p = |p: &Path| p.to_string_lossy().into_owned();
+    let (ca, cert, key) = (
+        p(&srv.pki.ca),
+        p(&srv.pki.client_cert),
+        p(&srv.pki.client_key),
+    );
+    let url = format!("{}/v1/status", srv.url());
+    let common = ["-sS", "--max-time", "10", "--cacert", ca.as_str()];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = common.to_vec();
+        a.extend_from_slice(extra);
+        curl(&a)
+    };
+    let Some((ok, out, err)) = with(&["--cert", &cert, "--key", &key, "--fail", &url]) else {
+        eprintln!("skipped: curl is not installed (Debian: apt-get install curl)");
+        return;
+    };
+    assert!(ok, "curl with the client certificate: {err}");
+    let s: Status = serde_json::from_str(&out).unwrap();
+    assert_eq!(s.hostname, "fake");
+
+    let (ok, out, err) = with(&["--fail", &url]).unwrap();
+    assert!(!ok && out.is_empty(), "curl without a certificate: {out}");
+    eprintln!("without a certificate, curl says: {err}");
+    let (rc, rk) = (p(&srv.pki.rogue_cert), p(&srv.pki.rogue_key));
+    let (ok, out, _) = with(&["--cert", &rc, "--key", &rk, "--fail", &url]).unwrap();
+    assert!(
+        !ok && out.is_empty(),
+        "curl with the rogue certificate: {out}"
+    );
+    let plain = format!("http://127.0.0.1:{}/v1/status", srv.addr.port());
+    let (ok, out, _) = with(&["--fail", &plain]).unwrap();
+    assert!(!ok && out.is_empty(), "curl over plain http: {out}");
+    srv.assert_serves();
+}
