@@ -284,20 +284,34 @@ pub fn load_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     Ok(())
 }
 
-/// Keep the applied config on STATE for boots that find no other.
+/// Keep the applied config on STATE for boots that find no other. It
+/// may carry secrets (`write_files` with private keys), so the file is
+/// readable by root only.
 fn save_last_applied(text: &str) {
-    let path = Path::new(LAST_APPLIED);
-    let res = (|| {
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(".last-applied.keel-tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
+    if let Err(e) = write_private(Path::new(LAST_APPLIED), text) {
         keel_boot::warn!("config: cannot keep the applied config in {LAST_APPLIED}: {e}");
     }
+}
+
+/// Replace `path` atomically (temporary file, fsync, rename) with `text`,
+/// readable by its owner only, in a directory only its owner can enter.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let tmp = dir.join(".last-applied.keel-tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Validate, plan and apply (or with `dry_run` only plan) a config: what
@@ -466,6 +480,23 @@ fn maintenance(st: &mut ConfigStatus) -> Result<(), TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kept_config_is_readable_by_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("config/last-applied.yaml");
+        write_private(&path, "write_files: [secret]\n").unwrap();
+        write_private(&path, "hostname: b\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "hostname: b\n");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
 
     #[test]
     fn meta_data_hostname() {

@@ -179,9 +179,11 @@ impl Services {
         if let Some(dir) = socket.parent() {
             std::fs::create_dir_all(dir).map_err(listen_err(sock_name.clone()))?;
         }
-        let _ = std::fs::remove_file(socket);
-        let unix = tokio::net::UnixListener::bind(socket).map_err(listen_err(sock_name.clone()))?;
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        let unix = bind_private(socket)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::UnixListener::from_std(l)
+            })
             .map_err(listen_err(sock_name.clone()))?;
 
         let api_node: Arc<dyn keel_api::Node> = node;
@@ -242,6 +244,27 @@ impl Services {
     }
 }
 
+/// Bind a unix socket at `path` that only root can connect to, without a
+/// moment in which it exists with looser permissions: it is bound in a
+/// fresh directory only root can enter, made 0600, then renamed into place.
+fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let private = dir.join(format!(".{name}.keel-tmp"));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let bound = private.join("s");
+    let res = (|| {
+        let l = std::os::unix::net::UnixListener::bind(&bound)?;
+        std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&bound, path)?;
+        Ok(l)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    res
+}
+
 /// Start the `keel.run=` program, if any; its exit is reaped like any child.
 pub fn run_keel_run(cmdline: &Cmdline) {
     let Some(argv) = &cmdline.run else { return };
@@ -286,6 +309,20 @@ mod tests {
 
     fn config(s: &Services, c: &Client) -> Result<keel_api::ConfigStatus, ClientError> {
         s.block_on(c.call(hyper::Method::GET, "/v1/config"))
+    }
+
+    #[test]
+    fn the_socket_is_root_only_and_replaces_a_stale_one() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("run")).unwrap();
+        std::fs::write(t.path().join("run/api.sock"), "stale").unwrap();
+        let (s, _, unix) = start(t.path(), &TcpApi::Refused);
+        let sock = t.path().join("run/api.sock");
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        config(&s, &unix).unwrap();
+        let left: Vec<_> = std::fs::read_dir(t.path().join("run")).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
     }
 
     #[test]
