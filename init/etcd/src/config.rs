@@ -37,6 +37,8 @@ pub enum ConfigError {
     State(String),
     #[error("name: must not be empty")]
     Name,
+    #[error("snapshot-count: {0:?} is not a whole number from 10 to 10000000")]
+    SnapshotCount(String),
 }
 
 /// `new` bootstraps a cluster from `initial-cluster`; `existing` joins one
@@ -164,7 +166,13 @@ pub struct RawConfig {
     pub peer_key_file: String,
     pub peer_trusted_ca_file: String,
     pub peer_client_cert_auth: bool,
+    /// Entries applied since the last snapshot that trigger the next one
+    /// (etcd's `--snapshot-count`); empty means 10000.
+    pub snapshot_count: String,
 }
+
+/// The fewest and most entries between snapshots `snapshot-count` accepts.
+pub const SNAPSHOT_COUNT: std::ops::RangeInclusive<u64> = 10..=10_000_000;
 
 impl RawConfig {
     /// Checks every field and fills etcd's defaults: a lone member named
@@ -252,6 +260,14 @@ impl RawConfig {
                 });
             }
         }
+        let snapshot_count = match self.snapshot_count.trim() {
+            "" => 10_000,
+            s => s
+                .parse::<u64>()
+                .ok()
+                .filter(|n| SNAPSHOT_COUNT.contains(n))
+                .ok_or_else(|| ConfigError::SnapshotCount(s.to_string()))?,
+        };
         let cluster_state = match or(&self.initial_cluster_state, "new").as_str() {
             "new" => ClusterState::New,
             "existing" => ClusterState::Existing,
@@ -276,7 +292,7 @@ impl RawConfig {
             discovery: Some(self.discovery.trim().to_string()).filter(|d| !d.is_empty()),
             client_tls,
             peer_tls,
-            snapshot_count: 10_000,
+            snapshot_count,
             heartbeat_ms: 100,
             election_ms: 1000,
             min_free_bytes: 64 << 20,
@@ -410,6 +426,23 @@ mod tests {
             initial_advertise_peer_urls: "http://127.0.0.1:2380".into(),
             initial_cluster: "a=http://127.0.0.1:2380,b=http://127.0.0.1:3380".into(),
             ..RawConfig::default()
+        }
+    }
+
+    #[test]
+    fn snapshot_count_is_checked() {
+        assert_eq!(raw().check().unwrap().snapshot_count, 10_000);
+        let with = |s: &str| {
+            RawConfig {
+                snapshot_count: s.into(),
+                ..raw()
+            }
+            .check()
+        };
+        assert_eq!(with("500").unwrap().snapshot_count, 500);
+        for bad in ["0", "9", "-1", "1e3", "lots", "10000001"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.starts_with("snapshot-count: "), "{e}");
         }
     }
 

@@ -352,6 +352,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let state: State = serde_json::from_slice(snapshot.get_ref())
             .map_err(|e| serr(ErrorVerb::Read, format!("received snapshot: {e}")))?;
         save_snapshot(&self.shared, &self.dir, meta, state.clone())?;
+        eprintln!(
+            "keel-etcd: snapshot installed from the leader at index {}",
+            meta.last_log_id.map_or(0, |l| l.index)
+        );
         let shared = self.shared.clone();
         let mut s = shared.write();
         *s = state;
@@ -391,6 +395,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             ),
         };
         let data = save_snapshot(&self.shared, &self.dir, &meta, state)?;
+        eprintln!(
+            "keel-etcd: snapshot built at index {} ({} bytes)",
+            meta.last_log_id.map_or(0, |l| l.index),
+            data.len()
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

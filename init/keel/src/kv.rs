@@ -69,6 +69,7 @@ pub fn raw_config(
             "peer-key-file" => raw.peer_key_file = v,
             "peer-trusted-ca-file" => raw.peer_trusted_ca_file = v,
             "peer-client-cert-auth" => raw.peer_client_cert_auth = flag(k, &v)?,
+            "snapshot-count" => raw.snapshot_count = v,
             other => ignored.push(other.to_string()),
         }
     }
@@ -144,6 +145,7 @@ mod tests {
             ("key-file", "/etc/ssl/x-key.pem"),
             ("trusted-ca-file", "/etc/ssl/ca.pem"),
             ("client-cert-auth", "true"),
+            ("snapshot-count", "5000"),
             ("auto-tls", "true"),
         ]
         .iter()
@@ -157,6 +159,7 @@ mod tests {
         let tls = c.client_tls.unwrap();
         assert!(tls.client_cert_auth);
         assert_eq!(tls.key_file, std::path::Path::new("/etc/ssl/x-key.pem"));
+        assert_eq!(c.snapshot_count, 5000);
         assert_eq!(ignored, vec!["auto-tls"]);
         let bad = [("client-cert-auth".to_string(), "yes".to_string())];
         assert_eq!(

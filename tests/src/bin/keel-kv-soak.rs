@@ -9,6 +9,8 @@
 //!   uses seed + N, and a run is replayed with its seed and
 //!   `KEEL_SOAK_RUNS=1`;
 //! - `KEEL_SOAK_CLIENTS` (8), `KEEL_SOAK_WATCHERS` (2);
+//! - `KEEL_SOAK_SNAPSHOT_COUNT` (1000): the members' `--snapshot-count`,
+//!   low so that snapshots, compaction and snapshot installs happen;
 //! - `KEEL_SOAK_FAULTS`: the fault kinds to choose from, comma-separated
 //!   (default all: kill-leader, kill-follower, stop, partition,
 //!   crash-before, crash-after);
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         seed,
         secs,
         bin,
+        snapshot_count: env_or("KEEL_SOAK_SNAPSHOT_COUNT", 1000u64).max(10),
         clients: env_or("KEEL_SOAK_CLIENTS", 8usize).max(1),
         watchers: env_or("KEEL_SOAK_WATCHERS", 2usize).max(1),
         out: root().join("target/soak"),

@@ -85,6 +85,7 @@ pub struct Member {
 
 pub struct Cluster {
     bin: PathBuf,
+    snapshot_count: u64,
     token: String,
     initial_cluster: String,
     clock: Clock,
@@ -107,7 +108,14 @@ pub fn tail(path: &Path, lines: usize) -> String {
 impl Cluster {
     /// A cluster of one member per namespace of `net`, with data and logs
     /// under `dir`; nothing runs yet.
-    pub fn new(bin: &Path, net: &Net, dir: &Path, token: &str, clock: Clock) -> Cluster {
+    pub fn new(
+        bin: &Path,
+        snapshot_count: u64,
+        net: &Net,
+        dir: &Path,
+        token: &str,
+        clock: Clock,
+    ) -> Cluster {
         let members: Vec<Member> = net
             .member_ips
             .iter()
@@ -131,6 +139,7 @@ impl Cluster {
             .join(",");
         Cluster {
             bin: bin.to_path_buf(),
+            snapshot_count,
             token: token.to_string(),
             initial_cluster,
             clock,
@@ -191,6 +200,7 @@ impl Cluster {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", &self.token])
+            .args(["--snapshot-count", &self.snapshot_count.to_string()])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);

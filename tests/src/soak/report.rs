@@ -96,10 +96,10 @@ const FAULT_HEADS: [&str; 6] = ["killL", "killF", "stop", "part", "crashB", "cra
 
 pub fn header() {
     println!(
-        "{:>4} {:>12}  {:>5} {:>5} {:>4} {:>4} {:>6} {:>6}  {:>7} {:>6} {:>7}  {:>7} {:>8} {:>4} {:>7}  {:>7}  result",
+        "{:>4} {:>12}  {:>5} {:>5} {:>4} {:>4} {:>6} {:>6}  {:>7} {:>6} {:>7}  {:>7} {:>8} {:>4} {:>7} {:>7}  {:>7}  result",
         "run", "seed", FAULT_HEADS[0], FAULT_HEADS[1], FAULT_HEADS[2], FAULT_HEADS[3],
         FAULT_HEADS[4], FAULT_HEADS[5], "ops", "unknwn", "ops/s", "leaders", "watch-ev", "401",
-        "stall-s", "check-s"
+        "snap/in", "stall-s", "check-s"
     );
 }
 
@@ -113,7 +113,7 @@ fn fault_cells(f: &FaultCounts) -> String {
 
 pub fn row(n: usize, r: &RunReport) {
     println!(
-        "{:>4} {:>12}  {}  {:>7} {:>6} {:>7.0}  {:>7} {:>8} {:>4} {:>7.1}  {:>7.1}  {}",
+        "{:>4} {:>12}  {}  {:>7} {:>6} {:>7.0}  {:>7} {:>8} {:>4} {:>7} {:>7.1}  {:>7.1}  {}",
         n,
         r.seed,
         fault_cells(&r.faults),
@@ -123,6 +123,7 @@ pub fn row(n: usize, r: &RunReport) {
         r.leader_changes,
         r.watch_events,
         r.watch_restarts,
+        format!("{}/{}", r.snapshots_built, r.snapshots_installed),
         r.max_stall_secs,
         r.check_secs,
         verdict(r)
@@ -183,6 +184,11 @@ pub fn summary(reports: &[RunReport], secs: u64) {
     line(
         "acked writes no watcher covered",
         sum(|r| r.uncovered).to_string(),
+    );
+    line("snapshots built", sum(|r| r.snapshots_built).to_string());
+    line(
+        "snapshots installed from a leader",
+        sum(|r| r.snapshots_installed).to_string(),
     );
     line(
         "member history events audited",

@@ -24,6 +24,9 @@ pub struct RunConfig {
     /// How long the workload and the faults last.
     pub secs: u64,
     pub bin: PathBuf,
+    /// keel-etcd's `--snapshot-count`: low, so that snapshots, log
+    /// compaction and snapshot installs happen during the faults.
+    pub snapshot_count: u64,
     pub clients: usize,
     pub watchers: usize,
     /// target/soak: logs go to `out/SEED/`, a failed history to
@@ -101,6 +104,10 @@ pub struct RunReport {
     pub audited: usize,
     /// Crash points not reached in time.
     pub unreached: usize,
+    /// Snapshots the members built, and installed from a leader (their
+    /// logs say so).
+    pub snapshots_built: usize,
+    pub snapshots_installed: usize,
     pub check_secs: f64,
     /// Empty: the run passed.
     pub problems: Vec<(Problem, String)>,
@@ -190,9 +197,11 @@ pub fn run(net: &Net, cfg: &RunConfig) -> RunReport {
     }
     let clock = Clock::start();
     let token = format!("ksoak-{}-{}", std::process::id(), cfg.seed);
-    let mut cluster = Cluster::new(&cfg.bin, net, &dir, &token, clock);
+    let mut cluster = Cluster::new(&cfg.bin, cfg.snapshot_count, net, &dir, &token, clock);
     let recorded = drive(net, cfg, &mut cluster, clock, &mut report);
+    let logs: Vec<PathBuf> = cluster.members.iter().map(|m| m.log.clone()).collect();
     drop(cluster);
+    (report.snapshots_built, report.snapshots_installed) = count_snapshots(&logs);
     if let Some(rec) = recorded {
         let t = Instant::now();
         verify(&rec, cfg, &mut report);
@@ -458,4 +467,19 @@ fn verify(rec: &Recorded, cfg: &RunConfig, report: &mut RunReport) {
         }
     }
     report.watch_restarts = rec.watchers.iter().map(|w| w.restarts).sum();
+}
+
+/// Snapshots built and installed, from the members' logs.
+fn count_snapshots(logs: &[PathBuf]) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for text in logs.iter().filter_map(|l| std::fs::read_to_string(l).ok()) {
+        for line in text.lines() {
+            if line.starts_with("keel-etcd: snapshot built ") {
+                counts.0 += 1;
+            } else if line.starts_with("keel-etcd: snapshot installed ") {
+                counts.1 += 1;
+            }
+        }
+    }
+    counts
 }

@@ -55,6 +55,10 @@ struct Args {
     /// --peer-trusted-ca-file.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     peer_client_cert_auth: String,
+    /// Take a snapshot (and compact the log) after this many applied
+    /// entries.
+    #[arg(long, default_value = "")]
+    snapshot_count: String,
     /// Accepted for etcd compatibility: the v2 API is always on.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     enable_v2: Option<String>,
@@ -90,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         peer_key_file: a.peer_key_file,
         peer_trusted_ca_file: a.peer_trusted_ca_file,
         peer_client_cert_auth: flag("peer-client-cert-auth", &a.peer_client_cert_auth)?,
+        snapshot_count: a.snapshot_count,
     }
     .check()?;
     keel_etcd::run_blocking(config)
