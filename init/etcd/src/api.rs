@@ -332,12 +332,26 @@ fn parse_key_request(method: &Method, key: String, f: &Form) -> Result<KeyReques
     })
 }
 
+/// The index headers' names, made once (they are on every answer).
+const X_ETCD_CLUSTER_ID: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-etcd-cluster-id");
+const X_ETCD_INDEX: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-etcd-index");
+const X_RAFT_INDEX: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-raft-index");
+const X_RAFT_TERM: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-raft-term");
+
 fn with_index_headers(node: &Node, r: &mut Resp, etcd_index: u64, raft: Option<(u64, u64)>) {
-    set_header(r, "X-Etcd-Cluster-ID", format!("{:x}", node.cluster_id));
-    set_header(r, "X-Etcd-Index", etcd_index);
     let (index, term) = raft.unwrap_or_else(|| (node.shared.applied().raft_index, node.term()));
-    set_header(r, "X-Raft-Index", index);
-    set_header(r, "X-Raft-Term", term);
+    let h = r.headers_mut();
+    h.reserve(4);
+    if let Ok(v) = HeaderValue::from_str(&format!("{:x}", node.cluster_id)) {
+        h.insert(X_ETCD_CLUSTER_ID, v);
+    }
+    h.insert(X_ETCD_INDEX, HeaderValue::from(etcd_index));
+    h.insert(X_RAFT_INDEX, HeaderValue::from(index));
+    h.insert(X_RAFT_TERM, HeaderValue::from(term));
 }
 
 fn event_response(

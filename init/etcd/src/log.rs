@@ -47,7 +47,7 @@ pub const SEGMENT_BYTES: u64 = 4 << 20;
 /// No single record may claim more than this (a corrupt length).
 const RECORD_MAX: u32 = 64 << 20;
 /// The newest entries kept in memory (step 4), by encoded size.
-pub const CACHE_BYTES: usize = 2 << 20;
+pub const CACHE_BYTES: usize = 512 << 10;
 
 /// Why the log could not be opened or written.
 #[derive(Debug, thiserror::Error)]

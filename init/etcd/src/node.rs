@@ -102,6 +102,10 @@ pub struct Node {
     /// The next client write's sequence number (starts at the start time
     /// in ns, so a restarted member does not reuse one).
     seq: std::sync::atomic::AtomicU64,
+    /// The seqs of this member's client writes still waiting for their
+    /// answer; the lowest tells the state machine which answers it may
+    /// forget.
+    in_flight: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// Step 4: free bytes when the alarm is raised, 0 when it is not.
     space_alarm: std::sync::atomic::AtomicU64,
     /// Idle connections to other members, for forwarded requests.
@@ -135,6 +139,7 @@ impl Node {
                     .duration_since(UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64),
             ),
+            in_flight: Default::default(),
             leader_since: std::sync::Mutex::new((None, SystemTime::now())),
             pool: Default::default(),
             peer_tls: None,
@@ -290,10 +295,12 @@ impl Node {
         // One id for every attempt: a retry after an unknown outcome (a
         // leader lost with the proposal in flight, a forward whose answer
         // never came) is answered from the record, never applied twice.
+        let (seq, done_below, _answered) = InFlight::start(&self.in_flight, &self.seq);
         let req = Request::Once {
             client: self.id,
-            seq: self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            seq,
             req: Box::new(req),
+            done_below,
         };
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let mut last = String::from("no leader");
@@ -596,5 +603,36 @@ impl PeerHandler for Node {
 
     async fn members(&self, c: MemberChange) -> Result<MemberView, MemberError> {
         self.change_members_local(c).await
+    }
+}
+
+/// A client write waiting for its answer, in [`Node`]'s `in_flight` set
+/// until it is dropped (answered, failed, or its caller gone).
+struct InFlight<'a> {
+    set: &'a std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    seq: u64,
+}
+
+impl<'a> InFlight<'a> {
+    /// Take the next seq from `next` and add it; returns it, the lowest seq
+    /// still in flight (itself when no older write waits) and the guard
+    /// that removes it. Taken under the set's lock, so a lower seq is
+    /// always in the set before a higher one can read the lowest.
+    fn start(
+        set: &'a std::sync::Mutex<std::collections::BTreeSet<u64>>,
+        next: &std::sync::atomic::AtomicU64,
+    ) -> (u64, u64, InFlight<'a>) {
+        let mut s = set.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.insert(seq);
+        let lowest = s.first().copied().unwrap_or(seq);
+        (seq, lowest, InFlight { set, seq })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut s = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        s.remove(&self.seq);
     }
 }

@@ -55,11 +55,29 @@ pub const DEDUP_WINDOW: usize = 4096;
     into = "Vec<((u64, u64), Response)>"
 )]
 pub struct Answered {
+    /// Ids in the order they were recorded; some may be forgotten already.
     order: std::collections::VecDeque<(u64, u64)>,
-    answers: std::collections::HashMap<(u64, u64), Response>,
+    answers: std::collections::BTreeMap<(u64, u64), Response>,
 }
 
 impl Answered {
+    /// Forget the answers of `client`'s writes below `seq`: the client has
+    /// them, so none of them can be retried. This keeps the record to the
+    /// writes in flight, not the whole window.
+    fn forget_below(&mut self, client: u64, seq: u64) {
+        let gone: Vec<(u64, u64)> = self
+            .answers
+            .range((client, 0)..(client, seq))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.answers.remove(&id);
+        }
+        if self.answers.is_empty() {
+            self.order.clear();
+        }
+    }
+
     fn get(&self, id: (u64, u64)) -> Option<&Response> {
         self.answers.get(&id)
     }
@@ -284,7 +302,13 @@ pub fn apply_request(s: &mut State, req: Request) -> Response {
             s.attributes.insert(id, attributes);
             return Response::Done;
         }
-        Request::Once { client, seq, req } => {
+        Request::Once {
+            client,
+            seq,
+            req,
+            done_below,
+        } => {
+            s.answered.forget_below(client, done_below);
             if let Some(r) = s.answered.get((client, seq)) {
                 return r.clone();
             }
@@ -416,6 +440,7 @@ mod tests {
         Request::Once {
             client: 7,
             seq,
+            done_below: 0,
             req: Box::new(Request::Set {
                 key: key.into(),
                 opts: SetOptions {
@@ -452,5 +477,43 @@ mod tests {
         }
         assert_eq!(s.answered.order.len(), DEDUP_WINDOW);
         assert!(s.answered.get((7, 1)).is_none());
+    }
+
+    #[test]
+    fn answers_the_client_has_are_forgotten() {
+        let mut s = State::default();
+        let with = |seq, done_below| match once(seq, "/k", None) {
+            Request::Once {
+                client, seq, req, ..
+            } => Request::Once {
+                client,
+                seq,
+                req,
+                done_below,
+            },
+            _ => unreachable!(),
+        };
+        for seq in 1..=5 {
+            apply_request(&mut s, with(seq, 1));
+        }
+        assert_eq!(s.answered.answers.len(), 5);
+        // Writes 1 to 3 were answered: only 4, 5 and 6 stay retriable.
+        let six = apply_request(&mut s, with(6, 4));
+        let ids: Vec<_> = s.answered.answers.keys().copied().collect();
+        assert_eq!(ids, [(7, 4), (7, 5), (7, 6)]);
+        // A retry of a write still in flight is answered from the record.
+        assert_eq!(apply_request(&mut s, with(6, 4)), six);
+        assert_eq!(s.store.index(), 6);
+        // Another member's writes are not touched.
+        let other = Request::Once {
+            client: 8,
+            seq: 100,
+            req: Box::new(Request::Expire { now: 0 }),
+            done_below: 0,
+        };
+        apply_request(&mut s, other);
+        apply_request(&mut s, with(7, 7));
+        let ids: Vec<_> = s.answered.answers.keys().copied().collect();
+        assert_eq!(ids, [(7, 7), (8, 100)]);
     }
 }

@@ -72,10 +72,15 @@ pub enum Request {
     /// took it, `seq` that member's counter. A retry (after a leader
     /// change, a lost forward) carries the same id, and the state machine
     /// answers it from its record instead of applying it twice.
+    /// `done_below`: every write of `client` with a lower `seq` has had its
+    /// answer, so the record may forget them (0 in older logs: forget
+    /// nothing).
     Once {
         client: u64,
         seq: u64,
         req: Box<Request>,
+        #[serde(default)]
+        done_below: u64,
     },
 }
 
@@ -88,7 +93,9 @@ impl fmt::Display for Request {
             Request::Expire { now } => write!(f, "expire @{now}"),
             Request::Publish { id, .. } => write!(f, "publish {id:x}"),
             Request::Batch(rs) => write!(f, "batch of {}", rs.len()),
-            Request::Once { client, seq, req } => write!(f, "{req} ({client:x}/{seq})"),
+            Request::Once {
+                client, seq, req, ..
+            } => write!(f, "{req} ({client:x}/{seq})"),
         }
     }
 }
