@@ -5,9 +5,15 @@
 //! 1. A [`PeerClient`] keeps one connection per peer and reconnects after an
 //!    error; a connection that cannot be made is reported to openraft as
 //!    `Unreachable` (it backs off), anything later as a network error.
-//! 2. The receiving side ([`serve_peer`]) decodes the request, calls the
+//! 2. The receiving side ([`handle_peer`]) decodes the request, calls the
 //!    local `Raft` and answers `Result<reply, RaftError>` as JSON, so a remote
 //!    Raft error reaches the caller as a `RemoteError`.
+//! 3. AppendEntries, the one call that carries entries, goes in postcard
+//!    ([`POSTCARD`] content type, the log's format byte first): it is most
+//!    of the peer traffic, and JSON cost the followers more CPU than the
+//!    rest of an append. A member of an earlier version answers such a body
+//!    with 400; the caller then sends that peer JSON from then on (a rolling
+//!    update has old and new members side by side).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,6 +46,9 @@ use std::sync::atomic::Ordering;
 /// A peer request body may be a batch of entries or a snapshot chunk.
 pub const PEER_BODY_MAX: usize = 128 << 20;
 
+/// The content type of a postcard body (step 3).
+pub const POSTCARD: &str = "application/x-keel-postcard";
+
 /// Why a call to a peer failed (before any answer from its Raft).
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -50,6 +59,13 @@ pub enum PeerError {
         target: NodeId,
         addr: SocketAddr,
         source: std::io::Error,
+    },
+    #[error("peer {target:x}: {path}: {status}: {body}")]
+    Status {
+        target: NodeId,
+        path: &'static str,
+        status: StatusCode,
+        body: String,
     },
     #[error("peer {target:x}: {path}: {why}")]
     Call {
@@ -81,6 +97,8 @@ pub struct PeerClient {
     counters: Option<Arc<PeerCounters>>,
     /// For `https://` peer URLs: the CA and this member's certificate.
     tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
+    /// Appends go in postcard until the peer turns one down (step 3).
+    postcard: bool,
 }
 
 impl PeerClient {
@@ -99,6 +117,7 @@ impl PeerClient {
                 .collect(),
             conn: None,
             tls,
+            postcard: true,
         }
     }
 
@@ -179,15 +198,33 @@ impl PeerClient {
         body: &Q,
         timeout: Duration,
     ) -> Result<A, PeerError> {
+        self.call_as(path, body, false, timeout).await
+    }
+
+    /// [`call`](Self::call), with the body in postcard when `postcard`.
+    async fn call_as<Q: Serialize, A: DeserializeOwned>(
+        &mut self,
+        path: &'static str,
+        body: &Q,
+        postcard: bool,
+        timeout: Duration,
+    ) -> Result<A, PeerError> {
         let target = self.target;
         let fail = |why: String| PeerError::Call { target, path, why };
-        let bytes = serde_json::to_vec(body).map_err(|e| fail(e.to_string()))?;
+        let (bytes, content_type) = if postcard {
+            let mut b = vec![crate::log::RECORD_POSTCARD_V1];
+            b = postcard::to_extend(body, b).map_err(|e| fail(e.to_string()))?;
+            (b, POSTCARD)
+        } else {
+            let b = serde_json::to_vec(body).map_err(|e| fail(e.to_string()))?;
+            (b, "application/json")
+        };
         let sender = self.connect().await?;
         let req = hyper::Request::builder()
             .method(Method::POST)
             .uri(path)
             .header("host", "peer")
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| fail(e.to_string()))?;
         let exchange = async {
@@ -203,10 +240,12 @@ impl PeerClient {
                 .map_err(|e| fail(e.to_string()))?
                 .to_bytes();
             if status != StatusCode::OK {
-                return Err(fail(format!(
-                    "{status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                )));
+                return Err(PeerError::Status {
+                    target,
+                    path,
+                    status,
+                    body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                });
             }
             serde_json::from_slice(&body).map_err(|e| fail(format!("bad answer: {e}")))
         };
@@ -235,15 +274,28 @@ impl PeerClient {
         A: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let r: Result<A, RaftError<NodeId, E>> = self
-            .call(path, body, option.hard_ttl())
-            .await
-            .map_err(|e| match e {
-                PeerError::Connect { .. } | PeerError::NoUrl { .. } => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
-                e => RPCError::Network(NetworkError::new(&e)),
-            })?;
+        let postcard = self.postcard && path == "/raft/append";
+        let mut r = self.call_as(path, body, postcard, option.hard_ttl()).await;
+        if postcard {
+            if let Err(PeerError::Status {
+                status: StatusCode::BAD_REQUEST,
+                ..
+            }) = &r
+            {
+                eprintln!(
+                    "keel-etcd: peer {:x} turned down a postcard append: sending it JSON",
+                    self.target
+                );
+                self.postcard = false;
+                r = self.call_as(path, body, false, option.hard_ttl()).await;
+            }
+        }
+        let r: Result<A, RaftError<NodeId, E>> = r.map_err(|e| match e {
+            PeerError::Connect { .. } | PeerError::NoUrl { .. } => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            e => RPCError::Network(NetworkError::new(&e)),
+        })?;
         r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -327,6 +379,22 @@ fn error_reply(status: StatusCode, why: String) -> hyper::Response<Full<Bytes>> 
     r
 }
 
+/// A request body: JSON, or postcard after its format byte (step 3).
+fn decode_body<T: DeserializeOwned>(body: &[u8], postcard: bool) -> Result<T, String> {
+    if !postcard {
+        return serde_json::from_slice(body).map_err(|e| e.to_string());
+    }
+    match body.split_first() {
+        Some((&crate::log::RECORD_POSTCARD_V1, rest)) => match postcard::take_from_bytes(rest) {
+            Ok((v, [])) => Ok(v),
+            Ok((_, extra)) => Err(format!("{} bytes after the body", extra.len())),
+            Err(e) => Err(format!("postcard: {e}")),
+        },
+        Some((b, _)) => Err(format!("unknown postcard format {b}")),
+        None => Err("empty body".into()),
+    }
+}
+
 /// Step 2: one peer request.
 pub async fn handle_peer<H: PeerHandler>(
     h: Arc<H>,
@@ -336,13 +404,20 @@ pub async fn handle_peer<H: PeerHandler>(
         return error_reply(StatusCode::METHOD_NOT_ALLOWED, "POST only".into());
     }
     let path = req.uri().path().to_string();
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let body = match Limited::new(req.into_body(), PEER_BODY_MAX).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return error_reply(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
     };
+    let postcard = content_type == POSTCARD;
     macro_rules! decode {
         () => {
-            match serde_json::from_slice(&body) {
+            match decode_body(&body, postcard) {
                 Ok(v) => v,
                 Err(e) => return error_reply(StatusCode::BAD_REQUEST, format!("{path}: {e}")),
             }
@@ -361,5 +436,119 @@ pub async fn handle_peer<H: PeerHandler>(
         "/raft/readindex" => json_reply(&h.read_index().await),
         "/raft/members" => json_reply(&h.members(decode!()).await),
         _ => error_reply(StatusCode::NOT_FOUND, format!("{path}: no such peer call")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    /// A member of a version before postcard appends: JSON bodies only, and
+    /// 400 for anything it cannot decode, as its `handle_peer` answered.
+    /// Returns its address and the content types it was sent.
+    async fn json_only_peer() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let ct = req
+                                .headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            seen.lock().unwrap().push(ct);
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let r = match serde_json::from_slice::<AppendEntriesRequest<TypeConfig>>(
+                                &body,
+                            ) {
+                                Ok(rpc) => {
+                                    assert_eq!(rpc.entries.len(), 2);
+                                    let ok: Result<
+                                        AppendEntriesResponse<NodeId>,
+                                        RaftError<NodeId>,
+                                    > = Ok(AppendEntriesResponse::Success);
+                                    json_reply(&ok)
+                                }
+                                Err(e) => error_reply(StatusCode::BAD_REQUEST, e.to_string()),
+                            };
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn append() -> AppendEntriesRequest<TypeConfig> {
+        let id = |i| LogId::new(CommittedLeaderId::new(1, 1), i);
+        AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: Some(id(1)),
+            entries: vec![
+                crate::types::Entry {
+                    log_id: id(2),
+                    payload: EntryPayload::Blank,
+                },
+                crate::types::Entry {
+                    log_id: id(3),
+                    payload: EntryPayload::Normal(Request::Expire { now: 5 }),
+                },
+            ],
+            leader_commit: Some(id(1)),
+        }
+    }
+
+    /// Step 3: a peer that turns down a postcard append gets the same
+    /// append in JSON, and JSON from then on.
+    #[tokio::test]
+    async fn an_older_peer_gets_json_appends() {
+        let (addr, seen) = json_only_peer().await;
+        let member = Member {
+            peer_urls: vec![format!("http://{addr}")],
+        };
+        let mut c = PeerClient::new(2, &member, None);
+        let option = RPCOption::new(Duration::from_secs(5));
+        for _ in 0..2 {
+            let r = c.append_entries(append(), option.clone()).await;
+            assert!(matches!(r, Ok(AppendEntriesResponse::Success)), "{r:?}");
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [POSTCARD, "application/json", "application/json"]
+        );
+    }
+
+    /// What the caller encodes, the receiving side decodes, either way.
+    #[test]
+    fn bodies_decode_in_both_encodings() {
+        let rpc = append();
+        let mut pc = vec![crate::log::RECORD_POSTCARD_V1];
+        pc = postcard::to_extend(&rpc, pc).unwrap();
+        let json = serde_json::to_vec(&rpc).unwrap();
+        assert!(pc.len() * 2 < json.len(), "{} vs {}", pc.len(), json.len());
+        for (body, postcard) in [(&pc, true), (&json, false)] {
+            let back: AppendEntriesRequest<TypeConfig> = decode_body(body, postcard).unwrap();
+            assert_eq!(back.entries, rpc.entries);
+            assert_eq!(back.prev_log_id, rpc.prev_log_id);
+        }
+        let mut long = pc.clone();
+        long.push(0);
+        let e = decode_body::<AppendEntriesRequest<TypeConfig>>(&long, true).unwrap_err();
+        assert_eq!(e, "1 bytes after the body");
+        let e = decode_body::<AppendEntriesRequest<TypeConfig>>(&json, true).unwrap_err();
+        assert_eq!(e, "unknown postcard format 123");
     }
 }
