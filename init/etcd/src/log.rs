@@ -64,7 +64,7 @@ pub const RECORD_POSTCARD_V1: u8 = 1;
 /// No single record may claim more than this (a corrupt length).
 const RECORD_MAX: u32 = 64 << 20;
 /// The newest entries kept in memory (step 4), by encoded size.
-pub const CACHE_BYTES: usize = 512 << 10;
+pub const CACHE_BYTES: usize = 256 << 10;
 
 /// Why the log could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -113,14 +113,18 @@ fn room_for_spare(dir: &Path) -> bool {
     })
 }
 
+/// What spares are written from: static, so that the spare thread
+/// allocates nothing (a thread's first allocation would give it a malloc
+/// arena of its own, kept after the thread ends).
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 /// Step 9: a new file of [`SEGMENT_BYTES`] zeros, synced.
 fn fill_spare(path: &Path) -> io::Result<()> {
     let f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    let zeros = vec![0u8; 1 << 20];
     let mut left = SEGMENT_BYTES;
     while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        (&f).write_all(&zeros[..n])?;
+        let n = left.min(ZEROS.len() as u64) as usize;
+        (&f).write_all(&ZEROS[..n])?;
         left -= n as u64;
     }
     f.sync_all()
