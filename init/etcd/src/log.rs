@@ -120,7 +120,7 @@ static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// Step 9: a new file of [`SEGMENT_BYTES`] zeros, synced.
 fn fill_spare(path: &Path) -> io::Result<()> {
-    let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let f = private_file(path, true)?;
     let mut left = SEGMENT_BYTES;
     while left > 0 {
         let n = left.min(ZEROS.len() as u64) as usize;
@@ -168,10 +168,34 @@ fn refill(spare: &Arc<Mutex<Spare>>, dir: &Path, wait: bool) {
     }
 }
 
+/// A member's files are its own, as etcd keeps them: the store can hold
+/// secrets. Directories are 0700 (an existing one is made so), files 0600.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// A new file, 0600: `create_new` or else truncated.
+fn private_file(path: &Path, create_new: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.write(true).mode(0o600);
+    if create_new {
+        o.create_new(true);
+    } else {
+        o.create(true).truncate(true);
+    }
+    o.open(path)
+}
+
 /// Writes `bytes` to `dir/name` so that a crash leaves the old or the new file.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp)?;
+    let mut f = private_file(&tmp, false)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, dir.join(name))?;
@@ -327,7 +351,7 @@ fn read_segment(path: &Path) -> Result<SegmentRead, LogError> {
 impl LogStore {
     /// Opens (or creates) the log in `dir` and starts its flusher thread.
     pub fn open(dir: &Path) -> Result<LogStore, LogError> {
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        private_dir(dir).map_err(io_err("create directory", dir))?;
         let read_json = |name: &str| -> Result<Option<Vec<u8>>, LogError> {
             let p = dir.join(name);
             match fs::read(&p) {
@@ -665,10 +689,7 @@ impl Inner {
                 fs::rename(&spare, &path)?;
                 OpenOptions::new().write(true).open(&path)?
             }
-            None => OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .open(&path)?,
+            None => private_file(&path, true)?,
         };
         let reader = File::open(&path)?;
         File::open(&self.dir)?.sync_all()?;
@@ -992,6 +1013,51 @@ mod tests {
         );
     }
 
+    /// The record decoder takes any bytes without a panic: truncations and
+    /// flipped bytes of real records, and lengths that claim more than
+    /// there is, come back as errors (or as some other valid entry).
+    #[test]
+    fn mangled_records_are_errors_not_panics() {
+        let mut seeds = Vec::new();
+        for e in [entry(1, 1), big(2)] {
+            let mut b = Vec::new();
+            encode(&e, &mut b).unwrap();
+            seeds.push(b[8..].to_vec());
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut errors = 0;
+        for round in 0..20_000 {
+            let mut p = seeds[round % 2].clone();
+            match next() % 3 {
+                0 => p.truncate((next() % p.len() as u64) as usize),
+                1 => {
+                    for _ in 0..1 + next() % 4 {
+                        let i = (next() % p.len() as u64) as usize;
+                        p[i] = next() as u8;
+                    }
+                }
+                _ => {
+                    // A huge length prefix where a string's length goes.
+                    let i = 1 + (next() % (p.len() as u64 - 1)) as usize;
+                    p.splice(i..i, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+                }
+            }
+            if decode(&p).is_err() {
+                errors += 1;
+            }
+        }
+        assert!(
+            errors > 10_000,
+            "most mangled records are refused: {errors}"
+        );
+    }
+
     #[test]
     fn zeros_end_the_records_and_anything_after_them_is_torn() {
         let d = tempfile::tempdir().unwrap();
@@ -1063,6 +1129,26 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".spare"))
             .count();
         assert!(spares <= 1, "at most one spare at a time");
+    }
+
+    /// The log's directory is 0700 (also one an earlier version made 0755)
+    /// and its files 0600.
+    #[tokio::test]
+    async fn the_log_is_private_to_its_member() {
+        use openraft::storage::RaftLogStorageExt;
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("wal");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut log = LogStore::open(&dir).unwrap();
+        log.blocking_append((0..3).map(big)).await.unwrap();
+        log.save_vote(&Vote::new(1, 1)).await.unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for e in fs::read_dir(&dir).unwrap().flatten() {
+            assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+        }
     }
 
     #[test]

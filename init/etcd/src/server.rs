@@ -140,6 +140,11 @@ fn own_id(member_dir: &std::path::Path, config: &ServerConfig) -> Result<u64, St
 /// Steps 1..4.
 pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
     let member_dir: PathBuf = config.data_dir.join("member");
+    crate::log::private_dir(&member_dir).map_err(|source| LogError::Io {
+        op: "create directory",
+        path: member_dir.clone(),
+        source,
+    })?;
     let log = LogStore::open(&member_dir.join("wal"))?;
     if let (Some(url), true) = (config.discovery.clone(), log.is_pristine()) {
         // A first start: the initial cluster is found at the discovery URL.
@@ -171,7 +176,7 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
     let flushes = log.flushes();
     log.forget_leadership(id);
     let snap_dir = member_dir.join("snap");
-    std::fs::create_dir_all(&snap_dir).map_err(|source| LogError::Io {
+    crate::log::private_dir(&snap_dir).map_err(|source| LogError::Io {
         op: "create directory",
         path: snap_dir.clone(),
         source,

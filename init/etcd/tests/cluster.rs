@@ -195,6 +195,21 @@ fn three_members_survive_the_leaders_death_and_a_full_restart() {
         let v = until("the value after a restart", 20, || value(m, "/k"));
         assert_eq!(v, "two");
     }
+
+    // What a member keeps is its own: directories 0700, files 0600.
+    fn private(p: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(p).unwrap();
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode, want, "{} is {mode:o}", p.display());
+        if meta.is_dir() {
+            for e in std::fs::read_dir(p).unwrap().flatten() {
+                private(&e.path());
+            }
+        }
+    }
+    private(&ms[0].dir.join("member"));
 }
 
 /// Found by `make soak`: a leader killed and started again before the
