@@ -122,15 +122,14 @@ pub struct Applied {
     pub etcd_index: u64,
 }
 
-/// A snapshot's metadata and the state's bytes.
-type CurrentSnapshot = (SnapshotMeta<NodeId, Member>, Vec<u8>);
-
 /// Shared between Raft (which applies) and the HTTP side (which reads).
 pub struct Shared {
     state: RwLock<State>,
     applied: watch::Sender<Applied>,
-    /// The newest snapshot: its metadata and the state's bytes.
-    current: std::sync::Mutex<Option<CurrentSnapshot>>,
+    /// The newest snapshot's metadata. Its state is read back from the
+    /// snapshot file when a follower needs it (rare): kept in memory it
+    /// would cost as much again as the store itself, for good.
+    current: std::sync::Mutex<Option<SnapshotMeta<NodeId, Member>>>,
     /// Reads and watchers this member served (for `/v2/stats/store`).
     pub stats: LocalStats,
 }
@@ -172,6 +171,13 @@ struct SnapshotFile {
     state: State,
 }
 
+/// [`SnapshotFile`] as it is written, from borrowed parts.
+#[derive(Serialize)]
+struct SnapshotFileRef<'a> {
+    meta: &'a SnapshotMeta<NodeId, Member>,
+    state: &'a State,
+}
+
 fn serr(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageError::from_io_error(
         ErrorSubject::StateMachine,
@@ -192,8 +198,7 @@ impl StateMachine {
                         offset: 0,
                         why: e.to_string(),
                     })?;
-                let data = serde_json::to_vec(&f.state).unwrap_or_default();
-                (f.state, Some((f.meta, data)))
+                (f.state, Some(f.meta))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => (State::default(), None),
             Err(source) => {
@@ -234,12 +239,19 @@ impl StateMachine {
 // openraft's StorageError is large; it is what the trait methods return.
 #[allow(clippy::result_large_err)]
 /// Step 3: writes the snapshot file and makes it the current snapshot.
+///
+/// Writers take turns (the `current` lock): openraft builds snapshots on a
+/// task of their own, so a follower may finish building one while it
+/// installs its leader's. A snapshot `built` from an older state than the
+/// current one is not written: it would replace a newer snapshot whose log
+/// is already purged, and a restart would find a hole.
 fn save_snapshot(
     shared: &Shared,
     dir: &Path,
     meta: &SnapshotMeta<NodeId, Member>,
-    state: State,
-) -> Result<Vec<u8>, StorageError> {
+    state: &State,
+    built: bool,
+) -> Result<(), StorageError> {
     let werr = |e: io::Error| {
         StorageError::from_io_error(
             ErrorSubject::Snapshot(Some(meta.signature())),
@@ -247,15 +259,19 @@ fn save_snapshot(
             e,
         )
     };
-    let file = SnapshotFile {
-        meta: meta.clone(),
-        state,
-    };
+    let mut current = shared.current.lock().unwrap_or_else(|p| p.into_inner());
+    if built
+        && current
+            .as_ref()
+            .is_some_and(|c| c.last_log_id > meta.last_log_id)
+    {
+        return Ok(());
+    }
+    let file = SnapshotFileRef { meta, state };
     let bytes = serde_json::to_vec(&file).map_err(|e| werr(io::Error::other(e)))?;
     write_atomic(dir, "snapshot", &bytes).map_err(werr)?;
-    let data = serde_json::to_vec(&file.state).map_err(|e| werr(io::Error::other(e)))?;
-    *shared.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta.clone(), data.clone()));
-    Ok(data)
+    *current = Some(meta.clone());
+    Ok(())
 }
 
 /// Applies one command to the state.
@@ -375,7 +391,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let state: State = serde_json::from_slice(snapshot.get_ref())
             .map_err(|e| serr(ErrorVerb::Read, format!("received snapshot: {e}")))?;
-        save_snapshot(&self.shared, &self.dir, meta, state.clone())?;
+        save_snapshot(&self.shared, &self.dir, meta, &state, false)?;
         eprintln!(
             "keel-etcd: snapshot installed from the leader at index {}",
             meta.last_log_id.map_or(0, |l| l.index)
@@ -392,10 +408,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .shared
             .current
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        Ok(current.as_ref().map(|(meta, data)| Snapshot {
-            meta: meta.clone(),
-            snapshot: Box::new(Cursor::new(data.clone())),
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if current.is_none() {
+            return Ok(None);
+        }
+        // The file's own metadata goes with its state (should a snapshot
+        // built meanwhile have replaced it, that newer one is sent).
+        let path = self.dir.join("snapshot");
+        let rerr =
+            |e: &dyn std::fmt::Display| serr(ErrorVerb::Read, format!("{}: {e}", path.display()));
+        let bytes = std::fs::read(&path).map_err(|e| rerr(&e))?;
+        let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| rerr(&e))?;
+        let data = serde_json::to_vec(&file.state).map_err(|e| rerr(&e))?;
+        Ok(Some(Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
@@ -418,7 +446,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 state.last_applied.map_or(0, |l| l.index)
             ),
         };
-        let data = save_snapshot(&self.shared, &self.dir, &meta, state)?;
+        save_snapshot(&self.shared, &self.dir, &meta, &state, true)?;
+        let data = serde_json::to_vec(&state).map_err(|e| serr(ErrorVerb::Write, e))?;
         eprintln!(
             "keel-etcd: snapshot built at index {} ({} bytes)",
             meta.last_log_id.map_or(0, |l| l.index),
@@ -451,6 +480,44 @@ mod tests {
                 now: 0,
             }),
         }
+    }
+
+    /// The current snapshot's state comes back from its file; a snapshot
+    /// built from an older state than one installed meanwhile does not
+    /// replace it, on disk or as the current one.
+    #[tokio::test]
+    async fn an_older_build_does_not_replace_a_newer_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut sm, shared) = StateMachine::open(d.path()).unwrap();
+        assert!(sm.get_current_snapshot().await.unwrap().is_none());
+        let meta = |i| SnapshotMeta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), i)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("1-{i}"),
+        };
+        let state = |i, keys: &[&str]| {
+            let mut s = State::default();
+            for (n, k) in keys.iter().enumerate() {
+                apply_request(&mut s, once(n as u64 + 1, k, None));
+            }
+            s.last_applied = meta(i).last_log_id;
+            s
+        };
+        let newer = state(9, &["/a", "/b", "/c"]);
+        save_snapshot(&shared, d.path(), &meta(9), &newer, false).unwrap();
+        save_snapshot(&shared, d.path(), &meta(4), &state(4, &["/a"]), true).unwrap();
+
+        let snap = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(snap.meta, meta(9));
+        let back: State = serde_json::from_slice(snap.snapshot.get_ref()).unwrap();
+        assert_eq!(back.store.index(), 3);
+        let (_, reopened) = StateMachine::open(d.path()).unwrap();
+        assert_eq!(reopened.applied().raft_index, 9);
+
+        // A newer build does replace it.
+        save_snapshot(&shared, d.path(), &meta(12), &state(12, &["/a"]), true).unwrap();
+        let snap = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(snap.meta, meta(12));
     }
 
     #[test]
