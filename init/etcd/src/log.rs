@@ -908,14 +908,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_round_trip_and_torn_tails_are_cut() {
+    /// A segment path in a new directory, and three records for it.
+    fn three_records() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("00000000000000000001.wal");
         let mut buf = Vec::new();
         for i in 1..=3 {
             encode(&entry(i, 1), &mut buf).unwrap();
         }
+        (d, path, buf)
+    }
+
+    #[test]
+    fn records_round_trip_and_torn_tails_are_cut() {
+        let (_d, path, mut buf) = three_records();
         let whole = buf.len();
         buf.extend_from_slice(&[9, 0, 0]);
         fs::write(&path, &buf).unwrap();
@@ -1060,12 +1066,7 @@ mod tests {
 
     #[test]
     fn zeros_end_the_records_and_anything_after_them_is_torn() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("00000000000000000001.wal");
-        let mut buf = Vec::new();
-        for i in 1..=3 {
-            encode(&entry(i, 1), &mut buf).unwrap();
-        }
+        let (_d, path, mut buf) = three_records();
         let whole = buf.len();
         buf.resize(whole + 4096, 0);
         fs::write(&path, &buf).unwrap();
