@@ -277,14 +277,31 @@ impl Extend<u8> for Append<'_> {
     }
 }
 
+/// Appends the format byte and `v` in postcard: a record's payload, or a
+/// peer request's body.
+pub fn to_postcard<T: serde::Serialize + ?Sized>(
+    v: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    out.push(RECORD_POSTCARD_V1);
+    postcard::to_extend(v, Append(out))?;
+    Ok(())
+}
+
+/// A value from the postcard bytes after the format byte, all of them;
+/// `what` names it in the error.
+pub fn from_postcard<T: serde::de::DeserializeOwned>(rest: &[u8], what: &str) -> Result<T, String> {
+    match postcard::take_from_bytes(rest) {
+        Ok((v, [])) => Ok(v),
+        Ok((_, extra)) => Err(format!("{} bytes after the {what}", extra.len())),
+        Err(e) => Err(format!("postcard: {e}")),
+    }
+}
+
 /// The payload's entry (step 1).
 pub fn decode(payload: &[u8]) -> Result<Entry, String> {
     match payload.first() {
-        Some(&RECORD_POSTCARD_V1) => match postcard::take_from_bytes(&payload[1..]) {
-            Ok((e, [])) => Ok(e),
-            Ok((_, rest)) => Err(format!("{} bytes after the entry", rest.len())),
-            Err(e) => Err(e.to_string()),
-        },
+        Some(&RECORD_POSTCARD_V1) => from_postcard(&payload[1..], "entry"),
         Some(b'{') => serde_json::from_slice(payload).map_err(|e| e.to_string()),
         Some(b) => Err(format!("unknown record format {b}")),
         None => Err("empty record".into()),
@@ -295,8 +312,7 @@ pub fn decode(payload: &[u8]) -> Result<Entry, String> {
 fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
-    out.push(RECORD_POSTCARD_V1);
-    postcard::to_extend(entry, Append(out))?;
+    to_postcard(entry, out)?;
     let payload = &out[start + 8..];
     let len = payload.len() as u32;
     let crc = crc32fast::hash(payload);

@@ -212,8 +212,8 @@ impl PeerClient {
         let target = self.target;
         let fail = |why: String| PeerError::Call { target, path, why };
         let (bytes, content_type) = if postcard {
-            let mut b = vec![crate::log::RECORD_POSTCARD_V1];
-            b = postcard::to_extend(body, b).map_err(|e| fail(e.to_string()))?;
+            let mut b = Vec::new();
+            crate::log::to_postcard(body, &mut b).map_err(|e| fail(e.to_string()))?;
             (b, POSTCARD)
         } else {
             let b = serde_json::to_vec(body).map_err(|e| fail(e.to_string()))?;
@@ -385,11 +385,7 @@ fn decode_body<T: DeserializeOwned>(body: &[u8], postcard: bool) -> Result<T, St
         return serde_json::from_slice(body).map_err(|e| e.to_string());
     }
     match body.split_first() {
-        Some((&crate::log::RECORD_POSTCARD_V1, rest)) => match postcard::take_from_bytes(rest) {
-            Ok((v, [])) => Ok(v),
-            Ok((_, extra)) => Err(format!("{} bytes after the body", extra.len())),
-            Err(e) => Err(format!("postcard: {e}")),
-        },
+        Some((&crate::log::RECORD_POSTCARD_V1, rest)) => crate::log::from_postcard(rest, "body"),
         Some((b, _)) => Err(format!("unknown postcard format {b}")),
         None => Err("empty body".into()),
     }
@@ -535,8 +531,8 @@ mod tests {
     #[test]
     fn bodies_decode_in_both_encodings() {
         let rpc = append();
-        let mut pc = vec![crate::log::RECORD_POSTCARD_V1];
-        pc = postcard::to_extend(&rpc, pc).unwrap();
+        let mut pc = Vec::new();
+        crate::log::to_postcard(&rpc, &mut pc).unwrap();
         let json = serde_json::to_vec(&rpc).unwrap();
         assert!(pc.len() * 2 < json.len(), "{} vs {}", pc.len(), json.len());
         for (body, postcard) in [(&pc, true), (&json, false)] {
