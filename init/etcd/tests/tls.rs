@@ -255,12 +255,14 @@ fn tls_clients_and_peers() {
             listed.contains("/tls/k") && listed.contains("/tls/made"),
             "{listed}"
         );
-        let o = etcdctl(&pki, m, true, &["member", "list"]);
-        let members = text(&o);
-        assert!(
-            o.status.success() && members.matches("isLeader").count() == 3,
-            "{members}"
-        );
+        // Each member publishes its name and client URLs through the log
+        // once it runs; on a loaded machine the last may still be on its way.
+        let members = until("three started members in member list", 10, || {
+            let o = etcdctl(&pki, m, true, &["member", "list"]);
+            let members = text(&o);
+            (o.status.success() && members.matches("isLeader").count() == 3).then_some(members)
+        });
+        assert!(members.matches("isLeader").count() == 3, "{members}");
         assert!(members.contains(&ms[leader].client_url()), "{members}");
         let o = etcdctl(&pki, m, false, &["get", "/tls/made"]);
         assert!(!o.status.success(), "{}", text(&o));
