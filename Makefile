@@ -11,12 +11,14 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps kernel binaries keys images bench-images disk netboot run check test vmtest bench bench-kv soak fuzz clean
+.PHONY: help deps doctor kernel binaries keys images bench-images disk netboot run check test vmtest bench bench-kv soak fuzz clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
 	@echo "make test    make check + the VM tests"
 	@echo "make check   cargo fmt --check, clippy -D warnings, unit tests"
+	@echo "make doctor  each command the build and tests need, with its version; fails if one is missing"
+	@echo "make deps    install the Debian packages keel needs (as root), then check them"
 	@echo "make bench   benchmarks: tables + target/bench/{boot,image,config,containers,kv}.json"
 	@echo "make bench-kv  the KV benchmark alone (keel-etcd against etcd 3.4 under wrk, on the host)"
 	@echo "make soak    the KV fault-injection soak, as root (KEEL_SOAK_RUNS=50, KEEL_SOAK_SECS=20, KEEL_SOAK_SEED)"
@@ -27,6 +29,9 @@ help:
 
 deps:
 	scripts/deps.sh
+
+doctor:
+	scripts/deps.sh --check
 
 kernel: deps
 	kernel-config/build.sh $(BUILD)/kernel
@@ -124,7 +129,7 @@ check:
 vmtest: images disk netboot
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) test --locked -p keel-vmtests -- --test-threads=2
 
-test: check vmtest
+test: deps check vmtest
 
 bench: images bench-images disk netboot
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
