@@ -166,8 +166,7 @@ mod tests {
 
     #[test]
     fn mounts_table_under_a_temp_root_when_privileged() {
-        if !nix_is_root() {
-            eprintln!("skipped: mounting needs root");
+        if !keel_skip::need_root() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -183,14 +182,5 @@ mod tests {
         let magic = keel_sys::fs::fs_magic(&run).unwrap();
         keel_sys::fs::unmount(&run, false).unwrap();
         assert_eq!(magic, keel_sys::fs::TMPFS_MAGIC);
-    }
-
-    fn nix_is_root() -> bool {
-        std::fs::read_to_string("/proc/self/status")
-            .map(|s| {
-                s.lines()
-                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-            })
-            .unwrap_or(false)
     }
 }

@@ -19,12 +19,10 @@ use nix::unistd::{fork, ForkResult, Pid};
 const DEFAULT_MASK: u64 = 0x0000_0000_a804_25fb;
 const NOBODY: u32 = 65534;
 
+/// The confinement tests need root (setuid, capability drops); they skip
+/// otherwise (and fail in CI).
 fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipping: confinement tests need root (setuid, capability drops)");
-    false
+    keel_skip::need_root()
 }
 
 fn prepared(caps: CapSet, uid: u32, gid: u32, groups: &[u32]) -> Prepared {

@@ -272,7 +272,7 @@ fn members_are_added_updated_and_removed_at_runtime() {
         .args(["member", "add", "b", &b.peer_url()])
         .output();
     let Ok(out) = out else {
-        eprintln!("skipping: etcdctl is not installed (Debian package etcd-client)");
+        keel_skip::skip("etcdctl is not installed (Debian package etcd-client)");
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);

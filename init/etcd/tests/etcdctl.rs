@@ -332,10 +332,10 @@ fn etcdctl_v2_sees_what_it_sees_on_etcd() {
         (&bin, "etcd-server"),
     ] {
         if !need.is_file() {
-            eprintln!(
-                "skipping: {} is not installed (Debian package {package})",
+            keel_skip::skip(format!(
+                "{} is not installed (Debian package {package})",
                 need.display()
-            );
+            ));
             return;
         }
     }

@@ -515,7 +515,9 @@ fn script() -> Vec<Step> {
 #[test]
 fn v2_api_answers_like_etcd() {
     if !Server::etcd_available() {
-        eprintln!("skipping: {ETCD_BIN} is not installed (Debian package etcd-server)");
+        keel_skip::skip(format!(
+            "{ETCD_BIN} is not installed (Debian package etcd-server)"
+        ));
         return;
     }
     let tmp = tempfile::tempdir().expect("temp dir");

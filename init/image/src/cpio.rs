@@ -163,10 +163,13 @@ mod tests {
 
     #[test]
     fn real_cpio_lists_the_archive() {
-        let Ok(out) = std::process::Command::new("cpio").arg("--version").output() else {
-            eprintln!("skipped: cpio is not installed");
+        if !keel_skip::need_command("cpio", "cpio") {
             return;
-        };
+        }
+        let out = std::process::Command::new("cpio")
+            .arg("--version")
+            .output()
+            .expect("run cpio --version");
         assert!(out.status.success());
         let (d, e) = sample();
         let path = d.path().join("a.cpio");
