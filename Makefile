@@ -121,7 +121,7 @@ run: images
 		KEEL_HOSTFWD=tcp:127.0.0.1:$${KEEL_WEB_PORT:-8080}-:8080,tcp:127.0.0.1:$${KEEL_KV_PORT:-2379}-:2379 \
 		qemu/launch microvm -fw_cfg name=opt/keel/config,file=$(DEMO_CONFIG)
 
-# Each test that skips (keel-skip: only where the environment lacks root or
+# Each test that skips (keel-testkit: only where the environment lacks root or
 # a command) appends a line to a log; check and test end with the list, since
 # libtest hides the output of passing tests. In CI (CI=true) a skip fails.
 SKIPS_CHECK  := $(CURDIR)/target/skips-check.log

@@ -116,19 +116,37 @@ fn etcdctl_and_curl_use_the_nodes_kv_and_it_survives_a_reboot() {
         "{err}"
     );
 
-    // A watch sees the next write.
+    // A watch sees the next write. It watches after the store's index as
+    // it is now, so it sees the write wherever its request lands relative
+    // to the PUT: no sleep to guess when etcdctl is listening.
+    let head = curl(&[
+        "-D",
+        "-",
+        &format!("http://127.0.0.1:{port}/v2/keys/app/count"),
+    ]);
+    let index: u64 = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-etcd-index:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no X-Etcd-Index in {head:?}"));
     let watcher = Command::new("etcdctl")
         .env("ETCDCTL_API", "2")
         .args([
             "--endpoints",
             &format!("http://127.0.0.1:{port}"),
             "watch",
+            "--after-index",
+            &index.to_string(),
             "/app/count",
         ])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+        .expect("etcdctl (Debian package etcd-client)");
     let body = curl(&[
         "-X",
         "PUT",
@@ -137,7 +155,7 @@ fn etcdctl_and_curl_use_the_nodes_kv_and_it_survives_a_reboot() {
         "value=3",
     ]);
     assert!(body.contains("\"value\":\"3\""), "{body}");
-    let out = watcher.wait_with_output().unwrap();
+    let out = keel_testkit::output_within(watcher, Duration::from_secs(30), "etcdctl watch");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
 
     // Power off and boot again from the same disk: the data is on STATE.

@@ -389,7 +389,7 @@ fn a_slot_with_no_tries_left_is_skipped() {
 fn a_healthy_slot_is_marked_successful() {
     let s = Scratch::new("disk-successful");
     let disk = disk_copy(&s);
-    let vm = boot_disk("disk-successful", &disk, "keel.healthy_after=1");
+    let mut vm = boot_disk("disk-successful", &disk, "keel.healthy_after=1");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = vm.status().root;
@@ -404,9 +404,10 @@ fn a_healthy_slot_is_marked_successful() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(vm
-        .console()
-        .contains("slot A: healthy for 1s: marked successful"));
+    vm.wait_for(
+        "slot A: healthy for 1s: marked successful",
+        Duration::from_secs(10),
+    );
     drop(vm);
     assert!(slot_state(&disk, "KEEL-A").successful);
     // A known-good slot is not checked in full again.

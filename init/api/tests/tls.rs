@@ -200,7 +200,7 @@ fn curl_with_the_cas_client_certificate() {
         curl(&a)
     };
     let Some((ok, out, err)) = with(&["--cert", &cert, "--key", &key, "--fail", &url]) else {
-        keel_skip::skip("curl is not installed (Debian package curl)");
+        keel_testkit::skip("curl is not installed (Debian package curl)");
         return;
     };
     assert!(ok, "curl with the client certificate: {err}");

@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn mounts_table_under_a_temp_root_when_privileged() {
-        if !keel_skip::need_root() {
+        if !keel_testkit::need_root() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

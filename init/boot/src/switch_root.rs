@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn keeps_non_root_owners_when_privileged() {
-        if !keel_skip::need_root() {
+        if !keel_testkit::need_root() {
             return;
         }
         let src = tempfile::tempdir().unwrap();

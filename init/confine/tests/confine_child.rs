@@ -22,7 +22,7 @@ const NOBODY: u32 = 65534;
 /// The confinement tests need root (setuid, capability drops); they skip
 /// otherwise (and fail in CI).
 fn is_root() -> bool {
-    keel_skip::need_root()
+    keel_testkit::need_root()
 }
 
 fn prepared(caps: CapSet, uid: u32, gid: u32, groups: &[u32]) -> Prepared {

@@ -28,11 +28,11 @@ fn nix_umount(p: &Path) -> std::io::Result<()> {
 }
 
 fn setup(tag: &str) -> Option<Env> {
-    if !keel_skip::need_root() {
+    if !keel_testkit::need_root() {
         return None;
     }
     if !Path::new("/bin/busybox").exists() {
-        keel_skip::skip("needs /bin/busybox (Debian package busybox-static)");
+        keel_testkit::skip("needs /bin/busybox (Debian package busybox-static)");
         return None;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -40,7 +40,7 @@ fn setup(tag: &str) -> Option<Env> {
     std::fs::create_dir(&cg2).unwrap();
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems.lines().any(|l| l.ends_with("\tcgroup2")) {
-        keel_skip::skip("the host kernel has no cgroup2");
+        keel_testkit::skip("the host kernel has no cgroup2");
         return None;
     }
     // As root on a kernel with cgroup2, keel's mount must work: an error

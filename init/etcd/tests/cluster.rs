@@ -272,7 +272,7 @@ fn members_are_added_updated_and_removed_at_runtime() {
         .args(["member", "add", "b", &b.peer_url()])
         .output();
     let Ok(out) = out else {
-        keel_skip::skip("etcdctl is not installed (Debian package etcd-client)");
+        keel_testkit::skip("etcdctl is not installed (Debian package etcd-client)");
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);
@@ -380,7 +380,11 @@ fn a_cluster_forms_through_a_discovery_url() {
     // No size yet: a member refuses to start and says why.
     let mut early = Member::new(tmp.path(), "early");
     early.spawn(&["--discovery", &url]);
-    let status = early.child.as_mut().unwrap().wait().unwrap();
+    let status = keel_testkit::exit_within(
+        early.child.as_mut().expect("spawned"),
+        Duration::from_secs(30),
+        "a member with no cluster size",
+    );
     assert!(!status.success());
     let log = std::fs::read_to_string(early.dir.with_extension("log")).unwrap();
     assert!(log.contains("no cluster size"), "{log}");
@@ -417,7 +421,11 @@ fn a_cluster_forms_through_a_discovery_url() {
     // A fourth member finds the cluster full.
     let mut late = Member::new(tmp.path(), "late");
     late.spawn(&["--discovery", &url]);
-    let status = late.child.as_mut().unwrap().wait().unwrap();
+    let status = keel_testkit::exit_within(
+        late.child.as_mut().expect("spawned"),
+        Duration::from_secs(30),
+        "a member of a full cluster",
+    );
     assert!(!status.success());
     let log = std::fs::read_to_string(late.dir.with_extension("log")).unwrap();
     assert!(log.contains("the cluster is full"), "{log}");

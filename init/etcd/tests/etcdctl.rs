@@ -332,7 +332,7 @@ fn etcdctl_v2_sees_what_it_sees_on_etcd() {
         (&bin, "etcd-server"),
     ] {
         if !need.is_file() {
-            keel_skip::skip(format!(
+            keel_testkit::skip(format!(
                 "{} is not installed (Debian package {package})",
                 need.display()
             ));

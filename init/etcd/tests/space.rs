@@ -26,7 +26,7 @@ impl Drop for Mount {
 
 #[test]
 fn a_full_data_disk_refuses_writes_and_keeps_reads() {
-    if !keel_skip::need_root() {
+    if !keel_testkit::need_root() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

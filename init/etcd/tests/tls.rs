@@ -145,7 +145,7 @@ fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn tls_clients_and_peers() {
-    if !keel_skip::need_command("curl", "curl") {
+    if !keel_testkit::need_command("curl", "curl") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -266,7 +266,9 @@ fn tls_clients_and_peers() {
         let o = etcdctl(&pki, m, false, &["get", "/tls/made"]);
         assert!(!o.status.success(), "{}", text(&o));
     } else {
-        keel_skip::skip("the etcdctl part: etcdctl is not installed (Debian package etcd-client)");
+        keel_testkit::skip(
+            "the etcdctl part: etcdctl is not installed (Debian package etcd-client)",
+        );
     }
 }
 

@@ -515,7 +515,7 @@ fn script() -> Vec<Step> {
 #[test]
 fn v2_api_answers_like_etcd() {
     if !Server::etcd_available() {
-        keel_skip::skip(format!(
+        keel_testkit::skip(format!(
             "{ETCD_BIN} is not installed (Debian package etcd-server)"
         ));
         return;

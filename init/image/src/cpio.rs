@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn real_cpio_lists_the_archive() {
-        if !keel_skip::need_command("cpio", "cpio") {
+        if !keel_testkit::need_command("cpio", "cpio") {
             return;
         }
         let out = std::process::Command::new("cpio")

@@ -233,7 +233,7 @@ mod tests {
     fn busybox_image_builds_and_skopeo_reads_it() {
         let busybox = Path::new("/bin/busybox");
         if !busybox.is_file() {
-            keel_skip::skip("/bin/busybox missing (Debian package busybox-static)");
+            keel_testkit::skip("/bin/busybox missing (Debian package busybox-static)");
             return;
         }
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -276,7 +276,7 @@ mod tests {
             .unwrap();
         assert!(o.status.success());
 
-        if !keel_skip::need_command("skopeo", "skopeo") {
+        if !keel_testkit::need_command("skopeo", "skopeo") {
             return;
         }
         let o = Command::new("skopeo")

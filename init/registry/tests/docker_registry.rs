@@ -138,7 +138,7 @@ fn refs(store: &Store) -> usize {
 #[test]
 fn pull_from_docker_registry() {
     if let Some(why) = skip() {
-        keel_skip::skip(why);
+        keel_testkit::skip(why);
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -231,7 +231,7 @@ fn ca_and_server() -> (String, String, String) {
 #[test]
 fn pull_over_tls() {
     if let Some(why) = skip() {
-        keel_skip::skip(why);
+        keel_testkit::skip(why);
         return;
     }
     let t = tempfile::tempdir().unwrap();

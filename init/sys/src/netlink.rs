@@ -768,7 +768,7 @@ mod tests {
 
     #[test]
     fn privileged_bridge_and_veth_in_scratch_namespaces() {
-        if !keel_skip::need_root() {
+        if !keel_testkit::need_root() {
             return;
         }
         use std::os::fd::AsFd;
@@ -822,7 +822,7 @@ mod tests {
 
     #[test]
     fn privileged_loopback_up() {
-        if !keel_skip::need_root() {
+        if !keel_testkit::need_root() {
             return;
         }
         // lo is up on any host already: setting it up again must be accepted.

@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn privileged_create_and_enter() {
-        if !keel_skip::need_root() {
+        if !keel_testkit::need_root() {
             return;
         }
         // As root, creating one must work: an error is keel's, and fails.

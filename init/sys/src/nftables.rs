@@ -582,7 +582,7 @@ mod tests {
 
     #[test]
     fn privileged_replace_in_a_scratch_namespace() {
-        if !keel_skip::need_root() {
+        if !keel_testkit::need_root() {
             return;
         }
         // As root, keel's namespace and nfnetlink code must work: an error

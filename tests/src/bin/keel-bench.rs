@@ -12,24 +12,8 @@
 
 use std::time::Duration;
 
-use keel_vmtests::bench::{header, one, row, size, write_json, Series};
+use keel_vmtests::bench::{self, header, one, row, size, write_json, Series};
 use keel_vmtests::{build_dir, release_bin, Variant, Vm, VmConfig};
-
-/// The work floor's own figure: "work-floor: started at S ms, done in D ms".
-fn work_floor_ms(console: &str) -> f64 {
-    console
-        .lines()
-        .find_map(|l| {
-            l.split_once("work-floor: started at ")?
-                .1
-                .split_once("done in ")?
-                .1
-                .trim_end()
-                .strip_suffix(" ms")
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(f64::NAN)
-}
 
 fn main() {
     let runs: usize = std::env::var("KEEL_BENCH_RUNS")
@@ -49,23 +33,21 @@ fn main() {
         cfg.variant = Variant::Keel;
         let mut vm = Vm::start(cfg);
         let t = vm.wait_ready();
-        qemu_to_ready.0.push(t.as_secs_f64() * 1e3);
+        qemu_to_ready.push("qemu -> ready", t.as_secs_f64() * 1e3);
         // Let the boot settle before reading memory figures.
         std::thread::sleep(Duration::from_millis(500));
         let s = vm.status();
-        pid1_start.0.push(s.boot.pid1_start_ms);
-        pid1_to_ready
-            .0
-            .push(s.boot.pid1_to_ready_ms().unwrap_or(f64::NAN));
-        rss.0.push(s.memory.pid1_rss_kb as f64);
-        used.0.push(s.memory.used_kb as f64);
+        pid1_start.push("PID 1 start", s.boot.pid1_start_ms);
+        pid1_to_ready.push_some("PID 1 start -> ready", s.boot.pid1_to_ready_ms());
+        rss.push("PID 1 RSS", s.memory.pid1_rss_kb as f64);
+        used.push("guest memory used", s.memory.used_kb as f64);
         drop(vm);
 
         let mut cfg = VmConfig::new(&format!("bench-floor-{i}"));
         cfg.variant = Variant::Floor;
         let mut vm = Vm::start(cfg);
         let t = vm.wait_for("floor: init reached", Duration::from_secs(60));
-        floor.0.push(t.as_secs_f64() * 1e3);
+        floor.push("floor", t.as_secs_f64() * 1e3);
         vm.wait_exit(Duration::from_secs(30));
         drop(vm);
 
@@ -76,14 +58,15 @@ fn main() {
         // so the line is whole.
         vm.wait_for("work-floor: started at", Duration::from_secs(60));
         vm.wait_exit(Duration::from_secs(30));
-        work_floor.0.push(work_floor_ms(&vm.console()));
+        let w = bench::work_floor(&vm.console()).unwrap_or_else(|e| panic!("run {}: {e}", i + 1));
+        work_floor.push("work floor", w.done_ms);
         eprintln!(
             "run {}/{runs}: keel ready at {:.0} ms ({:.1} ms after PID 1 start), floor at {:.0} ms, work floor {:.1} ms",
             i + 1,
-            qemu_to_ready.0[i],
-            pid1_to_ready.0[i],
-            floor.0[i],
-            work_floor.0[i]
+            qemu_to_ready.last(),
+            pid1_to_ready.last(),
+            floor.last(),
+            work_floor.last()
         );
     }
 

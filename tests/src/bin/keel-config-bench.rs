@@ -29,7 +29,7 @@ fn main() {
         let r = keel_config::validate(&text);
         let p = keel_config::plan::plan(&r.config).expect("plan");
         std::hint::black_box(p);
-        host.0.push(t.elapsed().as_secs_f64() * 1e6);
+        host.push("host validate + plan", t.elapsed().as_secs_f64() * 1e6);
     }
 
     let mut load = Series::default();
@@ -46,15 +46,15 @@ fn main() {
         let s = vm.status();
         assert!(!s.config.maintenance, "{:?}", s.config.errors);
         let (l, a) = (task_ms(&s, "LoadConfig"), task_ms(&s, "ApplyConfig"));
-        load.0.push(l);
-        apply.0.push(a);
-        total.0.push(l + a);
-        checked.0.push(s.config.checked_ms);
-        written.0.push(s.config.written_ms);
+        load.push("LoadConfig", l);
+        apply.push("ApplyConfig", a);
+        total.push("LoadConfig + ApplyConfig", l + a);
+        checked.push("config checked", s.config.checked_ms);
+        written.push("config written", s.config.written_ms);
         // The same validation and plan again in the same VM, its code now
         // translated by TCG: separates qemu's first-execution cost from
         // the work itself.
-        let mut last = f64::NAN;
+        let mut last = None;
         for _ in 0..3 {
             let (code, body) = vm
                 .client()
@@ -67,9 +67,9 @@ fn main() {
             assert!(code.is_success(), "{code}");
             let r: keel_api::ConfigApplied = serde_json::from_slice(&body).expect("ConfigApplied");
             assert!(r.accepted, "{:?}", r.errors);
-            last = r.checked_ms;
+            last = Some(r.checked_ms);
         }
-        warm.0.push(last);
+        warm.push_some("warm dry run", last);
         drop(vm);
         std::thread::sleep(Duration::from_millis(100));
         eprintln!(
@@ -88,8 +88,11 @@ fn main() {
             .client()
             .call_blocking(hyper::Method::GET, "/v1/network")
             .expect("GET /v1/network");
-        let ms = n.dhcp.map(|d| d.first_lease_ms).unwrap_or(f64::NAN);
-        lease.0.push(ms);
+        let ms = n
+            .dhcp
+            .map(|d| d.first_lease_ms)
+            .unwrap_or_else(|| panic!("dhcp run {}: no lease in /v1/network", i + 1));
+        lease.push("first DHCP lease", ms);
         drop(vm);
         eprintln!(
             "dhcp {}/{runs}: first lease {ms:.1} ms after link up",

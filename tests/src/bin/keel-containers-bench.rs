@@ -77,15 +77,15 @@ fn crun_figure(console: &str, figure: &str) -> Series {
         .lines()
         .find_map(|l| l.strip_prefix(prefix.as_str()))
         .unwrap_or_else(|| panic!("no {prefix:?} line on the console"));
-    Series(
-        line.split(',')
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{prefix}: {v:?} is not a number"))
-            })
-            .collect(),
-    )
+    let mut series = Series::default();
+    for v in line.split(',') {
+        let v: f64 = v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{prefix}: {v:?} is not a number"));
+        series.push(&prefix, v);
+    }
+    series
 }
 
 /// PID 1's RSS once `n` idle containers all run.
@@ -152,8 +152,8 @@ fn main() {
     let crun_mount = crun_figure(&console, "mount_ms");
     eprintln!(
         "crun: {} starts, {} runs",
-        crun_start.0.len(),
-        crun_true.0.len()
+        crun_start.samples().len(),
+        crun_true.samples().len()
     );
 
     // 2. keel, same VM: t ran once at boot; start it again N times.
@@ -175,8 +175,8 @@ fn main() {
             c.state == "exited" && c.run_ms.is_some() && c.run_ms != last
         });
         last = c.run_ms;
-        keel_start.0.push(c.start_ms.unwrap_or(f64::NAN));
-        keel_true.0.push(c.run_ms.unwrap_or(f64::NAN));
+        keel_start.push_some("keel start", c.start_ms);
+        keel_true.push_some("keel run of /bin/true", c.run_ms);
         if (i + 1) % 25 == 0 {
             eprintln!("keel: {}/{runs} runs of t", i + 1);
         }

@@ -18,7 +18,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use keel_vmtests::bench::{env_or, header, one, row, size, task_ms, write_json, Series};
+use keel_vmtests::bench::{
+    env_or, header, one, row, size, task_ms, work_floor, write_json, Series,
+};
 use keel_vmtests::{build_dir, release_bin, root, Scratch, Variant, Vm, VmConfig};
 
 fn host_blake3_mib_s(slot: &std::path::Path) -> f64 {
@@ -39,7 +41,7 @@ fn host_blake3_mib_s(slot: &std::path::Path) -> f64 {
     text.rsplit_once('(')
         .and_then(|(_, r)| r.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+        .unwrap_or_else(|| panic!("keel-image verify printed no throughput: {text}"))
 }
 
 fn main() {
@@ -56,19 +58,27 @@ fn main() {
         let mut cfg = VmConfig::new(&format!("bench-root-{i}"));
         cfg.variant = Variant::Keel;
         let mut vm = Vm::start(cfg);
-        diskless.0.push(vm.wait_ready().as_secs_f64() * 1e3);
+        diskless.push(
+            "diskless qemu -> ready",
+            vm.wait_ready().as_secs_f64() * 1e3,
+        );
         let s = vm.status();
-        if let Some(end) = s.boot.task("MountRoot").map(|t| t.start_ms + t.duration_ms) {
-            to_root.0.push(end - s.boot.pid1_start_ms);
-        }
-        root_tasks
-            .0
-            .push(task_ms(&s, "FindSlots") + task_ms(&s, "MountRoot"));
+        to_root.push_some(
+            "PID 1 start -> root mounted",
+            s.boot
+                .task("MountRoot")
+                .map(|t| t.start_ms + t.duration_ms - s.boot.pid1_start_ms),
+        );
+        root_tasks.push(
+            "FindSlots + MountRoot",
+            task_ms(&s, "FindSlots") + task_ms(&s, "MountRoot"),
+        );
         drop(vm);
         let mut cfg = VmConfig::new(&format!("bench-root-floor-{i}"));
         cfg.variant = Variant::Floor;
         let mut vm = Vm::start(cfg);
-        floor.0.push(
+        floor.push(
+            "floor",
             vm.wait_for("floor: init reached", Duration::from_secs(60))
                 .as_secs_f64()
                 * 1e3,
@@ -80,24 +90,13 @@ fn main() {
         let mut vm = Vm::start(cfg);
         vm.wait_for("work-floor: started at", Duration::from_secs(60));
         vm.wait_exit(Duration::from_secs(30));
-        work_floor_root.0.push(
-            vm.console()
-                .lines()
-                .find_map(|l| {
-                    l.split_once("work-floor: root mounted in ")?
-                        .1
-                        .split_whitespace()
-                        .next()?
-                        .parse()
-                        .ok()
-                })
-                .unwrap_or(f64::NAN),
-        );
+        let w = work_floor(&vm.console()).unwrap_or_else(|e| panic!("run {}: {e}", i + 1));
+        work_floor_root.push("work floor: root mounted", w.root_mounted_ms);
         eprintln!(
             "diskless {}/{runs}: ready at {:.0} ms, root mounted {:.1} ms after PID 1 start",
             i + 1,
-            diskless.0[i],
-            to_root.0.last().copied().unwrap_or(f64::NAN)
+            diskless.last(),
+            to_root.last()
         );
     }
 
@@ -109,7 +108,7 @@ fn main() {
         let mut cfg = VmConfig::new(&format!("bench-ipxe-{i}"));
         cfg.profile = "ipxe";
         let mut vm = Vm::start(cfg);
-        ipxe.0.push(vm.wait_ready().as_secs_f64() * 1e3);
+        ipxe.push("iPXE qemu -> ready", vm.wait_ready().as_secs_f64() * 1e3);
         drop(vm);
 
         // A fresh copy each time: slot A is new, so keel runs its full check.
@@ -119,24 +118,29 @@ fn main() {
         cfg.profile = "uefi";
         cfg.disk = Some(disk);
         let mut vm = Vm::start(cfg);
-        uefi.0.push(vm.wait_ready().as_secs_f64() * 1e3);
-        if let Some(c) = vm.status().root.content_check {
-            vm_blake3
-                .0
-                .push(c.bytes as f64 / 1048576.0 / (c.micros as f64 / 1e6));
-        }
+        uefi.push("UEFI qemu -> ready", vm.wait_ready().as_secs_f64() * 1e3);
+        // A new slot A is always checked in full: no check is a failure.
+        let c = vm
+            .status()
+            .root
+            .content_check
+            .unwrap_or_else(|| panic!("UEFI run {}: slot A was not checked in full", i + 1));
+        vm_blake3.push(
+            "BLAKE3 in the VM",
+            c.bytes as f64 / 1048576.0 / (c.micros as f64 / 1e6),
+        );
         drop(vm);
         eprintln!(
             "firmware {}/{fw_runs}: iPXE ready at {:.0} ms, UEFI ready at {:.0} ms",
             i + 1,
-            ipxe.0[i],
-            uefi.0[i]
+            ipxe.last(),
+            uefi.last()
         );
     }
 
     let mut host_blake3 = Series::default();
     for _ in 0..10 {
-        host_blake3.0.push(host_blake3_mib_s(&b.join("slot.img")));
+        host_blake3.push("BLAKE3 on the host", host_blake3_mib_s(&b.join("slot.img")));
     }
 
     let kernel = size(&b.join("kernel/bzImage"));

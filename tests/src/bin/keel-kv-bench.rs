@@ -324,12 +324,12 @@ struct Figures {
 
 impl Figures {
     fn push(&mut self, s: &Sample) {
-        self.rps.0.push(s.rps);
-        self.p50.0.push(s.p50_ms);
-        self.p99.0.push(s.p99_ms);
-        self.rss.0.push(s.rss_kb as f64);
-        self.rss_sum.0.push(s.rss_sum_kb as f64);
-        self.hwm.0.push(s.hwm_kb as f64);
+        self.rps.push("req/s", s.rps);
+        self.p50.push("p50", s.p50_ms);
+        self.p99.push("p99", s.p99_ms);
+        self.rss.push("RSS", s.rss_kb as f64);
+        self.rss_sum.push("RSS sum", s.rss_sum_kb as f64);
+        self.hwm.push("HWM", s.hwm_kb as f64);
         self.errors += s.errors;
     }
 }
@@ -447,6 +447,7 @@ fn main() {
                     "system": sys.name,
                     "nodes": nodes,
                     "conns": conns,
+                    "errors": f.errors,
                     "rps": f.rps.median(),
                     "p50_ms": f.p50.median(),
                     "p99_ms": f.p99.median(),
@@ -467,6 +468,15 @@ fn main() {
             for conns in CONNS {
                 let k = &figures[&("keel", nodes, conns)];
                 let e = &figures[&("etcd", nodes, conns)];
+                // A row where either side had errors gets no ratio: the
+                // figures do not measure the same work.
+                if k.errors + e.errors > 0 {
+                    println!(
+                        "{nodes:>5} {conns:>5}  no verdict: {} keel and {} etcd PUTs failed",
+                        k.errors, e.errors
+                    );
+                    continue;
+                }
                 let r = |a: &Series, b: &Series| a.median() / b.median();
                 let rps_target = (conns == 64).then_some((">=", 2.0));
                 println!(
@@ -488,4 +498,11 @@ fn main() {
         );
     }
     write_json("kv.json", &serde_json::json!({ "runs": json }));
+    let failed: u64 = figures.values().map(|f| f.errors).sum();
+    if failed > 0 {
+        eprintln!(
+            "keel-kv-bench: {failed} PUTs failed (see the errors column): every PUT must succeed"
+        );
+        std::process::exit(1);
+    }
 }

@@ -126,7 +126,7 @@ fn rules_of<'a>(table: &'a Value, chain: &str) -> Vec<&'a Value> {
 
 /// Root and the oracles (util-linux, iproute2, nftables); skips without.
 fn tools() -> bool {
-    keel_skip::need_root()
+    keel_testkit::need_root()
         && [
             ("unshare", "util-linux"),
             ("nsenter", "util-linux"),
@@ -134,7 +134,7 @@ fn tools() -> bool {
             ("nft", "nftables"),
         ]
         .iter()
-        .all(|(t, p)| keel_skip::need_command(t, p))
+        .all(|(t, p)| keel_testkit::need_command(t, p))
 }
 
 #[test]

@@ -217,7 +217,7 @@ mod tests {
             })
         });
         let Some((dev, num)) = found else {
-            keel_skip::skip("no block device in both /sys/class/block and /dev");
+            keel_testkit::skip("no block device in both /sys/class/block and /dev");
             return;
         };
         let (major, minor) = resolve(Path::new("/"), &dev).unwrap();

@@ -172,7 +172,7 @@ fn whiteouts_remove_lower_content_but_spare_their_own_layer() {
 
 #[test]
 fn overlay_mode_writes_overlayfs_whiteouts() {
-    if !keel_skip::need_root() {
+    if !keel_testkit::need_root() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -447,7 +447,7 @@ fn a_symlink_replacing_a_directory_is_not_chmodded_through() {
 #[test]
 fn archives_from_gnu_tar_unpack_to_the_same_tree() {
     use std::process::Command;
-    if !keel_skip::need_command("tar", "tar") {
+    if !keel_testkit::need_command("tar", "tar") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@
 //! 3. in CI (`CI=true`) it panics instead: there every test must run, so a
 //!    skip fails the run, naming the test and what was missing.
 //!
-//! Use it as `if !keel_skip::need_root() { return; }`.
+//! Use it as `if !keel_testkit::need_root() { return; }`.
 
 use std::fmt::Display;
 use std::io::Write;
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_skip_is_logged_outside_ci() {
-        let dir = std::env::temp_dir().join(format!("keel-skip-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("keel-testkit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("skips.log");
         record(false, Some(&log), "a::t", "needs root").unwrap();
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn a_skip_fails_in_ci_and_writes_nothing() {
-        let dir = std::env::temp_dir().join(format!("keel-skip-ci-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("keel-testkit-ci-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("skips.log");
         let e = record(true, Some(&log), "a::t", "needs root").unwrap_err();
