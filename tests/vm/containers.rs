@@ -66,6 +66,13 @@ fn wait_logs(vm: &Vm, name: &str, marker: &str) -> String {
     }
 }
 
+/// Panic unless `text` (what `what` printed) has every one of `lines`.
+fn assert_lines(what: &str, text: &str, lines: &[&str]) {
+    for l in lines {
+        assert!(text.contains(l), "{l:?} not in {what}:\n{text}");
+    }
+}
+
 fn http_get(port: u16) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -173,18 +180,20 @@ containers:
     wait_until(&vm, "web", "running", |c| c.state == "running");
     let (ok, table, err) = vm.keelctl(&["ps"]);
     assert!(ok, "{err}");
-    for n in [
-        "hello",
-        "web",
-        "escape",
-        "nobody",
-        "badcwd",
-        "probe",
-        "probe-open",
-        "battery-open",
-    ] {
-        assert!(table.contains(n), "{table}");
-    }
+    assert_lines(
+        "keelctl ps",
+        &table,
+        &[
+            "hello",
+            "web",
+            "escape",
+            "nobody",
+            "badcwd",
+            "probe",
+            "probe-open",
+            "battery-open",
+        ],
+    );
     let hello = wait_logs(&vm, "hello", "\n32\n");
     assert!(hello.contains("hello from hello as uid 0"), "{hello}");
     assert!(
@@ -217,59 +226,65 @@ containers:
     // no inherited fds). (Its device nodes are not compared: having
     // mounted its own tmpfs, it may read a node it made there.)
     let open = wait_logs(&vm, "battery-open", "battery-done");
-    for l in [
-        "ESCAPED mount",
-        "ESCAPED unshare-user",
-        "ESCAPED unshare-net",
-        "denied write-proc-sys",
-        "denied write-cgroup",
-        "denied sysrq",
-    ] {
-        assert!(open.contains(l), "{l:?} in the control battery:\n{open}");
-    }
+    assert_lines(
+        "the control battery",
+        &open,
+        &[
+            "ESCAPED mount",
+            "ESCAPED unshare-user",
+            "ESCAPED unshare-net",
+            "denied write-proc-sys",
+            "denied write-cgroup",
+            "denied sysrq",
+        ],
+    );
     assert!(!open.contains("ESCAPED cwd-fd"), "{open}");
 
     // System calls and reaches only a compiled program tries, each with
     // valid arguments. Confined, each is refused by confinement (EPERM from
     // the seccomp filter or a missing capability), not by the kernel.
     let p = wait_logs(&vm, "probe", "escape-done");
-    for d in [
-        "denied bpf (EPERM",
-        "denied kexec_load (EPERM",
-        "denied kexec_file_load (EPERM",
-        "denied init_module (EPERM",
-        "denied unshare-user (EPERM",
-        "denied mount (EPERM",
-        "denied open_by_handle_at (EPERM",
-        "denied reboot (EPERM",
-        "denied ptrace-node",
-        "denied keel-visible",
-        "denied node-files",
-        "NoNewPrivs:\t1",
-        "CapBnd:\t00000000a80425fb",
-    ] {
-        assert!(p.contains(d), "{d:?} in {p}");
-    }
+    assert_lines(
+        "the probe",
+        &p,
+        &[
+            "denied bpf (EPERM",
+            "denied kexec_load (EPERM",
+            "denied kexec_file_load (EPERM",
+            "denied init_module (EPERM",
+            "denied unshare-user (EPERM",
+            "denied mount (EPERM",
+            "denied open_by_handle_at (EPERM",
+            "denied reboot (EPERM",
+            "denied ptrace-node",
+            "denied keel-visible",
+            "denied node-files",
+            "NoNewPrivs:\t1",
+            "CapBnd:\t00000000a80425fb",
+        ],
+    );
     assert!(!p.contains("ESCAPED") && !p.contains("reached"), "{p}");
     // Control 1, the same probe in a container given the capabilities:
     // what the capability groups of the filter allow gets through (or
     // reaches the kernel, which lacks modules and refuses reboot in a pid
     // namespace); the pid namespace and the root still hold.
     let o = wait_logs(&vm, "probe-open", "escape-done");
-    for d in [
-        "ESCAPED bpf",
-        "denied kexec_load (EPERM",
-        "reached init_module (ENOSYS",
-        "ESCAPED unshare-user",
-        "ESCAPED mount",
-        "ESCAPED open_by_handle_at",
-        "reached reboot (EINVAL",
-        "denied ptrace-node",
-        "denied keel-visible",
-        "denied node-files",
-    ] {
-        assert!(o.contains(d), "{d:?} in the capability control:\n{o}");
-    }
+    assert_lines(
+        "the capability control",
+        &o,
+        &[
+            "ESCAPED bpf",
+            "denied kexec_load (EPERM",
+            "reached init_module (ENOSYS",
+            "ESCAPED unshare-user",
+            "ESCAPED mount",
+            "ESCAPED open_by_handle_at",
+            "reached reboot (EINVAL",
+            "denied ptrace-node",
+            "denied keel-visible",
+            "denied node-files",
+        ],
+    );
     // Control 2, the same probe on the node (keel.run): every attempt gets
     // past where a container is stopped. kexec_load and init_module reach
     // the kernel, which has neither (ENOSYS): in a container, EPERM came
@@ -277,21 +292,23 @@ containers:
     vm.wait_for("escape-done", Duration::from_secs(60));
     let c = vm.console();
     let node = &c[c.find("test-helper: escape").expect("the node's probe")..];
-    for d in [
-        "ESCAPED bpf",
-        "reached kexec_load (ENOSYS",
-        "ESCAPED kexec_file_load",
-        "reached init_module (ENOSYS",
-        "ESCAPED unshare-user",
-        "ESCAPED mount",
-        "ESCAPED open_by_handle_at",
-        "ESCAPED reboot",
-        "ESCAPED ptrace-node",
-        "ESCAPED keel-visible",
-        "ESCAPED node-files",
-    ] {
-        assert!(node.contains(d), "{d:?} in the node's control run:\n{node}");
-    }
+    assert_lines(
+        "the node's control run",
+        node,
+        &[
+            "ESCAPED bpf",
+            "reached kexec_load (ENOSYS",
+            "ESCAPED kexec_file_load",
+            "reached init_module (ENOSYS",
+            "ESCAPED unshare-user",
+            "ESCAPED mount",
+            "ESCAPED open_by_handle_at",
+            "ESCAPED reboot",
+            "ESCAPED ptrace-node",
+            "ESCAPED keel-visible",
+            "ESCAPED node-files",
+        ],
+    );
 
     let nobody = wait_logs(&vm, "nobody", "CapBnd");
     assert!(nobody.contains("uid=65534(nobody)"), "{nobody}");
@@ -342,13 +359,15 @@ containers:
     std::fs::write(&file, &next).unwrap();
     let (ok, out, err) = vm.keelctl(&["config", "apply", "--dry-run", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
-    for l in [
-        "would      late: added",
-        "would      hello: replaced",
-        "would      escape: removed",
-    ] {
-        assert!(out.contains(l), "{l:?} in {out}");
-    }
+    assert_lines(
+        "the dry run",
+        &out,
+        &[
+            "would      late: added",
+            "would      hello: replaced",
+            "would      escape: removed",
+        ],
+    );
     assert!(!out.contains("web:"), "{out}");
     assert_eq!(vm.containers().len(), 8, "a dry run changes nothing");
     let (ok, out, err) = vm.keelctl(&["config", "apply", file.to_str().unwrap()]);
