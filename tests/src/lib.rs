@@ -139,6 +139,30 @@ impl VmConfig {
         ]);
     }
 
+    /// Give the node a second NIC (`eth1`) whose frames travel one per
+    /// datagram between the unix socket `local`, which qemu binds, and
+    /// `remote`, bound by whatever plays the other end (qemu's dgram
+    /// netdev). Unix sockets are reached by path from any network
+    /// namespace: a relay in a namespace the test made (socat between the
+    /// socket and a tap there) puts the NIC on that namespace's link and
+    /// nowhere else.
+    pub fn dgram_nic(&mut self, local: &Path, remote: &Path, mac: &str) {
+        let device = match self.profile {
+            "microvm" => "virtio-net-device",
+            _ => "virtio-net-pci",
+        };
+        self.qemu_args.extend([
+            "-netdev".into(),
+            format!(
+                "dgram,id=dg0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                local.display(),
+                remote.display()
+            ),
+            "-device".into(),
+            format!("{device},netdev=dg0,mac={mac}"),
+        ]);
+    }
+
     pub fn new(name: &str) -> VmConfig {
         VmConfig {
             name: name.to_string(),
@@ -455,6 +479,13 @@ impl Vm {
         self.client()
             .call_blocking(hyper::Method::GET, "/v1/status")
             .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    /// `GET /v1/network`.
+    pub fn network(&self) -> keel_api::NetworkStatus {
+        self.client()
+            .call_blocking(hyper::Method::GET, "/v1/network")
+            .unwrap_or_else(|e| panic!("{}: GET /v1/network: {e}", self.name))
     }
 
     /// Run the real keelctl against this node; returns (success, stdout, stderr).

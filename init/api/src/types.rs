@@ -203,6 +203,24 @@ pub struct DhcpLease {
     pub dns: Vec<String>,
     /// From the link coming up to the first lease applied.
     pub first_lease_ms: f64,
+    /// The server that gave the lease (its identifier): renewals go to it.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// The lease time the last ACK granted, in seconds.
+    #[serde(default)]
+    pub lease_s: Option<u64>,
+    /// When the last ACK (the first, a renewal's or a rebind's) was taken,
+    /// then T1 (renew with the server), T2 (rebind with any server) and the
+    /// expiry: ms since boot, the clock of `Status::uptime_ms`. Absent when
+    /// the ACK could not be read for them.
+    #[serde(default)]
+    pub acked_ms: Option<u64>,
+    #[serde(default)]
+    pub renew_ms: Option<u64>,
+    #[serde(default)]
+    pub rebind_ms: Option<u64>,
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

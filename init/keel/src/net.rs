@@ -69,8 +69,9 @@ fn cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
 /// Apply the config's `.network` units: each link (except lo), in name
 /// order, gets the first unit (in unit-name order, as networkd does) whose
 /// `[Match] Name=` matches it. Static addresses, the gateway, routes and
-/// DNS (`/etc/resolv.conf`) are applied; DHCP is not yet (it is logged).
-/// Returns `(link, unit)` for every link configured.
+/// DNS (`/etc/resolv.conf`) are applied; the caller starts DHCP on the
+/// links whose unit asks for it. Returns `(link, unit)` for every link
+/// configured.
 pub fn configure_units(
     sys_class_net: &Path,
     units: &[keel_config::model::Network],
@@ -118,15 +119,6 @@ pub fn configure_units(
             if let Some((ip, prefix)) = cidr(&r.destination) {
                 rtnl.add_route(link, ip, prefix, gw)?;
             }
-        }
-        if u.dhcp
-            .as_deref()
-            .is_some_and(|d| !matches!(d, "no" | "false" | "none"))
-        {
-            keel_boot::warn!(
-                "{link}: {} asks for DHCP, which keel does not run yet: static settings only",
-                u.unit
-            );
         }
         dns.extend(u.dns.iter().cloned());
         domains.extend(u.domains.iter().cloned());

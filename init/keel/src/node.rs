@@ -212,12 +212,22 @@ impl Node for NodeShared {
             .map(|s| s.clone())
             .unwrap_or_default();
         out.dhcp = self.dhcp.lock().ok().and_then(|d| {
-            d.as_ref().map(|(link, l)| keel_api::DhcpLease {
-                link: link.clone(),
-                address: format!("{}/{}", l.address, l.prefix),
-                router: l.router.map(|r| r.to_string()),
-                dns: l.dns.iter().map(|d| d.to_string()).collect(),
-                first_lease_ms: l.after.as_secs_f64() * 1e3,
+            d.as_ref().map(|(link, l)| {
+                let b = &l.binding;
+                let ms = |d: std::time::Duration| d.as_millis() as u64;
+                keel_api::DhcpLease {
+                    link: link.clone(),
+                    address: format!("{}/{}", b.address, b.prefix),
+                    router: b.router.map(|r| r.to_string()),
+                    dns: b.dns.iter().map(|d| d.to_string()).collect(),
+                    first_lease_ms: l.after.as_secs_f64() * 1e3,
+                    server: Some(l.server.to_string()),
+                    lease_s: l.times.map(|t| t.lease.as_secs()),
+                    acked_ms: l.times.map(|t| ms(t.acked)),
+                    renew_ms: l.times.map(|t| ms(t.acked + t.renew)),
+                    rebind_ms: l.times.map(|t| ms(t.acked + t.rebind)),
+                    expires_ms: l.times.map(|t| ms(t.expires())),
+                }
             })
         });
         out

@@ -184,6 +184,20 @@ pub fn network(n: &keel_api::NetworkStatus) -> String {
             },
             d.first_lease_ms
         );
+        if let (Some(l), Some(acked), Some(renew), Some(rebind), Some(expires)) =
+            (d.lease_s, d.acked_ms, d.renew_ms, d.rebind_ms, d.expires_ms)
+        {
+            let s = |ms: u64| format!("{:.1} s", ms as f64 / 1e3);
+            let _ = writeln!(
+                o,
+                "lease      {l} s from {}: acked at {}, renew at {}, rebind at {}, expires at {} (since boot)",
+                d.server.as_deref().unwrap_or("-"),
+                s(acked),
+                s(renew),
+                s(rebind),
+                s(expires)
+            );
+        }
     }
     o
 }
@@ -282,6 +296,47 @@ mod tests {
     use super::*;
     use keel_api::types::{PhaseRecord, TaskRecord, Timeline};
     use keel_api::{Memory, NodeState, Processes};
+
+    #[test]
+    fn network_shows_the_lease_and_its_times() {
+        let mut lease = keel_api::DhcpLease {
+            link: "eth1".into(),
+            address: "10.77.0.50/24".into(),
+            router: Some("10.77.0.1".into()),
+            dns: vec!["10.77.0.1".into()],
+            first_lease_ms: 12.5,
+            server: Some("10.77.0.1".into()),
+            lease_s: Some(10),
+            acked_ms: Some(12_000),
+            renew_ms: Some(17_000),
+            rebind_ms: Some(20_750),
+            expires_ms: Some(22_000),
+        };
+        let n = keel_api::NetworkStatus {
+            source: "config (20-lan.network)".into(),
+            dhcp: Some(lease.clone()),
+            ..Default::default()
+        };
+        let out = network(&n);
+        assert!(
+            out.contains("dhcp       eth1 10.77.0.50/24 router 10.77.0.1 dns 10.77.0.1 (first lease 12.5 ms after link up)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("lease      10 s from 10.77.0.1: acked at 12.0 s, renew at 17.0 s, rebind at 20.8 s, expires at 22.0 s (since boot)"),
+            "{out}"
+        );
+        // A node that does not say (an older keel) shows no times.
+        lease.acked_ms = None;
+        let out = network(&keel_api::NetworkStatus {
+            dhcp: Some(lease),
+            ..Default::default()
+        });
+        assert!(
+            out.contains("dhcp       eth1") && !out.contains("lease      "),
+            "{out}"
+        );
+    }
 
     #[test]
     fn table_shows_timeline_and_errors() {

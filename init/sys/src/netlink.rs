@@ -53,6 +53,7 @@ const VETH_INFO_PEER: u16 = 1;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_DST: u16 = 1;
@@ -641,6 +642,30 @@ impl Rtnl {
             &target,
         )
     }
+
+    /// Remove the route to `dst/prefix` via `gateway` out of `name` (as
+    /// [`Rtnl::add_route`] made it); a route with another gateway or out of
+    /// another link stays. ESRCH when there is no such route.
+    pub fn del_route(
+        &mut self,
+        name: &str,
+        dst: IpAddr,
+        prefix: u8,
+        gateway: Option<IpAddr>,
+    ) -> Result<(), SysError> {
+        let index = self.find(name)?;
+        let target = match gateway {
+            Some(g) => format!("{dst}/{prefix} via {g} dev {name}"),
+            None => format!("{dst}/{prefix} dev {name}"),
+        };
+        self.request(
+            RTM_DELROUTE,
+            0,
+            &route_payload(index, dst, prefix, gateway),
+            "remove route",
+            &target,
+        )
+    }
 }
 
 impl Rtnl {
@@ -796,6 +821,34 @@ mod tests {
         p.link_up("eth0").unwrap();
         p.add_address("eth0", "10.1.0.2".parse().unwrap(), 24)
             .unwrap();
+        // A default route removed by its gateway: another one's removal
+        // fails with ESRCH and leaves it.
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let gw: IpAddr = "10.1.0.1".parse().unwrap();
+        let default = |p: &mut Rtnl| {
+            p.routes()
+                .unwrap()
+                .into_iter()
+                .any(|r| r.prefix == 0 && r.gateway == Some(gw))
+        };
+        p.add_route("eth0", any, 0, Some(gw)).unwrap();
+        assert!(default(&mut p));
+        let e = p
+            .del_route("eth0", any, 0, Some("10.1.0.9".parse().unwrap()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SysError::Netlink {
+                    source: nix::Error::ESRCH,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(default(&mut p));
+        p.del_route("eth0", any, 0, Some(gw)).unwrap();
+        assert!(!default(&mut p));
         assert!(p.links().unwrap().iter().any(|l| l.name == "eth0" && l.up));
         assert!(!r
             .links()
