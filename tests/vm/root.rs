@@ -593,7 +593,9 @@ fn keel_verify_full_refuses_a_known_good_slot_that_the_lazy_boot_accepts() {
 }
 
 /// Block count and block size of the ext4 filesystem in STATE of `disk`,
-/// as dumpe2fs reads them from a copy of the partition.
+/// as dumpe2fs reads them from a copy of the partition, which must be
+/// clean: no journal left to replay (which `e2fsck -n` would skip, so its
+/// verdict would not be the next mount's), and `e2fsck -fn` finds nothing.
 fn state_ext4(s: &Scratch, disk: &Path) -> (u64, u64) {
     let (off, size) = partition(disk, "STATE");
     let mut bytes = vec![0u8; size as usize];
@@ -616,6 +618,14 @@ fn state_ext4(s: &Scratch, disk: &Path) -> (u64, u64) {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in dumpe2fs -h:\n{text}"))
     };
+    let features = text
+        .lines()
+        .find(|l| l.starts_with("Filesystem features:"))
+        .unwrap_or_default();
+    assert!(
+        !features.contains("needs_recovery"),
+        "STATE was not left clean: {features}"
+    );
     let e2fsck = Command::new("e2fsck")
         .args(["-f", "-n"])
         .arg(&part)
@@ -665,6 +675,8 @@ fn an_interrupted_state_growth_finishes_on_the_next_boot() {
     let (ok, _, err) = vm.keelctl(&["poweroff"]);
     assert!(ok, "{err}");
     vm.wait_exit(EXIT);
+    // An orderly power-off leaves STATE clean (frozen if busy), so the host
+    // sees what the next boot would.
     let (blocks, bs) = state_ext4(&s, &disk);
     assert_eq!(blocks * bs, part_bytes, "ext4 fills its partition");
 }
