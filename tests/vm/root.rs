@@ -252,6 +252,20 @@ fn disk_copy(s: &Scratch) -> PathBuf {
     d
 }
 
+/// A raw copy of build/disk.img made bigger by `more` (`qemu-img resize`),
+/// as a cloud disk bigger than the image is.
+fn resized_disk_copy(s: &Scratch, more: &str) -> PathBuf {
+    let d = disk_copy(s);
+    let st = Command::new("qemu-img")
+        .args(["resize", "-f", "raw"])
+        .arg(&d)
+        .arg(more)
+        .output()
+        .expect("qemu-img (make deps)");
+    assert!(st.status.success(), "{st:?}");
+    d
+}
+
 fn read_gpt(disk: &Path) -> Gpt {
     let f = File::open(disk).unwrap();
     let sectors = f.metadata().unwrap().len() / SECTOR;
@@ -417,14 +431,7 @@ fn a_healthy_slot_is_marked_successful() {
 #[test]
 fn first_boot_grows_state_to_fill_a_resized_disk() {
     let s = Scratch::new("disk-grow");
-    let disk = disk_copy(&s);
-    let st = Command::new("qemu-img")
-        .args(["resize", "-f", "raw"])
-        .arg(&disk)
-        .arg("+200M")
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{st:?}");
+    let disk = resized_disk_copy(&s, "+200M");
     let vm = boot_disk("disk-grow", &disk, "");
     let state = vm.status().root.state.expect("STATE");
     assert_eq!(state.grown_from_bytes, Some(12 << 20), "{state:?}");
@@ -638,14 +645,7 @@ fn state_ext4(s: &Scratch, disk: &Path) -> (u64, u64) {
 #[test]
 fn an_interrupted_state_growth_finishes_on_the_next_boot() {
     let s = Scratch::new("disk-grow-fs");
-    let disk = disk_copy(&s);
-    let st = Command::new("qemu-img")
-        .args(["resize", "-f", "raw"])
-        .arg(&disk)
-        .arg("+64M")
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{st:?}");
+    let disk = resized_disk_copy(&s, "+64M");
     // Step 1 of the growth done, step 3 not (as when the power went between
     // them): STATE fills the disk in the GPT, its ext4 does not.
     let g = read_gpt(&disk);
