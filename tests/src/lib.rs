@@ -401,6 +401,20 @@ impl Vm {
 
     /// Wait for qemu to exit (power-off, or reboot with no_reboot).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match self.exit_within(timeout) {
+            Some(st) => st,
+            None => panic!(
+                "{}: qemu still running after {timeout:?}; console:\n{}",
+                self.name,
+                self.console()
+            ),
+        }
+    }
+
+    /// How qemu ended if it exits within `timeout`; `None` when it is still
+    /// running then (a halted guest keeps qemu running, even with
+    /// no_reboot).
+    pub fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.child.try_wait().expect("poll qemu") {
@@ -409,14 +423,10 @@ impl Vm {
                 let (lock, cv) = &*self.console;
                 let c = lock.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = cv.wait_timeout_while(c, Duration::from_secs(2), |c| !c.closed);
-                return st;
+                return Some(st);
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "{}: qemu still running after {timeout:?}; console:\n{}",
-                    self.name,
-                    self.console()
-                );
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -225,6 +225,65 @@ fn an_early_panic_obeys_on_panic_poweroff() {
     vm.assert_kernel_alive();
 }
 
+/// After the guard's last words, a halted machine: qemu keeps running (with
+/// no_reboot a reboot or power-off would end it) and the console shows
+/// neither.
+fn assert_halted(vm: &mut Vm) {
+    vm.wait_for("reboot: System halted", EXIT);
+    let exit = vm.exit_within(Duration::from_secs(3));
+    assert!(
+        exit.is_none(),
+        "qemu exited ({exit:?}): the guest did not halt; console:\n{}",
+        vm.console()
+    );
+    let c = vm.console();
+    assert!(
+        !c.contains("reboot: Restarting system") && !c.contains("reboot: Power down"),
+        "{c}"
+    );
+    vm.assert_kernel_alive();
+}
+
+#[test]
+fn a_panic_with_on_panic_halt_halts_the_machine() {
+    // The same panic reboots by default (a_panic_in_pid1_reboots_...) and
+    // powers off with keel.on_panic=poweroff; qemu exits in both.
+    let mut cfg = VmConfig::new("panic-halt");
+    cfg.append = "keel.on_panic=halt keel.debug.panic=early".into();
+    let mut vm = Vm::start(cfg);
+    vm.wait_for("keel: FATAL: panic in thread main", EXIT);
+    vm.wait_for("keel: guard: syncing, then halt", EXIT);
+    assert_halted(&mut vm);
+    assert!(
+        !vm.console().contains("keel: guard: reboot"),
+        "halt is the action, not a fallback"
+    );
+}
+
+#[test]
+fn the_guard_halts_when_its_reboot_fails() {
+    // keel.debug.reboot=fail makes the reboot(2) call fail as without
+    // CAP_SYS_BOOT; without it the same panic reboots (a_panic_in_pid1_...).
+    let mut cfg = VmConfig::new("panic-reboot-fails");
+    cfg.append = "keel.debug.reboot=fail keel.debug.panic=early".into();
+    let mut vm = Vm::start(cfg);
+    vm.wait_for("keel: FATAL: panic in thread main", EXIT);
+    vm.wait_for("keel: guard: syncing, then reboot", EXIT);
+    vm.wait_for(
+        "keel: guard: keel.debug.reboot=fail: failing the reboot call on purpose",
+        EXIT,
+    );
+    vm.wait_for(
+        "keel: guard: reboot (reboot): EPERM: Operation not permitted; halting",
+        EXIT,
+    );
+    assert_halted(&mut vm);
+    assert!(
+        !vm.console().contains("sleeping forever"),
+        "the halt worked"
+    );
+}
+
 #[test]
 fn keelctl_poweroff_powers_off() {
     let mut vm = boot(VmConfig::new("poweroff"));

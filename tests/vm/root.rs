@@ -252,6 +252,20 @@ fn disk_copy(s: &Scratch) -> PathBuf {
     d
 }
 
+/// A raw copy of build/disk.img made bigger by `more` (`qemu-img resize`),
+/// as a cloud disk bigger than the image is.
+fn resized_disk_copy(s: &Scratch, more: &str) -> PathBuf {
+    let d = disk_copy(s);
+    let st = Command::new("qemu-img")
+        .args(["resize", "-f", "raw"])
+        .arg(&d)
+        .arg(more)
+        .output()
+        .expect("qemu-img (make deps)");
+    assert!(st.status.success(), "{st:?}");
+    d
+}
+
 fn read_gpt(disk: &Path) -> Gpt {
     let f = File::open(disk).unwrap();
     let sectors = f.metadata().unwrap().len() / SECTOR;
@@ -418,14 +432,7 @@ fn a_healthy_slot_is_marked_successful() {
 #[test]
 fn first_boot_grows_state_to_fill_a_resized_disk() {
     let s = Scratch::new("disk-grow");
-    let disk = disk_copy(&s);
-    let st = Command::new("qemu-img")
-        .args(["resize", "-f", "raw"])
-        .arg(&disk)
-        .arg("+200M")
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{st:?}");
+    let disk = resized_disk_copy(&s, "+200M");
     let vm = boot_disk("disk-grow", &disk, "");
     let state = vm.status().root.state.expect("STATE");
     assert_eq!(state.grown_from_bytes, Some(12 << 20), "{state:?}");
@@ -452,15 +459,247 @@ fn first_boot_grows_state_to_fill_a_resized_disk() {
     assert_eq!(vm.status().root.state.unwrap().grown_from_bytes, None);
 }
 
-/// Put a slot with build id `build` (kernel `kernel`) into B of `disk`,
-/// with a higher priority than A.
-fn slot_b_with_build(s: &Scratch, disk: &Path, build: &str, kernel: &Path) {
+/// The busybox layer of the root image `image` (its path in the node) and
+/// the byte offset in the image of one of its 4 KiB blocks. Nothing reads
+/// the layer at boot (only a container that names busybox does), so a
+/// block of it changed on the disk is found by dm-verity only when read.
+/// The layer is zstd, which EROFS stores uncompressed and block-aligned:
+/// the block is found by its content.
+fn busybox_layer_block(image: &Path) -> (String, u64) {
+    let blobs = build_dir().join("busybox-oci/blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .expect("build/busybox-oci (make images)")
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let data = std::fs::read(&layer).unwrap();
+    let blocks = data.len() / 4096;
+    assert!(blocks >= 4, "{} is too small", layer.display());
+    let want = &data[blocks / 2 * 4096..(blocks / 2 + 1) * 4096];
+    let img = std::fs::read(image).unwrap();
+    let at = img
+        .chunks_exact(4096)
+        .position(|b| b == want)
+        .unwrap_or_else(|| {
+            panic!(
+                "a block of {} is not in {}",
+                layer.display(),
+                image.display()
+            )
+        });
+    let name = layer.file_name().unwrap().to_string_lossy();
+    (
+        format!("/usr/lib/keel/images/busybox/blobs/sha256/{name}"),
+        at as u64 * 4096,
+    )
+}
+
+#[test]
+fn a_block_corrupted_after_boot_gives_eio_and_the_slot_is_not_marked_successful() {
+    let s = Scratch::new("disk-corrupt-late");
+    let disk = disk_copy(&s);
+    // Slot A with the test root (it carries the helper), this build: no
+    // kexec, and a new slot, so the boot checks it in full.
+    let test_root = build_dir().join("root-test.erofs");
+    let kernel = build_dir().join("kernel/bzImage");
+    put_slot(
+        &s,
+        &disk,
+        "KEEL-A",
+        &test_root,
+        &kernel,
+        &build_id(),
+        env!("CARGO_PKG_VERSION"),
+    );
+    let (layer, block) = busybox_layer_block(&test_root);
+    let (a, _) = partition(&disk, "KEEL-A");
+    // Long enough for the corruption below (under a second after ready
+    // here) to come well before the mark, on a loaded host too.
+    let append =
+        format!("keel.healthy_after=8 keel.run=/usr/lib/keel/test-helper,reread,{layer},60");
+    let mut vm = boot_disk("disk-corrupt-late", &disk, &append);
+    vm.wait_for(&format!("test-helper: reread {layer}: first read ok"), EXIT);
+    let r = vm.status().root;
+    assert_eq!(r.slot.as_deref(), Some("A"), "{r:?}");
+    assert!(r.content_check.is_some(), "A passed the full check: {r:?}");
+    assert_eq!(r.verity, "verified");
+    // The disk changes under the running node (cache=unsafe: qemu reads the
+    // file through the host's page cache, so the next read sees this).
+    flip(&disk, a + block + 100);
+    vm.wait_for(
+        &format!("test-helper: reread {layer}: Input/output error"),
+        EXIT,
+    );
+    vm.wait_for(
+        "slot A: dm-verity saw corruption: not marking it successful",
+        EXIT,
+    );
+    let c = vm.console();
+    assert!(
+        c.contains("is corrupted"),
+        "the kernel names the block: {c}"
+    );
+    assert!(!c.contains("marked successful"), "{c}");
+    let r = vm.status().root;
+    assert_eq!(r.verity, "corrupted", "{r:?}");
+    assert!(!r.successful, "{r:?}");
+    let a_info = r.slots.iter().find(|s| s.name == "A").unwrap();
+    assert!(!a_info.successful, "{r:?}");
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("verity corrupted"), "{out}");
+    assert!(out.contains("A priority 2 tries 2;"), "{out}");
+    drop(vm);
+    assert_eq!(
+        slot_state(&disk, "KEEL-A"),
+        SlotState::new(2, 2, false),
+        "on the disk: the try taken, not successful"
+    );
+}
+
+#[test]
+fn keel_verify_full_refuses_a_known_good_slot_that_the_lazy_boot_accepts() {
+    let s = Scratch::new("disk-verify-full");
+    let disk = disk_copy(&s);
+    // A is known good (as after an earlier healthy boot) and has a flipped
+    // byte where the boot does not read.
+    set_slot_state(&disk, "KEEL-A", SlotState::new(2, 0, true));
+    let (_, block) = busybox_layer_block(&build_dir().join("root.erofs"));
+    let (a, _) = partition(&disk, "KEEL-A");
+    flip(&disk, a + block + 100);
+    // Without keel.verify=full the full check is skipped for a known-good
+    // slot, and dm-verity reads nothing of that block: A boots.
+    let vm = boot_disk("disk-verify-lazy", &disk, "");
+    let r = vm.status().root;
+    assert_eq!(r.slot.as_deref(), Some("A"), "{r:?}");
+    assert_eq!(r.content_check, None, "{r:?}");
+    assert_eq!(r.verity, "verified");
+    assert!(r.refused.is_empty(), "{r:?}");
+    drop(vm);
+    assert_eq!(slot_state(&disk, "KEEL-A"), SlotState::new(2, 0, true));
+    // With it, the flipped byte refuses A; B boots.
+    let vm = boot_disk("disk-verify-full", &disk, "keel.verify=full");
+    let r = vm.status().root;
+    assert_eq!(r.slot.as_deref(), Some("B"), "{r:?}");
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert_eq!(r.refused[0].slot, "A");
+    assert!(
+        r.refused[0].reason.contains("content digest mismatch"),
+        "{:?}",
+        r.refused
+    );
+    let c = vm.console();
+    assert!(c.contains("slot A refused: "), "{c}");
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("refused    slot A: "), "{out}");
+    drop(vm);
+    assert!(
+        !slot_state(&disk, "KEEL-A").bootable(),
+        "A is marked bad on the disk"
+    );
+}
+
+/// Block count and block size of the ext4 filesystem in STATE of `disk`,
+/// as dumpe2fs reads them from a copy of the partition, which must be
+/// clean: no journal left to replay (which `e2fsck -n` would skip, so its
+/// verdict would not be the next mount's), and `e2fsck -fn` finds nothing.
+fn state_ext4(s: &Scratch, disk: &Path) -> (u64, u64) {
+    let (off, size) = partition(disk, "STATE");
+    let mut bytes = vec![0u8; size as usize];
+    File::open(disk)
+        .unwrap()
+        .read_exact_at(&mut bytes, off)
+        .unwrap();
+    let part = s.path("state.ext4");
+    std::fs::write(&part, &bytes).unwrap();
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&part)
+        .output()
+        .expect("dumpe2fs (make deps)");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in dumpe2fs -h:\n{text}"))
+    };
+    let features = text
+        .lines()
+        .find(|l| l.starts_with("Filesystem features:"))
+        .unwrap_or_default();
+    assert!(
+        !features.contains("needs_recovery"),
+        "STATE was not left clean: {features}"
+    );
+    let e2fsck = Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(&part)
+        .output()
+        .expect("e2fsck (make deps)");
+    assert!(e2fsck.status.success(), "e2fsck -fn: {e2fsck:?}");
+    (field("Block count:"), field("Block size:"))
+}
+
+#[test]
+fn an_interrupted_state_growth_finishes_on_the_next_boot() {
+    let s = Scratch::new("disk-grow-fs");
+    let disk = resized_disk_copy(&s, "+64M");
+    // Step 1 of the growth done, step 3 not (as when the power went between
+    // them): STATE fills the disk in the GPT, its ext4 does not.
+    let g = read_gpt(&disk);
+    let sectors = std::fs::metadata(&disk).unwrap().len() / SECTOR;
+    let (n, _) = g.partitions().find(|(_, e)| e.name == "STATE").unwrap();
+    let plan = keel_boot::statefs::grow_plan(&g, sectors, n)
+        .unwrap()
+        .expect("room to grow STATE");
+    write_gpt(&disk, &plan);
+    let (_, part_bytes) = partition(&disk, "STATE");
+    assert!(part_bytes >= 75 << 20, "{part_bytes}");
+    let (blocks, bs) = state_ext4(&s, &disk);
+    assert_eq!(blocks * bs, 12 << 20, "ext4 is still the image's");
+    let mut vm = boot_disk("disk-grow-fs", &disk, "");
+    let state = vm.status().root.state.expect("STATE");
+    assert_eq!(state.size_bytes, part_bytes, "{state:?}");
+    assert_eq!(state.grown_from_bytes, Some(12 << 20), "{state:?}");
+    let c = vm.console();
+    assert!(
+        c.contains(&format!(
+            "STATE: ext4 grown from 12 to {} MiB",
+            part_bytes >> 20
+        )),
+        "{c}"
+    );
+    assert!(!c.contains("STATE: partition grown"), "{c}");
+    let (ok, _, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    vm.wait_exit(EXIT);
+    // An orderly power-off leaves STATE clean (frozen if busy), so the host
+    // sees what the next boot would.
+    let (blocks, bs) = state_ext4(&s, &disk);
+    assert_eq!(blocks * bs, part_bytes, "ext4 fills its partition");
+}
+
+/// Write a 20 MiB disk slot of the root image `root_image` (with the
+/// built kernel `kernel` and the disk initramfs) into partition `part` of
+/// `disk`, signed by the development key.
+fn put_slot(
+    s: &Scratch,
+    disk: &Path,
+    part: &str,
+    root_image: &Path,
+    kernel: &Path,
+    build: &str,
+    version: &str,
+) {
     let b = build_dir();
-    let slot = s.path("slot-b.img");
+    let slot = s.path(&format!("{part}.img"));
     keel_image(&[
         "slot",
         "--root",
-        &b.join("root.erofs").to_string_lossy(),
+        &root_image.to_string_lossy(),
         "--kernel",
         &kernel.to_string_lossy(),
         "--initramfs",
@@ -468,7 +707,7 @@ fn slot_b_with_build(s: &Scratch, disk: &Path, build: &str, kernel: &Path) {
         "--key",
         &root().join("keys/keel-dev.key").to_string_lossy(),
         "--version",
-        "0.1.1",
+        version,
         "--build-id",
         build,
         "--size-mib",
@@ -476,7 +715,7 @@ fn slot_b_with_build(s: &Scratch, disk: &Path, build: &str, kernel: &Path) {
         "--out",
         &slot.to_string_lossy(),
     ]);
-    let (off, size) = partition(disk, "KEEL-B");
+    let (off, size) = partition(disk, part);
     let bytes = std::fs::read(&slot).unwrap();
     assert_eq!(bytes.len() as u64, size);
     File::options()
@@ -485,6 +724,13 @@ fn slot_b_with_build(s: &Scratch, disk: &Path, build: &str, kernel: &Path) {
         .unwrap()
         .write_all_at(&bytes, off)
         .unwrap();
+}
+
+/// Put a slot with build id `build` (kernel `kernel`) into B of `disk`,
+/// with a higher priority than A.
+fn slot_b_with_build(s: &Scratch, disk: &Path, build: &str, kernel: &Path) {
+    let root_image = build_dir().join("root.erofs");
+    put_slot(s, disk, "KEEL-B", &root_image, kernel, build, "0.1.1");
     set_slot_state(disk, "KEEL-B", SlotState::new(5, 3, false));
 }
 

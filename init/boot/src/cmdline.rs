@@ -11,6 +11,7 @@
 //! | `keel.api.port=N` | TCP port of the management API (default 9420) |
 //! | `keel.run=PATH[,ARG...]` | run one program once the node is ready (debugging, tests) |
 //! | `keel.debug.panic=early\|ready` | panic on purpose at that point (tests the guard) |
+//! | `keel.debug.reboot=fail` | the guard's reboot(2) call fails on purpose (tests its fallback to halt) |
 //! | `keel.slot=A\|B` | boot this slot (set by keel itself when it kexecs into a slot's kernel) |
 //! | `keel.verify=full` | check the BLAKE3 digest of the whole slot even when it is known good |
 //! | `keel.healthy_after=SECONDS` | mark the booted slot successful after this long up (default 30) |
@@ -52,6 +53,9 @@ pub struct Cmdline {
     pub api_port: u16,
     pub run: Option<Vec<String>>,
     pub debug_panic: Option<PanicPoint>,
+    /// `keel.debug.reboot=fail`: the guard's reboot(2) call for its action
+    /// fails as if the kernel refused it (a test knob).
+    pub debug_reboot_fail: bool,
     pub slot: Option<String>,
     pub verify_full: bool,
     pub healthy_after_s: u64,
@@ -109,6 +113,7 @@ impl Default for Cmdline {
             api_port: DEFAULT_API_PORT,
             run: None,
             debug_panic: None,
+            debug_reboot_fail: false,
             slot: None,
             verify_full: false,
             healthy_after_s: DEFAULT_HEALTHY_AFTER_S,
@@ -218,6 +223,10 @@ impl Cmdline {
                     "ready" => c.debug_panic = Some(PanicPoint::Ready),
                     _ => errs.push(bad("expected early or ready")),
                 },
+                "keel.debug.reboot" => match v.as_str() {
+                    "fail" => c.debug_reboot_fail = true,
+                    _ => errs.push(bad("expected fail")),
+                },
                 "keel.slot" => match v.as_str() {
                     "A" | "B" => c.slot = Some(v.clone()),
                     _ => errs.push(bad("expected A or B")),
@@ -305,6 +314,20 @@ mod tests {
             )
         );
         assert_eq!(c.debug_panic, Some(PanicPoint::Ready));
+        assert!(!c.debug_reboot_fail);
+    }
+
+    #[test]
+    fn debug_reboot_fail() {
+        let (c, errs) = Cmdline::parse("keel.debug.reboot=fail");
+        assert!(errs.is_empty(), "{errs:?}");
+        assert!(c.debug_reboot_fail);
+        let (c, errs) = Cmdline::parse("keel.debug.reboot=yes");
+        assert!(!c.debug_reboot_fail);
+        assert!(
+            errs[0].to_string().contains("keel.debug.reboot"),
+            "{errs:?}"
+        );
     }
 
     #[test]

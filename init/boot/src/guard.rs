@@ -8,12 +8,14 @@
 //! the shared log, so a panic while a log lock is held cannot deadlock it.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use keel_sys::power::{self, PowerAction};
 
 static ACTION: AtomicU8 = AtomicU8::new(0);
+/// `keel.debug.reboot=fail`: the first reboot(2) call fails on purpose.
+static FAIL_REBOOT: AtomicBool = AtomicBool::new(false);
 
 fn action() -> PowerAction {
     match ACTION.load(Ordering::Relaxed) {
@@ -31,6 +33,28 @@ pub fn set_action(a: PowerAction) {
         PowerAction::Halt => 2,
     };
     ACTION.store(v, Ordering::Relaxed);
+}
+
+/// Make the guard's reboot(2) call for its action fail as if the kernel
+/// refused it (`keel.debug.reboot=fail`): a test knob, since the fallback
+/// cannot be reached otherwise while PID 1 holds CAP_SYS_BOOT.
+pub fn set_reboot_fails(fail: bool) {
+    FAIL_REBOOT.store(fail, Ordering::Relaxed);
+}
+
+/// The guard's reboot(2) call for `act`; returns only on failure.
+fn machine(act: PowerAction) -> keel_sys::SysError {
+    if FAIL_REBOOT.load(Ordering::Relaxed) {
+        emergency_write(
+            "/dev/console",
+            &format!(
+                "keel: guard: keel.debug.reboot=fail: failing the {} call on purpose\n",
+                act.as_str()
+            ),
+        );
+        return power::refused(act);
+    }
+    power::machine(act)
 }
 
 /// Install the panic hook. Call first thing in `main`.
@@ -67,10 +91,14 @@ pub fn fatal(msg: &str) -> ! {
         // Not PID 1 (a test or a developer running the binary): just stop.
         std::process::exit(70);
     }
-    let err = power::machine(act);
+    let err = machine(act);
     emergency_write("/dev/console", &format!("keel: guard: {err}; halting\n"));
-    let _ = power::machine(PowerAction::Halt);
+    let err = power::machine(PowerAction::Halt);
     // Halt failed too: never exit, the kernel would panic.
+    emergency_write(
+        "/dev/console",
+        &format!("keel: guard: {err}; sleeping forever\n"),
+    );
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }

@@ -196,6 +196,7 @@ fn read_cmdline(ctx: &mut Ctx) -> Result<(), TaskError> {
         warn!("{e}");
     }
     guard::set_action(cmdline.on_panic);
+    guard::set_reboot_fails(cmdline.debug_reboot_fail);
     if cmdline.debug_panic == Some(PanicPoint::Early) {
         panic!("keel.debug.panic=early: panicking on purpose to exercise the guard");
     }

@@ -474,10 +474,23 @@ pub fn spawn_mark_successful(ctx: &mut Ctx, after: Duration) {
             if !node.is_ready() {
                 return;
             }
-            let verity = keel_sys::dm::status(DM_NAME).unwrap_or_default();
-            if verity.trim() == "C" {
-                error!("slot {name}: dm-verity saw corruption: not marking it successful");
-                return;
+            // Only a "V" (every block read so far verified) lets the slot be
+            // marked: a status that cannot be read proves nothing, and a
+            // slot marked successful is never checked in full again.
+            match keel_sys::dm::status(DM_NAME) {
+                Ok(v) if v.trim() == "V" => {}
+                Ok(v) if v.trim() == "C" => {
+                    error!("slot {name}: dm-verity saw corruption: not marking it successful");
+                    return;
+                }
+                Ok(v) => {
+                    error!("slot {name}: dm-verity status {v:?}: not marking it successful");
+                    return;
+                }
+                Err(e) => {
+                    error!("slot {name}: {e}: not marking it successful");
+                    return;
+                }
             }
             match root::write_state(&mut found, &name, st.mark_successful()) {
                 Ok(()) => {

@@ -3,7 +3,8 @@
 //! 1. Stop the API and the runtime (no new work arrives).
 //! 2. SIGTERM every process, wait up to the grace period while reaping, then
 //!    SIGKILL what is left and reap it.
-//! 3. sync, unmount every filesystem deepest first (lazily when busy), sync.
+//! 3. sync, unmount every filesystem deepest first (when busy: frozen, so it
+//!    is left clean on the disk, then detached), sync.
 //! 4. reboot(2) with the requested action. If that fails, the guard halts.
 
 use std::path::Path;
@@ -71,7 +72,15 @@ fn unmount_all() {
     for m in procfs::unmount_order(&text) {
         let target = Path::new(&m.target);
         if keel_sys::fs::unmount(target, false).is_err() {
-            // Busy (our own console on /dev, say): detach it instead.
+            // Busy: our own console on /dev, say, or STATE under files PID
+            // 1's own threads keep open (the KV member's). Detaching alone
+            // leaves such a filesystem live until the power goes: its
+            // journal unflushed (replayed at the next mount), and kernel
+            // writes to it (ext4's lazy inode table init) cut off with I/O
+            // errors. Freezing it first flushes everything, marks it clean
+            // on the disk and holds later writes; filesystems that cannot
+            // be frozen (tmpfs, proc, ...) just refuse.
+            let _ = keel_sys::fs::freeze(target);
             let _ = keel_sys::fs::unmount(target, true);
         }
     }

@@ -28,6 +28,8 @@ pub enum SysError {
     },
     #[error("unmount {target}: {source}")]
     Unmount { target: PathBuf, source: nix::Error },
+    #[error("freeze the filesystem on {target}: {source}")]
+    Freeze { target: PathBuf, source: nix::Error },
     #[error("chroot to {path}: {source}")]
     Chroot { path: PathBuf, source: nix::Error },
     #[error("statfs {path}: {source}")]

@@ -40,6 +40,16 @@ pub fn machine(action: PowerAction) -> SysError {
     }
 }
 
+/// The error `machine` returns when the kernel refuses the call (EPERM: no
+/// CAP_SYS_BOOT), without making it: for the guard's test knob
+/// `keel.debug.reboot=fail`, which exercises what follows a failed reboot.
+pub fn refused(action: PowerAction) -> SysError {
+    SysError::Reboot {
+        cmd: action.as_str(),
+        source: nix::errno::Errno::EPERM,
+    }
+}
+
 /// Make Ctrl-Alt-Del send SIGINT to PID 1 instead of an immediate hard reset,
 /// so that it goes through the orderly shutdown path.
 pub fn ctrl_alt_del_signals_init() -> Result<(), SysError> {

@@ -12,6 +12,10 @@
 //! * `read,PATH...`: print each file's size and first line (or the error).
 //! * `write,PATH...`: try to create each file and print how it went.
 //! * `contains,PATH,TEXT`: say whether the file contains TEXT.
+//! * `reread,PATH,SECONDS`: read PATH every 100 ms, dropping the page cache
+//!   before each read so that each one goes to the block device (and
+//!   dm-verity) again, until a read fails or SECONDS pass. Says when the
+//!   first read succeeded, so a test can change the disk under it then.
 //! * `unix-get,SOCKET,PATH`: `GET PATH` over HTTP/1.1 on a unix socket (the
 //!   API's) and print the answer's status line.
 //! * `syscall-cost,N`: time N warm calls each of a few syscalls and print
@@ -470,6 +474,38 @@ fn escape() -> Result<String, String> {
     Ok(format!("escape\n{}\nescape-done", out.join("\n")))
 }
 
+/// Read `path` from the block device again and again (see the module doc)
+/// until it fails: what a process finds when the disk changes under a
+/// mounted root.
+fn reread(path: &str, secs: u64) -> Result<String, String> {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut good = 0u32;
+    loop {
+        // Clean page-cache pages only ("1"): the file's pages, verified by
+        // the last read, would otherwise answer the next one from memory.
+        std::fs::write("/proc/sys/vm/drop_caches", "1").map_err(|e| format!("drop caches: {e}"))?;
+        match std::fs::read(path) {
+            Ok(b) => {
+                good += 1;
+                if good == 1 {
+                    println!(
+                        "test-helper: reread {path}: first read ok ({} bytes)",
+                        b.len()
+                    );
+                }
+            }
+            Err(e) => return Ok(format!("reread {path}: {e} after {good} good reads")),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "reread {path}: still readable after {secs} s ({good} reads)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn unix_get(socket: &str, path: &str) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket)
@@ -528,8 +564,12 @@ fn main() {
             .map(|t| format!("contains {path} {needle}: {}", t.contains(needle)))
             .map_err(|e| format!("{path}: {e}")),
         ["unix-get", socket, path] => unix_get(socket, path),
+        ["reread", path, secs] => match secs.parse() {
+            Ok(secs) => reread(path, secs),
+            Err(_) => Err(format!("reread: {secs:?} is not a number of seconds")),
+        },
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | contains PATH TEXT | unix-get SOCKET PATH (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | contains PATH TEXT | unix-get SOCKET PATH | reread PATH SECONDS (got {args:?})"
         )),
     };
     match result {
