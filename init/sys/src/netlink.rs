@@ -629,18 +629,8 @@ impl Rtnl {
         prefix: u8,
         gateway: Option<IpAddr>,
     ) -> Result<(), SysError> {
-        let index = self.find(name)?;
-        let target = match gateway {
-            Some(g) => format!("{dst}/{prefix} via {g} dev {name}"),
-            None => format!("{dst}/{prefix} dev {name}"),
-        };
-        self.request(
-            RTM_NEWROUTE,
-            NLM_F_CREATE | NLM_F_REPLACE,
-            &route_payload(index, dst, prefix, gateway),
-            "add route",
-            &target,
-        )
+        let r = (name, dst, prefix, gateway);
+        self.route(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, r, "add route")
     }
 
     /// Remove the route to `dst/prefix` via `gateway` out of `name` (as
@@ -653,16 +643,29 @@ impl Rtnl {
         prefix: u8,
         gateway: Option<IpAddr>,
     ) -> Result<(), SysError> {
+        let r = (name, dst, prefix, gateway);
+        self.route(RTM_DELROUTE, 0, r, "remove route")
+    }
+
+    /// One route request: `(link, dst, prefix, gateway)` as the message
+    /// `ty` with `flags`; errors name `op` and the route.
+    fn route(
+        &mut self,
+        ty: u16,
+        flags: u16,
+        (name, dst, prefix, gateway): (&str, IpAddr, u8, Option<IpAddr>),
+        op: &'static str,
+    ) -> Result<(), SysError> {
         let index = self.find(name)?;
         let target = match gateway {
             Some(g) => format!("{dst}/{prefix} via {g} dev {name}"),
             None => format!("{dst}/{prefix} dev {name}"),
         };
         self.request(
-            RTM_DELROUTE,
-            0,
+            ty,
+            flags,
             &route_payload(index, dst, prefix, gateway),
-            "remove route",
+            op,
             &target,
         )
     }
