@@ -211,8 +211,7 @@ const STEPS: &[(&str, &str)] = &[
 
 #[test]
 fn same_answers_as_etcd() {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        eprintln!("skipping: no etcd binary (apt-get install etcd-server)");
+    if !keel_testkit::need_command("etcd", "etcd-server") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
