@@ -127,10 +127,7 @@ impl VmConfig {
     /// `eth1` (the launcher's user-mode NIC comes first, as `eth0`); `mac`
     /// must differ between the VMs of a segment.
     pub fn lan_nic(&mut self, group: &str, mac: &str) {
-        let device = match self.profile {
-            "microvm" => "virtio-net-device",
-            _ => "virtio-net-pci",
-        };
+        let device = self.nic_device();
         self.qemu_args.extend([
             "-netdev".into(),
             format!("socket,id=lan0,mcast={group},localaddr=127.0.0.1"),
@@ -147,10 +144,7 @@ impl VmConfig {
     /// socket and a tap there) puts the NIC on that namespace's link and
     /// nowhere else.
     pub fn dgram_nic(&mut self, local: &Path, remote: &Path, mac: &str) {
-        let device = match self.profile {
-            "microvm" => "virtio-net-device",
-            _ => "virtio-net-pci",
-        };
+        let device = self.nic_device();
         self.qemu_args.extend([
             "-netdev".into(),
             format!(
@@ -161,6 +155,14 @@ impl VmConfig {
             "-device".into(),
             format!("{device},netdev=dg0,mac={mac}"),
         ]);
+    }
+
+    /// The virtio NIC of this profile's bus (microvm has no PCI).
+    fn nic_device(&self) -> &'static str {
+        match self.profile {
+            "microvm" => "virtio-net-device",
+            _ => "virtio-net-pci",
+        }
     }
 
     pub fn new(name: &str) -> VmConfig {
@@ -415,21 +417,13 @@ impl Vm {
     /// running then (a halted guest keeps qemu running, even with
     /// no_reboot).
     pub fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("poll qemu") {
-                self.exit = Some(st);
-                // Let the console pump drain.
-                let (lock, cv) = &*self.console;
-                let c = lock.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = cv.wait_timeout_while(c, Duration::from_secs(2), |c| !c.closed);
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let st = keel_testkit::exited_within(&mut self.child, timeout)?;
+        self.exit = Some(st);
+        // Let the console pump drain.
+        let (lock, cv) = &*self.console;
+        let c = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = cv.wait_timeout_while(c, Duration::from_secs(2), |c| !c.closed);
+        Some(st)
     }
 
     /// Kill qemu, as a host losing power would: no shutdown in the guest.

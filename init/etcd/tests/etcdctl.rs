@@ -291,16 +291,14 @@ impl Ctl {
 
     /// Waits (bounded) for a watch to exit and checks what it printed.
     fn finish_watch(&self, (what, mut child): (String, Child), stdout: &[&str]) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait etcdctl") {
-                break s;
-            }
-            if Instant::now() > deadline {
+        // Past the deadline it is killed: its exit status then fails the
+        // check below, with what it printed.
+        let status = match keel_testkit::exited_within(&mut child, Duration::from_secs(5)) {
+            Some(s) => s,
+            None => {
                 let _ = child.kill();
-                break child.wait().expect("reap etcdctl");
+                child.wait().expect("reap etcdctl")
             }
-            thread::sleep(Duration::from_millis(20));
         };
         let (mut o, mut e) = (Vec::new(), Vec::new());
         child.stdout.take().map(|mut s| s.read_to_end(&mut o));

@@ -84,11 +84,8 @@ fn main() {
         cfg.append = "keel.ip=dhcp".into();
         let mut vm = Vm::start(cfg);
         vm.wait_ready();
-        let n: keel_api::NetworkStatus = vm
-            .client()
-            .call_blocking(hyper::Method::GET, "/v1/network")
-            .expect("GET /v1/network");
-        let ms = n
+        let ms = vm
+            .network()
             .dhcp
             .map(|d| d.first_lease_ms)
             .unwrap_or_else(|| panic!("dhcp run {}: no lease in /v1/network", i + 1));

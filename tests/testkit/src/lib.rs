@@ -9,4 +9,4 @@ pub mod skip;
 pub mod wait;
 
 pub use skip::{ci, is_root, need_command, need_root, on_path, skip};
-pub use wait::{exit_within, output_within};
+pub use wait::{exit_within, exited_within, output_within};

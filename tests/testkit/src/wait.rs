@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// Wait up to `timeout` for `child` to exit; kill it and panic naming
 /// `what` if it has not.
 pub fn exit_within(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
-    match poll_exit(child, timeout) {
+    match exited_within(child, timeout) {
         Some(status) => status,
         None => {
             let _ = child.kill();
@@ -30,7 +30,7 @@ pub fn exit_within(child: &mut Child, timeout: Duration, what: &str) -> ExitStat
 pub fn output_within(mut child: Child, timeout: Duration, what: &str) -> Output {
     let out = child.stdout.take().map(drain);
     let err = child.stderr.take().map(drain);
-    let status = poll_exit(&mut child, timeout);
+    let status = exited_within(&mut child, timeout);
     if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -54,7 +54,10 @@ pub fn output_within(mut child: Child, timeout: Duration, what: &str) -> Output 
     }
 }
 
-fn poll_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+/// How `child` ended if it exits within `timeout`; `None` (and the child
+/// left running) when it has not, for callers to whom that is an answer,
+/// not a failure.
+pub fn exited_within(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(5);
     loop {
