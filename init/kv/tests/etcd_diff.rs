@@ -235,7 +235,23 @@ fn same_answers_as_etcd() {
             .spawn()
             .unwrap(),
     );
+    // etcd answers client requests before its leader has written the cluster
+    // version into the v2 store (one more index); `/version` reports
+    // `etcdcluster: not_decided` until that write is applied, so the starting
+    // index is read only after it.
     let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((200, _, body)) = http(client, "GET", "/version") {
+            if !body.contains("not_decided") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd did not decide its cluster version"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let base = loop {
         if let Ok((200, index, _)) = http(client, "GET", "/v2/keys/") {
             break index;
