@@ -50,6 +50,27 @@ pub struct Status {
     /// The machine's cloud-config: where it came from, what was done.
     #[serde(default)]
     pub config: ConfigStatus,
+    /// Who can reach this API, and how.
+    #[serde(default)]
+    pub api: ApiStatus,
+}
+
+/// The management API's doors.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApiStatus {
+    /// The TCP port when it is open (HTTPS with client certificates only),
+    /// None when it is closed.
+    pub tcp_port: Option<u16>,
+    /// One line for people: what serves and why (`tcp port 9420 closed: no
+    /// api: in the cloud-config; the unix socket serves root on the node`).
+    pub note: String,
+    /// The unix socket inside the node (root only).
+    pub socket: String,
+    /// The server certificate's subject CN and end of validity (RFC 3339,
+    /// and seconds since the epoch), when the port is open.
+    pub cert_subject: Option<String>,
+    pub cert_not_after: Option<String>,
+    pub cert_not_after_unix: Option<i64>,
 }
 
 /// The cloud-config of this boot.

@@ -91,7 +91,7 @@ impl Ctx {
             config_containers: Vec::new(),
             config_registries: Default::default(),
             config_etcd2: Vec::new(),
-            config_api: services::TcpApi::Plain,
+            config_api: services::TcpApi::Closed,
         }
     }
 
@@ -323,12 +323,14 @@ fn start_signals(ctx: &mut Ctx) -> Result<(), TaskError> {
 
 fn start_api(ctx: &mut Ctx) -> Result<(), TaskError> {
     if let Some(s) = &ctx.services {
-        s.spawn_api(
+        let api = s.spawn_api(
             ctx.cmdline.api_port,
             Path::new(services::API_SOCKET),
             ctx.node.clone(),
             &ctx.config_api,
+            Path::new(services::LAST_GOOD_API),
         )?;
+        ctx.node.set_api(api);
     }
     Ok(())
 }

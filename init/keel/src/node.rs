@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use keel_api::{ConfigStatus, Memory, Node, NodeState, Processes, RootStatus, Status};
+use keel_api::{ApiStatus, ConfigStatus, Memory, Node, NodeState, Processes, RootStatus, Status};
 use keel_boot::{procfs, Timeline};
 use keel_sys::power::PowerAction;
 use tokio::sync::watch;
@@ -18,6 +18,7 @@ pub struct NodeShared {
     shutdown: watch::Sender<Option<PowerAction>>,
     root: Mutex<RootStatus>,
     config: Mutex<ConfigStatus>,
+    api: Mutex<ApiStatus>,
     net_source: Mutex<String>,
     pub dhcp: crate::dhcp::Shared,
     /// Exits of container processes, from the reaper to the supervisor.
@@ -39,6 +40,7 @@ impl NodeShared {
             shutdown: watch::channel(None).0,
             root: Mutex::new(RootStatus::default()),
             config: Mutex::new(ConfigStatus::default()),
+            api: Mutex::new(ApiStatus::default()),
             net_source: Mutex::new("none".into()),
             dhcp: Default::default(),
             exits: Default::default(),
@@ -72,6 +74,12 @@ impl NodeShared {
     pub fn set_config(&self, config: ConfigStatus) {
         if let Ok(mut c) = self.config.lock() {
             *c = config;
+        }
+    }
+
+    pub fn set_api(&self, api: ApiStatus) {
+        if let Ok(mut a) = self.api.lock() {
+            *a = api;
         }
     }
 
@@ -170,6 +178,7 @@ impl Node for NodeShared {
             },
             root: self.root_status(),
             config: self.config(),
+            api: self.api.lock().map(|a| a.clone()).unwrap_or_default(),
         }
     }
 
