@@ -114,6 +114,9 @@ pub struct VmConfig {
     pub qemu_args: Vec<String>,
     /// Host ports forwarded into the guest (`tcp:127.0.0.1:HOST-:GUEST`).
     pub hostfwd: Vec<String>,
+    /// Put the kernel's `panic=-1` on the command line (the launcher's
+    /// default); false leaves it out.
+    pub panic_arg: bool,
     /// Add the test PKI's `api:` (and its files) to the node's fw_cfg
     /// cloud-config, or give it one with only that (see the module docs).
     pub api: bool,
@@ -283,6 +286,7 @@ impl VmConfig {
             initrd: None,
             qemu_args: Vec::new(),
             hostfwd: Vec::new(),
+            panic_arg: true,
             api: true,
         }
     }
@@ -447,6 +451,11 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if cfg.panic_arg {
+            cmd.env_remove("KEEL_PANIC_ARG");
+        } else {
+            cmd.env("KEEL_PANIC_ARG", "");
+        }
         if !cfg.hostfwd.is_empty() {
             cmd.env("KEEL_HOSTFWD", cfg.hostfwd.join(","));
         } else {

@@ -348,3 +348,55 @@ fn shutdown_kills_what_ignores_sigterm() {
     assert!(vm.wait_exit(EXIT).success());
     assert_clean(&vm);
 }
+
+/// Without `panic=` on the command line keel sets the panic policy itself:
+/// an oops panics, and a kernel panic reboots (qemu, with -no-reboot,
+/// exits). The control: with `keel.on_panic=halt` the same crash leaves
+/// the machine down and qemu running.
+#[test]
+fn keel_sets_the_panic_policy_when_the_command_line_does_not() {
+    let crash = |name: &str, extra: &str| {
+        let mut cfg = VmConfig::new(name);
+        cfg.panic_arg = false;
+        cfg.append = format!(
+            "{extra} keel.run=/usr/lib/keel/test-helper,read,/proc/sys/kernel/panic,/proc/sys/kernel/panic_on_oops,+,put,/proc/sysrq-trigger,c"
+        );
+        let mut vm = Vm::start(cfg);
+        vm.wait_for(
+            "/proc/sys/kernel/panic_on_oops: 2 bytes, first line \"1\"",
+            Duration::from_secs(120),
+        );
+        vm
+    };
+    let mut vm = crash("panic-policy-reboot", "");
+    assert!(
+        vm.console()
+            .contains("/proc/sys/kernel/panic: 3 bytes, first line \"-1\""),
+        "{}",
+        vm.console()
+    );
+    assert!(
+        vm.exit_within(Duration::from_secs(60)).is_some(),
+        "a panic did not reboot:\n{}",
+        vm.console()
+    );
+    assert!(
+        vm.console().contains("sysrq: Trigger a crash"),
+        "{}",
+        vm.console()
+    );
+
+    let mut vm = crash("panic-policy-halt", "keel.on_panic=halt");
+    assert!(
+        vm.console()
+            .contains("/proc/sys/kernel/panic: 2 bytes, first line \"0\""),
+        "{}",
+        vm.console()
+    );
+    assert!(
+        vm.exit_within(Duration::from_secs(15)).is_none(),
+        "halt must stay down:\n{}",
+        vm.console()
+    );
+    assert!(vm.console().contains("Kernel panic"), "{}", vm.console());
+}

@@ -134,6 +134,7 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
             req("MountEarly", mount_early),
             opt("AttachKernelLog", attach_kernel_log),
             opt("ReadCmdline", read_cmdline),
+            opt("SetPanicPolicy", set_panic_policy),
             opt("RouteCtrlAltDel", route_ctrl_alt_del),
         ],
     },
@@ -179,6 +180,11 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
 fn mount_early(_: &mut Ctx) -> Result<(), TaskError> {
     mounts::mount_all(Path::new("/"), mounts::EARLY)?;
     Ok(())
+}
+
+fn set_panic_policy(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let policy = crate::sysctl::panic_policy(ctx.cmdline.on_panic, ctx.cmdline.kernel_panic);
+    crate::sysctl::write(Path::new("/proc"), &policy)
 }
 
 fn attach_kernel_log(_: &mut Ctx) -> Result<(), TaskError> {

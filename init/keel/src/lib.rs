@@ -19,6 +19,7 @@ mod node;
 mod root;
 mod services;
 mod shutdown;
+mod sysctl;
 
 use std::time::Duration;
 

@@ -591,6 +591,9 @@ fn run(args: &[String]) -> i32 {
         ["escape"] => escape(),
         ["read", ref paths @ ..] => read(paths),
         ["write", ref paths @ ..] => write(paths),
+        ["put", path, text] => std::fs::write(path, text)
+            .map(|()| format!("put {path}: written"))
+            .map_err(|e| format!("put {path}: {e}")),
         ["contains", path, needle] => std::fs::read_to_string(path)
             .map(|t| format!("contains {path} {needle}: {}", t.contains(needle)))
             .map_err(|e| format!("{path}: {e}")),
@@ -601,7 +604,7 @@ fn run(args: &[String]) -> i32 {
             Err(_) => Err(format!("reread: {secs:?} is not a number of seconds")),
         },
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | reread PATH SECONDS, several joined by + (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | put PATH TEXT | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | reread PATH SECONDS, several joined by + (got {args:?})"
         )),
     };
     match result {
