@@ -132,7 +132,7 @@ users:
     assert!(
         st.api
             .note
-            .contains("the cloud-config that asks for api: (TLS) was refused"),
+            .contains("closed: the cloud-config was refused (maintenance mode)"),
         "{:?}",
         st.api
     );
@@ -622,4 +622,59 @@ fn a_refused_config_keeps_the_last_good_api_so_the_node_can_be_fixed() {
         Err(keel_api::ClientError::Handshake { .. } | keel_api::ClientError::Http { .. }) => {}
         other => panic!("the closed port answered: {other:?}"),
     }
+}
+
+/// A node in maintenance mode reads its datasource again (after 10 s, then
+/// at doubling intervals): the corrected config the URL serves later is
+/// applied without a console, and the node leaves maintenance mode.
+#[test]
+fn a_node_in_maintenance_mode_picks_up_a_corrected_config() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = served.clone();
+    std::thread::spawn(move || {
+        for mut stream in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            // The boot's fetch gets the typo; every later one the fix.
+            let body = if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                "#cloud-config\nhostname: [typo]\n"
+            } else {
+                "#cloud-config\nhostname: corrected\n"
+            };
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let mut cfg = VmConfig::new("config-reread");
+    cfg.api = false;
+    cfg.append = format!(
+        "keel.config.url=http://10.0.2.2:{port}/user-data keel.run=/usr/lib/keel/test-helper,sleep,30,+,unix-json,/run/keel/api.sock,/v1/status"
+    );
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    assert!(
+        vm.console().contains("maintenance mode, nothing applied"),
+        "{}",
+        vm.console()
+    );
+    vm.wait_for(
+        &format!("config: re-read url http://10.0.2.2:{port}/user-data: accepted and applied: maintenance mode left"),
+        Duration::from_secs(60),
+    );
+    let st: keel_api::Status = vm.unix_json("/v1/status");
+    assert!(!st.config.maintenance, "{:?}", st.config);
+    assert_eq!(st.hostname, "corrected");
+    assert_eq!(
+        st.config.source.as_deref(),
+        Some(format!("url http://10.0.2.2:{port}/user-data (re-read)").as_str())
+    );
+    assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }

@@ -263,6 +263,79 @@ pub fn fetch_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     apply_config(ctx)
 }
 
+/// The first wait before a node in maintenance mode reads its datasource
+/// again; it doubles up to [`REREAD_MAX`].
+pub const REREAD_FIRST: std::time::Duration = std::time::Duration::from_secs(10);
+pub const REREAD_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The datasource again, in the boot's order: a local one (fw_cfg,
+/// config-drive, NoCloud), else `keel.config.url` (one attempt round of
+/// 10 s). Returns (source, text, meta-data host name).
+fn reread(
+    url: Option<&keel_boot::cmdline::ConfigUrl>,
+) -> Option<(String, Vec<u8>, Option<String>)> {
+    if let Some(f) = find_local() {
+        return Some((f.source, f.user_data, f.meta_hostname));
+    }
+    let url = url?;
+    match fetch(url, std::time::Duration::from_secs(10)) {
+        Ok(bytes) => Some((format!("url {url}"), bytes, None)),
+        Err(e) => {
+            keel_boot::warn!("config: re-read: {e}");
+            None
+        }
+    }
+}
+
+/// A node in maintenance mode reads its datasource again, after 10 s, then
+/// at doubling intervals up to 5 min, until a config there is accepted (it
+/// is applied as `keelctl config apply` would, and the node leaves
+/// maintenance mode) or the node leaves maintenance mode another way.
+/// A corrected config is picked up without a console.
+pub fn spawn_reread(
+    node: std::sync::Arc<crate::node::NodeShared>,
+    url: Option<keel_boot::cmdline::ConfigUrl>,
+) {
+    let run = move || {
+        let mut wait = REREAD_FIRST;
+        let mut last: Option<Vec<u8>> = None;
+        loop {
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(REREAD_MAX);
+            if !keel_api::Node::config(&*node).maintenance || !node.is_ready() {
+                return;
+            }
+            let Some((source, bytes, meta)) = reread(url.as_ref()) else {
+                continue;
+            };
+            if last.as_ref() == Some(&bytes) {
+                continue;
+            }
+            let Ok(text) = String::from_utf8(bytes.clone()) else {
+                last = Some(bytes);
+                continue;
+            };
+            last = Some(bytes);
+            let done = node.apply(&text, meta, false, &format!("{source} (re-read)"));
+            if done.accepted {
+                info!("config: re-read {source}: accepted and applied: maintenance mode left");
+                return;
+            }
+            error!(
+                "config: re-read {source}: still {} errors: maintenance mode goes on (next look in {} s)",
+                done.errors.len(),
+                wait.as_secs()
+            );
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("config-reread".into())
+        .spawn(run)
+    {
+        error!("config: cannot start re-reading the datasource: {e}");
+    }
+}
+
 pub fn load_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     let found = match find_local() {
         Some(f) => Some(f),

@@ -89,6 +89,43 @@ impl NodeShared {
         }
     }
 
+    /// Validate and apply (or only plan) `text` as the API and the
+    /// maintenance-mode re-read do: files, host name, containers; an
+    /// accepted apply (not a dry run) leaves maintenance mode and records
+    /// `source`.
+    pub fn apply(
+        &self,
+        text: &str,
+        meta_hostname: Option<String>,
+        dry_run: bool,
+        source: &str,
+    ) -> keel_api::ConfigApplied {
+        let (mut done, config) = crate::config::apply_text(text, meta_hostname, dry_run, true);
+        if let (Some(config), Some(sup)) = (config, self.containers.get()) {
+            let r = if dry_run {
+                sup.diff(&config.containers)
+            } else {
+                if let Ok(mut a) = self.announces.lock() {
+                    *a = crate::announce::wanted(&config.containers);
+                }
+                sup.reconcile(config.containers)
+            };
+            done.containers = r.lines();
+        }
+        if done.accepted && !dry_run {
+            self.set_config(ConfigStatus {
+                source: Some(source.into()),
+                maintenance: false,
+                errors: Vec::new(),
+                items: done.items.clone(),
+                changed: done.changed.clone(),
+                checked_ms: done.checked_ms,
+                written_ms: done.written_ms,
+            });
+        }
+        done
+    }
+
     pub fn is_ready(&self) -> bool {
         self.state
             .lock()
@@ -183,32 +220,8 @@ impl Node for NodeShared {
     }
 
     fn apply_config(&self, text: String, dry_run: bool) -> keel_api::ConfigApplied {
-        let (mut done, config) = crate::config::apply_text(&text, None, dry_run, true);
-        if let (Some(config), Some(sup)) = (config, self.containers.get()) {
-            let r = if dry_run {
-                sup.diff(&config.containers)
-            } else {
-                if let Ok(mut a) = self.announces.lock() {
-                    *a = crate::announce::wanted(&config.containers);
-                }
-                sup.reconcile(config.containers)
-            };
-            done.containers = r.lines();
-        }
-        if done.accepted && !dry_run {
-            self.set_config(ConfigStatus {
-                source: Some("api POST /v1/config".into()),
-                maintenance: false,
-                errors: Vec::new(),
-                items: done.items.clone(),
-                changed: done.changed.clone(),
-                checked_ms: done.checked_ms,
-                written_ms: done.written_ms,
-            });
-        }
-        done
+        self.apply(&text, None, dry_run, "api POST /v1/config")
     }
-
     fn config(&self) -> ConfigStatus {
         self.config.lock().map(|c| c.clone()).unwrap_or_default()
     }

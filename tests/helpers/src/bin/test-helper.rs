@@ -591,6 +591,13 @@ fn run(args: &[String]) -> i32 {
         ["escape"] => escape(),
         ["read", ref paths @ ..] => read(paths),
         ["write", ref paths @ ..] => write(paths),
+        ["sleep", secs] => match secs.parse() {
+            Ok(secs) => {
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                Ok(format!("slept {secs} s"))
+            }
+            Err(_) => Err(format!("sleep: {secs:?} is not a number of seconds")),
+        },
         ["put", path, text] => std::fs::write(path, text)
             .map(|()| format!("put {path}: written"))
             .map_err(|e| format!("put {path}: {e}")),
@@ -604,7 +611,7 @@ fn run(args: &[String]) -> i32 {
             Err(_) => Err(format!("reread: {secs:?} is not a number of seconds")),
         },
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | put PATH TEXT | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | reread PATH SECONDS, several joined by + (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | put PATH TEXT | sleep SECONDS | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | reread PATH SECONDS, several joined by + (got {args:?})"
         )),
     };
     match result {
