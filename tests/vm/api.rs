@@ -472,3 +472,49 @@ impl StatusWithFiles for Vm {
         .unwrap()
     }
 }
+
+/// The API's cap through qemu's forward (set to 8 with
+/// `keel.api.connections`: the forward carries about two new connections a
+/// second under TCG): 8 idle connections fill the port, 12 more are closed
+/// and the console says so once, and `GET /v1/status` over the unix socket
+/// (its own pool) still answers. The full-size cap (1,024 plus 1,000) is
+/// tested on the host's loopback (init/api/tests/load.rs).
+#[test]
+fn a_full_tcp_port_leaves_the_unix_socket_in_reach() {
+    let cap = 8;
+    let mut cfg = VmConfig::new("api-flood");
+    cfg.append = format!(
+        "keel.api.connections={cap} keel.run=/usr/lib/keel/test-helper,sleep,20,+,unix-json,/run/keel/api.sock,/v1/status"
+    );
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    let held: Vec<_> = (0..cap + 12)
+        .map(|i| {
+            std::net::TcpStream::connect(("127.0.0.1", vm.api_port))
+                .unwrap_or_else(|e| panic!("connect {i} through the forward: {e}"))
+        })
+        .collect();
+    vm.wait_for(
+        &format!("closed: {cap} are open, the most it serves at once"),
+        Duration::from_secs(30),
+    );
+    let st: keel_api::Status = vm.unix_json("/v1/status");
+    assert_eq!(st.state, keel_api::NodeState::Ready);
+    drop(held);
+    // The control: once they are gone the port serves again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match vm
+            .client()
+            .call_blocking::<keel_api::Status>(hyper::Method::GET, "/v1/status")
+        {
+            Ok(s) => {
+                assert_eq!(s.state, keel_api::NodeState::Ready);
+                break;
+            }
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    vm.assert_no_fatal();
+}

@@ -83,7 +83,12 @@ pub fn spawn_tcp(tls: keel_tls::TlsAcceptor) -> std::io::Result<SocketAddr> {
     };
     std::thread::spawn(move || {
         let node: Arc<dyn Node> = Arc::new(FakeNode::default());
-        rt.block_on(crate::serve_tcp(listener, tls, node));
+        rt.block_on(crate::serve_tcp(
+            listener,
+            tls,
+            node,
+            crate::server::MAX_TCP_CONNECTIONS,
+        ));
     });
     Ok(addr)
 }

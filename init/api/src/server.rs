@@ -44,6 +44,18 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_CONFIG_BODY: usize = 1024 * 1024;
 /// Largest request head (request line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;
+/// Connections the TCP port serves at once; past it new ones are closed at
+/// once while the established ones are served.
+pub const MAX_TCP_CONNECTIONS: usize = 1024;
+/// Connections the unix socket serves at once: a pool of its own, so
+/// keelctl on the node gets in however full the TCP port is.
+pub const MAX_UNIX_CONNECTIONS: usize = 64;
+/// How long a request head may take to arrive, and how long a kept-alive
+/// connection may sit idle before its next request (hyper's header read
+/// timeout covers both).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request body may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server needs from the node.
 pub trait Node: Send + Sync + 'static {
@@ -307,8 +319,22 @@ pub async fn handle(
     } else {
         MAX_BODY
     };
-    // Read (and bound) the body before answering, whatever the route.
-    let body = match Limited::new(req.into_body(), limit).collect().await {
+    // Read (and bound, in size and time) the body before answering,
+    // whatever the route.
+    let collected =
+        match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), limit).collect())
+            .await
+        {
+            Ok(c) => c,
+            Err(_) => {
+                return Ok(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("request body not complete within {BODY_TIMEOUT:?}"),
+                ))
+            }
+        };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             let too_big = e
@@ -455,7 +481,7 @@ where
     let svc = hyper::service::service_fn(move |req| handle(req, node.clone(), caller.clone()));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
+        .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(MAX_HEAD.max(8192))
         .serve_connection(TokioIo::new(stream), svc);
     // A broken or malformed connection is the peer's problem: hyper has
@@ -467,20 +493,34 @@ where
 /// config decides whether clients need a certificate (keel's always does),
 /// and the certificate's role what each may do. There is no plain HTTP on
 /// TCP.
-pub async fn serve_tcp(listener: TcpListener, tls: TlsAcceptor, node: Arc<dyn Node>) {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    node: Arc<dyn Node>,
+    max_connections: usize,
+) {
     let what = match listener.local_addr() {
         Ok(a) => format!("tcp {a}"),
         Err(_) => "tcp".to_string(),
     };
     let failures = Arc::new(Throttle::default());
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut over = Throttle::default();
     loop {
         match listener.accept().await {
             Ok((s, peer)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Closed at once: the established ones go on.
+                    drop(s);
+                    over.refused(&what, max_connections, Instant::now());
+                    continue;
+                };
                 let _ = s.set_nodelay(true);
                 let node = node.clone();
                 let acceptor = tls.clone();
                 let failures = failures.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match keel_tls::accept(&acceptor, s).await {
                         Ok(t) => {
                             let caller = match t.get_ref().1.peer_certificates() {
@@ -505,7 +545,7 @@ pub async fn serve_tcp(listener: TcpListener, tls: TlsAcceptor, node: Arc<dyn No
 
 /// Accept on the unix socket for ever; its callers are root inside the
 /// node (the socket is mode 0600) and may do everything.
-pub async fn serve_unix(listener: UnixListener, node: Arc<dyn Node>) {
+pub async fn serve_unix(listener: UnixListener, node: Arc<dyn Node>, max_connections: usize) {
     let what = match listener.local_addr() {
         Ok(a) => match a.as_pathname() {
             Some(p) => p.display().to_string(),
@@ -513,10 +553,21 @@ pub async fn serve_unix(listener: UnixListener, node: Arc<dyn Node>) {
         },
         Err(_) => "unix socket".to_string(),
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut over = Throttle::default();
     loop {
         match listener.accept().await {
             Ok((s, _)) => {
-                tokio::spawn(serve(s, node.clone(), Caller::Local));
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drop(s);
+                    over.refused(&what, max_connections, Instant::now());
+                    continue;
+                };
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    serve(s, node, Caller::Local).await
+                });
             }
             Err(e) => accept_failed(&what, e).await,
         }
@@ -562,6 +613,28 @@ impl Throttle {
             n => format!(" ({n} more failed handshakes since the last report)"),
         };
         let line = format!("api: TLS handshake with {peer}: {e}{more}");
+        warn!("{line}");
+        Some(line)
+    }
+
+    /// A connection closed for being over the cap: logged at most once per
+    /// HANDSHAKE_LOG_EVERY, with a count of the others.
+    fn refused(&mut self, what: &str, cap: usize, now: Instant) -> Option<String> {
+        let st = self.0.get_mut().ok()?;
+        if st
+            .0
+            .is_some_and(|t| now.saturating_duration_since(t) < HANDSHAKE_LOG_EVERY)
+        {
+            st.1 += 1;
+            return None;
+        }
+        let quiet = std::mem::take(&mut st.1);
+        st.0 = Some(now);
+        let line = format!(
+            "api: {what}: {} new connection{} closed: {cap} are open, the most it serves at once",
+            quiet + 1,
+            if quiet == 0 { "" } else { "s" }
+        );
         warn!("{line}");
         Some(line)
     }

@@ -20,7 +20,11 @@ fn unix_socket_roundtrip() {
         let _g = rt.enter();
         tokio::net::UnixListener::bind(&sock).unwrap()
     };
-    rt.spawn(keel_api::serve_unix(listener, node));
+    rt.spawn(keel_api::serve_unix(
+        listener,
+        node,
+        keel_api::server::MAX_UNIX_CONNECTIONS,
+    ));
     let client = Client::new(Endpoint::parse(&format!("unix:{}", sock.display())).unwrap());
     rt.block_on(async {
         let s: Status = client.call(Method::GET, "/v1/status").await.unwrap();

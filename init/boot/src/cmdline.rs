@@ -9,6 +9,7 @@
 //! | `keel.on_panic=reboot\|poweroff\|halt` | what the guard does after a fatal error (default reboot) |
 //! | `keel.ip=ADDR/PREFIX[,GATEWAY]` | static IPv4 address of the first Ethernet link (`keel.ip=dhcp`: DHCP, the default) |
 //! | `keel.api.port=N` | TCP port of the management API (default 9420) |
+//! | `keel.api.connections=N` | connections the API's TCP port serves at once (1-65536, default 1024) |
 //! | `keel.run=PATH[,ARG...]` | run one program once the node is ready (debugging, tests) |
 //! | `keel.debug.panic=early\|ready` | panic on purpose at that point (tests the guard) |
 //! | `keel.debug.reboot=fail` | the guard's reboot(2) call fails on purpose (tests its fallback to halt) |
@@ -54,6 +55,8 @@ pub struct Cmdline {
     /// `keel.ip=dhcp`: DHCP even when something else set a static address.
     pub dhcp: bool,
     pub api_port: u16,
+    /// The API's TCP connection cap.
+    pub api_connections: usize,
     pub run: Option<Vec<String>>,
     pub debug_panic: Option<PanicPoint>,
     /// `keel.debug.reboot=fail`: the guard's reboot(2) call for its action
@@ -104,6 +107,9 @@ fn parse_config_url(v: &str) -> Result<ConfigUrl, &'static str> {
     })
 }
 
+/// Default for `keel.api.connections` (keel-api's MAX_TCP_CONNECTIONS).
+pub const DEFAULT_API_CONNECTIONS: usize = 1024;
+
 /// Default for `keel.healthy_after`.
 pub const DEFAULT_HEALTHY_AFTER_S: u64 = 30;
 
@@ -115,6 +121,7 @@ impl Default for Cmdline {
             ip: None,
             dhcp: false,
             api_port: DEFAULT_API_PORT,
+            api_connections: DEFAULT_API_CONNECTIONS,
             run: None,
             debug_panic: None,
             debug_reboot_fail: false,
@@ -209,6 +216,10 @@ impl Cmdline {
                         "expected ADDR/PREFIX[,GATEWAY], e.g. 10.0.2.15/24,10.0.2.2",
                     )),
                 },
+                "keel.api.connections" => match v.parse::<usize>() {
+                    Ok(n) if (1..=65_536).contains(&n) => c.api_connections = n,
+                    _ => errs.push(bad("expected a count 1-65536")),
+                },
                 "keel.api.port" => match v.parse::<u16>() {
                     Ok(p) if p > 0 => c.api_port = p,
                     _ => errs.push(bad("expected a port number 1-65535")),
@@ -300,6 +311,12 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(c.on_panic, PowerAction::PowerOff);
         assert!(!c.kernel_panic);
+        assert_eq!(c.api_connections, DEFAULT_API_CONNECTIONS);
+        assert_eq!(
+            Cmdline::parse("keel.api.connections=8").0.api_connections,
+            8
+        );
+        assert_eq!(Cmdline::parse("keel.api.connections=0").1.len(), 1);
         assert!(Cmdline::parse("quiet panic=-1").0.kernel_panic);
         assert!(
             !Cmdline::parse("quiet panicky=1 keel.panic=1")

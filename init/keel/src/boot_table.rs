@@ -135,6 +135,7 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
             opt("AttachKernelLog", attach_kernel_log),
             opt("ReadCmdline", read_cmdline),
             opt("SetPanicPolicy", set_panic_policy),
+            opt("RaiseFileLimit", raise_file_limit),
             opt("RouteCtrlAltDel", route_ctrl_alt_del),
         ],
     },
@@ -179,6 +180,16 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
 
 fn mount_early(_: &mut Ctx) -> Result<(), TaskError> {
     mounts::mount_all(Path::new("/"), mounts::EARLY)?;
+    Ok(())
+}
+
+/// Open files PID 1 may hold: room for the KV's 10,000 watches, its 4,096
+/// client connections, the API's 1,024 and everything else.
+pub const NOFILE: u64 = 65_536;
+
+fn raise_file_limit(_: &mut Ctx) -> Result<(), TaskError> {
+    let n = keel_sys::proc::raise_nofile(NOFILE)?;
+    info!("open-file limit {n}");
     Ok(())
 }
 
@@ -335,6 +346,7 @@ fn start_api(ctx: &mut Ctx) -> Result<(), TaskError> {
             ctx.node.clone(),
             &ctx.config_api,
             Path::new(services::LAST_GOOD_API),
+            ctx.cmdline.api_connections,
         )?;
         ctx.node.set_api(api);
     }

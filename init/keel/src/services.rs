@@ -195,6 +195,7 @@ impl Services {
         node: Arc<NodeShared>,
         tcp: &TcpApi,
         last_good: &Path,
+        max_connections: usize,
     ) -> Result<keel_api::ApiStatus, ServiceError> {
         let _enter = self.rt.enter();
         let sock_name = socket.display().to_string();
@@ -262,8 +263,12 @@ impl Services {
                 status.note = why;
             }
             Ok((l, (acceptor, api, fell_back))) => {
-                self.rt
-                    .spawn(keel_api::serve_tcp(l, acceptor, api_node.clone()));
+                self.rt.spawn(keel_api::serve_tcp(
+                    l,
+                    acceptor,
+                    api_node.clone(),
+                    max_connections,
+                ));
                 let cert = keel_tls::cert::inspect_file("api.cert_file", Path::new(&api.cert_file));
                 let note = match &fell_back {
                     None => format!(
@@ -296,7 +301,11 @@ impl Services {
                 }
             }
         }
-        self.rt.spawn(keel_api::serve_unix(unix, api_node));
+        self.rt.spawn(keel_api::serve_unix(
+            unix,
+            api_node,
+            keel_api::server::MAX_UNIX_CONNECTIONS,
+        ));
         Ok(status)
     }
 
@@ -398,7 +407,14 @@ mod tests {
         let sock = dir.join("run/api.sock");
         let node = Arc::new(NodeShared::new(Path::new("/proc")));
         let status = s
-            .spawn_api(port, &sock, node, tcp, &dir.join("kept"))
+            .spawn_api(
+                port,
+                &sock,
+                node,
+                tcp,
+                &dir.join("kept"),
+                keel_api::server::MAX_TCP_CONNECTIONS,
+            )
             .unwrap();
         ((s, port, Client::new(Endpoint::Unix(sock))), status)
     }

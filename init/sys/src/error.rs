@@ -3,6 +3,8 @@ use std::path::PathBuf;
 /// A failed system call, naming the operation and what it was applied to.
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {
+    #[error("raise the open-file limit (RLIMIT_NOFILE): {0}")]
+    Rlimit(nix::Error),
     #[error("start a container: {step}: {source}")]
     Spawn {
         step: &'static str,

@@ -36,3 +36,14 @@ pub fn limit_malloc_arenas(n: i32) {
         libc::mallopt(libc::M_ARENA_MAX, n);
     }
 }
+
+/// Raise this process's open-file limit (soft and hard) to `want`, or keep
+/// it when it is higher. Returns the limit now in force. Children inherit
+/// it.
+pub fn raise_nofile(want: u64) -> Result<u64, SysError> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(SysError::Rlimit)?;
+    let (soft, hard) = (soft.max(want), hard.max(want));
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(SysError::Rlimit)?;
+    Ok(soft)
+}
