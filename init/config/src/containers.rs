@@ -21,8 +21,8 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    Announce, Container, Healthcheck, IoMax, MountSpec, NetMode, Port, Probe, Resources, Restart,
-    Rlimit,
+    Announce, Container, Healthcheck, IoMax, MountSpec, NetMode, NodePort, Port, Probe, Resources,
+    Restart, Rlimit,
 };
 use crate::schema;
 use crate::validate::{distance, entry, join, key_of, Entries, Verdict, V};
@@ -114,6 +114,7 @@ const KEYS: &[&str] = &[
     "stop_grace",
     "rlimits",
     "announce",
+    "node_port",
 ];
 
 /// setrlimit(2)'s resources, by the names `rlimits:` takes.
@@ -539,6 +540,7 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
             }
             "rlimits" => c.rlimits = rlimits(v, &p, val),
             "announce" => c.announce = announce(v, &p, val),
+            "node_port" => c.node_port = v.parsed(&p, val, node_port),
             _ => {}
         }
     }
@@ -553,6 +555,20 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
                 &join(path, "ports"),
                 &pn,
                 format!("ports are published from keel's bridge: they need network: bridge, not {mode} (with host, the container listens on the node's ports itself)"),
+            );
+        }
+    }
+    if c.node_port.is_some() && c.network != NetMode::Bridge {
+        if let Some(pn) = get("node_port") {
+            let mode = if c.network == NetMode::Host {
+                "host"
+            } else {
+                "none"
+            };
+            v.err(
+                &join(path, "node_port"),
+                &pn,
+                format!("node_port opens a node port to a container on keel's bridge: it needs network: bridge, not {mode}"),
             );
         }
     }
@@ -572,6 +588,21 @@ pub(crate) fn restart(s: &str) -> Result<Restart, String> {
         "on-failure" => Ok(Restart::OnFailure),
         "never" => Ok(Restart::Never),
         _ => Err(format!("{s:?} is not always, on-failure or never")),
+    }
+}
+
+/// `node_port:`: a name keel resolves to one of its own ports. The API's
+/// port is not among them: reaching it is being root on the node.
+pub(crate) fn node_port(s: &str) -> Result<NodePort, String> {
+    match s {
+        "kv" => Ok(NodePort::Kv),
+        "api" => Err(
+            "\"api\" cannot be opened to a container: the management API is root on the node (the one node port a container may reach is kv)"
+                .into(),
+        ),
+        _ => Err(format!(
+            "{s:?} is not a node port a container may reach (kv is the one there is)"
+        )),
     }
 }
 
@@ -1529,6 +1560,10 @@ mod tests {
         });
         assert_eq!(*c, want);
         assert_eq!((c.restart, c.network), (Restart::Always, NetMode::Bridge));
+        assert_eq!(c.node_port, None, "no door into the node by default");
+        let r = section("  - name: app\n    image: busybox\n    node_port: kv\n");
+        assert!(r.accepted(), "{:#?}", r.errors);
+        assert_eq!(r.config.containers[0].node_port, Some(NodePort::Kv));
         assert_eq!(
             (
                 c.backoff_ms,
@@ -1560,6 +1595,10 @@ mod tests {
             ("ports: ['80:80', '80:81']", "ports[1]", 5, "already published by"),
             ("network: host\n    ports: ['80:80']", "ports", 6, "need network: bridge"),
             ("network: wifi", "network", 5, "not host, none or bridge"),
+            ("node_port: api", "node_port", 5, "root on the node"),
+            ("node_port: 2379", "node_port", 5, "not a node port a container may reach"),
+            ("network: host\n    node_port: kv", "node_port", 6, "needs network: bridge, not host"),
+            ("network: none\n    node_port: kv", "node_port", 6, "not none"),
             ("mounts: [{type: bind, source: /etc, target: /x}]", "mounts[0].source", 5, "the root filesystem is read-only"),
             ("mounts: [{type: bind, source: /var/lib/keel/volumes/../x, target: /x}]", "mounts[0].source", 5, "not a clean path"),
             ("mounts: [{type: bind, source: /run/keel//x, target: /x}]", "mounts[0].source", 5, "not a normal path"),

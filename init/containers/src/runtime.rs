@@ -500,6 +500,7 @@ pub fn start(
                     &c.name,
                     keel_sys::netns::NetNs::Fd(std::os::fd::AsFd::as_fd(&fd)),
                     &c.ports,
+                    c.node_port,
                 )
             })?;
             address = Some(att.ip);
