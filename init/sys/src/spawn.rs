@@ -9,6 +9,15 @@
 //! before the clone). No allocation, no locks, no panics, no `std::io`.
 //!
 //! The child, in order:
+//! 00. `prctl(PR_SET_DUMPABLE, 0)`, before anything else: until its execve
+//!    the child is a copy of PID 1 (its memory, its descriptors), and once
+//!    it is in a container's namespaces that container's root could
+//!    ptrace it or read its memory (`process_vm_readv`, /proc/PID/mem) and
+//!    take over a process that still holds keel's privileges (runc's
+//!    CVE-2016-9962). A non-dumpable process is out of reach of anyone
+//!    without CAP_SYS_PTRACE over it; the forked process of a joined pid
+//!    namespace inherits it, and execve makes the program dumpable again
+//!    (with the container's credentials by then);
 //! 0. join the network namespace the parent prepared, if any;
 //! 1. make every mount private, so nothing it mounts propagates to the host;
 //! 2. run the mount plan ([`MountOp`]s: /proc, /dev and its nodes, /sys,
@@ -39,6 +48,7 @@ use crate::SysError;
 #[repr(u32)]
 pub enum Step {
     MakePrivate = 1,
+    NotDumpable = 18,
     JoinNetns = 15,
     JoinContainer = 17,
     Mount = 2,
@@ -61,6 +71,7 @@ impl Step {
     fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
         [
+            NotDumpable,
             JoinContainer,
             JoinNetns,
             MakePrivate,
@@ -85,6 +96,7 @@ impl Step {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::NotDumpable => "prctl(PR_SET_DUMPABLE, 0)",
             Step::JoinNetns => "join the network namespace",
             Step::JoinContainer => "join the container's namespaces",
             Step::MakePrivate => "make mounts private",
@@ -330,6 +342,10 @@ fn child(
     // and arrays the parent built before the clone and that live in this
     // process's copy of its memory; nothing here allocates or takes a lock.
     unsafe {
+        // Step 00: first, before any namespace is joined or built.
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) != 0 {
+            return (Step::NotDumpable, errno());
+        }
         if let Some(pidfd) = spec.join {
             // One call joins them all (Linux 5.8); joining the mount
             // namespace also moves root and cwd to the container's root.
