@@ -43,8 +43,10 @@ pub const MIN_MEMORY: u64 = 4 << 20;
 
 /// Where bind mounts may come from. The root filesystem is a read-only
 /// image, and the rest of the host (its `/etc`, STATE's keel data, /proc,
-/// /sys, devices) is keel's own: a container gets directories of its own.
-pub const VOLUME_ROOTS: &[&str] = &["/var/lib/keel/volumes/", "/run/keel/"];
+/// /sys, devices) is keel's own: a container gets directories of its own,
+/// on STATE or on the /run tmpfs. The rest of /run/keel (the API's socket,
+/// the containers' roots) is never a source.
+pub const VOLUME_ROOTS: &[&str] = &["/var/lib/keel/volumes/", "/run/keel/volumes/"];
 
 /// Linux capabilities 0..=40, by number, without their `CAP_` prefix.
 pub const CAPABILITIES: [&str; 41] = [
@@ -297,7 +299,7 @@ pub fn bind_source(s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{s:?} is not under /var/lib/keel/volumes/ or /run/keel/: the root filesystem is read-only and the rest of the host is not for containers"
+            "{s:?} is not under /var/lib/keel/volumes/ or /run/keel/volumes/: the root filesystem is read-only and the rest of the host is not for containers"
         ))
     }
 }
@@ -1605,13 +1607,13 @@ mod tests {
             ("mounts: [{type: bind, source: data, target: /x}]", "mounts[0].source", 5, "not an absolute path"),
             ("mounts: [{type: nfs, target: /x}]", "mounts[0].type", 5, "not bind or tmpfs"),
             ("mounts: [{target: /x}]", "mounts[0]", 5, "needs a type"),
-            ("mounts: [{type: bind, source: /run/keel/a, target: /x, size: 1M}]", "mounts[0].size", 5, "unknown key"),
+            ("mounts: [{type: bind, source: /run/keel/volumes/a, target: /x, size: 1M}]", "mounts[0].size", 5, "unknown key"),
             ("mounts: [{type: tmpfs, size: 1M}]", "mounts[0]", 5, "needs a target"),
             ("mounts: [{type: bind, target: /x}]", "mounts[0]", 5, "needs a source"),
             ("mounts: [{type: tmpfs, target: x}]", "mounts[0].target", 5, "absolute"),
             ("mounts: [{type: tmpfs, target: /t, size: 0}]", "mounts[0].size", 5, "more than 0"),
             ("mounts: [{type: tmpfs, target: /t}, {type: tmpfs, target: /t}]", "mounts[1]", 5, "already mounted by"),
-            ("mounts: [{type: bind, source: /run/keel/a, target: /x, readonly: maybe}]", "mounts[0].readonly", 5, "true or false"),
+            ("mounts: [{type: bind, source: /run/keel/volumes/a, target: /x, readonly: maybe}]", "mounts[0].readonly", 5, "true or false"),
             ("resources: {memory: 1M}", "resources.memory", 5, "4M minimum"),
             ("resources: {memory_high: lots}", "resources.memory_high", 5, "not a size"),
             ("resources: {cpus: 0.0001}", "resources.cpus", 5, "thousandths"),
@@ -1853,9 +1855,20 @@ mod tests {
             .unwrap_err()
             .contains("not a Linux capability"));
         assert!(
-            bind_source("/run/keel/x").is_ok()
+            bind_source("/run/keel/volumes/x").is_ok()
                 && bind_source("/var/lib/keel/volumes/db/data").is_ok()
         );
+        // The rest of /run/keel is keel's: its API socket, the containers'
+        // roots.
+        for keel in [
+            "/run/keel/api.sock",
+            "/run/keel/containers/other/rootfs",
+            "/run/keel/x",
+            "/run/keel/volumes",
+        ] {
+            let e = bind_source(keel).unwrap_err();
+            assert!(e.contains("not under"), "{keel}: {e}");
+        }
         assert!(bind_source("/var/lib/keel/volumes/").is_err());
         assert!(bind_source("/var/lib/keel/volumes").is_err());
         assert!(bind_source("/var/lib/keel/volumes/./x").is_err());

@@ -34,6 +34,8 @@ pub struct Dirs {
     pub run: PathBuf,
     /// keel's `containers` cgroup.
     pub cgroup: PathBuf,
+    /// What bind sources (`/var/lib/keel/volumes/...`) are under: `/`.
+    pub source_root: PathBuf,
 }
 
 impl Dirs {
@@ -43,6 +45,7 @@ impl Dirs {
             state: "/var/lib/keel/containers".into(),
             run: "/run/keel/containers".into(),
             cgroup: Path::new("/sys/fs/cgroup").join(crate::cgroup::GROUP),
+            source_root: "/".into(),
         }
     }
 }
@@ -183,9 +186,6 @@ pub struct Run {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
 }
-
-/// Where volumes live on the node.
-pub const VOLUMES: &str = "/var/lib/keel/volumes/";
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -532,18 +532,11 @@ pub fn start(
     let rootfs = mount_root(dirs, c, img)?;
     let hostname = c.hostname.clone().unwrap_or_else(|| c.name.clone());
     let started = (|| {
-        // A volume that does not exist yet is created, as docker does for
-        // `-v`; only under keel's volumes directory (the validator allows
-        // nothing else but /run/keel).
-        for m in &c.mounts {
-            if let keel_config::model::MountSpec::Bind { source, .. } = m {
-                if source.starts_with(VOLUMES) && !Path::new(source).exists() {
-                    std::fs::create_dir_all(source)
-                        .map_err(io("create the volume", Path::new(source)))?;
-                }
-            }
-        }
-        let mut ops = mounts::plan(&rootfs, &c.mounts)?;
+        // Bind sources: resolved now, once, without following a link, and
+        // mounted from what was resolved (a volume that does not exist yet
+        // is created, as docker does for `-v`). Held until the spawn.
+        let binds = mounts::bind_trees(&c.mounts, &dirs.source_root)?;
+        let mut ops = mounts::plan(&rootfs, &c.mounts, &binds)?;
         // On the bridge: an address, its /etc/hosts and /etc/resolv.conf
         // (bound over the image's), and the network namespace, connected
         // before the child exists so that its program starts networked.

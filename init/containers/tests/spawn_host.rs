@@ -74,6 +74,7 @@ fn setup(tag: &str) -> Option<Env> {
         state: tmp.path().join("state"),
         run: tmp.path().join("run"),
         cgroup: cgroup.clone(),
+        source_root: tmp.path().join("sources"),
     };
     Some(Env {
         _tmp: tmp,
@@ -386,4 +387,71 @@ fn processes_are_not_dumpable_before_exec() {
     let _ = r.cgroup.kill();
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None);
     runtime::stop_run(&env.dirs, &c.name, &r.cgroup, None);
+}
+
+/// Bind mounts come from the clones the parent resolved: a directory
+/// volume (read-write), a file (read-only), each nosuid and nodev; a
+/// source that is a link to the node's root fails the start and mounts
+/// nothing.
+#[test]
+fn bind_mounts_are_attached_from_what_was_resolved() {
+    let Some(env) = setup("binds") else { return };
+    let vols = env.dirs.source_root.join("var/lib/keel/volumes");
+    std::fs::create_dir_all(vols.join("data")).unwrap();
+    std::fs::write(vols.join("data/marker"), "from-the-volume\n").unwrap();
+    std::fs::write(vols.join("conf"), "a-file\n").unwrap();
+    let bind = |source: &str, target: &str, readonly| keel_config::model::MountSpec::Bind {
+        source: source.into(),
+        target: target.into(),
+        readonly,
+    };
+    let c = Container {
+        name: "binds".into(),
+        command: vec!["/bin/sh".into(), "-c".into()],
+        args: vec![concat!(
+            "cat /data/marker /etc/app.conf; echo new > /data/written && echo rw-ok; ",
+            "echo x > /etc/app.conf || echo ro-refused; ",
+            "grep -E ' /(data|etc/app.conf) ' /proc/self/mountinfo"
+        )
+        .into()],
+        network: NetMode::None,
+        mounts: vec![
+            bind("/var/lib/keel/volumes/data", "/data", false),
+            bind("/var/lib/keel/volumes/conf", "/etc/app.conf", true),
+        ],
+        ..Default::default()
+    };
+    let (out, err, code) = run(&env, &c);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert!(
+        out.contains("from-the-volume\na-file\nrw-ok\nro-refused\n"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(vols.join("data/written")).unwrap(),
+        "new\n"
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(" - ")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for l in &lines {
+        assert!(l.contains("nosuid") && l.contains("nodev"), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains(" /etc/app.conf ro,")),
+        "{out}"
+    );
+
+    // Control of the refusal: a link in place of the volume.
+    std::fs::rename(vols.join("data"), vols.join("data.away")).unwrap();
+    std::os::unix::fs::symlink("/", vols.join("data")).unwrap();
+    let img = ImageRoot {
+        layers: vec![env.layer.clone()],
+        ..Default::default()
+    };
+    let e = runtime::start(&env.dirs, &c, &img, None, None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("/var/lib/keel/volumes/data: is or goes through a symbolic link"),
+        "{e}"
+    );
 }
