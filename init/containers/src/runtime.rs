@@ -560,6 +560,13 @@ pub fn start(
                     c.node_port,
                 )
             })?;
+            if let Some(d) = att.door {
+                keel_boot::info!(
+                    "container {}: node_port opens the node's port {} to it (a door into the node)",
+                    c.name,
+                    d.port
+                );
+            }
             address = Some(att.ip);
             netns = Some(fd);
         }

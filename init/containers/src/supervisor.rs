@@ -663,6 +663,14 @@ async fn run_loop(
                 let start_ms = t_start.elapsed().as_secs_f64() * 1e3;
                 e.set(|s| {
                     s.state = "running";
+                    // In the same update as `running`: a container waiting
+                    // on this one (`after`) must not see it running with
+                    // no health yet and take it for one without a check.
+                    s.health = e
+                        .spec
+                        .healthcheck
+                        .as_ref()
+                        .map(|_| crate::health::Health::Starting);
                     s.address = run.address;
                     s.start_ms = Some(start_ms);
                     s.pid = Some(run.pid);
