@@ -442,9 +442,12 @@ fn escape() -> Result<String, String> {
     ));
     // Processes outside its own: on the node there are (the containers',
     // keel's), in a container with its own pid namespace there are none.
-    // Wait a little for some to show, so that the node's control run does
-    // not race the containers' starts.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    // On the node, wait for some to show, so that the node's control run
+    // does not race the containers' starts (which follow the image
+    // imports: more than a few seconds on a loaded host). The container's
+    // first process is pid 1 in its namespace: nothing to wait for there.
+    let patience = if std::process::id() == 1 { 0 } else { 60 };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(patience);
     let mut seen = others()?;
     while seen.is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
