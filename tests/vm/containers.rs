@@ -844,3 +844,205 @@ containers:
     vm.assert_no_fatal();
     drop(reg);
 }
+
+/// The verdict `test-helper connect` printed for `target` in `text`.
+fn verdict<'a>(text: &'a str, target: &str) -> &'a str {
+    let prefix = format!("connect {target}: ");
+    text.lines()
+        .find_map(|l| l.split_once(&prefix).map(|(_, v)| v.trim()))
+        .unwrap_or_else(|| panic!("no verdict for {target} in:\n{text}"))
+}
+
+/// Containers on the bridge reach no port of the node itself: keel's input
+/// filter drops what comes from the bridge to any of the node's addresses
+/// (the bridge's 10.88.0.1, eth0's 10.0.2.15), so a connection times out
+/// (`dropped`) where the node's own stack would have answered. The KV is
+/// told to listen on every address here, and the peer port too, so that
+/// the ports are there to be reached: the controls, from the node itself
+/// (keel.run), reach them. The API's 9420 may be open or closed on a node
+/// without `api:` (either is the node's stack answering): from a
+/// container, it is dropped either way. A container with `node_port: kv`
+/// reaches the KV, and only it; a published port of another container, on
+/// the node's address, stays reachable (DNAT happens before the filter).
+///
+/// In the same node: a root container leaves a FIFO at /etc/passwd in its
+/// upper layer (kept across restarts); its next start, which looks its
+/// `user:` up there, fails saying so instead of blocking PID 1 on the
+/// FIFO, and the node keeps answering. And a container replaces a
+/// directory of a shared volume with a link to `/` after the config was
+/// validated and before another container that binds that directory
+/// starts (its health check, which `after:` waits for, passes once the
+/// link is there): that start fails naming the link, nothing of the node
+/// is mounted, while a third container binding a real directory of the
+/// same volume runs (the control).
+#[test]
+fn containers_reach_nothing_of_the_node() {
+    let s = Scratch::new("containers-walled");
+    let node_ports = [
+        "10.88.0.1:9420",
+        "10.88.0.1:2379",
+        "10.88.0.1:2380",
+        "10.0.2.15:9420",
+        "10.0.2.15:2379",
+        "10.0.2.15:2380",
+    ];
+    let quoted = |t: &[&str]| {
+        t.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let config = format!(
+        r#"#cloud-config
+coreos:
+  etcd2:
+    listen-client-urls: http://0.0.0.0:2379
+    listen-peer-urls: http://0.0.0.0:2380
+containers:
+  - name: web
+    image: busybox
+    command: ["/bin/httpd", "-f", "-p", "8080", "-h", "/var/www"]
+    ports: ["8080:8080"]
+  - name: walled
+    image: probe
+    after: [web]
+    restart: never
+    args: ["connect", "--wait", "120", "10.0.2.15:8080", "--wait", "0", {ports}]
+  - name: kv-client
+    image: probe
+    restart: never
+    node_port: kv
+    args: ["connect", "--wait", "120", "10.88.0.1:2379", "10.0.2.15:2379", "--wait", "0", "10.88.0.1:9420", "10.0.2.15:2380"]
+  - name: fifo
+    image: busybox
+    user: root
+    network: none
+    restart: on-failure
+    backoff: {{initial: 1s, max: 1s}}
+    command: ["/bin/sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd && echo planted; exit 1"]
+  - name: swapper
+    image: busybox
+    network: none
+    restart: never
+    mounts:
+      - {{type: bind, source: /var/lib/keel/volumes/shared, target: /vol}}
+    command: ["/bin/sh", "-c", "mkdir -p /vol/real /vol/data && echo in-the-volume > /vol/real/marker && rm -rf /vol/data && ln -s / /vol/data && echo swapped; sleep 100000"]
+    healthcheck: {{command: ["/bin/sh", "-c", "test -L /vol/data"], interval: 1s, timeout: 1s}}
+  - name: victim
+    image: busybox
+    network: none
+    restart: never
+    after: [swapper]
+    mounts:
+      - {{type: bind, source: /var/lib/keel/volumes/shared/data, target: /data}}
+    command: ["/bin/sh", "-c", "ls /data; echo victim-ran; sleep 100000"]
+  - name: neighbour
+    image: busybox
+    network: none
+    restart: never
+    after: [swapper]
+    mounts:
+      - {{type: bind, source: /var/lib/keel/volumes/shared/real, target: /data}}
+    command: ["/bin/sh", "-c", "cat /data/marker; ls /data; echo neighbour-ran; sleep 100000"]
+"#,
+        ports = quoted(&node_ports)
+    );
+    let file = s.path("user-data");
+    std::fs::write(&file, &config).unwrap();
+    let mut cfg = VmConfig::new("containers-walled");
+    cfg.cloud_config(&file);
+    // The control: the same connections from the node itself, once the
+    // bridge's address exists.
+    cfg.append = format!(
+        "keel.run=/usr/lib/keel/test-helper,connect,--local,--wait,120,{}",
+        node_ports.join(",")
+    );
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+
+    // The container is networked: a published port on the node's address
+    // is reached (through DNAT to the web container).
+    let w = wait_logs(&vm, "walled", "connect-done");
+    assert_eq!(verdict(&w, "10.0.2.15:8080"), "open", "{w}");
+    // Every port of the node: dropped, not refused.
+    for t in node_ports {
+        assert_eq!(
+            verdict(&w, t),
+            "dropped",
+            "{t} from a bridge container:\n{w}"
+        );
+    }
+    let st = vm.container("walled");
+    assert_eq!(st.node_port, None, "{st:?}");
+
+    // The control, from the node: its stack answers on each (open, or
+    // refused for a port nothing listens on), and the KV's ports are open.
+    vm.wait_for("test-helper: connect-done", Duration::from_secs(180));
+    let c = vm.console();
+    let node = &c[c.find("keel.run: started").unwrap_or(0)..];
+    for t in node_ports {
+        let v = verdict(node, t);
+        assert!(
+            v == "open" || v == "refused",
+            "{t} from the node: {v}\n{node}"
+        );
+    }
+    for t in ["10.88.0.1:2379", "10.0.2.15:2379", "10.0.2.15:2380"] {
+        assert_eq!(verdict(node, t), "open", "{t} from the node:\n{node}");
+    }
+
+    // The one door: the KV, and nothing else.
+    let k = wait_logs(&vm, "kv-client", "connect-done");
+    assert_eq!(verdict(&k, "10.88.0.1:2379"), "open", "{k}");
+    assert_eq!(verdict(&k, "10.0.2.15:2379"), "open", "{k}");
+    assert_eq!(verdict(&k, "10.88.0.1:9420"), "dropped", "{k}");
+    assert_eq!(verdict(&k, "10.0.2.15:2380"), "dropped", "{k}");
+    // The API says the door is open.
+    let st = vm.container("kv-client");
+    let door = st.node_port.clone().unwrap_or_default();
+    assert!(door.starts_with("kv: ") && door.contains("door"), "{st:?}");
+    assert!(vm
+        .console()
+        .contains("container kv-client: node_port opens the node's port 2379 to it"));
+
+    // The FIFO: planted by the first run, refused by the next start.
+    wait_logs(&vm, "fifo", "planted");
+    let f = wait_until(&vm, "fifo", "refused", |c| {
+        c.error.as_deref().is_some_and(|e| e.contains("FIFO"))
+    });
+    let e = f.error.unwrap_or_default();
+    assert!(
+        e.contains("/etc/passwd") && e.contains("is a FIFO, not a regular file"),
+        "{e}"
+    );
+    // PID 1 still answers, and still starts it (and refuses it) on schedule.
+    let restarts = f.restarts;
+    let (ok, table, err) = vm.keelctl(&["ps"]);
+    assert!(ok && table.contains("fifo"), "{err}");
+    wait_until(&vm, "fifo", "retried", |c| c.restarts > restarts);
+
+    // The swap: the victim's start is refused, naming the link; it never
+    // ran, so nothing of the node was mounted in it.
+    wait_logs(&vm, "swapper", "swapped");
+    let v = wait_until(&vm, "victim", "refused", |c| c.state == "failed");
+    let e = v.error.unwrap_or_default();
+    assert!(
+        e.contains("/var/lib/keel/volumes/shared/data")
+            && e.contains("symbolic link, which is not followed"),
+        "{e}"
+    );
+    assert_eq!(v.pid, None);
+    assert!(!logs(&vm, "victim").contains("victim-ran"));
+    // The control: a real directory of the same volume is bound, after
+    // the same health check.
+    let n = wait_logs(&vm, "neighbour", "neighbour-ran");
+    assert!(
+        n.contains(
+            "in-the-volume
+marker
+neighbour-ran"
+        ),
+        "{n}"
+    );
+    vm.assert_no_fatal();
+}

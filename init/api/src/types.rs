@@ -312,6 +312,11 @@ pub struct ContainerStatus {
     /// Its address on keel's bridge.
     #[serde(default)]
     pub address: Option<String>,
+    /// The node port its config opens to it (`node_port:`), with what that
+    /// means: `kv: may reach the node's KV client port (a door into the
+    /// node)`. None: it reaches no port of the node.
+    #[serde(default)]
+    pub node_port: Option<String>,
     pub stats: ContainerStats,
     /// The last start: from the supervisor's start until the process was
     /// running the container's program (exec done), ms.

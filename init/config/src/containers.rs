@@ -21,8 +21,8 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    Announce, Container, Healthcheck, IoMax, MountSpec, NetMode, Port, Probe, Resources, Restart,
-    Rlimit,
+    Announce, Container, Healthcheck, IoMax, MountSpec, NetMode, NodePort, Port, Probe, Resources,
+    Restart, Rlimit,
 };
 use crate::schema;
 use crate::validate::{distance, entry, join, key_of, Entries, Verdict, V};
@@ -43,8 +43,10 @@ pub const MIN_MEMORY: u64 = 4 << 20;
 
 /// Where bind mounts may come from. The root filesystem is a read-only
 /// image, and the rest of the host (its `/etc`, STATE's keel data, /proc,
-/// /sys, devices) is keel's own: a container gets directories of its own.
-pub const VOLUME_ROOTS: &[&str] = &["/var/lib/keel/volumes/", "/run/keel/"];
+/// /sys, devices) is keel's own: a container gets directories of its own,
+/// on STATE or on the /run tmpfs. The rest of /run/keel (the API's socket,
+/// the containers' roots) is never a source.
+pub const VOLUME_ROOTS: &[&str] = &["/var/lib/keel/volumes/", "/run/keel/volumes/"];
 
 /// Linux capabilities 0..=40, by number, without their `CAP_` prefix.
 pub const CAPABILITIES: [&str; 41] = [
@@ -114,6 +116,7 @@ const KEYS: &[&str] = &[
     "stop_grace",
     "rlimits",
     "announce",
+    "node_port",
 ];
 
 /// setrlimit(2)'s resources, by the names `rlimits:` takes.
@@ -296,7 +299,7 @@ pub fn bind_source(s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{s:?} is not under /var/lib/keel/volumes/ or /run/keel/: the root filesystem is read-only and the rest of the host is not for containers"
+            "{s:?} is not under /var/lib/keel/volumes/ or /run/keel/volumes/: the root filesystem is read-only and the rest of the host is not for containers"
         ))
     }
 }
@@ -539,6 +542,7 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
             }
             "rlimits" => c.rlimits = rlimits(v, &p, val),
             "announce" => c.announce = announce(v, &p, val),
+            "node_port" => c.node_port = v.parsed(&p, val, node_port),
             _ => {}
         }
     }
@@ -553,6 +557,20 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
                 &join(path, "ports"),
                 &pn,
                 format!("ports are published from keel's bridge: they need network: bridge, not {mode} (with host, the container listens on the node's ports itself)"),
+            );
+        }
+    }
+    if c.node_port.is_some() && c.network != NetMode::Bridge {
+        if let Some(pn) = get("node_port") {
+            let mode = if c.network == NetMode::Host {
+                "host"
+            } else {
+                "none"
+            };
+            v.err(
+                &join(path, "node_port"),
+                &pn,
+                format!("node_port opens a node port to a container on keel's bridge: it needs network: bridge, not {mode}"),
             );
         }
     }
@@ -572,6 +590,21 @@ pub(crate) fn restart(s: &str) -> Result<Restart, String> {
         "on-failure" => Ok(Restart::OnFailure),
         "never" => Ok(Restart::Never),
         _ => Err(format!("{s:?} is not always, on-failure or never")),
+    }
+}
+
+/// `node_port:`: a name keel resolves to one of its own ports. The API's
+/// port is not among them: reaching it is being root on the node.
+pub(crate) fn node_port(s: &str) -> Result<NodePort, String> {
+    match s {
+        "kv" => Ok(NodePort::Kv),
+        "api" => Err(
+            "\"api\" cannot be opened to a container: the management API is root on the node (the one node port a container may reach is kv)"
+                .into(),
+        ),
+        _ => Err(format!(
+            "{s:?} is not a node port a container may reach (kv is the one there is)"
+        )),
     }
 }
 
@@ -1529,6 +1562,10 @@ mod tests {
         });
         assert_eq!(*c, want);
         assert_eq!((c.restart, c.network), (Restart::Always, NetMode::Bridge));
+        assert_eq!(c.node_port, None, "no door into the node by default");
+        let r = section("  - name: app\n    image: busybox\n    node_port: kv\n");
+        assert!(r.accepted(), "{:#?}", r.errors);
+        assert_eq!(r.config.containers[0].node_port, Some(NodePort::Kv));
         assert_eq!(
             (
                 c.backoff_ms,
@@ -1560,19 +1597,23 @@ mod tests {
             ("ports: ['80:80', '80:81']", "ports[1]", 5, "already published by"),
             ("network: host\n    ports: ['80:80']", "ports", 6, "need network: bridge"),
             ("network: wifi", "network", 5, "not host, none or bridge"),
+            ("node_port: api", "node_port", 5, "root on the node"),
+            ("node_port: 2379", "node_port", 5, "not a node port a container may reach"),
+            ("network: host\n    node_port: kv", "node_port", 6, "needs network: bridge, not host"),
+            ("network: none\n    node_port: kv", "node_port", 6, "not none"),
             ("mounts: [{type: bind, source: /etc, target: /x}]", "mounts[0].source", 5, "the root filesystem is read-only"),
             ("mounts: [{type: bind, source: /var/lib/keel/volumes/../x, target: /x}]", "mounts[0].source", 5, "not a clean path"),
             ("mounts: [{type: bind, source: /run/keel//x, target: /x}]", "mounts[0].source", 5, "not a normal path"),
             ("mounts: [{type: bind, source: data, target: /x}]", "mounts[0].source", 5, "not an absolute path"),
             ("mounts: [{type: nfs, target: /x}]", "mounts[0].type", 5, "not bind or tmpfs"),
             ("mounts: [{target: /x}]", "mounts[0]", 5, "needs a type"),
-            ("mounts: [{type: bind, source: /run/keel/a, target: /x, size: 1M}]", "mounts[0].size", 5, "unknown key"),
+            ("mounts: [{type: bind, source: /run/keel/volumes/a, target: /x, size: 1M}]", "mounts[0].size", 5, "unknown key"),
             ("mounts: [{type: tmpfs, size: 1M}]", "mounts[0]", 5, "needs a target"),
             ("mounts: [{type: bind, target: /x}]", "mounts[0]", 5, "needs a source"),
             ("mounts: [{type: tmpfs, target: x}]", "mounts[0].target", 5, "absolute"),
             ("mounts: [{type: tmpfs, target: /t, size: 0}]", "mounts[0].size", 5, "more than 0"),
             ("mounts: [{type: tmpfs, target: /t}, {type: tmpfs, target: /t}]", "mounts[1]", 5, "already mounted by"),
-            ("mounts: [{type: bind, source: /run/keel/a, target: /x, readonly: maybe}]", "mounts[0].readonly", 5, "true or false"),
+            ("mounts: [{type: bind, source: /run/keel/volumes/a, target: /x, readonly: maybe}]", "mounts[0].readonly", 5, "true or false"),
             ("resources: {memory: 1M}", "resources.memory", 5, "4M minimum"),
             ("resources: {memory_high: lots}", "resources.memory_high", 5, "not a size"),
             ("resources: {cpus: 0.0001}", "resources.cpus", 5, "thousandths"),
@@ -1814,9 +1855,20 @@ mod tests {
             .unwrap_err()
             .contains("not a Linux capability"));
         assert!(
-            bind_source("/run/keel/x").is_ok()
+            bind_source("/run/keel/volumes/x").is_ok()
                 && bind_source("/var/lib/keel/volumes/db/data").is_ok()
         );
+        // The rest of /run/keel is keel's: its API socket, the containers'
+        // roots.
+        for keel in [
+            "/run/keel/api.sock",
+            "/run/keel/containers/other/rootfs",
+            "/run/keel/x",
+            "/run/keel/volumes",
+        ] {
+            let e = bind_source(keel).unwrap_err();
+            assert!(e.contains("not under"), "{keel}: {e}");
+        }
         assert!(bind_source("/var/lib/keel/volumes/").is_err());
         assert!(bind_source("/var/lib/keel/volumes").is_err());
         assert!(bind_source("/var/lib/keel/volumes/./x").is_err());

@@ -589,7 +589,7 @@ mod tests {
     #[test]
     fn each_flag() {
         let t = run("--rm -d --name web -p 8080:80 --publish=127.0.0.1:53:53/udp -e A=1 --env B=x=y \
-             -v /var/lib/keel/volumes/web:/data:ro --volume=/run/keel/sock:/sock:rw --restart=on-failure:5 \
+             -v /var/lib/keel/volumes/web:/data:ro --volume=/run/keel/volumes/sock:/sock:rw --restart=on-failure:5 \
              --net bridge -m 512m --cpus 1.5 --cap-add net_admin --cap-drop=ALL -u 1000:1000 -w /srv \
              -h web1 --read-only --entrypoint /bin/web nginx:1.25 --port '8 0'")
         .unwrap();
@@ -620,7 +620,7 @@ mod tests {
                     readonly: true
                 },
                 MountSpec::Bind {
-                    source: "/run/keel/sock".into(),
+                    source: "/run/keel/volumes/sock".into(),
                     target: "/sock".into(),
                     readonly: false
                 }
@@ -709,8 +709,8 @@ mod tests {
             ("-v /etc:/etc busybox", "docker run flag -v /etc:/etc: \"/etc\" is not under /var/lib/keel/volumes/"),
             ("-v data:/data busybox", "named docker volume"),
             ("-v /data busybox", "anonymous volumes"),
-            ("-v /run/keel/a:/a:z busybox", "\"z\" is not ro or rw"),
-            ("-v /run/keel/a:rel busybox", "not an absolute path"),
+            ("-v /run/keel/volumes/a:/a:z busybox", "\"z\" is not ro or rw"),
+            ("-v /run/keel/volumes/a:rel busybox", "not an absolute path"),
             ("-p 80 busybox", "docker run flag -p 80: publishes to a random host port"),
             ("-p 8000-8010:80 busybox", "not a port"),
             ("-p 80:80 -p 80:81 busybox", "published twice"),

@@ -90,6 +90,25 @@ pub enum NetMode {
     Bridge,
 }
 
+/// `node_port:` of a bridge container: the one port of the node itself it
+/// may reach (keel's input filter drops the rest). A door into the node,
+/// off by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodePort {
+    /// The KV's client port (etcd's v2 API): the port of the first
+    /// `coreos.etcd2` `listen-client-urls` address, 2379 by default.
+    Kv,
+}
+
+impl NodePort {
+    /// The name the config uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodePort::Kv => "kv",
+        }
+    }
+}
+
 /// A published port (`ports: ["8080:80", "127.0.0.1:53:53/udp"]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
@@ -221,6 +240,8 @@ pub struct Container {
     pub rlimits: Vec<Rlimit>,
     /// Register the container in the cluster store while it is healthy.
     pub announce: Option<Announce>,
+    /// The one node port this container may reach through the bridge.
+    pub node_port: Option<NodePort>,
 }
 
 /// `announce: {name, port}`: the container is registered at

@@ -8,12 +8,23 @@
 //! would otherwise get the host's root mounted over). The root is not yet
 //! reachable by any process when the check runs, so it cannot race.
 //!
+//! Bind sources are the other way round: they are on the node, in volume
+//! directories that containers write (a volume may be shared), so a
+//! checked path could be swapped for a symbolic link before the mount.
+//! [`bind_trees`] resolves each source once, from a descriptor of its
+//! volume root, with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, and
+//! clones the mount tree of what it found (`open_tree(OPEN_TREE_CLONE)`);
+//! the child attaches that clone (`move_mount`) and never looks the source
+//! up by path.
+//!
 //! Masked and read-only paths are containerd's defaults.
 
 use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use keel_config::containers::VOLUME_ROOTS;
 use keel_config::model::MountSpec;
 use keel_sys::spawn::{MountKind, MountOp};
 
@@ -121,8 +132,71 @@ pub fn bind_file(root: &Path, source: &Path, target: &str) -> Result<MountOp, Pl
     })
 }
 
-/// The whole plan for a container rooted at `root`.
-pub fn plan(root: &Path, user: &[MountSpec]) -> Result<Vec<MountOp>, PlanError> {
+/// A bind source resolved by [`bind_trees`]: a detached clone of its mount
+/// tree, and whether it is a file (the mount point is then a file).
+#[derive(Debug)]
+pub struct BindTree {
+    pub tree: OwnedFd,
+    pub file: bool,
+}
+
+/// Resolve the bind sources of `user`, in order: each beneath its volume
+/// root (one of the config's [`VOLUME_ROOTS`], found under `source_root`:
+/// `/` on a node), without following a symbolic link, the missing
+/// directories created on the way (as `docker run -v` does), then cloned
+/// (see the module's doc).
+pub fn bind_trees(user: &[MountSpec], source_root: &Path) -> Result<Vec<BindTree>, PlanError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = Vec::new();
+    for m in user {
+        let MountSpec::Bind { source, .. } = m else {
+            continue;
+        };
+        let bad = |why: String| PlanError::Source {
+            path: source.clone(),
+            why,
+        };
+        let (prefix, rel) = VOLUME_ROOTS
+            .iter()
+            .find_map(|r| source.strip_prefix(r).map(|rel| (*r, rel)))
+            .filter(|(_, rel)| !rel.is_empty())
+            .ok_or_else(|| bad(format!("not under {}", VOLUME_ROOTS.join(" or "))))?;
+        // The volume root itself is keel's (no container writes it).
+        let root = source_root.join(prefix.trim_start_matches('/'));
+        std::fs::create_dir_all(&root)
+            .map_err(|e| bad(format!("create its volume root {}: {e}", root.display())))?;
+        let root_fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&root)
+            .map_err(|e| bad(format!("open its volume root {}: {e}", root.display())))?;
+        let fd =
+            keel_sys::fs::open_or_create_beneath(root_fd.as_fd(), Path::new(rel)).map_err(|e| {
+                bad(match e.raw_os_error() {
+                    Some(libc::ELOOP) => {
+                        "is or goes through a symbolic link, which is not followed".into()
+                    }
+                    Some(libc::EXDEV) => format!("leads out of {prefix}"),
+                    _ => format!("resolve it beneath {prefix}: {e}"),
+                })
+            })?;
+        let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| bad(format!("fstat: {e}")))?;
+        let file = st.st_mode & libc::S_IFMT != libc::S_IFDIR;
+        let tree = keel_sys::fs::clone_tree(fd.as_fd(), Path::new(source))
+            .map_err(|e| bad(e.to_string()))?;
+        out.push(BindTree { tree, file });
+    }
+    Ok(out)
+}
+
+/// The whole plan for a container rooted at `root`; `binds` are the bind
+/// sources of `user` resolved by [`bind_trees`], in order (they must stay
+/// open until the child has run the plan).
+pub fn plan(
+    root: &Path,
+    user: &[MountSpec],
+    binds: &[BindTree],
+) -> Result<Vec<MountOp>, PlanError> {
     use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
     let mut ops = Vec::new();
     ops.push(op(
@@ -211,6 +285,7 @@ pub fn plan(root: &Path, user: &[MountSpec]) -> Result<Vec<MountOp>, PlanError> 
         MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
         None,
     ));
+    let mut binds = binds.iter();
     for m in user {
         match m {
             MountSpec::Bind {
@@ -218,17 +293,16 @@ pub fn plan(root: &Path, user: &[MountSpec]) -> Result<Vec<MountOp>, PlanError> 
                 target,
                 readonly,
             } => {
-                let src = Path::new(source);
-                if !src.is_absolute() || src.components().any(|c| c == Component::ParentDir) {
-                    return Err(PlanError::Source {
-                        path: source.clone(),
-                        why: "not a normal absolute path".into(),
-                    });
-                }
-                let file = std::fs::metadata(src).is_ok_and(|m| !m.is_dir());
+                let b = binds.next().ok_or_else(|| PlanError::Source {
+                    path: source.clone(),
+                    why: "not resolved before the plan".into(),
+                })?;
                 ops.push(op(
-                    MountKind::Bind { file },
-                    Some(source),
+                    MountKind::Tree {
+                        fd: b.tree.as_raw_fd(),
+                        file: b.file,
+                    },
+                    None,
                     inside(root, target)?,
                     None,
                     if *readonly { MS_RDONLY } else { 0 },
@@ -277,7 +351,7 @@ mod tests {
     fn symlinked_targets_are_refused() {
         let t = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/", t.path().join("proc")).unwrap();
-        let e = plan(t.path(), &[]).unwrap_err();
+        let e = plan(t.path(), &[], &[]).unwrap_err();
         assert!(e.to_string().contains("/proc"), "{e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         std::fs::remove_file(t.path().join("proc")).unwrap();
@@ -287,7 +361,7 @@ mod tests {
             target: "/data/x/y".into(),
             size: 0,
         };
-        let e = plan(t.path(), &[m]).unwrap_err();
+        let e = plan(t.path(), &[m], &[]).unwrap_err();
         assert!(e.to_string().contains("/data/x/y"), "{e}");
     }
 
@@ -298,13 +372,13 @@ mod tests {
             target: "/a/../../b".into(),
             size: 0,
         };
-        assert!(plan(t.path(), &[m]).is_err());
+        assert!(plan(t.path(), &[m], &[]).is_err());
     }
 
     #[test]
     fn plan_has_the_defaults_in_order() {
         let t = tempfile::tempdir().unwrap();
-        let ops = plan(t.path(), &[]).unwrap();
+        let ops = plan(t.path(), &[], &[]).unwrap();
         let targets: Vec<String> = ops
             .iter()
             .map(|o| {
@@ -323,5 +397,87 @@ mod tests {
         assert_eq!(ops[pos("/proc/kcore")].kind, MountKind::Mask);
         assert_eq!(ops[pos("/proc/sys")].kind, MountKind::ReadOnly);
         assert!(ops[pos("/sys")].flags & libc::MS_RDONLY != 0);
+    }
+
+    fn bind(source: &str) -> MountSpec {
+        MountSpec::Bind {
+            source: source.into(),
+            target: "/data".into(),
+            readonly: false,
+        }
+    }
+
+    /// Privileged (open_tree needs CAP_SYS_ADMIN): bind sources resolved
+    /// beneath a scratch tree standing for the node's `/`.
+    #[test]
+    fn privileged_bind_sources_follow_no_link() {
+        if !keel_testkit::need_root() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let node = t.path();
+        let vols = node.join("var/lib/keel/volumes");
+        std::fs::create_dir_all(vols.join("ok")).unwrap();
+        std::fs::write(vols.join("ok/marker"), "volume").unwrap();
+        std::fs::write(vols.join("file"), "a file").unwrap();
+        let outside = node.join("etc");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "host").unwrap();
+
+        // A directory, a file, and a missing source (created).
+        let b = bind_trees(
+            &[
+                bind("/var/lib/keel/volumes/ok"),
+                bind("/var/lib/keel/volumes/file"),
+                bind("/var/lib/keel/volumes/new/sub"),
+                bind("/run/keel/volumes/tmp"),
+            ],
+            node,
+        )
+        .unwrap();
+        assert_eq!(
+            b.iter().map(|b| b.file).collect::<Vec<_>>(),
+            [false, true, false, false]
+        );
+        assert!(vols.join("new/sub").is_dir());
+        assert!(node.join("run/keel/volumes/tmp").is_dir());
+
+        // A link anywhere on the way, last component or not, is refused,
+        // and nothing is created through it.
+        std::os::unix::fs::symlink(&outside, vols.join("evil")).unwrap();
+        std::os::unix::fs::symlink("/", vols.join("root")).unwrap();
+        for src in [
+            "/var/lib/keel/volumes/evil",
+            "/var/lib/keel/volumes/evil/secret",
+            "/var/lib/keel/volumes/evil/made",
+            "/var/lib/keel/volumes/root",
+        ] {
+            let e = bind_trees(&[bind(src)], node).unwrap_err().to_string();
+            assert!(e.contains(src) && e.contains("symbolic link"), "{e}");
+        }
+        assert!(!outside.join("made").exists());
+        // Not under a volume root (the rest of /run/keel included).
+        let e = bind_trees(&[bind("/run/keel/api.sock")], node)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not under"), "{e}");
+
+        // The swap: resolved, then the path is replaced by a link to the
+        // node's root. What gets mounted is the clone of what was
+        // resolved: the volume, with its marker, not the host's tree.
+        let b = bind_trees(&[bind("/var/lib/keel/volumes/ok")], node).unwrap();
+        std::fs::rename(vols.join("ok"), vols.join("ok.away")).unwrap();
+        std::os::unix::fs::symlink("/", vols.join("ok")).unwrap();
+        let clone = format!("/proc/self/fd/{}", b[0].tree.as_raw_fd());
+        assert_eq!(
+            std::fs::read_to_string(format!("{clone}/marker")).unwrap(),
+            "volume"
+        );
+        assert!(!Path::new(&format!("{clone}/usr")).exists());
+        // And a start after the swap is refused.
+        let e = bind_trees(&[bind("/var/lib/keel/volumes/ok")], node)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
     }
 }

@@ -34,6 +34,8 @@ pub struct Dirs {
     pub run: PathBuf,
     /// keel's `containers` cgroup.
     pub cgroup: PathBuf,
+    /// What bind sources (`/var/lib/keel/volumes/...`) are under: `/`.
+    pub source_root: PathBuf,
 }
 
 impl Dirs {
@@ -43,6 +45,7 @@ impl Dirs {
             state: "/var/lib/keel/containers".into(),
             run: "/run/keel/containers".into(),
             cgroup: Path::new("/sys/fs/cgroup").join(crate::cgroup::GROUP),
+            source_root: "/".into(),
         }
     }
 }
@@ -85,6 +88,8 @@ pub enum RunError {
     NotFound { program: String, path: String },
     #[error("user {user:?}: {why}")]
     User { user: String, why: String },
+    #[error("read {path} of the container: {why}")]
+    Untrusted { path: String, why: String },
     #[error("{what} contains a NUL byte")]
     Nul { what: &'static str },
     #[error("prepare the confinement: {0}")]
@@ -182,9 +187,6 @@ pub struct Run {
     pub stderr: OwnedFd,
 }
 
-/// Where volumes live on the node.
-pub const VOLUMES: &str = "/var/lib/keel/volumes/";
-
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn cstring(s: &str, what: &'static str) -> Result<CString, RunError> {
@@ -254,8 +256,71 @@ pub fn find_program(root: &Path, program: &str, env: &[String]) -> Result<String
     })
 }
 
-/// `uid[:gid]`, or a name looked up in the root's /etc/passwd (a symlinked
-/// /etc/passwd is refused: it would be read on the host).
+/// The most keel reads of a file of a container's tree.
+pub const MAX_READ: u64 = 1 << 20;
+
+/// The text of `inner` in the container tree at `root`, or `None` when it
+/// does not exist. The tree is the container's to write (its upper layer
+/// is kept across restarts, a volume is shared), so PID 1 reads it only as
+/// a regular file of at most `cap` bytes: no symbolic link on the way
+/// ([`mounts::inside`]) nor at the end (`O_NOFOLLOW`), and opened
+/// `O_NONBLOCK`, so that a FIFO cannot hold the open, then checked with
+/// fstat on the descriptor (a FIFO, a device or a socket is refused), and
+/// read through a cap (a file growing after the fstat cannot bloat PID 1).
+pub fn read_regular(root: &Path, inner: &str, cap: u64) -> Result<Option<String>, RunError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let bad = |why: String| RunError::Untrusted {
+        path: inner.to_string(),
+        why,
+    };
+    let host = mounts::inside(root, inner)
+        .map_err(|_| bad("is or goes through a symbolic link".into()))?;
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&host)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(bad("is a symbolic link".into()))
+        }
+        Err(e) => return Err(bad(format!("open: {e}"))),
+    };
+    let m = f.metadata().map_err(|e| bad(format!("fstat: {e}")))?;
+    let t = m.file_type();
+    if !t.is_file() {
+        let kind = if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(bad(format!("is {kind}, not a regular file")));
+    }
+    if m.len() > cap {
+        return Err(bad(format!(
+            "is {} bytes, over the {cap}-byte limit",
+            m.len()
+        )));
+    }
+    let mut buf = Vec::new();
+    f.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| bad(format!("read: {e}")))?;
+    if buf.len() as u64 > cap {
+        return Err(bad(format!("grew over the {cap}-byte limit while read")));
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// `uid[:gid]`, or a name looked up in the root's /etc/passwd, read with
+/// [`read_regular`] (a symlinked /etc/passwd would be read on the host, a
+/// FIFO would block PID 1).
 pub fn resolve_user(root: &Path, user: Option<&str>) -> Result<(u32, u32), RunError> {
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Ok((0, 0));
@@ -270,26 +335,25 @@ pub fn resolve_user(root: &Path, user: Option<&str>) -> Result<(u32, u32), RunEr
     };
     // (field 3, field 4) of the line for `name`: uid and gid in passwd,
     // gid (and the member list, unused) in group.
-    let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
-        let p = mounts::inside(root, file).ok()?;
-        let text = std::fs::read_to_string(p).ok()?;
-        text.lines().find_map(|l| {
+    let lookup = |file: &str, name: &str| -> Result<Option<(u32, u32)>, RunError> {
+        let text = read_regular(root, file, MAX_READ)?.unwrap_or_default();
+        Ok(text.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
             if f.len() < 4 || f[0] != name {
                 return None;
             }
             Some((f[2].parse().ok()?, f[3].parse().unwrap_or(0)))
-        })
+        }))
     };
     let (uid, mut gid) = match u.parse::<u32>() {
         Ok(uid) => (uid, uid),
-        Err(_) => lookup("/etc/passwd", u).ok_or_else(|| bad("not in the image's /etc/passwd"))?,
+        Err(_) => lookup("/etc/passwd", u)?.ok_or_else(|| bad("not in the image's /etc/passwd"))?,
     };
     if let Some(g) = g {
         gid = match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {
-                lookup("/etc/group", g)
+                lookup("/etc/group", g)?
                     .ok_or_else(|| bad("group not in the image's /etc/group"))?
                     .0
             }
@@ -468,18 +532,11 @@ pub fn start(
     let rootfs = mount_root(dirs, c, img)?;
     let hostname = c.hostname.clone().unwrap_or_else(|| c.name.clone());
     let started = (|| {
-        // A volume that does not exist yet is created, as docker does for
-        // `-v`; only under keel's volumes directory (the validator allows
-        // nothing else but /run/keel).
-        for m in &c.mounts {
-            if let keel_config::model::MountSpec::Bind { source, .. } = m {
-                if source.starts_with(VOLUMES) && !Path::new(source).exists() {
-                    std::fs::create_dir_all(source)
-                        .map_err(io("create the volume", Path::new(source)))?;
-                }
-            }
-        }
-        let mut ops = mounts::plan(&rootfs, &c.mounts)?;
+        // Bind sources: resolved now, once, without following a link, and
+        // mounted from what was resolved (a volume that does not exist yet
+        // is created, as docker does for `-v`). Held until the spawn.
+        let binds = mounts::bind_trees(&c.mounts, &dirs.source_root)?;
+        let mut ops = mounts::plan(&rootfs, &c.mounts, &binds)?;
         // On the bridge: an address, its /etc/hosts and /etc/resolv.conf
         // (bound over the image's), and the network namespace, connected
         // before the child exists so that its program starts networked.
@@ -500,8 +557,16 @@ pub fn start(
                     &c.name,
                     keel_sys::netns::NetNs::Fd(std::os::fd::AsFd::as_fd(&fd)),
                     &c.ports,
+                    c.node_port,
                 )
             })?;
+            if let Some(d) = att.door {
+                keel_boot::info!(
+                    "container {}: node_port opens the node's port {} to it (a door into the node)",
+                    c.name,
+                    d.port
+                );
+            }
             address = Some(att.ip);
             netns = Some(fd);
         }
@@ -692,5 +757,52 @@ mod tests {
         assert_eq!(r("web:staff").unwrap(), (33, 50));
         assert!(r("nobody").unwrap_err().to_string().contains("nobody"));
         assert_eq!(resolve_user(t.path(), None).unwrap(), (0, 0));
+    }
+
+    /// What a container can leave at /etc/passwd in its kept upper layer
+    /// for the next start to read: each is refused, with what it is, and
+    /// none blocks (a FIFO without a writer would block a plain open).
+    #[test]
+    fn only_small_regular_files_are_read_from_a_container() {
+        let t = tempfile::tempdir().unwrap();
+        let etc = t.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        let passwd = etc.join("passwd");
+        let attempt = |root: PathBuf| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(resolve_user(&root, Some("web")).map_err(|e| e.to_string()));
+            });
+            rx.recv_timeout(std::time::Duration::from_secs(5))
+                .expect("resolve_user blocked")
+        };
+        nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let e = attempt(t.path().into()).unwrap_err();
+        assert!(
+            e.contains("/etc/passwd") && e.contains("a FIFO, not a regular file"),
+            "{e}"
+        );
+        std::fs::remove_file(&passwd).unwrap();
+        std::fs::create_dir(&passwd).unwrap();
+        let e = attempt(t.path().into()).unwrap_err();
+        assert!(e.contains("a directory"), "{e}");
+        std::fs::remove_dir(&passwd).unwrap();
+        // Sparse: no disk used, but over the cap.
+        let f = std::fs::File::create(&passwd).unwrap();
+        f.set_len(MAX_READ + 1).unwrap();
+        let e = attempt(t.path().into()).unwrap_err();
+        assert!(e.contains("over the 1048576-byte limit"), "{e}");
+        std::fs::remove_file(&passwd).unwrap();
+        // A link to a file of the host is not followed.
+        let host = t.path().join("host-passwd");
+        std::fs::write(&host, "web:x:33:34::/:/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink(&host, &passwd).unwrap();
+        let e = attempt(t.path().into()).unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
+        // Control: the same text as a regular file is read.
+        std::fs::remove_file(&passwd).unwrap();
+        std::fs::copy(&host, &passwd).unwrap();
+        assert_eq!(attempt(t.path().into()).unwrap(), (33, 34));
+        assert_eq!(read_regular(t.path(), "/etc/none", MAX_READ).unwrap(), None);
     }
 }

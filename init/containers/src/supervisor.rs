@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel_api::{ContainerLogs, ContainerStats, ContainerStatus};
-use keel_config::model::{Container, NetMode};
+use keel_config::model::{Container, NetMode, NodePort};
 use keel_sys::signal::ChildExit;
 use tokio::sync::{mpsc, oneshot};
 
@@ -378,6 +378,9 @@ fn status_of(e: &Entry) -> ContainerStatus {
         start_ms: s.start_ms,
         run_ms: s.run_ms,
         address: s.address.filter(|_| s.pid.is_some()).map(|a| a.to_string()),
+        node_port: e.spec.node_port.map(|p| match p {
+            NodePort::Kv => "kv: may reach the node's KV client port (a door into the node)".into(),
+        }),
         network: match e.spec.network {
             NetMode::Host => "host",
             NetMode::None => "none",
@@ -660,6 +663,14 @@ async fn run_loop(
                 let start_ms = t_start.elapsed().as_secs_f64() * 1e3;
                 e.set(|s| {
                     s.state = "running";
+                    // In the same update as `running`: a container waiting
+                    // on this one (`after`) must not see it running with
+                    // no health yet and take it for one without a check.
+                    s.health = e
+                        .spec
+                        .healthcheck
+                        .as_ref()
+                        .map(|_| crate::health::Health::Starting);
                     s.address = run.address;
                     s.start_ms = Some(start_ms);
                     s.pid = Some(run.pid);

@@ -74,6 +74,7 @@ fn setup(tag: &str) -> Option<Env> {
         state: tmp.path().join("state"),
         run: tmp.path().join("run"),
         cgroup: cgroup.clone(),
+        source_root: tmp.path().join("sources"),
     };
     Some(Env {
         _tmp: tmp,
@@ -241,4 +242,216 @@ fn a_command_runs_inside_a_running_container() {
     let _ = r.cgroup.kill();
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None);
     runtime::stop_run(&env.dirs, &c.name, &r.cgroup, None);
+}
+
+/// The owner of `/proc/PID/mem`: the process's uid while it is dumpable,
+/// root while it is not (the kernel's `task_dump_owner`, which reads the
+/// flag its ptrace and process_vm_readv access checks read; the
+/// `/proc/PID` directory itself is always the process's).
+fn proc_owner(pid: i32) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/mem"))
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// What the hold below fails with when the child is dumpable.
+const STILL_DUMPABLE: i32 = libc::EUCLEAN;
+
+/// A confinement that checks PR_GET_DUMPABLE, as the child's last step
+/// before execve and before any change of its credentials (a change resets
+/// the flag by itself: a root container's process has none), failing with
+/// [`STILL_DUMPABLE`] if it is set; then becomes `nobody` and sleeps `hold`
+/// in the window before execve, for the test to look at it from outside.
+/// Async-signal-safe: nix's wrappers are single system calls.
+fn hold_before_exec(hold: std::time::Duration) -> runtime::Confinement {
+    Box::new(move || {
+        use nix::unistd::{setresgid, setresuid, Gid, Uid};
+        let e = |e: nix::Error| e as i32;
+        if nix::sys::prctl::get_dumpable().map_err(e)? {
+            return Err(STILL_DUMPABLE);
+        }
+        let nobody = (Gid::from_raw(65534), Uid::from_raw(65534));
+        setresgid(nobody.0, nobody.0, nobody.0).map_err(e)?;
+        setresuid(nobody.1, nobody.1, nobody.1).map_err(e)?;
+        std::thread::sleep(hold);
+        Ok(())
+    })
+}
+
+/// The pid `held` finds while `t` (a start) is held before its execve; a
+/// start that ends first was not held: it failed the confinement's check
+/// (its error says so).
+fn wait_held<'s, T: std::fmt::Debug>(
+    t: std::thread::ScopedJoinHandle<'s, T>,
+    held: impl Fn() -> Option<i32>,
+) -> (i32, std::thread::ScopedJoinHandle<'s, T>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(p) = held() {
+            return (p, t);
+        }
+        if t.is_finished() {
+            panic!("never held before its execve: {:?}", t.join());
+        }
+        assert!(std::time::Instant::now() < deadline, "not held after 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Poll `f` for up to 10 s until it gives something.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {what} after 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Every process keel puts into a container is not dumpable until its
+/// execve: a container's root (or a process of the same user) cannot
+/// ptrace it or read its memory, a copy of PID 1's, in that window. The
+/// control is the same process after its execve: dumpable again, owned by
+/// its user. Both paths: a container's start, and a command run inside a
+/// running one (a health check's `command`, `exec_in`).
+#[test]
+fn processes_are_not_dumpable_before_exec() {
+    let Some(env) = setup("dumpable") else { return };
+    // The control of the child's check: this process, which did not ask,
+    // is dumpable.
+    assert!(nix::sys::prctl::get_dumpable().unwrap());
+    let c = Container {
+        name: "dumpable".into(),
+        command: vec!["/bin/sh".into(), "-c".into()],
+        args: vec!["echo exec-done; sleep 100".into()],
+        network: NetMode::None,
+        ..Default::default()
+    };
+    let img = ImageRoot {
+        layers: vec![env.layer.clone()],
+        ..Default::default()
+    };
+    let hold = std::time::Duration::from_millis(1500);
+    let confiner = move |_: &Container, _: u32, _: u32| Ok(hold_before_exec(hold));
+    let confiner: &runtime::Confiner = &confiner;
+    let cgroup_procs = env.dirs.cgroup.join("dumpable/cgroup.procs");
+    // A process of the container's cgroup that confinement made nobody and
+    // that has not exec'd yet (its program is still this test's binary,
+    // not busybox).
+    let held = || {
+        let procs = std::fs::read_to_string(&cgroup_procs).unwrap_or_default();
+        procs
+            .lines()
+            .filter_map(|l| l.parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/status"))
+                    .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t65534")))
+                    && std::fs::read_link(format!("/proc/{p}/exe"))
+                        .is_ok_and(|e| !e.ends_with("busybox"))
+            })
+    };
+    // runtime::start returns once the child has exec'd: look at the child
+    // from here while its confinement holds it.
+    let r = std::thread::scope(|s| {
+        let t = s.spawn(|| runtime::start(&env.dirs, &c, &img, Some(confiner), None));
+        let (pid, t) = wait_held(t, held);
+        assert_eq!(proc_owner(pid), 0, "dumpable before its execve");
+        let r = t.join().unwrap().expect("start");
+        assert_eq!(r.pid, pid);
+        r
+    });
+    // The control: after the execve the same process is dumpable again.
+    assert_eq!(proc_owner(r.pid), 65534, "the program is not dumpable");
+
+    // A command run inside it (the join path): the same.
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            let argv = vec!["/bin/sleep".to_string(), "100".to_string()];
+            runtime::exec_in(&r.joinable, &c, &argv, Some(confiner))
+        });
+        let (cmd, t) = wait_held(t, held);
+        assert_ne!(cmd, r.pid);
+        assert_eq!(
+            proc_owner(cmd),
+            0,
+            "a joined command is dumpable before its execve"
+        );
+        t.join().unwrap().expect("exec_in");
+        eventually("command dumpable after its execve", || {
+            (proc_owner(cmd) == 65534).then_some(())
+        });
+    });
+    let _ = r.cgroup.kill();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None);
+    runtime::stop_run(&env.dirs, &c.name, &r.cgroup, None);
+}
+
+/// Bind mounts come from the clones the parent resolved: a directory
+/// volume (read-write), a file (read-only), each nosuid and nodev; a
+/// source that is a link to the node's root fails the start and mounts
+/// nothing.
+#[test]
+fn bind_mounts_are_attached_from_what_was_resolved() {
+    let Some(env) = setup("binds") else { return };
+    let vols = env.dirs.source_root.join("var/lib/keel/volumes");
+    std::fs::create_dir_all(vols.join("data")).unwrap();
+    std::fs::write(vols.join("data/marker"), "from-the-volume\n").unwrap();
+    std::fs::write(vols.join("conf"), "a-file\n").unwrap();
+    let bind = |source: &str, target: &str, readonly| keel_config::model::MountSpec::Bind {
+        source: source.into(),
+        target: target.into(),
+        readonly,
+    };
+    let c = Container {
+        name: "binds".into(),
+        command: vec!["/bin/sh".into(), "-c".into()],
+        args: vec![concat!(
+            "cat /data/marker /etc/app.conf; echo new > /data/written && echo rw-ok; ",
+            "echo x > /etc/app.conf || echo ro-refused; ",
+            "grep -E ' /(data|etc/app.conf) ' /proc/self/mountinfo"
+        )
+        .into()],
+        network: NetMode::None,
+        mounts: vec![
+            bind("/var/lib/keel/volumes/data", "/data", false),
+            bind("/var/lib/keel/volumes/conf", "/etc/app.conf", true),
+        ],
+        ..Default::default()
+    };
+    let (out, err, code) = run(&env, &c);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert!(
+        out.contains("from-the-volume\na-file\nrw-ok\nro-refused\n"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(vols.join("data/written")).unwrap(),
+        "new\n"
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(" - ")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for l in &lines {
+        assert!(l.contains("nosuid") && l.contains("nodev"), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains(" /etc/app.conf ro,")),
+        "{out}"
+    );
+
+    // Control of the refusal: a link in place of the volume.
+    std::fs::rename(vols.join("data"), vols.join("data.away")).unwrap();
+    std::os::unix::fs::symlink("/", vols.join("data")).unwrap();
+    let img = ImageRoot {
+        layers: vec![env.layer.clone()],
+        ..Default::default()
+    };
+    let e = runtime::start(&env.dirs, &c, &img, None, None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("/var/lib/keel/volumes/data: is or goes through a symbolic link"),
+        "{e}"
+    );
 }

@@ -191,6 +191,7 @@ mod tests {
             health: health.map(str::to_string),
             network: "bridge".into(),
             address: None,
+            node_port: None,
             stats: Default::default(),
             start_ms: None,
             run_ms: None,

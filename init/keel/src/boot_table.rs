@@ -68,6 +68,9 @@ pub struct Ctx {
     pub config_registries: keel_config::model::Registries,
     /// The config's `coreos.etcd2` settings, for StartKv.
     pub config_etcd2: Vec<(String, String)>,
+    /// The KV's client port, once StartKv has read its settings: the door
+    /// of a container's `node_port: kv`.
+    pub kv_client_port: Option<u16>,
     /// What the API's TCP port serves (the config's `api:`), for StartApi.
     pub config_api: services::TcpApi,
 }
@@ -91,6 +94,7 @@ impl Ctx {
             config_containers: Vec::new(),
             config_registries: Default::default(),
             config_etcd2: Vec::new(),
+            kv_client_port: None,
             config_api: services::TcpApi::Closed,
         }
     }

@@ -176,7 +176,10 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
         start_gate: Some(gate_rx),
         // Set up when the first bridge container starts.
         bridge: Some(Arc::new(keel_containers::runtime::BridgeNet::new(
-            keel_containers::bridge::BridgeConfig::default(),
+            keel_containers::bridge::BridgeConfig {
+                kv_port: ctx.kv_client_port,
+                ..Default::default()
+            },
             "/proc".into(),
             "/var/lib/keel".into(),
             "/etc/resolv.conf".into(),

@@ -84,6 +84,7 @@ pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
         warn!("kv: coreos.etcd2.{k} is not supported yet; starting without it");
     }
     let config = raw.check().map_err(|e| TaskError::Kv(e.to_string()))?;
+    ctx.kv_client_port = config.listen_client.first().map(|l| l.addr.port());
     let shared = ctx.node.clone();
     std::thread::Builder::new()
         .name("kv".into())

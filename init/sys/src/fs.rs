@@ -1,5 +1,8 @@
 //! Mounts, chroot and filesystem identification.
 
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 pub use nix::mount::MsFlags as MountFlags;
@@ -104,4 +107,106 @@ pub const TMPFS_MAGIC: i64 = 0x0102_1994;
 /// Flush every filesystem's dirty data (`sync(2)`).
 pub fn sync() {
     nix::unistd::sync();
+}
+
+/// `struct open_how` of openat2 (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `open_tree`'s flag, which libc does not name.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SysError {
+    let path = path.to_path_buf();
+    move |source| SysError::Io { op, path, source }
+}
+
+/// Open `rel` beneath the directory `dir` as an `O_PATH` descriptor, with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`:
+/// no component may be a symbolic link (the last one included) and none
+/// may lead out of `dir` (`..` above it, an absolute path). ELOOP means a
+/// link was met, EXDEV that the path would leave `dir`.
+pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path) -> std::io::Result<OwnedFd> {
+    let name = CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 reads the NUL-terminated `name` and the `how` of the
+    // size passed, both alive for the call; it returns a new descriptor
+    // that nothing else owns, or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openat2 succeeded: `fd` is a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// [`open_beneath`], creating the missing directories of `rel` on the way
+/// (mode 0755), each created and then opened beneath its parent's
+/// descriptor: a link planted on the way is never followed, even one that
+/// appears between a `mkdirat` and the next open.
+pub fn open_or_create_beneath(dir: BorrowedFd<'_>, rel: &Path) -> std::io::Result<OwnedFd> {
+    let mut cur: Option<OwnedFd> = None;
+    for comp in rel.components() {
+        let std::path::Component::Normal(name) = comp else {
+            return Err(std::io::Error::from_raw_os_error(libc::EXDEV));
+        };
+        let parent = cur.as_ref().map_or(dir, |f| f.as_fd());
+        let next = match open_beneath(parent, Path::new(name)) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                match nix::sys::stat::mkdirat(
+                    Some(parent.as_raw_fd()),
+                    name,
+                    nix::sys::stat::Mode::from_bits_truncate(0o755),
+                ) {
+                    Ok(()) | Err(nix::Error::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                open_beneath(parent, Path::new(name))?
+            }
+            r => r?,
+        };
+        cur = Some(next);
+    }
+    match cur {
+        Some(f) => Ok(f),
+        None => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+    }
+}
+
+/// A detached copy of the mount tree at `fd` (`open_tree(OPEN_TREE_CLONE |
+/// AT_RECURSIVE)`, like a recursive bind not attached anywhere yet): what
+/// `fd` is, not what a path names later. A container's child attaches it
+/// with `move_mount` ([`crate::spawn::MountKind::Tree`]).
+pub fn clone_tree(fd: BorrowedFd<'_>, what: &Path) -> Result<OwnedFd, SysError> {
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: open_tree reads the empty NUL-terminated path; it returns a
+    // new descriptor that nothing else owns, or -1.
+    let t = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    if t < 0 {
+        return Err(io_err("open_tree (clone)", what)(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: open_tree succeeded: `t` is a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(t as RawFd) })
 }

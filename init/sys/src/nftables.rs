@@ -2,11 +2,11 @@
 //! `nft` binary and no libnftnl.
 //!
 //! A ruleset is a value ([`Table`]: chains, and rules as lists of the few
-//! expressions keel uses). [`replace_batch`] turns it into one nfnetlink
-//! batch, which the kernel applies as a single transaction:
+//! expressions keel uses). [`replace_batch`] turns one or more tables into
+//! one nfnetlink batch, which the kernel applies as a single transaction:
 //! 1. BATCH_BEGIN (subsystem nftables);
-//! 2. NEWTABLE without NLM_F_EXCL: creates the table if it is missing, so
-//!    that 3 cannot fail on a first run;
+//! 2. per table: NEWTABLE without NLM_F_EXCL: creates the table if it is
+//!    missing, so that 3 cannot fail on a first run;
 //! 3. DELTABLE: the old table goes with all its chains and rules;
 //! 4. NEWTABLE, then a NEWCHAIN per chain (base chains with their hook,
 //!    priority and type), then a NEWRULE per rule, appended in order;
@@ -40,8 +40,12 @@ const NFT_MSG_NEWRULE: u16 = 6;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 const NLA_F_NESTED: u16 = 0x8000;
+const NFPROTO_INET: u8 = 1;
 const NFPROTO_IPV4: u8 = 2;
 const NF_ACCEPT: u32 = 1;
+const NF_DROP: u32 = 0;
+/// The verdict register (NFT_REG_VERDICT).
+const REG_VERDICT: u32 = 0;
 
 const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
@@ -58,6 +62,34 @@ const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+
+/// A table's address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4 only (`table ip`).
+    Ip,
+    /// IPv4 and IPv6 (`table inet`): a filter that must not leave an IPv6
+    /// way around it.
+    Inet,
+}
+
+impl Family {
+    fn proto(self) -> u8 {
+        match self {
+            Family::Ip => NFPROTO_IPV4,
+            Family::Inet => NFPROTO_INET,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Inet => "inet",
+        }
+    }
+}
 
 /// The netfilter hooks of the ip family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,9 +136,31 @@ pub enum PayloadBase {
 /// The meta keys keel loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaKey {
+    /// The layer 3 protocol of an inet table's packet (NFPROTO_IPV4: 2).
+    NfProto = 15,
     IifName = 6,
     OifName = 7,
     L4Proto = 16,
+}
+
+/// The conntrack keys keel loads, both native-endian u32 bit sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtKey {
+    /// `ct state`: [`CT_ESTABLISHED`], [`CT_RELATED`], ...
+    State = 0,
+    /// `ct status`: IPS_DST_NAT is 0x20.
+    Status = 2,
+}
+
+/// `ct state` bits (NF_CT_STATE_BIT of IP_CT_ESTABLISHED and IP_CT_RELATED).
+pub const CT_ESTABLISHED: u32 = 1 << 1;
+pub const CT_RELATED: u32 = 1 << 2;
+
+/// The verdicts keel writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Drop,
 }
 
 /// Comparison operators.
@@ -146,9 +200,10 @@ pub enum Expr {
     /// The route type of the destination address (`fib daddr type`) in
     /// `dreg`, a native-endian u32 (RTN_LOCAL is 2).
     FibDaddrType { dreg: u32 },
-    /// The conntrack status bits (`ct status`) in `dreg`, a native-endian
-    /// u32 (IPS_DST_NAT is 0x20).
-    CtStatus { dreg: u32 },
+    /// A conntrack datum (`ct state`, `ct status`) in `dreg`.
+    Ct { key: CtKey, dreg: u32 },
+    /// End the rule's evaluation with a verdict.
+    Verdict(Verdict),
     /// Destination NAT of ip to the address in `addr` and the port in
     /// `port` (both registers, for min and max).
     Dnat { addr: u32, port: u32 },
@@ -163,9 +218,10 @@ pub struct Rule {
     pub exprs: Vec<Expr>,
 }
 
-/// A table of the ip family, the unit keel replaces.
+/// A table, the unit keel replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
+    pub family: Family,
     pub name: String,
     pub chains: Vec<Chain>,
     pub rules: Vec<Rule>,
@@ -240,10 +296,24 @@ fn expr_attrs(e: &Expr) -> (&'static str, Vec<u8>) {
             attr(&mut d, 3, &be32(2)); // NFTA_FIB_FLAGS: NFTA_FIB_F_DADDR
             "fib"
         }
-        Expr::CtStatus { dreg } => {
+        Expr::Ct { key, dreg } => {
             attr(&mut d, 1, &be32(*dreg)); // NFTA_CT_DREG
-            attr(&mut d, 2, &be32(2)); // NFTA_CT_KEY: NFT_CT_STATUS
+            attr(&mut d, 2, &be32(*key as u32)); // NFTA_CT_KEY
             "ct"
+        }
+        Expr::Verdict(v) => {
+            let code = match v {
+                Verdict::Accept => NF_ACCEPT,
+                Verdict::Drop => NF_DROP,
+            };
+            attr(&mut d, 1, &be32(REG_VERDICT)); // NFTA_IMMEDIATE_DREG
+            nested(&mut d, 2, |p| {
+                // NFTA_IMMEDIATE_DATA { NFTA_DATA_VERDICT { NFTA_VERDICT_CODE } }
+                nested(p, NFTA_DATA_VERDICT, |p| {
+                    attr(p, NFTA_VERDICT_CODE, &be32(code))
+                })
+            });
+            "immediate"
         }
         Expr::Dnat { addr, port } => {
             attr(&mut d, 1, &be32(1)); // NFTA_NAT_TYPE: NFT_NAT_DNAT
@@ -261,15 +331,15 @@ fn expr_attrs(e: &Expr) -> (&'static str, Vec<u8>) {
     (name, d)
 }
 
-fn table_payload(name: &str) -> Vec<u8> {
-    let mut p = nfgen(NFPROTO_IPV4, 0);
+fn table_payload(family: Family, name: &str) -> Vec<u8> {
+    let mut p = nfgen(family.proto(), 0);
     attr_str(&mut p, NFTA_TABLE_NAME, name);
     p
 }
 
-fn chain_payload(table: &str, c: &Chain) -> Vec<u8> {
-    let mut p = nfgen(NFPROTO_IPV4, 0);
-    attr_str(&mut p, NFTA_CHAIN_TABLE, table);
+fn chain_payload(t: &Table, c: &Chain) -> Vec<u8> {
+    let mut p = nfgen(t.family.proto(), 0);
+    attr_str(&mut p, NFTA_CHAIN_TABLE, &t.name);
     attr_str(&mut p, NFTA_CHAIN_NAME, &c.name);
     nested(&mut p, NFTA_CHAIN_HOOK, |p| {
         attr(p, NFTA_HOOK_HOOKNUM, &be32(c.hook as u32));
@@ -280,9 +350,9 @@ fn chain_payload(table: &str, c: &Chain) -> Vec<u8> {
     p
 }
 
-fn rule_payload(table: &str, r: &Rule) -> Vec<u8> {
-    let mut p = nfgen(NFPROTO_IPV4, 0);
-    attr_str(&mut p, NFTA_RULE_TABLE, table);
+fn rule_payload(t: &Table, r: &Rule) -> Vec<u8> {
+    let mut p = nfgen(t.family.proto(), 0);
+    attr_str(&mut p, NFTA_RULE_TABLE, &t.name);
     attr_str(&mut p, NFTA_RULE_CHAIN, &r.chain);
     nested(&mut p, NFTA_RULE_EXPRESSIONS, |p| {
         for e in &r.exprs {
@@ -351,51 +421,56 @@ impl Builder {
 
     /// Make sure the table exists, then delete it: the delete cannot fail
     /// for a missing table, and kernels before DESTROYTABLE (6.3) do it too.
-    fn drop_table(&mut self, name: &str) {
-        let t = table_payload(name);
+    fn drop_table(&mut self, family: Family, name: &str) {
+        let t = table_payload(family, name);
+        let f = family.as_str();
         self.push(
             NFT_MSG_NEWTABLE,
             NLM_F_CREATE,
             &t,
-            format!("ensure table ip {name}"),
+            format!("ensure table {f} {name}"),
         );
-        self.push(NFT_MSG_DELTABLE, 0, &t, format!("delete table ip {name}"));
+        self.push(NFT_MSG_DELTABLE, 0, &t, format!("delete table {f} {name}"));
     }
 }
 
-/// The batch that replaces table `t` (see the module's steps).
-pub fn replace_batch(t: &Table, first_seq: u32) -> Batch {
+/// The batch that replaces the tables `ts`, all or none (see the module's
+/// steps).
+pub fn replace_batch(ts: &[Table], first_seq: u32) -> Batch {
     let mut b = Builder::new(first_seq);
-    b.drop_table(&t.name);
-    b.push(
-        NFT_MSG_NEWTABLE,
-        NLM_F_CREATE,
-        &table_payload(&t.name),
-        format!("add table ip {}", t.name),
-    );
-    for c in &t.chains {
+    for t in ts {
+        b.drop_table(t.family, &t.name);
         b.push(
-            NFT_MSG_NEWCHAIN,
+            NFT_MSG_NEWTABLE,
             NLM_F_CREATE,
-            &chain_payload(&t.name, c),
-            format!("add chain {}", c.name),
+            &table_payload(t.family, &t.name),
+            format!("add table {} {}", t.family.as_str(), t.name),
         );
-    }
-    for (i, r) in t.rules.iter().enumerate() {
-        b.push(
-            NFT_MSG_NEWRULE,
-            NLM_F_CREATE | NLM_F_APPEND,
-            &rule_payload(&t.name, r),
-            format!("add rule {i} to chain {}", r.chain),
-        );
+        for c in &t.chains {
+            b.push(
+                NFT_MSG_NEWCHAIN,
+                NLM_F_CREATE,
+                &chain_payload(t, c),
+                format!("add chain {} to table {}", c.name, t.name),
+            );
+        }
+        for (i, r) in t.rules.iter().enumerate() {
+            b.push(
+                NFT_MSG_NEWRULE,
+                NLM_F_CREATE | NLM_F_APPEND,
+                &rule_payload(t, r),
+                format!("add rule {i} to chain {} of table {}", r.chain, t.name),
+            );
+        }
     }
     b.finish()
 }
 
-/// The batch that removes table `name` (a missing one included).
-pub fn delete_batch(name: &str, first_seq: u32) -> Batch {
+/// The batch that removes table `name` of `family` (a missing one
+/// included).
+pub fn delete_batch(family: Family, name: &str, first_seq: u32) -> Batch {
     let mut b = Builder::new(first_seq);
-    b.drop_table(name);
+    b.drop_table(family, name);
     b.finish()
 }
 
@@ -439,15 +514,16 @@ impl Nft {
         crate::netns::run_in_ns(ns, Nft::open)?
     }
 
-    /// Replace table `t` (ip family) in one transaction.
-    pub fn replace(&mut self, t: &Table) -> Result<(), SysError> {
-        let b = replace_batch(t, self.seq);
-        self.run(b, &t.name)
+    /// Replace the tables `ts` in one transaction.
+    pub fn replace(&mut self, ts: &[Table]) -> Result<(), SysError> {
+        let b = replace_batch(ts, self.seq);
+        let names: Vec<&str> = ts.iter().map(|t| t.name.as_str()).collect();
+        self.run(b, &names.join(", "))
     }
 
-    /// Remove table `name` (ip family), missing or not.
-    pub fn delete(&mut self, name: &str) -> Result<(), SysError> {
-        let b = delete_batch(name, self.seq);
+    /// Remove table `name` of `family`, missing or not.
+    pub fn delete(&mut self, family: Family, name: &str) -> Result<(), SysError> {
+        let b = delete_batch(family, name, self.seq);
         self.run(b, name)
     }
 
@@ -505,6 +581,7 @@ mod tests {
 
     fn table() -> Table {
         Table {
+            family: Family::Ip,
             name: "t".into(),
             chains: vec![Chain {
                 name: "post".into(),
@@ -525,9 +602,90 @@ mod tests {
         }
     }
 
+    /// An inet filter table: `iifname "br0" ct state established,related
+    /// accept; iifname "br0" drop`.
+    fn filter() -> Table {
+        let iif = |name: &[u8]| {
+            let mut n = [0u8; 16];
+            n[..name.len()].copy_from_slice(name);
+            [
+                Expr::Meta {
+                    key: MetaKey::IifName,
+                    dreg: REG_1,
+                },
+                Expr::Cmp {
+                    sreg: REG_1,
+                    op: CmpOp::Eq,
+                    data: n.to_vec(),
+                },
+            ]
+        };
+        let mut est = iif(b"br0").to_vec();
+        est.extend([
+            Expr::Ct {
+                key: CtKey::State,
+                dreg: REG_1,
+            },
+            Expr::Bitwise {
+                reg: REG_1,
+                mask: (CT_ESTABLISHED | CT_RELATED).to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
+            Expr::Cmp {
+                sreg: REG_1,
+                op: CmpOp::Neq,
+                data: vec![0; 4],
+            },
+            Expr::Verdict(Verdict::Accept),
+        ]);
+        let mut drop = iif(b"br0").to_vec();
+        drop.push(Expr::Verdict(Verdict::Drop));
+        Table {
+            family: Family::Inet,
+            name: "f".into(),
+            chains: vec![Chain {
+                name: "input".into(),
+                kind: ChainType::Filter,
+                hook: Hook::Input,
+                priority: 0,
+            }],
+            rules: vec![
+                Rule {
+                    chain: "input".into(),
+                    exprs: est,
+                },
+                Rule {
+                    chain: "input".into(),
+                    exprs: drop,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn verdicts_and_families() {
+        let b = replace_batch(&[table(), filter()], 1);
+        let m = split(&b.bytes);
+        // Two tables: 3 table messages, a chain, rules for each.
+        assert_eq!(m.len(), 1 + (3 + 1 + 1) + (3 + 1 + 2) + 1);
+        // The inet table's messages carry NFPROTO_INET.
+        assert_eq!(m[6].3[0], NFPROTO_INET, "ensure table inet f");
+        assert_eq!(b.messages[&7], "ensure table inet f");
+        // `drop`: an immediate into the verdict register with the verdict
+        // nested twice.
+        let r = m[m.len() - 2].3;
+        let drop = [
+            8u8, 0, 1, 0, 0, 0, 0, 0, // NFTA_IMMEDIATE_DREG: NFT_REG_VERDICT
+            16, 0, 2, 0x80, // NFTA_IMMEDIATE_DATA, nested
+            12, 0, 2, 0x80, // NFTA_DATA_VERDICT, nested
+            8, 0, 1, 0, 0, 0, 0, 0, // NFTA_VERDICT_CODE: NF_DROP
+        ];
+        assert!(r.windows(drop.len()).any(|w| w == drop), "{r:?}");
+    }
+
     #[test]
     fn batch_layout() {
-        let b = replace_batch(&table(), 10);
+        let b = replace_batch(&[table()], 10);
         let m = split(&b.bytes);
         let types: Vec<u16> = m.iter().map(|x| x.0).collect();
         assert_eq!(
@@ -549,7 +707,7 @@ mod tests {
         assert_eq!(m[0].1 & 0x4, 0);
         assert_ne!(m[1].1 & 0x4, 0);
         assert_eq!(b.messages.len(), 5);
-        assert_eq!(b.messages[&15], "add rule 0 to chain post");
+        assert_eq!(b.messages[&15], "add rule 0 to chain post of table t");
         // The chain: nfgenmsg ip, then table "t", name "post", the nested hook
         // with the priority big-endian.
         let c = m[4].3;
@@ -570,7 +728,7 @@ mod tests {
 
     #[test]
     fn delete_layout() {
-        let b = delete_batch("keel", 1);
+        let b = delete_batch(Family::Ip, "keel", 1);
         let m = split(&b.bytes);
         assert_eq!(m.len(), 4);
         assert_eq!(m[2].0, nft_type(NFT_MSG_DELTABLE));
@@ -590,15 +748,19 @@ mod tests {
         let ns = crate::netns::create().expect("create a network namespace");
         use std::os::fd::AsFd;
         let mut nft = Nft::open_in(NetNs::Fd(ns.as_fd())).expect("open nfnetlink in it");
-        nft.replace(&table()).unwrap();
+        nft.replace(&[table()]).unwrap();
         // Twice: the second replaces the first.
-        nft.replace(&table()).unwrap();
-        // A rule naming a missing chain fails and names the message.
+        nft.replace(&[table()]).unwrap();
+        // With an inet filter table beside it, in the same transaction.
+        nft.replace(&[table(), filter()]).unwrap();
+        // A rule naming a missing chain fails, names the message, and
+        // nothing of the batch is applied (the filter table is unchanged).
         let mut bad = table();
         bad.rules[0].chain = "nowhere".into();
-        let e = nft.replace(&bad).unwrap_err().to_string();
+        let e = nft.replace(&[bad, filter()]).unwrap_err().to_string();
         assert!(e.contains("add rule 0 to chain nowhere"), "{e}");
-        nft.delete("t").unwrap();
-        nft.delete("t").unwrap();
+        nft.delete(Family::Ip, "t").unwrap();
+        nft.delete(Family::Ip, "t").unwrap();
+        nft.delete(Family::Inet, "f").unwrap();
     }
 }

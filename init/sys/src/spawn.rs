@@ -9,6 +9,15 @@
 //! before the clone). No allocation, no locks, no panics, no `std::io`.
 //!
 //! The child, in order:
+//! 00. `prctl(PR_SET_DUMPABLE, 0)`, before anything else: until its execve
+//!    the child is a copy of PID 1 (its memory, its descriptors), and once
+//!    it is in a container's namespaces that container's root could
+//!    ptrace it or read its memory (`process_vm_readv`, /proc/PID/mem) and
+//!    take over a process that still holds keel's privileges (runc's
+//!    CVE-2016-9962). A non-dumpable process is out of reach of anyone
+//!    without CAP_SYS_PTRACE over it; the forked process of a joined pid
+//!    namespace inherits it, and execve makes the program dumpable again
+//!    (with the container's credentials by then);
 //! 0. join the network namespace the parent prepared, if any;
 //! 1. make every mount private, so nothing it mounts propagates to the host;
 //! 2. run the mount plan ([`MountOp`]s: /proc, /dev and its nodes, /sys,
@@ -39,6 +48,7 @@ use crate::SysError;
 #[repr(u32)]
 pub enum Step {
     MakePrivate = 1,
+    NotDumpable = 18,
     JoinNetns = 15,
     JoinContainer = 17,
     Mount = 2,
@@ -61,6 +71,7 @@ impl Step {
     fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
         [
+            NotDumpable,
             JoinContainer,
             JoinNetns,
             MakePrivate,
@@ -85,6 +96,7 @@ impl Step {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::NotDumpable => "prctl(PR_SET_DUMPABLE, 0)",
             Step::JoinNetns => "join the network namespace",
             Step::JoinContainer => "join the container's namespaces",
             Step::MakePrivate => "make mounts private",
@@ -116,6 +128,13 @@ pub enum MountKind {
     /// has `MS_RDONLY`. Creates the target as a file (for device nodes and
     /// files) when `file` is set, else as a directory.
     Bind { file: bool },
+    /// Attach the detached mount tree `fd` (from
+    /// [`crate::fs::clone_tree`]: a bind source resolved and cloned in the
+    /// parent) at `target` with `move_mount`, make it private, then remount
+    /// it nosuid, nodev, and read-only when `flags` has `MS_RDONLY`. The
+    /// target is created first as a file when `file` is set, else as a
+    /// directory. No path of the source is looked up in the child.
+    Tree { fd: RawFd, file: bool },
     /// Hide `target`: /dev/null bound over a file, a read-only empty tmpfs
     /// over a directory. A missing target is skipped.
     Mask,
@@ -330,6 +349,10 @@ fn child(
     // and arrays the parent built before the clone and that live in this
     // process's copy of its memory; nothing here allocates or takes a lock.
     unsafe {
+        // Step 00: first, before any namespace is joined or built.
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) != 0 {
+            return (Step::NotDumpable, errno());
+        }
         if let Some(pidfd) = spec.join {
             // One call joins them all (Linux 5.8); joining the mount
             // namespace also moves root and cwd to the container's root.
@@ -485,16 +508,35 @@ unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
                     return Err((Step::Mount, errno()));
                 }
             }
-            MountKind::Bind { file } => {
-                if file {
-                    let fd = libc::open(t, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
-                    if fd < 0 {
-                        return Err((Step::CreateFile, errno()));
-                    }
-                    libc::close(fd);
-                } else if libc::mkdir(t, 0o755) != 0 && errno() != libc::EEXIST {
-                    return Err((Step::Mkdir, errno()));
+            MountKind::Tree { fd, file } => {
+                mount_point(t, file)?;
+                if libc::syscall(
+                    libc::SYS_move_mount,
+                    fd,
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    t,
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                ) != 0
+                {
+                    return Err((Step::Mount, errno()));
                 }
+                // The clone kept its source's propagation: nothing mounted
+                // under it here may show on the node.
+                if libc::mount(
+                    std::ptr::null(),
+                    t,
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err((Step::Mount, errno()));
+                }
+                remount(t, m.flags & libc::MS_RDONLY)?;
+            }
+            MountKind::Bind { file } => {
+                mount_point(t, file)?;
                 let flags = libc::MS_BIND | libc::MS_REC | (m.flags & !libc::MS_RDONLY);
                 if libc::mount(
                     opt_ptr(&m.source),
@@ -595,6 +637,28 @@ fn loopback_up() -> Result<(), i32> {
 }
 
 /// Remount the bind mount `t` nosuid, nodev, plus `extra` (MS_RDONLY).
+/// `move_mount`'s flag for a source given by descriptor, which libc does
+/// not name.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// Create the mount point `t`: a file when `file`, else a directory; one
+/// that exists is kept. Async-signal-safe.
+unsafe fn mount_point(t: *const libc::c_char, file: bool) -> Result<(), (Step, i32)> {
+    // SAFETY: as in `child`: syscalls on a prepared string.
+    unsafe {
+        if file {
+            let fd = libc::open(t, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+            if fd < 0 {
+                return Err((Step::CreateFile, errno()));
+            }
+            libc::close(fd);
+        } else if libc::mkdir(t, 0o755) != 0 && errno() != libc::EEXIST {
+            return Err((Step::Mkdir, errno()));
+        }
+    }
+    Ok(())
+}
+
 unsafe fn remount(t: *const libc::c_char, extra: libc::c_ulong) -> Result<(), (Step, i32)> {
     // SAFETY: a remount of an existing bind mount; `t` is a prepared string.
     let r = unsafe {

@@ -9,14 +9,17 @@
 //! The shell works in the network namespace of the calling thread (the
 //! node's; a test's scratch namespace in tests):
 //! 1. [`Bridge::setup`], once: the bridge with the subnet's first address,
-//!    up; IPv4 forwarding on; the leases loaded; keel's table with no port;
+//!    up; IPv4 forwarding on; the leases loaded; keel's tables with no port
+//!    and no door (the NAT table, and the input filter that keeps
+//!    containers off the node's own ports: [`guard`]);
 //! 2. [`Bridge::prepare`], before a container starts: its address (a lease)
 //!    and the contents of its `/etc/resolv.conf` and `/etc/hosts`;
 //! 3. [`Bridge::attach`], once its process is in its own network namespace
 //!    and before its program runs: the veth pair (the container's end
 //!    created directly in its namespace as `eth0`), the address and default
-//!    route inside, then keel's table replaced with the container's ports;
-//! 4. [`Bridge::detach`], when it stops: the table without its ports, the
+//!    route inside, then keel's tables replaced with the container's ports
+//!    and its door (`node_port:`), if it has one;
+//! 4. [`Bridge::detach`], when it stops: the tables without its ports, the
 //!    host end deleted (if the namespace is not gone with it already), the
 //!    lease released.
 
@@ -27,14 +30,17 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use keel_config::model::Port;
+use keel_config::model::{NodePort, Port};
 use keel_sys::netlink::Rtnl;
 use keel_sys::netns::NetNs;
 use keel_sys::nftables::Nft;
 use keel_sys::SysError;
 
 pub use ipam::{Ipam, Subnet};
-pub use plan::{host_veth, hosts, published, resolv_conf, ruleset, Proto, Published, TABLE};
+pub use plan::{
+    guard, host_veth, hosts, published, resolv_conf, ruleset, Door, Proto, Published, GUARD_TABLE,
+    TABLE,
+};
 
 /// What failed in bridge networking.
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +89,14 @@ pub enum NetError {
         step: &'static str,
         source: SysError,
     },
-    #[error("apply keel's nftables table: {0}")]
+    #[error("apply keel's nftables tables: {0}")]
     Rules(SysError),
+    #[error("container {name}: node_port {port}: {reason}")]
+    NodePort {
+        name: String,
+        port: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// The bridge's settings.
@@ -95,6 +107,9 @@ pub struct BridgeConfig {
     pub subnet: Subnet,
     /// Name servers for containers when the node has none they can reach.
     pub dns_fallback: Vec<Ipv4Addr>,
+    /// The KV's client port, the door of `node_port: kv`; `None` when the
+    /// KV does not run.
+    pub kv_port: Option<u16>,
 }
 
 impl Default for BridgeConfig {
@@ -104,6 +119,7 @@ impl Default for BridgeConfig {
             subnet: Subnet::new(Ipv4Addr::new(10, 88, 0, 0), 16)
                 .unwrap_or_else(|_| unreachable!("10.88.0.0/16 is a valid subnet")),
             dns_fallback: vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(8, 8, 8, 8)],
+            kv_port: Some(2379),
         }
     }
 }
@@ -128,6 +144,8 @@ pub struct Attachment {
     /// The host end of its veth pair, on the bridge.
     pub host_veth: String,
     pub ports: Vec<Published>,
+    /// The node port it may reach (`node_port:`).
+    pub door: Option<Door>,
 }
 
 /// The bridge: its settings, the leases and the published ports.
@@ -136,6 +154,7 @@ pub struct Bridge {
     leases: PathBuf,
     ipam: Ipam,
     ports: BTreeMap<String, Vec<Published>>,
+    doors: BTreeMap<String, Door>,
 }
 
 /// The name of the container's end, inside its namespace.
@@ -199,6 +218,7 @@ impl Bridge {
             leases,
             ipam,
             ports: BTreeMap::new(),
+            doors: BTreeMap::new(),
         };
         b.apply()?;
         Ok(b)
@@ -208,13 +228,36 @@ impl Bridge {
         &self.config
     }
 
-    /// Replace keel's table with the ports of every attached container.
+    /// Replace keel's tables with the ports and doors of every attached
+    /// container, in one transaction.
     fn apply(&self) -> Result<(), NetError> {
         let all: Vec<Published> = self.ports.values().flatten().cloned().collect();
-        let t = ruleset(&self.config.name, self.config.subnet, &all);
+        let doors: Vec<Door> = self.doors.values().copied().collect();
+        let t = [
+            ruleset(&self.config.name, self.config.subnet, &all),
+            guard(&self.config.name, &doors),
+        ];
         Nft::open()
             .and_then(|mut n| n.replace(&t))
             .map_err(NetError::Rules)
+    }
+
+    /// The door of `node_port`, for the container at `ip`.
+    fn door(
+        &self,
+        name: &str,
+        ip: Ipv4Addr,
+        node_port: Option<NodePort>,
+    ) -> Result<Option<Door>, NetError> {
+        let Some(np) = node_port else { return Ok(None) };
+        let port = match np {
+            NodePort::Kv => self.config.kv_port.ok_or(NetError::NodePort {
+                name: name.into(),
+                port: np.as_str(),
+                reason: "the KV does not run on this node",
+            })?,
+        };
+        Ok(Some(Door { ip, port }))
     }
 
     /// Container `name`'s address (leased, saved) and the contents of its
@@ -249,17 +292,19 @@ impl Bridge {
     }
 
     /// Connect container `name`, whose process is in the network namespace
-    /// `ns` (its own, new one), and publish `ports`. Leases an address when
-    /// [`Bridge::prepare`] did not.
+    /// `ns` (its own, new one), publish `ports` and open its `node_port`.
+    /// Leases an address when [`Bridge::prepare`] did not.
     pub fn attach(
         &mut self,
         name: &str,
         ns: NetNs<'_>,
         ports: &[Port],
+        node_port: Option<NodePort>,
     ) -> Result<Attachment, NetError> {
         let ip = self.lease(name)?;
         // Checked before anything changes.
         let ports = published(name, ip, ports)?;
+        let door = self.door(name, ip, node_port)?;
         for (other, theirs) in &self.ports {
             if other == name {
                 continue;
@@ -307,10 +352,18 @@ impl Bridge {
                 )
                 .map_err(step("add the default route"))?;
             let before = self.ports.insert(name.to_string(), ports.clone());
+            let door_before = match door {
+                Some(d) => self.doors.insert(name.to_string(), d),
+                None => self.doors.remove(name),
+            };
             if let Err(e) = self.apply() {
                 match before {
                     Some(b) => self.ports.insert(name.to_string(), b),
                     None => self.ports.remove(name),
+                };
+                match door_before {
+                    Some(d) => self.doors.insert(name.to_string(), d),
+                    None => self.doors.remove(name),
                 };
                 return Err(e);
             }
@@ -327,6 +380,7 @@ impl Bridge {
             gateway: self.config.subnet.gateway(),
             host_veth: veth,
             ports,
+            door,
         })
     }
 
@@ -337,7 +391,9 @@ impl Bridge {
             let name = name.to_string();
             move |source| NetError::Detach { name, step, source }
         };
-        if self.ports.remove(name).is_some() {
+        let had_ports = self.ports.remove(name).is_some();
+        let had_door = self.doors.remove(name).is_some();
+        if had_ports || had_door {
             self.apply()?;
         }
         let mut r = Rtnl::open().map_err(step("open rtnetlink"))?;

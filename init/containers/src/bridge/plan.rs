@@ -6,13 +6,16 @@ use std::net::Ipv4Addr;
 
 use keel_config::model::Port;
 use keel_sys::nftables::{
-    Chain, ChainType, CmpOp, Expr, Hook, MetaKey, PayloadBase, Rule, Table, REG_1, REG_2,
+    Chain, ChainType, CmpOp, CtKey, Expr, Family, Hook, MetaKey, PayloadBase, Rule, Table, Verdict,
+    CT_ESTABLISHED, CT_RELATED, REG_1, REG_2,
 };
 
 use super::{NetError, Subnet};
 
 /// The nftables table keel owns (and replaces whole).
 pub const TABLE: &str = "keel";
+/// keel's inet table with the input filter ([`guard`]).
+pub const GUARD_TABLE: &str = "keel_guard";
 
 /// The host end of a container's veth pair: `veth` and 11 hex digits of a
 /// 64-bit FNV-1a hash of the name: 15 bytes, the kernel's limit (IFNAMSIZ
@@ -172,17 +175,38 @@ fn saddr_in(s: Subnet) -> [Expr; 3] {
     ]
 }
 
-/// `oifname OP NAME`: interface names compare as 16 NUL-padded bytes.
-fn oifname(op: CmpOp, name: &str) -> [Expr; 2] {
+/// `KEY OP NAME` for `iifname`/`oifname`: interface names compare as 16
+/// NUL-padded bytes.
+fn ifname(key: MetaKey, op: CmpOp, name: &str) -> [Expr; 2] {
     let mut n = [0u8; 16];
     let len = name.len().min(15);
     n[..len].copy_from_slice(&name.as_bytes()[..len]);
+    [Expr::Meta { key, dreg: REG_1 }, cmp(op, &n)]
+}
+
+fn oifname(op: CmpOp, name: &str) -> [Expr; 2] {
+    ifname(MetaKey::OifName, op, name)
+}
+
+/// `meta l4proto P th dport PORT`.
+fn dport(proto: Proto, port: u16) -> [Expr; 4] {
+    let proto = match proto {
+        Proto::Tcp => libc::IPPROTO_TCP,
+        Proto::Udp => libc::IPPROTO_UDP,
+    } as u8;
     [
         Expr::Meta {
-            key: MetaKey::OifName,
+            key: MetaKey::L4Proto,
             dreg: REG_1,
         },
-        cmp(op, &n),
+        cmp(CmpOp::Eq, &[proto]),
+        Expr::Payload {
+            base: PayloadBase::Transport,
+            offset: 2,
+            len: 2,
+            dreg: REG_1,
+        },
+        cmp(CmpOp::Eq, &port.to_be_bytes()),
     ]
 }
 
@@ -207,24 +231,8 @@ fn dnat(p: &Published, chain: &str) -> Rule {
             cmp(CmpOp::Eq, &(libc::RTN_LOCAL as u32).to_ne_bytes()),
         ]),
     }
-    let proto = match p.proto {
-        Proto::Tcp => libc::IPPROTO_TCP,
-        Proto::Udp => libc::IPPROTO_UDP,
-    } as u8;
+    e.extend(dport(p.proto, p.host_port));
     e.extend([
-        // `meta l4proto P th dport HOST_PORT`
-        Expr::Meta {
-            key: MetaKey::L4Proto,
-            dreg: REG_1,
-        },
-        cmp(CmpOp::Eq, &[proto]),
-        Expr::Payload {
-            base: PayloadBase::Transport,
-            offset: 2,
-            len: 2,
-            dreg: REG_1,
-        },
-        cmp(CmpOp::Eq, &p.host_port.to_be_bytes()),
         // `dnat to IP:PORT`
         Expr::Immediate {
             dreg: REG_1,
@@ -278,7 +286,10 @@ pub fn ruleset(bridge: &str, subnet: Subnet, ports: &[Published]) -> Table {
     let mut hairpin = Vec::from(saddr_in(subnet));
     hairpin.extend(oifname(CmpOp::Eq, bridge));
     hairpin.extend([
-        Expr::CtStatus { dreg: REG_1 },
+        Expr::Ct {
+            key: CtKey::Status,
+            dreg: REG_1,
+        },
         Expr::Bitwise {
             reg: REG_1,
             mask: 0x20u32.to_ne_bytes().to_vec(), // IPS_DST_NAT
@@ -294,6 +305,7 @@ pub fn ruleset(bridge: &str, subnet: Subnet, ports: &[Published]) -> Table {
         });
     }
     Table {
+        family: Family::Ip,
         name: TABLE.into(),
         chains: vec![
             chain("prerouting", Hook::Prerouting, -100),
@@ -301,6 +313,94 @@ pub fn ruleset(bridge: &str, subnet: Subnet, ports: &[Published]) -> Table {
             chain("postrouting", Hook::Postrouting, 100),
         ],
         rules,
+    }
+}
+
+/// A door through [`guard`]: a container's address may reach one TCP
+/// port of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Door {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+/// keel's input filter: what comes in from the bridge to the node itself
+/// (any of its addresses: the gateway, eth0's, a broadcast) is dropped,
+/// but for replies and the `doors` containers were given:
+///
+/// ```text
+/// table inet keel_guard {
+///   chain input { type filter hook input priority 0;
+///     iifname BRIDGE ct state established,related accept
+///     iifname BRIDGE meta nfproto ipv4 ip saddr IP tcp dport PORT accept  (per door)
+///     iifname BRIDGE drop
+///   }
+/// }
+/// ```
+///
+/// The input hook sees only packets for the node: a published port is
+/// translated in prerouting (priority -100) to a container's address and
+/// forwarded, never seen here. `inet`, so that IPv6 (a link-local address
+/// on the bridge) is no way around it. Replies are let in so that the node
+/// keeps reaching containers (health checks over HTTP or TCP). keel serves
+/// nothing to containers on the bridge (no DHCP: addresses are set through
+/// netlink; no DNS: containers use the node's servers, through NAT).
+pub fn guard(bridge: &str, doors: &[Door]) -> Table {
+    let from_bridge = || ifname(MetaKey::IifName, CmpOp::Eq, bridge);
+    let mut replies = Vec::from(from_bridge());
+    replies.extend([
+        Expr::Ct {
+            key: CtKey::State,
+            dreg: REG_1,
+        },
+        Expr::Bitwise {
+            reg: REG_1,
+            mask: (CT_ESTABLISHED | CT_RELATED).to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        cmp(CmpOp::Neq, &[0; 4]),
+        Expr::Verdict(Verdict::Accept),
+    ]);
+    let mut rules = vec![replies];
+    for d in doors {
+        let mut e = Vec::from(from_bridge());
+        e.extend([
+            Expr::Meta {
+                key: MetaKey::NfProto,
+                dreg: REG_1,
+            },
+            cmp(CmpOp::Eq, &[libc::NFPROTO_IPV4 as u8]),
+            Expr::Payload {
+                base: PayloadBase::Network,
+                offset: 12,
+                len: 4,
+                dreg: REG_1,
+            },
+            cmp(CmpOp::Eq, &d.ip.octets()),
+        ]);
+        e.extend(dport(Proto::Tcp, d.port));
+        e.push(Expr::Verdict(Verdict::Accept));
+        rules.push(e);
+    }
+    let mut drop = Vec::from(from_bridge());
+    drop.push(Expr::Verdict(Verdict::Drop));
+    rules.push(drop);
+    Table {
+        family: Family::Inet,
+        name: GUARD_TABLE.into(),
+        chains: vec![Chain {
+            name: "input".into(),
+            kind: ChainType::Filter,
+            hook: Hook::Input,
+            priority: 0,
+        }],
+        rules: rules
+            .into_iter()
+            .map(|exprs| Rule {
+                chain: "input".into(),
+                exprs,
+            })
+            .collect(),
     }
 }
 
@@ -439,5 +539,46 @@ mod tests {
             2,
             "no ports: NAT out only"
         );
+    }
+
+    #[test]
+    fn the_guard() {
+        let g = guard("keel0", &[]);
+        assert_eq!((g.family, g.name.as_str()), (Family::Inet, "keel_guard"));
+        assert_eq!(g.chains[0].hook, Hook::Input);
+        assert_eq!(g.chains[0].kind, ChainType::Filter);
+        let from_keel0 = cmp(CmpOp::Eq, b"keel0\0\0\0\0\0\0\0\0\0\0\0");
+        // No door: replies in, the rest from the bridge dropped.
+        assert_eq!(g.rules.len(), 2);
+        for r in &g.rules {
+            assert_eq!(
+                r.exprs[0],
+                Expr::Meta {
+                    key: MetaKey::IifName,
+                    dreg: REG_1
+                }
+            );
+            assert_eq!(r.exprs[1], from_keel0, "every rule is about the bridge");
+        }
+        assert_eq!(
+            g.rules[0].exprs.last(),
+            Some(&Expr::Verdict(Verdict::Accept))
+        );
+        assert_eq!(g.rules[1].exprs.len(), 3, "iifname keel0 drop");
+        assert_eq!(g.rules[1].exprs[2], Expr::Verdict(Verdict::Drop));
+        // A door: accepted from that address to that TCP port only, before
+        // the drop.
+        let d = Door {
+            ip: Ipv4Addr::new(10, 88, 0, 7),
+            port: 2379,
+        };
+        let g = guard("keel0", &[d]);
+        assert_eq!(g.rules.len(), 3);
+        let door = &g.rules[1].exprs;
+        assert!(door.contains(&cmp(CmpOp::Eq, &[10, 88, 0, 7])));
+        assert!(door.contains(&cmp(CmpOp::Eq, &[6])), "tcp");
+        assert!(door.contains(&cmp(CmpOp::Eq, &2379u16.to_be_bytes())));
+        assert_eq!(door.last(), Some(&Expr::Verdict(Verdict::Accept)));
+        assert_eq!(g.rules[2].exprs.last(), Some(&Expr::Verdict(Verdict::Drop)));
     }
 }

@@ -78,6 +78,16 @@ fn serve(l: TcpListener, n: usize) {
     });
 }
 
+/// Whether a connection to `to` from this thread's namespace times out
+/// (a dropped SYN), as opposed to being answered (accepted or refused).
+fn dropped(to: &str) -> bool {
+    let a: SocketAddr = to.parse().unwrap();
+    match TcpStream::connect_timeout(&a, Duration::from_secs(1)) {
+        Err(e) => e.kind() == std::io::ErrorKind::TimedOut,
+        Ok(_) => false,
+    }
+}
+
 /// Connect to `to` from this thread's namespace; what the server said.
 fn ask(to: &str) -> String {
     let a: SocketAddr = to.parse().unwrap();
@@ -164,7 +174,16 @@ fn in_node(outside: std::os::fd::BorrowedFd<'_>, state: &Path) {
         .unwrap();
     o.link_up("eth0").unwrap();
 
-    let mut b = Bridge::setup(BridgeConfig::default(), Path::new("/proc"), state).unwrap();
+    // The node's "KV": a port on every address of the node, the door of
+    // `node_port: kv`.
+    let kv = TcpListener::bind("0.0.0.0:0").unwrap();
+    let kv_port = kv.local_addr().unwrap().port();
+    serve(kv, 3);
+    let config = BridgeConfig {
+        kv_port: Some(kv_port),
+        ..BridgeConfig::default()
+    };
+    let mut b = Bridge::setup(config.clone(), Path::new("/proc"), state).unwrap();
     assert_eq!(
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
             .unwrap()
@@ -181,6 +200,7 @@ fn in_node(outside: std::os::fd::BorrowedFd<'_>, state: &Path) {
             "web",
             NetNs::Pid(pid),
             &[port(8080, 80, "tcp"), port(5353, 53, "udp")],
+            None,
         )
         .unwrap();
     assert_eq!(
@@ -265,13 +285,46 @@ fn in_node(outside: std::os::fd::BorrowedFd<'_>, state: &Path) {
         );
     }
 
-    // The container reaches the bridge's address.
-    let at_node = TcpListener::bind("10.88.0.1:0").unwrap();
+    // The guard, read back by nft: an inet filter on the input hook.
+    let guard = json(&["nft", "-j", "list", "table", "inet", "keel_guard"]);
+    assert!(
+        holds(
+            &guard,
+            &serde_json::json!({"chain": {"name": "input", "type": "filter", "hook": "input", "prio": 0}})
+        ),
+        "{guard}"
+    );
+    let input = rules_of(&guard, "input");
+    let from_keel0 =
+        serde_json::json!({"match": {"left": {"meta": {"key": "iifname"}}, "right": "keel0"}});
+    assert!(
+        input
+            .last()
+            .is_some_and(|r| holds(r, &serde_json::json!({"drop": null})) && holds(r, &from_keel0)),
+        "iifname keel0 drop, last: {input:?}"
+    );
+
+    // The container reaches none of the node's ports, on the bridge's
+    // address nor on another of the node's: its SYN is dropped (a refusal
+    // would show the port is there). Control: from the node itself, the
+    // same ports answer on both.
+    let at_node = TcpListener::bind("0.0.0.0:0").unwrap();
     let node_port = at_node.local_addr().unwrap().port();
-    serve(at_node, 1);
-    let seen =
-        netns::run_in_ns(NetNs::Pid(pid), || ask(&format!("10.88.0.1:{node_port}"))).unwrap();
-    assert_eq!(seen, "10.88.0.2");
+    serve(at_node, 2);
+    for addr in ["10.88.0.1", "198.51.100.1"] {
+        for p in [node_port, kv_port] {
+            let to = format!("{addr}:{p}");
+            assert!(
+                netns::run_in_ns(NetNs::Pid(pid), || dropped(&to)).unwrap(),
+                "the container reached {to}"
+            );
+        }
+    }
+    for addr in ["10.88.0.1", "198.51.100.1"] {
+        // Answered, from one of the node's own addresses.
+        let peer = ask(&format!("{addr}:{node_port}"));
+        assert!(peer == "10.88.0.1" || peer == "198.51.100.1", "{peer}");
+    }
 
     // A server on port 80 of the container, reached through 8080 of the node.
     let web = netns::run_in_ns(NetNs::Pid(pid), || TcpListener::bind("0.0.0.0:80"))
@@ -302,6 +355,7 @@ fn in_node(outside: std::os::fd::BorrowedFd<'_>, state: &Path) {
             "db",
             NetNs::Pid(other.0.id() as i32),
             &[port(8080, 81, "tcp")],
+            None,
         )
         .unwrap_err()
         .to_string();
@@ -316,10 +370,45 @@ fn in_node(outside: std::os::fd::BorrowedFd<'_>, state: &Path) {
             != Some(0),
         "a refused attach leaves no veth"
     );
+    // With `node_port: kv` it reaches the KV's port, on any address of the
+    // node, and no other port; the first container still reaches neither.
+    let db_pid = other.0.id() as i32;
     let db = b
-        .attach("db", NetNs::Pid(other.0.id() as i32), &[])
+        .attach("db", NetNs::Pid(db_pid), &[], Some(NodePort::Kv))
         .unwrap();
     assert_eq!(db.ip, Ipv4Addr::new(10, 88, 0, 3));
+    assert_eq!(
+        db.door,
+        Some(Door {
+            ip: db.ip,
+            port: kv_port
+        })
+    );
+    for addr in ["10.88.0.1", "198.51.100.1"] {
+        let seen = netns::run_in_ns(NetNs::Pid(db_pid), || ask(&format!("{addr}:{kv_port}")));
+        assert_eq!(seen.unwrap(), "10.88.0.3");
+    }
+    let to = format!("10.88.0.1:{node_port}");
+    assert!(netns::run_in_ns(NetNs::Pid(db_pid), || dropped(&to)).unwrap());
+    let to = format!("10.88.0.1:{kv_port}");
+    assert!(netns::run_in_ns(NetNs::Pid(pid), || dropped(&to)).unwrap());
+    // A node without a KV has no door to give.
+    let mut no_kv = b.config().clone();
+    no_kv.kv_port = None;
+    let e = Bridge {
+        config: no_kv,
+        leases: state.join("bridge.json"),
+        ipam: Ipam::load(&state.join("bridge.json"), b.config().subnet).unwrap(),
+        ports: BTreeMap::new(),
+        doors: BTreeMap::new(),
+    }
+    .door("x", db.ip, Some(NodePort::Kv))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("node_port kv") && e.contains("KV does not run"),
+        "{e}"
+    );
 
     // Detach: the veth and the rules go, the address is free again.
     b.detach("web").unwrap();
@@ -334,6 +423,12 @@ fn in_node(outside: std::os::fd::BorrowedFd<'_>, state: &Path) {
     let table = json(&["nft", "-j", "list", "table", "ip", "keel"]);
     assert!(rules_of(&table, "prerouting").is_empty(), "{table}");
     assert_eq!(rules_of(&table, "postrouting").len(), 2);
+    let guard = json(&["nft", "-j", "list", "table", "inet", "keel_guard"]);
+    assert_eq!(
+        rules_of(&guard, "input").len(),
+        3,
+        "db's door stays: {guard}"
+    );
     let leases = std::fs::read_to_string(state.join("bridge.json")).unwrap();
     assert!(!leases.contains("web") && leases.contains("db"), "{leases}");
     b.detach("web").unwrap();
@@ -342,9 +437,15 @@ fn in_node(outside: std::os::fd::BorrowedFd<'_>, state: &Path) {
     drop(other);
     std::thread::sleep(Duration::from_millis(100));
     b.detach("db").unwrap();
+    let guard = json(&["nft", "-j", "list", "table", "inet", "keel_guard"]);
+    assert_eq!(
+        rules_of(&guard, "input").len(),
+        2,
+        "db's door is closed: {guard}"
+    );
 
     // Setting up again (keel restarted) takes over the bridge and the leases.
-    let b2 = Bridge::setup(BridgeConfig::default(), Path::new("/proc"), state).unwrap();
+    let b2 = Bridge::setup(config, Path::new("/proc"), state).unwrap();
     assert_eq!(b2.address("db"), None);
     drop(sleeper);
 }

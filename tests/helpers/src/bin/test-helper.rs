@@ -20,6 +20,17 @@
 //!   API's) and print the answer's status line.
 //! * `syscall-cost,N`: time N warm calls each of a few syscalls and print
 //!   the cost per call (what a boot task's syscalls cost in this guest).
+//! * `connect,[--wait,S,]ADDR:PORT...`: a TCP connection to each, with a
+//!   2 s timeout, and one line each: `connect ADDR:PORT: open`, `refused`
+//!   (a RST: the node's stack answered), `dropped` (no answer: a firewall
+//!   dropped the SYN) or `error E`. After `--wait S`, a target that was not
+//!   open or refused is tried again until S seconds pass (a port that is
+//!   not up yet); `--wait 0` goes back to one try. After `--local`, each
+//!   target's address must be one of this machine's before it is tried (it
+//!   waits for it within `--wait`): run on the node, a connection to an
+//!   address the node does not have yet (the bridge's, before the first
+//!   bridge container) would leave through qemu's user network to the
+//!   host's. Ends with `connect-done`.
 //! * `crun-bench,N`: the container benchmark's reference: N starts and N
 //!   runs of `/bin/true` with Debian's crun
 //!   (`keel_testhelpers::crun_bench`); prints `crun-bench: FIGURE MS,...`
@@ -431,9 +442,12 @@ fn escape() -> Result<String, String> {
     ));
     // Processes outside its own: on the node there are (the containers',
     // keel's), in a container with its own pid namespace there are none.
-    // Wait a little for some to show, so that the node's control run does
-    // not race the containers' starts.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    // On the node, wait for some to show, so that the node's control run
+    // does not race the containers' starts (which follow the image
+    // imports: more than a few seconds on a loaded host). The container's
+    // first process is pid 1 in its namespace: nothing to wait for there.
+    let patience = if std::process::id() == 1 { 0 } else { 60 };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(patience);
     let mut seen = others()?;
     while seen.is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -527,6 +541,60 @@ fn unix_get(socket: &str, path: &str) -> Result<String, String> {
     ))
 }
 
+/// One TCP connection attempt: `open`, `refused`, `dropped` or `error E`.
+fn connect_once(to: std::net::SocketAddr) -> String {
+    match std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_secs(2)) {
+        Ok(_) => "open".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "dropped".into(),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+fn connect(args: &[&str]) -> Result<String, String> {
+    let mut wait = 0u64;
+    let mut local = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if *a == "--local" {
+            local = true;
+            continue;
+        }
+        if *a == "--wait" {
+            let s = it.next().ok_or("connect: --wait needs seconds")?;
+            wait = s
+                .parse()
+                .map_err(|_| format!("connect: {s:?} is not a number of seconds"))?;
+            continue;
+        }
+        let to: std::net::SocketAddr = a
+            .parse()
+            .map_err(|_| format!("connect: {a:?} is not ADDR:PORT"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+        // Binding succeeds only to an address of this machine.
+        let is_local = || std::net::UdpSocket::bind((to.ip(), 0)).is_ok();
+        while local && !is_local() {
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "connect: {} is not an address of this machine",
+                    to.ip()
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let verdict = loop {
+            let v = connect_once(to);
+            if v == "open" || v == "refused" || std::time::Instant::now() >= deadline {
+                break v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        };
+        // As it goes: a test waiting on the logs sees each verdict.
+        println!("connect {a}: {verdict}");
+    }
+    Ok("connect-done".into())
+}
+
 /// `unix-json SOCKET PATH`: the API's answer body on one line (JSON keeps
 /// its meaning with its newlines made spaces), for tests that read a node
 /// whose TCP port is closed.
@@ -606,12 +674,13 @@ fn run(args: &[String]) -> i32 {
             .map_err(|e| format!("{path}: {e}")),
         ["unix-get", socket, path] => unix_get(socket, path),
         ["unix-json", socket, path] => unix_json(socket, path),
+        ["connect", ref targets @ ..] => connect(targets),
         ["reread", path, secs] => match secs.parse() {
             Ok(secs) => reread(path, secs),
             Err(_) => Err(format!("reread: {secs:?} is not a number of seconds")),
         },
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | put PATH TEXT | sleep SECONDS | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | reread PATH SECONDS, several joined by + (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | put PATH TEXT | sleep SECONDS | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | connect [--wait S] [--local] ADDR:PORT... | reread PATH SECONDS, several joined by + (got {args:?})"
         )),
     };
     match result {
