@@ -376,7 +376,7 @@ fn keel_sets_the_panic_policy_when_the_command_line_does_not() {
         vm.console()
     );
     assert!(
-        vm.exit_within(Duration::from_secs(60)).is_some(),
+        vm.exit_within(Duration::from_secs(180)).is_some(),
         "a panic did not reboot:\n{}",
         vm.console()
     );

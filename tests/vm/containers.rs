@@ -1046,3 +1046,59 @@ neighbour-ran"
     );
     vm.assert_no_fatal();
 }
+
+/// Containers together cannot starve the node: the `containers` group's
+/// memory.max leaves keel, the KV and the kernel their reserve (an eighth
+/// of 1 GiB here). A container without a limit of its own that fills
+/// 900 MiB, which the node's free memory would hold, is OOM-killed inside
+/// the group; one that asks for 8 MiB finishes. keel answers throughout.
+#[test]
+fn containers_together_leave_the_node_its_reserve() {
+    let s = Scratch::new("containers-reserve");
+    let config = r#"#cloud-config
+containers:
+  - name: greedy
+    image: busybox
+    command: ["/bin/sh", "-c", "dd if=/dev/zero of=/dev/null bs=900M count=1 && echo survived"]
+    restart: never
+    network: none
+  - name: modest
+    image: busybox
+    command: ["/bin/sh", "-c", "dd if=/dev/zero of=/dev/null bs=8M count=1 && echo fine"]
+    restart: never
+    network: none
+"#;
+    let file = s.path("user-data");
+    std::fs::write(&file, config).unwrap();
+    let mut cfg = VmConfig::new("containers-reserve");
+    cfg.mem = "1024M".into();
+    cfg.cloud_config(&file);
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    let c = vm.console();
+    let line = c
+        .lines()
+        .find(|l| l.contains("containers: together at most"))
+        .unwrap_or_else(|| panic!("no cap line:\n{c}"));
+    let cap: u64 = line
+        .split("at most ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((800..900).contains(&cap), "{line}");
+    let greedy = wait_until(&vm, "greedy", "exited", |c| c.state == "exited");
+    assert_eq!(
+        greedy
+            .last_exit
+            .as_deref()
+            .map(|x| x.starts_with("killed by signal 9")),
+        Some(true),
+        "{greedy:?}"
+    );
+    assert!(greedy.stats.oom_kills >= 1, "{greedy:?}");
+    assert!(!logs(&vm, "greedy").contains("survived"));
+    wait_logs(&vm, "modest", "fine");
+    assert_eq!(vm.status().state, keel_api::NodeState::Ready);
+    vm.assert_no_fatal();
+}

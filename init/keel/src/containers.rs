@@ -156,6 +156,21 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
             source: std::io::Error::other(e.to_string()),
         }
     })?;
+    // Containers together cannot starve the node.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total = keel_boot::procfs::meminfo(&meminfo).total_kb * 1024;
+    if total == 0 {
+        warn!("containers: /proc/meminfo has no MemTotal: their memory together is not capped");
+    } else {
+        match keel_containers::cgroup::cap_group(&cg, total) {
+            Ok(cap) => info!(
+                "containers: together at most {} MiB of {} MiB (the rest is kept for keel, the KV and the kernel)",
+                cap >> 20,
+                total >> 20
+            ),
+            Err(e) => warn!("containers: cannot cap their memory together: {e}"),
+        }
+    }
     let store = keel_oci::Store::open(Path::new(STORE)).map_err(|e| TaskError::Io {
         op: "open the image store",
         path: STORE.into(),

@@ -107,6 +107,23 @@ pub fn prepare_root(root: &Path) -> Result<PathBuf, CgroupError> {
     Ok(group)
 }
 
+/// What the node keeps for itself (PID 1, the KV, the kernel) out of
+/// `total` bytes of memory: an eighth, at least 32 MiB, at most 512 MiB.
+pub fn node_reserve(total: u64) -> u64 {
+    (total / 8).clamp(32 << 20, 512 << 20).min(total)
+}
+
+/// Cap all containers together at `total` less [`node_reserve`]: the
+/// `containers` group's `memory.max`. Returns the cap written.
+pub fn cap_group(group: &Path, total: u64) -> Result<u64, CgroupError> {
+    let cap = total - node_reserve(total);
+    if cap == 0 {
+        return Ok(0);
+    }
+    write(group, "memory.max", &cap.to_string())?;
+    Ok(cap)
+}
+
 /// A container's cgroup.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
@@ -198,6 +215,21 @@ pub(crate) mod tests {
         ] {
             std::fs::write(dir.join(f), "").unwrap();
         }
+    }
+
+    #[test]
+    fn containers_together_leave_the_node_its_reserve() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(node_reserve(64 * MIB), 32 * MIB);
+        assert_eq!(node_reserve(1024 * MIB), 128 * MIB);
+        assert_eq!(node_reserve(64 * 1024 * MIB), 512 * MIB);
+        assert_eq!(node_reserve(16 * MIB), 16 * MIB);
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(cap_group(t.path(), 1024 * MIB).unwrap(), 896 * MIB);
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("memory.max")).unwrap(),
+            (896 * MIB).to_string()
+        );
     }
 
     #[test]
