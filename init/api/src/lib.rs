@@ -30,6 +30,7 @@ pub use keel_tls::ClientFiles;
 pub use server::{serve, serve_tcp, serve_unix, Node};
 pub use types::{
     Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
-    ContainerStatus, ContentCheck, DhcpLease, ErrorBody, LinkStatus, Memory, NetworkStatus,
-    NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo, StateMount, Status,
+    ContainerStatus, ContentCheck, DhcpLease, ErrorBody, KvStatus, LinkStatus, Memory,
+    NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo,
+    StateMount, Status,
 };

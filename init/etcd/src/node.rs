@@ -112,6 +112,11 @@ pub struct Node {
     pool: tokio::sync::Mutex<HashMap<NodeId, Vec<PeerClient>>>,
     /// How to reach `https://` peers (see [`crate::net::PeerClient`]).
     pub peer_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
+    /// Where the client port listens.
+    pub client_addrs: Vec<std::net::SocketAddr>,
+    /// Where the peer port listens, once it is open (only in a cluster of
+    /// more than one).
+    pub peer_addrs: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 impl Node {
@@ -143,10 +148,19 @@ impl Node {
             leader_since: std::sync::Mutex::new((None, SystemTime::now())),
             pool: Default::default(),
             peer_tls: None,
+            client_addrs: Vec::new(),
+            peer_addrs: std::sync::OnceLock::new(),
         }
     }
 
     /// The leader last seen and since when it has been.
+    /// What this member exposes without authentication, one line each
+    /// (see [`ServerConfig::exposure_warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        self.config
+            .exposure_warnings(self.peer_addrs.get().is_some())
+    }
+
     pub fn leader_since(&self) -> (Option<NodeId>, SystemTime) {
         *self.leader_since.lock().unwrap_or_else(|p| p.into_inner())
     }

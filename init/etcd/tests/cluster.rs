@@ -262,6 +262,9 @@ fn members_are_added_updated_and_removed_at_runtime() {
         (a.state()? == "StateLeader").then_some(())
     });
     a.put("/before", "x").unwrap();
+    // A lone member opens no peer port; it opens once b is added (below).
+    let peer_open = |m: &Member| std::net::TcpStream::connect(("127.0.0.1", m.peer)).is_ok();
+    assert!(!peer_open(&a), "a lone member has no peer port");
 
     // etcdctl member add, as an operator would, then start the new member
     // with initial-cluster-state existing.
@@ -282,6 +285,7 @@ fn members_are_added_updated_and_removed_at_runtime() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("Added member named b"), "{text}");
+    until("a's peer port to open", 10, || peer_open(&a).then_some(()));
     b.start(&cluster_of(&[&a, &b]), "existing");
     // b catches up with what was written before it joined.
     let v = until("b to catch up", 20, || {

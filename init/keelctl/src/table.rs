@@ -41,6 +41,7 @@ pub fn status(s: &Status) -> String {
         s.boot.pid1_start_ms
     );
     root(&mut o, &s.root);
+    kv(&mut o, s.kv.as_ref());
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -66,6 +67,29 @@ pub fn status(s: &Status) -> String {
         }
     }
     o
+}
+
+/// The KV line: where the member listens, and a line per warning.
+fn kv(o: &mut String, kv: Option<&keel_api::KvStatus>) {
+    let Some(kv) = kv else {
+        let _ = writeln!(o, "kv         not running");
+        return;
+    };
+    let peer = if kv.peer.is_empty() {
+        "peer port closed (lone member)".to_string()
+    } else {
+        format!("peers on {}", kv.peer.join(", "))
+    };
+    let _ = writeln!(
+        o,
+        "kv         member {} ({}), clients on {}, {peer}",
+        kv.name,
+        kv.id,
+        kv.client.join(", ")
+    );
+    for w in &kv.warnings {
+        let _ = writeln!(o, "warning    {w}");
+    }
 }
 
 /// The root lines: where the OS came from and how it was verified.
@@ -381,6 +405,7 @@ mod tests {
             },
             root: Default::default(),
             config: Default::default(),
+            kv: None,
         };
         let t = status(&s);
         assert!(t.contains("keel (keel 0.1.0), ready, up 2.5 s"), "{t}");
@@ -396,5 +421,26 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("error: bad"), "{t}");
+        assert!(t.contains("kv         not running"), "{t}");
+    }
+
+    #[test]
+    fn kv_line_and_its_warnings() {
+        let mut o = String::new();
+        kv(
+            &mut o,
+            Some(&keel_api::KvStatus {
+                name: "n1".into(),
+                id: "8e9e05c52164694d".into(),
+                client: vec!["0.0.0.0:2379".into()],
+                peer: vec![],
+                warnings: vec!["kv: client port 0.0.0.0:2379 listens beyond loopback".into()],
+            }),
+        );
+        assert_eq!(
+            o,
+            "kv         member n1 (8e9e05c52164694d), clients on 0.0.0.0:2379, peer port closed (lone member)\n\
+             warning    kv: client port 0.0.0.0:2379 listens beyond loopback\n"
+        );
     }
 }
