@@ -212,6 +212,47 @@ fn three_members_survive_the_leaders_death_and_a_full_restart() {
     private(&ms[0].dir.join("member"));
 }
 
+/// A follower that was down catches up over more log than one append may
+/// carry (net.rs's APPEND_BYTES, 8 MiB; a peer takes at most 16 MiB): the
+/// leader sends it in parts.
+#[test]
+fn a_follower_catches_up_over_appends_larger_than_a_peer_takes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ms: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Member::new(tmp.path(), n))
+        .collect();
+    let cluster = cluster_of(&ms.iter().collect::<Vec<_>>());
+    for m in &mut ms {
+        m.start(&cluster, "new");
+    }
+    let l = leader(&ms);
+    let f = (l + 1) % 3;
+    ms[f].kill();
+    // 24 writes of 1 MiB each: one entry each, 24 MiB the follower lacks.
+    let value = "x".repeat(1 << 20);
+    for i in 0..24 {
+        let r = send(
+            ms[l].addr(),
+            &Request::form(
+                "PUT",
+                &format!("/v2/keys/big/{i}"),
+                &format!("value={value}"),
+            ),
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "{}", r.describe());
+    }
+    ms[f].start(&cluster, "new");
+    let v = until("the follower to catch up", 60, || {
+        let r = ms[f].get("/v2/keys/big/23?quorum=false")?;
+        (r.status == 200).then(|| r.json())?
+    });
+    assert_eq!(v["node"]["value"].as_str().map(str::len), Some(1 << 20));
+    let log = std::fs::read_to_string(ms[f].dir.with_extension("log")).unwrap();
+    assert!(!log.contains("413"), "{log}");
+}
+
 /// Found by `make soak`: a leader killed and started again before the
 /// others elected a new one resumed leadership in its old term, without the
 /// commit index, and answered reads from a state machine that lagged the
