@@ -96,12 +96,19 @@ async fn open_peers(
     Ok(addrs)
 }
 
+/// Members in Raft's effective membership: the newest in the log, applied
+/// or not (a member restarted with a lone config but a log of several
+/// must be reachable before it can commit anything).
+fn members_in(m: &openraft::RaftMetrics<crate::types::NodeId, crate::types::Member>) -> usize {
+    m.membership_config.membership().nodes().count()
+}
+
 /// A lone member opens its peer port once a second member is added (step
 /// 2): the new member must reach it to vote and to forward writes.
 async fn open_peers_when_joined(node: Arc<Node>, acceptor: Option<TlsAcceptor>) {
-    let mut applied = node.shared.subscribe();
+    let mut metrics = node.raft.metrics();
     loop {
-        let members = node.shared.read().membership.membership().nodes().count();
+        let members = members_in(&metrics.borrow_and_update());
         if members > 1 {
             match open_peers(&node, acceptor).await {
                 Ok(addrs) => {
@@ -117,7 +124,7 @@ async fn open_peers_when_joined(node: Arc<Node>, acceptor: Option<TlsAcceptor>) 
             }
             return;
         }
-        if applied.changed().await.is_err() {
+        if metrics.changed().await.is_err() {
             return;
         }
     }
@@ -298,10 +305,13 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
     // Step 2: the peer port is bound here only for a cluster of more than
     // one (so a port in use fails the start); a lone member binds it when
     // a second member is added.
-    let peers_now = config.peers_at_start() || {
-        let s = shared.read();
-        s.membership.membership().nodes().count() > 1
-    };
+    // Asked of Raft's core (its metrics may not be out yet).
+    let peers_now = config.peers_at_start()
+        || raft
+            .with_raft_state(|st| st.membership_state.effective().membership().nodes().count())
+            .await
+            .unwrap_or(0)
+            > 1;
     let clients = bind(&config.listen_client).await?;
     let client_addrs: Vec<SocketAddr> = clients
         .iter()

@@ -253,6 +253,65 @@ fn a_follower_catches_up_over_appends_larger_than_a_peer_takes() {
     assert!(!log.contains("413"), "{log}");
 }
 
+/// A member started alone that grew into a cluster keeps its lone config:
+/// restarted, it finds two members in its log, opens its peer port at once
+/// (the other must reach it), and the two go on.
+#[test]
+fn a_grown_member_restarted_with_its_lone_config_opens_its_peer_port() {
+    if !keel_testkit::need_command("etcdctl", "etcd-client") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Member::new(tmp.path(), "a");
+    let cluster_a = cluster_of(&[&a]);
+    a.start(&cluster_a, "new");
+    until("a leader", 20, || {
+        (a.state()? == "StateLeader").then_some(())
+    });
+    let start_line = |m: &Member| {
+        until("the start line", 20, || {
+            let l = std::fs::read_to_string(m.dir.with_extension("log")).ok()?;
+            l.lines()
+                .find(|l| l.contains("serving clients"))
+                .map(str::to_string)
+        })
+    };
+    assert!(
+        start_line(&a).ends_with("peers on []"),
+        "{}",
+        start_line(&a)
+    );
+    let mut b = Member::new(tmp.path(), "b");
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "2")
+        .args(["--endpoints", &format!("http://127.0.0.1:{}", a.client)])
+        .args(["member", "add", "b", &b.peer_url()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    b.start(&cluster_of(&[&a, &b]), "existing");
+    a.put("/before", "x").unwrap();
+    until("b to catch up", 20, || {
+        let r = b.get("/v2/keys/before?quorum=false")?;
+        (r.status == 200).then_some(())
+    });
+
+    a.kill();
+    a.start(&cluster_a, "new");
+    let line = start_line(&a);
+    assert!(
+        line.ends_with(&format!("peers on [127.0.0.1:{}]", a.peer)),
+        "{line}"
+    );
+    until("a write through the restarted a", 20, || {
+        a.put("/restarted", "z").filter(|r| r.status == 201)
+    });
+    until("b to see it", 20, || {
+        let r = b.get("/v2/keys/restarted?quorum=false")?;
+        (r.status == 200).then_some(())
+    });
+}
+
 /// Found by `make soak`: a leader killed and started again before the
 /// others elected a new one resumed leadership in its old term, without the
 /// commit index, and answered reads from a state machine that lagged the
