@@ -113,13 +113,24 @@ netboot: images
 	$(KIMG) ipxe --cmdline "$(NETBOOT_CMDLINE)" --build-id $$(cat $(BUILD)/build-id) --out $(BUILD)/netboot/boot.ipxe
 
 # The demo node: initramfs/demo-config.yaml through fw_cfg runs a web
-# container; its port 8080 and the API are forwarded to the host.
+# container; its port 8080 and the API are forwarded to the host. The API
+# serves only mutual TLS: a development PKI under keys/pki (created once,
+# kept, like the signing keys; each run renews the node's certificate) gives
+# the node its api: section, and keelctl its client config, installed at
+# keelctl's default path when nothing is there yet.
 DEMO_CONFIG ?= initramfs/demo-config.yaml
+PKI := $(KEYS)/pki
+KEELCONFIG_HOME := $${XDG_CONFIG_HOME:-$$HOME/.config}/keel/config
 run: images
-	@echo "keel: booting; API http://127.0.0.1:$${KEEL_API_PORT:-9420}, web container http://127.0.0.1:$${KEEL_WEB_PORT:-8080}, KV (etcd v2) http://127.0.0.1:$${KEEL_KV_PORT:-2379}; Ctrl-A X quits"
+	scripts/demo-config.sh $(REL)/keelctl $(PKI) $(DEMO_CONFIG) $(BUILD)/demo-config.yaml
+	@if [ ! -e "$(KEELCONFIG_HOME)" ]; then install -D -m 600 $(PKI)/keelconfig "$(KEELCONFIG_HOME)"; \
+		echo "keel: keelctl's client config: $(KEELCONFIG_HOME) (admin certificate of $(PKI))"; \
+	elif ! cmp -s $(PKI)/keelconfig "$(KEELCONFIG_HOME)"; then \
+		echo "keel: $(KEELCONFIG_HOME) is another client config: use keelctl --config $(PKI)/keelconfig"; fi
+	@echo "keel: booting; API https://127.0.0.1:$${KEEL_API_PORT:-9420} (client certificates under $(PKI)), web container http://127.0.0.1:$${KEEL_WEB_PORT:-8080}, KV (etcd v2) http://127.0.0.1:$${KEEL_KV_PORT:-2379}; Ctrl-A X quits"
 	KEEL_INTERACTIVE=1 KEEL_API_PORT=$${KEEL_API_PORT:-9420} \
 		KEEL_HOSTFWD=tcp:127.0.0.1:$${KEEL_WEB_PORT:-8080}-:8080,tcp:127.0.0.1:$${KEEL_KV_PORT:-2379}-:2379 \
-		qemu/launch microvm -fw_cfg name=opt/keel/config,file=$(DEMO_CONFIG)
+		qemu/launch microvm -fw_cfg name=opt/keel/config,file=$(BUILD)/demo-config.yaml
 
 # Each test that skips (keel-testkit: only where the environment lacks root or
 # a command) appends a line to a log; check and test end with the list, since

@@ -2,7 +2,12 @@
 //!
 //! `Vm::start` boots an image variant through `qemu/launch` (the same
 //! launcher `make run` uses), captures the serial console, and forwards a free
-//! host port to the node's API. Tests wait for console markers with timeouts,
+//! host port to the node's API. The API's TCP port is closed unless the
+//! cloud-config has `api:`, so the harness adds the fragment `keelctl gen
+//! pki` wrote for a test node ([`test_pki`]) to the fw_cfg cloud-config it
+//! gives a node (one without a config gets one holding only that), and its
+//! clients use the admin certificate of that PKI. `VmConfig::api = false`
+//! leaves a node as the test made it. Tests wait for console markers with timeouts,
 //! call the API, and look at how qemu ended. Dropping a `Vm` kills qemu; when
 //! the test failed, its console log is kept under `target/vm-logs/`.
 
@@ -109,6 +114,109 @@ pub struct VmConfig {
     pub qemu_args: Vec<String>,
     /// Host ports forwarded into the guest (`tcp:127.0.0.1:HOST-:GUEST`).
     pub hostfwd: Vec<String>,
+    /// Put the kernel's `panic=-1` on the command line (the launcher's
+    /// default); false leaves it out.
+    pub panic_arg: bool,
+    /// Add the test PKI's `api:` (and its files) to the node's fw_cfg
+    /// cloud-config, or give it one with only that (see the module docs).
+    pub api: bool,
+}
+
+/// The test PKI: `keelctl gen pki` for a node `test` reached at 127.0.0.1
+/// (the forward) and 10.0.2.15, written once per test process.
+pub struct TestPki {
+    pub dir: PathBuf,
+    /// The node's cloud-config fragment: `write_files` and `api:`.
+    pub fragment: String,
+}
+
+impl TestPki {
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// TLS files for keel's client: the CA and the certificate `who`
+    /// (`admin`, `reader`).
+    pub fn client_files(&self, who: &str) -> keel_api::ClientFiles {
+        keel_api::ClientFiles {
+            ca: ("ca", self.file("ca.pem")),
+            identity: Some((
+                ("cert", self.file(&format!("{who}.pem"))),
+                ("key", self.file(&format!("{who}-key.pem"))),
+            )),
+        }
+    }
+}
+
+/// The test PKI of this process (made on first use).
+pub fn test_pki() -> &'static TestPki {
+    static PKI: std::sync::OnceLock<TestPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = root()
+            .join("target/vm-pki")
+            .join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(release_bin("keelctl"))
+            .args([
+                "gen",
+                "pki",
+                "--no-kv",
+                "--node",
+                "test=127.0.0.1,10.0.2.15",
+                "--out",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("run keelctl gen pki (built by make images)");
+        assert!(
+            out.status.success(),
+            "keelctl gen pki: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fragment = std::fs::read_to_string(dir.join("nodes/test.yaml"))
+            .expect("keelctl gen pki wrote nodes/test.yaml");
+        TestPki { dir, fragment }
+    })
+}
+
+/// `config` with the test PKI's `api:` and files added: appended when the
+/// document has no `write_files`, else its entries go first in the
+/// document's list (which moves the lines after it). A document that has
+/// `api:` already is returned as it is.
+pub fn with_api(config: &str) -> String {
+    if keel_config::api::declared(config) {
+        return config.to_string();
+    }
+    let frag = &test_pki().fragment;
+    let mut text = config.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    match text.lines().position(|l| l.trim_end() == "write_files:") {
+        None => text + frag,
+        Some(at) => {
+            // The fragment is `write_files:` + entries, then `api:...`.
+            let (files, api) = frag
+                .split_once("\napi:")
+                .expect("the fragment has write_files then api");
+            // Indented as the document's own entries (the fragment's are
+            // two spaces in).
+            let indent = text
+                .lines()
+                .skip(at + 1)
+                .find(|l| !l.trim().is_empty())
+                .map_or(2, |l| l.len() - l.trim_start().len());
+            let entries: String = files
+                .lines()
+                .skip_while(|l| !l.starts_with("write_files:"))
+                .skip(1)
+                .map(|l| format!("{}{}\n", " ".repeat(indent), &l[2.min(l.len())..]))
+                .collect();
+            let mut lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
+            lines.insert(at + 1, entries);
+            lines.concat() + "api:" + api
+        }
+    }
 }
 
 impl VmConfig {
@@ -178,6 +286,42 @@ impl VmConfig {
             initrd: None,
             qemu_args: Vec::new(),
             hostfwd: Vec::new(),
+            panic_arg: true,
+            api: true,
+        }
+    }
+
+    /// With `api`: the fw_cfg cloud-config through [`with_api`] (a copy
+    /// under target/vm-pki), or one with only the test PKI's `api:` when
+    /// the node is given none (which, fw_cfg coming first, hides a config
+    /// on a disk: tests of those set `api = false` and put [`with_api`]
+    /// into their own).
+    fn add_api(&mut self) {
+        if !self.api {
+            return;
+        }
+        let dir = test_pki().dir.join("configs");
+        std::fs::create_dir_all(&dir).expect("create target/vm-pki/…/configs");
+        let out = dir.join(format!("{}.yaml", self.name));
+        let at = self.qemu_args.iter().position(|a| {
+            a.starts_with("name=opt/keel/config,file=")
+                || a.starts_with("name=opt/com.coreos/config,file=")
+        });
+        match at {
+            Some(i) => {
+                let (head, file) = self.qemu_args[i]
+                    .split_once(",file=")
+                    .map(|(h, f)| (h.to_string(), f.to_string()))
+                    .unwrap_or_default();
+                let text = std::fs::read_to_string(&file)
+                    .unwrap_or_else(|e| panic!("read the cloud-config {file}: {e}"));
+                std::fs::write(&out, with_api(&text)).expect("write the config copy");
+                self.qemu_args[i] = format!("{head},file={}", out.display());
+            }
+            None => {
+                std::fs::write(&out, with_api("#cloud-config\n")).expect("write the config");
+                self.cloud_config(&out);
+            }
         }
     }
 }
@@ -273,7 +417,8 @@ fn pump(
 }
 
 impl Vm {
-    pub fn start(cfg: VmConfig) -> Vm {
+    pub fn start(mut cfg: VmConfig) -> Vm {
+        cfg.add_api();
         let build = build_dir();
         let kernel = build.join("kernel/bzImage");
         let initrd = cfg
@@ -306,6 +451,11 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if cfg.panic_arg {
+            cmd.env_remove("KEEL_PANIC_ARG");
+        } else {
+            cmd.env("KEEL_PANIC_ARG", "");
+        }
         if !cfg.hostfwd.is_empty() {
             cmd.env("KEEL_HOSTFWD", cfg.hostfwd.join(","));
         } else {
@@ -456,12 +606,51 @@ impl Vm {
         );
     }
 
+    /// The forwarded API port's URL (HTTPS; see [`test_pki`]).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
+        format!("https://127.0.0.1:{}", self.api_port)
     }
 
+    /// A client with the test PKI's certificate `who` (`admin`, `reader`).
+    pub fn client_as(&self, who: &str) -> Client {
+        Client::new(Endpoint::Https {
+            addr: ([127, 0, 0, 1], self.api_port).into(),
+            host: "127.0.0.1".into(),
+        })
+        .with_tls(&test_pki().client_files(who))
+        .expect("the test PKI's files")
+    }
+
+    /// Send `bytes` as they are over a TLS connection to the API (with the
+    /// admin certificate) and return what the node answers until it closes
+    /// (at most 20 s): for malformed requests no HTTP client would send.
+    pub fn raw_tls(&self, bytes: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let files = test_pki().client_files("admin");
+        let config = keel_tls::client_config(&files).expect("the test PKI's files");
+        let name = keel_tls::server_name("127.0.0.1").expect("an IP address");
+        let port = self.api_port;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move {
+            let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect to the API port");
+            let mut t = keel_tls::connect(config, name, s)
+                .await
+                .expect("TLS handshake with the node");
+            let _ = t.write_all(bytes).await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(20), t.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    }
+
+    /// A client with the test PKI's admin certificate.
     pub fn client(&self) -> Client {
-        Client::new(Endpoint::Tcp(([127, 0, 0, 1], self.api_port).into()))
+        self.client_as("admin")
     }
 
     /// `GET /v1/containers`.
@@ -485,6 +674,32 @@ impl Vm {
             .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 
+    /// The answer the test helper's `unix-json,/run/keel/api.sock,PATH`
+    /// printed (the API through the node's unix socket: for nodes whose TCP
+    /// port is closed).
+    pub fn unix_json<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> T {
+        let marker = format!("test-helper: unix-json {path}: ");
+        self.wait_for(&marker, Duration::from_secs(60));
+        // The serial line takes a while to carry a few KiB: wait for the
+        // line's end.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = self.console();
+            let rest = c.split_once(&marker).map_or("", |(_, r)| r);
+            if let Some((line, _)) = rest.split_once('\n') {
+                return serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("{}: {path} over the unix socket: {e}: {line}", self.name)
+                });
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the unix-json line for {path} never ended: {rest}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `GET /v1/network`.
     pub fn network(&self) -> keel_api::NetworkStatus {
         self.client()
@@ -497,6 +712,10 @@ impl Vm {
         let out = Command::new(release_bin("keelctl"))
             .args(args)
             .env("KEEL_ENDPOINT", self.endpoint())
+            .env("KEELCONFIG", test_pki().file("keelconfig"))
+            .env_remove("KEEL_CACERT")
+            .env_remove("KEEL_CERT")
+            .env_remove("KEEL_KEY")
             .output()
             .expect("run keelctl (built by make images)");
         (

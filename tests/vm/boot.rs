@@ -1,7 +1,6 @@
 //! VM tests of the walking skeleton: boot, status, reaping, signals, the
 //! guard, power-off. Each boots the real kernel and initramfs in qemu (TCG).
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
@@ -121,23 +120,15 @@ fn bad_requests_get_json_errors_and_the_node_keeps_answering() {
         assert_eq!(err(st, &body).error, "body_too_large");
     }
 
-    // Garbage on the wire: an HTTP 400, not a crash.
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", vm.api_port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(b"\x00\x01GARBAGE / HTTP/9\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
+    // Garbage on the wire (inside TLS): an HTTP 400, not a crash.
+    let answer = vm.raw_tls(b"\x00\x01GARBAGE / HTTP/9\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
     // A head over the limit.
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", vm.api_port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let huge = format!(
         "GET /v1/status HTTP/1.1\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100 * 1024)
     );
-    let _ = s.write_all(huge.as_bytes());
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
+    let answer = vm.raw_tls(huge.as_bytes());
     assert!(
         answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 400"),
         "{answer:?}"
@@ -356,4 +347,56 @@ fn shutdown_kills_what_ignores_sigterm() {
     vm.wait_for("reboot: Power down", EXIT);
     assert!(vm.wait_exit(EXIT).success());
     assert_clean(&vm);
+}
+
+/// Without `panic=` on the command line keel sets the panic policy itself:
+/// an oops panics, and a kernel panic reboots (qemu, with -no-reboot,
+/// exits). The control: with `keel.on_panic=halt` the same crash leaves
+/// the machine down and qemu running.
+#[test]
+fn keel_sets_the_panic_policy_when_the_command_line_does_not() {
+    let crash = |name: &str, extra: &str| {
+        let mut cfg = VmConfig::new(name);
+        cfg.panic_arg = false;
+        cfg.append = format!(
+            "{extra} keel.run=/usr/lib/keel/test-helper,read,/proc/sys/kernel/panic,/proc/sys/kernel/panic_on_oops,+,put,/proc/sysrq-trigger,c"
+        );
+        let mut vm = Vm::start(cfg);
+        vm.wait_for(
+            "/proc/sys/kernel/panic_on_oops: 2 bytes, first line \"1\"",
+            Duration::from_secs(120),
+        );
+        vm
+    };
+    let mut vm = crash("panic-policy-reboot", "");
+    assert!(
+        vm.console()
+            .contains("/proc/sys/kernel/panic: 3 bytes, first line \"-1\""),
+        "{}",
+        vm.console()
+    );
+    assert!(
+        vm.exit_within(Duration::from_secs(60)).is_some(),
+        "a panic did not reboot:\n{}",
+        vm.console()
+    );
+    assert!(
+        vm.console().contains("sysrq: Trigger a crash"),
+        "{}",
+        vm.console()
+    );
+
+    let mut vm = crash("panic-policy-halt", "keel.on_panic=halt");
+    assert!(
+        vm.console()
+            .contains("/proc/sys/kernel/panic: 2 bytes, first line \"0\""),
+        "{}",
+        vm.console()
+    );
+    assert!(
+        vm.exit_within(Duration::from_secs(15)).is_none(),
+        "halt must stay down:\n{}",
+        vm.console()
+    );
+    assert!(vm.console().contains("Kernel panic"), "{}", vm.console());
 }

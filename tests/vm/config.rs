@@ -106,12 +106,14 @@ write_files:
 users:
   - name: Bad Name
 ";
+    // The config is refused, its api: with it: the TCP port stays closed,
+    // so the status comes through the unix socket (the test helper).
     let mut vm = boot_with(
         &s,
         "config-invalid",
         "opt/keel/config",
         config,
-        "read,/etc/app/settings.conf,/etc/hostname",
+        "read,/etc/app/settings.conf,/etc/hostname,+,unix-json,/run/keel/api.sock,/v1/status",
     );
     vm.wait_for("/etc/hostname: ", EXIT);
     vm.wait_for("first line \"keel\"", EXIT);
@@ -124,35 +126,45 @@ users:
         c.contains("config: 2 errors: maintenance mode, nothing applied"),
         "{c}"
     );
-    let st = vm.status();
+    let st: keel_api::Status = vm.unix_json("/v1/status");
     assert_eq!(st.hostname, "keel", "the host name was not applied either");
+    assert_eq!(st.api.tcp_port, None, "{:?}", st.api);
+    assert!(
+        st.api
+            .note
+            .contains("closed: the cloud-config was refused (maintenance mode)"),
+        "{:?}",
+        st.api
+    );
     let cs = &st.config;
     assert!(cs.maintenance);
     assert_eq!(cs.errors.len(), 2, "{:?}", cs.errors);
+    // The harness put the test PKI's write_files entries first (3 files of
+    // 5 lines each and more): the document's own come after them.
+    let own = |e: &str, want: &str| {
+        e.split_once(": ")
+            .is_some_and(|(_, rest)| rest.starts_with(want))
+    };
     assert!(
-        cs.errors[0].starts_with("7:18: write_files[1].permissions: 644 unquoted"),
+        own(&cs.errors[0], "write_files[4].permissions: 644 unquoted"),
         "{:?}",
         cs.errors
     );
-    assert!(
-        cs.errors[1].starts_with("9:11: users[0].name:"),
-        "{:?}",
-        cs.errors
-    );
+    assert!(own(&cs.errors[1], "users[0].name:"), "{:?}", cs.errors);
     assert!(cs.changed.is_empty());
 }
 
 #[test]
 fn ignition_json_is_refused_with_what_keel_reads_instead() {
     let s = Scratch::new("config-ignition");
-    let vm = boot_with(
+    let mut vm = boot_with(
         &s,
         "config-ignition",
         "opt/com.coreos/config",
         "{\"ignition\": {\"version\": \"3.3.0\"}, \"storage\": {}}\n",
-        "read,/etc/hostname",
+        "read,/etc/hostname,+,unix-json,/run/keel/api.sock,/v1/config",
     );
-    let cs = vm.status().config;
+    let cs: keel_api::ConfigStatus = vm.unix_json("/v1/config");
     assert_eq!(cs.source.as_deref(), Some("fw_cfg opt/com.coreos/config"));
     assert!(cs.maintenance);
     assert!(
@@ -173,6 +185,8 @@ fn run(cmd: &mut std::process::Command) {
 fn boot_with_disk(name: &str, disk: &std::path::Path, helper: &str) -> Vm {
     let mut cfg = VmConfig::new(name);
     cfg.disk = Some(disk.to_path_buf());
+    // The disk's config carries the test PKI's api: (fw_cfg would win).
+    cfg.api = false;
     boot_helper(cfg, helper)
 }
 
@@ -183,7 +197,7 @@ fn a_config_drive_iso_is_read() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("user_data"),
-        "#cloud-config\nhostname: from-config-drive\n",
+        keel_vmtests::with_api("#cloud-config\nhostname: from-config-drive\n"),
     )
     .unwrap();
     let iso = s.path("config-2.iso");
@@ -211,7 +225,9 @@ fn a_nocloud_seed_made_with_mtools_is_read_with_its_meta_data() {
     let ud = s.path("user-data");
     std::fs::write(
         &ud,
-        "#cloud-config\nwrite_files:\n  - path: /etc/seeded\n    content: yes\n",
+        keel_vmtests::with_api(
+            "#cloud-config\nwrite_files:\n  - path: /etc/seeded\n    content: yes\n",
+        ),
     )
     .unwrap();
     let md = s.path("meta-data");
@@ -250,6 +266,8 @@ fn the_last_applied_config_is_kept_on_state_for_the_next_boot() {
         let mut cfg = VmConfig::new(name);
         cfg.variant = keel_vmtests::Variant::Disk;
         cfg.disk = Some(disk.clone());
+        // The second boot's config (and its api:) comes from STATE.
+        cfg.api = fw_cfg;
         if fw_cfg {
             cfg.qemu_args = vec![
                 "-fw_cfg".into(),
@@ -310,8 +328,11 @@ fn serve(
 
 #[test]
 fn a_config_url_is_fetched_once_the_network_is_up_with_retries() {
-    let (port, count) = serve("#cloud-config\nhostname: from-url\n", 2);
+    let body = keel_vmtests::with_api("#cloud-config\nhostname: from-url\n");
+    let (port, count) = serve(Box::leak(body.into_boxed_str()), 2);
     let mut cfg = VmConfig::new("config-url");
+    // The config comes from the URL (a fw_cfg one would win).
+    cfg.api = false;
     cfg.append = format!(
         "keel.config.url=http://10.0.2.2:{port}/user-data keel.run=/usr/lib/keel/test-helper,read,/etc/hostname"
     );
@@ -516,4 +537,144 @@ fn dhcp_from_qemu_user_net_gives_the_address_and_the_api_is_reachable() {
     assert!(vm
         .console()
         .contains("eth0: DHCP lease 10.0.2.15/24 router 10.0.2.2"));
+}
+
+/// Never strand a remote node: a node whose config had a good `api:`
+/// reboots with a config that has a typo elsewhere. It comes up in
+/// maintenance mode, and the admin certificate still reaches its API
+/// through the last good `api:` kept on STATE, applies the corrected
+/// config, and the node leaves maintenance mode. The control: the same
+/// typo on a fresh disk (nothing kept) leaves the port closed.
+#[test]
+fn a_refused_config_keeps_the_last_good_api_so_the_node_can_be_fixed() {
+    let s = Scratch::new("config-strand");
+    let disk = s.path("disk.img");
+    std::fs::copy(keel_vmtests::build_dir().join("disk.img"), &disk)
+        .expect("build/disk.img (make disk)");
+    let good = s.path("good.yaml");
+    std::fs::write(&good, "#cloud-config\nhostname: good\n").unwrap();
+    let typo = s.path("typo.yaml");
+    std::fs::write(&typo, "#cloud-config\nhostname: [typo]\n").unwrap();
+    let boot = |name: &str, disk: &std::path::Path, config: &std::path::Path, api: bool| {
+        let mut cfg = VmConfig::new(name);
+        cfg.variant = keel_vmtests::Variant::Disk;
+        cfg.disk = Some(disk.to_path_buf());
+        cfg.api = api;
+        cfg.cloud_config(config);
+        let mut vm = Vm::start(cfg);
+        vm.wait_ready();
+        vm
+    };
+    let mut vm = boot("config-strand-1", &disk, &good, true);
+    assert_eq!(vm.status().hostname, "good");
+    let (ok, _, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    vm.wait_exit(EXIT);
+
+    // The typo config: no api: of its own, and refused.
+    let vm = boot("config-strand-2", &disk, &typo, false);
+    let st = vm.status();
+    assert!(st.config.maintenance, "{:?}", st.config);
+    assert!(
+        st.api
+            .note
+            .contains("with the last good api: kept in /var/lib/keel/api")
+            && st.api.note.contains("the cloud-config was refused"),
+        "{:?}",
+        st.api
+    );
+    assert!(vm
+        .console()
+        .contains("api: tcp port 9420 serves https with the last good api:"));
+    let fixed = s.path("fixed.yaml");
+    std::fs::write(
+        &fixed,
+        keel_vmtests::with_api("#cloud-config\nhostname: fixed\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = vm.keelctl(&["config", "apply", &fixed.to_string_lossy()]);
+    assert!(ok, "{out}{err}");
+    let st = vm.status();
+    assert!(!st.config.maintenance, "{:?}", st.config);
+    assert_eq!(st.hostname, "fixed");
+    drop(vm);
+
+    // The control: a disk that never served an api: keeps the port closed.
+    let fresh = s.path("fresh.img");
+    std::fs::copy(keel_vmtests::build_dir().join("disk.img"), &fresh).unwrap();
+    let mut cfg = VmConfig::new("config-strand-fresh");
+    cfg.variant = keel_vmtests::Variant::Disk;
+    cfg.disk = Some(fresh);
+    cfg.api = false;
+    cfg.cloud_config(&typo);
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    // (The disk's root has no test helper: the console tells.)
+    let c = vm.console();
+    assert!(
+        c.contains("api: tcp port 9420 closed: the cloud-config was refused (maintenance mode)"),
+        "{c}"
+    );
+    match vm
+        .client()
+        .call_blocking::<keel_api::Status>(hyper::Method::GET, "/v1/status")
+    {
+        Err(keel_api::ClientError::Handshake { .. } | keel_api::ClientError::Http { .. }) => {}
+        other => panic!("the closed port answered: {other:?}"),
+    }
+}
+
+/// A node in maintenance mode reads its datasource again (after 10 s, then
+/// at doubling intervals): the corrected config the URL serves later is
+/// applied without a console, and the node leaves maintenance mode.
+#[test]
+fn a_node_in_maintenance_mode_picks_up_a_corrected_config() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = served.clone();
+    std::thread::spawn(move || {
+        for mut stream in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            // The boot's fetch gets the typo; every later one the fix.
+            let body = if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                "#cloud-config\nhostname: [typo]\n"
+            } else {
+                "#cloud-config\nhostname: corrected\n"
+            };
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let mut cfg = VmConfig::new("config-reread");
+    cfg.api = false;
+    cfg.append = format!(
+        "keel.config.url=http://10.0.2.2:{port}/user-data keel.run=/usr/lib/keel/test-helper,sleep,30,+,unix-json,/run/keel/api.sock,/v1/status"
+    );
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    assert!(
+        vm.console().contains("maintenance mode, nothing applied"),
+        "{}",
+        vm.console()
+    );
+    vm.wait_for(
+        &format!("config: re-read url http://10.0.2.2:{port}/user-data: accepted and applied: maintenance mode left"),
+        Duration::from_secs(60),
+    );
+    let st: keel_api::Status = vm.unix_json("/v1/status");
+    assert!(!st.config.maintenance, "{:?}", st.config);
+    assert_eq!(st.hostname, "corrected");
+    assert_eq!(
+        st.config.source.as_deref(),
+        Some(format!("url http://10.0.2.2:{port}/user-data (re-read)").as_str())
+    );
+    assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }

@@ -19,6 +19,16 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// What a request body to `path` is: a cloud-config for `/v1/config`,
+/// JSON anywhere else (the server refuses other types).
+fn content_type(path: &str) -> &'static str {
+    if path.split('?').next() == Some("/v1/config") {
+        "application/yaml"
+    } else {
+        "application/json"
+    }
+}
+
 /// Largest response body read.
 pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 
@@ -217,7 +227,7 @@ impl Client {
             .method(method.clone())
             .uri(path)
             .header(hyper::header::HOST, host)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, content_type(path))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| http_err(e.to_string()))?;
         let connect_err = |source| ClientError::Connect {

@@ -39,6 +39,7 @@ impl Node for FakeNode {
             root: Default::default(),
             config: Default::default(),
             kv: None,
+            api: Default::default(),
         }
     }
 
@@ -67,10 +68,10 @@ impl Node for FakeNode {
     }
 }
 
-/// Serve a `FakeNode` on a loopback TCP port, plain or (with `tls`) HTTPS,
+/// Serve a `FakeNode` on a loopback TCP port over HTTPS (`tls`),
 /// with `serve_tcp` on a single-threaded runtime of its own thread, as PID 1
 /// serves it. The server lives as long as the process.
-pub fn spawn_tcp(tls: Option<keel_tls::TlsAcceptor>) -> std::io::Result<SocketAddr> {
+pub fn spawn_tcp(tls: keel_tls::TlsAcceptor) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;

@@ -16,8 +16,10 @@
 //! Errors are JSON `ErrorBody` with the HTTP status; the server never panics
 //! on a request.
 //!
-//! The TCP port serves plain HTTP, or HTTPS only with client certificates
-//! (keel-tls): see [`server::serve_tcp`] and [`client::Client::with_tls`].
+//! The TCP port serves HTTPS only, to clients with a certificate whose
+//! subject Organization names a role (`keel:admin`, `keel:reader`); the
+//! unix socket serves root inside the node. See [`server`] for the rules
+//! and [`client::Client::with_tls`].
 
 pub mod client;
 #[cfg(feature = "fake")]
@@ -27,9 +29,9 @@ pub mod types;
 
 pub use client::{Client, ClientError, Endpoint};
 pub use keel_tls::ClientFiles;
-pub use server::{serve, serve_tcp, serve_unix, Node};
+pub use server::{serve, serve_tcp, serve_unix, Caller, Node, Role};
 pub use types::{
-    Accepted, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
+    Accepted, ApiStatus, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
     ContainerStatus, ContentCheck, DhcpLease, ErrorBody, KvStatus, LinkStatus, Memory,
     NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo,
     StateMount, Status,

@@ -5,6 +5,16 @@
 //! 1 MiB for a cloud-config), header read timeout 10 s. Routing is a pure
 //! function of method and path.
 //!
+//! Who may do what: the unix socket (root only inside the node) may do
+//! everything; the TCP port serves only mutual TLS, and the client
+//! certificate's subject Organization names its role ([`Role`]):
+//! `keel:admin` may do everything, `keel:reader` only GET and HEAD (403
+//! with a JSON error naming the role otherwise), and a certificate with
+//! neither may do nothing. A request with an `Origin` header is refused
+//! (403) and a POST with a body must say `Content-Type: application/json`
+//! (`application/yaml` for a cloud-config), else 415: no browser page can
+//! drive a node, whatever certificates its browser holds.
+//!
 //! The accept loops ([`serve_tcp`], [`serve_unix`]) run each connection on
 //! a task of its own, the TLS handshake included: a client that connects
 //! and never speaks holds only its task (for the handshake deadline,
@@ -62,6 +72,99 @@ pub trait Node: Send + Sync + 'static {
     /// container; Err(Some(m)): it cannot (with why).
     fn container_action(&self, _name: &str, _action: &str) -> Result<(), Option<String>> {
         Err(None)
+    }
+}
+
+/// The Organization value of an admin client certificate.
+pub const ROLE_ADMIN: &str = "keel:admin";
+/// The Organization value of a read-only client certificate.
+pub const ROLE_READER: &str = "keel:reader";
+
+/// What a client certificate lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// GET and HEAD only.
+    Reader,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => ROLE_ADMIN,
+            Role::Reader => ROLE_READER,
+        }
+    }
+}
+
+/// Who is calling, as the listener established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The unix socket (root only, inside the node): everything.
+    Local,
+    /// A verified client certificate: `role` is None when its subject
+    /// names neither `keel:admin` nor `keel:reader`.
+    Cert { name: String, role: Option<Role> },
+}
+
+impl Caller {
+    /// The caller a verified client certificate makes. `keel:admin` wins
+    /// when a subject names both.
+    pub fn from_cert(der: &keel_tls::rustls::pki_types::CertificateDer<'_>) -> Caller {
+        match keel_tls::cert::inspect(der) {
+            Ok(info) => {
+                let has = |r: &str| info.organizations.iter().any(|o| o == r);
+                let role = if has(ROLE_ADMIN) {
+                    Some(Role::Admin)
+                } else if has(ROLE_READER) {
+                    Some(Role::Reader)
+                } else {
+                    None
+                };
+                Caller::Cert {
+                    name: info.common_name.unwrap_or_else(|| "(no CN)".into()),
+                    role,
+                }
+            }
+            Err(e) => Caller::Cert {
+                name: format!("(unreadable: {e})"),
+                role: None,
+            },
+        }
+    }
+
+    /// The refusal for `method` on `route`, or None when allowed.
+    fn refuse(&self, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
+        let reads = matches!(*method, Method::GET | Method::HEAD);
+        match self {
+            Caller::Local => None,
+            Caller::Cert {
+                role: Some(Role::Admin),
+                ..
+            } => None,
+            Caller::Cert {
+                role: Some(Role::Reader),
+                ..
+            } if reads => None,
+            Caller::Cert {
+                name,
+                role: Some(Role::Reader),
+            } => Some(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "certificate {name:?} has role {ROLE_READER}, which may only read (GET): {method} {path} needs {ROLE_ADMIN}"
+                ),
+            )),
+            Caller::Cert { name, role: None } => Some(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "certificate {name:?} names no keel role: its subject needs O={ROLE_ADMIN} or O={ROLE_READER}"
+                ),
+            )),
+        }
     }
 }
 
@@ -169,13 +272,30 @@ fn query_u64(query: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// Answer one request.
+/// Answer one request from `caller`.
 pub async fn handle(
     req: Request<Incoming>,
     node: Arc<dyn Node>,
+    caller: Arc<Caller>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    if req.headers().contains_key(hyper::header::ORIGIN) {
+        return Ok(error(
+            StatusCode::FORBIDDEN,
+            "origin_refused",
+            "a request with an Origin header (from a web page) is refused: the API is for keelctl, curl and programs",
+        ));
+    }
+    if let Some(refusal) = caller.refuse(&method, &path) {
+        return Ok(refusal);
+    }
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
     let dry_run = req.uri().query().is_some_and(|q| {
         q.split('&')
             .any(|kv| kv == "dry_run=1" || kv == "dry_run=true")
@@ -209,6 +329,27 @@ pub async fn handle(
             });
         }
     };
+    if method == Method::POST && !body.is_empty() {
+        let allowed: &[&str] = if r == Route::ApplyConfig {
+            &["application/yaml", "application/json"]
+        } else {
+            &["application/json"]
+        };
+        if !content_type
+            .as_deref()
+            .is_some_and(|t| allowed.contains(&t))
+        {
+            return Ok(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "{method} {path} with a body needs Content-Type {}, not {}",
+                    allowed.join(" or "),
+                    content_type.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+    }
     Ok(match r {
         Route::Status => json(StatusCode::OK, &node.status()),
         Route::Config => json(StatusCode::OK, &node.config()),
@@ -306,11 +447,12 @@ pub async fn handle(
 }
 
 /// Serve HTTP/1.1 on one accepted connection until the peer closes it.
-pub async fn serve<S>(stream: S, node: Arc<dyn Node>)
+pub async fn serve<S>(stream: S, node: Arc<dyn Node>, caller: Caller)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| handle(req, node.clone()));
+    let caller = Arc::new(caller);
+    let svc = hyper::service::service_fn(move |req| handle(req, node.clone(), caller.clone()));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
@@ -321,9 +463,11 @@ where
     let _ = conn.await;
 }
 
-/// Accept on `listener` for ever, serving plain HTTP, or with `tls` HTTPS
-/// only (the acceptor decides whether clients need a certificate).
-pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, node: Arc<dyn Node>) {
+/// Accept on `listener` for ever, serving HTTPS only: the acceptor's
+/// config decides whether clients need a certificate (keel's always does),
+/// and the certificate's role what each may do. There is no plain HTTP on
+/// TCP.
+pub async fn serve_tcp(listener: TcpListener, tls: TlsAcceptor, node: Arc<dyn Node>) {
     let what = match listener.local_addr() {
         Ok(a) => format!("tcp {a}"),
         Err(_) => "tcp".to_string(),
@@ -334,30 +478,33 @@ pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, node: Ar
             Ok((s, peer)) => {
                 let _ = s.set_nodelay(true);
                 let node = node.clone();
-                match &tls {
-                    None => {
-                        tokio::spawn(serve(s, node));
+                let acceptor = tls.clone();
+                let failures = failures.clone();
+                tokio::spawn(async move {
+                    match keel_tls::accept(&acceptor, s).await {
+                        Ok(t) => {
+                            let caller = match t.get_ref().1.peer_certificates() {
+                                Some([leaf, ..]) => Caller::from_cert(leaf),
+                                _ => Caller::Cert {
+                                    name: "(no certificate)".into(),
+                                    role: None,
+                                },
+                            };
+                            serve(t, node, caller).await
+                        }
+                        Err(e) => {
+                            failures.handshake_failed(peer, &e, Instant::now());
+                        }
                     }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let failures = failures.clone();
-                        tokio::spawn(async move {
-                            match keel_tls::accept(&acceptor, s).await {
-                                Ok(t) => serve(t, node).await,
-                                Err(e) => {
-                                    failures.handshake_failed(peer, &e, Instant::now());
-                                }
-                            }
-                        });
-                    }
-                }
+                });
             }
             Err(e) => accept_failed(&what, e).await,
         }
     }
 }
 
-/// Accept on a unix socket for ever, serving plain HTTP.
+/// Accept on the unix socket for ever; its callers are root inside the
+/// node (the socket is mode 0600) and may do everything.
 pub async fn serve_unix(listener: UnixListener, node: Arc<dyn Node>) {
     let what = match listener.local_addr() {
         Ok(a) => match a.as_pathname() {
@@ -369,7 +516,7 @@ pub async fn serve_unix(listener: UnixListener, node: Arc<dyn Node>) {
     loop {
         match listener.accept().await {
             Ok((s, _)) => {
-                tokio::spawn(serve(s, node.clone()));
+                tokio::spawn(serve(s, node.clone(), Caller::Local));
             }
             Err(e) => accept_failed(&what, e).await,
         }

@@ -54,6 +54,9 @@ pub struct Status {
     /// running.
     #[serde(default)]
     pub kv: Option<KvStatus>,
+    /// Who can reach this API, and how.
+    #[serde(default)]
+    pub api: ApiStatus,
 }
 
 /// The KV member on this node and what it exposes.
@@ -69,6 +72,24 @@ pub struct KvStatus {
     pub peer: Vec<String>,
     /// What it opens without authentication, one line each.
     pub warnings: Vec<String>,
+}
+
+/// The management API's doors.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApiStatus {
+    /// The TCP port when it is open (HTTPS with client certificates only),
+    /// None when it is closed.
+    pub tcp_port: Option<u16>,
+    /// One line for people: what serves and why (`tcp port 9420 closed: no
+    /// api: in the cloud-config; the unix socket serves root on the node`).
+    pub note: String,
+    /// The unix socket inside the node (root only).
+    pub socket: String,
+    /// The server certificate's subject CN and end of validity (RFC 3339,
+    /// and seconds since the epoch), when the port is open.
+    pub cert_subject: Option<String>,
+    pub cert_not_after: Option<String>,
+    pub cert_not_after_unix: Option<i64>,
 }
 
 /// The cloud-config of this boot.

@@ -32,7 +32,7 @@ fn server() -> Server {
         client_ca: Some(("api.client_ca_file", pki.ca.clone())),
     })
     .unwrap();
-    let addr = keel_api::fake::spawn_tcp(Some(TlsAcceptor::from(config))).unwrap();
+    let addr = keel_api::fake::spawn_tcp(TlsAcceptor::from(config)).unwrap();
     Server {
         addr,
         pki,
@@ -220,4 +220,154 @@ fn curl_with_the_cas_client_certificate() {
     let (ok, out, _) = with(&["--fail", &plain]).unwrap();
     assert!(!ok && out.is_empty(), "curl over plain http: {out}");
     srv.assert_serves();
+}
+
+/// One raw request through curl with `cert`; returns (HTTP status, body).
+fn curl_status(srv: &Server, cert: (&Path, &Path), extra: &[&str], path: &str) -> (u16, String) {
+    let p = |p: &Path| p.to_string_lossy().into_owned();
+    let (ca, c, k) = (p(&srv.pki.ca), p(cert.0), p(cert.1));
+    let url = format!("{}{path}", srv.url());
+    let mut a = vec![
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        &ca,
+        "--cert",
+        &c,
+        "--key",
+        &k,
+        "-w",
+        "\n%{http_code}",
+    ];
+    a.extend_from_slice(extra);
+    a.push(&url);
+    let (ok, out, err) = curl(&a).expect("curl");
+    assert!(ok, "curl {a:?}: {err}");
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn the_reader_role_reads_and_may_change_nothing() {
+    let srv = server();
+    let reader = srv.client(Some((&srv.pki.reader_cert, &srv.pki.reader_key)));
+    assert_eq!(srv.status(&reader).unwrap().hostname, "fake");
+    for path in ["/v1/reboot", "/v1/poweroff", "/v1/containers/web/stop"] {
+        let (st, body) = reader
+            .request_blocking(Method::POST, path, Vec::new())
+            .unwrap();
+        assert_eq!(st.as_u16(), 403, "{path}: {body:?}");
+        let e: keel_api::ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(e.error, "forbidden");
+        assert!(
+            e.message.contains("keel:reader") && e.message.contains("needs keel:admin"),
+            "{}",
+            e.message
+        );
+    }
+    let (st, _) = reader
+        .request_blocking(
+            Method::POST,
+            "/v1/config?dry_run=1",
+            b"#cloud-config\n".to_vec(),
+        )
+        .unwrap();
+    assert_eq!(st.as_u16(), 403);
+    // The control: the admin certificate does the same POSTs.
+    let a: Accepted = srv
+        .good()
+        .call_blocking(Method::POST, "/v1/reboot")
+        .unwrap();
+    assert_eq!(a.action, "reboot");
+    let (st, _) = srv
+        .good()
+        .request_blocking(
+            Method::POST,
+            "/v1/config?dry_run=1",
+            b"#cloud-config\n".to_vec(),
+        )
+        .unwrap();
+    assert_eq!(st.as_u16(), 200);
+}
+
+#[test]
+fn a_certificate_without_a_role_may_do_nothing() {
+    let srv = server();
+    let nobody = srv.client(Some((&srv.pki.norole_cert, &srv.pki.norole_key)));
+    let (st, body) = nobody
+        .request_blocking(Method::GET, "/v1/status", Vec::new())
+        .unwrap();
+    assert_eq!(st.as_u16(), 403);
+    let e: keel_api::ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert!(e.message.contains("names no keel role"), "{}", e.message);
+    srv.assert_serves();
+}
+
+#[test]
+fn browsers_cannot_drive_the_api() {
+    let srv = server();
+    if !keel_testkit::need_command("curl", "curl") {
+        return;
+    }
+    let admin = (srv.pki.client_cert.as_path(), srv.pki.client_key.as_path());
+    // An Origin header: refused, whatever the method.
+    let (st, body) = curl_status(
+        &srv,
+        admin,
+        &["-X", "POST", "-H", "Origin: https://evil.example"],
+        "/v1/reboot",
+    );
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("origin_refused"), "{body}");
+    let (st, _) = curl_status(
+        &srv,
+        admin,
+        &["-H", "Origin: https://evil.example"],
+        "/v1/status",
+    );
+    assert_eq!(st, 403);
+    // A body a form could send (text/plain, form-urlencoded): 415.
+    for ct in ["text/plain", "application/x-www-form-urlencoded"] {
+        let (st, body) = curl_status(
+            &srv,
+            admin,
+            &[
+                "-H",
+                &format!("Content-Type: {ct}"),
+                "--data-binary",
+                "#cloud-config\n",
+            ],
+            "/v1/config?dry_run=1",
+        );
+        assert_eq!(st, 415, "{ct}: {body}");
+        assert!(body.contains("unsupported_media_type"), "{body}");
+    }
+    let (st, _) = curl_status(
+        &srv,
+        admin,
+        &["-H", "Content-Type: text/plain", "--data-binary", "{}"],
+        "/v1/reboot",
+    );
+    assert_eq!(st, 415);
+    // Nothing happened: the fake node's first reboot request is still
+    // accepted (it refuses the second).
+    let a: Accepted = srv
+        .good()
+        .call_blocking(Method::POST, "/v1/reboot")
+        .unwrap();
+    assert_eq!(a.action, "reboot");
+    // The control: the same config with its own type is answered.
+    let (st, body) = curl_status(
+        &srv,
+        admin,
+        &[
+            "-H",
+            "Content-Type: application/yaml",
+            "--data-binary",
+            "#cloud-config\n",
+        ],
+        "/v1/config?dry_run=1",
+    );
+    assert_eq!(st, 200, "{body}");
 }

@@ -47,6 +47,9 @@ pub enum PanicPoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmdline {
     pub on_panic: PowerAction,
+    /// The kernel's own `panic=` is on the command line (keel then leaves
+    /// kernel.panic as it says).
+    pub kernel_panic: bool,
     pub ip: Option<IpConfig>,
     /// `keel.ip=dhcp`: DHCP even when something else set a static address.
     pub dhcp: bool,
@@ -108,6 +111,7 @@ impl Default for Cmdline {
     fn default() -> Self {
         Cmdline {
             on_panic: PowerAction::Reboot,
+            kernel_panic: false,
             ip: None,
             dhcp: false,
             api_port: DEFAULT_API_PORT,
@@ -176,6 +180,7 @@ impl Cmdline {
         }
         for (name, value) in words(text) {
             if !name.starts_with("keel.") {
+                c.kernel_panic |= name == "panic";
                 continue;
             }
             let v = value.unwrap_or_default();
@@ -294,6 +299,13 @@ mod tests {
         );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(c.on_panic, PowerAction::PowerOff);
+        assert!(!c.kernel_panic);
+        assert!(Cmdline::parse("quiet panic=-1").0.kernel_panic);
+        assert!(
+            !Cmdline::parse("quiet panicky=1 keel.panic=1")
+                .0
+                .kernel_panic
+        );
         assert_eq!(
             c.ip,
             Some(IpConfig {

@@ -50,6 +50,14 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ApplyErro
     move |source| ApplyError::Io { op, path, source }
 }
 
+fn fchown(f: &std::fs::File, uid: u32, gid: u32) -> std::io::Result<()> {
+    // Only root can give files away; in tests run as a user, owners stay.
+    match std::os::unix::fs::fchown(f, Some(uid), Some(gid)) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        r => r,
+    }
+}
+
 fn chown(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     // Only root can give files away; in tests run as a user, owners stay.
     match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
@@ -142,18 +150,28 @@ pub fn apply_with(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let tmp = parent.join(format!(".{name}.keel-tmp"));
+            // A leftover (or planted) temporary name is unlinked, never
+            // followed: the file is created new (O_EXCL) without following
+            // a symlink (O_NOFOLLOW), and owner and mode are set on the
+            // descriptor, not the name.
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io("remove the stale", &tmp)(e));
+                }
+                _ => {}
+            }
             let mut fh = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .write(true)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&tmp)
                 .map_err(io("create", &tmp))?;
             temps.push((tmp.clone(), target.clone()));
             fh.write_all(&f.content).map_err(io("write", &tmp))?;
-            chown(&tmp, f.uid, f.gid).map_err(io("chown", &tmp))?;
+            fchown(&fh, f.uid, f.gid).map_err(io("chown", &tmp))?;
             // chown clears set-id bits: the mode goes last.
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(f.mode))
+            fh.set_permissions(std::fs::Permissions::from_mode(f.mode))
                 .map_err(io("chmod", &tmp))?;
             if durable(&parent) {
                 fh.sync_all().map_err(io("fsync", &tmp))?;
@@ -275,6 +293,32 @@ mod tests {
             names,
             ["blocker", "etc", "etc/hostname"],
             "no temp files, no new directories"
+        );
+    }
+
+    #[test]
+    fn a_planted_temporary_symlink_is_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("shadow");
+        std::fs::write(&victim, b"root:secret\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join("etc/.hostname.keel-tmp")).unwrap();
+        let p = plan(&[("/etc/hostname", b"web\n", 0o644)]);
+        apply(&p, t.path(), false).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root:secret\n");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the link's target was not chmod'ed");
+        let host = t.path().join("etc/hostname");
+        assert_eq!(std::fs::read(&host).unwrap(), b"web\n");
+        assert!(!std::fs::symlink_metadata(&host)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::metadata(&host).unwrap().permissions().mode() & 0o777,
+            0o644
         );
     }
 

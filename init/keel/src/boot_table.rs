@@ -91,7 +91,7 @@ impl Ctx {
             config_containers: Vec::new(),
             config_registries: Default::default(),
             config_etcd2: Vec::new(),
-            config_api: services::TcpApi::Plain,
+            config_api: services::TcpApi::Closed,
         }
     }
 
@@ -134,6 +134,7 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
             req("MountEarly", mount_early),
             opt("AttachKernelLog", attach_kernel_log),
             opt("ReadCmdline", read_cmdline),
+            opt("SetPanicPolicy", set_panic_policy),
             opt("RouteCtrlAltDel", route_ctrl_alt_del),
         ],
     },
@@ -179,6 +180,11 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
 fn mount_early(_: &mut Ctx) -> Result<(), TaskError> {
     mounts::mount_all(Path::new("/"), mounts::EARLY)?;
     Ok(())
+}
+
+fn set_panic_policy(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let policy = crate::sysctl::panic_policy(ctx.cmdline.on_panic, ctx.cmdline.kernel_panic);
+    crate::sysctl::write(Path::new("/proc"), &policy)
 }
 
 fn attach_kernel_log(_: &mut Ctx) -> Result<(), TaskError> {
@@ -323,12 +329,14 @@ fn start_signals(ctx: &mut Ctx) -> Result<(), TaskError> {
 
 fn start_api(ctx: &mut Ctx) -> Result<(), TaskError> {
     if let Some(s) = &ctx.services {
-        s.spawn_api(
+        let api = s.spawn_api(
             ctx.cmdline.api_port,
             Path::new(services::API_SOCKET),
             ctx.node.clone(),
             &ctx.config_api,
+            Path::new(services::LAST_GOOD_API),
         )?;
+        ctx.node.set_api(api);
     }
     Ok(())
 }

@@ -263,6 +263,79 @@ pub fn fetch_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     apply_config(ctx)
 }
 
+/// The first wait before a node in maintenance mode reads its datasource
+/// again; it doubles up to [`REREAD_MAX`].
+pub const REREAD_FIRST: std::time::Duration = std::time::Duration::from_secs(10);
+pub const REREAD_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The datasource again, in the boot's order: a local one (fw_cfg,
+/// config-drive, NoCloud), else `keel.config.url` (one attempt round of
+/// 10 s). Returns (source, text, meta-data host name).
+fn reread(
+    url: Option<&keel_boot::cmdline::ConfigUrl>,
+) -> Option<(String, Vec<u8>, Option<String>)> {
+    if let Some(f) = find_local() {
+        return Some((f.source, f.user_data, f.meta_hostname));
+    }
+    let url = url?;
+    match fetch(url, std::time::Duration::from_secs(10)) {
+        Ok(bytes) => Some((format!("url {url}"), bytes, None)),
+        Err(e) => {
+            keel_boot::warn!("config: re-read: {e}");
+            None
+        }
+    }
+}
+
+/// A node in maintenance mode reads its datasource again, after 10 s, then
+/// at doubling intervals up to 5 min, until a config there is accepted (it
+/// is applied as `keelctl config apply` would, and the node leaves
+/// maintenance mode) or the node leaves maintenance mode another way.
+/// A corrected config is picked up without a console.
+pub fn spawn_reread(
+    node: std::sync::Arc<crate::node::NodeShared>,
+    url: Option<keel_boot::cmdline::ConfigUrl>,
+) {
+    let run = move || {
+        let mut wait = REREAD_FIRST;
+        let mut last: Option<Vec<u8>> = None;
+        loop {
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(REREAD_MAX);
+            if !keel_api::Node::config(&*node).maintenance || !node.is_ready() {
+                return;
+            }
+            let Some((source, bytes, meta)) = reread(url.as_ref()) else {
+                continue;
+            };
+            if last.as_ref() == Some(&bytes) {
+                continue;
+            }
+            let Ok(text) = String::from_utf8(bytes.clone()) else {
+                last = Some(bytes);
+                continue;
+            };
+            last = Some(bytes);
+            let done = node.apply(&text, meta, false, &format!("{source} (re-read)"));
+            if done.accepted {
+                info!("config: re-read {source}: accepted and applied: maintenance mode left");
+                return;
+            }
+            error!(
+                "config: re-read {source}: still {} errors: maintenance mode goes on (next look in {} s)",
+                done.errors.len(),
+                wait.as_secs()
+            );
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("config-reread".into())
+        .spawn(run)
+    {
+        error!("config: cannot start re-reading the datasource: {e}");
+    }
+}
+
 pub fn load_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     let found = match find_local() {
         Some(f) => Some(f),
@@ -288,14 +361,14 @@ pub fn load_config(ctx: &mut Ctx) -> Result<(), TaskError> {
 /// may carry secrets (`write_files` with private keys), so the file is
 /// readable by root only.
 fn save_last_applied(text: &str) {
-    if let Err(e) = write_private(Path::new(LAST_APPLIED), text) {
+    if let Err(e) = write_private(Path::new(LAST_APPLIED), text.as_bytes()) {
         keel_boot::warn!("config: cannot keep the applied config in {LAST_APPLIED}: {e}");
     }
 }
 
 /// Replace `path` atomically (temporary file, fsync, rename) with `text`,
 /// readable by its owner only, in a directory only its owner can enter.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("/"));
@@ -309,7 +382,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
+    f.write_all(text)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
@@ -411,14 +484,13 @@ pub fn apply_text(
 }
 
 /// What the API's TCP port serves after this boot's config: its `api:`
-/// when it was applied; nothing when a refused config asks for `api:`
-/// (fail closed: its files were not written, and plain HTTP is not what it
-/// asked for); plain HTTP otherwise.
-pub fn tcp_api(applied: Option<&keel_config::model::CloudConfig>, text: &str) -> TcpApi {
+/// when it was applied, closed when it has none, and [`TcpApi::Refused`]
+/// when the config was refused (its files were not written; the API
+/// falls back to the last good `api:` kept on STATE, if any).
+pub fn tcp_api(applied: Option<&keel_config::model::CloudConfig>) -> TcpApi {
     match applied {
-        Some(c) => c.api.clone().map_or(TcpApi::Plain, TcpApi::Tls),
-        None if keel_config::api::declared(text) => TcpApi::Refused,
-        None => TcpApi::Plain,
+        Some(c) => c.api.clone().map_or(TcpApi::Closed, TcpApi::Tls),
+        None => TcpApi::Refused,
     }
 }
 
@@ -432,14 +504,14 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
             "1:1: (document): over the {} byte limit",
             keel_config::yaml::MAX_BYTES
         ));
-        ctx.config_api = tcp_api(None, &String::from_utf8_lossy(&bytes));
+        ctx.config_api = tcp_api(None);
         return maintenance(st);
     }
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
-        Err(e) => {
+        Err(_) => {
             st.errors.push("1:1: (document): not UTF-8 text".into());
-            ctx.config_api = tcp_api(None, &String::from_utf8_lossy(e.as_bytes()));
+            ctx.config_api = tcp_api(None);
             return maintenance(st);
         }
     };
@@ -448,7 +520,7 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         .as_deref()
         .is_some_and(|s| s.starts_with("state "));
     let (done, config) = apply_text(&text, ctx.config_meta_hostname.take(), false, !from_state);
-    ctx.config_api = tcp_api(config.as_ref(), &text);
+    ctx.config_api = tcp_api(config.as_ref());
     if let Some(c) = config {
         ctx.config_networks = c.networks;
         ctx.config_containers = c.containers;
@@ -487,8 +559,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("config/last-applied.yaml");
-        write_private(&path, "write_files: [secret]\n").unwrap();
-        write_private(&path, "hostname: b\n").unwrap();
+        write_private(&path, b"write_files: [secret]\n").unwrap();
+        write_private(&path, b"hostname: b\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "hostname: b\n");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
@@ -541,21 +613,21 @@ api:
         let r = keel_config::validate(with_api);
         assert!(r.accepted(), "{:#?}", r.errors);
         let want = r.config.api.clone().unwrap();
-        assert_eq!(tcp_api(Some(&r.config), with_api), TcpApi::Tls(want));
-        // A config without api: serves plain HTTP, as does no config.
+        assert_eq!(tcp_api(Some(&r.config)), TcpApi::Tls(want));
+        // A config without api: keeps the port closed.
         let plain = "#cloud-config\nhostname: n1\n";
         let r = keel_config::validate(plain);
-        assert_eq!(tcp_api(Some(&r.config), plain), TcpApi::Plain);
-        assert_eq!(tcp_api(None, ""), TcpApi::Plain);
-        assert_eq!(tcp_api(None, plain), TcpApi::Plain);
-        // Refused configs that ask for api:, whatever is wrong: nothing.
+        assert_eq!(tcp_api(Some(&r.config)), TcpApi::Closed);
+        // Refused configs, whatever is wrong: Refused (the last good api:
+        // or nothing).
         for refused in [
             format!("{with_api}hostname: [x]\n"),
             "#cloud-config\napi:\n  cert_file: /etc/keel/api.pem\n".to_string(),
             "#cloud-config\napi: {cert_file: [\n".to_string(),
+            "#cloud-config\nhostname: [x]\n".to_string(),
         ] {
             assert!(!keel_config::validate(&refused).accepted(), "{refused}");
-            assert_eq!(tcp_api(None, &refused), TcpApi::Refused, "{refused}");
+            assert_eq!(tcp_api(None), TcpApi::Refused, "{refused}");
         }
     }
 }

@@ -19,6 +19,7 @@ mod node;
 mod root;
 mod services;
 mod shutdown;
+mod sysctl;
 
 use std::time::Duration;
 
@@ -90,6 +91,9 @@ pub fn run() -> ! {
     let healthy_after = Duration::from_secs(ctx.cmdline.healthy_after_s);
     root::spawn_mark_successful(&mut ctx, healthy_after);
     services::run_keel_run(&ctx.cmdline);
+    if ctx.config_status.maintenance {
+        config::spawn_reread(ctx.node.clone(), ctx.cmdline.config_url.clone());
+    }
     let action = ctx.wait_for_shutdown();
     shutdown::run(&mut ctx, action)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use keel_api::{ConfigStatus, Memory, Node, NodeState, Processes, RootStatus, Status};
+use keel_api::{ApiStatus, ConfigStatus, Memory, Node, NodeState, Processes, RootStatus, Status};
 use keel_boot::{procfs, Timeline};
 use keel_sys::power::PowerAction;
 use tokio::sync::watch;
@@ -18,6 +18,7 @@ pub struct NodeShared {
     shutdown: watch::Sender<Option<PowerAction>>,
     root: Mutex<RootStatus>,
     config: Mutex<ConfigStatus>,
+    api: Mutex<ApiStatus>,
     net_source: Mutex<String>,
     pub dhcp: crate::dhcp::Shared,
     /// Exits of container processes, from the reaper to the supervisor.
@@ -39,6 +40,7 @@ impl NodeShared {
             shutdown: watch::channel(None).0,
             root: Mutex::new(RootStatus::default()),
             config: Mutex::new(ConfigStatus::default()),
+            api: Mutex::new(ApiStatus::default()),
             net_source: Mutex::new("none".into()),
             dhcp: Default::default(),
             exits: Default::default(),
@@ -75,10 +77,53 @@ impl NodeShared {
         }
     }
 
+    pub fn set_api(&self, api: ApiStatus) {
+        if let Ok(mut a) = self.api.lock() {
+            *a = api;
+        }
+    }
+
     pub fn update_root(&self, f: impl FnOnce(&mut RootStatus)) {
         if let Ok(mut r) = self.root.lock() {
             f(&mut r);
         }
+    }
+
+    /// Validate and apply (or only plan) `text` as the API and the
+    /// maintenance-mode re-read do: files, host name, containers; an
+    /// accepted apply (not a dry run) leaves maintenance mode and records
+    /// `source`.
+    pub fn apply(
+        &self,
+        text: &str,
+        meta_hostname: Option<String>,
+        dry_run: bool,
+        source: &str,
+    ) -> keel_api::ConfigApplied {
+        let (mut done, config) = crate::config::apply_text(text, meta_hostname, dry_run, true);
+        if let (Some(config), Some(sup)) = (config, self.containers.get()) {
+            let r = if dry_run {
+                sup.diff(&config.containers)
+            } else {
+                if let Ok(mut a) = self.announces.lock() {
+                    *a = crate::announce::wanted(&config.containers);
+                }
+                sup.reconcile(config.containers)
+            };
+            done.containers = r.lines();
+        }
+        if done.accepted && !dry_run {
+            self.set_config(ConfigStatus {
+                source: Some(source.into()),
+                maintenance: false,
+                errors: Vec::new(),
+                items: done.items.clone(),
+                changed: done.changed.clone(),
+                checked_ms: done.checked_ms,
+                written_ms: done.written_ms,
+            });
+        }
+        done
     }
 
     pub fn is_ready(&self) -> bool {
@@ -183,36 +228,13 @@ impl Node for NodeShared {
                     .collect(),
                 warnings: m.warnings(),
             }),
+            api: self.api.lock().map(|a| a.clone()).unwrap_or_default(),
         }
     }
 
     fn apply_config(&self, text: String, dry_run: bool) -> keel_api::ConfigApplied {
-        let (mut done, config) = crate::config::apply_text(&text, None, dry_run, true);
-        if let (Some(config), Some(sup)) = (config, self.containers.get()) {
-            let r = if dry_run {
-                sup.diff(&config.containers)
-            } else {
-                if let Ok(mut a) = self.announces.lock() {
-                    *a = crate::announce::wanted(&config.containers);
-                }
-                sup.reconcile(config.containers)
-            };
-            done.containers = r.lines();
-        }
-        if done.accepted && !dry_run {
-            self.set_config(ConfigStatus {
-                source: Some("api POST /v1/config".into()),
-                maintenance: false,
-                errors: Vec::new(),
-                items: done.items.clone(),
-                changed: done.changed.clone(),
-                checked_ms: done.checked_ms,
-                written_ms: done.written_ms,
-            });
-        }
-        done
+        self.apply(&text, None, dry_run, "api POST /v1/config")
     }
-
     fn config(&self) -> ConfigStatus {
         self.config.lock().map(|c| c.clone()).unwrap_or_default()
     }

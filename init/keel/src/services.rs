@@ -1,11 +1,18 @@
 //! The long-running part of PID 1: the async runtime, the signal loop (child
 //! reaping, SIGTERM, SIGINT) and the management API listeners.
 //!
-//! The API's TCP port serves what the cloud-config says ([`TcpApi`]): plain
-//! HTTP, or with `api:` HTTPS only with client certificates. TLS fails
-//! closed: when the files of `api:` cannot be used, or the config that asks
-//! for them was refused, the TCP port is not opened at all (never plain
-//! HTTP instead), the console says why, and the unix socket still serves.
+//! The API's TCP port is closed unless the cloud-config has `api:`; then it
+//! serves HTTPS only, to clients with a certificate its CA signed
+//! ([`TcpApi`]). TLS fails closed: when the files of `api:` cannot be used,
+//! or the config that asks for them was refused, the TCP port is not
+//! opened at all, the console says why, and the unix socket (root only)
+//! still serves.
+//!
+//! Never strand a remote node: the files of the last `api:` that served are
+//! kept on STATE ([`LAST_GOOD_API`]), and a boot whose config was refused
+//! (maintenance mode) or whose `api:` files cannot be used serves with
+//! those instead, saying so, so the admin certificate still reaches the
+//! node to apply a corrected config.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +30,48 @@ use crate::node::NodeShared;
 /// The management API's unix socket inside the node.
 pub const API_SOCKET: &str = "/run/keel/api.sock";
 
+/// Where StartApi keeps the files of the last `api:` that served: on STATE,
+/// readable by root only.
+pub const LAST_GOOD_API: &str = "/var/lib/keel/api";
+
+/// The largest PEM file kept (keel-tls reads no larger).
+const MAX_KEPT: u64 = keel_tls::MAX_PEM;
+
+/// The `api:` kept in `dir`, when all three files are there.
+pub fn last_good_api(dir: &Path) -> Option<keel_config::model::Api> {
+    let f = |n: &str| dir.join(n);
+    ["cert.pem", "key.pem", "ca.pem"]
+        .iter()
+        .all(|n| f(n).is_file())
+        .then(|| keel_config::model::Api {
+            cert_file: f("cert.pem").display().to_string(),
+            key_file: f("key.pem").display().to_string(),
+            client_ca_file: f("ca.pem").display().to_string(),
+        })
+}
+
+/// Copy the files of `api` (which just served) into `dir`, each mode 0600.
+pub fn keep_last_good(api: &keel_config::model::Api, dir: &Path) -> std::io::Result<()> {
+    use std::io::Read;
+    for (from, to) in [
+        (&api.cert_file, "cert.pem"),
+        (&api.key_file, "key.pem"),
+        (&api.client_ca_file, "ca.pem"),
+    ] {
+        let mut bytes = Vec::new();
+        std::fs::File::open(from)?
+            .take(MAX_KEPT + 1)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_KEPT {
+            return Err(std::io::Error::other(format!(
+                "{from}: over {MAX_KEPT} bytes"
+            )));
+        }
+        crate::config::write_private(&dir.join(to), &bytes)?;
+    }
+    Ok(())
+}
+
 /// How long in-flight API answers get before the runtime stops at shutdown.
 const DRAIN: Duration = Duration::from_millis(100);
 
@@ -33,12 +82,12 @@ pub const HANDLED: &[Signal] = &[Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGIN
 /// What the API's TCP port serves, from this boot's cloud-config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum TcpApi {
-    /// No `api:` (or no config): plain HTTP.
+    /// No `api:` (or no config): the port stays closed.
     #[default]
-    Plain,
+    Closed,
     /// `api:`: HTTPS only, to clients with a certificate its CA signed.
     Tls(keel_config::model::Api),
-    /// The config asks for `api:` but was refused: nothing.
+    /// The config asks for `api:` but was refused: closed.
     Refused,
 }
 
@@ -134,45 +183,57 @@ impl Services {
     }
 
     /// Serve the API on the unix socket `socket` and, as `tcp` says, on
-    /// TCP `port` of every address. A TLS setting that cannot be used is
-    /// not an error here: the TCP port stays closed and the socket serves.
+    /// TCP `port` of every address (HTTPS with client certificates only).
+    /// A TLS setting that cannot be used is not an error here: the port
+    /// serves the last good `api:` kept in `last_good` when there is one,
+    /// else it stays closed; the socket serves in every case. Returns what
+    /// serves, for the status.
     pub fn spawn_api(
         &self,
         port: u16,
         socket: &Path,
         node: Arc<NodeShared>,
         tcp: &TcpApi,
-    ) -> Result<(), ServiceError> {
+        last_good: &Path,
+    ) -> Result<keel_api::ApiStatus, ServiceError> {
         let _enter = self.rt.enter();
         let sock_name = socket.display().to_string();
         let closed = |why: String| {
-            error!(
-                "api: {why}: tcp port {port} stays closed (no plain HTTP when the config asks for TLS); {sock_name} still serves"
-            );
+            format!("tcp port {port} closed: {why}; {sock_name} (root only) serves the API")
         };
-        let tls = match tcp {
-            TcpApi::Plain => Some(None),
-            TcpApi::Tls(api) => match api_acceptor(api) {
-                Ok(a) => Some(Some((a, api.client_ca_file.as_str()))),
-                Err(e) => {
-                    closed(e.to_string());
-                    None
-                }
+        // The config's api: unusable or refused: the last good one, if any.
+        let fallback = |why: String| match last_good_api(last_good) {
+            None => Err((closed(why), true)),
+            Some(kept) => match api_acceptor(&kept) {
+                Ok(a) => Ok((a, kept, Some(why))),
+                Err(e) => Err((
+                    closed(format!(
+                        "{why}; the last good api: kept in {} cannot be used either: {e}",
+                        last_good.display()
+                    )),
+                    true,
+                )),
             },
-            TcpApi::Refused => {
-                closed("the cloud-config that asks for api: (TLS) was refused".into());
-                None
-            }
+        };
+        // Ok((acceptor, settings, why the last good ones serve)), or
+        // Err((why closed, whether that is a fault to report)).
+        let tls = match tcp {
+            TcpApi::Closed => Err((closed("no api: in the cloud-config".into()), false)),
+            TcpApi::Tls(api) => match api_acceptor(api) {
+                Ok(a) => Ok((a, api.clone(), None)),
+                Err(e) => fallback(e.to_string()),
+            },
+            TcpApi::Refused => fallback("the cloud-config was refused (maintenance mode)".into()),
         };
         let addr = format!("0.0.0.0:{port}");
         let listen_err = |addr: String| move |source| ServiceError::Listen { addr, source };
         let tcp = match tls {
-            None => None,
-            Some(tls) => {
+            Err(why) => Err(why),
+            Ok(tls) => {
                 let l = std::net::TcpListener::bind(&addr).map_err(listen_err(addr.clone()))?;
                 l.set_nonblocking(true).map_err(listen_err(addr.clone()))?;
                 let l = tokio::net::TcpListener::from_std(l).map_err(listen_err(addr.clone()))?;
-                Some((l, tls))
+                Ok((l, tls))
             }
         };
 
@@ -187,27 +248,56 @@ impl Services {
             .map_err(listen_err(sock_name.clone()))?;
 
         let api_node: Arc<dyn keel_api::Node> = node;
-        let serves = match tcp {
-            None => None,
-            Some((l, None)) => {
-                self.rt
-                    .spawn(keel_api::serve_tcp(l, None, api_node.clone()));
-                Some(format!("tcp port {port} (http)"))
-            }
-            Some((l, Some((acceptor, ca)))) => {
-                self.rt
-                    .spawn(keel_api::serve_tcp(l, Some(acceptor), api_node.clone()));
-                Some(format!(
-                    "tcp port {port} (https; clients need a certificate signed by {ca})"
-                ))
-            }
+        let mut status = keel_api::ApiStatus {
+            socket: sock_name.clone(),
+            ..Default::default()
         };
-        self.rt.spawn(keel_api::serve_unix(unix, api_node));
-        match serves {
-            Some(tcp) => info!("api: listening on {tcp} and {sock_name}"),
-            None => info!("api: listening on {sock_name} only"),
+        match tcp {
+            Err((why, fault)) => {
+                if fault {
+                    error!("api: {why}");
+                } else {
+                    info!("api: {why}");
+                }
+                status.note = why;
+            }
+            Ok((l, (acceptor, api, fell_back))) => {
+                self.rt
+                    .spawn(keel_api::serve_tcp(l, acceptor, api_node.clone()));
+                let cert = keel_tls::cert::inspect_file("api.cert_file", Path::new(&api.cert_file));
+                let note = match &fell_back {
+                    None => format!(
+                        "tcp port {port} serves https to clients with a certificate signed by {} (roles keel:admin, keel:reader); {sock_name} (root only) too",
+                        api.client_ca_file
+                    ),
+                    Some(why) => format!(
+                        "tcp port {port} serves https with the last good api: kept in {} ({why}): clients need a certificate signed by its CA; {sock_name} (root only) too",
+                        last_good.display()
+                    ),
+                };
+                if fell_back.is_some() {
+                    warn!("api: {note}");
+                } else {
+                    info!("api: {note}");
+                    if let Err(e) = keep_last_good(&api, last_good) {
+                        warn!(
+                            "api: cannot keep this api: in {} for a boot whose config is refused: {e}",
+                            last_good.display()
+                        );
+                    }
+                }
+                status.tcp_port = Some(port);
+                status.note = note;
+                if let Ok(c) = cert {
+                    status.cert_subject = c.common_name;
+                    status.cert_not_after_unix = Some(c.not_after);
+                    status.cert_not_after =
+                        Some(keel_kv::json::rfc3339_ms(c.not_after.max(0) as u64 * 1000));
+                }
+            }
         }
-        Ok(())
+        self.rt.spawn(keel_api::serve_unix(unix, api_node));
+        Ok(status)
     }
 
     /// Enter the runtime, to spawn tasks on it from the boot thread.
@@ -299,12 +389,18 @@ mod tests {
     /// Start the API as StartApi does; return the runtime, the TCP port
     /// and a client of the unix socket.
     fn start(dir: &Path, tcp: &TcpApi) -> (Services, u16, Client) {
+        start_status(dir, tcp).0
+    }
+
+    fn start_status(dir: &Path, tcp: &TcpApi) -> ((Services, u16, Client), keel_api::ApiStatus) {
         let s = Services::start().unwrap();
         let port = free_port();
         let sock = dir.join("run/api.sock");
         let node = Arc::new(NodeShared::new(Path::new("/proc")));
-        s.spawn_api(port, &sock, node, tcp).unwrap();
-        (s, port, Client::new(Endpoint::Unix(sock)))
+        let status = s
+            .spawn_api(port, &sock, node, tcp, &dir.join("kept"))
+            .unwrap();
+        ((s, port, Client::new(Endpoint::Unix(sock))), status)
     }
 
     fn config(s: &Services, c: &Client) -> Result<keel_api::ConfigStatus, ClientError> {
@@ -348,9 +444,19 @@ mod tests {
         ];
         let mut cases: Vec<TcpApi> = broken.into_iter().map(TcpApi::Tls).collect();
         cases.push(TcpApi::Refused);
+        cases.push(TcpApi::Closed);
         for tcp in cases {
             let d = tempfile::tempdir().unwrap();
-            let (s, port, unix) = start(d.path(), &tcp);
+            let ((s, port, unix), status) = start_status(d.path(), &tcp);
+            assert_eq!(status.tcp_port, None, "{tcp:?}");
+            assert!(
+                status
+                    .note
+                    .starts_with(&format!("tcp port {port} closed: "))
+                    && status.note.ends_with("(root only) serves the API"),
+                "{}",
+                status.note
+            );
             config(&s, &unix).unwrap_or_else(|e| panic!("{tcp:?}: unix socket: {e}"));
             let plain = Client::new(Endpoint::Tcp(([127, 0, 0, 1], port).into()));
             match config(&s, &plain) {
@@ -374,10 +480,70 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_config_serves_the_last_good_api_kept_on_state() {
+        let t = tempfile::tempdir().unwrap();
+        let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
+        let https = |port: u16| {
+            Client::new(Endpoint::parse(&format!("https://127.0.0.1:{port}")).unwrap())
+                .with_tls(&keel_tls::ClientFiles {
+                    ca: ("cacert", pki.ca.clone()),
+                    identity: Some((
+                        ("cert", pki.client_cert.clone()),
+                        ("key", pki.client_key.clone()),
+                    )),
+                })
+                .unwrap()
+        };
+        // A boot whose api: served keeps its files, private.
+        let d = tempfile::tempdir().unwrap();
+        let ((s, port, _), _) = start_status(d.path(), &TcpApi::Tls(api(&pki)));
+        config(&s, &https(port)).unwrap();
+        let kept = d.path().join("kept");
+        for f in ["cert.pem", "key.pem", "ca.pem"] {
+            let mode = std::fs::metadata(kept.join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        drop(s);
+        // The next boot's config is refused, or its api: files are
+        // broken: the kept api: serves, and says so.
+        let broken = Api {
+            key_file: pki.client_key.display().to_string(),
+            ..api(&pki)
+        };
+        for tcp in [TcpApi::Refused, TcpApi::Tls(broken)] {
+            let ((s, port, _), status) = start_status(d.path(), &tcp);
+            assert_eq!(status.tcp_port, Some(port), "{tcp:?}");
+            assert!(
+                status.note.contains("with the last good api: kept in"),
+                "{}",
+                status.note
+            );
+            config(&s, &https(port)).unwrap_or_else(|e| panic!("{tcp:?}: {e}"));
+        }
+        // The control: without kept files the same boot stays closed.
+        let empty = tempfile::tempdir().unwrap();
+        let ((_s, _, _), status) = start_status(empty.path(), &TcpApi::Refused);
+        assert_eq!(status.tcp_port, None);
+        assert!(
+            status
+                .note
+                .contains("closed: the cloud-config was refused (maintenance mode)"),
+            "{}",
+            status.note
+        );
+    }
+
+    #[test]
     fn with_usable_files_the_tcp_port_serves_https_only() {
         let t = tempfile::tempdir().unwrap();
         let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
-        let (s, port, unix) = start(t.path(), &TcpApi::Tls(api(&pki)));
+        let ((s, port, unix), status) = start_status(t.path(), &TcpApi::Tls(api(&pki)));
+        assert_eq!(status.tcp_port, Some(port));
+        assert_eq!(status.cert_subject.as_deref(), Some("keel test server"));
+        assert!(status.cert_not_after.is_some_and(|t| t.ends_with('Z')));
         config(&s, &unix).unwrap();
         let https = Client::new(Endpoint::parse(&format!("https://127.0.0.1:{port}")).unwrap())
             .with_tls(&keel_tls::ClientFiles {
@@ -392,10 +558,5 @@ mod tests {
         let plain = Client::new(Endpoint::Tcp(([127, 0, 0, 1], port).into()));
         let e = config(&s, &plain).unwrap_err();
         assert!(matches!(e, ClientError::Http { .. }), "{e}");
-        // Without TLS settings the port serves plain HTTP, as before.
-        let d = tempfile::tempdir().unwrap();
-        let (s, port, _) = start(d.path(), &TcpApi::Plain);
-        let plain = Client::new(Endpoint::Tcp(([127, 0, 0, 1], port).into()));
-        config(&s, &plain).unwrap();
     }
 }

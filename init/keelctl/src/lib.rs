@@ -1,37 +1,43 @@
 //! keelctl: a keel node's management API from the command line.
 //!
-//! The endpoint comes from `--endpoint`, else `KEEL_ENDPOINT`, else
-//! `http://127.0.0.1:9420` (what `make run` forwards from the host).
-//! An `https://` endpoint needs `--cacert` (`KEEL_CACERT`), the CA that
-//! signed the node's certificate, and a node with `api:` in its config also
-//! wants a client certificate: `--cert` and `--key` (`KEEL_CERT`,
-//! `KEEL_KEY`). Other endpoints ignore the three.
-//! Output is a human table by default, the API's JSON with `--json`.
+//! Where the node is and how to prove who you are come from, in order:
+//! the flags (`--endpoint`, `--cacert`, `--cert`, `--key`), their
+//! environment variables (`KEEL_ENDPOINT`, `KEEL_CACERT`, `KEEL_CERT`,
+//! `KEEL_KEY`), then the client config (`--config FILE`, else `KEELCONFIG`,
+//! else `$XDG_CONFIG_HOME/keel/config` or `~/.config/keel/config`), which
+//! `keelctl gen pki` writes. A node's TCP port speaks HTTPS only and asks
+//! for a client certificate; `unix:/run/keel/api.sock` is the endpoint on
+//! the node itself. Output is a human table by default, the API's JSON
+//! with `--json`.
 
+pub mod gen;
 pub mod table;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use hyper::Method;
 use keel_api::{Accepted, Client, Endpoint, Status};
 
-/// Where keelctl looks when nothing says otherwise.
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:9420";
-
 #[derive(Parser)]
 #[command(name = "keelctl", about = "Talk to a keel node", version)]
 struct Cli {
-    /// API endpoint: http://ADDRESS:PORT, https://ADDRESS:PORT or unix:/PATH.
-    #[arg(long, env = "KEEL_ENDPOINT", default_value = DEFAULT_ENDPOINT, global = true)]
-    endpoint: String,
+    /// API endpoint: https://ADDRESS:PORT or unix:/PATH (default: the
+    /// client config's).
+    #[arg(long, env = "KEEL_ENDPOINT", global = true)]
+    endpoint: Option<String>,
+    /// The client config (JSON, written by `keelctl gen pki`).
+    #[arg(long, env = "KEELCONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// For https: the CA certificate (PEM) that signed the node's certificate.
     #[arg(long, env = "KEEL_CACERT", global = true, value_name = "FILE")]
-    cacert: Option<std::path::PathBuf>,
-    /// For https: this client's certificate (PEM), for nodes that ask for one.
+    cacert: Option<PathBuf>,
+    /// For https: this client's certificate (PEM).
     #[arg(long, env = "KEEL_CERT", global = true, value_name = "FILE")]
-    cert: Option<std::path::PathBuf>,
+    cert: Option<PathBuf>,
     /// For https: the private key (PEM) of --cert.
     #[arg(long, env = "KEEL_KEY", global = true, value_name = "FILE")]
-    key: Option<std::path::PathBuf>,
+    key: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -40,6 +46,53 @@ struct Cli {
     timeout: u64,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// The client config keelctl reads when `--config` and `KEELCONFIG` say
+/// nothing: `$XDG_CONFIG_HOME/keel/config`, else `$HOME/.config/keel/config`.
+pub fn default_client_config() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_CONFIG_HOME")
+        .or_else(|| env("HOME").map(|h| h.join(".config")))
+        .map(|d| d.join("keel/config"))
+}
+
+#[derive(Subcommand)]
+enum GenCmd {
+    /// A CA, each node's server certificates and cloud-config fragment, an
+    /// admin and a read-only client certificate, and a client config.
+    Pki {
+        /// The directory to write to (its CA is reused when present).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A node and the addresses clients reach it at; repeat per node.
+        #[arg(long = "node", value_name = "NAME=IP[,IP...]", required = true)]
+        nodes: Vec<gen::NodeSpec>,
+        /// Validity of the node and client certificates, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Validity of a new CA, in days.
+        #[arg(long, default_value_t = 3650)]
+        ca_days: u32,
+        /// Leave the KV's TLS (coreos.etcd2) out of the fragments.
+        #[arg(long)]
+        no_kv: bool,
+    },
+    /// A new client certificate NAME.pem from the CA in DIR.
+    Client {
+        #[arg(long, value_name = "DIR")]
+        pki: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: gen::Role,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -72,6 +125,9 @@ enum Cmd {
     Restart { name: String },
     /// Resource use of the containers (or of one).
     Stats { name: Option<String> },
+    /// Credentials: a PKI for a cluster, or one more client certificate.
+    #[command(subcommand)]
+    Gen(GenCmd),
 }
 
 #[derive(Subcommand)]
@@ -200,24 +256,92 @@ pub fn config_report(file: &str, text: &str) -> (String, bool) {
     (o, r.accepted())
 }
 
-/// The TLS files of an https endpoint, named after the options for errors.
-fn tls_files(cli: &Cli) -> anyhow::Result<keel_api::ClientFiles> {
-    let Some(ca) = cli.cacert.clone() else {
+/// The endpoint and TLS files: flags and variables first, then the client
+/// config; errors name the option or file.
+fn connection(cli: &Cli) -> anyhow::Result<(String, Option<keel_api::ClientFiles>)> {
+    let explicit = cli.config.is_some();
+    let config_path = cli.config.clone().or_else(default_client_config);
+    let config = match &config_path {
+        Some(p) if explicit || p.exists() => Some(gen::ClientConfig::load(p)?),
+        _ => None,
+    };
+    let Some(endpoint) = cli
+        .endpoint
+        .clone()
+        .or_else(|| config.as_ref().map(|c| c.endpoint.clone()))
+    else {
         anyhow::bail!(
-            "{}: an https endpoint needs --cacert FILE (or KEEL_CACERT): the CA that signed the node's certificate",
-            cli.endpoint
+            "no endpoint: pass --endpoint https://ADDRESS:9420 (or KEEL_ENDPOINT), or write a client config with `keelctl gen pki` ({})",
+            config_path
+                .map(|p| format!("looked for {}", p.display()))
+                .unwrap_or_else(|| "no HOME to look in".into())
+        );
+    };
+    if !endpoint.starts_with("https://") {
+        return Ok((endpoint, None));
+    }
+    let from_config = |f: fn(&gen::ClientConfig) -> &PathBuf| config.as_ref().map(|c| f(c).clone());
+    let Some(ca) = cli.cacert.clone().or_else(|| from_config(|c| &c.ca)) else {
+        anyhow::bail!(
+            "{endpoint}: an https endpoint needs --cacert FILE (or KEEL_CACERT, or a client config): the CA that signed the node's certificate"
         );
     };
     let identity = match (cli.cert.clone(), cli.key.clone()) {
         (Some(c), Some(k)) => Some((("--cert", c), ("--key", k))),
-        (None, None) => None,
+        (None, None) => match (from_config(|c| &c.cert), from_config(|c| &c.key)) {
+            (Some(c), Some(k)) => Some((("client config cert", c), ("client config key", k))),
+            _ => None,
+        },
         (Some(_), None) => anyhow::bail!("--cert needs --key FILE (or KEEL_KEY)"),
         (None, Some(_)) => anyhow::bail!("--key needs --cert FILE (or KEEL_CERT)"),
     };
-    Ok(keel_api::ClientFiles {
-        ca: ("--cacert", ca),
-        identity,
-    })
+    Ok((
+        endpoint,
+        Some(keel_api::ClientFiles {
+            ca: ("--cacert", ca),
+            identity,
+        }),
+    ))
+}
+
+fn run_gen(cmd: GenCmd) -> anyhow::Result<()> {
+    match cmd {
+        GenCmd::Pki {
+            out,
+            nodes,
+            days,
+            ca_days,
+            no_kv,
+        } => {
+            let r = gen::pki(&gen::PkiOptions {
+                out,
+                nodes,
+                ca_days,
+                days,
+                no_kv,
+            })?;
+            if r.ca_created {
+                println!("created    a new CA");
+            }
+            for p in &r.written {
+                println!("wrote      {}", p.display());
+            }
+            for p in &r.kept {
+                println!("kept       {}", p.display());
+            }
+        }
+        GenCmd::Client {
+            pki,
+            name,
+            role,
+            days,
+        } => {
+            for p in gen::client(&pki, &name, role, days)? {
+                println!("wrote      {}", p.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -230,9 +354,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut client = Client::new(Endpoint::parse(&cli.endpoint)?);
-    if client.endpoint.is_https() {
-        let files = tls_files(&cli)?;
+    if let Cmd::Gen(g) = cli.cmd {
+        return run_gen(g);
+    }
+    let (endpoint, tls) = connection(&cli)?;
+    let mut client = Client::new(Endpoint::parse(&endpoint)?);
+    if let Some(files) = tls {
         client = client.with_tls(&files)?;
     }
     client.timeout = std::time::Duration::from_secs(cli.timeout.max(1));
@@ -298,7 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Config(ConfigCmd::Validate { .. }) => {}
+        Cmd::Config(ConfigCmd::Validate { .. }) | Cmd::Gen(_) => {}
         Cmd::Ps => {
             let cs: Vec<keel_api::ContainerStatus> =
                 client.call_blocking(Method::GET, "/v1/containers")?;

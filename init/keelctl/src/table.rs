@@ -9,6 +9,35 @@ fn mib(kb: u64) -> String {
 }
 
 /// `keelctl status` as a table.
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The API's doors, and how long its certificate has left (by this
+/// machine's clock).
+fn api(o: &mut String, a: &keel_api::ApiStatus, now: i64) {
+    if a.note.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "api        {}", a.note);
+    if let (Some(t), Some(unix)) = (&a.cert_not_after, a.cert_not_after_unix) {
+        let days = (unix - now).div_euclid(86_400);
+        let when = if unix <= now {
+            "EXPIRED".to_string()
+        } else {
+            format!("{days} days left")
+        };
+        let _ = writeln!(
+            o,
+            "api cert   {} valid until {t} ({when})",
+            a.cert_subject.as_deref().unwrap_or("(no CN)")
+        );
+    }
+}
+
 pub fn status(s: &Status) -> String {
     let mut o = String::new();
     let state = serde_json_state(s);
@@ -42,6 +71,7 @@ pub fn status(s: &Status) -> String {
     );
     root(&mut o, &s.root);
     kv(&mut o, s.kv.as_ref());
+    api(&mut o, &s.api, now_unix());
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -406,6 +436,7 @@ mod tests {
             root: Default::default(),
             config: Default::default(),
             kv: None,
+            api: Default::default(),
         };
         let t = status(&s);
         assert!(t.contains("keel (keel 0.1.0), ready, up 2.5 s"), "{t}");
@@ -442,5 +473,29 @@ mod tests {
             "kv         member n1 (8e9e05c52164694d), clients on 0.0.0.0:2379, peer port closed (lone member)\n\
              warning    kv: client port 0.0.0.0:2379 listens beyond loopback\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod api_tests {
+    #[test]
+    fn the_api_lines_say_what_serves_and_when_the_certificate_ends() {
+        let mut o = String::new();
+        let a = keel_api::ApiStatus {
+            tcp_port: Some(9420),
+            note: "tcp port 9420 serves https".into(),
+            socket: "/run/keel/api.sock".into(),
+            cert_subject: Some("n1".into()),
+            cert_not_after: Some("2027-12-07T00:00:00Z".into()),
+            cert_not_after_unix: Some(1_000 * 86_400 + 10),
+        };
+        super::api(&mut o, &a, 900 * 86_400);
+        assert_eq!(
+            o,
+            "api        tcp port 9420 serves https\napi cert   n1 valid until 2027-12-07T00:00:00Z (100 days left)\n"
+        );
+        let mut o = String::new();
+        super::api(&mut o, &a, 1_001 * 86_400);
+        assert!(o.contains("(EXPIRED)"), "{o}");
     }
 }

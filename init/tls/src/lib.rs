@@ -27,6 +27,9 @@ pub use tokio_rustls::client::TlsStream as ClientStream;
 pub use tokio_rustls::server::TlsStream as ServerStream;
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+pub mod cert;
+#[cfg(feature = "issue")]
+pub mod issue;
 #[cfg(feature = "testpki")]
 pub mod testpki;
 

@@ -1,6 +1,7 @@
 //! A throwaway public key infrastructure for tests: a CA, a server
-//! certificate for the given hosts, a client certificate, and a client
-//! certificate from a second CA the servers do not trust.
+//! certificate for the given hosts, client certificates with the API's
+//! admin role, its read-only role and no role, and a client certificate
+//! from a second CA the servers do not trust.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +11,15 @@ pub struct TestPki {
     pub ca: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    /// Subject O=keel:admin.
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    /// Subject O=keel:reader.
+    pub reader_cert: PathBuf,
+    pub reader_key: PathBuf,
+    /// Signed by the CA, but with no keel role in its subject.
+    pub norole_cert: PathBuf,
+    pub norole_key: PathBuf,
     /// Signed by another CA: a server trusting `ca` must refuse it.
     pub rogue_cert: PathBuf,
     pub rogue_key: PathBuf,
@@ -34,6 +42,7 @@ fn ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
 fn leaf(
     issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
     cn: &str,
+    org: Option<&str>,
     hosts: &[&str],
     usage: rcgen::ExtendedKeyUsagePurpose,
 ) -> (String, String) {
@@ -43,6 +52,10 @@ fn leaf(
             .expect("leaf params");
     p.distinguished_name
         .push(rcgen::DnType::CommonName, cn.to_string());
+    if let Some(o) = org {
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, o.to_string());
+    }
     p.extended_key_usages = vec![usage];
     let cert = p.signed_by(&key, issuer).expect("leaf certificate");
     (cert.pem(), key.serialize_pem())
@@ -64,16 +77,23 @@ pub fn generate(dir: &Path, hosts: &[&str]) -> std::io::Result<TestPki> {
         rcgen::ExtendedKeyUsagePurpose::ClientAuth,
     ];
     let server = p.signed_by(&key, &issuer).expect("server certificate");
-    let (client, client_key) = leaf(
-        &issuer,
-        "keel test client",
-        &[],
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-    );
+    let client_leaf = |cn: &str, org: Option<&str>| {
+        leaf(
+            &issuer,
+            cn,
+            org,
+            &[],
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    };
+    let (client, client_key) = client_leaf("keel test client", Some("keel:admin"));
+    let (reader, reader_key) = client_leaf("keel test reader", Some("keel:reader"));
+    let (norole, norole_key) = client_leaf("keel test nobody", Some("example"));
     let (_, rogue_issuer) = ca("rogue CA");
     let (rogue, rogue_key) = leaf(
         &rogue_issuer,
         "rogue client",
+        Some("keel:admin"),
         &[],
         rcgen::ExtendedKeyUsagePurpose::ClientAuth,
     );
@@ -83,6 +103,10 @@ pub fn generate(dir: &Path, hosts: &[&str]) -> std::io::Result<TestPki> {
         server_key: dir.join("server-key.pem"),
         client_cert: dir.join("client.pem"),
         client_key: dir.join("client-key.pem"),
+        reader_cert: dir.join("reader.pem"),
+        reader_key: dir.join("reader-key.pem"),
+        norole_cert: dir.join("norole.pem"),
+        norole_key: dir.join("norole-key.pem"),
         rogue_cert: dir.join("rogue.pem"),
         rogue_key: dir.join("rogue-key.pem"),
     };
@@ -91,6 +115,10 @@ pub fn generate(dir: &Path, hosts: &[&str]) -> std::io::Result<TestPki> {
     std::fs::write(&pki.server_key, key.serialize_pem())?;
     std::fs::write(&pki.client_cert, client)?;
     std::fs::write(&pki.client_key, client_key)?;
+    std::fs::write(&pki.reader_cert, reader)?;
+    std::fs::write(&pki.reader_key, reader_key)?;
+    std::fs::write(&pki.norole_cert, norole)?;
+    std::fs::write(&pki.norole_key, norole_key)?;
     std::fs::write(&pki.rogue_cert, rogue)?;
     std::fs::write(&pki.rogue_key, rogue_key)?;
     Ok(pki)

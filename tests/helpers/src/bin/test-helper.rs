@@ -527,8 +527,39 @@ fn unix_get(socket: &str, path: &str) -> Result<String, String> {
     ))
 }
 
+/// `unix-json SOCKET PATH`: the API's answer body on one line (JSON keeps
+/// its meaning with its newlines made spaces), for tests that read a node
+/// whose TCP port is closed.
+fn unix_json(socket: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("connect to {socket}: {e}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| format!("{socket}: {e}"))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write to {socket}: {e}"))?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("read from {socket}: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(format!("unix-json {path}: {}", body.replace('\n', " ")))
+}
+
+/// Each command of `args`, in order: commands are separated by `+`.
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut code = 0;
+    for cmd in args.split(|a| a == "+") {
+        code = code.max(run(cmd));
+    }
+    std::process::exit(code);
+}
+
+fn run(args: &[String]) -> i32 {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["orphans", n] => match n.parse() {
             Ok(n) => orphans(n).map(|()| format!("created {n} orphans")),
@@ -560,23 +591,37 @@ fn main() {
         ["escape"] => escape(),
         ["read", ref paths @ ..] => read(paths),
         ["write", ref paths @ ..] => write(paths),
+        ["sleep", secs] => match secs.parse() {
+            Ok(secs) => {
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                Ok(format!("slept {secs} s"))
+            }
+            Err(_) => Err(format!("sleep: {secs:?} is not a number of seconds")),
+        },
+        ["put", path, text] => std::fs::write(path, text)
+            .map(|()| format!("put {path}: written"))
+            .map_err(|e| format!("put {path}: {e}")),
         ["contains", path, needle] => std::fs::read_to_string(path)
             .map(|t| format!("contains {path} {needle}: {}", t.contains(needle)))
             .map_err(|e| format!("{path}: {e}")),
         ["unix-get", socket, path] => unix_get(socket, path),
+        ["unix-json", socket, path] => unix_json(socket, path),
         ["reread", path, secs] => match secs.parse() {
             Ok(secs) => reread(path, secs),
             Err(_) => Err(format!("reread: {secs:?} is not a number of seconds")),
         },
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | contains PATH TEXT | unix-get SOCKET PATH | reread PATH SECONDS (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | put PATH TEXT | sleep SECONDS | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | reread PATH SECONDS, several joined by + (got {args:?})"
         )),
     };
     match result {
-        Ok(msg) => println!("test-helper: {msg}"),
+        Ok(msg) => {
+            println!("test-helper: {msg}");
+            0
+        }
         Err(e) => {
             println!("test-helper: error: {e}");
-            std::process::exit(1);
+            1
         }
     }
 }
