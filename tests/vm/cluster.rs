@@ -266,6 +266,21 @@ fn three_vms_form_a_cluster_from_cloud_config_and_survive_losing_the_leader() {
         );
     }
 
+    // Each member of the cluster opened its peer port on its LAN address,
+    // and the status says that it and the client port are open without
+    // authentication (a lone node opens no peer port: tests/vm/kv.rs).
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let kv = n.vm().status().kv.expect("the kv part of the status");
+        assert_eq!(kv.peer, [format!("{}:2380", lan_ip(i))], "{kv:?}");
+        assert_eq!(kv.warnings.len(), 2, "{kv:?}");
+        assert!(
+            kv.warnings[0].starts_with("kv: client port 0.0.0.0:2379 listens beyond loopback")
+                && kv.warnings[1]
+                    .starts_with(&format!("kv: peer port {}:2380 has no TLS", lan_ip(i))),
+            "{kv:?}"
+        );
+    }
+
     // A write through a follower (which forwards it to the leader) is read,
     // linearizably, through every member.
     let follower = (leader + 1) % 3;

@@ -2,7 +2,9 @@
 //! port 2379, Debian's `etcdctl` (API v2) and curl work against it through
 //! qemu's port forward, and what was written survives a reboot from disk;
 //! with `coreos.etcd2`'s TLS keys and certificates from `write_files`, the
-//! port speaks TLS and wants a client certificate.
+//! port speaks TLS and wants a client certificate. A node whose config
+//! does not open the client port beyond loopback keeps its KV to itself:
+//! the host gets no answer, a process on the node does.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -72,18 +74,60 @@ fn etcdctl_and_curl_use_the_nodes_kv_and_it_survives_a_reboot() {
     let disk = s.path("disk.img");
     std::fs::copy(keel_vmtests::build_dir().join("disk.img"), &disk)
         .expect("build/disk.img (make disk)");
-    // The member advertises the forwarded address, as an operator behind
-    // NAT would configure it: etcdctl syncs to the advertised URLs.
+    // The client port is opened to the host (the default is 127.0.0.1
+    // only), and the member advertises the forwarded address, as an
+    // operator behind NAT would configure it: etcdctl syncs to the
+    // advertised URLs.
     let port = free_port();
     let user_data = s.path("user-data");
     std::fs::write(
         &user_data,
         format!(
-            "#cloud-config\nhostname: kv-node\ncoreos:\n  etcd2:\n    advertise-client-urls: http://127.0.0.1:{port}\n"
+            "#cloud-config\nhostname: kv-node\ncoreos:\n  etcd2:\n    listen-client-urls: http://0.0.0.0:2379\n    advertise-client-urls: http://127.0.0.1:{port}\n"
         ),
     )
     .unwrap();
     let vm = boot("kv-node-1", Some(&disk), &user_data, port);
+
+    // Open beyond loopback without client certificates: the status says so
+    // in one line, and a caller from outside (qemu's 10.0.2.2) may read and
+    // write but not change the membership.
+    let kv = vm.status().kv.expect("the kv part of the status");
+    assert_eq!(kv.client, ["0.0.0.0:2379"]);
+    assert!(
+        kv.peer.is_empty(),
+        "a lone member opens no peer port: {kv:?}"
+    );
+    assert_eq!(
+        kv.warnings,
+        ["kv: client port 0.0.0.0:2379 listens beyond loopback without client-cert-auth: whoever reaches it can read and write the store"]
+    );
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("warning    kv: client port 0.0.0.0:2379 listens beyond loopback"),
+        "{out}"
+    );
+    let refused = curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"peerURLs":["http://10.0.2.2:2380"]}"#,
+        &format!("http://127.0.0.1:{port}/v2/members"),
+    ]);
+    assert!(
+        refused.ends_with("\n403") && refused.contains("need a client certificate"),
+        "{refused}"
+    );
+    let (ok, out, err) = etcdctl(port, &["member", "list"]);
+    assert!(
+        ok && !out.contains("10.0.2.2:2380"),
+        "nothing was added: {out}{err}"
+    );
 
     // The member is named after the host and is its own leader.
     let (ok, out, err) = etcdctl(port, &["member", "list"]);
@@ -244,6 +288,9 @@ fn the_kv_speaks_tls_with_client_certificates_from_cloud_config() {
     assert!(ok && out == "v1\n", "{out}");
     let (ok, out) = ctl(true, &["member", "list"]);
     assert!(ok && out.contains(&format!("clientURLs={url}")), "{out}");
+    // Open beyond loopback, but only to the CA's clients: no warning.
+    let kv = vm.status().kv.expect("the kv part of the status");
+    assert!(kv.warnings.is_empty(), "{kv:?}");
 
     // Without a certificate, or over plain http: nothing.
     let (ok, out) = ctl(false, &["get", "/secure/k"]);
@@ -252,6 +299,78 @@ fn the_kv_speaks_tls_with_client_certificates_from_cloud_config() {
     assert!(!body.contains("v1"), "{body}");
     let body = curl(&[&format!("http://127.0.0.1:{port}/v2/keys/secure/k")]);
     assert!(!body.contains("v1"), "{body}");
+
+    // A membership change with the client certificate is allowed from
+    // outside (the control of kv-node's 403). The new member never runs;
+    // it stays a learner, and the lone member opens its peer port.
+    let (ok, out) = ctl(true, &["member", "add", "extra", "http://10.0.2.2:2380"]);
+    assert!(ok && out.contains("Added member named extra"), "{out}");
+    vm.assert_no_fatal();
+    let (ok, _, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    vm.wait_exit(EXIT);
+}
+
+/// A node whose config says nothing of `listen-client-urls`: its KV
+/// listens on 127.0.0.1 only, as etcd's does. The host, through the
+/// forward, gets no answer; a process on the node (a host-network
+/// container) writes and reads.
+#[test]
+fn a_default_node_keeps_its_kv_to_itself() {
+    let s = Scratch::new("kv-default");
+    let port = free_port();
+    let user_data = s.path("user-data");
+    std::fs::write(
+        &user_data,
+        r#"#cloud-config
+hostname: kv-default
+containers:
+  - name: probe
+    image: busybox
+    network: host
+    command: ["/bin/sh", "-c"]
+    args: ["until wget -q -O - --post-data value=inside http://127.0.0.1:2379/v2/keys/probe; do sleep 1; done; echo; echo probe-done; sleep 100000"]
+"#,
+    )
+    .unwrap();
+    let mut cfg = VmConfig::new("kv-default");
+    cfg.cloud_config(&user_data);
+    cfg.hostfwd = vec![format!("tcp:127.0.0.1:{port}-:2379")];
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+
+    // On the node: the write goes through.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let logs = loop {
+        let (ok, out, err) = vm.keelctl(&["logs", "probe"]);
+        assert!(ok, "keelctl logs probe: {err}");
+        if out.contains("probe-done") {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "probe: no write after 90 s:\n{out}\n{}",
+            vm.console()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        logs.contains(r#""action":"create""#) && logs.contains(r#""value":"inside""#),
+        "{logs}"
+    );
+    let kv = vm.status().kv.expect("the kv part of the status");
+    assert_eq!(kv.client, ["127.0.0.1:2379"]);
+    assert!(kv.peer.is_empty() && kv.warnings.is_empty(), "{kv:?}");
+
+    // From the host: no HTTP answer at all (qemu takes the connection, the
+    // node refuses it and qemu closes it).
+    let out = Command::new("curl")
+        .args(["-s", "-m", "10", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/v2/keys/probe"))
+        .output()
+        .expect("curl");
+    assert!(!out.status.success(), "curl got an answer: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "000");
     vm.assert_no_fatal();
     let (ok, _, err) = vm.keelctl(&["poweroff"]);
     assert!(ok, "{err}");

@@ -38,6 +38,7 @@ impl Node for FakeNode {
             },
             root: Default::default(),
             config: Default::default(),
+            kv: None,
             api: Default::default(),
         }
     }

@@ -32,6 +32,7 @@ pub use keel_tls::ClientFiles;
 pub use server::{serve, serve_tcp, serve_unix, Caller, Node, Role};
 pub use types::{
     Accepted, ApiStatus, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
-    ContainerStatus, ContentCheck, DhcpLease, ErrorBody, LinkStatus, Memory, NetworkStatus,
-    NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo, StateMount, Status,
+    ContainerStatus, ContentCheck, DhcpLease, ErrorBody, KvStatus, LinkStatus, Memory,
+    NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo,
+    StateMount, Status,
 };

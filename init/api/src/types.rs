@@ -50,9 +50,28 @@ pub struct Status {
     /// The machine's cloud-config: where it came from, what was done.
     #[serde(default)]
     pub config: ConfigStatus,
+    /// The cluster store's member on this node; none while it is not
+    /// running.
+    #[serde(default)]
+    pub kv: Option<KvStatus>,
     /// Who can reach this API, and how.
     #[serde(default)]
     pub api: ApiStatus,
+}
+
+/// The KV member on this node and what it exposes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KvStatus {
+    /// The member's name and id (hex).
+    pub name: String,
+    pub id: String,
+    /// Where the client port listens (`IP:PORT`).
+    pub client: Vec<String>,
+    /// Where the peer port listens; empty while it is closed (a lone
+    /// member opens none).
+    pub peer: Vec<String>,
+    /// What it opens without authentication, one line each.
+    pub warnings: Vec<String>,
 }
 
 /// The management API's doors.

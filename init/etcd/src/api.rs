@@ -8,6 +8,11 @@
 //!    linearized (unless `quorum=false`) and served locally, a write goes
 //!    through Raft, a watch waits on the applied-index channel.
 //! 3. `/v2/members`, `/v2/machines`, `/v2/stats/*`, `/version`, `/health`.
+//!    A membership change (POST, PUT, DELETE on `/v2/members`) adds or
+//!    removes a member, which receives a copy of the whole store: it needs a
+//!    client certificate the trusted CA signed (`client-cert-auth`), or a
+//!    caller on loopback on a plain `http://` listener; anyone else gets 403.
+//! 4. CORS headers only as `cors` says ([`crate::config::Cors`]).
 //!
 //! Limits: request body 1.5 MiB (413), keys 4 KiB, watchers
 //! [`MAX_WATCHERS`] (503 past it).
@@ -29,6 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::form::{escape_path, mux_redirect, unescape, Form};
 use crate::node::{now_ms, MemberChange, Node};
+use crate::server::Caller;
 use crate::types::Request;
 
 /// Largest request body (etcd's `--max-request-bytes` default).
@@ -128,24 +134,48 @@ fn form_error(code: ErrorCode, cause: &str) -> EtcdError {
     EtcdError::new(code, cause, 0)
 }
 
-/// Step 1..3 for one request.
-pub async fn handle(node: Arc<Node>, req: HttpRequest<Incoming>) -> Result<Resp, Infallible> {
-    let mut r = route(node, req).await;
-    // etcd's CORS wrapper adds these to every answer.
-    let h = r.headers_mut();
-    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    h.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
-    );
-    h.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("accept, content-type, authorization"),
-    );
+/// Step 1..4 for one request.
+pub async fn handle(
+    node: Arc<Node>,
+    caller: Caller,
+    req: HttpRequest<Incoming>,
+) -> Result<Resp, Infallible> {
+    let origin = req
+        .headers()
+        .get(hyper::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let cors = node.config.cors.clone();
+    let mut r = route(node, caller, req).await;
+    // Step 4: etcd's CORS wrapper, when `cors` allows this origin.
+    if let Some(allow) = cors.allow(origin.as_deref()) {
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(allow) {
+            h.insert("access-control-allow-origin", v);
+        }
+        h.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
+        );
+        h.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static("accept, content-type, authorization"),
+        );
+    }
+    if matches!(cors, crate::config::Cors::Origins(_)) {
+        // The answer depends on the Origin header: caches must know.
+        r.headers_mut()
+            .insert(hyper::header::VARY, HeaderValue::from_static("Origin"));
+    }
     Ok(r)
 }
 
-async fn route(node: Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
+/// Step 3: whether `caller` may change the membership.
+pub fn may_change_members(caller: &Caller) -> bool {
+    caller.cert || caller.addr.ip().is_loopback() && !caller.tls
+}
+
+async fn route(node: Arc<Node>, caller: Caller, req: HttpRequest<Incoming>) -> Resp {
     if req.method() == Method::OPTIONS {
         return Response::new(Body::Full(None));
     }
@@ -176,7 +206,7 @@ async fn route(node: Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
         keys(&node, req).await
     } else if path == "/v2/members" || path.starts_with("/v2/members/") {
-        members(&node, req).await
+        members(&node, caller, req).await
     } else {
         match path.as_str() {
             "/v2/machines" => machines(&node, req.method()),
@@ -595,13 +625,25 @@ async fn watch(node: &Arc<Node>, k: KeyRequest) -> Resp {
     head
 }
 
-async fn members(node: &Arc<Node>, req: HttpRequest<Incoming>) -> Resp {
+async fn members(node: &Arc<Node>, caller: Caller, req: HttpRequest<Incoming>) -> Resp {
     let method = req.method().clone();
     if !matches!(
         method,
         Method::GET | Method::POST | Method::DELETE | Method::PUT
     ) {
         return not_allowed("GET,POST,DELETE,PUT");
+    }
+    if method != Method::GET && !may_change_members(&caller) {
+        let mut r = http_error(
+            403,
+            "membership changes need a client certificate (https with client-cert-auth) or a caller on loopback",
+        );
+        set_header(
+            &mut r,
+            "X-Etcd-Cluster-ID",
+            format!("{:x}", node.cluster_id),
+        );
+        return r;
     }
     let rest = req.uri().path()["/v2/members".len()..]
         .trim_start_matches('/')
@@ -775,4 +817,25 @@ async fn health(node: &Node, method: &Method) -> Resp {
         ),
     };
     respond(status, "text/plain; charset=utf-8", body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_changes_need_a_certificate_or_loopback_over_http() {
+        let caller = |addr: &str, tls: bool, cert: bool| Caller {
+            addr: addr.parse().unwrap(),
+            tls,
+            cert,
+        };
+        // Allowed: loopback over plain http, v4 and v6; any certificate.
+        assert!(may_change_members(&caller("127.0.0.1:5000", false, false)));
+        assert!(may_change_members(&caller("[::1]:5000", false, false)));
+        assert!(may_change_members(&caller("10.0.2.2:5000", true, true)));
+        // Refused: another address over plain http, TLS without a certificate.
+        assert!(!may_change_members(&caller("10.0.2.2:5000", false, false)));
+        assert!(!may_change_members(&caller("127.0.0.1:5000", true, false)));
+    }
 }

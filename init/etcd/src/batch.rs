@@ -26,7 +26,8 @@ use crate::types::{NodeId, Raft, Request, Response};
 
 /// Most requests in one entry.
 pub const MAX_BATCH: usize = 512;
-/// Most value bytes in one entry.
+/// Most string bytes (keys, values, prevValues) in one entry; the request
+/// that crosses it is the last one in.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Most proposals outstanding at once.
 pub const IN_FLIGHT: usize = 8;
@@ -43,11 +44,18 @@ pub struct Batcher {
     tx: mpsc::UnboundedSender<(Request, Waiter)>,
 }
 
+/// A request's string bytes (what its entry grows by, less a few bytes
+/// of numbers and tags): key, value and prevValue alike, so an entry stays
+/// within [`MAX_BATCH_BYTES`] plus one request.
 fn size(r: &Request) -> usize {
     match r {
-        Request::Set { key, opts, .. } => key.len() + opts.value.len(),
+        Request::Set { key, opts, .. } => {
+            key.len() + opts.value.len() + opts.prev_value.as_ref().map_or(0, String::len)
+        }
         Request::CreateInOrder { dir, value, .. } => dir.len() + value.len(),
-        Request::Delete { key, .. } => key.len(),
+        Request::Delete {
+            key, prev_value, ..
+        } => key.len() + prev_value.as_ref().map_or(0, String::len),
         Request::Once { req, .. } => size(req),
         _ => 64,
     }

@@ -39,6 +39,63 @@ pub enum ConfigError {
     Name,
     #[error("snapshot-count: {0:?} is not a whole number from 10 to 10000000")]
     SnapshotCount(String),
+    #[error("cors: {0:?} is not \"*\" or a list of http:// and https:// origins")]
+    Cors(String),
+}
+
+/// Which web pages' scripts may read the client API's answers (etcd's
+/// `cors`): the `Access-Control-Allow-Origin` header. None by default; etcd
+/// 3.4 defaults to `*`, keel does not (a page could then drive the store
+/// from any browser that reaches the port).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cors {
+    /// No CORS header: browsers keep pages from reading the answers.
+    #[default]
+    Off,
+    /// `*`: any origin.
+    Any,
+    /// These origins (`scheme://host[:port]`), each answered with itself.
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    /// etcd's form: `*`, or origins separated by commas; empty is [`Cors::Off`].
+    pub fn parse(s: &str) -> Result<Cors, ConfigError> {
+        let items: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Ok(Cors::Off);
+        }
+        if items.contains(&"*") {
+            return Ok(Cors::Any);
+        }
+        let mut out = Vec::new();
+        for o in items {
+            let host = o
+                .strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"));
+            if !host.is_some_and(|h| !h.is_empty() && !h.contains(['/', ' ', '*', '?', '#'])) {
+                return Err(ConfigError::Cors(s.to_string()));
+            }
+            out.push(o.to_ascii_lowercase());
+        }
+        Ok(Cors::Origins(out))
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`
+    /// (its `Origin` header), if any.
+    pub fn allow<'a>(&'a self, origin: Option<&'a str>) -> Option<&'a str> {
+        match self {
+            Cors::Off => None,
+            Cors::Any => Some("*"),
+            Cors::Origins(list) => {
+                origin.filter(|o| list.iter().any(|a| a.eq_ignore_ascii_case(o)))
+            }
+        }
+    }
 }
 
 /// `new` bootstraps a cluster from `initial-cluster`; `existing` joins one
@@ -135,6 +192,74 @@ pub struct ServerConfig {
     /// Below this much free space on the data directory's file system the
     /// member refuses writes (the space alarm); reads go on.
     pub min_free_bytes: u64,
+    /// The client API's CORS header (etcd's `cors`).
+    pub cors: Cors,
+}
+
+/// Whether `addr` can only be reached from the node itself.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+impl ServerConfig {
+    /// Whether a client on `l` must present a certificate the trusted CA
+    /// signed (an `https://` listener with `client-cert-auth`).
+    pub fn client_cert_required(&self, l: &Listen) -> bool {
+        l.tls && self.client_tls.as_ref().is_some_and(|t| t.client_cert_auth)
+    }
+
+    /// The peer port is opened only for a cluster of more than one: one
+    /// listed in `initial-cluster`, joined (`existing`) or found through
+    /// `discovery`. A lone member opens it when a member is added.
+    pub fn peers_at_start(&self) -> bool {
+        self.initial_cluster.len() > 1
+            || self.cluster_state == ClusterState::Existing
+            || self.discovery.is_some()
+    }
+
+    /// What this member opens beyond the node without authentication, one
+    /// line each, for the boot log and the status: client ports beyond
+    /// loopback without `client-cert-auth`, and (once open) peer ports
+    /// without TLS or without `peer-client-cert-auth`.
+    pub fn exposure_warnings(&self, peers_open: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let open: Vec<String> = self
+            .listen_client
+            .iter()
+            .filter(|l| !is_loopback(&l.addr) && !self.client_cert_required(l))
+            .map(|l| l.addr.to_string())
+            .collect();
+        if !open.is_empty() {
+            out.push(format!(
+                "kv: client port {} listens beyond loopback without client-cert-auth: whoever reaches it can read and write the store",
+                open.join(", ")
+            ));
+        }
+        if peers_open {
+            let plain: Vec<String> = self
+                .listen_peer
+                .iter()
+                .filter(|l| !l.tls)
+                .map(|l| l.addr.to_string())
+                .collect();
+            if !plain.is_empty() {
+                out.push(format!(
+                    "kv: peer port {} has no TLS (http:// peer URLs): whoever reaches it can act as a member and read the store",
+                    plain.join(", ")
+                ));
+            } else if !self.peer_tls.as_ref().is_some_and(|t| t.client_cert_auth) {
+                out.push(format!(
+                    "kv: peer port {} does not ask for member certificates (peer-client-cert-auth is off): whoever reaches it can act as a member",
+                    self.listen_peer
+                        .iter()
+                        .map(|l| l.addr.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// etcd's defaults for the strings a caller may leave empty.
@@ -169,6 +294,8 @@ pub struct RawConfig {
     /// Entries applied since the last snapshot that trigger the next one
     /// (etcd's `--snapshot-count`); empty means 10000.
     pub snapshot_count: String,
+    /// etcd's `cors`: `*` or origins separated by commas; empty means none.
+    pub cors: String,
 }
 
 /// The fewest and most entries between snapshots `snapshot-count` accepts.
@@ -296,6 +423,7 @@ impl RawConfig {
             heartbeat_ms: 100,
             election_ms: 1000,
             min_free_bytes: 64 << 20,
+            cors: Cors::parse(&self.cors)?,
         })
     }
 }
@@ -532,5 +660,99 @@ mod tests {
         assert_eq!(t.server().cert.0, "peer-cert-file");
         let c = t.client().unwrap();
         assert_eq!(c.ca.0, "peer-trusted-ca-file");
+    }
+
+    #[test]
+    fn cors_is_parsed_once_into_a_value() {
+        assert_eq!(Cors::parse("").unwrap(), Cors::Off);
+        assert_eq!(Cors::parse("*").unwrap(), Cors::Any);
+        assert_eq!(Cors::parse("https://a.example,*").unwrap(), Cors::Any);
+        let c = Cors::parse("https://a.example, http://B.example:8080").unwrap();
+        assert_eq!(
+            c,
+            Cors::Origins(vec![
+                "https://a.example".into(),
+                "http://b.example:8080".into()
+            ])
+        );
+        assert_eq!(
+            c.allow(Some("https://a.example")),
+            Some("https://a.example")
+        );
+        assert_eq!(c.allow(Some("https://c.example")), None);
+        assert_eq!(c.allow(None), None);
+        assert_eq!(Cors::Off.allow(Some("https://a.example")), None);
+        assert_eq!(Cors::Any.allow(None), Some("*"));
+        for bad in ["a.example", "https://", "https://a.example/path", "ftp://x"] {
+            assert_eq!(
+                Cors::parse(bad),
+                Err(ConfigError::Cors(bad.into())),
+                "{bad}"
+            );
+        }
+        let mut r = raw();
+        r.cors = "nope".into();
+        assert_eq!(
+            r.check().unwrap_err().to_string(),
+            "cors: \"nope\" is not \"*\" or a list of http:// and https:// origins"
+        );
+        assert_eq!(raw().check().unwrap().cors, Cors::Off);
+    }
+
+    #[test]
+    fn the_peer_port_is_for_clusters_of_more_than_one() {
+        assert!(raw().check().unwrap().peers_at_start());
+        let lone = RawConfig::default().check().unwrap();
+        assert!(!lone.peers_at_start());
+        let joining = RawConfig {
+            initial_cluster_state: "existing".into(),
+            ..RawConfig::default()
+        };
+        assert!(joining.check().unwrap().peers_at_start());
+    }
+
+    #[test]
+    fn exposure_is_warned_about_one_line_each() {
+        // Loopback only, peer port closed: nothing to say.
+        let c = RawConfig::default().check().unwrap();
+        assert!(c.exposure_warnings(false).is_empty());
+        // Open peers over http.
+        let w = c.exposure_warnings(true);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("kv: peer port 127.0.0.1:2380 has no TLS"),
+            "{w:?}"
+        );
+        // Clients beyond loopback: plain, then TLS without client-cert-auth,
+        // then with it (no warning).
+        let mut r = RawConfig {
+            listen_client_urls: "http://127.0.0.1:2379,http://0.0.0.0:2379".into(),
+            ..RawConfig::default()
+        };
+        let w = r.check().unwrap().exposure_warnings(false);
+        assert_eq!(
+            w,
+            vec!["kv: client port 0.0.0.0:2379 listens beyond loopback without client-cert-auth: whoever reaches it can read and write the store"]
+        );
+        r.listen_client_urls = "https://10.0.0.1:2379".into();
+        r.cert_file = "/c.pem".into();
+        r.key_file = "/k.pem".into();
+        assert_eq!(r.check().unwrap().exposure_warnings(false).len(), 1);
+        r.trusted_ca_file = "/ca.pem".into();
+        r.client_cert_auth = true;
+        assert!(r.check().unwrap().exposure_warnings(false).is_empty());
+        // Peer TLS without member certificates is still said.
+        let mut r = raw();
+        r.listen_peer_urls = "https://127.0.0.1:2380".into();
+        r.initial_advertise_peer_urls = "https://127.0.0.1:2380".into();
+        r.initial_cluster = "a=https://127.0.0.1:2380,b=https://127.0.0.1:3380".into();
+        r.peer_cert_file = "/p.pem".into();
+        r.peer_key_file = "/pk.pem".into();
+        r.peer_trusted_ca_file = "/ca.pem".into();
+        let w = r.check().unwrap().exposure_warnings(true);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("peer-client-cert-auth is off"), "{w:?}");
+        r.peer_client_cert_auth = true;
+        assert!(r.check().unwrap().exposure_warnings(true).is_empty());
     }
 }

@@ -23,10 +23,19 @@
 //!    their segment.
 //! 5. `purge` forgets entries up to a snapshotted index, records the purge
 //!    point in `purged` (atomically) and deletes segments that hold only
-//!    purged entries.
-//! 6. Opening reads every segment. A torn or corrupt record at the end of the
-//!    newest segment is a write that never finished its fsync (never
-//!    acknowledged): it is cut off. One anywhere else is refused.
+//!    purged entries. After segments are removed (by `purge`, `truncate` or
+//!    at open) the directory is fsynced, so a crash cannot bring a removed
+//!    segment back behind the purge point or the truncation.
+//! 6. Opening reads every segment. A bad record (short, failed checksum,
+//!    undecodable, or data past the zeros that end the records) is a torn
+//!    write, one that never finished its fsync and so was never
+//!    acknowledged, only at the end of the newest segment: nothing valid
+//!    may follow it, unless a zero-filled disk sector lies between (a write
+//!    torn at a sector boundary, as etcd's `isTornEntry` allows). Then it
+//!    is cut off. Anything else (a bad record before the newest segment,
+//!    or one valid records follow) refuses the start with an error that
+//!    names the segment file and the byte offset, as etcd refuses a
+//!    corrupt WAL: cutting it would drop acknowledged writes.
 //! 7. For fault tests, `KEEL_ETCD_CRASH_FSYNC=before:N` (or `after:N`)
 //!    aborts the process right before (after) its N-th log fsync: the two
 //!    crash points that decide whether a write was acknowledged.
@@ -75,7 +84,7 @@ pub enum LogError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("log {path}: record at byte {offset} is corrupt ({why}) and is not the last one")]
+    #[error("log {path}: record at byte {offset} is corrupt ({why}): refusing to start; the segment is left as it is for inspection or restore")]
     Corrupt {
         path: PathBuf,
         offset: u64,
@@ -192,6 +201,11 @@ fn private_file(path: &Path, create_new: bool) -> io::Result<File> {
     o.open(path)
 }
 
+/// Makes the directory's entries durable (a removal or a rename in it).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// Writes `bytes` to `dir/name` so that a crash leaves the old or the new file.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
@@ -199,7 +213,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
+    sync_dir(dir)
 }
 
 struct Segment {
@@ -327,41 +341,103 @@ fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
 /// rest is not valid.
 type SegmentRead = (Vec<(u64, u32, Entry)>, u64, Option<String>);
 
+#[cfg(test)]
 fn read_segment(path: &Path) -> Result<SegmentRead, LogError> {
+    Ok(parse_segment(&read_file(path)?))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, LogError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io_err("read", path))?;
+    Ok(bytes)
+}
+
+/// The disk sector a torn write loses or keeps whole (step 6).
+const SECTOR: usize = 512;
+/// Most payload bytes [`valid_record_after`] checksums before it gives up
+/// (then the tail counts as corrupt: refusing is safe, cutting may not be).
+const SCAN_BUDGET: usize = 256 << 20;
+
+/// Step 6: the offset of the first valid record (whole, checksum right,
+/// decodable) that starts after `from`, if any; `Err(())` when the scan ran
+/// out of its budget.
+fn valid_record_after(bytes: &[u8], from: usize) -> Result<Option<usize>, ()> {
+    let mut budget = SCAN_BUDGET;
+    for off in from + 1..bytes.len().saturating_sub(8) {
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap_or_default()) as usize;
+        if len == 0 || len > RECORD_MAX as usize || len > bytes.len() - off - 8 {
+            continue;
+        }
+        budget = budget.checked_sub(len).ok_or(())?;
+        let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap_or_default());
+        let payload = &bytes[off + 8..off + 8 + len];
+        if crc32fast::hash(payload) == crc && decode(payload).is_ok() {
+            return Ok(Some(off));
+        }
+    }
+    Ok(None)
+}
+
+/// Step 6: whether the bad record at `from` in the newest segment may be
+/// cut as a torn write: no valid record follows it, or a zero-filled
+/// sector lies between it and the next one. `Err` says why not.
+fn torn_tail(bytes: &[u8], from: usize) -> Result<(), String> {
+    let next = match valid_record_after(bytes, from) {
+        Ok(None) => return Ok(()),
+        Ok(Some(next)) => next,
+        Err(()) => {
+            return Err(format!(
+                "more than {} MiB after it could not be told from records",
+                SCAN_BUDGET >> 20
+            ))
+        }
+    };
+    let first = from / SECTOR;
+    let last = next.div_ceil(SECTOR);
+    let zero_sector = (first..last).any(|i| {
+        let s = &bytes[i * SECTOR..((i + 1) * SECTOR).min(bytes.len())];
+        s.len() == SECTOR && s.iter().all(|&b| b == 0)
+    });
+    if zero_sector {
+        Ok(())
+    } else {
+        Err(format!("a valid record follows at byte {next}"))
+    }
+}
+
+fn parse_segment(bytes: &[u8]) -> SegmentRead {
     let mut out = Vec::new();
     let mut off = 0usize;
     while off < bytes.len() {
         let bad = |why: &str| Some(why.to_string());
         if bytes.len() - off < 8 {
-            return Ok((out, off as u64, bad("short header")));
+            return (out, off as u64, bad("short header"));
         }
         let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap_or_default());
         let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap_or_default());
         if len == 0 && crc == 0 {
             // Step 9: the zero-filled rest of a preallocated segment.
             if bytes[off..].iter().all(|&b| b == 0) {
-                return Ok((out, off as u64, None));
+                return (out, off as u64, None);
             }
-            return Ok((out, off as u64, bad("data after the end of the records")));
+            return (out, off as u64, bad("data after the end of the records"));
         }
         if len > RECORD_MAX || bytes.len() - off - 8 < len as usize {
-            return Ok((out, off as u64, bad("short record")));
+            return (out, off as u64, bad("short record"));
         }
         let payload = &bytes[off + 8..off + 8 + len as usize];
         if crc32fast::hash(payload) != crc {
-            return Ok((out, off as u64, bad("checksum mismatch")));
+            return (out, off as u64, bad("checksum mismatch"));
         }
         match decode(payload) {
             Ok(e) => out.push((off as u64, len, e)),
-            Err(e) => return Ok((out, off as u64, Some(format!("undecodable entry: {e}")))),
+            Err(e) => return (out, off as u64, Some(format!("undecodable entry: {e}"))),
         }
         off += 8 + len as usize;
     }
-    Ok((out, off as u64, None))
+    (out, off as u64, None)
 }
 
 impl LogStore {
@@ -404,11 +480,16 @@ impl LogStore {
             .collect();
         firsts.sort_unstable();
         // Step 9: a spare left by an earlier run may be half made.
+        let mut removed = false;
         for e in fs::read_dir(dir).map_err(io_err("list", dir))?.flatten() {
             if e.file_name().to_string_lossy().ends_with(".spare") {
                 let p = e.path();
                 fs::remove_file(&p).map_err(io_err("remove stale spare", &p))?;
+                removed = true;
             }
+        }
+        if removed {
+            sync_dir(dir).map_err(io_err("fsync directory", dir))?;
         }
         let spare = Arc::new(Mutex::new(Spare::default()));
         // A new member writes its first segment at once: that one is made
@@ -429,14 +510,20 @@ impl LogStore {
         let purged_index = purged.map(|l| l.index);
         for (i, first) in firsts.iter().enumerate() {
             let path = dir.join(format!("{first:020}.wal"));
-            let (records, valid, broken) = read_segment(&path)?;
+            let bytes = read_file(&path)?;
+            let (records, valid, broken) = parse_segment(&bytes);
             let last = i + 1 == firsts.len();
             if let Some(why) = broken {
-                if !last {
+                let cut = if last {
+                    torn_tail(&bytes, valid as usize)
+                } else {
+                    Err("not in the newest segment".to_string())
+                };
+                if let Err(more) = cut {
                     return Err(LogError::Corrupt {
                         path,
                         offset: valid,
-                        why,
+                        why: format!("{why}; {more}"),
                     });
                 }
                 // Step 5: an unfinished write at the tail is cut off.
@@ -708,7 +795,7 @@ impl Inner {
             None => private_file(&path, true)?,
         };
         let reader = File::open(&path)?;
-        File::open(&self.dir)?.sync_all()?;
+        sync_dir(&self.dir)?;
         refill(&self.spare, &self.dir, false);
         self.segments.push(Segment {
             first,
@@ -848,10 +935,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let pos = i.positions[at];
         let werr =
             |e: io::Error| StorageError::from_io_error(ErrorSubject::Logs, ErrorVerb::Delete, e);
+        let mut removed = false;
         while i.segments.last().is_some_and(|s| s.first > pos.segment) {
             if let Some(s) = i.segments.pop() {
                 fs::remove_file(&s.path).map_err(werr)?;
+                removed = true;
             }
+        }
+        if removed {
+            // Step 5: a removed segment must not come back after a crash
+            // with the entries this truncation cut.
+            sync_dir(&i.dir).map_err(werr)?;
         }
         if let Some(s) = i.segments.last_mut() {
             s.file.set_len(pos.offset).map_err(werr)?;
@@ -904,9 +998,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // A segment goes when the next one starts at or before the first
         // entry still needed; the newest segment always stays.
+        let mut removed = false;
         while i.segments.len() > 1 && i.segments[1].first <= log_id.index + 1 {
             let s = i.segments.remove(0);
             fs::remove_file(&s.path).map_err(werr)?;
+            removed = true;
+        }
+        if removed {
+            // Step 5: the removals are durable before anything relies on
+            // them.
+            sync_dir(&i.dir).map_err(werr)?;
         }
         Ok(())
     }
@@ -1182,5 +1283,117 @@ mod tests {
             LogStore::open(d.path()),
             Err(LogError::Corrupt { .. })
         ));
+    }
+
+    /// Step 6: a record that valid records follow is corruption, not a
+    /// torn write, even in the newest segment: the start is refused with
+    /// the file and the offset, and the file is left as it was.
+    #[test]
+    fn a_corrupt_record_that_valid_ones_follow_refuses_the_start() {
+        let (d, path, mut buf) = three_records();
+        let mut one = Vec::new();
+        encode(&entry(1, 1), &mut one).unwrap();
+        let second = one.len();
+        buf[second + 9] ^= 0x40; // in the second record's payload
+        fs::write(&path, &buf).unwrap();
+        let e = LogStore::open(d.path()).err().expect("refused");
+        match &e {
+            LogError::Corrupt {
+                path: p,
+                offset,
+                why,
+            } => {
+                assert_eq!((p, *offset), (&path, second as u64));
+                assert!(
+                    why.contains("checksum mismatch; a valid record follows at byte"),
+                    "{why}"
+                );
+            }
+            e => panic!("not Corrupt: {e}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains("00000000000000000001.wal")
+                && msg.contains(&format!("record at byte {second} is corrupt")),
+            "{msg}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), buf, "nothing was cut");
+
+        // The same with the header gone (zeros where it was): data after
+        // the end of the records, and a valid record after that.
+        let (d, path, mut buf) = three_records();
+        buf[second..second + 8].fill(0);
+        fs::write(&path, &buf).unwrap();
+        assert!(matches!(
+            LogStore::open(d.path()),
+            Err(LogError::Corrupt { offset, .. }) if offset == second as u64
+        ));
+    }
+
+    /// Step 6: a torn tail is cut: a record cut short at the end of the
+    /// newest segment, and a write torn at a sector (a zero-filled sector
+    /// inside it) even when a later record of the same write landed.
+    #[tokio::test]
+    async fn a_torn_tail_is_cut() {
+        let (d, path, mut buf) = three_records();
+        let whole = buf.len();
+        let mut fourth = Vec::new();
+        encode(&big(4), &mut fourth).unwrap();
+        buf.extend_from_slice(&fourth[..fourth.len() / 2]);
+        fs::write(&path, &buf).unwrap();
+        let mut log = LogStore::open(d.path()).unwrap();
+        assert_eq!(log.try_get_log_entries(..).await.unwrap().len(), 3);
+        assert_eq!(fs::metadata(&path).unwrap().len(), whole as u64);
+        drop(log);
+
+        let (d, path, mut buf) = three_records();
+        let whole = buf.len();
+        encode(&big(4), &mut buf).unwrap();
+        encode(&entry(5, 1), &mut buf).unwrap();
+        // A sector of the big record never reached the disk.
+        let sector = (whole / SECTOR + 2) * SECTOR;
+        buf[sector..sector + SECTOR].fill(0);
+        fs::write(&path, &buf).unwrap();
+        let mut log = LogStore::open(d.path()).unwrap();
+        let all = log.try_get_log_entries(..).await.unwrap();
+        assert_eq!(all, (1..=3).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        assert_eq!(fs::metadata(&path).unwrap().len(), whole as u64);
+    }
+
+    /// Step 5: purge and truncate remove segments (and sync the directory):
+    /// what is left reopens the same.
+    #[tokio::test]
+    async fn removed_segments_stay_removed() {
+        use openraft::storage::RaftLogStorageExt;
+        let d = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(d.path()).unwrap();
+        // 20 KB entries in batches of 50: a segment holds about 200.
+        for b in 0..14 {
+            log.blocking_append((b * 50..(b + 1) * 50).map(big))
+                .await
+                .unwrap();
+        }
+        let wals = || {
+            fs::read_dir(d.path())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+                .count()
+        };
+        let before = wals();
+        assert!(before >= 3, "{before} segments");
+        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 450))
+            .await
+            .unwrap();
+        log.truncate(LogId::new(CommittedLeaderId::new(1, 1), 600))
+            .await
+            .unwrap();
+        let after = wals();
+        assert!(after < before, "{after} of {before} segments left");
+        drop(log);
+        let mut log = LogStore::open(d.path()).unwrap();
+        let rest = log.try_get_log_entries(..).await.unwrap();
+        assert_eq!(rest.first().map(|e| e.log_id.index), Some(451));
+        assert_eq!(rest.last().map(|e| e.log_id.index), Some(599));
     }
 }

@@ -43,8 +43,38 @@ use crate::stats::PeerCounters;
 use crate::types::{Member, NodeId, Request, Response, TypeConfig};
 use std::sync::atomic::Ordering;
 
-/// A peer request body may be a batch of entries or a snapshot chunk.
-pub const PEER_BODY_MAX: usize = 128 << 20;
+/// The most entry bytes (postcard-encoded) one AppendEntries carries: the
+/// sender sends the entries up to this bound (always at least one) and
+/// reports the rest to openraft as not sent yet (`PartialSuccess`), which
+/// sends them in the next call.
+pub const APPEND_BYTES: usize = 8 << 20;
+
+/// The largest peer request body a member accepts (413 past it). What a
+/// member of this version sends is within it:
+///
+/// - AppendEntries: [`APPEND_BYTES`] plus one entry. An entry is a batch of
+///   at most [`crate::batch::MAX_BATCH_BYTES`] (4 MiB) of keys and values
+///   plus the one request that crossed it (a request body is at most
+///   [`crate::api::MAX_BODY`], 1.5 MiB, and a request head 64 KiB), and a
+///   few bytes of numbers per request (at most 512): under 6 MiB. So under
+///   14 MiB in all.
+/// - InstallSnapshot: a chunk of 3 MiB (`snapshot_max_chunk_size`) in JSON,
+///   where a byte takes at most 4 characters (`255,`): 12 MiB and the
+///   chunk's metadata.
+/// - A forwarded write (`/raft/propose`): one request in JSON, at most
+///   1.6 MiB of strings that JSON escapes to at most 6 bytes each: under
+///   10 MiB.
+/// - Vote, read index, membership change: a few hundred bytes.
+///
+/// A member of an earlier version sends an append with up to 256 entries
+/// whatever their size; one over this limit is refused until that member
+/// is updated too.
+pub const PEER_BODY_MAX: usize = 16 << 20;
+
+/// The largest answer a member reads from a peer: a forwarded write's
+/// answer holds its event, whose node and previous node each carry a value
+/// of up to 1.6 MiB, in JSON (at most 6 bytes a character): under 20 MiB.
+pub const PEER_ANSWER_MAX: usize = 24 << 20;
 
 /// The content type of a postcard body (step 3).
 pub const POSTCARD: &str = "application/x-keel-postcard";
@@ -234,7 +264,7 @@ impl PeerClient {
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             let status = resp.status();
-            let body = Limited::new(resp.into_body(), PEER_BODY_MAX)
+            let body = Limited::new(resp.into_body(), PEER_ANSWER_MAX)
                 .collect()
                 .await
                 .map_err(|e| fail(e.to_string()))?
@@ -307,11 +337,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         let t0 = std::time::Instant::now();
+        let (rpc, sent_up_to) = split_append(rpc);
         let r = self.raft_call("/raft/append", &rpc, &option).await;
         if let Some(c) = &self.counters {
             c.record_append(self.target, t0.elapsed().as_secs_f64() * 1e3, r.is_ok());
         }
-        r
+        match (r, sent_up_to) {
+            // The prefix went through: openraft sends the rest next.
+            (Ok(AppendEntriesResponse::Success), Some(last)) => {
+                Ok(AppendEntriesResponse::PartialSuccess(Some(last)))
+            }
+            (r, _) => r,
+        }
     }
 
     async fn install_snapshot(
@@ -332,6 +369,36 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         self.raft_call("/raft/vote", &rpc, &option).await
     }
+}
+
+/// Keeps an append within [`APPEND_BYTES`] (and so within the receiver's
+/// [`PEER_BODY_MAX`]): the entries up to the bound, at least one, and the
+/// id of the last one sent when some were left for the next call.
+fn split_append(
+    mut rpc: AppendEntriesRequest<TypeConfig>,
+) -> (
+    AppendEntriesRequest<TypeConfig>,
+    Option<crate::types::LogId>,
+) {
+    if rpc.entries.len() < 2 {
+        return (rpc, None);
+    }
+    let mut total = 0usize;
+    let mut keep = rpc.entries.len();
+    for (i, e) in rpc.entries.iter().enumerate() {
+        total =
+            total.saturating_add(postcard::experimental::serialized_size(e).unwrap_or(usize::MAX));
+        if i > 0 && total > APPEND_BYTES {
+            keep = i;
+            break;
+        }
+    }
+    if keep == rpc.entries.len() {
+        return (rpc, None);
+    }
+    rpc.entries.truncate(keep);
+    let last = rpc.entries.last().map(|e| e.log_id);
+    (rpc, last)
 }
 
 /// Makes a [`PeerClient`] per replication target.
@@ -546,5 +613,53 @@ mod tests {
         assert_eq!(e, "1 bytes after the body");
         let e = decode_body::<AppendEntriesRequest<TypeConfig>>(&json, true).unwrap_err();
         assert_eq!(e, "unknown postcard format 123");
+    }
+
+    /// An append past [`APPEND_BYTES`] goes as a prefix (at least one
+    /// entry) within [`PEER_BODY_MAX`]; the caller learns where it ended.
+    #[test]
+    fn appends_are_cut_to_what_a_peer_accepts() {
+        let id = |i| LogId::new(CommittedLeaderId::new(1, 1), i);
+        // An entry as large as a batch gets: 4 MiB of values and one more
+        // request of 1.5 MiB.
+        let big = |i: u64| crate::types::Entry {
+            log_id: id(i),
+            payload: EntryPayload::Normal(Request::Batch(vec![
+                Request::Set {
+                    key: "/a".into(),
+                    opts: keel_kv::SetOptions {
+                        value: "v".repeat(4 << 20),
+                        ..Default::default()
+                    },
+                    now: 1,
+                },
+                Request::Set {
+                    key: "/b".into(),
+                    opts: keel_kv::SetOptions {
+                        value: "w".repeat(1 << 20),
+                        prev_value: Some("p".repeat(512 << 10)),
+                        ..Default::default()
+                    },
+                    now: 1,
+                },
+            ])),
+        };
+        let mut rpc = append();
+        rpc.entries = (2..10).map(big).collect();
+        let (cut, last) = split_append(rpc);
+        assert_eq!(cut.entries.len(), 1, "two such entries are past 8 MiB");
+        assert_eq!(last, Some(id(2)));
+        let mut body = Vec::new();
+        crate::log::to_postcard(&cut, &mut body).unwrap();
+        assert!(body.len() <= PEER_BODY_MAX, "{} bytes", body.len());
+
+        // Small entries go whole.
+        let (whole, last) = split_append(append());
+        assert_eq!((whole.entries.len(), last), (2, None));
+        // A lone entry goes even past the bound.
+        let mut rpc = append();
+        rpc.entries = vec![big(2)];
+        let (one, last) = split_append(rpc);
+        assert_eq!((one.entries.len(), last), (1, None));
     }
 }

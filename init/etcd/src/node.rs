@@ -87,6 +87,9 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Idle connections by member and its peer URLs.
+type Pool = HashMap<(NodeId, Vec<String>), Vec<PeerClient>>;
+
 /// One member of the cluster.
 pub struct Node {
     pub id: NodeId,
@@ -109,9 +112,14 @@ pub struct Node {
     /// Step 4: free bytes when the alarm is raised, 0 when it is not.
     space_alarm: std::sync::atomic::AtomicU64,
     /// Idle connections to other members, for forwarded requests.
-    pool: tokio::sync::Mutex<HashMap<NodeId, Vec<PeerClient>>>,
+    pool: tokio::sync::Mutex<Pool>,
     /// How to reach `https://` peers (see [`crate::net::PeerClient`]).
     pub peer_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
+    /// Where the client port listens.
+    pub client_addrs: Vec<std::net::SocketAddr>,
+    /// Where the peer port listens, once it is open (only in a cluster of
+    /// more than one).
+    pub peer_addrs: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 impl Node {
@@ -143,7 +151,16 @@ impl Node {
             leader_since: std::sync::Mutex::new((None, SystemTime::now())),
             pool: Default::default(),
             peer_tls: None,
+            client_addrs: Vec::new(),
+            peer_addrs: std::sync::OnceLock::new(),
         }
+    }
+
+    /// What this member exposes without authentication, one line each
+    /// (see [`ServerConfig::exposure_warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        self.config
+            .exposure_warnings(self.peer_addrs.get().is_some())
     }
 
     /// The leader last seen and since when it has been.
@@ -201,24 +218,22 @@ impl Node {
         path: &'static str,
         body: &Q,
     ) -> Result<A, String> {
-        let taken = self.pool.lock().await.get_mut(&target).and_then(Vec::pop);
+        let m = self
+            .member_of(target)
+            .ok_or_else(|| format!("leader {target:x} is not a known member"))?;
+        // Pooled by the peer URLs too: a member whose URLs changed is
+        // called at its new ones.
+        let key = (target, m.peer_urls.clone());
+        let taken = self.pool.lock().await.get_mut(&key).and_then(Vec::pop);
         let mut client = match taken {
             Some(c) => c,
-            None => {
-                let m = self
-                    .member_of(target)
-                    .ok_or_else(|| format!("leader {target:x} is not a known member"))?;
-                PeerClient::new(target, &m, self.peer_tls.clone())
-            }
+            None => PeerClient::new(target, &m, self.peer_tls.clone()),
         };
         let r = client.call(path, body, FORWARD_TIMEOUT).await;
         if r.is_ok() {
-            self.pool
-                .lock()
-                .await
-                .entry(target)
-                .or_default()
-                .push(client);
+            let mut pool = self.pool.lock().await;
+            pool.retain(|(id, urls), _| *id != target || *urls == key.1);
+            pool.entry(key).or_default().push(client);
         }
         r.map_err(|e| e.to_string())
     }

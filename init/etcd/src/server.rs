@@ -51,11 +51,83 @@ pub enum StartError {
     Tls(#[from] keel_tls::TlsError),
 }
 
-/// A started member and the addresses it actually listens on.
+/// A started member and the addresses it actually listens on (no peer
+/// addresses while the peer port is closed: see
+/// [`ServerConfig::peers_at_start`]).
 pub struct Started {
     pub node: Arc<Node>,
     pub client_addrs: Vec<SocketAddr>,
     pub peer_addrs: Vec<SocketAddr>,
+}
+
+/// Who is on the other end of a client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub addr: SocketAddr,
+    /// It presented a certificate the trusted CA signed (an `https://`
+    /// listener with `client-cert-auth`).
+    pub cert: bool,
+    /// The connection is TLS.
+    pub tls: bool,
+}
+
+/// Binds the peer listeners and serves them.
+async fn open_peers(
+    node: &Arc<Node>,
+    acceptor: Option<TlsAcceptor>,
+) -> Result<Vec<SocketAddr>, StartError> {
+    let peers = bind(&node.config.listen_peer).await?;
+    let addrs = peers.iter().filter_map(|l| l.0.local_addr().ok()).collect();
+    for (l, tls) in peers {
+        let node = node.clone();
+        accept_loop(l, acceptor.clone().filter(|_| tls), move |s, _| {
+            let node = node.clone();
+            async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let node = node.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(crate::net::handle_peer(node, req).await)
+                    }
+                });
+                let _ = http1().serve_connection(TokioIo::new(s), svc).await;
+            }
+        });
+    }
+    Ok(addrs)
+}
+
+/// Members in Raft's effective membership: the newest in the log, applied
+/// or not (a member restarted with a lone config but a log of several
+/// must be reachable before it can commit anything).
+fn members_in(m: &openraft::RaftMetrics<crate::types::NodeId, crate::types::Member>) -> usize {
+    m.membership_config.membership().nodes().count()
+}
+
+/// A lone member opens its peer port once a second member is added (step
+/// 2): the new member must reach it to vote and to forward writes.
+async fn open_peers_when_joined(node: Arc<Node>, acceptor: Option<TlsAcceptor>) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        let members = members_in(&metrics.borrow_and_update());
+        if members > 1 {
+            match open_peers(&node, acceptor).await {
+                Ok(addrs) => {
+                    eprintln!(
+                        "keel-etcd: the cluster has {members} members: peer port open on {addrs:?}"
+                    );
+                    let _ = node.peer_addrs.set(addrs);
+                    for w in node.warnings() {
+                        eprintln!("keel-etcd: warning: {w}");
+                    }
+                }
+                Err(e) => eprintln!("keel-etcd: the cluster has {members} members, but {e}"),
+            }
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn bind(addrs: &[Listen]) -> Result<Vec<(TcpListener, bool)>, StartError> {
@@ -76,22 +148,31 @@ async fn bind(addrs: &[Listen]) -> Result<Vec<(TcpListener, bool)>, StartError> 
 
 /// Accepts connections on `l` and serves each with `serve`, after a TLS
 /// handshake when `tls` is given (a failed handshake drops only its
-/// connection).
+/// connection). `serve` learns who called: its address and whether it
+/// presented a certificate the trusted CA signed.
 fn accept_loop<F, Fut>(l: TcpListener, tls: Option<TlsAcceptor>, serve: F)
 where
-    F: Fn(Conn) -> Fut + Send + Sync + 'static,
+    F: Fn(Conn, Caller) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let serve = Arc::new(serve);
     tokio::spawn(async move {
         loop {
             match l.accept().await {
-                Ok((s, _)) => {
+                Ok((s, addr)) => {
                     let _ = s.set_nodelay(true);
                     let (tls, serve) = (tls.clone(), serve.clone());
                     tokio::spawn(async move {
                         if let Ok(c) = Conn::accept(tls.as_ref(), s).await {
-                            serve(c).await
+                            // A certificate is asked for (and checked
+                            // against the CA) only with client-cert-auth.
+                            let (tls, cert) = match &c {
+                                keel_tls::MaybeTls::Tls(t) => {
+                                    (true, t.get_ref().1.peer_certificates().is_some())
+                                }
+                                keel_tls::MaybeTls::Plain(_) => (false, false),
+                            };
+                            serve(c, Caller { addr, cert, tls }).await
                         }
                     });
                 }
@@ -221,10 +302,18 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
 
-    let peers = bind(&config.listen_peer).await?;
+    // Step 2: the peer port is bound here only for a cluster of more than
+    // one (so a port in use fails the start); a lone member binds it when
+    // a second member is added.
+    // Asked of Raft's core (its metrics may not be out yet).
+    let peers_now = config.peers_at_start()
+        || raft
+            .with_raft_state(|st| st.membership_state.effective().membership().nodes().count())
+            .await
+            .unwrap_or(0)
+            > 1;
     let clients = bind(&config.listen_client).await?;
-    let peer_addrs = peers.iter().filter_map(|l| l.0.local_addr().ok()).collect();
-    let client_addrs = clients
+    let client_addrs: Vec<SocketAddr> = clients
         .iter()
         .filter_map(|l| l.0.local_addr().ok())
         .collect();
@@ -239,32 +328,30 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
         flushes,
     );
     node.peer_tls = peer_client;
+    node.client_addrs = client_addrs.clone();
     let node = Arc::new(node);
-    for (l, tls) in peers {
-        let node = node.clone();
-        accept_loop(l, peer_acceptor.clone().filter(|_| tls), move |s| {
-            let node = node.clone();
-            async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let node = node.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(crate::net::handle_peer(node, req).await)
-                    }
-                });
-                let _ = http1().serve_connection(TokioIo::new(s), svc).await;
-            }
-        });
+    let mut peer_addrs = Vec::new();
+    if peers_now {
+        peer_addrs = open_peers(&node, peer_acceptor).await?;
+        let _ = node.peer_addrs.set(peer_addrs.clone());
+    } else {
+        tokio::spawn(open_peers_when_joined(node.clone(), peer_acceptor));
     }
     for (l, tls) in clients {
         let node = node.clone();
-        accept_loop(l, client_acceptor.clone().filter(|_| tls), move |s| {
-            let node = node.clone();
-            async move {
-                let svc =
-                    hyper::service::service_fn(move |req| crate::api::handle(node.clone(), req));
-                let _ = http1().serve_connection(TokioIo::new(s), svc).await;
-            }
-        });
+        accept_loop(
+            l,
+            client_acceptor.clone().filter(|_| tls),
+            move |s, caller| {
+                let node = node.clone();
+                async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        crate::api::handle(node.clone(), caller, req)
+                    });
+                    let _ = http1().serve_connection(TokioIo::new(s), svc).await;
+                }
+            },
+        );
     }
 
     if pristine && config.cluster_state == ClusterState::New {
@@ -332,6 +419,9 @@ pub fn run_blocking(config: ServerConfig) -> anyhow::Result<()> {
             "keel-etcd: member {:x} serving clients on {:?}, peers on {:?}",
             started.node.id, started.client_addrs, started.peer_addrs
         );
+        for w in started.node.warnings() {
+            eprintln!("keel-etcd: warning: {w}");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}

@@ -212,6 +212,106 @@ fn three_members_survive_the_leaders_death_and_a_full_restart() {
     private(&ms[0].dir.join("member"));
 }
 
+/// A follower that was down catches up over more log than one append may
+/// carry (net.rs's APPEND_BYTES, 8 MiB; a peer takes at most 16 MiB): the
+/// leader sends it in parts.
+#[test]
+fn a_follower_catches_up_over_appends_larger_than_a_peer_takes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ms: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Member::new(tmp.path(), n))
+        .collect();
+    let cluster = cluster_of(&ms.iter().collect::<Vec<_>>());
+    for m in &mut ms {
+        m.start(&cluster, "new");
+    }
+    let l = leader(&ms);
+    let f = (l + 1) % 3;
+    ms[f].kill();
+    // 24 writes of 1 MiB each: one entry each, 24 MiB the follower lacks.
+    let value = "x".repeat(1 << 20);
+    for i in 0..24 {
+        let r = send(
+            ms[l].addr(),
+            &Request::form(
+                "PUT",
+                &format!("/v2/keys/big/{i}"),
+                &format!("value={value}"),
+            ),
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "{}", r.describe());
+    }
+    ms[f].start(&cluster, "new");
+    let v = until("the follower to catch up", 60, || {
+        let r = ms[f].get("/v2/keys/big/23?quorum=false")?;
+        (r.status == 200).then(|| r.json())?
+    });
+    assert_eq!(v["node"]["value"].as_str().map(str::len), Some(1 << 20));
+    let log = std::fs::read_to_string(ms[f].dir.with_extension("log")).unwrap();
+    assert!(!log.contains("413"), "{log}");
+}
+
+/// A member started alone that grew into a cluster keeps its lone config:
+/// restarted, it finds two members in its log, opens its peer port at once
+/// (the other must reach it), and the two go on.
+#[test]
+fn a_grown_member_restarted_with_its_lone_config_opens_its_peer_port() {
+    if !keel_testkit::need_command("etcdctl", "etcd-client") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Member::new(tmp.path(), "a");
+    let cluster_a = cluster_of(&[&a]);
+    a.start(&cluster_a, "new");
+    until("a leader", 20, || {
+        (a.state()? == "StateLeader").then_some(())
+    });
+    let start_line = |m: &Member| {
+        until("the start line", 20, || {
+            let l = std::fs::read_to_string(m.dir.with_extension("log")).ok()?;
+            l.lines()
+                .find(|l| l.contains("serving clients"))
+                .map(str::to_string)
+        })
+    };
+    assert!(
+        start_line(&a).ends_with("peers on []"),
+        "{}",
+        start_line(&a)
+    );
+    let mut b = Member::new(tmp.path(), "b");
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "2")
+        .args(["--endpoints", &format!("http://127.0.0.1:{}", a.client)])
+        .args(["member", "add", "b", &b.peer_url()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    b.start(&cluster_of(&[&a, &b]), "existing");
+    a.put("/before", "x").unwrap();
+    until("b to catch up", 20, || {
+        let r = b.get("/v2/keys/before?quorum=false")?;
+        (r.status == 200).then_some(())
+    });
+
+    a.kill();
+    a.start(&cluster_a, "new");
+    let line = start_line(&a);
+    assert!(
+        line.ends_with(&format!("peers on [127.0.0.1:{}]", a.peer)),
+        "{line}"
+    );
+    until("a write through the restarted a", 20, || {
+        a.put("/restarted", "z").filter(|r| r.status == 201)
+    });
+    until("b to see it", 20, || {
+        let r = b.get("/v2/keys/restarted?quorum=false")?;
+        (r.status == 200).then_some(())
+    });
+}
+
 /// Found by `make soak`: a leader killed and started again before the
 /// others elected a new one resumed leadership in its old term, without the
 /// commit index, and answered reads from a state machine that lagged the
@@ -262,6 +362,9 @@ fn members_are_added_updated_and_removed_at_runtime() {
         (a.state()? == "StateLeader").then_some(())
     });
     a.put("/before", "x").unwrap();
+    // A lone member opens no peer port; it opens once b is added (below).
+    let peer_open = |m: &Member| std::net::TcpStream::connect(("127.0.0.1", m.peer)).is_ok();
+    assert!(!peer_open(&a), "a lone member has no peer port");
 
     // etcdctl member add, as an operator would, then start the new member
     // with initial-cluster-state existing.
@@ -282,6 +385,7 @@ fn members_are_added_updated_and_removed_at_runtime() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("Added member named b"), "{text}");
+    until("a's peer port to open", 10, || peer_open(&a).then_some(()));
     b.start(&cluster_of(&[&a, &b]), "existing");
     // b catches up with what was written before it joined.
     let v = until("b to catch up", 20, || {

@@ -3,8 +3,9 @@
 //! member when the config says nothing.
 //!
 //! 1. The settings are etcd's keys; what is not given gets keel's default: a
-//!    member named after the host, clients on every address at :2379, peers
-//!    on 127.0.0.1:2380, data on STATE in [`DATA_DIR`].
+//!    member named after the host, clients on 127.0.0.1:2379 only (as etcd;
+//!    `listen-client-urls` opens more), peers on 127.0.0.1:2380 (opened only
+//!    in a cluster of more than one), data on STATE in [`DATA_DIR`].
 //! 2. Keys keel does not implement (proxy, auto-tls, tuning knobs) are
 //!    named in the log and left out; the member starts without them. The
 //!    TLS keys (`cert-file`, `key-file`, `trusted-ca-file`,
@@ -41,10 +42,10 @@ pub fn raw_config(
     let mut raw = RawConfig {
         name: hostname.to_string(),
         data_dir: DATA_DIR.into(),
-        listen_client_urls: "http://0.0.0.0:2379".into(),
-        advertise_client_urls: "http://127.0.0.1:2379".into(),
-        listen_peer_urls: "http://127.0.0.1:2380".into(),
-        initial_advertise_peer_urls: "http://127.0.0.1:2380".into(),
+        listen_client_urls: keel_etcd::config::DEFAULT_CLIENT_URL.into(),
+        advertise_client_urls: keel_etcd::config::DEFAULT_CLIENT_URL.into(),
+        listen_peer_urls: keel_etcd::config::DEFAULT_PEER_URL.into(),
+        initial_advertise_peer_urls: keel_etcd::config::DEFAULT_PEER_URL.into(),
         ..RawConfig::default()
     };
     let mut ignored = Vec::new();
@@ -70,6 +71,7 @@ pub fn raw_config(
             "peer-trusted-ca-file" => raw.peer_trusted_ca_file = v,
             "peer-client-cert-auth" => raw.peer_client_cert_auth = flag(k, &v)?,
             "snapshot-count" => raw.snapshot_count = v,
+            "cors" => raw.cors = v,
             other => ignored.push(other.to_string()),
         }
     }
@@ -103,9 +105,19 @@ pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
                 match keel_etcd::start(config).await {
                     Ok(s) => {
                         info!(
-                            "kv: member {:x} ({}) serving the etcd v2 API on {:?}",
-                            s.node.id, s.node.config.name, s.client_addrs
+                            "kv: member {:x} ({}) serving the etcd v2 API on {:?}, peer port {}",
+                            s.node.id,
+                            s.node.config.name,
+                            s.client_addrs,
+                            if s.peer_addrs.is_empty() {
+                                "closed (lone member)".to_string()
+                            } else {
+                                format!("on {:?}", s.peer_addrs)
+                            }
                         );
+                        for w in s.node.warnings() {
+                            warn!("{w}");
+                        }
                         let _ = shared.kv.set(s.node);
                         std::future::pending::<()>().await;
                     }
@@ -130,8 +142,15 @@ mod tests {
         let c = raw.check().unwrap();
         assert_eq!(c.name, "n1");
         assert_eq!(c.initial_cluster.len(), 1);
-        assert_eq!(c.listen_client[0].addr, "0.0.0.0:2379".parse().unwrap());
+        assert_eq!(c.listen_client.len(), 1, "one client port by default");
+        assert_eq!(c.listen_client[0].addr, "127.0.0.1:2379".parse().unwrap());
         assert!(!c.listen_client[0].tls);
+        assert!(!c.peers_at_start(), "a lone member opens no peer port");
+        assert!(
+            c.exposure_warnings(false).is_empty(),
+            "nothing to warn about"
+        );
+        assert_eq!(c.cors, keel_etcd::config::Cors::Off);
         assert!(ignored.is_empty());
         let settings: Vec<(String, String)> = [
             ("name", "a"),
@@ -147,6 +166,7 @@ mod tests {
             ("trusted-ca-file", "/etc/ssl/ca.pem"),
             ("client-cert-auth", "true"),
             ("snapshot-count", "5000"),
+            ("cors", "https://a.example, https://b.example"),
             ("auto-tls", "true"),
         ]
         .iter()
@@ -157,10 +177,18 @@ mod tests {
         assert_eq!(c.name, "a");
         assert_eq!(c.initial_cluster.len(), 2);
         assert!(c.listen_client[0].tls);
-        let tls = c.client_tls.unwrap();
+        let tls = c.client_tls.clone().unwrap();
         assert!(tls.client_cert_auth);
         assert_eq!(tls.key_file, std::path::Path::new("/etc/ssl/x-key.pem"));
         assert_eq!(c.snapshot_count, 5000);
+        assert_eq!(
+            c.cors,
+            keel_etcd::config::Cors::Origins(vec![
+                "https://a.example".into(),
+                "https://b.example".into()
+            ])
+        );
+        assert!(c.peers_at_start());
         assert_eq!(ignored, vec!["auto-tls"]);
         let bad = [("client-cert-auth".to_string(), "yes".to_string())];
         assert_eq!(

@@ -215,6 +215,19 @@ impl Node for NodeShared {
             },
             root: self.root_status(),
             config: self.config(),
+            kv: self.kv.get().map(|m| keel_api::KvStatus {
+                name: m.config.name.clone(),
+                id: format!("{:x}", m.id),
+                client: m.client_addrs.iter().map(|a| a.to_string()).collect(),
+                peer: m
+                    .peer_addrs
+                    .get()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a.to_string())
+                    .collect(),
+                warnings: m.warnings(),
+            }),
             api: self.api.lock().map(|a| a.clone()).unwrap_or_default(),
         }
     }

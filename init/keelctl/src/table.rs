@@ -70,6 +70,7 @@ pub fn status(s: &Status) -> String {
         s.boot.pid1_start_ms
     );
     root(&mut o, &s.root);
+    kv(&mut o, s.kv.as_ref());
     api(&mut o, &s.api, now_unix());
     let _ = writeln!(o);
     let _ = writeln!(
@@ -96,6 +97,29 @@ pub fn status(s: &Status) -> String {
         }
     }
     o
+}
+
+/// The KV line: where the member listens, and a line per warning.
+fn kv(o: &mut String, kv: Option<&keel_api::KvStatus>) {
+    let Some(kv) = kv else {
+        let _ = writeln!(o, "kv         not running");
+        return;
+    };
+    let peer = if kv.peer.is_empty() {
+        "peer port closed (lone member)".to_string()
+    } else {
+        format!("peers on {}", kv.peer.join(", "))
+    };
+    let _ = writeln!(
+        o,
+        "kv         member {} ({}), clients on {}, {peer}",
+        kv.name,
+        kv.id,
+        kv.client.join(", ")
+    );
+    for w in &kv.warnings {
+        let _ = writeln!(o, "warning    {w}");
+    }
 }
 
 /// The root lines: where the OS came from and how it was verified.
@@ -411,6 +435,7 @@ mod tests {
             },
             root: Default::default(),
             config: Default::default(),
+            kv: None,
             api: Default::default(),
         };
         let t = status(&s);
@@ -427,6 +452,27 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("error: bad"), "{t}");
+        assert!(t.contains("kv         not running"), "{t}");
+    }
+
+    #[test]
+    fn kv_line_and_its_warnings() {
+        let mut o = String::new();
+        kv(
+            &mut o,
+            Some(&keel_api::KvStatus {
+                name: "n1".into(),
+                id: "8e9e05c52164694d".into(),
+                client: vec!["0.0.0.0:2379".into()],
+                peer: vec![],
+                warnings: vec!["kv: client port 0.0.0.0:2379 listens beyond loopback".into()],
+            }),
+        );
+        assert_eq!(
+            o,
+            "kv         member n1 (8e9e05c52164694d), clients on 0.0.0.0:2379, peer port closed (lone member)\n\
+             warning    kv: client port 0.0.0.0:2379 listens beyond loopback\n"
+        );
     }
 }
 

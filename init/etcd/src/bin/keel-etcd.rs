@@ -59,6 +59,10 @@ struct Args {
     /// entries.
     #[arg(long, default_value = "")]
     snapshot_count: String,
+    /// Origins whose pages may read the client API's answers (`*` for any);
+    /// none by default.
+    #[arg(long, default_value = "")]
+    cors: String,
     /// Accepted for etcd compatibility: the v2 API is always on.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     enable_v2: Option<String>,
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         peer_trusted_ca_file: a.peer_trusted_ca_file,
         peer_client_cert_auth: flag("peer-client-cert-auth", &a.peer_client_cert_auth)?,
         snapshot_count: a.snapshot_count,
+        cors: a.cors,
     }
     .check()?;
     keel_etcd::run_blocking(config)
