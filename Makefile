@@ -175,7 +175,7 @@ bench-kv:
 # A failed run keeps its member logs in target/soak/SEED/ and its history in
 # target/soak/SEED.json.
 soak:
-	$(CARGO) build --release --locked -p keel-etcd
+	$(CARGO) build --release --locked -p keel-etcd --features fault-injection
 	KEEL_ETCD_BIN=$(CURDIR)/$(REL)/keel-etcd $(CARGO) run --release --locked -p keel-vmtests --bin keel-kv-soak
 
 # The cloud-config parser under libFuzzer. Needs the nightly toolchain and

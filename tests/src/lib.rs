@@ -37,7 +37,7 @@ pub const FAIL_FAST: &[&str] = &[
 pub const READY: &str = "keel: ready in ";
 
 /// The last task line of the boot timeline keel prints after `READY`.
-pub const TIMELINE_END: &str = "services/StartApi ";
+pub const TIMELINE_END: &str = "services/StartContainers ";
 
 /// The workspace root.
 pub fn root() -> PathBuf {

@@ -987,9 +987,16 @@ containers:
             "{t} from the node: {v}\n{node}"
         );
     }
-    for t in ["10.88.0.1:2379", "10.0.2.15:2379", "10.0.2.15:2380"] {
+    for t in ["10.88.0.1:2379", "10.0.2.15:2379"] {
         assert_eq!(verdict(node, t), "open", "{t} from the node:\n{node}");
     }
+    // A lone member keeps its peer port closed: the node is refused, a
+    // container dropped (below), which tells the filter from the port.
+    assert_eq!(
+        verdict(node, "10.0.2.15:2380"),
+        "refused",
+        "10.0.2.15:2380 from the node:\n{node}"
+    );
 
     // The one door: the KV, and nothing else.
     let k = wait_logs(&vm, "kv-client", "connect-done");
@@ -1075,6 +1082,8 @@ containers:
     cfg.cloud_config(&file);
     let mut vm = Vm::start(cfg);
     vm.wait_ready();
+    vm.wait_for("containers: together at most", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
     let c = vm.console();
     let line = c
         .lines()

@@ -664,11 +664,22 @@ impl CrashPoint {
         }
     }
 
+    /// `KEEL_ETCD_CRASH_FSYNC` (the soak's fsync crashes), read only in a
+    /// build with the `fault-injection` feature: a production keel-etcd,
+    /// and PID 1 whose environment comes from the kernel command line,
+    /// never read it.
     fn from_env() -> CrashPoint {
-        std::env::var("KEEL_ETCD_CRASH_FSYNC")
-            .ok()
-            .and_then(|v| CrashPoint::parse(&v))
-            .unwrap_or(CrashPoint::Never)
+        #[cfg(feature = "fault-injection")]
+        {
+            std::env::var("KEEL_ETCD_CRASH_FSYNC")
+                .ok()
+                .and_then(|v| CrashPoint::parse(&v))
+                .unwrap_or(CrashPoint::Never)
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            CrashPoint::Never
+        }
     }
 }
 
@@ -1015,6 +1026,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 mod tests {
+
+    #[cfg(not(feature = "fault-injection"))]
+    #[test]
+    fn a_production_build_never_reads_the_crash_hook() {
+        std::env::set_var("KEEL_ETCD_CRASH_FSYNC", "before:1");
+        assert_eq!(CrashPoint::from_env(), CrashPoint::Never);
+        std::env::remove_var("KEEL_ETCD_CRASH_FSYNC");
+    }
     use super::*;
     use openraft::{CommittedLeaderId, EntryPayload};
 
