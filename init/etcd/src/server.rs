@@ -60,6 +60,11 @@ pub struct Started {
     pub peer_addrs: Vec<SocketAddr>,
 }
 
+/// Connections each client listener serves at once (watches included).
+pub const MAX_CLIENT_CONNECTIONS: usize = 4096;
+/// Connections each peer listener serves at once: members keep a few each.
+pub const MAX_PEER_CONNECTIONS: usize = 256;
+
 /// Who is on the other end of a client connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -80,18 +85,25 @@ async fn open_peers(
     let addrs = peers.iter().filter_map(|l| l.0.local_addr().ok()).collect();
     for (l, tls) in peers {
         let node = node.clone();
-        accept_loop(l, acceptor.clone().filter(|_| tls), move |s, _| {
-            let node = node.clone();
-            async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let node = node.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(crate::net::handle_peer(node, req).await)
-                    }
-                });
-                let _ = http1().serve_connection(TokioIo::new(s), svc).await;
-            }
-        });
+        accept_loop(
+            l,
+            acceptor.clone().filter(|_| tls),
+            MAX_PEER_CONNECTIONS,
+            move |s, _| {
+                let node = node.clone();
+                async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let node = node.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                crate::net::handle_peer(node, req).await,
+                            )
+                        }
+                    });
+                    let _ = http1().serve_connection(TokioIo::new(s), svc).await;
+                }
+            },
+        );
     }
     Ok(addrs)
 }
@@ -150,19 +162,44 @@ async fn bind(addrs: &[Listen]) -> Result<Vec<(TcpListener, bool)>, StartError> 
 /// handshake when `tls` is given (a failed handshake drops only its
 /// connection). `serve` learns who called: its address and whether it
 /// presented a certificate the trusted CA signed.
-fn accept_loop<F, Fut>(l: TcpListener, tls: Option<TlsAcceptor>, serve: F)
+/// At most `cap` connections are served at once: past it a new connection
+/// is closed at once (logged at most once per 10 s, with a count) while the
+/// established ones are served.
+fn accept_loop<F, Fut>(l: TcpListener, tls: Option<TlsAcceptor>, cap: usize, serve: F)
 where
     F: Fn(Conn, Caller) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let serve = Arc::new(serve);
+    let slots = Arc::new(tokio::sync::Semaphore::new(cap));
+    let what = l
+        .local_addr()
+        .map_or_else(|_| "a listener".to_string(), |a| a.to_string());
     tokio::spawn(async move {
+        let mut last_report: Option<std::time::Instant> = None;
+        let mut quiet = 0u64;
         loop {
             match l.accept().await {
                 Ok((s, addr)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        drop(s);
+                        let now = std::time::Instant::now();
+                        if last_report.is_some_and(|t| now - t < Duration::from_secs(10)) {
+                            quiet += 1;
+                        } else {
+                            eprintln!(
+                                "keel-etcd: {what}: {} new connection(s) closed: {cap} are open, the most it serves at once",
+                                quiet + 1
+                            );
+                            last_report = Some(now);
+                            quiet = 0;
+                        }
+                        continue;
+                    };
                     let _ = s.set_nodelay(true);
                     let (tls, serve) = (tls.clone(), serve.clone());
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Ok(c) = Conn::accept(tls.as_ref(), s).await {
                             // A certificate is asked for (and checked
                             // against the CA) only with client-cert-auth.
@@ -342,6 +379,7 @@ pub async fn start(mut config: ServerConfig) -> Result<Started, StartError> {
         accept_loop(
             l,
             client_acceptor.clone().filter(|_| tls),
+            MAX_CLIENT_CONNECTIONS,
             move |s, caller| {
                 let node = node.clone();
                 async move {
