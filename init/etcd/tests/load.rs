@@ -118,7 +118,7 @@ fn the_client_port_keeps_serving_its_established_clients_under_a_flood() {
 
     // The held client stays active while the flood comes (an idle
     // keep-alive connection is cut after 10 s).
-    let mut served = |good: &mut TcpStream| {
+    let served = |good: &mut TcpStream| {
         let t = Instant::now();
         let line = request(good, "PUT", "/v2/keys/a?value=2");
         assert!(line.starts_with("HTTP/1.1 200"), "{line}");
