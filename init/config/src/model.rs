@@ -311,6 +311,6 @@ pub struct CloudConfig {
     /// as written (the supervisor orders them by `after`/`requires`).
     pub containers: Vec<Container>,
     pub registries: Registries,
-    /// `api:`; `None`: the TCP port serves plain HTTP.
+    /// `api:`; `None`: the TCP port stays closed (the unix socket serves).
     pub api: Option<Api>,
 }

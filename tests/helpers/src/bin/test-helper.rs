@@ -520,7 +520,8 @@ fn reread(path: &str, secs: u64) -> Result<String, String> {
     }
 }
 
-fn unix_get(socket: &str, path: &str) -> Result<String, String> {
+/// `GET path` over the unix socket, `Connection: close`: the whole answer.
+fn unix_request(socket: &str, path: &str) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket)
         .map_err(|e| format!("connect to {socket}: {e}"))?;
@@ -534,7 +535,12 @@ fn unix_get(socket: &str, path: &str) -> Result<String, String> {
     let mut answer = Vec::new();
     s.read_to_end(&mut answer)
         .map_err(|e| format!("read from {socket}: {e}"))?;
-    let text = String::from_utf8_lossy(&answer);
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// `unix-get SOCKET PATH`: the answer's status line.
+fn unix_get(socket: &str, path: &str) -> Result<String, String> {
+    let text = unix_request(socket, path)?;
     Ok(format!(
         "unix-get {path}: {}",
         text.lines().next().unwrap_or("(no answer)")
@@ -599,20 +605,7 @@ fn connect(args: &[&str]) -> Result<String, String> {
 /// its meaning with its newlines made spaces), for tests that read a node
 /// whose TCP port is closed.
 fn unix_json(socket: &str, path: &str) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket)
-        .map_err(|e| format!("connect to {socket}: {e}"))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .map_err(|e| format!("{socket}: {e}"))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write to {socket}: {e}"))?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer)
-        .map_err(|e| format!("read from {socket}: {e}"))?;
-    let text = String::from_utf8_lossy(&answer);
+    let text = unix_request(socket, path)?;
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Ok(format!("unix-json {path}: {}", body.replace('\n', " ")))
 }
