@@ -367,7 +367,13 @@ fn the_demo_node_answers_its_development_pki_only() {
         "{out}"
     );
     let dry = sc.path("my.yaml");
-    std::fs::write(&dry, "#cloud-config\nhostname: other\n").unwrap();
+    std::fs::write(
+        &dry,
+        std::fs::read_to_string(&demo)
+            .unwrap()
+            .replace("hostname: keel-demo", "hostname: other"),
+    )
+    .unwrap();
     for args in [
         &["ps"][..],
         &["logs", "web"],

@@ -6,7 +6,10 @@
 //! through each member's forwarded client port: the members, the leader,
 //! a write read back through the others; then it kills the leader's VM,
 //! sees the two left elect a new leader and keep the data and take writes,
-//! and boots the lost node again from its disk to see it catch up.
+//! and boots the lost node again from its disk to see it catch up. Last,
+//! it fills the store past its quota (64 KiB here) through one member and
+//! sees every member refuse writes while reads go on, until the alarm is
+//! disarmed with keelctl through another member.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +74,7 @@ coreos:
     initial-advertise-peer-urls: http://{ip}:2380
     listen-client-urls: http://0.0.0.0:2379
     advertise-client-urls: http://{ip}:2379
+    quota-backend-bytes: 65536
 ",
         name = NAMES[i],
         ip = lan_ip(i),
@@ -354,6 +358,103 @@ fn three_vms_form_a_cluster_from_cloud_config_and_survive_losing_the_leader() {
         lost_at.elapsed(),
         t0.elapsed()
     );
+
+    // Past the quota, through one member: etcd's error, and the NOSPACE
+    // alarm goes through Raft to every member.
+    let x = (leader + 1) % 3;
+    let value = "x".repeat(4096);
+    let mut filled = 0;
+    let cause = loop {
+        let req = Request::form(
+            "PUT",
+            &format!("/v2/keys/fill/{filled}"),
+            &format!("value={value}"),
+        );
+        let (st, v) = nodes[x].call(&req).unwrap_or_else(|e| panic!("{e}"));
+        if st != 201 {
+            assert_eq!((st, &v["errorCode"]), (500, &Value::from(300)), "{v}");
+            break v["cause"].as_str().unwrap_or_default().to_string();
+        }
+        filled += 1;
+        assert!(filled < 40, "64 KiB of quota took {filled} writes of 4 KiB");
+    };
+    assert!(filled >= 10, "refused after {filled} writes: {cause}");
+    assert!(
+        cause.starts_with("etcdserver: mvcc: database space exceeded")
+            && cause.contains("quota-backend-bytes is 65536"),
+        "{cause}"
+    );
+    for n in &nodes {
+        wait(&format!("{}: refusing a small write", n.name), || {
+            match n.put("/cluster/small", "1") {
+                Err(e) if e.contains("database space exceeded") => Ok(()),
+                Err(e) => Err(e),
+                Ok(()) => Err(format!("{}: took a write past the quota", n.name)),
+            }
+        });
+        // Reads go on.
+        assert_eq!(n.quorum_get("/cluster/greeting").as_deref(), Ok("hello"));
+    }
+    let y = (x + 1) % 3;
+    let (ok, out, err) = nodes[y].vm().keelctl(&["kv", "alarm", "list"]);
+    assert!(ok, "keelctl kv alarm list: {out}{err}");
+    assert!(
+        out.contains("NOSPACE") && out.contains(" quota ") && out.contains(NAMES[x]),
+        "{out}"
+    );
+    let (ok, out, err) = nodes[y].vm().keelctl(&["status"]);
+    assert!(
+        ok && out.contains("ALARM      kv NOSPACE"),
+        "keelctl status: {out}{err}"
+    );
+    // Deletes go on; the alarm stays until it is disarmed.
+    for i in 0..filled {
+        let (st, v) = nodes[y]
+            .call(&Request::new("DELETE", &format!("/v2/keys/fill/{i}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(st, 200, "{v}");
+    }
+    let e = nodes[x].put("/cluster/small", "1").unwrap_err();
+    assert!(e.contains("database space exceeded"), "{e}");
+    // A read-only certificate may list the alarms, not disarm them.
+    let pki = keel_vmtests::test_pki();
+    let reader = |sub: &str| {
+        Command::new(keel_vmtests::release_bin("keelctl"))
+            .args(["--endpoint", &nodes[y].vms.last().unwrap().endpoint()])
+            .arg("--cacert")
+            .arg(pki.file("ca.pem"))
+            .arg("--cert")
+            .arg(pki.file("reader.pem"))
+            .arg("--key")
+            .arg(pki.file("reader-key.pem"))
+            .args(["kv", "alarm", sub])
+            .output()
+            .expect("keelctl")
+    };
+    let list = reader("list");
+    assert!(list.status.success(), "{list:?}");
+    let refused = reader("disarm");
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && text.contains("403"),
+        "{refused:?}"
+    );
+    let (ok, out, err) = nodes[y].vm().keelctl(&["kv", "alarm", "disarm"]);
+    assert!(
+        ok && out.contains("disarmed 1 alarm(s)"),
+        "keelctl kv alarm disarm: {out}{err}"
+    );
+    for n in &nodes {
+        wait(&format!("{}: a write after the disarm", n.name), || {
+            n.put(&format!("/cluster/disarmed-{}", n.name), "written")
+        });
+    }
+    let (ok, out, err) = nodes[x].vm().keelctl(&["kv", "alarm", "list"]);
+    assert!(
+        ok && out.contains("no alarms"),
+        "keelctl kv alarm list: {out}{err}"
+    );
+
     for vm in nodes.iter().flat_map(|n| &n.vms) {
         vm.assert_no_fatal();
     }

@@ -357,12 +357,34 @@ fn keelctl_config_apply_dry_runs_applies_idempotently_and_refuses_bad_configs() 
     let s = Scratch::new("config-apply");
     let mut vm = Vm::start(VmConfig::new("config-apply"));
     vm.wait_ready();
+    let text =
+        "#cloud-config\nhostname: applied-live\nwrite_files:\n  - path: /etc/live.conf\n    content: live\n";
+    // Without api:, the next boot would close the TCP port this apply
+    // comes in on: refused, naming the way to do it on purpose.
+    let closing = s.path("closing.yaml");
+    std::fs::write(&closing, text).unwrap();
+    let c = closing.to_string_lossy().to_string();
+    for args in [
+        &["config", "apply", &c][..],
+        &["config", "apply", "--dry-run", &c],
+    ] {
+        let (ok, out, _) = vm.keelctl(args);
+        assert!(!ok, "{args:?}: refused: exit status 1");
+        assert!(
+            out.contains("error      api: this config has no api: section")
+                && out.contains("--close-api")
+                && out.contains("refused: 1 errors, nothing changed"),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        vm.status().hostname,
+        "keel",
+        "a refused config changes nothing"
+    );
+
     let good = s.path("good.yaml");
-    std::fs::write(
-        &good,
-        "#cloud-config\nhostname: applied-live\nwrite_files:\n  - path: /etc/live.conf\n    content: live\n",
-    )
-    .unwrap();
+    std::fs::write(&good, keel_vmtests::with_api(text)).unwrap();
     let g = good.to_string_lossy().to_string();
 
     let (ok, out, err) = vm.keelctl(&["config", "apply", "--dry-run", &g]);
@@ -405,6 +427,14 @@ fn keelctl_config_apply_dry_runs_applies_idempotently_and_refuses_bad_configs() 
     let (ok, out, _) = vm.keelctl(&["config", "show"]);
     assert!(ok);
     assert!(out.contains("source     api POST /v1/config"), "{out}");
+
+    // On purpose, the same config without api: is applied (the control);
+    // the port stays open for this boot.
+    let (ok, out, err) = vm.keelctl(&["config", "apply", "--close-api", &c]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("applied: "), "{out}");
+    let (ok, out, err) = vm.keelctl(&["config", "show"]);
+    assert!(ok, "{out}{err}");
 }
 
 #[test]

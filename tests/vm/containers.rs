@@ -363,7 +363,7 @@ containers:
         .replace("sleep 100000\"]", "echo second life; sleep 100000\"]")
         + "  - name: late\n    image: busybox\n    command: [\"/bin/sleep\", \"100000\"]\n    network: none\n";
     let file = s.path("next.yaml");
-    std::fs::write(&file, &next).unwrap();
+    std::fs::write(&file, keel_vmtests::with_api(&next)).unwrap();
     let (ok, out, err) = vm.keelctl(&["config", "apply", "--dry-run", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert_lines(

@@ -43,9 +43,11 @@ impl Node for FakeNode {
         }
     }
 
-    fn apply_config(&self, _text: String, dry_run: bool) -> ConfigApplied {
+    /// Echoes how it was asked: `changed` names `keep_api=BOOL`.
+    fn apply_config(&self, _text: String, opts: crate::ApplyOptions) -> ConfigApplied {
         ConfigApplied {
-            dry_run,
+            dry_run: opts.dry_run,
+            changed: vec![format!("keep_api={}", opts.keep_api)],
             accepted: true,
             ..Default::default()
         }

@@ -6,12 +6,14 @@
 //! | GET | /v1/status | `Status`: version, uptime, boot timeline, memory, processes |
 //! | POST | /v1/reboot | 202 `Accepted`, then an orderly reboot |
 //! | POST | /v1/poweroff | 202 `Accepted`, then an orderly power-off |
-//! | GET, POST | /v1/config | the config of this boot; validate and apply one (`?dry_run=1`) |
+//! | GET, POST | /v1/config | the config of this boot; validate and apply one (`?dry_run=1`; over TCP a config without `api:` needs `?close_api=1`) |
 //! | GET | /v1/network | links, addresses, routes, DNS, the DHCP lease |
 //! | GET | /v1/containers | every container's `ContainerStatus` |
 //! | GET | /v1/containers/NAME | one container |
 //! | GET | /v1/containers/NAME/logs?offset=N | `ContainerLogs` after offset N |
 //! | POST | /v1/containers/NAME/{start,stop,restart} | 202 `Accepted` |
+//! | GET | /v1/kv/alarms | `KvAlarms`: the KV's raised NOSPACE alarms |
+//! | POST | /v1/kv/alarms/disarm | `KvAlarms`: the alarms it cleared |
 //!
 //! Errors are JSON `ErrorBody` with the HTTP status; the server never panics
 //! on a request.
@@ -29,10 +31,10 @@ pub mod types;
 
 pub use client::{Client, ClientError, Endpoint};
 pub use keel_tls::ClientFiles;
-pub use server::{serve, serve_tcp, serve_unix, Caller, Node, Role};
+pub use server::{serve, serve_tcp, serve_unix, ApplyOptions, Caller, KvDisarm, Node, Role};
 pub use types::{
     Accepted, ApiStatus, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
-    ContainerStatus, ContentCheck, DhcpLease, ErrorBody, KvStatus, LinkStatus, Memory,
-    NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo,
+    ContainerStatus, ContentCheck, DhcpLease, ErrorBody, KvAlarm, KvAlarms, KvStatus, LinkStatus,
+    Memory, NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo,
     StateMount, Status,
 };

@@ -68,7 +68,7 @@ pub trait Node: Send + Sync + 'static {
     fn request_power(&self, poweroff: bool) -> Result<(), String>;
     /// Validate and apply (or, with `dry_run`, only plan) a cloud-config.
     /// Blocking: the server calls it off the async runtime.
-    fn apply_config(&self, text: String, dry_run: bool) -> ConfigApplied;
+    fn apply_config(&self, text: String, opts: ApplyOptions) -> ConfigApplied;
     /// Links, addresses, routes and DNS as the kernel has them now.
     fn network(&self) -> NetworkStatus;
     /// Every container.
@@ -85,6 +85,33 @@ pub trait Node: Send + Sync + 'static {
     fn container_action(&self, _name: &str, _action: &str) -> Result<(), Option<String>> {
         Err(None)
     }
+    /// The KV's raised alarms; None when the KV is not running.
+    fn kv_alarms(&self) -> Option<Vec<crate::types::KvAlarm>> {
+        None
+    }
+    /// Clears the KV's alarms through its Raft; answers those it cleared.
+    /// Err(None): the KV is not running; Err(Some(m)): it failed.
+    fn kv_disarm(&self) -> KvDisarm {
+        Box::pin(async { Err(None) })
+    }
+}
+
+/// What [`Node::kv_disarm`] returns: the cluster answers in its own time.
+pub type KvDisarm = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Vec<crate::types::KvAlarm>, Option<String>>> + Send,
+    >,
+>;
+
+/// How `POST /v1/config` was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyOptions {
+    /// `?dry_run=1`: plan only.
+    pub dry_run: bool,
+    /// The request came over the TCP port without `?close_api=1`: a config
+    /// without `api:` is refused, since the node's next boot would close
+    /// that port (and the way in of whoever sent it).
+    pub keep_api: bool,
 }
 
 /// The Organization value of an admin client certificate.
@@ -200,6 +227,10 @@ pub enum Route {
     ContainerLogs,
     /// `POST /v1/containers/NAME/ACTION`.
     ContainerAction,
+    /// `GET /v1/kv/alarms`.
+    KvAlarms,
+    /// `POST /v1/kv/alarms/disarm`.
+    KvDisarm,
     /// The path exists, the method does not; carries the allowed method.
     WrongMethod(&'static str),
     NotFound,
@@ -225,6 +256,10 @@ pub fn route(method: &Method, path: &str) -> Route {
         ("/v1/network", _) => Route::WrongMethod("GET"),
         ("/v1/containers", &Method::GET) | ("/v1/containers", &Method::HEAD) => Route::Containers,
         ("/v1/containers", _) => Route::WrongMethod("GET"),
+        ("/v1/kv/alarms", &Method::GET) | ("/v1/kv/alarms", &Method::HEAD) => Route::KvAlarms,
+        ("/v1/kv/alarms", _) => Route::WrongMethod("GET"),
+        ("/v1/kv/alarms/disarm", &Method::POST) => Route::KvDisarm,
+        ("/v1/kv/alarms/disarm", _) => Route::WrongMethod("POST"),
         (p, m) if p.starts_with("/v1/containers/") => {
             let rest: Vec<&str> = p["/v1/containers/".len()..].split('/').collect();
             match (rest.as_slice(), m) {
@@ -267,6 +302,14 @@ fn container_name(path: &str) -> &str {
         .split('/')
         .next()
         .unwrap_or("")
+}
+
+fn no_kv() -> Response<Full<Bytes>> {
+    error(
+        StatusCode::NOT_FOUND,
+        "no_kv",
+        "the KV is not running on this node (see `keelctl status`)",
+    )
 }
 
 fn no_container(name: &str) -> Response<Full<Bytes>> {
@@ -313,6 +356,13 @@ pub async fn handle(
             .any(|kv| kv == "dry_run=1" || kv == "dry_run=true")
     });
     let query = req.uri().query().unwrap_or("").to_string();
+    let close_api = query
+        .split('&')
+        .any(|kv| kv == "close_api=1" || kv == "close_api=true");
+    let apply = ApplyOptions {
+        dry_run,
+        keep_api: !matches!(*caller, Caller::Local) && !close_api,
+    };
     let r = route(&method, &path);
     let limit = if r == Route::ApplyConfig {
         MAX_CONFIG_BODY
@@ -398,7 +448,7 @@ pub async fn handle(
             ),
             Ok(text) => {
                 let n = node.clone();
-                match tokio::task::spawn_blocking(move || n.apply_config(text, dry_run)).await {
+                match tokio::task::spawn_blocking(move || n.apply_config(text, apply)).await {
                     Ok(done) if done.accepted => json(StatusCode::OK, &done),
                     Ok(done) => json(StatusCode::UNPROCESSABLE_ENTITY, &done),
                     Err(e) => error(
@@ -440,6 +490,15 @@ pub async fn handle(
                 Err(Some(m)) => error(StatusCode::CONFLICT, "conflict", m),
             }
         }
+        Route::KvAlarms => match node.kv_alarms() {
+            Some(alarms) => json(StatusCode::OK, &crate::types::KvAlarms { alarms }),
+            None => no_kv(),
+        },
+        Route::KvDisarm => match node.kv_disarm().await {
+            Ok(alarms) => json(StatusCode::OK, &crate::types::KvAlarms { alarms }),
+            Err(None) => no_kv(),
+            Err(Some(m)) => error(StatusCode::SERVICE_UNAVAILABLE, "kv_unavailable", m),
+        },
         Route::Reboot | Route::PowerOff => {
             let poweroff = r == Route::PowerOff;
             let action = if poweroff { "poweroff" } else { "reboot" };
@@ -707,6 +766,15 @@ mod tests {
             Route::NotFound
         );
         assert_eq!(route(&Method::GET, "/v1/containers/"), Route::Containers);
+        assert_eq!(route(&Method::GET, "/v1/kv/alarms"), Route::KvAlarms);
+        assert_eq!(
+            route(&Method::POST, "/v1/kv/alarms/disarm"),
+            Route::KvDisarm
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/kv/alarms/disarm"),
+            Route::WrongMethod("POST")
+        );
         assert_eq!(container_name("/v1/containers/web/logs"), "web");
         assert_eq!(query_u64("a=1&offset=42", "offset"), Some(42));
     }

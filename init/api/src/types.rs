@@ -72,6 +72,39 @@ pub struct KvStatus {
     pub peer: Vec<String>,
     /// What it opens without authentication, one line each.
     pub warnings: Vec<String>,
+    /// The cluster's raised alarms: while there is one, writes that add
+    /// data are refused on every member.
+    #[serde(default)]
+    pub alarms: Vec<KvAlarm>,
+    /// The store's size as the quota measures it, and the quota.
+    #[serde(default)]
+    pub store_bytes: u64,
+    #[serde(default)]
+    pub quota_bytes: u64,
+}
+
+/// A raised KV alarm (etcd's NOSPACE), as `GET /v1/kv/alarms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KvAlarm {
+    /// etcd's name for it: `NOSPACE`.
+    pub alarm: String,
+    /// The member that raised it (id in hex) and its name, when known.
+    pub member_id: String,
+    pub member: String,
+    /// `quota` (the store reached the member's quota-backend-bytes) or
+    /// `disk` (the member's data disk is short of free space).
+    pub reason: String,
+    /// One line for people.
+    pub message: String,
+    /// When it was raised (seconds since the epoch).
+    pub raised_unix: u64,
+}
+
+/// `GET /v1/kv/alarms` and `POST /v1/kv/alarms/disarm`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KvAlarms {
+    /// GET: the raised alarms. POST: the alarms the disarm cleared.
+    pub alarms: Vec<KvAlarm>,
 }
 
 /// The management API's doors.

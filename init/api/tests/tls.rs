@@ -371,3 +371,28 @@ fn browsers_cannot_drive_the_api() {
     );
     assert_eq!(st, 200, "{body}");
 }
+
+/// Over TCP, `POST /v1/config` asks the node to keep its `api:` (a config
+/// without one would close this very port at the next boot) unless the
+/// caller says `?close_api=1`; the node's answer is keel's (see
+/// keel's config tests), the fake echoes what it was asked.
+#[test]
+fn a_config_over_tcp_must_keep_the_api_unless_told_otherwise() {
+    let srv = server();
+    let ask = |path: &str| {
+        let (st, body) = srv
+            .good()
+            .request_blocking(Method::POST, path, b"#cloud-config\n".to_vec())
+            .unwrap();
+        assert_eq!(st.as_u16(), 200, "{path}");
+        let a: keel_api::ConfigApplied = serde_json::from_slice(&body).unwrap();
+        a.changed
+    };
+    assert_eq!(ask("/v1/config"), ["keep_api=true"]);
+    assert_eq!(ask("/v1/config?dry_run=1"), ["keep_api=true"]);
+    assert_eq!(ask("/v1/config?close_api=1"), ["keep_api=false"]);
+    assert_eq!(
+        ask("/v1/config?dry_run=1&close_api=true"),
+        ["keep_api=false"]
+    );
+}

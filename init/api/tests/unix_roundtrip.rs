@@ -30,6 +30,16 @@ fn unix_socket_roundtrip() {
         let s: Status = client.call(Method::GET, "/v1/status").await.unwrap();
         assert_eq!(s.hostname, "fake");
 
+        // Root on the node may apply a config without api: (the TCP port's
+        // guard is for remote callers; see tests/tls.rs).
+        let (st, body) = client
+            .request(Method::POST, "/v1/config", b"#cloud-config\n".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(st, StatusCode::OK);
+        let a: keel_api::ConfigApplied = serde_json::from_slice(&body).unwrap();
+        assert_eq!(a.changed, ["keep_api=false"]);
+
         let a: Accepted = client.call(Method::POST, "/v1/reboot").await.unwrap();
         assert_eq!(a.action, "reboot");
         // A second request while one runs: 409 with the node's reason.

@@ -623,6 +623,10 @@ fn write_files(v: &mut V, n: &Node) {
     }
 }
 
+/// What `quota-backend-bytes` may be (keel-etcd's `QUOTA_BYTES`; a test in
+/// keel checks that the two agree).
+pub const QUOTA_BYTES: std::ops::RangeInclusive<u64> = (64 << 10)..=(8 << 30);
+
 const ETCD2_KEYS: &[&str] = &[
     "name",
     "data-dir",
@@ -723,15 +727,24 @@ fn etcd_value(v: &mut V, path: &str, key: &str, n: &Node) -> Option<String> {
         },
         "data-dir" | "wal-dir" | "ca-file" | "cert-file" | "key-file" | "trusted-ca-file"
         | "peer-ca-file" | "peer-cert-file" | "peer-key-file" => schema::abs_path,
-        "snapshot-count"
-        | "heartbeat-interval"
-        | "election-timeout"
-        | "max-snapshots"
-        | "max-wals"
-        | "quota-backend-bytes" => |s| {
+        "snapshot-count" | "heartbeat-interval" | "election-timeout" | "max-snapshots"
+        | "max-wals" => |s| {
             s.parse::<u64>()
                 .map(|_| ())
                 .map_err(|_| format!("{s:?} is not a number"))
+        },
+        "quota-backend-bytes" => |s| {
+            s.parse::<u64>()
+                .ok()
+                .filter(|n| QUOTA_BYTES.contains(n))
+                .map(|_| ())
+                .ok_or_else(|| {
+                    format!(
+                        "{s:?} is not a whole number of bytes from {} to {}",
+                        QUOTA_BYTES.start(),
+                        QUOTA_BYTES.end()
+                    )
+                })
         },
         _ => no_check,
     };

@@ -346,3 +346,26 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+#[test]
+fn an_etcd2_quota_out_of_range_is_an_error_naming_it() {
+    let config =
+        |q: &str| format!("#cloud-config\ncoreos:\n  etcd2:\n    quota-backend-bytes: {q}\n");
+    let r = validate(&config("1048576"));
+    assert!(r.accepted(), "{:#?}", r.errors);
+    assert!(r
+        .config
+        .etcd2
+        .contains(&("quota-backend-bytes".into(), "1048576".into())));
+    for bad in ["1024", "9999999999", "1G"] {
+        let r = validate(&config(bad));
+        assert!(!r.accepted(), "{bad}");
+        let e: Vec<String> = r.errors.iter().map(|i| i.to_string()).collect();
+        let e = e.join("\n");
+        assert!(
+            e.contains("coreos.etcd2.quota-backend-bytes")
+                && e.contains("is not a whole number of bytes from 65536 to 8589934592"),
+            "{e}"
+        );
+    }
+}

@@ -39,6 +39,49 @@ use crate::types::Request;
 
 /// Largest request body (etcd's `--max-request-bytes` default).
 pub const MAX_BODY: usize = 1536 * 1024;
+/// How long a request body may take to arrive (the head has 10 s, and a
+/// kept-alive connection may idle 10 s: hyper's header read timeout).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A request body, bounded in size and in time.
+pub async fn read_body(
+    body: hyper::body::Incoming,
+    max: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
+        Err(_) => Err(BodyError::Slow(timeout)),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyError::TooLarge(max))
+        }
+        Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+    }
+}
+
+/// Why [`read_body`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("request body not complete within {0:?}")]
+    Slow(std::time::Duration),
+    #[error("request body: {0}")]
+    Read(String),
+}
+
+impl BodyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Slow(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
 /// Longest key.
 pub const MAX_KEY: usize = 4096;
 /// Most concurrent watchers on one member.
@@ -237,16 +280,9 @@ async fn read_form(req: HttpRequest<Incoming>) -> Result<Form, Resp> {
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
     let query = req.uri().query().unwrap_or("").to_string();
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+    let body = read_body(req.into_body(), MAX_BODY, BODY_TIMEOUT)
         .await
-        .map_err(|_| {
-            text_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body larger than {MAX_BODY} bytes"),
-            )
-        })?
-        .to_bytes();
+        .map_err(|e| text_error(e.status(), &e.to_string()))?;
     let mut form = Form::default();
     let invalid =
         |e: crate::form::FormError| etcd_error(&form_error(ErrorCode::InvalidForm, &e.to_string()));
@@ -738,11 +774,9 @@ async fn read_peer_urls(req: HttpRequest<Incoming>) -> Result<Vec<String>, Resp>
             &format!("Bad Content-Type {ctype}, accept application/json"),
         ));
     }
-    let body = Limited::new(req.into_body(), 64 * 1024)
-        .collect()
+    let body = read_body(req.into_body(), 64 * 1024, BODY_TIMEOUT)
         .await
-        .map_err(|e| http_error(400, &e.to_string()))?
-        .to_bytes();
+        .map_err(|e| http_error(e.status().as_u16(), &e.to_string()))?;
     #[derive(serde::Deserialize)]
     struct Urls {
         #[serde(rename = "peerURLs")]

@@ -41,6 +41,8 @@ pub enum ConfigError {
     SnapshotCount(String),
     #[error("cors: {0:?} is not \"*\" or a list of http:// and https:// origins")]
     Cors(String),
+    #[error("quota-backend-bytes: {0:?} is not a whole number of bytes from 65536 to 8589934592")]
+    Quota(String),
 }
 
 /// Which web pages' scripts may read the client API's answers (etcd's
@@ -192,6 +194,9 @@ pub struct ServerConfig {
     /// Below this much free space on the data directory's file system the
     /// member refuses writes (the space alarm); reads go on.
     pub min_free_bytes: u64,
+    /// The store's size past which this member raises the NOSPACE alarm
+    /// (etcd's `quota-backend-bytes`; measured as [`keel_kv::Store::bytes`]).
+    pub quota_bytes: u64,
     /// The client API's CORS header (etcd's `cors`).
     pub cors: Cors,
 }
@@ -296,7 +301,16 @@ pub struct RawConfig {
     pub snapshot_count: String,
     /// etcd's `cors`: `*` or origins separated by commas; empty means none.
     pub cors: String,
+    /// etcd's `quota-backend-bytes`; empty means [`DEFAULT_QUOTA_BYTES`].
+    pub quota_backend_bytes: String,
 }
+
+/// The store's default quota: 128 MiB of keys and values. The store lives
+/// in memory, and writing a snapshot needs about as much again.
+pub const DEFAULT_QUOTA_BYTES: u64 = 128 << 20;
+/// The smallest and largest quota `quota-backend-bytes` accepts (etcd
+/// suggests at most 8 GiB).
+pub const QUOTA_BYTES: std::ops::RangeInclusive<u64> = (64 << 10)..=(8 << 30);
 
 /// The fewest and most entries between snapshots `snapshot-count` accepts.
 pub const SNAPSHOT_COUNT: std::ops::RangeInclusive<u64> = 10..=10_000_000;
@@ -395,6 +409,14 @@ impl RawConfig {
                 .filter(|n| SNAPSHOT_COUNT.contains(n))
                 .ok_or_else(|| ConfigError::SnapshotCount(s.to_string()))?,
         };
+        let quota_bytes = match self.quota_backend_bytes.trim() {
+            "" => DEFAULT_QUOTA_BYTES,
+            s => s
+                .parse::<u64>()
+                .ok()
+                .filter(|n| QUOTA_BYTES.contains(n))
+                .ok_or_else(|| ConfigError::Quota(s.to_string()))?,
+        };
         let cluster_state = match or(&self.initial_cluster_state, "new").as_str() {
             "new" => ClusterState::New,
             "existing" => ClusterState::Existing,
@@ -423,6 +445,7 @@ impl RawConfig {
             heartbeat_ms: 100,
             election_ms: 1000,
             min_free_bytes: 64 << 20,
+            quota_bytes,
             cors: Cors::parse(&self.cors)?,
         })
     }
@@ -554,6 +577,24 @@ mod tests {
             initial_advertise_peer_urls: "http://127.0.0.1:2380".into(),
             initial_cluster: "a=http://127.0.0.1:2380,b=http://127.0.0.1:3380".into(),
             ..RawConfig::default()
+        }
+    }
+
+    #[test]
+    fn quota_is_checked() {
+        assert_eq!(raw().check().unwrap().quota_bytes, DEFAULT_QUOTA_BYTES);
+        let with = |s: &str| {
+            RawConfig {
+                quota_backend_bytes: s.into(),
+                ..raw()
+            }
+            .check()
+        };
+        assert_eq!(with("65536").unwrap().quota_bytes, 65536);
+        assert_eq!(with(" 8589934592 ").unwrap().quota_bytes, 8 << 30);
+        for bad in ["65535", "8589934593", "1G", "-1", "x"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.starts_with("quota-backend-bytes: "), "{e}");
         }
     }
 

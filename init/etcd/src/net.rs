@@ -70,6 +70,8 @@ pub const APPEND_BYTES: usize = 8 << 20;
 /// whatever their size; one over this limit is refused until that member
 /// is updated too.
 pub const PEER_BODY_MAX: usize = 16 << 20;
+/// How long a peer request's body may take to arrive (16 MiB at 0.3 MiB/s).
+pub const PEER_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest answer a member reads from a peer: a forwarded write's
 /// answer holds its event, whose node and previous node each carry a value
@@ -473,9 +475,10 @@ pub async fn handle_peer<H: PeerHandler>(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let body = match Limited::new(req.into_body(), PEER_BODY_MAX).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return error_reply(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+    let body = match crate::api::read_body(req.into_body(), PEER_BODY_MAX, PEER_BODY_TIMEOUT).await
+    {
+        Ok(b) => b,
+        Err(e) => return error_reply(e.status(), e.to_string()),
     };
     let postcard = content_type == POSTCARD;
     macro_rules! decode {

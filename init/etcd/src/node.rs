@@ -14,9 +14,20 @@
 //!    then fail with etcd's error 300.
 //! 4. The space alarm: while the data directory's file system has less
 //!    than `min-free` bytes free (checked every half second), this member
-//!    refuses writes, its own and (as leader) those forwarded to it, with
-//!    error 300 naming the member and the free space; reads and watches go
-//!    on. It clears once twice that much is free again.
+//!    refuses writes that add data, its own and (as leader) those forwarded
+//!    to it, with error 300 naming the member and the free space; reads,
+//!    watches and deletes go on. It also raises a NOSPACE alarm of kind
+//!    disk through Raft, so the whole cluster stops adding data (and the
+//!    leader stops feeding the short member more of it). Both clear once
+//!    twice that much is free again.
+//! 5. The quota: a write that would take the store past
+//!    `quota-backend-bytes` raises a NOSPACE alarm of kind quota through
+//!    Raft and fails with etcd's `database space exceeded`. While any alarm
+//!    is raised, every member refuses writes that add data, the same way,
+//!    since the alarm is an entry of the log (at proposal and again when
+//!    applying). A quota alarm stays until it is disarmed
+//!    ([`Node::disarm`], `keelctl kv alarm disarm`), as in etcd; a write
+//!    still over the quota raises it again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -29,7 +40,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::ServerConfig;
 use crate::net::{PeerClient, PeerHandler, Written};
 use crate::sm::Shared;
-use crate::types::{member_id, Attributes, Member, NodeId, Raft, Request};
+use crate::types::{
+    member_id, no_space_cause, Alarm, AlarmKind, Attributes, Member, NodeId, Raft, Request,
+    NO_SPACE,
+};
 
 /// How long a client request waits for the cluster before error 300 (etcd's
 /// default request timeout is 5 s plus twice the election timeout).
@@ -278,13 +292,16 @@ impl Node {
     /// Step 4, forever.
     pub async fn watch_space(&self) {
         use std::sync::atomic::Ordering;
+        let mut proposed: Option<tokio::time::Instant> = None;
         loop {
+            let mut line = 0;
             if let Ok(s) = nix::sys::statvfs::statvfs(&self.config.data_dir) {
                 let free = s.blocks_available().saturating_mul(s.fragment_size());
                 // On a small disk (keel's STATE can be a few MiB) the line is
                 // an eighth of it.
                 let size = s.blocks().saturating_mul(s.fragment_size());
                 let min = self.config.min_free_bytes.min(size / 8);
+                line = min;
                 let raised = self.space_alarm.load(Ordering::Relaxed) != 0;
                 if free < min {
                     if !raised {
@@ -298,15 +315,105 @@ impl Node {
                     self.space_alarm.store(free, Ordering::Relaxed);
                 }
             }
+            // The cluster's record follows this member's: raised while it
+            // is short (again, should someone disarm it meanwhile), cleared
+            // once it is not. A proposal that fails is tried again after 5 s.
+            let free = self.space_alarm.load(Ordering::Relaxed);
+            let recorded = self
+                .shared
+                .read()
+                .alarms
+                .iter()
+                .any(|a| a.member == self.id && a.kind == AlarmKind::Disk);
+            let due = proposed.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+            if due && (free != 0) != recorded {
+                proposed = Some(tokio::time::Instant::now());
+                let req = if free != 0 {
+                    Request::RaiseAlarm(Alarm {
+                        member: self.id,
+                        kind: AlarmKind::Disk,
+                        bytes: free,
+                        limit: line,
+                        at: now_ms(),
+                    })
+                } else {
+                    Request::ClearAlarms {
+                        member: Some(self.id),
+                        kind: Some(AlarmKind::Disk),
+                    }
+                };
+                if let Err(e) = self.write_unchecked(req).await {
+                    eprintln!("keel-etcd: space alarm: telling the cluster failed: {e}");
+                }
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
-    /// Step 1: a write, wherever the leader is.
-    pub async fn write(&self, req: Request) -> Result<Written, EtcdError> {
+    /// Steps 4 and 5 for a client's write: refused with error 300 when it
+    /// would add data while this member is short of disk, while an alarm
+    /// is raised, or past the quota (which raises the quota alarm).
+    async fn admit(&self, req: &Request) -> Result<(), EtcdError> {
+        if !req.grows() {
+            return Ok(());
+        }
         if let Some(why) = self.space_alarm() {
             return Err(self.internal(why));
         }
+        let (alarms, size) = {
+            let s = self.shared.read();
+            (s.alarms.clone(), s.store.bytes())
+        };
+        if !alarms.is_empty() {
+            return Err(self.internal(no_space_cause(&alarms)));
+        }
+        let quota = self.config.quota_bytes;
+        if size.saturating_add(req.added_bytes()) > quota {
+            let alarm = Alarm {
+                member: self.id,
+                kind: AlarmKind::Quota,
+                bytes: size,
+                limit: quota,
+                at: now_ms(),
+            };
+            eprintln!("keel-etcd: {alarm}");
+            let cause = no_space_cause(std::slice::from_ref(&alarm));
+            if let Err(e) = self.write_unchecked(Request::RaiseAlarm(alarm)).await {
+                eprintln!("keel-etcd: quota alarm: telling the cluster failed: {e}");
+            }
+            return Err(self.internal(cause));
+        }
+        Ok(())
+    }
+
+    /// The raised alarms, as every member knows them.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        self.shared.read().alarms.clone()
+    }
+
+    /// Clears every alarm (`keelctl kv alarm disarm`); returns those it
+    /// cleared. A member still short of disk raises its alarm again within
+    /// a second; a write still over the quota raises that one again.
+    pub async fn disarm(&self) -> Result<Vec<Alarm>, EtcdError> {
+        let before = self.alarms();
+        self.write_unchecked(Request::ClearAlarms {
+            member: None,
+            kind: None,
+        })
+        .await?;
+        eprintln!("keel-etcd: {} alarm(s) disarmed", before.len());
+        Ok(before)
+    }
+
+    /// Step 1: a client's write, wherever the leader is (steps 4 and 5
+    /// first).
+    pub async fn write(&self, req: Request) -> Result<Written, EtcdError> {
+        self.admit(&req).await?;
+        self.write_unchecked(req).await
+    }
+
+    /// Step 1 without steps 4 and 5 (for the alarms themselves).
+    async fn write_unchecked(&self, req: Request) -> Result<Written, EtcdError> {
         // One id for every attempt: a retry after an unknown outcome (a
         // leader lost with the proposal in flight, a forward whose answer
         // never came) is answered from the record, never applied twice.
@@ -335,7 +442,10 @@ impl Node {
                         {
                             Ok(Ok(w)) => return Ok(w),
                             // The leader's space alarm: no point retrying.
-                            Ok(Err(e)) if e.starts_with("etcdserver: no space") => {
+                            Ok(Err(e))
+                                if e.starts_with("etcdserver: no space")
+                                    || e.starts_with(NO_SPACE) =>
+                            {
                                 return Err(self.internal(e))
                             }
                             Ok(Err(e)) | Err(e) => last = e,
@@ -599,8 +709,10 @@ impl PeerHandler for Node {
     }
 
     async fn propose(&self, req: Request) -> Result<Written, String> {
-        if let Some(why) = self.space_alarm() {
-            return Err(why);
+        if req.grows() {
+            if let Some(why) = self.space_alarm() {
+                return Err(why);
+            }
         }
         self.propose_local(req).await.map_err(|e| match e {
             Ok(l) => format!("not the leader (leader: {l:?})"),

@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use crate::log::write_atomic;
 use crate::stats::{LocalStats, WriteStats};
 use crate::types::{
-    Attributes, Entry, LogId, Member, NodeId, Request, Response, StorageError, StoredMembership,
-    TypeConfig,
+    no_space_cause, Alarm, Attributes, Entry, LogId, Member, NodeId, Request, Response,
+    StorageError, StoredMembership, TypeConfig,
 };
 
 /// The state every replica holds.
@@ -39,6 +39,10 @@ pub struct State {
     /// The answers of the last [`DEDUP_WINDOW`] client writes, by id.
     #[serde(default)]
     pub answered: Answered,
+    /// The raised alarms: while there is one, writes that grow the store
+    /// are refused on every member (etcd's NOSPACE).
+    #[serde(default)]
+    pub alarms: Vec<Alarm>,
 }
 
 /// How many client writes' answers are kept to recognise a retry. A retry
@@ -276,6 +280,23 @@ fn save_snapshot(
 
 /// Applies one command to the state.
 pub fn apply_request(s: &mut State, req: Request) -> Response {
+    // Under an alarm every replica refuses the same growing writes (the
+    // alarm is itself an entry of the log), wherever they were proposed.
+    if !s.alarms.is_empty()
+        && !matches!(req, Request::Once { .. } | Request::Batch(_))
+        && req.grows()
+    {
+        let e = keel_kv::EtcdError::new(
+            keel_kv::ErrorCode::RaftInternal,
+            no_space_cause(&s.alarms),
+            s.store.index(),
+        );
+        match &req {
+            Request::Set { opts, .. } => s.stats.count_set(opts, false),
+            _ => s.stats.count_create(false),
+        }
+        return Response::Error(e);
+    }
     let r = match req {
         Request::Set { key, opts, now } => {
             let r = s.store.set(&key, &opts, now);
@@ -334,6 +355,23 @@ pub fn apply_request(s: &mut State, req: Request) -> Response {
         }
         Request::Batch(reqs) => {
             return Response::Batch(reqs.into_iter().map(|r| apply_request(s, r)).collect());
+        }
+        Request::RaiseAlarm(a) => {
+            match s
+                .alarms
+                .iter_mut()
+                .find(|x| x.member == a.member && x.kind == a.kind)
+            {
+                Some(x) => *x = a,
+                None => s.alarms.push(a),
+            }
+            return Response::Done;
+        }
+        Request::ClearAlarms { member, kind } => {
+            s.alarms.retain(|a| {
+                !(member.is_none_or(|m| m == a.member) && kind.is_none_or(|k| k == a.kind))
+            });
+            return Response::Done;
         }
     };
     match r {
@@ -582,5 +620,114 @@ mod tests {
         apply_request(&mut s, with(7, 7));
         let ids: Vec<_> = s.answered.answers.keys().copied().collect();
         assert_eq!(ids, [(7, 7), (8, 100)]);
+    }
+
+    /// Under an alarm every replica refuses the writes that add data, and
+    /// only those, the same way; clearing it lets them in again.
+    #[test]
+    fn an_alarm_refuses_growing_writes_until_it_is_cleared() {
+        use crate::types::{Alarm, AlarmKind, NO_SPACE};
+        let mut s = State::default();
+        let set = |key: &str| Request::Set {
+            key: key.into(),
+            opts: SetOptions {
+                value: "v".into(),
+                ..Default::default()
+            },
+            now: 0,
+        };
+        assert!(matches!(
+            apply_request(&mut s, set("/a")),
+            Response::Event(_)
+        ));
+        let alarm = |member, kind| Alarm {
+            member,
+            kind,
+            bytes: 70_000,
+            limit: 65_536,
+            at: 1,
+        };
+        apply_request(&mut s, Request::RaiseAlarm(alarm(1, AlarmKind::Quota)));
+        apply_request(&mut s, Request::RaiseAlarm(alarm(2, AlarmKind::Disk)));
+        // Raised again: updated, not doubled.
+        apply_request(&mut s, Request::RaiseAlarm(alarm(1, AlarmKind::Quota)));
+        assert_eq!(s.alarms.len(), 2);
+        let index = s.store.index();
+        let refused = |r: Response| match r {
+            Response::Error(e) => {
+                assert_eq!(e.code, keel_kv::ErrorCode::RaftInternal);
+                assert!(e.cause.starts_with(NO_SPACE), "{}", e.cause);
+                assert!(
+                    e.cause.contains("quota-backend-bytes is 65536"),
+                    "{}",
+                    e.cause
+                );
+            }
+            other => panic!("not refused: {other:?}"),
+        };
+        refused(apply_request(&mut s, set("/b")));
+        refused(apply_request(&mut s, once(1, "/c", None)));
+        refused(apply_request(
+            &mut s,
+            Request::CreateInOrder {
+                dir: "/q".into(),
+                value: "v".into(),
+                make_dir: false,
+                ttl: None,
+                now: 0,
+            },
+        ));
+        assert_eq!(s.store.index(), index, "nothing was written");
+        // Deletes make room, and refreshes add nothing: both go on.
+        let refresh = Request::Set {
+            key: "/a".into(),
+            opts: SetOptions {
+                refresh: true,
+                ttl: Some(60),
+                prev_exist: Some(true),
+                ..Default::default()
+            },
+            now: 0,
+        };
+        assert!(matches!(apply_request(&mut s, refresh), Response::Event(_)));
+        let delete = Request::Delete {
+            key: "/a".into(),
+            dir: false,
+            recursive: false,
+            prev_value: None,
+            prev_index: None,
+            now: 0,
+        };
+        assert!(matches!(apply_request(&mut s, delete), Response::Event(_)));
+        // One member's alarm cleared: the other's still refuses.
+        apply_request(
+            &mut s,
+            Request::ClearAlarms {
+                member: Some(1),
+                kind: None,
+            },
+        );
+        assert_eq!(s.alarms.len(), 1);
+        assert!(matches!(
+            apply_request(&mut s, set("/b")),
+            Response::Error(_)
+        ));
+        apply_request(
+            &mut s,
+            Request::ClearAlarms {
+                member: None,
+                kind: None,
+            },
+        );
+        assert!(s.alarms.is_empty());
+        assert!(matches!(
+            apply_request(&mut s, set("/b")),
+            Response::Event(_)
+        ));
+        // The alarms are part of the state a snapshot carries.
+        apply_request(&mut s, Request::RaiseAlarm(alarm(3, AlarmKind::Quota)));
+        let copy: State = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(copy.alarms, s.alarms);
+        assert_eq!(copy.store.bytes(), s.store.bytes());
     }
 }

@@ -82,6 +82,116 @@ pub enum Request {
         #[serde(default)]
         done_below: u64,
     },
+    /// A member raises an alarm (or updates the one it raised): from the
+    /// entry on, every member refuses writes that grow the store.
+    RaiseAlarm(Alarm),
+    /// Clears the alarms of `member` (every member when None) of `kind`
+    /// (every kind when None).
+    ClearAlarms {
+        member: Option<NodeId>,
+        kind: Option<AlarmKind>,
+    },
+}
+
+/// Why an alarm was raised. Either is etcd's `NOSPACE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlarmKind {
+    /// The store reached the member's `quota-backend-bytes`.
+    Quota,
+    /// The member's data disk is short of free space (`min-free`).
+    Disk,
+}
+
+impl fmt::Display for AlarmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AlarmKind::Quota => "quota",
+            AlarmKind::Disk => "disk",
+        })
+    }
+}
+
+/// A raised alarm, part of the replicated state: one per member and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub member: NodeId,
+    pub kind: AlarmKind,
+    /// Quota: the store's size in bytes when it was raised. Disk: the free
+    /// bytes on the member's data disk.
+    pub bytes: u64,
+    /// Quota: the quota. Disk: the free space the member needs.
+    pub limit: u64,
+    /// When it was raised (ms since the epoch, the raising member's clock).
+    pub at: u64,
+}
+
+impl fmt::Display for Alarm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            AlarmKind::Quota => write!(
+                f,
+                "NOSPACE raised by member {:x}: the store holds {} bytes, its quota-backend-bytes is {}",
+                self.member, self.bytes, self.limit
+            ),
+            AlarmKind::Disk => write!(
+                f,
+                "NOSPACE raised by member {:x}: {} KiB free on its data disk, under the {} KiB it keeps free",
+                self.member,
+                self.bytes / 1024,
+                self.limit / 1024
+            ),
+        }
+    }
+}
+
+/// etcd's error for a write refused under a NOSPACE alarm, then the
+/// alarms and what to do.
+pub fn no_space_cause(alarms: &[Alarm]) -> String {
+    let list: Vec<String> = alarms.iter().map(|a| a.to_string()).collect();
+    format!(
+        "{NO_SPACE}: {}; writes that add data are refused until the alarm is disarmed (delete keys to make room, then `keelctl kv alarm disarm`)",
+        list.join("; ")
+    )
+}
+
+/// What etcd calls the state of a store that is past its quota; every
+/// refusal under an alarm begins with it.
+pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
+
+impl Request {
+    /// Whether applying it may add data to the store: refused under an
+    /// alarm. Deletes, expiry, TTL refreshes, publishing and the alarms
+    /// themselves go on (they are how room is made).
+    pub fn grows(&self) -> bool {
+        match self {
+            Request::Set { opts, .. } => !opts.refresh,
+            Request::CreateInOrder { .. } => true,
+            Request::Once { req, .. } => req.grows(),
+            Request::Batch(rs) => rs.iter().any(Request::grows),
+            Request::Delete { .. }
+            | Request::Expire { .. }
+            | Request::Publish { .. }
+            | Request::RaiseAlarm(_)
+            | Request::ClearAlarms { .. } => false,
+        }
+    }
+
+    /// About how much a growing request adds to [`keel_kv::Store::bytes`]
+    /// (its key and value and one node).
+    pub fn added_bytes(&self) -> u64 {
+        let node = keel_kv::store::NODE_BYTES;
+        match self {
+            Request::Set { key, opts, .. } if !opts.refresh => {
+                (key.len() + opts.value.len()) as u64 + node
+            }
+            Request::CreateInOrder { dir, value, .. } => {
+                (dir.len() + value.len() + 21) as u64 + node
+            }
+            Request::Once { req, .. } => req.added_bytes(),
+            Request::Batch(rs) => rs.iter().map(Request::added_bytes).sum(),
+            _ => 0,
+        }
+    }
 }
 
 impl fmt::Display for Request {
@@ -96,6 +206,13 @@ impl fmt::Display for Request {
             Request::Once {
                 client, seq, req, ..
             } => write!(f, "{req} ({client:x}/{seq})"),
+            Request::RaiseAlarm(a) => write!(f, "raise alarm {} of {:x}", a.kind, a.member),
+            Request::ClearAlarms { member, kind } => write!(
+                f,
+                "clear alarms {} of {}",
+                kind.map_or("(all kinds)".to_string(), |k| k.to_string()),
+                member.map_or("every member".to_string(), |m| format!("{m:x}"))
+            ),
         }
     }
 }

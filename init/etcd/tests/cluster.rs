@@ -253,6 +253,108 @@ fn a_follower_catches_up_over_appends_larger_than_a_peer_takes() {
     assert!(!log.contains("413"), "{log}");
 }
 
+/// Past the quota one member finds, the whole cluster refuses writes that
+/// add data (the NOSPACE alarm is an entry of the log): through every
+/// member, with etcd's cause naming the quota; reads and deletes go on, and
+/// the alarm stays after the deletes (until disarmed) and over a restart.
+#[test]
+fn past_the_quota_every_member_refuses_writes_and_reads_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ms: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Member::new(tmp.path(), n))
+        .collect();
+    let cluster = cluster_of(&ms.iter().collect::<Vec<_>>());
+    for m in &mut ms {
+        m.spawn(&[
+            "--initial-cluster",
+            &cluster,
+            "--initial-cluster-token",
+            "quota-test",
+            "--quota-backend-bytes",
+            "65536",
+        ]);
+    }
+    let l = leader(&ms);
+    let f = (l + 1) % 3;
+    let other = (l + 2) % 3;
+    // Control: below the quota writes go in, through a follower too.
+    let value = "x".repeat(4096);
+    let mut written = 0;
+    let refused = loop {
+        let r = ms[f].put(&format!("/fill/{written}"), &value).unwrap();
+        if r.status != 201 {
+            break r;
+        }
+        written += 1;
+        assert!(
+            written < 40,
+            "64 KiB of quota took {written} writes of 4 KiB"
+        );
+    };
+    assert!(
+        written >= 10,
+        "refused after {written} writes: {}",
+        refused.describe()
+    );
+    let v = refused.json().unwrap();
+    assert_eq!(refused.status, 500, "{}", refused.describe());
+    assert_eq!(v["errorCode"], 300, "{}", refused.describe());
+    let cause = v["cause"].as_str().unwrap().to_string();
+    assert!(
+        cause.starts_with("etcdserver: mvcc: database space exceeded")
+            && cause.contains("quota-backend-bytes is 65536"),
+        "{cause}"
+    );
+    // Every member refuses, even a small write, once it has the alarm.
+    for (i, m) in ms.iter().enumerate() {
+        let r = until(&format!("member {i} refusing"), 10, || {
+            let r = m.put("/small", "1")?;
+            (r.status == 500).then_some(r)
+        });
+        let cause = r.json().unwrap()["cause"].as_str().unwrap().to_string();
+        assert!(cause.contains("database space exceeded"), "{cause}");
+    }
+    // Reads go on everywhere, linearizable ones too.
+    for m in &ms {
+        let r = m.get("/v2/keys/fill/0?quorum=true").unwrap();
+        assert_eq!(r.status, 200, "{}", r.describe());
+    }
+    // Deletes go on; the alarm stays until it is disarmed.
+    for i in 0..written {
+        let r = send(
+            ms[other].addr(),
+            &Request::new("DELETE", &format!("/v2/keys/fill/{i}")),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.describe());
+    }
+    let r = ms[l].put("/small", "1").unwrap();
+    assert_eq!(r.status, 500, "{}", r.describe());
+    // A restarted member still knows it (from its log).
+    ms[other].kill();
+    ms[other].spawn(&[
+        "--initial-cluster",
+        &cluster,
+        "--initial-cluster-token",
+        "quota-test",
+        "--quota-backend-bytes",
+        "65536",
+    ]);
+    let r = until("the restarted member answering", 20, || {
+        let r = ms[other].put("/small", "1")?;
+        (r.status == 500).then_some(r)
+    });
+    assert!(
+        r.json().unwrap()["cause"]
+            .as_str()
+            .unwrap()
+            .contains("database space exceeded"),
+        "{}",
+        r.describe()
+    );
+}
+
 /// A member started alone that grew into a cluster keeps its lone config:
 /// restarted, it finds two members in its log, opens its peer port at once
 /// (the other must reach it), and the two go on.

@@ -185,3 +185,74 @@ fn the_client_port_keeps_serving_its_established_clients_under_a_flood() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Slow clients are cut: a connection idle after its request at 10 s (the
+/// head timeout covers a kept-alive connection's wait for its next
+/// request), a body that trickles in at 30 s with 408. Meanwhile the
+/// member answers a whole request at once (the control).
+#[test]
+fn an_idle_connection_and_a_trickling_body_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new(BIN)
+        .args(["--name", "slow", "--data-dir"])
+        .arg(dir.path().join("m"))
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("keel-etcd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let idle = loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", client)) {
+            if request(&mut s, "PUT", "/v2/keys/a?value=1").contains(" 20") {
+                break s;
+            }
+        }
+        assert!(Instant::now() < deadline, "the member did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let start = Instant::now();
+    let mut slow = TcpStream::connect(("127.0.0.1", client)).unwrap();
+    write!(
+        slow,
+        "PUT /v2/keys/b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nvalue="
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(
+        closed(&idle),
+        "an idle keep-alive connection is cut at 10 s"
+    );
+    // The body's clock runs on: at 12 s the slow body's connection is open.
+    assert!(!closed(&slow), "the body has 30 s");
+    slow.set_nonblocking(false).unwrap();
+    // A whole request on a new connection is answered at once.
+    let mut fresh = TcpStream::connect(("127.0.0.1", client)).unwrap();
+    assert!(request(&mut fresh, "GET", "/v2/keys/a").starts_with("HTTP/1.1 200"));
+    slow.set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    let took = start.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && answer.contains("not complete within 30s"),
+        "{answer:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(29) && took < Duration::from_secs(40),
+        "cut after {took:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

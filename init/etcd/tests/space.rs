@@ -1,6 +1,6 @@
 //! The space alarm, on a real small file system: a member whose data disk
-//! runs out of room refuses writes with a clear error while reads go on,
-//! and takes writes again once room is made. Privileged (mounts a tmpfs);
+//! runs out of room refuses writes that add data with a clear error while
+//! reads and deletes go on, and takes writes again once room is made. Privileged (mounts a tmpfs);
 //! skips with a message otherwise.
 
 use std::net::{SocketAddr, TcpListener};
@@ -71,6 +71,8 @@ fn a_full_data_disk_refuses_writes_and_keeps_reads() {
         }
     };
     until("serving", &|| put("1").is_ok_and(|r| r.status == 201));
+    let r = send(addr, &Request::form("PUT", "/v2/keys/spare", "value=x")).unwrap();
+    assert_eq!(r.status, 201, "{}", r.describe());
 
     // 180 of 200 MiB taken: under the alarm line (64 MiB, or an eighth of a
     // smaller disk: 25 MiB here).
@@ -92,6 +94,10 @@ fn a_full_data_disk_refuses_writes_and_keeps_reads() {
     let r = send(addr, &Request::new("GET", "/v2/keys/k")).unwrap();
     let v = r.json().unwrap()["node"]["value"].clone();
     assert!(v == "1" || v == "2", "{}", r.describe());
+
+    // Deletes go on (they are how room is made in the store).
+    let r = send(addr, &Request::new("DELETE", "/v2/keys/spare")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
 
     std::fs::remove_file(&filler).unwrap();
     until("taking writes again", &|| {

@@ -316,7 +316,12 @@ pub fn spawn_reread(
                 continue;
             };
             last = Some(bytes);
-            let done = node.apply(&text, meta, false, &format!("{source} (re-read)"));
+            let done = node.apply(
+                &text,
+                meta,
+                keel_api::ApplyOptions::default(),
+                &format!("{source} (re-read)"),
+            );
             if done.accepted {
                 info!("config: re-read {source}: accepted and applied: maintenance mode left");
                 return;
@@ -396,9 +401,10 @@ pub(crate) fn write_private(path: &Path, text: &[u8]) -> std::io::Result<()> {
 pub fn apply_text(
     text: &str,
     meta_hostname: Option<String>,
-    dry_run: bool,
+    opts: keel_api::ApplyOptions,
     keep: bool,
 ) -> (ConfigApplied, Option<keel_config::model::CloudConfig>) {
+    let dry_run = opts.dry_run;
     let t = std::time::Instant::now();
     let mut out = ConfigApplied {
         dry_run,
@@ -423,6 +429,10 @@ pub fn apply_text(
         }
     }
     if !r.accepted() {
+        return (out, None);
+    }
+    if opts.keep_api && r.config.api.is_none() {
+        out.errors.push(CLOSES_API.into());
         return (out, None);
     }
     let plan = match keel_config::plan::plan(&r.config) {
@@ -483,6 +493,9 @@ pub fn apply_text(
     (out, accepted)
 }
 
+/// Why a config without `api:` sent over the TCP port is refused.
+pub const CLOSES_API: &str = "api: this config has no api: section, so the node's next boot would close its TCP API port, the one this request came in on, and leave the node reachable only from its console; keep the api: section, or apply with `keelctl config apply --close-api` (POST /v1/config?close_api=1) to close the port on purpose";
+
 /// What the API's TCP port serves after this boot's config: its `api:`
 /// when it was applied, closed when it has none, and [`TcpApi::Refused`]
 /// when the config was refused (its files were not written; the API
@@ -519,7 +532,12 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         .source
         .as_deref()
         .is_some_and(|s| s.starts_with("state "));
-    let (done, config) = apply_text(&text, ctx.config_meta_hostname.take(), false, !from_state);
+    let (done, config) = apply_text(
+        &text,
+        ctx.config_meta_hostname.take(),
+        keel_api::ApplyOptions::default(),
+        !from_state,
+    );
     ctx.config_api = tcp_api(config.as_ref());
     if let Some(c) = config {
         ctx.config_networks = c.networks;
@@ -553,6 +571,36 @@ fn maintenance(st: &mut ConfigStatus) -> Result<(), TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Over the TCP port (keep_api), a config without `api:` is refused
+    /// with the reason and changes nothing; the same config from the unix
+    /// socket, or with `close_api`, is planned (dry runs: nothing is
+    /// written here).
+    #[test]
+    fn a_config_that_would_close_the_remote_api_is_refused_over_tcp() {
+        let text =
+            "#cloud-config\nwrite_files:\n  - path: /nonexistent-keel-test/x\n    content: x\n";
+        let remote = keel_api::ApplyOptions {
+            dry_run: true,
+            keep_api: true,
+        };
+        let (done, config) = apply_text(text, None, remote, false);
+        assert!(!done.accepted && config.is_none());
+        assert_eq!(done.errors, [CLOSES_API]);
+        assert!(done.changed.is_empty());
+        let local = keel_api::ApplyOptions {
+            dry_run: true,
+            keep_api: false,
+        };
+        let (done, config) = apply_text(text, None, local, false);
+        assert!(done.accepted, "{:?}", done.errors);
+        assert!(config.is_some());
+        assert!(
+            done.changed.iter().any(|f| f == "/nonexistent-keel-test/x"),
+            "{:?}",
+            done.changed
+        );
+    }
 
     #[test]
     fn the_kept_config_is_readable_by_root_only() {

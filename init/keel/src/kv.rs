@@ -72,6 +72,7 @@ pub fn raw_config(
             "peer-client-cert-auth" => raw.peer_client_cert_auth = flag(k, &v)?,
             "snapshot-count" => raw.snapshot_count = v,
             "cors" => raw.cors = v,
+            "quota-backend-bytes" => raw.quota_backend_bytes = v,
             other => ignored.push(other.to_string()),
         }
     }
@@ -135,6 +136,14 @@ pub type Member = Arc<keel_etcd::node::Node>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_validator_and_the_kv_take_the_same_quotas() {
+        assert_eq!(
+            keel_config::validate::QUOTA_BYTES,
+            keel_etcd::config::QUOTA_BYTES
+        );
+    }
 
     #[test]
     fn defaults_make_a_lone_member_and_settings_override_them() {

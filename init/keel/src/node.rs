@@ -97,10 +97,11 @@ impl NodeShared {
         &self,
         text: &str,
         meta_hostname: Option<String>,
-        dry_run: bool,
+        opts: keel_api::ApplyOptions,
         source: &str,
     ) -> keel_api::ConfigApplied {
-        let (mut done, config) = crate::config::apply_text(text, meta_hostname, dry_run, true);
+        let dry_run = opts.dry_run;
+        let (mut done, config) = crate::config::apply_text(text, meta_hostname, opts, true);
         if let (Some(config), Some(sup)) = (config, self.containers.get()) {
             let r = if dry_run {
                 sup.diff(&config.containers)
@@ -227,13 +228,16 @@ impl Node for NodeShared {
                     .map(|a| a.to_string())
                     .collect(),
                 warnings: m.warnings(),
+                alarms: kv_alarms(m, m.alarms()),
+                store_bytes: m.shared.read().store.bytes(),
+                quota_bytes: m.config.quota_bytes,
             }),
             api: self.api.lock().map(|a| a.clone()).unwrap_or_default(),
         }
     }
 
-    fn apply_config(&self, text: String, dry_run: bool) -> keel_api::ConfigApplied {
-        self.apply(&text, None, dry_run, "api POST /v1/config")
+    fn apply_config(&self, text: String, opts: keel_api::ApplyOptions) -> keel_api::ConfigApplied {
+        self.apply(&text, None, opts, "api POST /v1/config")
     }
     fn config(&self) -> ConfigStatus {
         self.config.lock().map(|c| c.clone()).unwrap_or_default()
@@ -286,6 +290,20 @@ impl Node for NodeShared {
         }
     }
 
+    fn kv_alarms(&self) -> Option<Vec<keel_api::KvAlarm>> {
+        self.kv.get().map(|m| kv_alarms(m, m.alarms()))
+    }
+
+    fn kv_disarm(&self) -> keel_api::KvDisarm {
+        let m = self.kv.get().cloned();
+        Box::pin(async move {
+            let m = m.ok_or(None)?;
+            let cleared = m.disarm().await.map_err(|e| Some(e.cause))?;
+            keel_boot::info!("kv: {} alarm(s) disarmed through the API", cleared.len());
+            Ok(kv_alarms(&m, cleared))
+        })
+    }
+
     fn request_power(&self, poweroff: bool) -> Result<(), String> {
         self.request_shutdown(if poweroff {
             PowerAction::PowerOff
@@ -293,6 +311,32 @@ impl Node for NodeShared {
             PowerAction::Reboot
         })
     }
+}
+
+/// The KV's alarms as the API shows them, with the members' names.
+fn kv_alarms(
+    m: &crate::kv::Member,
+    alarms: Vec<keel_etcd::types::Alarm>,
+) -> Vec<keel_api::KvAlarm> {
+    let members = m.members();
+    alarms
+        .into_iter()
+        .map(|a| {
+            let id = format!("{:x}", a.member);
+            keel_api::KvAlarm {
+                alarm: "NOSPACE".into(),
+                member: members
+                    .iter()
+                    .find(|v| v.id == id)
+                    .map(|v| v.name.clone())
+                    .unwrap_or_default(),
+                member_id: id,
+                reason: a.kind.to_string(),
+                message: a.to_string(),
+                raised_unix: a.at / 1000,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -128,6 +128,27 @@ enum Cmd {
     /// Credentials: a PKI for a cluster, or one more client certificate.
     #[command(subcommand)]
     Gen(GenCmd),
+    /// The node's KV (the cluster store).
+    #[command(subcommand)]
+    Kv(KvCmd),
+}
+
+#[derive(Subcommand)]
+enum KvCmd {
+    /// The cluster's NOSPACE alarms: list them, or disarm them once room
+    /// is made.
+    #[command(subcommand)]
+    Alarm(AlarmCmd),
+}
+
+#[derive(Subcommand)]
+enum AlarmCmd {
+    /// The raised alarms (none: the store takes writes).
+    List,
+    /// Clear every alarm, so that writes are taken again. An alarm whose
+    /// cause remains (a store still over its quota at the next write, a
+    /// disk still short) is raised again.
+    Disarm,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +167,11 @@ enum ConfigCmd {
         /// Print what would change; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Apply a config without `api:` over the TCP port: the node's
+        /// next boot closes that port (without this flag such a config is
+        /// refused, so that one apply cannot strand a remote node).
+        #[arg(long)]
+        close_api: bool,
     },
     /// The node's config of this boot: source, verdicts, errors.
     Show,
@@ -372,12 +398,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", table::status(&s));
             }
         }
-        Cmd::Config(ConfigCmd::Apply { file, dry_run }) => {
+        Cmd::Config(ConfigCmd::Apply {
+            file,
+            dry_run,
+            close_api,
+        }) => {
             let text = read_config_file(&file)?;
-            let path = if dry_run {
-                "/v1/config?dry_run=1"
-            } else {
-                "/v1/config"
+            let path = match (dry_run, close_api) {
+                (false, false) => "/v1/config",
+                (true, false) => "/v1/config?dry_run=1",
+                (false, true) => "/v1/config?close_api=1",
+                (true, true) => "/v1/config?dry_run=1&close_api=1",
             };
             let (status, body) = client.request_blocking(Method::POST, path, text.into_bytes())?;
             let a: keel_api::ConfigApplied = serde_json::from_slice(&body).map_err(|_| {
@@ -482,6 +513,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&a)?);
             } else {
                 println!("{}", a.message);
+            }
+        }
+        Cmd::Kv(KvCmd::Alarm(a)) => {
+            let alarms: keel_api::KvAlarms = match a {
+                AlarmCmd::List => client.call_blocking(Method::GET, "/v1/kv/alarms")?,
+                AlarmCmd::Disarm => client.call_blocking(Method::POST, "/v1/kv/alarms/disarm")?,
+            };
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&alarms)?);
+            } else {
+                print!(
+                    "{}",
+                    table::alarms(&alarms.alarms, matches!(a, AlarmCmd::Disarm))
+                );
             }
         }
         Cmd::Reboot | Cmd::Poweroff => {

@@ -9,6 +9,15 @@ fn mib(kb: u64) -> String {
 }
 
 /// `keelctl status` as a table.
+/// A byte count for people: B, KiB or MiB.
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..0x10_0000 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0)),
+    }
+}
+
 fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -117,9 +126,66 @@ fn kv(o: &mut String, kv: Option<&keel_api::KvStatus>) {
         kv.id,
         kv.client.join(", ")
     );
+    if kv.quota_bytes > 0 {
+        let _ = writeln!(
+            o,
+            "kv store   {} of its {} quota ({}%)",
+            bytes(kv.store_bytes),
+            bytes(kv.quota_bytes),
+            kv.store_bytes.saturating_mul(100) / kv.quota_bytes
+        );
+    }
+    for a in &kv.alarms {
+        let _ = writeln!(
+            o,
+            "ALARM      kv {}: {}: writes that add data are refused on every member",
+            a.alarm, a.message
+        );
+    }
     for w in &kv.warnings {
         let _ = writeln!(o, "warning    {w}");
     }
+}
+
+/// `keelctl kv alarm list` (or, with `disarmed`, what `disarm` cleared).
+pub fn alarms(alarms: &[keel_api::KvAlarm], disarmed: bool) -> String {
+    let mut o = String::new();
+    if alarms.is_empty() {
+        let _ = writeln!(
+            o,
+            "{}",
+            if disarmed {
+                "no alarm was raised; nothing to disarm"
+            } else {
+                "no alarms: the store takes writes"
+            }
+        );
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "{:<8} {:<18} {:<10} {:<7} MESSAGE",
+        "ALARM", "MEMBER ID", "MEMBER", "REASON"
+    );
+    for a in alarms {
+        let _ = writeln!(
+            o,
+            "{:<8} {:<18} {:<10} {:<7} {}",
+            a.alarm,
+            a.member_id,
+            if a.member.is_empty() { "-" } else { &a.member },
+            a.reason,
+            a.message
+        );
+    }
+    if disarmed {
+        let _ = writeln!(
+            o,
+            "disarmed {} alarm(s): writes are taken again (one whose cause remains is raised again)",
+            alarms.len()
+        );
+    }
+    o
 }
 
 /// The root lines: where the OS came from and how it was verified.
@@ -466,12 +532,44 @@ mod tests {
                 client: vec!["0.0.0.0:2379".into()],
                 peer: vec![],
                 warnings: vec!["kv: client port 0.0.0.0:2379 listens beyond loopback".into()],
+                alarms: vec![],
+                store_bytes: 70_000,
+                quota_bytes: 65_536,
             }),
         );
         assert_eq!(
             o,
             "kv         member n1 (8e9e05c52164694d), clients on 0.0.0.0:2379, peer port closed (lone member)\n\
+             kv store   68.4 KiB of its 64.0 KiB quota (106%)\n\
              warning    kv: client port 0.0.0.0:2379 listens beyond loopback\n"
+        );
+    }
+
+    #[test]
+    fn alarms_list_and_disarm() {
+        assert_eq!(alarms(&[], false), "no alarms: the store takes writes\n");
+        let a = keel_api::KvAlarm {
+            alarm: "NOSPACE".into(),
+            member_id: "8e9e05c52164694d".into(),
+            member: "n1".into(),
+            reason: "quota".into(),
+            message: "NOSPACE raised by member 8e9e05c52164694d: the store holds 70000 bytes, its quota-backend-bytes is 65536".into(),
+            raised_unix: 1,
+        };
+        let t = alarms(std::slice::from_ref(&a), true);
+        assert!(t.starts_with("ALARM    MEMBER ID          MEMBER     REASON  MESSAGE\nNOSPACE  8e9e05c52164694d   n1         quota   NOSPACE raised"), "{t}");
+        assert!(t.ends_with("disarmed 1 alarm(s): writes are taken again (one whose cause remains is raised again)\n"), "{t}");
+        let mut o = String::new();
+        kv(
+            &mut o,
+            Some(&keel_api::KvStatus {
+                alarms: vec![a],
+                ..Default::default()
+            }),
+        );
+        assert!(
+            o.contains("ALARM      kv NOSPACE: NOSPACE raised by member"),
+            "{o}"
         );
     }
 }

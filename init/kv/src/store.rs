@@ -279,12 +279,57 @@ fn parse_u64(field: &str, name: &str, code: ErrorCode) -> Result<Option<u64>, Et
         .map_err(|_| EtcdError::new(code, format!("invalid value for \"{name}\""), 0))
 }
 
+/// What a node costs in [`Store::bytes`] beyond its name and value: its
+/// indexes, expiration and its place in its parent's map, roughly as the
+/// store holds them in memory.
+pub const NODE_BYTES: u64 = 64;
+
+/// A node's share of [`Store::bytes`]: its name, its value, and for a
+/// directory everything under it.
+fn subtree_bytes(name: &str, n: &Node) -> u64 {
+    let own = name.len() as u64 + NODE_BYTES;
+    match &n.kind {
+        Kind::File(v) => own + v.len() as u64,
+        Kind::Dir(children) => {
+            own + children
+                .iter()
+                .map(|(c, n)| subtree_bytes(c, n))
+                .sum::<u64>()
+        }
+    }
+}
+
 /// The etcd v2 keys store.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(from = "StoreData")]
 pub struct Store {
     root: Node,
     index: u64,
     history: EventHistory,
+    /// The tree's size as [`subtree_bytes`] counts it, kept up to date by
+    /// every change (counted once when a store is read back).
+    #[serde(skip)]
+    bytes: u64,
+}
+
+/// [`Store`] as it is written: the size is counted again on reading.
+#[derive(serde::Deserialize)]
+struct StoreData {
+    root: Node,
+    index: u64,
+    history: EventHistory,
+}
+
+impl From<StoreData> for Store {
+    fn from(d: StoreData) -> Store {
+        let bytes = subtree_bytes("", &d.root) - NODE_BYTES;
+        Store {
+            root: d.root,
+            index: d.index,
+            history: d.history,
+            bytes,
+        }
+    }
 }
 
 impl Default for Store {
@@ -310,7 +355,14 @@ impl Store {
             },
             index: 0,
             history: EventHistory::new(capacity),
+            bytes: 0,
         }
+    }
+
+    /// The keys' size: each node's name and value plus [`NODE_BYTES`]
+    /// (what `quota-backend-bytes` is measured against).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The index of the last successful change.
@@ -359,6 +411,7 @@ impl Store {
     ) -> Result<&mut BTreeMap<String, Node>, EtcdError> {
         let segs = segments(key);
         let cur_index = self.index;
+        let bytes = &mut self.bytes;
         let mut cur = &mut self.root;
         let mut path = String::new();
         for seg in &segs[..segs.len().saturating_sub(1)] {
@@ -367,11 +420,14 @@ impl Store {
             let Kind::Dir(children) = &mut cur.kind else {
                 unreachable!("parent_mkdir only descends into directories");
             };
-            let child = children.entry(seg.to_string()).or_insert_with(|| Node {
-                created_index: index,
-                modified_index: index,
-                expiration: None,
-                kind: Kind::Dir(BTreeMap::new()),
+            let child = children.entry(seg.to_string()).or_insert_with(|| {
+                *bytes += seg.len() as u64 + NODE_BYTES;
+                Node {
+                    created_index: index,
+                    modified_index: index,
+                    expiration: None,
+                    kind: Kind::Dir(BTreeMap::new()),
+                }
             });
             if !child.is_dir() {
                 return Err(EtcdError::new(ErrorCode::NotDir, path, cur_index));
@@ -388,10 +444,12 @@ impl Store {
         let segs = segments(key);
         let (name, parents) = segs.split_last()?;
         let parent = self.node_mut(&parents.join("/"))?;
-        match &mut parent.kind {
+        let gone = match &mut parent.kind {
             Kind::Dir(children) => children.remove(*name),
             Kind::File(_) => None,
-        }
+        }?;
+        self.bytes = self.bytes.saturating_sub(subtree_bytes(name, &gone));
+        Some(gone)
     }
 
     fn record(&mut self, event: Event, refresh: bool) -> Event {
@@ -557,7 +615,10 @@ impl Store {
             },
         };
         let nv = view(&node, key, now, Listing::None);
-        children.insert(name, node);
+        let added = subtree_bytes(&name, &node);
+        let replaced = children.insert(name.clone(), node);
+        let removed = replaced.map_or(0, |old| subtree_bytes(&name, &old));
+        self.bytes = (self.bytes + added).saturating_sub(removed);
         self.index = index;
         Ok(self.record(
             Event {
@@ -649,8 +710,10 @@ impl Store {
         let n = self.node_mut(key).ok_or(missing)?;
         // etcd writes a directory's new modifiedIndex only into the event:
         // its node.Write refuses directories, so the stored index stays.
+        let mut grown = 0i64;
         let dir = match &mut n.kind {
             Kind::File(v) => {
+                grown = value.len() as i64 - v.len() as i64;
                 *v = value;
                 n.modified_index = index;
                 false
@@ -662,6 +725,7 @@ impl Store {
         if dir {
             nv.modified_index = index;
         }
+        self.bytes = self.bytes.saturating_add_signed(grown);
         self.index = index;
         Ok(self.record(
             Event {
@@ -782,7 +846,15 @@ impl Store {
     /// Checks the tree's invariants (for tests): no child is newer than the
     /// store's index, createdIndex <= modifiedIndex.
     pub fn check_consistency(&self) -> Result<(), String> {
-        check(&self.root, "/", self.index)
+        check(&self.root, "/", self.index)?;
+        let counted = subtree_bytes("", &self.root) - NODE_BYTES;
+        if counted != self.bytes {
+            return Err(format!(
+                "size: kept {} bytes, counted {counted}",
+                self.bytes
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -1294,5 +1366,43 @@ mod tests {
         );
         assert_eq!(parse_ttl("-1").unwrap_err().code, ErrorCode::TtlNaN);
         assert_eq!(parse_index("x", "prevIndex").unwrap_err().code.code(), 203);
+    }
+
+    #[test]
+    fn size_follows_every_change_and_is_counted_again_on_reading() {
+        let mut s = Store::new();
+        let now = 1_000;
+        assert_eq!(s.bytes(), 0);
+        s.set("/a/b/c", &val("12345"), now).unwrap();
+        // a, b (dirs) and c with its value.
+        assert_eq!(s.bytes(), 3 * NODE_BYTES + 3 + 5);
+        s.set("/a/b/c", &val("1"), now).unwrap();
+        assert_eq!(s.bytes(), 3 * NODE_BYTES + 3 + 1);
+        let cas = SetOptions {
+            value: "123456789".into(),
+            prev_value: Some("1".into()),
+            ..SetOptions::default()
+        };
+        s.set("/a/b/c", &cas, now).unwrap();
+        assert_eq!(s.bytes(), 3 * NODE_BYTES + 3 + 9);
+        s.create_in_order("/q", "v", false, Some(1), now).unwrap();
+        assert_eq!(
+            s.bytes(),
+            3 * NODE_BYTES + 3 + 9 + 2 * NODE_BYTES + 1 + 20 + 1
+        );
+        s.check_consistency().unwrap();
+        let copy: Store = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(copy.bytes(), s.bytes());
+        s.expire(now + 1_000);
+        assert_eq!(s.bytes(), 3 * NODE_BYTES + 3 + 9 + NODE_BYTES + 1);
+        s.delete("/a", true, true, None, None, now).unwrap();
+        assert_eq!(s.bytes(), NODE_BYTES + 1);
+        s.check_consistency().unwrap();
+        // A failed change changes nothing.
+        assert!(s.set("/q/x/y", &val("v"), now).is_ok());
+        let before = s.bytes();
+        assert!(s.set("/q/x/y/z", &val("v"), now).is_err());
+        assert_eq!(s.bytes(), before);
+        s.check_consistency().unwrap();
     }
 }

@@ -63,6 +63,11 @@ struct Args {
     /// none by default.
     #[arg(long, default_value = "")]
     cors: String,
+    /// Past this many bytes of keys and values the member raises the
+    /// NOSPACE alarm and the cluster refuses writes that add data
+    /// (default 128 MiB).
+    #[arg(long, default_value = "")]
+    quota_backend_bytes: String,
     /// Accepted for etcd compatibility: the v2 API is always on.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     enable_v2: Option<String>,
@@ -100,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         peer_client_cert_auth: flag("peer-client-cert-auth", &a.peer_client_cert_auth)?,
         snapshot_count: a.snapshot_count,
         cors: a.cors,
+        quota_backend_bytes: a.quota_backend_bytes,
     }
     .check()?;
     keel_etcd::run_blocking(config)
