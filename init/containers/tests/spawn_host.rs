@@ -455,3 +455,82 @@ fn bind_mounts_are_attached_from_what_was_resolved() {
         "{e}"
     );
 }
+
+/// The signal state a container's program starts with, from its
+/// `/proc/self/status`: (SigBlk, SigIgn).
+fn sig_lines(status: &str) -> (String, String) {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    (field("SigBlk:"), field("SigIgn:"))
+}
+
+/// A program in a container starts as a fresh process would: nothing
+/// blocked, nothing ignored, whatever keel's own thread blocks for its
+/// signalfd (SIGCHLD, SIGTERM, SIGINT here) and ignores (SIGPIPE: Rust
+/// ignores it in every program). The control is the starting thread itself,
+/// which does block and ignore them. Both paths: a start, and a command run
+/// inside a running container.
+#[test]
+fn programs_start_with_no_signal_blocked_or_ignored() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let Some(env) = setup("signals") else { return };
+    let all_zero = "0000000000000000";
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut set = SigSet::empty();
+            for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+                set.add(sig);
+            }
+            pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).unwrap();
+            let own = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let (blk, ign) = sig_lines(&own);
+            assert_eq!(blk, "0000000000014002", "the control: this thread blocks them");
+            assert_ne!(ign, all_zero, "the control: SIGPIPE is ignored here");
+
+            let c = Container {
+                name: "signals".into(),
+                command: vec!["/bin/cat".into(), "/proc/self/status".into()],
+                network: NetMode::None,
+                ..Default::default()
+            };
+            let (out, err, code) = run(&env, &c);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(sig_lines(&out), (all_zero.into(), all_zero.into()), "{out}");
+
+            let c = Container {
+                name: "signals-exec".into(),
+                command: vec!["/bin/sleep".into(), "100".into()],
+                network: NetMode::None,
+                ..Default::default()
+            };
+            let img = ImageRoot {
+                layers: vec![env.layer.clone()],
+                ..Default::default()
+            };
+            let r = runtime::start(&env.dirs, &c, &img, None, None).expect("start");
+            // A command run inside: its process (the child of the waiter
+            // exec_in starts in the container's pid namespace), read from
+            // here once it runs sleep.
+            let argv: Vec<String> = ["/bin/sleep", "30"].iter().map(|s| s.to_string()).collect();
+            let e = runtime::exec_in(&r.joinable, &c, &argv, None).expect("exec_in");
+            let status = eventually("the command running sleep", || {
+                let kids =
+                    std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", e.pid)).ok()?;
+                let kid: i32 = kids.split_whitespace().next()?.parse().ok()?;
+                let st = std::fs::read_to_string(format!("/proc/{kid}/status")).ok()?;
+                st.starts_with("Name:\tsleep\n").then_some(st)
+            });
+            assert_eq!(sig_lines(&status), (all_zero.into(), all_zero.into()), "{status}");
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(e.pid), None);
+            let _ = r.cgroup.kill();
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None);
+            runtime::stop_run(&env.dirs, &c.name, &r.cgroup, None);
+        });
+    });
+}

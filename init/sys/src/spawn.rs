@@ -63,6 +63,7 @@ pub enum Step {
     Stdio = 9,
     CloseFds = 10,
     Chdir = 11,
+    Signals = 19,
     Confine = 12,
     Exec = 13,
 }
@@ -87,6 +88,7 @@ impl Step {
             Stdio,
             CloseFds,
             Chdir,
+            Signals,
             Confine,
             Exec,
         ]
@@ -112,6 +114,7 @@ impl Step {
             Step::Stdio => "set up fds 0-2",
             Step::CloseFds => "close inherited fds",
             Step::Chdir => "change to the working directory",
+            Step::Signals => "reset the signal mask and ignored signals",
             Step::Confine => "confine (user, capabilities, seccomp)",
             Step::Exec => "exec",
         }
@@ -416,6 +419,9 @@ fn child(
         if libc::chdir(spec.cwd.as_ptr()) != 0 {
             return (Step::Chdir, errno());
         }
+        if let Err(e) = default_signals() {
+            return (Step::Signals, e);
+        }
         for &(resource, soft, hard) in &spec.rlimits {
             let lim = libc::rlimit {
                 rlim_cur: soft,
@@ -433,6 +439,80 @@ fn child(
         libc::execve(spec.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
         (Step::Exec, errno())
     }
+}
+
+/// The highest signal number (SIGRTMAX on Linux x86-64).
+const NSIG: libc::c_int = 64;
+
+/// The kernel's `struct sigaction` for rt_sigaction on x86-64.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// A program starts as a fresh process would: no signal blocked, none
+/// ignored. The clone copies PID 1's thread, which blocks the signals its
+/// signalfd reads (SIGCHLD, SIGTERM, SIGINT, ...) and ignores SIGPIPE;
+/// execve keeps both the mask and ignored dispositions (handled ones it
+/// resets itself). Raw rt_sigaction and rt_sigprocmask: glibc's wrappers
+/// hide its own two real-time signals, which may be ignored too.
+/// Async-signal-safe.
+unsafe fn default_signals() -> Result<(), i32> {
+    let set_size = std::mem::size_of::<u64>();
+    for sig in 1..=NSIG {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        if libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            std::ptr::null::<KernelSigaction>(),
+            &mut old as *mut KernelSigaction,
+            set_size,
+        ) != 0
+        {
+            return Err(errno());
+        }
+        if old.handler == libc::SIG_IGN {
+            let dfl = KernelSigaction {
+                handler: libc::SIG_DFL,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            if libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                set_size,
+            ) != 0
+            {
+                return Err(errno());
+            }
+        }
+    }
+    let none: u64 = 0;
+    if libc::syscall(
+        libc::SYS_rt_sigprocmask,
+        libc::SIG_SETMASK,
+        &none as *const u64,
+        std::ptr::null_mut::<u64>(),
+        set_size,
+    ) != 0
+    {
+        return Err(errno());
+    }
+    Ok(())
 }
 
 /// Steps 0 to 4 of a new container: its network, mounts, host name and
