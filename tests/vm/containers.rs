@@ -478,6 +478,19 @@ containers:
     command: ["/bin/sleep", "100000"]
     network: none
     requires: [base]
+  - name: polite
+    image: busybox
+    command: ["/bin/sh", "-c", "trap 'echo got USR1; exit 0' USR1; echo trapping; while :; do sleep 1; done"]
+    network: none
+    restart: never
+    stop_signal: SIGUSR1
+    stop_grace: 20s
+  - name: deaf
+    image: busybox
+    command: ["/bin/sh", "-c", "trap 'echo got USR1; exit 0' USR1; echo trapping; while :; do sleep 1; done"]
+    network: none
+    restart: never
+    stop_grace: 2s
 "#;
     let vm = boot(&s, "containers-limits", config, Vec::new());
 
@@ -569,6 +582,30 @@ containers:
     assert!(ok, "{err}");
     let after = wait_until(&vm, "dependent", "running again", |c| c.state == "running").pid;
     assert_ne!(before, after);
+
+    // A stop sends the container's stop_signal: the shell that traps it
+    // ends at once on its own; the same shell sent the default SIGTERM
+    // (no handler: the init of a pid namespace ignores it) is killed when
+    // its grace period ends.
+    for name in ["polite", "deaf"] {
+        wait_logs(&vm, name, "trapping");
+    }
+    let t = std::time::Instant::now();
+    let (ok, _, err) = vm.keelctl(&["stop", "polite"]);
+    assert!(ok, "{err}");
+    let c = wait_until(&vm, "polite", "stopped", |c| c.state == "stopped");
+    let polite = t.elapsed();
+    assert_eq!(c.last_exit.as_deref(), Some("exited 0"), "{c:?}");
+    assert!(logs(&vm, "polite").contains("got USR1"));
+    let (ok, _, err) = vm.keelctl(&["stop", "deaf"]);
+    assert!(ok, "{err}");
+    let c = wait_until(&vm, "deaf", "stopped", |c| c.state == "stopped");
+    assert_eq!(c.last_exit.as_deref(), Some("killed by signal 9"), "{c:?}");
+    assert!(!logs(&vm, "deaf").contains("got USR1"));
+    assert!(
+        polite < std::time::Duration::from_secs(15),
+        "the polite stop took {polite:?} of its 20 s grace"
+    );
 
     let sick = wait_until(&vm, "sick", "restarted", |c| c.restarts >= 1);
     assert!(

@@ -114,6 +114,7 @@ const KEYS: &[&str] = &[
     "hostname",
     "workdir",
     "stop_grace",
+    "stop_signal",
     "rlimits",
     "announce",
     "node_port",
@@ -540,6 +541,7 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
                     c.stop_grace_ms = ms;
                 }
             }
+            "stop_signal" => c.stop_signal = v.parsed(&p, val, schema::stop_signal),
             "rlimits" => c.rlimits = rlimits(v, &p, val),
             "announce" => c.announce = announce(v, &p, val),
             "node_port" => c.node_port = v.parsed(&p, val, node_port),
@@ -1418,6 +1420,7 @@ mod tests {
     hostname: web-1
     workdir: /srv
     stop_grace: 30s
+    stop_signal: SIGQUIT
   - name: db
     image: postgres:16@sha256:SHA
     env: [POSTGRES_DB=app, 'EMPTY=']
@@ -1528,6 +1531,8 @@ mod tests {
         assert_eq!(web.hostname.as_deref(), Some("web-1"));
         assert_eq!(web.workdir.as_deref(), Some("/srv"));
         assert_eq!(web.stop_grace_ms, 30_000);
+        assert_eq!(web.stop_signal, Some(crate::model::Signal(3)));
+        assert_eq!(db.stop_signal, None, "the image's, else SIGTERM");
         assert_eq!(db.network, NetMode::Host);
         assert_eq!(db.env[1], ("EMPTY".to_string(), String::new()));
         assert_eq!(db.healthcheck.as_ref().unwrap().probe, Probe::Tcp(5432));
@@ -1667,6 +1672,9 @@ mod tests {
             ("hostname: a.b", "hostname", 5, "not a host name label"),
             ("workdir: srv", "workdir", 5, "absolute"),
             ("stop_grace: 10", "stop_grace", 5, "not a duration"),
+            ("stop_signal: SIGFOO", "stop_signal", 5, "not a signal"),
+            ("stop_signal: 65", "stop_signal", 5, "not a signal"),
+            ("stop_signal: KILL", "stop_signal", 5, "cannot be a stop signal"),
             ("announce: {name: web}", "announce", 5, "needs a port"),
             ("announce: {port: 80}", "announce", 5, "needs a name"),
             ("announce: {name: a.b, port: 80}", "announce.name", 5, "not a host name label"),

@@ -305,6 +305,7 @@ enum Flag {
     Hostname,
     ReadOnly,
     Entrypoint,
+    StopSignal,
 }
 
 /// The flags keel translates: long name, short letter.
@@ -327,6 +328,7 @@ const FLAGS: &[(&str, Option<char>, Flag)] = &[
     ("hostname", Some('h'), Flag::Hostname),
     ("read-only", None, Flag::ReadOnly),
     ("entrypoint", None, Flag::Entrypoint),
+    ("stop-signal", None, Flag::StopSignal),
 ];
 
 fn is_bool(f: Flag) -> bool {
@@ -529,6 +531,7 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                 schema::label(&val).map_err(bad)?;
                 c.hostname = Some(val.clone());
             }
+            Flag::StopSignal => c.stop_signal = Some(schema::stop_signal(&val).map_err(bad)?),
             Flag::ReadOnly => c.readonly = yes()?,
             Flag::Entrypoint => {
                 if val.is_empty() {
@@ -946,5 +949,22 @@ coreos:
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(names, ["web", "web", "cache"]);
+    }
+
+    #[test]
+    fn stop_signal_flag() {
+        let t = docker_run("x", &["--stop-signal=SIGQUIT".into(), "nginx".into()]).unwrap();
+        assert_eq!(t.container.stop_signal, Some(crate::model::Signal(3)));
+        let t = docker_run(
+            "x",
+            &["--stop-signal".into(), "rtmin+3".into(), "nginx".into()],
+        )
+        .unwrap();
+        assert_eq!(t.container.stop_signal, Some(crate::model::Signal(37)));
+        let e = docker_run("x", &["--stop-signal=NOPE".into(), "nginx".into()]).unwrap_err();
+        assert!(
+            e.contains("--stop-signal") && e.contains("not a signal"),
+            "{e}"
+        );
     }
 }

@@ -234,7 +234,11 @@ pub struct Container {
     pub requires: Vec<String>,
     pub hostname: Option<String>,
     pub workdir: Option<String>,
-    /// SIGTERM, then this long, then `cgroup.kill`; ms (default 10 s).
+    /// The stop signal (`stop_signal`, `--stop-signal`); None: the image's
+    /// `StopSignal`, else SIGTERM.
+    pub stop_signal: Option<Signal>,
+    /// The stop signal, then this long, then `cgroup.kill`; ms (default
+    /// 10 s).
     pub stop_grace_ms: u64,
     /// Limits set before exec; the rest are inherited from keel.
     pub rlimits: Vec<Rlimit>,
@@ -242,6 +246,67 @@ pub struct Container {
     pub announce: Option<Announce>,
     /// The one node port this container may reach through the bridge.
     pub node_port: Option<NodePort>,
+}
+
+/// A signal by its Linux number (1 to 64), as parsed by
+/// [`crate::schema::signal`]; shown by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(pub i32);
+
+/// The names of the standard signals (x86-64 numbering), without `SIG`.
+pub const SIGNAL_NAMES: &[(&str, i32)] = &[
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("IOT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("SEGV", 11),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("STKFLT", 16),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
+    ("WINCH", 28),
+    ("IO", 29),
+    ("POLL", 29),
+    ("PWR", 30),
+    ("SYS", 31),
+];
+
+/// The first and last real-time signals a program may use (glibc keeps
+/// 32 and 33).
+pub const SIGRTMIN: i32 = 34;
+pub const SIGRTMAX: i32 = 64;
+
+impl Signal {
+    pub const TERM: Signal = Signal(15);
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match SIGNAL_NAMES.iter().find(|(_, n)| *n == self.0) {
+            Some((name, _)) => write!(f, "SIG{name}"),
+            None if self.0 >= SIGRTMIN => write!(f, "SIGRTMIN+{}", self.0 - SIGRTMIN),
+            None => write!(f, "signal {}", self.0),
+        }
+    }
 }
 
 /// `announce: {name, port}`: the container is registered at

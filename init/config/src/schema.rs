@@ -278,6 +278,69 @@ pub fn size(s: &str) -> Result<u64, String> {
 
 /// One DNS label (RFC 1123): 1-63 letters, digits and hyphens, not at
 /// either end.
+/// A signal as Docker takes one (`--stop-signal`, an image's
+/// `StopSignal`): a number from 1 to 64, or a name with or without `SIG`
+/// in any case (`SIGTERM`, `term`), or `SIGRTMIN+N` / `SIGRTMAX-N`.
+/// SIGKILL and SIGSTOP are refused as stop signals elsewhere; here any
+/// signal a process can be sent is a signal.
+pub fn signal(s: &str) -> Result<crate::model::Signal, String> {
+    use crate::model::{Signal, SIGNAL_NAMES, SIGRTMAX, SIGRTMIN};
+    let bad = || {
+        format!("{s:?} is not a signal (a name such as SIGTERM or TERM, or a number from 1 to 64)")
+    };
+    if s.len() > 16 {
+        return Err(bad());
+    }
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=SIGRTMAX)
+            .contains(&n)
+            .then_some(Signal(n))
+            .ok_or_else(bad);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    if let Some((_, n)) = SIGNAL_NAMES.iter().find(|(k, _)| *k == name) {
+        return Ok(Signal(*n));
+    }
+    let rt = |base: i32, rest: &str, sign: i32| -> Option<Signal> {
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.parse().ok()?
+        };
+        let n = base + sign * off;
+        (SIGRTMIN..=SIGRTMAX).contains(&n).then_some(Signal(n))
+    };
+    let found = if let Some(r) = name.strip_prefix("RTMIN") {
+        match r.strip_prefix('+') {
+            Some(off) => rt(SIGRTMIN, off, 1),
+            None if r.is_empty() => rt(SIGRTMIN, "", 1),
+            None => None,
+        }
+    } else if let Some(r) = name.strip_prefix("RTMAX") {
+        match r.strip_prefix('-') {
+            Some(off) => rt(SIGRTMAX, off, -1),
+            None if r.is_empty() => rt(SIGRTMAX, "", 1),
+            None => None,
+        }
+    } else {
+        None
+    };
+    found.ok_or_else(bad)
+}
+
+/// A stop signal: a [`signal`] other than SIGKILL or SIGSTOP (the grace
+/// period ends in `cgroup.kill` anyway; SIGSTOP would only freeze it).
+pub fn stop_signal(s: &str) -> Result<crate::model::Signal, String> {
+    let sig = signal(s)?;
+    if sig.0 == 9 || sig.0 == 19 {
+        return Err(format!(
+            "{s:?}: {sig} cannot be a stop signal (the grace period ends with every process killed anyway)"
+        ));
+    }
+    Ok(sig)
+}
+
 pub fn label(s: &str) -> Result<(), String> {
     if !s.contains('.') && hostname(s).is_ok() {
         Ok(())
@@ -405,5 +468,36 @@ mod tests {
         assert_eq!(bool_1_1("yes"), Some(true));
         assert_eq!(bool_1_1("Off"), Some(false));
         assert_eq!(bool_1_1("maybe"), None);
+    }
+
+    #[test]
+    fn signals_as_docker_takes_them() {
+        use crate::model::Signal;
+        for (s, n) in [
+            ("SIGTERM", 15),
+            ("term", 15),
+            ("15", 15),
+            ("SIGQUIT", 3),
+            ("sigwinch", 28),
+            ("SIGRTMIN", 34),
+            ("SIGRTMIN+3", 37),
+            ("RTMAX-1", 63),
+            ("SIGRTMAX", 64),
+            ("64", 64),
+        ] {
+            assert_eq!(signal(s), Ok(Signal(n)), "{s}");
+        }
+        for s in [
+            "", "0", "65", "-1", "SIGFOO", "SIG", "RTMIN+31", "RTMAX-31", "RTMIN-1", "TERM ", "1.5",
+        ] {
+            assert!(signal(s).unwrap_err().contains("is not a signal"), "{s:?}");
+        }
+        assert_eq!(Signal(15).to_string(), "SIGTERM");
+        assert_eq!(Signal(37).to_string(), "SIGRTMIN+3");
+        assert!(stop_signal("SIGKILL")
+            .unwrap_err()
+            .contains("cannot be a stop signal"));
+        assert!(stop_signal("stop").is_err());
+        assert_eq!(stop_signal("SIGINT"), Ok(Signal(2)));
     }
 }

@@ -60,6 +60,8 @@ pub struct ImageRoot {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+    /// The image's `StopSignal`, parsed.
+    pub stop_signal: Option<keel_config::model::Signal>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +187,9 @@ pub struct Run {
     pub rootfs: PathBuf,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// What a stop sends first: the spec's `stop_signal`, else the
+    /// image's, else SIGTERM.
+    pub stop_signal: keel_config::model::Signal,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -653,6 +658,10 @@ pub fn start(
             rootfs: rootfs.clone(),
             stdout: out_r,
             stderr: err_r,
+            stop_signal: c
+                .stop_signal
+                .or(img.stop_signal)
+                .unwrap_or(keel_config::model::Signal::TERM),
         })
     })();
     if started.is_err() {

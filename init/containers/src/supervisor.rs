@@ -406,14 +406,15 @@ async fn remove(settings: &Settings, e: &Entry) {
     keel_boot::info!("container {}: removed", e.spec.name);
 }
 
-/// SIGTERM through the pidfd, `grace`, then `cgroup.kill`; the exit.
+/// The stop signal (the spec's, the image's, else SIGTERM) through the
+/// pidfd, `grace`, then `cgroup.kill`; the exit.
 async fn stop_run_gracefully(
     pidfd: &std::os::fd::OwnedFd,
     cgroup: &crate::cgroup::Cgroup,
-    grace: Duration,
+    (signal, grace): (keel_config::model::Signal, Duration),
     exit_rx: &mut oneshot::Receiver<ChildExit>,
 ) -> Option<ChildExit> {
-    let _ = keel_sys::spawn::pidfd_signal(pidfd, libc::SIGTERM);
+    let _ = keel_sys::spawn::pidfd_signal(pidfd, signal.0);
     match tokio::time::timeout(grace, &mut *exit_rx).await {
         Ok(x) => x.ok(),
         Err(_) => {
@@ -702,7 +703,10 @@ async fn run_loop(
                     .cloned()
                     .collect();
                 let mut orphaned = false;
-                let grace = Duration::from_millis(e.spec.stop_grace_ms.max(1));
+                let stop = (
+                    run.stop_signal,
+                    Duration::from_millis(e.spec.stop_grace_ms.max(1)),
+                );
                 let exit = loop {
                     tokio::select! {
                         x = &mut exit_rx => break x.ok(),
@@ -710,19 +714,19 @@ async fn run_loop(
                             orphaned = true;
                             keel_boot::info!("container {name}: a container it requires stopped: stopping");
                             e.set(|s| s.state = "stopping");
-                            break stop_run_gracefully(&run.pidfd, &run.cgroup, grace, &mut exit_rx).await;
+                            break stop_run_gracefully(&run.pidfd, &run.cgroup, stop, &mut exit_rx).await;
                         }
                         Some(()) = unhealthy_rx.recv() => {
                             sick = true;
                             e.set(|s| s.state = "stopping");
-                            break stop_run_gracefully(&run.pidfd, &run.cgroup, grace, &mut exit_rx).await;
+                            break stop_run_gracefully(&run.pidfd, &run.cgroup, stop, &mut exit_rx).await;
                         }
                         c = cmds.recv() => match c {
                             Some(Cmd::Start) => continue,
                             Some(c) => {
                                 by_cmd = Some(c);
                                 e.set(|s| s.state = "stopping");
-                                break stop_run_gracefully(&run.pidfd, &run.cgroup, grace, &mut exit_rx).await;
+                                break stop_run_gracefully(&run.pidfd, &run.cgroup, stop, &mut exit_rx).await;
                             }
                             None => {
                                 let _ = run.cgroup.kill();

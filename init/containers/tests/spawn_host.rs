@@ -489,7 +489,10 @@ fn programs_start_with_no_signal_blocked_or_ignored() {
             pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).unwrap();
             let own = std::fs::read_to_string("/proc/thread-self/status").unwrap();
             let (blk, ign) = sig_lines(&own);
-            assert_eq!(blk, "0000000000014002", "the control: this thread blocks them");
+            assert_eq!(
+                blk, "0000000000014002",
+                "the control: this thread blocks them"
+            );
             assert_ne!(ign, all_zero, "the control: SIGPIPE is ignored here");
 
             let c = Container {
@@ -525,7 +528,11 @@ fn programs_start_with_no_signal_blocked_or_ignored() {
                 let st = std::fs::read_to_string(format!("/proc/{kid}/status")).ok()?;
                 st.starts_with("Name:\tsleep\n").then_some(st)
             });
-            assert_eq!(sig_lines(&status), (all_zero.into(), all_zero.into()), "{status}");
+            assert_eq!(
+                sig_lines(&status),
+                (all_zero.into(), all_zero.into()),
+                "{status}"
+            );
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.pid), Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(e.pid), None);
             let _ = r.cgroup.kill();

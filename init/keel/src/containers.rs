@@ -122,6 +122,12 @@ pub fn image_root(
         }
     };
     let cfg = resolved.config.config.unwrap_or_default();
+    let stop_signal = cfg
+        .stop_signal
+        .as_deref()
+        .map(keel_config::schema::stop_signal)
+        .transpose()
+        .map_err(|e| format!("image {name}: its config's StopSignal: {e}"))?;
     let mut layers = resolved.layer_dirs;
     // overlayfs lists the top layer first.
     layers.reverse();
@@ -132,6 +138,7 @@ pub fn image_root(
         env: cfg.env.unwrap_or_default(),
         workdir: cfg.working_dir,
         user: cfg.user,
+        stop_signal,
     })
 }
 
