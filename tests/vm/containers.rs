@@ -836,6 +836,21 @@ containers:
     mounts:
       - {{type: bind, source: /var/lib/keel/volumes/shared, target: /vol}}
     command: ["/bin/sh", "-c", "ls -la /vol; echo listed; sleep 100000"]
+  - name: same1
+    image: 10.0.2.2:{port}/test/busybox:1
+    network: none
+    restart: never
+    command: ["/bin/sleep", "100000"]
+  - name: same2
+    image: 10.0.2.2:{port}/test/busybox:1
+    network: none
+    restart: never
+    command: ["/bin/sleep", "100000"]
+  - name: same3
+    image: 10.0.2.2:{port}/test/busybox:1
+    network: none
+    restart: never
+    command: ["/bin/sleep", "100000"]
 "#,
         port = reg.port
     );
@@ -878,6 +893,21 @@ containers:
     assert!(e.contains("x/pwned") || e.contains("pwned2"), "{e}");
     let out = wait_logs(&vm, "checker", "listed");
     assert!(!out.contains("pwned"), "{out}");
+
+    // Four containers on one image, started together at boot: one pull,
+    // one unpack of its layer, and all four running.
+    for name in ["same1", "same2", "same3"] {
+        wait_until(&vm, name, "running", |c| c.state == "running");
+    }
+    let image = format!("10.0.2.2:{}/test/busybox:1", reg.port);
+    let console = vm.console();
+    let pulls = console
+        .matches(&format!("images: pulled {image} ("))
+        .count();
+    let unpacks = console
+        .matches(&format!("images: {image}: unpacked layer "))
+        .count();
+    assert_eq!((pulls, unpacks), (1, 1), "{console}");
     vm.assert_no_fatal();
     drop(reg);
 }

@@ -108,6 +108,10 @@ pub fn image_root(
     c: &Container,
 ) -> Result<ImageRoot, String> {
     let name = normalize(&c.image);
+    // One import or pull of an image at a time: containers that share it
+    // and start together wait for the first, then find it in the store.
+    let lock = keel_oci::once::lock_for(&format!("image {name}"));
+    let one = lock.lock().unwrap_or_else(|p| p.into_inner());
     let resolved = match store.resolve(&name) {
         Ok(r) => r,
         Err(first) => {
@@ -121,6 +125,10 @@ pub fn image_root(
                 .map_err(|e| format!("image {name}: {e}"))?
         }
     };
+    drop(one);
+    for (digest, bytes, ms) in &resolved.unpacked {
+        info!("images: {name}: unpacked layer {digest} ({bytes} bytes) in {ms} ms");
+    }
     let cfg = resolved.config.config.unwrap_or_default();
     let stop_signal = cfg
         .stop_signal

@@ -17,6 +17,7 @@ pub mod digest;
 pub mod extract;
 pub mod layout;
 pub mod manifest;
+pub mod once;
 pub mod store;
 pub mod writer;
 

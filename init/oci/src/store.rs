@@ -82,6 +82,9 @@ pub struct ResolvedImage {
     pub manifest: Manifest,
     pub config: ImageConfig,
     pub layer_dirs: Vec<PathBuf>,
+    /// The layers this call unpacked (the others were unpacked already,
+    /// or by another caller it waited for): digest, bytes of the blob, ms.
+    pub unpacked: Vec<(Digest, u64, u128)>,
 }
 
 /// What [`Store::gc`] deleted.
@@ -354,15 +357,21 @@ impl Store {
     }
 
     /// The directory layer `desc` is unpacked in, unpacking it first if it
-    /// is not yet.
-    fn layer_dir(&self, desc: &Descriptor) -> Result<PathBuf, StoreError> {
+    /// is not yet (true). One caller in this process unpacks a layer; the
+    /// others asking for it meanwhile wait and find it unpacked.
+    fn layer_dir(&self, desc: &Descriptor) -> Result<(PathBuf, bool), StoreError> {
         let digest = Digest::parse(&desc.digest).map_err(|source| LayoutError::Digest {
             what: "layer descriptor".into(),
             source,
         })?;
         let dst = self.layers().join(digest.hex());
         if dst.is_dir() {
-            return Ok(dst);
+            return Ok((dst, false));
+        }
+        let lock = crate::once::lock_for(&dst.to_string_lossy());
+        let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if dst.is_dir() {
+            return Ok((dst, false));
         }
         let tmp = self.layers().join(tmp_name(digest.hex()));
         let r = (|| {
@@ -390,25 +399,34 @@ impl Store {
         }
         r?;
         sync_dir(&self.layers())?;
-        Ok(dst)
+        Ok((dst, true))
     }
 
     /// The image named `name`, with every layer unpacked.
     pub fn resolve(&self, name: &str) -> Result<ResolvedImage, StoreError> {
         let r = self.read_named(name)?;
         let image = read_image(&self.root, &r.manifest)?;
-        let layer_dirs = image
-            .manifest
-            .layers
-            .iter()
-            .map(|l| self.layer_dir(l))
-            .collect::<Result<_, _>>()?;
+        let mut layer_dirs = Vec::new();
+        let mut unpacked = Vec::new();
+        for l in &image.manifest.layers {
+            let t = std::time::Instant::now();
+            let (dir, fresh) = self.layer_dir(l)?;
+            if fresh {
+                let d = Digest::parse(&l.digest).map_err(|source| LayoutError::Digest {
+                    what: "layer descriptor".into(),
+                    source,
+                })?;
+                unpacked.push((d, l.size, t.elapsed().as_millis()));
+            }
+            layer_dirs.push(dir);
+        }
         Ok(ResolvedImage {
             name: r.name,
             manifest_digest: image.manifest_digest,
             manifest: image.manifest,
             config: image.config,
             layer_dirs,
+            unpacked,
         })
     }
 

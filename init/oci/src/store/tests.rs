@@ -160,3 +160,56 @@ fn put_ref_needs_every_blob() {
         Err(StoreError::NoImage { .. })
     ));
 }
+
+/// Callers resolving images at once (containers that share an image, or a
+/// layer, starting together) unpack each layer once: one of them does,
+/// the others wait and find it unpacked. Each gets every layer.
+#[test]
+fn concurrent_resolves_unpack_each_layer_once() {
+    let (t, store) = two_images();
+    store
+        .import_layout(&t.path().join("a"), Some("a:1"), "a:1")
+        .unwrap();
+    store
+        .import_layout(&t.path().join("b"), None, "b:1")
+        .unwrap();
+    let results: Vec<ResolvedImage> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let store = &store;
+                s.spawn(move || {
+                    store
+                        .resolve(if i % 3 == 2 { "b:1" } else { "a:1" })
+                        .unwrap()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut unpacked: Vec<Digest> = results
+        .iter()
+        .flat_map(|r| r.unpacked.iter().map(|(d, _, _)| d.clone()))
+        .collect();
+    unpacked.sort();
+    let n = unpacked.len();
+    unpacked.dedup();
+    assert_eq!(
+        n, 2,
+        "two distinct layers (b's is a's first), each once: {unpacked:?}"
+    );
+    assert_eq!(unpacked.len(), 2);
+    for r in &results {
+        for d in &r.layer_dirs {
+            assert!(
+                d.join("bin/tool").exists() || d.join("etc/conf").exists(),
+                "{d:?}"
+            );
+        }
+    }
+    let tmps: Vec<_> = fs::read_dir(t.path().join("store/layers"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(tmps.is_empty(), "no temporaries left");
+}
