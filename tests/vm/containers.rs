@@ -485,6 +485,22 @@ containers:
     restart: never
     stop_signal: SIGUSR1
     stop_grace: 20s
+  - name: who
+    image: busybox
+    command: ["/bin/sh", "-c", "id; echo who-done; sleep 100000"]
+    network: none
+    user: www
+    group_add: [staff, "1234"]
+  - name: whonum
+    image: busybox
+    command: ["/bin/sh", "-c", "id; echo whonum-done; sleep 100000"]
+    network: none
+    user: "33"
+  - name: whonew
+    image: busybox
+    command: ["/bin/sh", "-c", "id; echo whonew-done; sleep 100000"]
+    network: none
+    user: "1000"
   - name: deaf
     image: busybox
     command: ["/bin/sh", "-c", "trap 'echo got USR1; exit 0' USR1; echo trapping; while :; do sleep 1; done"]
@@ -582,6 +598,23 @@ containers:
     assert!(ok, "{err}");
     let after = wait_until(&vm, "dependent", "running again", |c| c.state == "running").pid;
     assert_ne!(before, after);
+
+    // Users and groups as Docker resolves them in the image: a name's
+    // passwd group, the groups that list it, group_add; a uid with an
+    // entry gets that entry's group; one without gets group 0.
+    let who = wait_logs(&vm, "who", "who-done");
+    assert!(
+        // (the kernel keeps them sorted)
+        who.contains("uid=33(www) gid=33(www) groups=4(logs),33(www),50(staff),1234"),
+        "{who}"
+    );
+    let who = wait_logs(&vm, "whonum", "whonum-done");
+    assert!(
+        who.contains("uid=33(www) gid=33(www) groups=4(logs),33(www)\n"),
+        "{who}"
+    );
+    let who = wait_logs(&vm, "whonew", "whonew-done");
+    assert!(who.contains("uid=1000 gid=0(root) groups=0(root)"), "{who}");
 
     // A stop sends the container's stop_signal: the shell that traps it
     // ends at once on its own; the same shell sent the default SIGTERM

@@ -106,6 +106,7 @@ const KEYS: &[&str] = &[
     "backoff",
     "network",
     "user",
+    "group_add",
     "capabilities",
     "readonly",
     "healthcheck",
@@ -347,21 +348,40 @@ pub fn millicpus(s: &str) -> Result<u64, String> {
 }
 
 /// `user:` — `UID`, `UID:GID` or a user name of the image.
-pub fn user(s: &str) -> Result<(), String> {
-    let num = |x: &str| !x.is_empty() && x.len() <= 10 && x.parse::<u32>().is_ok();
-    let name = s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+/// A user or group name as Debian's adduser takes one (and Alpine's,
+/// with upper case and dots allowed for imported accounts), or a number.
+pub fn id(s: &str) -> Option<crate::model::Id> {
+    use crate::model::Id;
+    if !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok().map(Id::Num);
+    }
+    let name = s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && s.len() <= 32
         && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    let ok = match s.split_once(':') {
-        Some((u, g)) => num(u) && num(g),
-        None => num(s) || name,
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !s.ends_with('.');
+    name.then(|| Id::Name(s.to_string()))
+}
+
+/// `user`, `user:group`: each a name of the image or a number, as Docker
+/// takes them.
+pub fn user(s: &str) -> Result<crate::model::UserSpec, String> {
+    let bad = || format!("{s:?} is not USER or USER:GROUP (names of the image, or numbers)");
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{s:?} is not UID, UID:GID or a user name"))
-    }
+    let user = id(u).ok_or_else(bad)?;
+    let group = match g {
+        Some(g) => Some(id(g).ok_or_else(bad)?),
+        None => None,
+    };
+    Ok(crate::model::UserSpec { user, group })
+}
+
+/// A group of `group_add`: a name of the image's /etc/group or a number.
+pub fn group(s: &str) -> Result<crate::model::Id, String> {
+    id(s).ok_or_else(|| format!("{s:?} is not a group name or number"))
 }
 
 /// An environment variable's name.
@@ -505,7 +525,17 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
                     c.network = m;
                 }
             }
-            "user" => c.user = v.checked(&p, val, user),
+            "user" => c.user = v.parsed(&p, val, user),
+            "group_add" => {
+                let Some(list) = v.seq(&p, val) else { continue };
+                let mut groups = Vec::new();
+                for (i, g) in list.iter().enumerate() {
+                    if let Some(g) = v.parsed(&format!("{p}[{i}]"), g, group) {
+                        groups.push(g);
+                    }
+                }
+                c.group_add = groups;
+            }
             "capabilities" => capabilities(v, &p, val, &mut c),
             "readonly" => c.readonly = v.boolean(&p, val).unwrap_or(false),
             "healthcheck" => c.healthcheck = healthcheck(v, &p, val),
@@ -1511,7 +1541,13 @@ mod tests {
             (web.backoff_ms, web.backoff_max_ms, web.backoff_reset_ms),
             (500, 60_000, 3_600_000)
         );
-        assert_eq!(web.user.as_deref(), Some("1000:1000"));
+        assert_eq!(
+            web.user,
+            Some(crate::model::UserSpec {
+                user: crate::model::Id::Num(1000),
+                group: Some(crate::model::Id::Num(1000))
+            })
+        );
         assert_eq!(web.cap_add, ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]);
         assert_eq!(web.cap_drop, ["ALL"]);
         assert!(web.readonly);
@@ -1649,8 +1685,10 @@ mod tests {
             ("backoff: {initial: 0s}", "backoff.initial", 5, "more than 0"),
             ("backoff: {initial: 10m, max: 5m}", "backoff", 5, "over max"),
             ("backoff: {reset_afer: 1m}", "backoff.reset_afer", 5, "did you mean \"reset_after\""),
-            ("user: Root", "user", 5, "not UID, UID:GID or a user name"),
-            ("user: '1000:abc'", "user", 5, "not UID, UID:GID"),
+            ("user: 'web:'", "user", 5, "not USER or USER:GROUP"),
+            ("user: a b", "user", 5, "not USER or USER:GROUP"),
+            ("group_add: [staff, 'x y']", "group_add[1]", 5, "not a group name or number"),
+            ("user: '1000:a:b'", "user", 5, "not USER or USER:GROUP"),
             ("capabilities: {add: [CAP_SYS_ADMN]}", "capabilities.add[0]", 5, "did you mean CAP_SYS_ADMIN"),
             ("capabilities: {add: [net_admin], drop: [NET_ADMIN]}", "capabilities", 5, "both added and dropped"),
             ("capabilities: {ad: [chown]}", "capabilities.ad", 5, "did you mean \"add\""),

@@ -306,6 +306,7 @@ enum Flag {
     ReadOnly,
     Entrypoint,
     StopSignal,
+    GroupAdd,
 }
 
 /// The flags keel translates: long name, short letter.
@@ -329,6 +330,7 @@ const FLAGS: &[(&str, Option<char>, Flag)] = &[
     ("read-only", None, Flag::ReadOnly),
     ("entrypoint", None, Flag::Entrypoint),
     ("stop-signal", None, Flag::StopSignal),
+    ("group-add", None, Flag::GroupAdd),
 ];
 
 fn is_bool(f: Flag) -> bool {
@@ -519,10 +521,8 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                     list.push(cap);
                 }
             }
-            Flag::User => {
-                containers::user(&val).map_err(bad)?;
-                c.user = Some(val.clone());
-            }
+            Flag::User => c.user = Some(containers::user(&val).map_err(bad)?),
+            Flag::GroupAdd => c.group_add.push(containers::group(&val).map_err(bad)?),
             Flag::Workdir => {
                 schema::abs_path(&val).map_err(bad)?;
                 c.workdir = Some(val.clone());
@@ -637,7 +637,10 @@ mod tests {
             (c.cap_add.as_slice(), c.cap_drop.as_slice()),
             (&["CAP_NET_ADMIN".to_string()][..], &["ALL".to_string()][..])
         );
-        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(
+            c.user.as_ref().map(|u| u.to_string()).as_deref(),
+            Some("1000:1000")
+        );
         assert_eq!(c.workdir.as_deref(), Some("/srv"));
         assert_eq!(c.hostname.as_deref(), Some("web1"));
         assert!(c.readonly);
@@ -730,7 +733,8 @@ mod tests {
             ("-p", "docker run flag -p needs a value"),
             ("-d", "without an image"),
             ("Busybox", "path component"),
-            ("-u 'a b' busybox", "not UID"),
+            ("-u 'a b' busybox", "not USER or USER:GROUP"),
+            ("--group-add 'a b' busybox", "not a group name"),
             ("-w rel busybox", "absolute"),
             ("-h a.b busybox", "host name label"),
             ("--read-only=maybe busybox", "not true or false"),

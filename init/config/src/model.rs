@@ -220,8 +220,12 @@ pub struct Container {
     pub backoff_max_ms: u64,
     pub backoff_reset_ms: u64,
     pub network: NetMode,
-    /// `uid[:gid]` or a user name of the image.
-    pub user: Option<String>,
+    /// `user`, `user:group`, with names of the image or numbers (`user:`,
+    /// `--user`); None: the image's `User`, else root.
+    pub user: Option<UserSpec>,
+    /// More supplementary groups (`group_add`, `--group-add`): names of
+    /// the image's /etc/group or numbers.
+    pub group_add: Vec<Id>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     /// Writes go to a tmpfs and are lost at restart.
@@ -246,6 +250,40 @@ pub struct Container {
     pub announce: Option<Announce>,
     /// The one node port this container may reach through the bridge.
     pub node_port: Option<NodePort>,
+}
+
+/// A user or group: a number, or a name looked up in the image's
+/// /etc/passwd or /etc/group when the container starts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Id {
+    Num(u32),
+    Name(String),
+}
+
+/// Who a container's processes run as, as Docker takes it: `user` or
+/// `user:group`, each a name or a number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserSpec {
+    pub user: Id,
+    pub group: Option<Id>,
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Id::Num(n) => write!(f, "{n}"),
+            Id::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::fmt::Display for UserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.group {
+            Some(g) => write!(f, "{}:{g}", self.user),
+            None => write!(f, "{}", self.user),
+        }
+    }
 }
 
 /// A signal by its Linux number (1 to 64), as parsed by

@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use keel_config::model::{Container, NetMode};
+use keel_config::model::{Container, Id, NetMode, UserSpec};
 use keel_sys::fs::MountFlags;
 use keel_sys::spawn::{self, ChildSpec, Spawned};
 
@@ -59,7 +59,8 @@ pub struct ImageRoot {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub workdir: Option<String>,
-    pub user: Option<String>,
+    /// The image's `User`, parsed.
+    pub user: Option<UserSpec>,
     /// The image's `StopSignal`, parsed.
     pub stop_signal: Option<keel_config::model::Signal>,
 }
@@ -111,7 +112,7 @@ pub type Confinement = Box<dyn Fn() -> Result<(), i32> + Send + Sync>;
 
 /// Prepares the confinement of a container whose process runs as
 /// `uid`/`gid` (user, capabilities, no_new_privs, seccomp).
-pub type Confiner = dyn Fn(&Container, u32, u32) -> Result<Confinement, String> + Send + Sync;
+pub type Confiner = dyn Fn(&Container, &Ident) -> Result<Confinement, String> + Send + Sync;
 
 /// keel's bridge, set up on first use.
 pub struct BridgeNet {
@@ -170,8 +171,7 @@ pub struct Joinable {
     pub rootfs: PathBuf,
     pub env: Vec<String>,
     pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
+    pub ident: Ident,
     pub host_network: bool,
 }
 
@@ -323,48 +323,108 @@ pub fn read_regular(root: &Path, inner: &str, cap: u64) -> Result<Option<String>
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
-/// `uid[:gid]`, or a name looked up in the root's /etc/passwd, read with
-/// [`read_regular`] (a symlinked /etc/passwd would be read on the host, a
-/// FIFO would block PID 1).
-pub fn resolve_user(root: &Path, user: Option<&str>) -> Result<(u32, u32), RunError> {
-    let Some(user) = user.filter(|u| !u.is_empty()) else {
-        return Ok((0, 0));
+/// Who a container's processes are: user, primary group, supplementary
+/// groups (the primary one first).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ident {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// A line of /etc/passwd or /etc/group, split at its colons.
+fn entries(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines().map(|l| l.split(':').collect::<Vec<&str>>())
+}
+
+/// `user[:group]` as Docker (runc, containerd) resolves it in the image's
+/// /etc/passwd and /etc/group, read with [`read_regular`] (a symlinked file
+/// would be read on the host, a FIFO would block PID 1):
+///
+/// - a user name must be in /etc/passwd: its uid and gid;
+/// - a number is the uid; the first /etc/passwd entry with it gives the
+///   gid (and the name), else the gid is 0;
+/// - a group, when given, replaces the gid: a name must be in /etc/group;
+/// - the supplementary groups are the gid, then every /etc/group entry
+///   that lists the user's name as a member, then `group_add` (names must
+///   be in /etc/group), without repeats.
+///
+/// Nothing given: root (0, 0, [0]).
+pub fn resolve_user(
+    root: &Path,
+    user: Option<&UserSpec>,
+    group_add: &[Id],
+) -> Result<Ident, RunError> {
+    let shown = user.map_or_else(|| "root".to_string(), |u| u.to_string());
+    let bad = |why: String| RunError::User {
+        user: shown.clone(),
+        why,
     };
-    let bad = |why: &str| RunError::User {
-        user: user.to_string(),
-        why: why.to_string(),
+    let passwd = match user {
+        Some(_) => read_regular(root, "/etc/passwd", MAX_READ)?.unwrap_or_default(),
+        None => String::new(),
     };
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
+    let needs_groups = user.is_some_and(|u| matches!(u.group, Some(Id::Name(_))))
+        || user.is_some()
+        || !group_add.is_empty();
+    let group_text = if needs_groups {
+        read_regular(root, "/etc/group", MAX_READ)?.unwrap_or_default()
+    } else {
+        String::new()
     };
-    // (field 3, field 4) of the line for `name`: uid and gid in passwd,
-    // gid (and the member list, unused) in group.
-    let lookup = |file: &str, name: &str| -> Result<Option<(u32, u32)>, RunError> {
-        let text = read_regular(root, file, MAX_READ)?.unwrap_or_default();
-        Ok(text.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 4 || f[0] != name {
-                return None;
+    let (mut uid, mut gid, mut name) = (0u32, 0u32, None::<String>);
+    match user.map(|u| &u.user) {
+        None => name = Some("root".to_string()),
+        Some(Id::Name(n)) => {
+            let e = entries(&passwd)
+                .find(|f| f.len() >= 4 && f[0] == n)
+                .ok_or_else(|| bad(format!("user {n:?} is not in the image's /etc/passwd")))?;
+            uid = e[2]
+                .parse()
+                .map_err(|_| bad(format!("/etc/passwd: {n}: uid {:?} is not a number", e[2])))?;
+            gid = e[3]
+                .parse()
+                .map_err(|_| bad(format!("/etc/passwd: {n}: gid {:?} is not a number", e[3])))?;
+            name = Some(n.clone());
+        }
+        Some(Id::Num(n)) => {
+            uid = *n;
+            if let Some(e) =
+                entries(&passwd).find(|f| f.len() >= 4 && f[2].parse::<u32>().ok() == Some(*n))
+            {
+                gid = e[3].parse().unwrap_or(0);
+                name = Some(e[0].to_string());
             }
-            Some((f[2].parse().ok()?, f[3].parse().unwrap_or(0)))
-        }))
-    };
-    let (uid, mut gid) = match u.parse::<u32>() {
-        Ok(uid) => (uid, uid),
-        Err(_) => lookup("/etc/passwd", u)?.ok_or_else(|| bad("not in the image's /etc/passwd"))?,
-    };
-    if let Some(g) = g {
-        gid = match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => {
-                lookup("/etc/group", g)?
-                    .ok_or_else(|| bad("group not in the image's /etc/group"))?
-                    .0
-            }
-        };
+        }
     }
-    Ok((uid, gid))
+    let group_id = |g: &Id| -> Result<u32, RunError> {
+        match g {
+            Id::Num(n) => Ok(*n),
+            Id::Name(n) => entries(&group_text)
+                .find(|f| f.len() >= 3 && f[0] == n)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| bad(format!("group {n:?} is not in the image's /etc/group"))),
+        }
+    };
+    if let Some(g) = user.and_then(|u| u.group.as_ref()) {
+        gid = group_id(g)?;
+    }
+    let mut groups = vec![gid];
+    if let Some(name) = &name {
+        for f in entries(&group_text) {
+            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse::<u32>() {
+                    groups.push(g);
+                }
+            }
+        }
+    }
+    for g in group_add {
+        groups.push(group_id(g)?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    groups.retain(|g| seen.insert(*g));
+    Ok(Ident { uid, gid, groups })
 }
 
 fn is_mount(p: &Path) -> bool {
@@ -441,7 +501,7 @@ pub fn exec_in(
     let first = argv.first().ok_or(RunError::NoCommand)?;
     let program = find_program(&j.rootfs, first, &j.env)?;
     let confinement = match confiner {
-        Some(f) => Some(f(c, j.uid, j.gid).map_err(RunError::Confine)?),
+        Some(f) => Some(f(c, &j.ident).map_err(RunError::Confine)?),
         None => None,
     };
     let cg_dir = std::fs::File::open(&j.cgroup).map_err(io("open", &j.cgroup))?;
@@ -588,10 +648,10 @@ pub fn start(
         if let Ok(host) = mounts::inside(&rootfs, &cwd) {
             let _ = std::fs::create_dir_all(host);
         }
-        let user = c.user.as_deref().or(img.user.as_deref());
-        let (uid, gid) = resolve_user(&rootfs, user)?;
+        let user = c.user.as_ref().or(img.user.as_ref());
+        let ident = resolve_user(&rootfs, user, &c.group_add)?;
         let confinement = match confiner {
-            Some(f) => Some(f(c, uid, gid).map_err(RunError::Confine)?),
+            Some(f) => Some(f(c, &ident).map_err(RunError::Confine)?),
             None => None,
         };
         let cg = Cgroup::create(&dirs.cgroup, &c.name, &c.resources)?;
@@ -645,8 +705,7 @@ pub fn start(
             rootfs: rootfs.clone(),
             env: env.clone(),
             cwd: cwd.clone(),
-            uid,
-            gid,
+            ident,
             host_network: c.network == NetMode::Host,
         };
         Ok(Run {
@@ -758,14 +817,60 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nweb:x:33:34::/var/www:/bin/false\n",
         )
         .unwrap();
-        std::fs::write(t.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        let r = |u: &str| resolve_user(t.path(), Some(u));
-        assert_eq!(r("web").unwrap(), (33, 34));
-        assert_eq!(r("1000").unwrap(), (1000, 1000));
-        assert_eq!(r("1000:50").unwrap(), (1000, 50));
-        assert_eq!(r("web:staff").unwrap(), (33, 50));
-        assert!(r("nobody").unwrap_err().to_string().contains("nobody"));
-        assert_eq!(resolve_user(t.path(), None).unwrap(), (0, 0));
+        std::fs::write(
+            t.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:\nwww:x:34:\nlogs:x:4:web,other\nredis:x:101:\n",
+        )
+        .unwrap();
+        let spec = |u: &str| keel_config::containers::user(u).unwrap();
+        let r = |u: &str, add: &[&str]| {
+            let add: Vec<Id> = add
+                .iter()
+                .map(|g| keel_config::containers::group(g).unwrap())
+                .collect();
+            resolve_user(t.path(), Some(&spec(u)), &add).map(|i| (i.uid, i.gid, i.groups))
+        };
+        // A name: its passwd gid, then the groups that list it.
+        assert_eq!(r("web", &[]).unwrap(), (33, 34, vec![34, 4]));
+        // A uid with an entry: that entry's gid and groups (Docker's
+        // `--user 33` is www-data's group, not 33).
+        assert_eq!(r("33", &[]).unwrap(), (33, 34, vec![34, 4]));
+        // A uid without one: gid 0, as Docker.
+        assert_eq!(r("1000", &[]).unwrap(), (1000, 0, vec![0]));
+        assert_eq!(r("1000:50", &[]).unwrap(), (1000, 50, vec![50]));
+        assert_eq!(r("web:staff", &[]).unwrap(), (33, 50, vec![50, 4]));
+        assert_eq!(
+            r("web:101", &["staff", "7", "34"]).unwrap(),
+            (33, 101, vec![101, 4, 50, 7, 34])
+        );
+        for (u, add, why) in [
+            (
+                "nobody",
+                &[][..],
+                "user \"nobody\" is not in the image's /etc/passwd",
+            ),
+            (
+                "web:nogroup",
+                &[],
+                "group \"nogroup\" is not in the image's /etc/group",
+            ),
+            (
+                "web",
+                &["nogroup"],
+                "group \"nogroup\" is not in the image's /etc/group",
+            ),
+        ] {
+            let e = r(u, add).unwrap_err().to_string();
+            assert!(e.contains(why), "{u}: {e}");
+        }
+        assert_eq!(
+            resolve_user(t.path(), None, &[]).unwrap(),
+            Ident {
+                uid: 0,
+                gid: 0,
+                groups: vec![0]
+            }
+        );
     }
 
     /// What a container can leave at /etc/passwd in its kept upper layer
@@ -780,7 +885,8 @@ mod tests {
         let attempt = |root: PathBuf| {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                let _ = tx.send(resolve_user(&root, Some("web")).map_err(|e| e.to_string()));
+                let web = keel_config::containers::user("web").unwrap();
+                let _ = tx.send(resolve_user(&root, Some(&web), &[]).map_err(|e| e.to_string()));
             });
             rx.recv_timeout(std::time::Duration::from_secs(5))
                 .expect("resolve_user blocked")
@@ -811,7 +917,10 @@ mod tests {
         // Control: the same text as a regular file is read.
         std::fs::remove_file(&passwd).unwrap();
         std::fs::copy(&host, &passwd).unwrap();
-        assert_eq!(attempt(t.path().into()).unwrap(), (33, 34));
+        assert_eq!(
+            attempt(t.path().into()).map(|i| (i.uid, i.gid)).unwrap(),
+            (33, 34)
+        );
         assert_eq!(read_regular(t.path(), "/etc/none", MAX_READ).unwrap(), None);
     }
 }

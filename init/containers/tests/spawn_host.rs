@@ -335,7 +335,7 @@ fn processes_are_not_dumpable_before_exec() {
         ..Default::default()
     };
     let hold = std::time::Duration::from_millis(1500);
-    let confiner = move |_: &Container, _: u32, _: u32| Ok(hold_before_exec(hold));
+    let confiner = move |_: &Container, _: &runtime::Ident| Ok(hold_before_exec(hold));
     let confiner: &runtime::Confiner = &confiner;
     let cgroup_procs = env.dirs.cgroup.join("dumpable/cgroup.procs");
     // A process of the container's cgroup that confinement made nobody and

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use keel_config::model::Container;
 use keel_confine::CapSet;
-use keel_containers::runtime::Confinement;
+use keel_containers::runtime::{Confinement, Ident};
 
 /// Compiled filters by capability mask: compiling costs more than a start.
 fn filters() -> &'static Mutex<HashMap<u64, Arc<Vec<libc::sock_filter>>>> {
@@ -33,10 +33,10 @@ fn filter_for(caps: CapSet) -> Result<Arc<Vec<libc::sock_filter>>, String> {
 }
 
 /// `keel_containers::runtime::Confiner` for the node.
-pub fn confiner(c: &Container, uid: u32, gid: u32) -> Result<Confinement, String> {
+pub fn confiner(c: &Container, who: &Ident) -> Result<Confinement, String> {
     let caps = CapSet::from_defaults_with(&c.cap_add, &c.cap_drop).map_err(|e| e.to_string())?;
     let filter = filter_for(caps)?;
-    let p = keel_sys::confine::Prepared::new(caps.bits(), &filter, uid, gid, &[])
+    let p = keel_sys::confine::Prepared::new(caps.bits(), &filter, who.uid, who.gid, &who.groups)
         .map_err(|e| e.to_string())?;
     Ok(Box::new(move || {
         keel_sys::confine::confine_child(&p).map_err(|(_, errno)| errno)

@@ -130,6 +130,13 @@ pub fn image_root(
         info!("images: {name}: unpacked layer {digest} ({bytes} bytes) in {ms} ms");
     }
     let cfg = resolved.config.config.unwrap_or_default();
+    let user = cfg
+        .user
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .map(keel_config::containers::user)
+        .transpose()
+        .map_err(|e| format!("image {name}: its config's User: {e}"))?;
     let stop_signal = cfg
         .stop_signal
         .as_deref()
@@ -145,7 +152,7 @@ pub fn image_root(
         cmd: cfg.cmd.unwrap_or_default(),
         env: cfg.env.unwrap_or_default(),
         workdir: cfg.working_dir,
-        user: cfg.user,
+        user,
         stop_signal,
     })
 }
