@@ -177,24 +177,29 @@ impl fmt::Display for ServerTrust {
 }
 
 /// The CAs of a PEM bundle as trust roots. A system bundle may hold a
-/// certificate webpki cannot use as an anchor: it is skipped, as other TLS
-/// stacks do; a bundle with none usable is an error.
+/// certificate webpki cannot use as an anchor, or a damaged PEM block: it
+/// is skipped, as other TLS stacks do; a bundle with none usable is an
+/// error that says why each was not.
 pub fn load_bundle(setting: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
     let pem = read(setting, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            setting,
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })?;
     let mut roots = RootCertStore::empty();
-    let (added, _skipped) = roots.add_parsable_certificates(certs);
-    if added == 0 {
+    let mut problems = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        match cert.map(|c| roots.add(c)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(e.to_string()),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if roots.is_empty() {
         return Err(TlsError::Pem {
             setting,
             path: path.to_path_buf(),
-            why: "no usable CA certificate in it".into(),
+            why: if problems.is_empty() {
+                "no PEM certificate in it".into()
+            } else {
+                format!("no usable CA certificate in it ({})", problems.join("; "))
+            },
         });
     }
     Ok(roots)
@@ -358,7 +363,31 @@ mod tests {
             e.starts_with("ca-bundle ") && e.contains("no usable"),
             "{e}"
         );
+        // A damaged PEM block is skipped too.
+        let damaged = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        std::fs::write(&p, format!("{damaged}{}", ca.cert_pem)).unwrap();
+        assert_eq!(load_bundle("ca-bundle", &p).unwrap().len(), 1);
+        std::fs::write(&p, "no certificates here").unwrap();
+        let e = load_bundle("ca-bundle", &p).unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
         let e = load_bundle("ca-bundle", &t.path().join("none")).unwrap_err();
         assert!(matches!(e, TlsError::Read { .. }), "{e}");
+    }
+
+    /// The bundle the root image ships (the build host's, see the
+    /// Makefile's CA_BUNDLE) fits the size limit and gives its roots.
+    #[test]
+    fn the_system_bundle_loads() {
+        let path = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if !path.exists() {
+            keel_testkit::skip::skip(format!(
+                "{} is missing (package ca-certificates)",
+                path.display()
+            ));
+            return;
+        }
+        let roots = load_bundle("CA bundle", path).unwrap();
+        assert!(roots.len() > 50, "{} roots", roots.len());
+        server_auth_config(&ServerTrust::Bundle(("CA bundle", path.to_path_buf()))).unwrap();
     }
 }
