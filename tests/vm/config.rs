@@ -389,43 +389,8 @@ fn serve_https(
     files: &keel_tls::ServerFiles,
     body: String,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let acceptor = keel_tls::TlsAcceptor::from(keel_tls::server_config(files).unwrap());
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    l.set_nonblocking(true).unwrap();
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let c = count.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            while let Ok((s, _)) = l.accept().await {
-                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Ok(mut t) = keel_tls::accept(&acceptor, s).await else {
-                    continue;
-                };
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.ends_with(b"\r\n\r\n") {
-                    match t.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/yaml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = t.write_all(resp.as_bytes()).await;
-                let _ = t.shutdown().await;
-            }
-        });
-    });
-    (port, count)
+    let (addr, count) = keel_tls::testpki::serve(Some(files), body);
+    (addr.port(), count)
 }
 
 /// `keel.config.url=https://` with `keel.config.ca=` pinning the server's

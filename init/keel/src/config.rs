@@ -612,54 +612,8 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
-    /// A server on loopback that answers every request with `body`, over
-    /// TLS when `tls` is given. Returns its address.
-    fn serve(tls: Option<keel_tls::ServerFiles>, body: &'static str) -> std::net::SocketAddr {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        l.set_nonblocking(true).unwrap();
-        let acceptor =
-            tls.map(|f| keel_tls::TlsAcceptor::from(keel_tls::server_config(&f).unwrap()));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::from_std(l).unwrap();
-                loop {
-                    let (s, _) = l.accept().await.unwrap();
-                    let Ok(mut c) = keel_tls::Conn::accept(acceptor.as_ref(), s).await else {
-                        continue;
-                    };
-                    let mut req = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    // Up to the end of the head, or to a first byte no
-                    // request starts with (a TLS ClientHello).
-                    while !req.ends_with(b"\r\n\r\n")
-                        && req.first().is_none_or(u8::is_ascii_uppercase)
-                    {
-                        match c.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let answer = if req.ends_with(b"\r\n\r\n") {
-                        format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        )
-                    } else {
-                        "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                            .into()
-                    };
-                    let _ = c.write_all(answer.as_bytes()).await;
-                    let _ = c.shutdown().await;
-                }
-            });
-        });
-        addr
+    fn serve(tls: Option<keel_tls::ServerFiles>, body: &str) -> std::net::SocketAddr {
+        keel_tls::testpki::serve(tls.as_ref(), body.into()).0
     }
 
     /// The test PKI's server (for 127.0.0.1) sending its CA along.
