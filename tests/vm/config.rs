@@ -341,15 +341,124 @@ fn a_config_url_is_fetched_once_the_network_is_up_with_retries() {
     vm.wait_for("first line \"from-url\"", EXIT);
     let st = vm.status();
     assert_eq!(st.hostname, "from-url");
+    // Plain http is spelled out, and said to be unverified: in the status
+    // and in the log.
     assert_eq!(
         st.config.source.as_deref(),
-        Some(format!("url http://10.0.2.2:{port}/user-data").as_str())
+        Some(format!("url http://10.0.2.2:{port}/user-data (plain http, unverified)").as_str())
+    );
+    let c = vm.console();
+    assert!(
+        c.contains(&format!(
+            "config: http://10.0.2.2:{port}/user-data: fetched unverified over plain http: anyone on the path can change it"
+        )),
+        "{c}"
     );
     assert_eq!(
         count.load(std::sync::atomic::Ordering::SeqCst),
         3,
         "two 503s, then the config"
     );
+}
+
+/// A CA, and a server certificate it signed for 10.0.2.2 (the host as
+/// the guest reaches it through qemu's user networking), written as the
+/// server's files: the chain (server certificate, then the CA) and key.
+fn https_pki(s: &Scratch) -> (keel_tls::ServerFiles, keel_tls::CertPin) {
+    use keel_tls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let ca = keel_tls::issue::Ca::generate("config server CA", 2).unwrap();
+    let server = ca
+        .server("config server", &["10.0.2.2".into()], false, 2)
+        .unwrap();
+    let chain = s.path("server-chain.pem");
+    std::fs::write(&chain, format!("{}{}", server.cert_pem, ca.cert_pem)).unwrap();
+    let key = s.path("server-key.pem");
+    std::fs::write(&key, &server.key_pem).unwrap();
+    let der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap();
+    let files = keel_tls::ServerFiles {
+        cert: ("cert", chain),
+        key: ("key", key),
+        client_ca: None,
+    };
+    (files, keel_tls::CertPin::of(&der))
+}
+
+/// Serve `body` over TLS (rustls) on 127.0.0.1: returns the port and the
+/// count of connections accepted (handshakes tried).
+fn serve_https(
+    files: &keel_tls::ServerFiles,
+    body: String,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let (addr, count) = keel_tls::testpki::serve(Some(files), body);
+    (addr.port(), count)
+}
+
+/// `keel.config.url=https://` with `keel.config.ca=` pinning the server's
+/// CA: the config is fetched and applied, and the status, `keelctl status`
+/// and the log name the source as https, verified against the pin. The
+/// control of the next test.
+#[test]
+fn an_https_config_url_is_verified_against_the_pinned_ca() {
+    let s = Scratch::new("config-https");
+    let (files, pin) = https_pki(&s);
+    let body = keel_vmtests::with_api("#cloud-config\nhostname: from-https\n");
+    let (port, count) = serve_https(&files, body);
+    let mut cfg = VmConfig::new("config-https");
+    cfg.api = false;
+    cfg.append = format!(
+        "keel.config.url=https://10.0.2.2:{port}/user-data keel.config.ca={pin} keel.run=/usr/lib/keel/test-helper,read,/etc/hostname"
+    );
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    vm.wait_for("first line \"from-https\"", EXIT);
+    let st = vm.status();
+    assert_eq!(st.hostname, "from-https");
+    assert!(!st.config.maintenance, "{:?}", st.config);
+    let source =
+        format!("url https://10.0.2.2:{port}/user-data (https, verified: only the pinned certificate {pin})");
+    assert_eq!(st.config.source.as_deref(), Some(source.as_str()));
+    let c = vm.console();
+    assert!(c.contains(&format!("config: from {source} (")), "{c}");
+    assert!(!c.contains("unverified"), "{c}");
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("config     {source}\n")), "{out}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// The same server, with a pin of another CA: the certificate fails at
+/// once (no retries), the log and the status name the URL and rustls's
+/// reason, nothing is applied, and the node is in maintenance mode.
+#[test]
+fn an_https_config_url_whose_chain_lacks_the_pinned_ca_is_refused_at_once() {
+    let s = Scratch::new("config-https-refused");
+    let (files, _) = https_pki(&s);
+    let other = keel_tls::issue::Ca::generate("another CA", 2).unwrap();
+    let other_pin = {
+        use keel_tls::rustls::pki_types::{pem::PemObject, CertificateDer};
+        keel_tls::CertPin::of(&CertificateDer::from_pem_slice(other.cert_pem.as_bytes()).unwrap())
+    };
+    let body = keel_vmtests::with_api("#cloud-config\nhostname: from-https\n");
+    let (port, count) = serve_https(&files, body);
+    let mut cfg = VmConfig::new("config-https-refused");
+    cfg.api = false;
+    cfg.append = format!(
+        "keel.config.url=https://10.0.2.2:{port}/user-data keel.config.ca={other_pin} keel.run=/usr/lib/keel/test-helper,unix-json,/run/keel/api.sock,/v1/status"
+    );
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+    let want = format!(
+        "https://10.0.2.2:{port}/user-data: TLS: invalid peer certificate: UnknownIssuer (trusted: only the pinned certificate {other_pin})"
+    );
+    let c = vm.console();
+    assert!(c.contains(&format!("config: {want}")), "{c}");
+    assert!(!c.contains("attempts"), "final at once, not retried: {c}");
+    let st: keel_api::Status = vm.unix_json("/v1/status");
+    assert!(st.config.maintenance, "{:?}", st.config);
+    assert_eq!(st.config.source, None);
+    assert_eq!(st.config.errors, vec![want]);
+    assert_eq!(st.hostname, "keel", "the name a node has without a config");
+    assert!(count.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
 
 #[test]
@@ -696,7 +805,7 @@ fn a_node_in_maintenance_mode_picks_up_a_corrected_config() {
         vm.console()
     );
     vm.wait_for(
-        &format!("config: re-read url http://10.0.2.2:{port}/user-data: accepted and applied: maintenance mode left"),
+        &format!("config: re-read url http://10.0.2.2:{port}/user-data (plain http, unverified): accepted and applied: maintenance mode left"),
         Duration::from_secs(60),
     );
     let st: keel_api::Status = vm.unix_json("/v1/status");
@@ -704,7 +813,10 @@ fn a_node_in_maintenance_mode_picks_up_a_corrected_config() {
     assert_eq!(st.hostname, "corrected");
     assert_eq!(
         st.config.source.as_deref(),
-        Some(format!("url http://10.0.2.2:{port}/user-data (re-read)").as_str())
+        Some(
+            format!("url http://10.0.2.2:{port}/user-data (plain http, unverified) (re-read)")
+                .as_str()
+        )
     );
     assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }

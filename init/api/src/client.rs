@@ -6,7 +6,8 @@
 //! address or `localhost`. Over https the server's certificate must name
 //! the host as written (the IP address, or `localhost`) and chain to the
 //! CA given to [`Client::with_tls`], which may also give a client
-//! certificate for servers that ask for one.
+//! certificate for servers that ask for one, or to the CA bundle or pinned
+//! certificate given to [`Client::with_server_trust`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -109,11 +110,7 @@ impl Endpoint {
         let (scheme, rest) = keel_tls::Scheme::split(s).ok_or_else(bad)?;
         let rest = rest.trim_end_matches('/');
         let (addr, host) = if let Ok(sa) = rest.parse::<SocketAddr>() {
-            let host = match sa.ip() {
-                IpAddr::V6(ip) => format!("[{ip}]"),
-                ip => ip.to_string(),
-            };
-            (sa, host)
+            (sa, ip_host(sa.ip()))
         } else {
             let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
             let port: u16 = port.parse().map_err(|_| bad())?;
@@ -129,9 +126,25 @@ impl Endpoint {
         })
     }
 
+    /// TLS to `addr`, whose certificate must name its IP address.
+    pub fn https(addr: SocketAddr) -> Endpoint {
+        Endpoint::Https {
+            addr,
+            host: ip_host(addr.ip()),
+        }
+    }
+
     /// Whether this endpoint speaks TLS.
     pub fn is_https(&self) -> bool {
         matches!(self, Endpoint::Https { .. })
+    }
+}
+
+/// An IP address as a URL's host: bracketed when IPv6.
+fn ip_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
     }
 }
 
@@ -202,6 +215,16 @@ impl Client {
     /// https endpoint; errors name the setting and the file.
     pub fn with_tls(mut self, files: &keel_tls::ClientFiles) -> Result<Client, ClientError> {
         self.tls = Some(keel_tls::client_config(files)?);
+        Ok(self)
+    }
+
+    /// For an https endpoint: trust the server by `trust` (a CA bundle or
+    /// a pinned certificate), presenting no certificate of its own.
+    pub fn with_server_trust(
+        mut self,
+        trust: &keel_tls::ServerTrust,
+    ) -> Result<Client, ClientError> {
+        self.tls = Some(keel_tls::server_auth_config(trust)?);
         Ok(self)
     }
 
@@ -371,6 +394,16 @@ mod tests {
             assert!(keel_tls::server_name(host).is_ok(), "{host}");
         }
         assert!(!Endpoint::parse("http://127.0.0.1:1").unwrap().is_https());
+        for url in ["https://10.0.2.2:8443", "https://[fd00::1]:443"] {
+            let Endpoint::Https { addr, .. } = Endpoint::parse(url).unwrap() else {
+                unreachable!()
+            };
+            assert_eq!(
+                Endpoint::https(addr),
+                Endpoint::parse(url).unwrap(),
+                "{url}"
+            );
+        }
         for bad in [
             "",
             "127.0.0.1:9420",

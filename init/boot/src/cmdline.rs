@@ -17,11 +17,14 @@
 //! | `keel.verify=full` | check the BLAKE3 digest of the whole slot even when it is known good |
 //! | `keel.healthy_after=SECONDS` | mark the booted slot successful after this long up (default 30) |
 //! | `keel.state=DEVICE` | diskless: mount this ext4 device on /var/lib/keel instead of a tmpfs |
-//! | `keel.config.url=http://IP:PORT/PATH` | fetch the cloud-config from this URL once the network is up |
+//! | `keel.config.url=https://IP[:PORT]/PATH` | fetch the cloud-config from this URL once the network is up; the server's certificate must name the IP and chain to the root image's CA bundle (default port 443) |
+//! | `keel.config.url=http://IP[:PORT]/PATH` | the same over plain http, unverified: anyone on the path can change the config; the log and the node's status say so (default port 80) |
+//! | `keel.config.ca=sha256:HEX` | with an https `keel.config.url`: the only certificate trusted for it, by the SHA-256 of its DER (a CA the server's chain holds, or a self-signed server certificate) |
 
 use std::net::Ipv4Addr;
 
 use keel_sys::power::PowerAction;
+use keel_tls::{CertPin, Scheme, ServerTrust};
 
 /// The kernel limits its command line to 2048 bytes on x86; anything much
 /// longer is not a command line.
@@ -69,24 +72,49 @@ pub struct Cmdline {
     pub config_url: Option<ConfigUrl>,
 }
 
-/// Where `keel.config.url` points: an IP address (PID 1 resolves no names
-/// before the network issue's DNS lands) and a path.
+/// Where `keel.config.url` points: the scheme, an IP address (PID 1
+/// resolves no names before the network issue's DNS lands) and a path, and
+/// for https the certificate `keel.config.ca` pins, if any (never with
+/// http: [`Cmdline::parse`] refuses that pair).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigUrl {
+    pub scheme: Scheme,
     pub addr: std::net::SocketAddr,
     pub path: String,
+    pub ca: Option<CertPin>,
+}
+
+impl ConfigUrl {
+    /// Whom the fetch trusts to be the server: the pinned certificate, else
+    /// the CAs of `ca_bundle`; None over plain http (nothing is verified).
+    pub fn trust(&self, ca_bundle: &std::path::Path) -> Option<ServerTrust> {
+        match (self.scheme, self.ca) {
+            (Scheme::Http, _) => None,
+            (Scheme::Https, Some(pin)) => Some(ServerTrust::Pinned(pin)),
+            (Scheme::Https, None) => {
+                Some(ServerTrust::Bundle(("CA bundle", ca_bundle.to_path_buf())))
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for ConfigUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.addr, self.path)
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        write!(f, "{scheme}://{}{}", self.addr, self.path)
     }
 }
 
 fn parse_config_url(v: &str) -> Result<ConfigUrl, &'static str> {
-    let rest = v
-        .strip_prefix("http://")
-        .ok_or("expected http://ADDRESS[:PORT]/PATH (https arrives with TLS)")?;
+    let (scheme, rest) = Scheme::split(v)
+        .ok_or("expected https://ADDRESS[:PORT]/PATH or http://ADDRESS[:PORT]/PATH")?;
+    let default_port = match scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    };
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -95,15 +123,17 @@ fn parse_config_url(v: &str) -> Result<ConfigUrl, &'static str> {
         .parse::<std::net::SocketAddr>()
         .or_else(|_| {
             host.parse::<std::net::IpAddr>()
-                .map(|ip| std::net::SocketAddr::new(ip, 80))
+                .map(|ip| std::net::SocketAddr::new(ip, default_port))
         })
         .map_err(|_| "the host must be an IP address (keel resolves no names at boot yet)")?;
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("the path must not contain spaces");
     }
     Ok(ConfigUrl {
+        scheme,
         addr,
         path: path.to_string(),
+        ca: None,
     })
 }
 
@@ -185,6 +215,8 @@ impl Cmdline {
             errs.push(CmdlineError::TooLong(text.len()));
             return (c, errs);
         }
+        // keel.config.ca with its text, joined to keel.config.url below.
+        let mut config_ca: Option<(CertPin, String)> = None;
         for (name, value) in words(text) {
             if !name.starts_with("keel.") {
                 c.kernel_panic |= name == "panic";
@@ -260,6 +292,12 @@ impl Cmdline {
                     Ok(u) => c.config_url = Some(u),
                     Err(reason) => errs.push(bad(reason)),
                 },
+                "keel.config.ca" => match CertPin::parse(&v) {
+                    Some(pin) => config_ca = Some((pin, v.clone())),
+                    None => errs.push(bad(
+                        "expected sha256: and 64 hex digits, the SHA-256 of the certificate's DER",
+                    )),
+                },
                 "keel.state" => {
                     if v.starts_with("/dev/") && !v.contains("..") {
                         c.state_device = Some(v.clone());
@@ -268,6 +306,25 @@ impl Cmdline {
                     }
                 }
                 _ => errs.push(CmdlineError::Unknown(name.clone())),
+            }
+        }
+        if let Some((pin, value)) = config_ca {
+            let bad = |reason| CmdlineError::BadValue {
+                name: "keel.config.ca".into(),
+                value,
+                reason,
+            };
+            match &mut c.config_url {
+                Some(u) if u.scheme == Scheme::Https => u.ca = Some(pin),
+                // The pin asks for a verified config; fetching it unverified
+                // instead would go against that, so neither is used.
+                Some(_) => {
+                    errs.push(bad("pins the certificate of an https:// keel.config.url, and plain http verifies nothing: keel.config.ca and keel.config.url ignored"));
+                    c.config_url = None;
+                }
+                None => errs.push(bad(
+                    "pins the certificate of keel.config.url, which is not given: ignored",
+                )),
             }
         }
         (c, errs)
@@ -392,20 +449,99 @@ mod tests {
 
     #[test]
     fn config_urls() {
+        let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
         let (c, e) = Cmdline::parse("keel.config.url=http://10.0.2.2:8000/nodes/a.yaml");
         assert!(e.is_empty(), "{e:?}");
         let u = c.config_url.unwrap();
+        assert_eq!(u.scheme, Scheme::Http);
         assert_eq!(u.to_string(), "http://10.0.2.2:8000/nodes/a.yaml");
+        assert_eq!(u.trust(bundle), None);
         let (c, _) = Cmdline::parse("keel.config.url=http://10.0.0.1");
         assert_eq!(c.config_url.unwrap().to_string(), "http://10.0.0.1:80/");
+        // https: port 443 unless given; the CA bundle is trusted.
+        let (c, e) = Cmdline::parse("keel.config.url=https://10.0.0.1/x");
+        assert!(e.is_empty(), "{e:?}");
+        let u = c.config_url.unwrap();
+        assert_eq!(u.scheme, Scheme::Https);
+        assert_eq!(u.addr, "10.0.0.1:443".parse().unwrap());
+        assert_eq!(u.to_string(), "https://10.0.0.1:443/x");
+        assert_eq!(
+            u.trust(bundle),
+            Some(ServerTrust::Bundle(("CA bundle", bundle.to_path_buf())))
+        );
+        let (c, _) = Cmdline::parse("keel.config.url=https://[fd00::1]:8443");
+        assert_eq!(c.config_url.unwrap().to_string(), "https://[fd00::1]:8443/");
         for bad in [
-            "https://10.0.0.1/x",
+            "https://config.example/x",
             "http://config.example/x",
             "ftp://1.2.3.4/",
+            "https://1.2.3.4:99999/",
+            "https://1.2.3.4/a b",
         ] {
-            let (c, e) = Cmdline::parse(&format!("keel.config.url={bad}"));
+            let (c, e) = Cmdline::parse(&format!("keel.config.url=\"{bad}\""));
             assert!(c.config_url.is_none() && e.len() == 1, "{bad}: {e:?}");
+            assert!(e[0].to_string().contains("keel.config.url"), "{e:?}");
         }
+    }
+
+    #[test]
+    fn config_ca_pins() {
+        let hex = "0123456789abcdef".repeat(4);
+        let pin = CertPin::parse(&format!("sha256:{hex}")).unwrap();
+        // Either order on the line.
+        for line in [
+            format!("keel.config.url=https://10.0.2.2:8443/u keel.config.ca=sha256:{hex}"),
+            format!(
+                "keel.config.ca=sha256:{} keel.config.url=https://10.0.2.2:8443/u",
+                hex.to_uppercase()
+            ),
+        ] {
+            let (c, e) = Cmdline::parse(&line);
+            assert!(e.is_empty(), "{line}: {e:?}");
+            let u = c.config_url.unwrap();
+            assert_eq!(u.ca, Some(pin));
+            assert_eq!(
+                u.trust(std::path::Path::new("/bundle")),
+                Some(ServerTrust::Pinned(pin))
+            );
+        }
+        // Malformed pins: named, ignored, the URL kept (with the bundle).
+        for bad in [
+            hex.clone(),
+            format!("sha1:{hex}"),
+            format!("sha256:{}", &hex[2..]),
+            format!("sha256:{hex}00"),
+            format!("sha256:{}zz", &hex[2..]),
+        ] {
+            let (c, e) = Cmdline::parse(&format!(
+                "keel.config.url=https://10.0.2.2/u keel.config.ca={bad}"
+            ));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(
+                e[0].to_string().starts_with(&format!(
+                    "kernel command line parameter keel.config.ca=\"{bad}\""
+                )),
+                "{e:?}"
+            );
+            assert_eq!(c.config_url.unwrap().ca, None, "{bad}");
+        }
+        // A pin with plain http: both ignored (no silent downgrade).
+        let (c, e) = Cmdline::parse(&format!(
+            "keel.config.ca=sha256:{hex} keel.config.url=http://10.0.2.2/u"
+        ));
+        assert_eq!(c.config_url, None);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].to_string().contains("keel.config.ca") && e[0].to_string().contains("plain http"),
+            "{e:?}"
+        );
+        // A pin without a URL.
+        let (c, e) = Cmdline::parse(&format!("keel.config.ca=sha256:{hex}"));
+        assert_eq!(c, Cmdline::default());
+        assert!(
+            e.len() == 1 && e[0].to_string().contains("not given"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -14,7 +14,12 @@
 //!    not; `instance-id` is shown).
 //! 4. A URL on the kernel command line (`keel.config.url=`), fetched once
 //!    the network is up (the FetchConfig task), retried with backoff for up
-//!    to 30 s.
+//!    to 30 s. An https server must present a certificate for its IP
+//!    address that chains to the root image's CA bundle, or to the one
+//!    certificate `keel.config.ca=sha256:HEX` pins; a certificate that
+//!    fails that, or a plain http answer, ends the attempts at once. A
+//!    plain `http://` URL is fetched unverified, and the log (each fetch)
+//!    and the config's source in the node's status say so.
 //! 5. The last config this node applied, kept on STATE
 //!    (`/var/lib/keel/config/last-applied.yaml`).
 //!
@@ -24,6 +29,7 @@
 use std::path::Path;
 
 use keel_api::{ConfigApplied, ConfigItem, ConfigStatus};
+use keel_boot::cmdline::ConfigUrl;
 use keel_boot::{error, info};
 
 use crate::boot_table::{Ctx, TaskError};
@@ -185,14 +191,34 @@ pub fn find_last_applied() -> Option<Found> {
 /// How long FetchConfig keeps trying.
 pub const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The config's source as the node's status shows it: the URL, and how
+/// far the server was verified.
+pub fn url_source(url: &ConfigUrl, ca_bundle: &Path) -> String {
+    match url.trust(ca_bundle) {
+        None => format!("url {url} (plain http, unverified)"),
+        Some(trust) => format!("url {url} (https, verified: {trust})"),
+    }
+}
+
 /// GET `url`, retrying with backoff (100 ms doubling to 2 s) until a 200 or
-/// the deadline. A 4xx answer other than 404/408/429 is final.
+/// the deadline. An https server is verified against `ca_bundle` or the
+/// URL's pin. Final at once: a 4xx answer other than 404/408/429, a server
+/// certificate that fails verification, a plain http answer to the TLS
+/// handshake, a CA bundle that cannot be read. A plain http fetch is
+/// logged as unverified.
 pub fn fetch(
-    url: &keel_boot::cmdline::ConfigUrl,
+    url: &ConfigUrl,
+    ca_bundle: &Path,
     deadline: std::time::Duration,
 ) -> Result<Vec<u8>, String> {
     let start = std::time::Instant::now();
-    let mut client = keel_api::Client::new(keel_api::Endpoint::Tcp(url.addr));
+    let trust = url.trust(ca_bundle);
+    let mut client = match &trust {
+        None => keel_api::Client::new(keel_api::Endpoint::Tcp(url.addr)),
+        Some(t) => keel_api::Client::new(keel_api::Endpoint::https(url.addr))
+            .with_server_trust(t)
+            .map_err(|e| format!("{url}: {e}"))?,
+    };
     client.timeout = std::time::Duration::from_secs(5);
     let mut wait = std::time::Duration::from_millis(100);
     let mut attempts = 0;
@@ -207,6 +233,11 @@ pub fn fetch(
                         keel_config::yaml::MAX_BYTES
                     ));
                 }
+                if trust.is_none() {
+                    keel_boot::warn!(
+                        "config: {url}: fetched unverified over plain http: anyone on the path can change it"
+                    );
+                }
                 return Ok(body.to_vec());
             }
             Ok((status, _))
@@ -215,7 +246,12 @@ pub fn fetch(
                 return Err(format!("{url}: HTTP {status}"));
             }
             Ok((status, _)) => format!("HTTP {status}"),
-            Err(e) => e.to_string(),
+            Err(e) => {
+                if let Some(why) = handshake_refusal(&e, trust.as_ref()) {
+                    return Err(format!("{url}: {why}"));
+                }
+                e.to_string()
+            }
         };
         if start.elapsed() + wait > deadline {
             return Err(format!(
@@ -225,6 +261,29 @@ pub fn fetch(
         }
         std::thread::sleep(wait);
         wait = (wait * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
+/// Why a request failed for good in its TLS handshake, if it did: the
+/// server's certificate failed verification (rustls's reason and what was
+/// trusted), or the server answered in plain http. Other failures (refused,
+/// timed out, reset) may pass and are retried.
+fn handshake_refusal(
+    e: &keel_api::ClientError,
+    trust: Option<&keel_tls::ServerTrust>,
+) -> Option<String> {
+    let keel_api::ClientError::Handshake { source, .. } = e else {
+        return None;
+    };
+    let r = keel_tls::rustls_error(source)?;
+    if keel_tls::answered_plain_http(r) {
+        return Some("the server answered the TLS handshake in plain http".into());
+    }
+    match (r, trust) {
+        (keel_tls::rustls::Error::InvalidCertificate(_), Some(t)) => {
+            Some(format!("TLS: {r} (trusted: {t})"))
+        }
+        _ => None,
     }
 }
 
@@ -238,10 +297,12 @@ pub fn fetch_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     let Some(url) = ctx.cmdline.config_url.clone() else {
         return Ok(());
     };
-    match fetch(&url, FETCH_DEADLINE) {
+    let bundle = Path::new(crate::containers::CA_BUNDLE);
+    match fetch(&url, bundle, FETCH_DEADLINE) {
         Ok(bytes) => {
-            info!("config: from {url} ({} bytes)", bytes.len());
-            ctx.config_status.source = Some(format!("url {url}"));
+            let source = url_source(&url, bundle);
+            info!("config: from {source} ({} bytes)", bytes.len());
+            ctx.config_status.source = Some(source);
             ctx.config_text = Some(bytes);
         }
         Err(e) => {
@@ -271,15 +332,14 @@ pub const REREAD_MAX: std::time::Duration = std::time::Duration::from_secs(300);
 /// The datasource again, in the boot's order: a local one (fw_cfg,
 /// config-drive, NoCloud), else `keel.config.url` (one attempt round of
 /// 10 s). Returns (source, text, meta-data host name).
-fn reread(
-    url: Option<&keel_boot::cmdline::ConfigUrl>,
-) -> Option<(String, Vec<u8>, Option<String>)> {
+fn reread(url: Option<&ConfigUrl>) -> Option<(String, Vec<u8>, Option<String>)> {
     if let Some(f) = find_local() {
         return Some((f.source, f.user_data, f.meta_hostname));
     }
     let url = url?;
-    match fetch(url, std::time::Duration::from_secs(10)) {
-        Ok(bytes) => Some((format!("url {url}"), bytes, None)),
+    let bundle = Path::new(crate::containers::CA_BUNDLE);
+    match fetch(url, bundle, std::time::Duration::from_secs(10)) {
+        Ok(bytes) => Some((url_source(url, bundle), bytes, None)),
         Err(e) => {
             keel_boot::warn!("config: re-read: {e}");
             None
@@ -292,10 +352,7 @@ fn reread(
 /// is applied as `keelctl config apply` would, and the node leaves
 /// maintenance mode) or the node leaves maintenance mode another way.
 /// A corrected config is picked up without a console.
-pub fn spawn_reread(
-    node: std::sync::Arc<crate::node::NodeShared>,
-    url: Option<keel_boot::cmdline::ConfigUrl>,
-) {
+pub fn spawn_reread(node: std::sync::Arc<crate::node::NodeShared>, url: Option<ConfigUrl>) {
     let run = move || {
         let mut wait = REREAD_FIRST;
         let mut last: Option<Vec<u8>> = None;
@@ -571,6 +628,150 @@ fn maintenance(st: &mut ConfigStatus) -> Result<(), TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    fn serve(tls: Option<keel_tls::ServerFiles>, body: &str) -> std::net::SocketAddr {
+        keel_tls::testpki::serve(tls.as_ref(), body.into()).0
+    }
+
+    /// The test PKI's server (for 127.0.0.1) sending its CA along.
+    fn tls_files(pki: &keel_tls::testpki::TestPki, dir: &Path) -> keel_tls::ServerFiles {
+        let chain = dir.join("chain.pem");
+        let text = std::fs::read_to_string(&pki.server_cert).unwrap()
+            + &std::fs::read_to_string(&pki.ca).unwrap();
+        std::fs::write(&chain, text).unwrap();
+        keel_tls::ServerFiles {
+            cert: ("cert", chain),
+            key: ("key", pki.server_key.clone()),
+            client_ca: None,
+        }
+    }
+
+    fn pin_of(pem: &Path) -> keel_tls::CertPin {
+        use keel_tls::rustls::pki_types::pem::PemObject;
+        let der = keel_tls::rustls::pki_types::CertificateDer::from_pem_file(pem).unwrap();
+        keel_tls::CertPin::of(&der)
+    }
+
+    fn url(
+        scheme: keel_tls::Scheme,
+        addr: std::net::SocketAddr,
+        ca: Option<keel_tls::CertPin>,
+    ) -> ConfigUrl {
+        ConfigUrl {
+            scheme,
+            addr,
+            path: "/user-data".into(),
+            ca,
+        }
+    }
+
+    const CONFIG: &str = "#cloud-config\nhostname: fetched\n";
+
+    #[test]
+    fn https_is_verified_by_pin_or_bundle_and_a_bad_certificate_is_final() {
+        use keel_tls::Scheme::Https;
+        let t = tempfile::tempdir().unwrap();
+        let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
+        let addr = serve(Some(tls_files(&pki, t.path())), CONFIG);
+        let no_bundle = t.path().join("no-bundle");
+        let long = Duration::from_secs(30);
+        // The pinned CA: fetched.
+        let pinned = url(Https, addr, Some(pin_of(&pki.ca)));
+        assert_eq!(fetch(&pinned, &no_bundle, long).unwrap(), CONFIG.as_bytes());
+        let source = url_source(&pinned, &no_bundle);
+        assert!(
+            source.starts_with(&format!("url https://{addr}/user-data (https, verified: only the pinned certificate sha256:")),
+            "{source}"
+        );
+        // Another pin: refused at once, naming the URL and rustls's reason.
+        let t0 = Instant::now();
+        let e = fetch(
+            &url(Https, addr, Some(pin_of(&pki.rogue_cert))),
+            &no_bundle,
+            long,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with(&format!("https://{addr}/user-data: TLS: invalid peer certificate: UnknownIssuer (trusted: only the pinned certificate sha256:")),
+            "{e}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        // No pin: the bundle. With the CA in it: fetched; without: refused
+        // at once; unreadable: refused, naming the file.
+        let bundled = url(Https, addr, None);
+        assert_eq!(fetch(&bundled, &pki.ca, long).unwrap(), CONFIG.as_bytes());
+        assert_eq!(
+            url_source(&bundled, &pki.ca),
+            format!(
+                "url https://{addr}/user-data (https, verified: the CA bundle {})",
+                pki.ca.display()
+            )
+        );
+        let t0 = Instant::now();
+        let e = fetch(&bundled, &pki.rogue_cert, long).unwrap_err();
+        assert!(
+            e.contains(": TLS: invalid peer certificate: UnknownIssuer (trusted: the CA bundle"),
+            "{e}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        let e = fetch(&bundled, &no_bundle, long).unwrap_err();
+        assert!(e.contains("CA bundle") && e.contains("no-bundle"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_is_fetched_unverified_and_named_when_tls_was_asked() {
+        use keel_tls::Scheme::{Http, Https};
+        let t = tempfile::tempdir().unwrap();
+        let addr = serve(None, CONFIG);
+        let bundle = t.path().join("bundle");
+        let plain = url(Http, addr, None);
+        assert_eq!(
+            fetch(&plain, &bundle, Duration::from_secs(30)).unwrap(),
+            CONFIG.as_bytes()
+        );
+        assert_eq!(
+            url_source(&plain, &bundle),
+            format!("url http://{addr}/user-data (plain http, unverified)")
+        );
+        // https to the same server: named, at once.
+        let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
+        let t0 = Instant::now();
+        let e = fetch(&url(Https, addr, None), &pki.ca, Duration::from_secs(30)).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "https://{addr}/user-data: the server answered the TLS handshake in plain http"
+            )
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_until_the_deadline() {
+        // A port nothing listens on (bound, then closed).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
+        for scheme in [keel_tls::Scheme::Http, keel_tls::Scheme::Https] {
+            let e = fetch(
+                &url(scheme, addr, None),
+                &pki.ca,
+                Duration::from_millis(1500),
+            )
+            .unwrap_err();
+            let attempts: u32 = e
+                .split("no config after ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{e}"));
+            assert!(attempts > 2, "{e}");
+        }
+    }
 
     /// Over the TCP port (keep_api), a config without `api:` is refused
     /// with the reason and changes nothing; the same config from the unix

@@ -25,8 +25,9 @@ use crate::boot_table::{Ctx, TaskError};
 pub const STORE: &str = "/var/lib/keel/images";
 /// OCI layouts shipped in the root image.
 pub const SYSTEM_IMAGES: &str = "/usr/lib/keel/images";
-/// The CA bundle registries' certificates are checked against (a link to
-/// the root image's bundle).
+/// The CA bundle https servers' certificates are checked against
+/// (registries, an https `keel.config.url` without a pin): a link to the
+/// root image's bundle.
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Container log files.
 pub const LOGS: &str = "/var/lib/keel/logs";

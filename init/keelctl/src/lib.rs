@@ -439,15 +439,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {
-                println!(
-                    "source     {}{}",
-                    c.source.as_deref().unwrap_or("none (defaults)"),
-                    if c.maintenance {
-                        ", MAINTENANCE MODE: nothing applied"
-                    } else {
-                        ""
-                    }
-                );
+                println!("source     {}", table::config_source(&c));
                 for e in &c.errors {
                     println!("error      {e}");
                 }

@@ -79,6 +79,7 @@ pub fn status(s: &Status) -> String {
         s.boot.pid1_start_ms
     );
     root(&mut o, &s.root);
+    let _ = writeln!(o, "config     {}", config_source(&s.config));
     kv(&mut o, s.kv.as_ref());
     api(&mut o, &s.api, now_unix());
     let _ = writeln!(o);
@@ -243,6 +244,20 @@ fn root(o: &mut String, r: &keel_api::RootStatus) {
             st.size_bytes >> 20
         );
     }
+}
+
+/// Where the config came from (with how far it was verified, for a URL)
+/// and whether the node is in maintenance mode.
+pub fn config_source(c: &keel_api::ConfigStatus) -> String {
+    format!(
+        "{}{}",
+        c.source.as_deref().unwrap_or("none (defaults)"),
+        if c.maintenance {
+            ", MAINTENANCE MODE: nothing applied"
+        } else {
+            ""
+        }
+    )
 }
 
 /// `keelctl network` as a table.
@@ -519,6 +534,16 @@ mod tests {
         );
         assert!(t.contains("error: bad"), "{t}");
         assert!(t.contains("kv         not running"), "{t}");
+        assert!(t.contains("config     none (defaults)\n"), "{t}");
+        let mut s = s;
+        s.config.source = Some("url http://10.0.2.2/u (plain http, unverified)".into());
+        let t = status(&s);
+        assert!(
+            t.contains("config     url http://10.0.2.2/u (plain http, unverified)\n"),
+            "{t}"
+        );
+        s.config.maintenance = true;
+        assert!(status(&s).contains("unverified), MAINTENANCE MODE"), "{t}");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! the step that failed, with its own context.
 
 use std::io;
-use std::path::PathBuf;
 
 use keel_oci::manifest::DocError;
 use keel_oci::{Digest, StoreError};
@@ -25,10 +24,10 @@ pub enum Failure {
     Insecure { authority: String, url: String },
     #[error("{authority} answered the TLS handshake in plain http: list it in registries.insecure to pull from it without TLS")]
     PlainHttp { authority: String },
-    #[error("read the CA bundle {path}: {source}")]
-    CaBundle { path: PathBuf, source: io::Error },
-    #[error("the CA bundle {path} holds no usable certificate ({problem})")]
-    CaBundleEmpty { path: PathBuf, problem: String },
+    /// The CA bundle cannot be read or holds no usable certificate (the
+    /// error names the file).
+    #[error(transparent)]
+    CaBundle(keel_tls::TlsError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error("connect to {authority} ({addrs}): {source}")]

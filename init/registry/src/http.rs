@@ -23,8 +23,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -176,44 +175,8 @@ impl Transport {
         if let Some(c) = &*slot {
             return Ok(c.clone());
         }
-        let path = &self.ca_bundle;
-        let pem = std::fs::read(path).map_err(|source| Failure::CaBundle {
-            path: path.clone(),
-            source,
-        })?;
-        let mut roots = rustls::RootCertStore::empty();
-        let mut problems = Vec::new();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            match cert {
-                Ok(c) => {
-                    if let Err(e) = roots.add(c) {
-                        problems.push(e.to_string());
-                    }
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-        if roots.is_empty() {
-            return Err(Failure::CaBundleEmpty {
-                path: path.clone(),
-                problem: if problems.is_empty() {
-                    "no PEM certificate in it".into()
-                } else {
-                    problems.join("; ")
-                },
-            });
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Failure::CaBundleEmpty {
-                path: path.clone(),
-                problem: e.to_string(),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let config = Arc::new(config);
+        let trust = keel_tls::ServerTrust::Bundle(("CA bundle", self.ca_bundle.clone()));
+        let config = keel_tls::server_auth_config(&trust).map_err(Failure::CaBundle)?;
         *slot = Some(config.clone());
         Ok(config)
     }
@@ -311,14 +274,7 @@ impl Transport {
 /// Whether a handshake failed because the server's first bytes were not a
 /// TLS record (an http server says `HTTP/1.1 400`).
 fn answered_plain_http(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .and_then(|i| i.downcast_ref::<rustls::Error>())
-        .is_some_and(|r| {
-            matches!(
-                r,
-                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
-            )
-        })
+    keel_tls::rustls_error(e).is_some_and(keel_tls::answered_plain_http)
 }
 
 async fn exchange<IO>(
@@ -466,6 +422,6 @@ mod tests {
         // https needs the CA bundle, which is named when missing.
         let url = Url::registry("reg.example", true, "/v2/").unwrap();
         let e = t.get(&url, &[]).await.unwrap_err().to_string();
-        assert!(e.starts_with("read the CA bundle /nonexistent"), "{e}");
+        assert!(e.starts_with("CA bundle /nonexistent: "), "{e}");
     }
 }

@@ -10,6 +10,8 @@
 //!    not match the certificate.
 //! 3. Handshakes have a deadline ([`HANDSHAKE_TIMEOUT`]), so a client that
 //!    connects and says nothing holds a task for 10 s at most.
+//! 4. A client without an identity trusts a CA bundle or one pinned
+//!    certificate ([`trust`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,12 @@ pub mod cert;
 pub mod issue;
 #[cfg(feature = "testpki")]
 pub mod testpki;
+pub mod trust;
+
+pub use trust::{
+    answered_plain_http, load_bundle, rustls_error, server_auth_config, CertPin, PinnedVerifier,
+    ServerTrust,
+};
 
 /// A PEM file larger than this is refused (a CA bundle is ~200 KiB).
 pub const MAX_PEM: u64 = 1 << 20;

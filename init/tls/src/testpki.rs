@@ -1,9 +1,12 @@
 //! A throwaway public key infrastructure for tests: a CA, a server
 //! certificate for the given hosts, client certificates with the API's
 //! admin role, its read-only role and no role, and a client certificate
-//! from a second CA the servers do not trust.
+//! from a second CA the servers do not trust. And [`serve`]: a server on
+//! loopback that answers every request with one body, over TLS or not.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The files [`generate`] wrote.
 #[derive(Debug, Clone)]
@@ -122,4 +125,59 @@ pub fn generate(dir: &Path, hosts: &[&str]) -> std::io::Result<TestPki> {
     std::fs::write(&pki.rogue_cert, rogue)?;
     std::fs::write(&pki.rogue_key, rogue_key)?;
     Ok(pki)
+}
+
+/// A server on 127.0.0.1 (its own thread and runtime) that answers every
+/// request head with `200 OK` and `body`, over TLS when `tls` is given,
+/// and a first byte no request starts with (a TLS ClientHello) with `400
+/// Bad Request`, as an http server does. Returns its address and the count
+/// of connections accepted (handshakes tried).
+pub fn serve(
+    tls: Option<&crate::ServerFiles>,
+    body: String,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor =
+        tls.map(|f| crate::TlsAcceptor::from(crate::server_config(f).expect("server files")));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let addr = l.local_addr().expect("its address");
+    l.set_nonblocking(true).expect("non-blocking");
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).expect("a tokio listener");
+            while let Ok((s, _)) = l.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let Ok(mut conn) = crate::Conn::accept(acceptor.as_ref(), s).await else {
+                    continue;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.ends_with(b"\r\n\r\n") && req.first().is_none_or(u8::is_ascii_uppercase)
+                {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = if req.ends_with(b"\r\n\r\n") {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .into()
+                };
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+    });
+    (addr, count)
 }

@@ -26,6 +26,14 @@ fn client(
 /// Serves one connection (echoes 5 bytes) and returns whether the
 /// handshake and exchange worked from the client's side.
 async fn exchange(server: ServerFiles, client: ClientFiles) -> Result<(), String> {
+    let config = keel_tls::client_config(&client).map_err(|e| e.to_string())?;
+    exchange_with(server, config).await
+}
+
+async fn exchange_with(
+    server: ServerFiles,
+    config: std::sync::Arc<keel_tls::rustls::ClientConfig>,
+) -> Result<(), String> {
     let acceptor = TlsAcceptor::from(keel_tls::server_config(&server).unwrap());
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -39,7 +47,6 @@ async fn exchange(server: ServerFiles, client: ClientFiles) -> Result<(), String
         t.write_all(&b).await.map_err(|e| e.to_string())?;
         t.shutdown().await.map_err(|e| e.to_string())
     });
-    let config = keel_tls::client_config(&client).map_err(|e| e.to_string())?;
     let s = TcpStream::connect(addr).await.unwrap();
     let r = async {
         let mut t = keel_tls::connect(config, keel_tls::server_name("127.0.0.1").unwrap(), s)
@@ -83,6 +90,73 @@ async fn client_certificates() {
     .await
     .unwrap_err();
     assert!(!e.is_empty());
+}
+
+#[tokio::test]
+async fn server_trust_by_bundle_or_pin() {
+    use keel_tls::{CertPin, ServerTrust};
+    use rustls_pki_types::pem::PemObject;
+    let t = tempfile::tempdir().unwrap();
+    let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
+    let ca_der = rustls_pki_types::CertificateDer::from_pem_file(&pki.ca).unwrap();
+    // The server sends its CA along, as a pinned CA must be.
+    let mut files = server_files(&pki, false);
+    let chain = t.path().join("chain.pem");
+    let text = std::fs::read_to_string(&pki.server_cert).unwrap()
+        + &std::fs::read_to_string(&pki.ca).unwrap();
+    std::fs::write(&chain, text).unwrap();
+    files.cert.1 = chain;
+    let config = |trust| keel_tls::server_auth_config(&trust).unwrap();
+    // Pinned: the handshake completes (the signatures check out).
+    let pinned = ServerTrust::Pinned(CertPin::of(&ca_der));
+    exchange_with(files.clone(), config(pinned)).await.unwrap();
+    // A pin of another certificate: refused.
+    let other = ServerTrust::Pinned(CertPin::of(b"another certificate"));
+    let e = exchange_with(files.clone(), config(other))
+        .await
+        .unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // A bundle with the CA: accepted; without it: refused.
+    let bundle = ServerTrust::Bundle(("ca-bundle", pki.ca.clone()));
+    exchange_with(files.clone(), config(bundle)).await.unwrap();
+    let without = ServerTrust::Bundle(("ca-bundle", pki.rogue_cert.clone()));
+    let e = exchange_with(files, config(without)).await.unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+}
+
+#[tokio::test]
+async fn a_plain_http_answer_to_the_handshake_is_named() {
+    let t = tempfile::tempdir().unwrap();
+    let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
+    let config = keel_tls::server_auth_config(&keel_tls::ServerTrust::Bundle((
+        "ca-bundle",
+        pki.ca.clone(),
+    )))
+    .unwrap();
+    let handshake = |answer: &'static [u8]| {
+        let config = config.clone();
+        async move {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let srv = tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut hello = [0u8; 5];
+                s.read_exact(&mut hello).await.unwrap();
+                s.write_all(answer).await.unwrap();
+            });
+            let s = TcpStream::connect(addr).await.unwrap();
+            let name = keel_tls::server_name("127.0.0.1").unwrap();
+            let e = keel_tls::connect(config, name, s)
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            srv.await.unwrap();
+            keel_tls::rustls_error(&e).is_some_and(keel_tls::answered_plain_http)
+        }
+    };
+    assert!(handshake(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await);
+    // Control: a TLS alert record (handshake_failure) is TLS, not http.
+    assert!(!handshake(&[21, 3, 3, 0, 2, 2, 40]).await);
 }
 
 #[tokio::test]
