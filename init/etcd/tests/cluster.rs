@@ -164,15 +164,18 @@ fn three_members_survive_the_leaders_death_and_a_full_restart() {
     for m in &ms {
         assert_eq!(value(m, "/k").as_deref(), Some("one"));
     }
-    let members = ms[0].get("/v2/members").unwrap().json().unwrap();
-    let mut names: Vec<&str> = members["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap_or(""))
-        .collect();
-    names.sort();
-    assert_eq!(names, ["a", "b", "c"]);
+    // Each member publishes its name through the log once it runs (as
+    // etcd's do): all three are there within a moment.
+    until("every member's name published", 10, || {
+        let members = ms[0].get("/v2/members")?.json()?;
+        let mut names: Vec<String> = members["members"]
+            .as_array()?
+            .iter()
+            .map(|m| m["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        names.sort();
+        (names == ["a", "b", "c"]).then_some(())
+    });
 
     // The leader dies: the two others elect one and take writes.
     ms[l].kill();
