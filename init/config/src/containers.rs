@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use crate::model::{
     Announce, Container, Healthcheck, IoMax, MountSpec, NetMode, NodePort, Port, Probe, Resources,
-    Restart, Rlimit,
+    Restart, Rlimit, Sysctl, SysctlNs,
 };
 use crate::schema;
 use crate::validate::{distance, entry, join, key_of, Entries, Verdict, V};
@@ -117,6 +117,7 @@ const KEYS: &[&str] = &[
     "stop_grace",
     "stop_signal",
     "rlimits",
+    "sysctls",
     "announce",
     "node_port",
 ];
@@ -573,6 +574,7 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
             }
             "stop_signal" => c.stop_signal = v.parsed(&p, val, schema::stop_signal),
             "rlimits" => c.rlimits = rlimits(v, &p, val),
+            "sysctls" => c.sysctls = sysctls(v, &p, val),
             "announce" => c.announce = announce(v, &p, val),
             "node_port" => c.node_port = v.parsed(&p, val, node_port),
             _ => {}
@@ -590,6 +592,20 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
                 &pn,
                 format!("ports are published from keel's bridge: they need network: bridge, not {mode} (with host, the container listens on the node's ports itself)"),
             );
+        }
+    }
+    if c.network == NetMode::Host {
+        let node = get("sysctls");
+        if let Some(Value::Map(e)) = node.as_ref().map(|n| &n.value) {
+            for s in c.sysctls.iter().filter(|s| s.ns == SysctlNs::Net) {
+                if let Some((k, _)) = e.iter().find(|(k, _)| key_of(k) == s.name) {
+                    v.err(
+                        &join(&join(path, "sysctls"), &s.name),
+                        k,
+                        format!("{} is a sysctl of the network namespace, and with network: host that is the node's: it needs network: bridge or none", s.name),
+                    );
+                }
+            }
         }
     }
     if c.node_port.is_some() && c.network != NetMode::Bridge {
@@ -850,6 +866,106 @@ fn rlimits(v: &mut V, path: &str, n: &Node) -> Vec<Rlimit> {
                 hard,
             });
         }
+    }
+    out
+}
+
+/// The longest sysctl name and value keel takes.
+pub const SYSCTL_NAME_MAX: usize = 256;
+pub const SYSCTL_VALUE_MAX: usize = 1024;
+
+/// A sysctl's name, dotted (`net.ipv4.ip_forward`) or slashed
+/// (`net/ipv4/conf/eth0.1/forwarding`, where a component may hold a dot),
+/// as its /proc/sys path and namespace. Only the sysctls of the
+/// container's own namespaces are taken, as Docker and runc take them:
+/// `net.*` (network), `kernel.shm*`, `kernel.msg*`, `kernel.sem` and
+/// `fs.mqueue.*` (IPC). Whether `net.*` is allowed depends on the
+/// container's network, checked by the caller.
+pub fn sysctl_name(s: &str) -> Result<(String, SysctlNs), String> {
+    if s.is_empty() || s.len() > SYSCTL_NAME_MAX {
+        return Err(format!(
+            "{s:?} is not a sysctl name: empty or over {SYSCTL_NAME_MAX} bytes"
+        ));
+    }
+    let slashed = s.contains('/');
+    let comps: Vec<&str> = s.split(if slashed { '/' } else { '.' }).collect();
+    let comp_ok = |c: &&str| {
+        !c.is_empty()
+            && *c != "."
+            && *c != ".."
+            && c.chars().all(|ch| {
+                ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || (slashed && ch == '.')
+            })
+    };
+    if comps.len() < 2 || !comps.iter().all(comp_ok) {
+        return Err(format!(
+            "{s:?} is not a sysctl name: components of letters, digits, _ and - joined by dots (or by slashes, a component then may hold a dot), none empty, . or .."
+        ));
+    }
+    let ns = match comps[..] {
+        ["net", ..] => Some(SysctlNs::Net),
+        ["kernel", k] if k.starts_with("shm") || k.starts_with("msg") || k == "sem" => {
+            Some(SysctlNs::Ipc)
+        }
+        ["fs", "mqueue", _, ..] => Some(SysctlNs::Ipc),
+        _ => None,
+    };
+    let ns = ns.ok_or_else(|| {
+        "not a namespaced sysctl: a container may set those of its own network namespace (net.*) and IPC namespace (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*), as Docker allows; the others are the node's".to_string()
+    })?;
+    Ok((comps.join("/"), ns))
+}
+
+/// A sysctl's value: at most [`SYSCTL_VALUE_MAX`] bytes, not empty, no
+/// newline (the kernel would read a second value) or NUL.
+pub fn sysctl_value(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > SYSCTL_VALUE_MAX {
+        return Err(format!("a sysctl value is 1 to {SYSCTL_VALUE_MAX} bytes"));
+    }
+    if s.contains(['\n', '\r', '\0']) {
+        return Err("a sysctl value has no newline or NUL".into());
+    }
+    Ok(())
+}
+
+/// `NAME` and `VALUE` as one [`Sysctl`].
+pub fn sysctl(name: &str, value: &str) -> Result<Sysctl, String> {
+    let (path, ns) = sysctl_name(name)?;
+    sysctl_value(value)?;
+    Ok(Sysctl {
+        name: name.to_string(),
+        path,
+        value: value.to_string(),
+        ns,
+    })
+}
+
+fn sysctls(v: &mut V, path: &str, n: &Node) -> Vec<Sysctl> {
+    let mut out: Vec<Sysctl> = Vec::new();
+    let Some(e) = v.map(path, n) else { return out };
+    for (k, val) in e {
+        let name = key_of(k);
+        let p = join(path, name);
+        let (sys_path, ns) = match sysctl_name(name) {
+            Ok(x) => x,
+            Err(m) => {
+                v.err(&p, k, m);
+                continue;
+            }
+        };
+        let Some(value) = v.checked(&p, val, sysctl_value) else {
+            continue;
+        };
+        if let Some(o) = out.iter().find(|o| o.path == sys_path) {
+            v.err(&p, k, format!("{name} is {} again", o.name));
+            continue;
+        }
+        out.push(Sysctl {
+            name: name.to_string(),
+            path: sys_path,
+            value,
+            ns,
+        });
     }
     out
 }
@@ -1363,6 +1479,111 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn sysctls() {
+        let r = section(
+            "  - name: a
+    image: busybox
+    network: none
+    sysctls:
+      net.ipv4.ip_unprivileged_port_start: 1024
+      net/ipv4/conf/eth0.1/forwarding: 1
+      kernel.shmmax: \"68719476736\"
+      kernel.msgmnb: 65536
+      kernel.sem: 250 32000 32 128
+      fs.mqueue.msg_max: 20
+",
+        );
+        assert!(r.errors.is_empty(), "{:#?}", r.errors);
+        let got: Vec<(&str, &str, SysctlNs)> = r.config.containers[0]
+            .sysctls
+            .iter()
+            .map(|s| (s.path.as_str(), s.value.as_str(), s.ns))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("net/ipv4/ip_unprivileged_port_start", "1024", SysctlNs::Net),
+                ("net/ipv4/conf/eth0.1/forwarding", "1", SysctlNs::Net),
+                ("kernel/shmmax", "68719476736", SysctlNs::Ipc),
+                ("kernel/msgmnb", "65536", SysctlNs::Ipc),
+                ("kernel/sem", "250 32000 32 128", SysctlNs::Ipc),
+                ("fs/mqueue/msg_max", "20", SysctlNs::Ipc),
+            ]
+        );
+        // Refused by name, each at its own path; the controls above are
+        // the same shapes allowed.
+        let r = section(
+            "  - name: a
+    image: busybox
+    sysctls:
+      kernel.panic: 1
+      kernel.shmmax: 1
+      vm.overcommit_memory: 1
+      fs.mqueue: 1
+      net..ipv4: 1
+      net/ipv4/x y: 1
+      net/../../kernel/panic: 1
+      net.ipv4.ip_forward: \"1\\n0\"
+      net.core.somaxconn: \"\"
+",
+        );
+        let e = error(&r, "containers[0].sysctls.kernel.panic");
+        assert!(
+            e.message.starts_with("not a namespaced sysctl"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.line, 6);
+        assert!(error(&r, "containers[0].sysctls.vm.overcommit_memory")
+            .message
+            .contains("not a namespaced sysctl"));
+        assert!(error(&r, "containers[0].sysctls.fs.mqueue")
+            .message
+            .contains("not a namespaced sysctl"));
+        for bad in ["net..ipv4", "net/ipv4/x y", "net/../../kernel/panic"] {
+            let e = error(&r, &format!("containers[0].sysctls.{bad}"));
+            assert!(e.message.contains("not a sysctl name"), "{}", e.message);
+        }
+        assert!(error(&r, "containers[0].sysctls.net.ipv4.ip_forward")
+            .message
+            .contains("no newline"));
+        assert!(error(&r, "containers[0].sysctls.net.core.somaxconn")
+            .message
+            .contains("1 to 1024 bytes"));
+        assert!(!r
+            .errors
+            .iter()
+            .any(|e| e.path == "containers[0].sysctls.kernel.shmmax"));
+        assert_eq!(r.errors.len(), 8, "{:#?}", r.errors);
+
+        // net.* needs a network namespace of the container's own; the
+        // IPC ones do not (it always has its own IPC namespace).
+        let r = section(
+            "  - name: a
+    image: busybox
+    sysctls:
+      net.ipv4.ip_forward: 1
+      kernel.shmmni: 100
+    network: host
+",
+        );
+        let e = error(&r, "containers[0].sysctls.net.ipv4.ip_forward");
+        assert!(e.message.contains("network: host"), "{}", e.message);
+        assert_eq!(r.errors.len(), 1, "{:#?}", r.errors);
+        // The same name twice, once per form.
+        let r = section(
+            "  - name: a
+    image: busybox
+    sysctls:
+      net.ipv4.ip_forward: 1
+      net/ipv4/ip_forward: 0
+",
+        );
+        let e = error(&r, "containers[0].sysctls.net/ipv4/ip_forward");
+        assert!(e.message.contains("again"), "{}", e.message);
     }
 
     #[test]

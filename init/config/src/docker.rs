@@ -21,7 +21,7 @@
 //!    restart delay, `TimeoutStopSec=` the stop grace period.
 
 use crate::containers::{self, new_container};
-use crate::model::{Container, MountSpec, NetMode, Restart};
+use crate::model::{Container, MountSpec, NetMode, Restart, SysctlNs};
 use crate::schema;
 
 /// A unit translated: the container and what was ignored on the way.
@@ -307,6 +307,7 @@ enum Flag {
     Entrypoint,
     StopSignal,
     GroupAdd,
+    Sysctl,
 }
 
 /// The flags keel translates: long name, short letter.
@@ -331,6 +332,7 @@ const FLAGS: &[(&str, Option<char>, Flag)] = &[
     ("entrypoint", None, Flag::Entrypoint),
     ("stop-signal", None, Flag::StopSignal),
     ("group-add", None, Flag::GroupAdd),
+    ("sysctl", None, Flag::Sysctl),
 ];
 
 fn is_bool(f: Flag) -> bool {
@@ -523,6 +525,14 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
             }
             Flag::User => c.user = Some(containers::user(&val).map_err(bad)?),
             Flag::GroupAdd => c.group_add.push(containers::group(&val).map_err(bad)?),
+            Flag::Sysctl => {
+                let (k, v) = val
+                    .split_once('=')
+                    .ok_or_else(|| bad("is not NAME=VALUE".into()))?;
+                let s = containers::sysctl(k, v).map_err(bad)?;
+                c.sysctls.retain(|o| o.path != s.path);
+                c.sysctls.push(s);
+            }
             Flag::Workdir => {
                 schema::abs_path(&val).map_err(bad)?;
                 c.workdir = Some(val.clone());
@@ -539,6 +549,11 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                 }
                 c.command = vec![val.clone()];
             }
+        }
+    }
+    if c.network == NetMode::Host {
+        if let Some(s) = c.sysctls.iter().find(|s| s.ns == SysctlNs::Net) {
+            return Err(format!("docker run flag --sysctl {}={}: a sysctl of the network namespace, which with --network host is the node's", s.name, s.value));
         }
     }
     if !c.ports.is_empty() && c.network != NetMode::Bridge {
@@ -970,5 +985,51 @@ coreos:
             e.contains("--stop-signal") && e.contains("not a signal"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sysctl_flag() {
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let t = docker_run(
+            "x",
+            &words("--sysctl net.ipv4.ip_unprivileged_port_start=1024 --sysctl=kernel.shmmax=1048576 --sysctl kernel.sem=1 nginx"),
+        )
+        .unwrap();
+        let got: Vec<(&str, &str)> = t
+            .container
+            .sysctls
+            .iter()
+            .map(|s| (s.path.as_str(), s.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("net/ipv4/ip_unprivileged_port_start", "1024"),
+                ("kernel/shmmax", "1048576"),
+                ("kernel/sem", "1")
+            ]
+        );
+        // The IPC ones with the node's network: allowed.
+        let t = docker_run(
+            "x",
+            &words("--network host --sysctl kernel.shmmni=10 nginx"),
+        )
+        .unwrap();
+        assert_eq!(t.container.sysctls.len(), 1);
+        for (args, want) in [
+            (
+                "--sysctl kernel.panic=1 nginx",
+                "--sysctl kernel.panic=1: not a namespaced sysctl",
+            ),
+            ("--sysctl net.ipv4.ip_forward nginx", "is not NAME=VALUE"),
+            ("--sysctl net..x=1 nginx", "not a sysctl name"),
+            (
+                "--sysctl net.ipv4.ip_forward=1 --net host nginx",
+                "with --network host is the node's",
+            ),
+        ] {
+            let e = docker_run("x", &words(args)).unwrap_err();
+            assert!(e.contains(want), "{args}: {e}");
+        }
     }
 }

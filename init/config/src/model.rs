@@ -198,6 +198,32 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
+/// The namespace a [`Sysctl`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SysctlNs {
+    /// `net.*`: the container's network namespace (not with `network: host`).
+    Net,
+    /// `kernel.shm*`, `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`: the
+    /// container's IPC namespace (it always has its own).
+    Ipc,
+}
+
+/// A kernel parameter of one of the container's own namespaces
+/// (`sysctls: {net.ipv4.ip_unprivileged_port_start: 0}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysctl {
+    /// The name as written (`net.ipv4.ip_forward` or
+    /// `net/ipv4/conf/eth0.1/forwarding`).
+    pub name: String,
+    /// Its file under /proc/sys, slash-separated (`net/ipv4/ip_forward`):
+    /// components of letters, digits, `_` and `-` (and `.` in the slash
+    /// form), none `.` or `..`.
+    pub path: String,
+    /// What is written to the file: at most 1024 bytes, no newline or NUL.
+    pub value: String,
+    pub ns: SysctlNs,
+}
+
 /// A container (`containers:`), or one translated from a `docker run` unit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Container {
@@ -246,6 +272,9 @@ pub struct Container {
     pub stop_grace_ms: u64,
     /// Limits set before exec; the rest are inherited from keel.
     pub rlimits: Vec<Rlimit>,
+    /// Namespaced kernel parameters (`sysctls:`, `--sysctl`), written in
+    /// the container's own namespaces before its program starts.
+    pub sysctls: Vec<Sysctl>,
     /// Register the container in the cluster store while it is healthy.
     pub announce: Option<Announce>,
     /// The one node port this container may reach through the bridge.

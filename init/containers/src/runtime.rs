@@ -9,7 +9,8 @@
 //!    container's settings; the program is looked up in the root's PATH;
 //! 4. the cgroup with its limits (`cgroup::Cgroup::create`);
 //! 5. the log pipes, then `keel_sys::spawn::spawn`: clone3 straight into
-//!    the cgroup and the namespaces.
+//!    the cgroup and the namespaces; the child writes the container's
+//!    sysctls ([`sysctl_writes`]) in its own namespaces before its mounts.
 //!
 //! `stop_run` undoes 1 once the run's processes are gone.
 
@@ -540,6 +541,7 @@ pub fn exec_in(
         loopback_up: false,
         netns: None,
         rlimits: Vec::new(),
+        sysctls: Vec::new(),
         join: Some(j.pidfd.as_raw_fd()),
     };
     spawn::spawn(&spec).map_err(RunError::Spawn)
@@ -566,6 +568,44 @@ pub fn rlimit_resource(name: &str) -> Option<u32> {
         "stack" => libc::RLIMIT_STACK,
         _ => return None,
     })
+}
+
+/// Where the child finds the sysctl files: PID 1's /proc, which is still
+/// the child's until its root changes (a sysctl file acts on the
+/// namespaces of the process writing it, whatever proc mount it is found
+/// through).
+pub const PROC_SYS: &str = "/proc/sys";
+
+/// What Docker sets in every container with a network namespace of its
+/// own: any user may bind any port there (nginx as www-data on port 80),
+/// and the namespace holds only the container's addresses.
+pub const UNPRIVILEGED_PORT_START: (&str, &str) = ("net/ipv4/ip_unprivileged_port_start", "0");
+
+/// The sysctls the child of `c` writes, under `proc_sys`: Docker's
+/// [`UNPRIVILEGED_PORT_START`] unless the network is the node's or the
+/// container sets it itself, then the container's `sysctls`, in order.
+pub fn sysctl_writes(c: &Container, proc_sys: &Path) -> Result<Vec<spawn::SysctlWrite>, RunError> {
+    let (default_path, default_value) = UNPRIVILEGED_PORT_START;
+    let default = (c.network != NetMode::Host && !c.sysctls.iter().any(|s| s.path == default_path))
+        .then_some((default_path, default_value));
+    default
+        .into_iter()
+        .chain(
+            c.sysctls
+                .iter()
+                .map(|s| (s.path.as_str(), s.value.as_str())),
+        )
+        .map(|(path, value)| {
+            Ok(spawn::SysctlWrite {
+                path: CString::new(proc_sys.join(path).as_os_str().as_bytes()).map_err(|_| {
+                    RunError::Nul {
+                        what: "a sysctl name",
+                    }
+                })?,
+                value: cstring(value, "a sysctl value")?,
+            })
+        })
+        .collect()
 }
 
 /// Unmount a run's root (and its tmpfs upper); quiet when not mounted.
@@ -690,6 +730,7 @@ pub fn start(
             loopback_up: c.network != NetMode::Host,
             netns: netns.as_ref().map(|f| f.as_raw_fd()),
             join: None,
+            sysctls: sysctl_writes(c, Path::new(PROC_SYS))?,
             rlimits: c
                 .rlimits
                 .iter()
@@ -770,6 +811,52 @@ mod tests {
             assert!(rlimit_resource(n).is_some(), "{n}");
         }
         assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE));
+    }
+
+    #[test]
+    fn sysctls_docker_default_then_the_containers() {
+        let writes = |c: &Container| -> Vec<(String, String)> {
+            sysctl_writes(c, Path::new("/p/sys"))
+                .unwrap()
+                .iter()
+                .map(|w| {
+                    (
+                        w.path.to_str().unwrap().to_string(),
+                        w.value.to_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let shm = keel_config::containers::sysctl("kernel.shmmax", "4096").unwrap();
+        let mut c = Container {
+            network: NetMode::None,
+            sysctls: vec![shm.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            writes(&c),
+            [
+                pair("/p/sys/net/ipv4/ip_unprivileged_port_start", "0"),
+                pair("/p/sys/kernel/shmmax", "4096")
+            ]
+        );
+        c.network = NetMode::Bridge;
+        assert_eq!(writes(&c).len(), 2);
+        // The node's network is not the container's to change.
+        c.network = NetMode::Host;
+        assert_eq!(writes(&c), [pair("/p/sys/kernel/shmmax", "4096")]);
+        // The container's own value replaces the default.
+        c.network = NetMode::None;
+        c.sysctls =
+            vec![
+                keel_config::containers::sysctl("net.ipv4.ip_unprivileged_port_start", "1024")
+                    .unwrap(),
+            ];
+        assert_eq!(
+            writes(&c),
+            [pair("/p/sys/net/ipv4/ip_unprivileged_port_start", "1024")]
+        );
     }
 
     #[test]

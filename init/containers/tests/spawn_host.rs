@@ -541,3 +541,96 @@ fn programs_start_with_no_signal_blocked_or_ignored() {
         });
     });
 }
+
+/// A confinement that makes the program `nobody` with no capability: the
+/// change of uid from 0 clears the permitted and effective sets, and the
+/// program (busybox, no file capabilities) gains none at its execve.
+/// Async-signal-safe: nix's wrappers are single system calls.
+fn as_nobody(_: &Container, _: &runtime::Ident) -> Result<runtime::Confinement, String> {
+    Ok(Box::new(|| {
+        use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+        let e = |e: nix::Error| e as i32;
+        setgroups(&[]).map_err(e)?;
+        let (g, u) = (Gid::from_raw(65534), Uid::from_raw(65534));
+        setresgid(g, g, g).map_err(e)?;
+        setresuid(u, u, u).map_err(e)?;
+        Ok(())
+    }))
+}
+
+/// The first line of the node's /proc/sys file `name`.
+fn node_sysctl(name: &str) -> String {
+    std::fs::read_to_string(Path::new("/proc/sys").join(name))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A non-root container binds port 80 in its own network namespace, as in
+/// Docker (`net.ipv4.ip_unprivileged_port_start=0` there), and sees the
+/// IPC sysctl it sets; the node's values are untouched. The control: the
+/// same program with the port limit set back to 1024 through `sysctls:` is
+/// refused the bind (EACCES).
+#[test]
+fn sysctls_are_the_containers_own() {
+    let Some(env) = setup("sysctl") else { return };
+    for a in ["nc", "kill"] {
+        std::os::unix::fs::symlink("/bin/busybox", env.layer.join("bin").join(a)).unwrap();
+    }
+    let node_ports = node_sysctl("net/ipv4/ip_unprivileged_port_start");
+    let node_shmmax = node_sysctl("kernel/shmmax");
+    let img = ImageRoot {
+        layers: vec![env.layer.clone()],
+        ..Default::default()
+    };
+    let sysctl = |n: &str, v: &str| keel_config::containers::sysctl(n, v).unwrap();
+    let mut c = Container {
+        name: "sysctl".into(),
+        command: vec!["/bin/sh".into(), "-c".into()],
+        // Listening on port 80 is `0050` in state `0A` in /proc/net/tcp
+        // (the container's own network namespace's).
+        args: vec![concat!(
+            "id -u; cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmax; ",
+            "nc -l -p 80 & sleep 0.5; ",
+            "grep -q ':0050 0*:0000 0A' /proc/net/tcp /proc/net/tcp6 && echo listening-on-80; ",
+            "kill $! 2>/dev/null; exit 0"
+        )
+        .into()],
+        network: NetMode::None,
+        sysctls: vec![sysctl("kernel.shmmax", "1048576")],
+        ..Default::default()
+    };
+    let confiner: &runtime::Confiner = &as_nobody;
+    let start = |c: &Container| {
+        let r = runtime::start(&env.dirs, c, &img, Some(confiner), None).expect("start");
+        let (out, err) = (read_all(r.stdout), read_all(r.stderr));
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None).unwrap();
+        runtime::stop_run(&env.dirs, &c.name, &r.cgroup, None);
+        (out, err)
+    };
+    let (out, err) = start(&c);
+    assert_eq!(out, "65534\n0\n1048576\nlistening-on-80\n", "stderr {err}");
+    assert_eq!(
+        node_sysctl("net/ipv4/ip_unprivileged_port_start"),
+        node_ports
+    );
+    assert_eq!(node_sysctl("kernel/shmmax"), node_shmmax);
+    assert_ne!(node_shmmax, "1048576");
+
+    // Control: the container's own value replaces Docker's default.
+    c.sysctls
+        .push(sysctl("net.ipv4.ip_unprivileged_port_start", "1024"));
+    let (out, err) = start(&c);
+    assert_eq!(out, "65534\n1024\n1048576\n", "stderr {err}");
+    assert!(err.contains("Permission denied"), "{err}");
+
+    // A sysctl the kernel refuses fails the start, naming it.
+    c.sysctls = vec![sysctl("net.ipv4.ip_unprivileged_port_start", "-5")];
+    let e = runtime::start(&env.dirs, &c, &img, Some(confiner), None).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "write sysctl /proc/sys/net/ipv4/ip_unprivileged_port_start = \"-5\": Invalid argument"
+        ),
+        "{e}"
+    );
+}

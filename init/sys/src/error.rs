@@ -16,6 +16,13 @@ pub enum SysError {
         step: &'static str,
         source: std::io::Error,
     },
+    #[error("container process {pid}: write sysctl {path} = {value:?}: {source}")]
+    ChildSysctl {
+        pid: i32,
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
     #[error("mount {fstype} on {target}: {source}")]
     Mount {
         fstype: String,

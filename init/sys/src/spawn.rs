@@ -19,6 +19,14 @@
 //!    namespace inherits it, and execve makes the program dumpable again
 //!    (with the container's credentials by then);
 //! 0. join the network namespace the parent prepared, if any;
+//! 0b. write the container's sysctls ([`ChildSpec::sysctls`]): open,
+//!    write, close of files under the node's /proc/sys (PID 1's /proc,
+//!    still this process's until step 4). A sysctl file acts on the
+//!    namespaces of the process that writes it, not on those of the proc
+//!    mount it is found through: the child is now in the container's
+//!    network namespace (joined above, or its own from `CLONE_NEWNET`) and
+//!    IPC namespace (`CLONE_NEWIPC`), so these are the container's. Before
+//!    the mount plan, which makes the container's /proc/sys read-only;
 //! 1. make every mount private, so nothing it mounts propagates to the host;
 //! 2. run the mount plan ([`MountOp`]s: /proc, /dev and its nodes, /sys,
 //!    masked and read-only paths, the container's own mounts), all under
@@ -40,6 +48,7 @@
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use crate::SysError;
 
@@ -64,6 +73,7 @@ pub enum Step {
     CloseFds = 10,
     Chdir = 11,
     Signals = 19,
+    Sysctl = 20,
     Confine = 12,
     Exec = 13,
 }
@@ -89,6 +99,7 @@ impl Step {
             CloseFds,
             Chdir,
             Signals,
+            Sysctl,
             Confine,
             Exec,
         ]
@@ -115,6 +126,7 @@ impl Step {
             Step::CloseFds => "close inherited fds",
             Step::Chdir => "change to the working directory",
             Step::Signals => "reset the signal mask and ignored signals",
+            Step::Sysctl => "write a sysctl",
             Step::Confine => "confine (user, capabilities, seccomp)",
             Step::Exec => "exec",
         }
@@ -164,6 +176,14 @@ pub struct MountOp {
 /// must be async-signal-safe. Returns the errno on failure.
 pub type ConfineFn<'a> = &'a (dyn Fn() -> Result<(), i32> + Sync);
 
+/// A sysctl the child writes in its own namespaces: `value` into the file
+/// `path` (the node's `/proc/sys/...`).
+#[derive(Debug)]
+pub struct SysctlWrite {
+    pub path: CString,
+    pub value: CString,
+}
+
 /// Everything the child needs, prepared by the parent.
 pub struct ChildSpec<'a> {
     /// The root's host path (already an overlay mount).
@@ -193,10 +213,13 @@ pub struct ChildSpec<'a> {
     /// `(resource, soft, hard)` for setrlimit, before the confinement
     /// drops CAP_SYS_RESOURCE; `u64::MAX` is unlimited.
     pub rlimits: Vec<(u32, u64, u64)>,
+    /// Written after the network namespace is joined, before the mount
+    /// plan (see the module's doc, step 0b).
+    pub sysctls: Vec<SysctlWrite>,
     /// Join the namespaces (`namespaces`) of a running container, by the
     /// pidfd of its first process, instead of building new ones: a command
     /// run inside it (a health check). `root`, `mounts`, `hostname`,
-    /// `loopback_up` and `netns` are then unused.
+    /// `loopback_up`, `netns` and `sysctls` are then unused.
     pub join: Option<RawFd>,
 }
 
@@ -279,10 +302,16 @@ pub fn spawn(spec: &ChildSpec) -> Result<Spawned, SysError> {
         )
     };
     if pid == 0 {
-        let (step, errno) = child(spec, &argv, &envp, devnull, err_w.as_raw_fd());
-        let (s, e) = ((step as u32).to_ne_bytes(), errno.to_ne_bytes());
-        let msg = [s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]];
-        // SAFETY: writing 8 bytes from a stack array to our pipe fd, then
+        let Failed { step, errno, index } = child(spec, &argv, &envp, devnull, err_w.as_raw_fd());
+        let (s, e, i) = (
+            (step as u32).to_ne_bytes(),
+            errno.to_ne_bytes(),
+            index.to_ne_bytes(),
+        );
+        let msg = [
+            s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3], i[0], i[1], i[2], i[3],
+        ];
+        // SAFETY: writing 12 bytes from a stack array to our pipe fd, then
         // `_exit`: both async-signal-safe.
         unsafe {
             libc::write(err_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
@@ -299,7 +328,7 @@ pub fn spawn(spec: &ChildSpec) -> Result<Spawned, SysError> {
     // pidfd that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(err_w);
-    let mut buf = [0u8; 8];
+    let mut buf = [0u8; 12];
     let mut got = 0;
     while got < buf.len() {
         // SAFETY: reading into the unfilled tail of a stack buffer from a
@@ -327,6 +356,17 @@ pub fn spawn(spec: &ChildSpec) -> Result<Spawned, SysError> {
     }
     let step = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    let index = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    if step == Step::Sysctl as u32 {
+        if let Some(w) = spec.sysctls.get(index as usize) {
+            return Err(SysError::ChildSysctl {
+                pid: pid as i32,
+                path: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(w.path.as_bytes())),
+                value: w.value.to_string_lossy().into_owned(),
+                source: std::io::Error::from_raw_os_error(errno),
+            });
+        }
+    }
     Err(SysError::Child {
         pid: pid as i32,
         step: Step::from_u32(step).map_or("unknown step", Step::as_str),
@@ -340,6 +380,24 @@ fn errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
+/// How the child failed: the step, its errno, and which item of the step
+/// (the index of a sysctl; 0 for the others).
+struct Failed {
+    step: Step,
+    errno: i32,
+    index: u32,
+}
+
+impl From<(Step, i32)> for Failed {
+    fn from((step, errno): (Step, i32)) -> Failed {
+        Failed {
+            step,
+            errno,
+            index: 0,
+        }
+    }
+}
+
 /// Returns only on failure.
 fn child(
     spec: &ChildSpec,
@@ -347,20 +405,20 @@ fn child(
     envp: &[*const libc::c_char],
     devnull: &CStr,
     err_fd: RawFd,
-) -> (Step, i32) {
+) -> Failed {
     // SAFETY: raw system calls with pointers into NUL-terminated strings
     // and arrays the parent built before the clone and that live in this
     // process's copy of its memory; nothing here allocates or takes a lock.
     unsafe {
         // Step 00: first, before any namespace is joined or built.
         if libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) != 0 {
-            return (Step::NotDumpable, errno());
+            return (Step::NotDumpable, errno()).into();
         }
         if let Some(pidfd) = spec.join {
             // One call joins them all (Linux 5.8); joining the mount
             // namespace also moves root and cwd to the container's root.
             if libc::setns(pidfd, spec.namespaces as libc::c_int) != 0 {
-                return (Step::JoinContainer, errno());
+                return (Step::JoinContainer, errno()).into();
             }
             // A pid namespace is entered by children only: fork once (a raw
             // clone, without glibc's fork handlers and their locks). This
@@ -376,7 +434,7 @@ fn child(
                     0usize,
                 );
                 if pid < 0 {
-                    return (Step::JoinContainer, errno());
+                    return (Step::JoinContainer, errno()).into();
                 }
                 if pid > 0 {
                     libc::close(err_fd);
@@ -392,7 +450,7 @@ fn child(
                     libc::_exit(code);
                 }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return (Step::JoinContainer, errno());
+                    return (Step::JoinContainer, errno()).into();
                 }
             }
         } else if let Err(e) = build(spec, devnull) {
@@ -400,27 +458,27 @@ fn child(
         }
         let null = libc::open(devnull.as_ptr(), libc::O_RDWR);
         if null < 0 {
-            return (Step::Stdio, errno());
+            return (Step::Stdio, errno()).into();
         }
         for (from, to) in [(null, 0), (spec.stdout, 1), (spec.stderr, 2)] {
             if from != to && libc::dup2(from, to) < 0 {
-                return (Step::Stdio, errno());
+                return (Step::Stdio, errno()).into();
             }
         }
         // Close everything from 3 up but the error pipe (close-on-exec).
         let hi = libc::c_uint::MAX;
         let e = err_fd as libc::c_uint;
         if e > 3 && libc::syscall(libc::SYS_close_range, 3u32, e - 1, 0u32) != 0 {
-            return (Step::CloseFds, errno());
+            return (Step::CloseFds, errno()).into();
         }
         if libc::syscall(libc::SYS_close_range, e + 1, hi, 0u32) != 0 {
-            return (Step::CloseFds, errno());
+            return (Step::CloseFds, errno()).into();
         }
         if libc::chdir(spec.cwd.as_ptr()) != 0 {
-            return (Step::Chdir, errno());
+            return (Step::Chdir, errno()).into();
         }
         if let Err(e) = default_signals() {
-            return (Step::Signals, e);
+            return (Step::Signals, e).into();
         }
         for &(resource, soft, hard) in &spec.rlimits {
             let lim = libc::rlimit {
@@ -428,16 +486,16 @@ fn child(
                 rlim_max: hard,
             };
             if libc::setrlimit(resource as _, &lim) != 0 {
-                return (Step::Rlimit, errno());
+                return (Step::Rlimit, errno()).into();
             }
         }
         if let Some(confine) = spec.confine {
             if let Err(e) = confine() {
-                return (Step::Confine, e);
+                return (Step::Confine, e).into();
             }
         }
         libc::execve(spec.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        (Step::Exec, errno())
+        (Step::Exec, errno()).into()
     }
 }
 
@@ -517,13 +575,23 @@ unsafe fn default_signals() -> Result<(), i32> {
 
 /// Steps 0 to 4 of a new container: its network, mounts, host name and
 /// root. Async-signal-safe.
-unsafe fn build(spec: &ChildSpec, devnull: &CStr) -> Result<(), (Step, i32)> {
+unsafe fn build(spec: &ChildSpec, devnull: &CStr) -> Result<(), Failed> {
     // SAFETY: as in `child`: syscalls on prepared strings.
     unsafe {
         // First, so that /sys (mounted below) shows this namespace's links.
         if let Some(fd) = spec.netns {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err((Step::JoinNetns, errno()));
+                return Err((Step::JoinNetns, errno()).into());
+            }
+        }
+        // Step 0b: in the container's network and IPC namespaces now.
+        for (i, w) in spec.sysctls.iter().enumerate() {
+            if let Err(errno) = write_file(&w.path, &w.value) {
+                return Err(Failed {
+                    step: Step::Sysctl,
+                    errno,
+                    index: i as u32,
+                });
             }
         }
         if libc::mount(
@@ -534,34 +602,34 @@ unsafe fn build(spec: &ChildSpec, devnull: &CStr) -> Result<(), (Step, i32)> {
             std::ptr::null(),
         ) != 0
         {
-            return Err((Step::MakePrivate, errno()));
+            return Err((Step::MakePrivate, errno()).into());
         }
         for m in &spec.mounts {
-            mount_op(m, devnull)?;
+            mount_op(m, devnull).map_err(Failed::from)?;
         }
         if let Some(h) = &spec.hostname {
             if libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0 {
-                return Err((Step::Hostname, errno()));
+                return Err((Step::Hostname, errno()).into());
             }
         }
         if spec.loopback_up {
             if let Err(e) = loopback_up() {
-                return Err((Step::Loopback, e));
+                return Err((Step::Loopback, e).into());
             }
         }
         if libc::chdir(spec.root.as_ptr()) != 0 {
-            return Err((Step::PivotRoot, errno()));
+            return Err((Step::PivotRoot, errno()).into());
         }
         // pivot_root(".", "."): the old root ends up stacked under the new
         // one at "/", and the detach below takes it away.
         if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
-            return Err((Step::PivotRoot, errno()));
+            return Err((Step::PivotRoot, errno()).into());
         }
         if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
-            return Err((Step::DetachOldRoot, errno()));
+            return Err((Step::DetachOldRoot, errno()).into());
         }
         if libc::chdir(c"/".as_ptr()) != 0 {
-            return Err((Step::DetachOldRoot, errno()));
+            return Err((Step::DetachOldRoot, errno()).into());
         }
     }
     Ok(())
@@ -684,6 +752,33 @@ unsafe fn mount_op(m: &MountOp, devnull: &CStr) -> Result<(), (Step, i32)> {
                     return Err((Step::Symlink, errno()));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Write `value` into the existing file `path` (a sysctl): open, one
+/// write, close. Async-signal-safe.
+fn write_file(path: &CStr, value: &CStr) -> Result<(), i32> {
+    let bytes = value.to_bytes();
+    // SAFETY: open, write and close on a NUL-terminated path and a byte
+    // slice the parent prepared; the descriptor is closed before returning.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        );
+        if fd < 0 {
+            return Err(errno());
+        }
+        let n = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        let e = errno();
+        libc::close(fd);
+        if n < 0 {
+            return Err(e);
+        }
+        if n as usize != bytes.len() {
+            return Err(libc::EIO);
         }
     }
     Ok(())
