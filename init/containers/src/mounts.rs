@@ -2,11 +2,22 @@
 //! its own mounts, as data for `keel_sys::spawn` to carry out.
 //!
 //! Every target is a host path under the container root (the child mounts
-//! before its root changes). The parent checks each target first: no
-//! component of it inside the root may be a symbolic link, because the
-//! kernel would follow it *on the host* (an image shipping `/proc -> /`
-//! would otherwise get the host's root mounted over). The root is not yet
-//! reachable by any process when the check runs, so it cannot race.
+//! before its root changes), so a symbolic link on the way would be
+//! followed by the kernel *on the host* (an image shipping `/proc -> /`
+//! would otherwise get the host's root mounted over). The parent settles
+//! each target first, while the root is not yet reachable by any process
+//! (so nothing can race it):
+//!
+//! - keel's own targets (/proc, /dev, /sys, the bridge's /etc files):
+//!   [`inside`] refuses any link on the way;
+//! - the container's own mounts (`mounts:`): [`resolve_target`] resolves
+//!   the target *inside the root*, as Docker does, with
+//!   `openat2(RESOLVE_IN_ROOT)`: an image's link means what it means in the
+//!   container (`/etc/nginx/sites-enabled/default` ->
+//!   `/etc/nginx/sites-available/default`), an absolute link or `..`
+//!   never leaves the root, and a missing target (or what a dangling link
+//!   names) is created under its resolved parent's descriptor. The child
+//!   gets the canonical host path of what was found, which has no link.
 //!
 //! Bind sources are the other way round: they are on the node, in volume
 //! directories that containers write (a volume may be shared), so a
@@ -59,6 +70,8 @@ pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty
 pub enum PlanError {
     #[error("mount target {target}: {why}")]
     Target { target: String, why: String },
+    #[error("mount target {target}: {why}")]
+    Resolve { target: String, why: String },
     #[error("mount source {path}: {why}")]
     Source { path: String, why: String },
 }
@@ -99,6 +112,135 @@ pub fn inside(root: &Path, inner: &str) -> Result<PathBuf, PlanError> {
         }
     }
     Ok(out)
+}
+
+/// How many symbolic links [`resolve_target`] follows at most while it
+/// creates what a dangling one names (the kernel's own limit is 40).
+const MAX_LINKS: usize = 40;
+
+/// The host path of what the container path `target` names inside `root`
+/// (see the module's doc): links followed as the container would follow
+/// them, never out of `root`. When the target is missing, it is created (a
+/// file when `file`, else a directory, and its missing parents as
+/// directories), each under its parent's descriptor; a dangling link is
+/// followed to what it names, which is created the same way.
+pub fn resolve_target(root: &Path, target: &str, file: bool) -> Result<PathBuf, PlanError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bad = |why: String| PlanError::Resolve {
+        target: target.to_string(),
+        why,
+    };
+    if !target.starts_with('/') {
+        return Err(bad("not an absolute path".into()));
+    }
+    // As written, a target is a normal path (the image's links may have
+    // `..`; they are resolved, and stop at the root).
+    if Path::new(target)
+        .components()
+        .any(|c| c == Component::ParentDir)
+    {
+        return Err(bad("contains ..".into()));
+    }
+    let root_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(root)
+        .map_err(|e| bad(format!("open the root {}: {e}", root.display())))?;
+    let host_root = fd_path(&root_fd).map_err(|e| bad(format!("the root's path: {e}")))?;
+    let mut path = PathBuf::from(target);
+    for _ in 0..=MAX_LINKS {
+        match walk(root_fd.as_fd(), &path, file).map_err(|e| bad(e.to_string()))? {
+            Walk::Found(fd) => {
+                let host = fd_path(&fd).map_err(|e| bad(format!("its path: {e}")))?;
+                return match host.strip_prefix(&host_root) {
+                    Ok(rel) if rel.as_os_str().is_empty() => {
+                        Err(bad("is the container's root".into()))
+                    }
+                    Ok(_) => Ok(host),
+                    // openat2 does not let it happen: refuse rather than trust.
+                    Err(_) => Err(bad(format!(
+                        "resolves out of the root, to {}",
+                        host.display()
+                    ))),
+                };
+            }
+            Walk::Dangling(next) => path = next,
+        }
+    }
+    Err(bad(format!(
+        "more than {MAX_LINKS} symbolic links to follow"
+    )))
+}
+
+/// What one walk of a target found.
+enum Walk {
+    /// The target, opened `O_PATH`.
+    Found(OwnedFd),
+    /// A dangling link on the way: the path to walk again, the link's
+    /// value in place of the link.
+    Dangling(PathBuf),
+}
+
+/// Open each prefix of `path` in `root` (`RESOLVE_IN_ROOT`); create a
+/// missing one under the descriptor of the prefix before it, or return
+/// the path through a dangling link.
+fn walk(root: std::os::fd::BorrowedFd<'_>, path: &Path, file: bool) -> std::io::Result<Walk> {
+    let comps: Vec<Component> = path.components().collect();
+    let mut parent: Option<OwnedFd> = None;
+    for i in 0..comps.len() {
+        let prefix: PathBuf = comps[..=i].iter().collect();
+        match keel_sys::fs::open_in_root(root, &prefix) {
+            Ok(fd) => {
+                parent = Some(fd);
+                continue;
+            }
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+            Err(e) => {
+                let Component::Normal(name) = comps[i] else {
+                    return Err(e);
+                };
+                let dir = parent.as_ref().map_or(root, |p| p.as_fd()).as_raw_fd();
+                match nix::fcntl::readlinkat(Some(dir), name) {
+                    Ok(link) => {
+                        // Relative: from the link's directory (`..` taken
+                        // there by the kernel, after the links before it).
+                        let mut next: PathBuf = comps[..i].iter().collect();
+                        next.push(link);
+                        next.extend(&comps[i + 1..]);
+                        return Ok(Walk::Dangling(next));
+                    }
+                    Err(nix::Error::ENOENT) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                let mode = nix::sys::stat::Mode::from_bits_truncate(0o755);
+                if file && i == comps.len() - 1 {
+                    use nix::fcntl::OFlag;
+                    let fd = nix::fcntl::openat(
+                        Some(dir),
+                        name,
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_WRONLY
+                            | OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::from_bits_truncate(0o644),
+                    )?;
+                    nix::unistd::close(fd)?;
+                } else {
+                    nix::sys::stat::mkdirat(Some(dir), name, mode)?;
+                }
+                parent = Some(keel_sys::fs::open_in_root(root, &prefix)?);
+            }
+        }
+    }
+    parent
+        .map(Walk::Found)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The host path of an open descriptor, as the kernel names it.
+fn fd_path(fd: &impl AsRawFd) -> std::io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 fn op(
@@ -303,7 +445,7 @@ pub fn plan(
                         file: b.file,
                     },
                     None,
-                    inside(root, target)?,
+                    resolve_target(root, target, b.file)?,
                     None,
                     if *readonly { MS_RDONLY } else { 0 },
                     None,
@@ -318,7 +460,7 @@ pub fn plan(
                 ops.push(op(
                     MountKind::Mount,
                     Some("tmpfs"),
-                    inside(root, target)?,
+                    resolve_target(root, target, false)?,
                     Some("tmpfs"),
                     MS_NOSUID | MS_NODEV,
                     Some(&data),
@@ -348,21 +490,123 @@ mod tests {
     use super::*;
 
     #[test]
-    fn symlinked_targets_are_refused() {
+    fn symlinked_targets_of_keel_are_refused() {
         let t = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/", t.path().join("proc")).unwrap();
         let e = plan(t.path(), &[], &[]).unwrap_err();
         assert!(e.to_string().contains("/proc"), "{e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
+        // Control: a directory there.
         std::fs::remove_file(t.path().join("proc")).unwrap();
-        std::fs::create_dir_all(t.path().join("data")).unwrap();
-        std::os::unix::fs::symlink("/etc", t.path().join("data/x")).unwrap();
-        let m = MountSpec::Tmpfs {
-            target: "/data/x/y".into(),
+        plan(t.path(), &[], &[]).unwrap();
+    }
+
+    fn tmpfs(target: &str) -> MountSpec {
+        MountSpec::Tmpfs {
+            target: target.into(),
             size: 0,
-        };
-        let e = plan(t.path(), &[m], &[]).unwrap_err();
-        assert!(e.to_string().contains("/data/x/y"), "{e}");
+        }
+    }
+
+    /// The target of the container's last mount in the plan, under the
+    /// root (canonical, as the child gets it).
+    fn planned(root: &Path, m: MountSpec) -> Result<String, PlanError> {
+        let ops = plan(root, &[m], &[])?;
+        let canon = std::fs::canonicalize(root).unwrap();
+        let t = ops
+            .iter()
+            .rev()
+            .find(|o| {
+                o.fstype.as_deref() == Some(c"tmpfs") && o.data.as_deref() == Some(c"mode=1777")
+            })
+            .unwrap()
+            .target
+            .to_str()
+            .unwrap()
+            .to_string();
+        Ok(t.strip_prefix(canon.to_str().unwrap()).unwrap().to_string())
+    }
+
+    /// The container's own targets are resolved inside its root, as Docker
+    /// does: links mean what they mean in the container and never lead
+    /// out; what is missing is created inside the root.
+    #[test]
+    fn targets_resolve_inside_the_root() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(root.join("etc/nginx/sites-available")).unwrap();
+        std::fs::create_dir_all(root.join("etc/nginx/sites-enabled")).unwrap();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "host").unwrap();
+        std::fs::write(root.join("etc/nginx/sites-available/default"), "image").unwrap();
+        // Debian's nginx: a relative link to a file of the image.
+        symlink(
+            "../sites-available/default",
+            root.join("etc/nginx/sites-enabled/default"),
+        )
+        .unwrap();
+        let r = resolve_target(&root, "/etc/nginx/sites-enabled/default", true).unwrap();
+        assert_eq!(
+            r,
+            std::fs::canonicalize(root.join("etc/nginx/sites-available/default")).unwrap()
+        );
+        // A directory link on the way (the old refusal's case).
+        symlink("/etc", root.join("data/x")).unwrap();
+        assert_eq!(planned(&root, tmpfs("/data/x/y")).unwrap(), "/etc/y");
+        assert!(root.join("etc/y").is_dir());
+
+        // Links that point "outside": an absolute one to the host's file,
+        // and one with more `..` than there are levels. Both stay in the
+        // root: what they name there is created, the host's file is not
+        // touched, and nothing is planned on it.
+        let host_secret = outside.join("secret");
+        symlink(&host_secret, root.join("etc/abs")).unwrap();
+        symlink(
+            "../../../../../../../../outside/secret",
+            root.join("etc/nginx/up"),
+        )
+        .unwrap();
+        symlink("/", root.join("etc/slash")).unwrap();
+        symlink("../../../..", root.join("etc/above")).unwrap();
+        let canon_root = std::fs::canonicalize(&root).unwrap();
+        let abs = resolve_target(&root, "/etc/abs", true).unwrap();
+        assert_eq!(abs, canon_root.join(host_secret.strip_prefix("/").unwrap()));
+        assert!(abs.is_file());
+        let up = resolve_target(&root, "/etc/nginx/up", true).unwrap();
+        assert_eq!(up, canon_root.join("outside/secret"));
+        assert!(up.is_file());
+        assert_eq!(std::fs::read_to_string(&host_secret).unwrap(), "host");
+        // A link to the root itself is no target, nor one with `..` above
+        // the root, which is the root too.
+        for target in ["/etc/slash", "/etc/above"] {
+            let e = resolve_target(&root, target, false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is the container's root"), "{target}: {e}");
+        }
+        // Controls: a missing target is created (with its parents), a
+        // file as a file; an existing directory is itself.
+        assert_eq!(planned(&root, tmpfs("/new/dir")).unwrap(), "/new/dir");
+        assert!(root.join("new/dir").is_dir());
+        let f = resolve_target(&root, "/new/file.conf", true).unwrap();
+        assert!(f.is_file() && f.starts_with(&canon_root));
+        assert_eq!(planned(&root, tmpfs("/data")).unwrap(), "/data");
+        // A dangling link: what it names is created, inside the root.
+        symlink("/srv/www/missing", root.join("etc/dangling")).unwrap();
+        let d = resolve_target(&root, "/etc/dangling", false).unwrap();
+        assert_eq!(d, canon_root.join("srv/www/missing"));
+        assert!(d.is_dir());
+        // A loop of links is refused, not followed forever.
+        symlink("/loop/b", root.join("loop-a")).unwrap();
+        std::fs::create_dir_all(root.join("loop")).unwrap();
+        symlink("/loop-a", root.join("loop/b")).unwrap();
+        let e = resolve_target(&root, "/loop-a", false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/loop-a"), "{e}");
     }
 
     #[test]

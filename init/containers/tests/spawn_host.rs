@@ -634,3 +634,57 @@ fn sysctls_are_the_containers_own() {
         "{e}"
     );
 }
+
+/// A mount target that is a link in the image is mounted on what the link
+/// names inside the container's root, as Docker does (Debian's
+/// `/etc/nginx/sites-enabled/default`); a link to a host path names that
+/// path inside the root, and the host's file is neither mounted over nor
+/// changed.
+#[test]
+fn mount_targets_follow_the_images_links_inside_the_root() {
+    let Some(env) = setup("linktargets") else {
+        return;
+    };
+    let vols = env.dirs.source_root.join("var/lib/keel/volumes");
+    std::fs::create_dir_all(&vols).unwrap();
+    std::fs::write(vols.join("site"), "from-the-volume\n").unwrap();
+    let host_file = env.dirs.source_root.join("host-secret");
+    std::fs::write(&host_file, "host\n").unwrap();
+    let etc = env.layer.join("etc");
+    std::fs::create_dir_all(etc.join("nginx/sites-available")).unwrap();
+    std::fs::create_dir_all(etc.join("nginx/sites-enabled")).unwrap();
+    std::fs::write(etc.join("nginx/sites-available/default"), "image\n").unwrap();
+    std::os::unix::fs::symlink(
+        "../sites-available/default",
+        etc.join("nginx/sites-enabled/default"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&host_file, etc.join("abs")).unwrap();
+    let bind = |target: &str| keel_config::model::MountSpec::Bind {
+        source: "/var/lib/keel/volumes/site".into(),
+        target: target.into(),
+        readonly: true,
+    };
+    let c = Container {
+        name: "linktargets".into(),
+        command: vec!["/bin/sh".into(), "-c".into()],
+        args: vec![format!(
+            "cat /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default {}",
+            host_file.display()
+        )],
+        network: NetMode::None,
+        mounts: vec![bind("/etc/nginx/sites-enabled/default"), bind("/etc/abs")],
+        ..Default::default()
+    };
+    let (out, err, code) = run(&env, &c);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    // The link's destination has the volume's file, and the host path the
+    // absolute link names exists inside the root, with the volume's file.
+    assert_eq!(out, "from-the-volume\n".repeat(3), "{err}");
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host\n");
+    // The image's file under the mount is untouched.
+    assert_eq!(
+        std::fs::read_to_string(etc.join("nginx/sites-available/default")).unwrap(),
+        "image\n"
+    );
+}

@@ -131,12 +131,35 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SysEr
 /// may lead out of `dir` (`..` above it, an absolute path). ELOOP means a
 /// link was met, EXDEV that the path would leave `dir`.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path) -> std::io::Result<OwnedFd> {
-    let name = CString::new(rel.as_os_str().as_bytes())
+    openat2_path(
+        dir,
+        rel,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Open `path` as an `O_PATH` descriptor with `root` standing for `/`
+/// (`openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`), as if the calling
+/// process were chrooted there: symbolic links are followed, the last one
+/// included, but an absolute link starts again at `root` and `..` stops at
+/// it, so what is found is always under `root` (a container's root: its
+/// image's links mean what they mean inside the container).
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path) -> std::io::Result<OwnedFd> {
+    openat2_path(
+        root,
+        path,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// `openat2(dir, path, O_PATH | O_CLOEXEC, resolve)`.
+fn openat2_path(dir: BorrowedFd<'_>, path: &Path, resolve: u64) -> std::io::Result<OwnedFd> {
+    let name = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let how = OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     // SAFETY: openat2 reads the NUL-terminated `name` and the `how` of the
     // size passed, both alive for the call; it returns a new descriptor
