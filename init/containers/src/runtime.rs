@@ -477,8 +477,9 @@ pub fn mount_root(dirs: &Dirs, c: &Container, img: &ImageRoot) -> Result<PathBuf
         upper.display(),
         work.display()
     );
-    // nodev: CAP_MKNOD is in the default set (images unpack device nodes),
-    // but a node made in the root must not open a device of the host.
+    // nodev: CAP_MKNOD is in the default set (as Docker's; unpacking skips
+    // layers' device nodes), so a node made in the root must not open a
+    // device of the host.
     keel_sys::fs::mount(
         "overlay",
         &rootfs,

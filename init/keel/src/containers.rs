@@ -127,8 +127,14 @@ pub fn image_root(
         }
     };
     drop(one);
-    for (digest, bytes, ms) in &resolved.unpacked {
-        info!("images: {name}: unpacked layer {digest} ({bytes} bytes) in {ms} ms");
+    for u in &resolved.unpacked {
+        info!(
+            "images: {name}: unpacked layer {} ({} bytes) in {} ms",
+            u.digest, u.bytes, u.ms
+        );
+        for note in u.skip_notes() {
+            info!("images: {name}: {note}");
+        }
     }
     let cfg = resolved.config.config.unwrap_or_default();
     let user = cfg

@@ -20,7 +20,14 @@
 //!      extraction never follows it);
 //!    - hard links: the target is a clean path that exists in the tree
 //!      (the layer, or the tree it is applied onto) and is not a directory;
-//!    - device nodes, FIFOs, sparse files and unknown types are refused.
+//!    - device nodes are skipped, as rootless runtimes do: keel creates no
+//!      device node from an image (a node in a layer directory, a host
+//!      path, would be a door to the device), and most images that carry
+//!      some (`/dev/null`, `/dev/console` of old base images) run without
+//!      them, since a container gets its /dev from keel. Nothing is
+//!      created in their place; [`Stats::skipped_devices`] names them, for
+//!      the caller to log;
+//!    - FIFOs, sparse files and unknown types are refused.
 //! 5. Whiteouts, two ways ([`Whiteouts`]):
 //!    - `Apply` (layers applied in order onto one tree): `.wh.NAME` removes
 //!      NAME as left by lower layers; `.wh..wh..opq` removes everything in
@@ -98,7 +105,6 @@ pub enum Refusal {
     HardlinkEscapes(String),
     HardlinkMissing(String),
     HardlinkToDirectory(String),
-    Device,
     Fifo,
     Unsupported(u8),
     BadWhiteout,
@@ -127,7 +133,6 @@ impl fmt::Display for Refusal {
                     "hard link target {t:?} is a directory or the link itself"
                 )
             }
-            Refusal::Device => write!(f, "device nodes are not allowed in layers"),
             Refusal::Fifo => write!(f, "FIFOs are not allowed in layers"),
             Refusal::Unsupported(t) => write!(f, "unsupported entry type {:?}", char::from(*t)),
             Refusal::BadWhiteout => write!(f, "whiteout names no file"),
@@ -180,12 +185,19 @@ pub enum ExtractError {
 }
 
 /// What one layer held.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub entries: u64,
     pub bytes: u64,
     pub whiteouts: u64,
+    /// Device nodes skipped (character and block), all of them counted.
+    pub devices: u64,
+    /// The paths of the first [`MAX_NAMED_SKIPS`] of them, `/dev/xyz`.
+    pub skipped_devices: Vec<String>,
 }
+
+/// How many skipped entries [`Stats`] names; the rest are only counted.
+pub const MAX_NAMED_SKIPS: usize = 64;
 
 /// A cleaned archive path: its components, none empty, `.` or `..`.
 type Rel = Vec<OsString>;
@@ -482,7 +494,13 @@ impl Extractor<'_> {
                 // linked itself, not what it points at.
                 fs::hard_link(&target_path, &path).map_err(self.io("link", &path))?;
             }
-            T::Char | T::Block => return Err(self.refused(Refusal::Device)),
+            T::Char | T::Block => {
+                stats.devices += 1;
+                if stats.skipped_devices.len() < MAX_NAMED_SKIPS {
+                    stats.skipped_devices.push(format!("/{}", show(&rel)));
+                }
+                return Ok(());
+            }
             T::Fifo => return Err(self.refused(Refusal::Fifo)),
             other => return Err(self.refused(Refusal::Unsupported(other.as_byte()))),
         }
@@ -678,6 +696,12 @@ pub fn apply_layers(
         total.entries += s.entries;
         total.bytes += s.bytes;
         total.whiteouts += s.whiteouts;
+        total.devices += s.devices;
+        for d in s.skipped_devices {
+            if total.skipped_devices.len() < MAX_NAMED_SKIPS {
+                total.skipped_devices.push(d);
+            }
+        }
     }
     Ok(total)
 }

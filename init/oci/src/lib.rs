@@ -25,7 +25,7 @@ pub use digest::{Digest, DigestError};
 pub use extract::{apply_layers, extract_layer, ExtractError, Limits, Refusal, Stats, Whiteouts};
 pub use layout::{resolve, Image, LayoutError};
 pub use manifest::{ContainerConfig, Descriptor, ImageConfig, Manifest, Platform};
-pub use store::{GcReport, ResolvedImage, Store, StoreError};
+pub use store::{GcReport, ResolvedImage, Store, StoreError, Unpacked};
 pub use writer::{layer_tar, write_layout, EntryKind, ImageSpec, Layer, LayerEntry, WriteError};
 
 #[cfg(test)]

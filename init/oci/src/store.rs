@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{copy_hashed, Digest};
-use crate::extract::{extract_layer, ExtractError, Limits, Whiteouts};
+use crate::extract::{extract_layer, ExtractError, Limits, Stats, Whiteouts};
 use crate::layout::{self, blob_path, open_blob, read_image, LayoutError};
 use crate::manifest::{Descriptor, ImageConfig, Manifest, Platform, MAX_JSON};
 
@@ -83,8 +83,49 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
     pub layer_dirs: Vec<PathBuf>,
     /// The layers this call unpacked (the others were unpacked already,
-    /// or by another caller it waited for): digest, bytes of the blob, ms.
-    pub unpacked: Vec<(Digest, u64, u128)>,
+    /// or by another caller it waited for).
+    pub unpacked: Vec<Unpacked>,
+}
+
+/// A layer unpacked by [`Store::resolve`].
+#[derive(Debug, Clone)]
+pub struct Unpacked {
+    pub digest: Digest,
+    /// Bytes of the blob.
+    pub bytes: u64,
+    pub ms: u128,
+    /// Device nodes it held, which were not created (see
+    /// [`crate::extract`]): how many, and the first paths.
+    pub devices: u64,
+    pub skipped_devices: Vec<String>,
+}
+
+impl Unpacked {
+    /// One line per skipped device node, for the log (`layer sha256:...:
+    /// skipped device node /dev/console (keel creates no device nodes
+    /// from images)`), and one for those beyond the named ones.
+    pub fn skip_notes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .skipped_devices
+            .iter()
+            .map(|p| {
+                format!(
+                    "layer {}: skipped device node {p} (keel creates no device nodes from images)",
+                    self.digest
+                )
+            })
+            .collect();
+        let more = self
+            .devices
+            .saturating_sub(self.skipped_devices.len() as u64);
+        if more > 0 {
+            out.push(format!(
+                "layer {}: skipped {more} more device nodes",
+                self.digest
+            ));
+        }
+        out
+    }
 }
 
 /// What [`Store::gc`] deleted.
@@ -359,24 +400,24 @@ impl Store {
     /// The directory layer `desc` is unpacked in, unpacking it first if it
     /// is not yet (true). One caller in this process unpacks a layer; the
     /// others asking for it meanwhile wait and find it unpacked.
-    fn layer_dir(&self, desc: &Descriptor) -> Result<(PathBuf, bool), StoreError> {
+    fn layer_dir(&self, desc: &Descriptor) -> Result<(PathBuf, Option<Stats>), StoreError> {
         let digest = Digest::parse(&desc.digest).map_err(|source| LayoutError::Digest {
             what: "layer descriptor".into(),
             source,
         })?;
         let dst = self.layers().join(digest.hex());
         if dst.is_dir() {
-            return Ok((dst, false));
+            return Ok((dst, None));
         }
         let lock = crate::once::lock_for(&dst.to_string_lossy());
         let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
         if dst.is_dir() {
-            return Ok((dst, false));
+            return Ok((dst, None));
         }
         let tmp = self.layers().join(tmp_name(digest.hex()));
         let r = (|| {
             let blob = open_blob(&self.root, desc)?;
-            extract_layer(
+            let stats = extract_layer(
                 blob,
                 &desc.media_type,
                 &tmp,
@@ -385,11 +426,11 @@ impl Store {
                 &self.limits,
             )?;
             match fs::rename(&tmp, &dst) {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(stats),
                 // Another process unpacked it meanwhile: theirs is as good.
                 Err(_) if dst.is_dir() => {
                     let _ = fs::remove_dir_all(&tmp);
-                    Ok(())
+                    Ok(stats)
                 }
                 Err(e) => Err(io_err("rename to", &dst)(e)),
             }
@@ -397,9 +438,9 @@ impl Store {
         if r.is_err() {
             let _ = fs::remove_dir_all(&tmp);
         }
-        r?;
+        let stats = r?;
         sync_dir(&self.layers())?;
-        Ok((dst, true))
+        Ok((dst, Some(stats)))
     }
 
     /// The image named `name`, with every layer unpacked.
@@ -411,12 +452,18 @@ impl Store {
         for l in &image.manifest.layers {
             let t = std::time::Instant::now();
             let (dir, fresh) = self.layer_dir(l)?;
-            if fresh {
-                let d = Digest::parse(&l.digest).map_err(|source| LayoutError::Digest {
+            if let Some(stats) = fresh {
+                let digest = Digest::parse(&l.digest).map_err(|source| LayoutError::Digest {
                     what: "layer descriptor".into(),
                     source,
                 })?;
-                unpacked.push((d, l.size, t.elapsed().as_millis()));
+                unpacked.push(Unpacked {
+                    digest,
+                    bytes: l.size,
+                    ms: t.elapsed().as_millis(),
+                    devices: stats.devices,
+                    skipped_devices: stats.skipped_devices,
+                });
             }
             layer_dirs.push(dir);
         }

@@ -359,24 +359,6 @@ fn malicious_layers_are_refused_and_write_nothing_outside() {
             "names no file",
         ),
         (
-            "char device",
-            vec![vec![E {
-                kind: EntryKind::CharDevice { major: 1, minor: 3 },
-                ..E::file("dev/null", b"")
-            }]],
-            "dev/null",
-            "device nodes",
-        ),
-        (
-            "block device",
-            vec![vec![E {
-                kind: EntryKind::BlockDevice { major: 8, minor: 0 },
-                ..E::file("dev/sda", b"")
-            }]],
-            "dev/sda",
-            "device nodes",
-        ),
-        (
             "fifo",
             vec![vec![E {
                 kind: EntryKind::Fifo,
@@ -389,6 +371,54 @@ fn malicious_layers_are_refused_and_write_nothing_outside() {
     for (case, layers, entry, want) in cases {
         refused(case, &layers, entry, want, d);
     }
+}
+
+/// Device nodes are not created, and do not fail the layer: the rest of
+/// it is unpacked and the nodes are reported, for the log.
+#[test]
+fn device_nodes_are_skipped_and_reported() {
+    for mode in [Whiteouts::Apply, Whiteouts::Overlay] {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("root");
+        let entries = [
+            E::dir("dev"),
+            E {
+                kind: EntryKind::CharDevice { major: 1, minor: 3 },
+                ..E::file("dev/xyz", b"")
+            },
+            E {
+                kind: EntryKind::BlockDevice { major: 8, minor: 0 },
+                ..E::file("dev/sda", b"")
+            },
+            E::file("etc/app.conf", b"kept"),
+        ];
+        let s = extract_layer(
+            &tar(&entries)[..],
+            OCI_LAYER_TAR,
+            &dest,
+            "sha256:dev",
+            mode,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(s.devices, 2);
+        assert_eq!(s.skipped_devices, ["/dev/xyz", "/dev/sda"]);
+        // Nothing in their place; the control, the file, is there.
+        assert!(fs::symlink_metadata(dest.join("dev/xyz")).is_err());
+        assert!(fs::symlink_metadata(dest.join("dev/sda")).is_err());
+        assert_eq!(fs::read(dest.join("etc/app.conf")).unwrap(), b"kept");
+    }
+    // Beyond the named ones, only counted.
+    let t = tempfile::tempdir().unwrap();
+    let many: Vec<E> = (0..MAX_NAMED_SKIPS + 3)
+        .map(|i| E {
+            kind: EntryKind::CharDevice { major: 1, minor: 3 },
+            ..E::file(&format!("d{i}"), b"")
+        })
+        .collect();
+    let s = apply(&many, t.path()).unwrap();
+    assert_eq!(s.devices, MAX_NAMED_SKIPS as u64 + 3);
+    assert_eq!(s.skipped_devices.len(), MAX_NAMED_SKIPS);
 }
 
 #[test]

@@ -188,7 +188,7 @@ fn concurrent_resolves_unpack_each_layer_once() {
     });
     let mut unpacked: Vec<Digest> = results
         .iter()
-        .flat_map(|r| r.unpacked.iter().map(|(d, _, _)| d.clone()))
+        .flat_map(|r| r.unpacked.iter().map(|u| u.digest.clone()))
         .collect();
     unpacked.sort();
     let n = unpacked.len();
@@ -212,4 +212,42 @@ fn concurrent_resolves_unpack_each_layer_once() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
         .collect();
     assert!(tmps.is_empty(), "no temporaries left");
+}
+
+/// An image whose layer carries a device node resolves (the node is not
+/// created), and the unpack reports it for the log, once.
+#[test]
+fn device_nodes_are_reported_when_the_layer_is_unpacked() {
+    use crate::writer::EntryKind;
+    let t = tempfile::tempdir().unwrap();
+    layout(
+        &t.path().join("d"),
+        "d:1",
+        &[vec![
+            E {
+                kind: EntryKind::CharDevice { major: 5, minor: 1 },
+                ..E::file("dev/console", b"")
+            },
+            E::file("bin/tool", b"tool"),
+        ]],
+    );
+    let store = Store::open(&t.path().join("store")).unwrap();
+    store.import_layout(&t.path().join("d"), None, "d").unwrap();
+    let img = store.resolve("d").unwrap();
+    assert_eq!(
+        fs::read(img.layer_dirs[0].join("bin/tool")).unwrap(),
+        b"tool"
+    );
+    assert!(fs::symlink_metadata(img.layer_dirs[0].join("dev/console")).is_err());
+    let u = &img.unpacked[0];
+    assert_eq!(
+        u.skip_notes(),
+        [format!(
+            "layer {}: skipped device node /dev/console (keel creates no device nodes from images)",
+            u.digest
+        )]
+    );
+    assert!(u.digest.to_string().starts_with("sha256:"));
+    // Unpacked already: nothing to report again.
+    assert!(store.resolve("d").unwrap().unpacked.is_empty());
 }
