@@ -1044,6 +1044,24 @@ containers:
     mounts:
       - {{type: bind, source: /var/lib/keel/volumes/shared/real, target: /data}}
     command: ["/bin/sh", "-c", "cat /data/marker; ls /data; echo neighbour-ran; sleep 100000"]
+  - name: low-bridge
+    image: busybox
+    user: nobody
+    command: ["/bin/httpd", "-f", "-p", "80", "-h", "/var/www"]
+    healthcheck: {{http: {{port: 80, path: /}}, interval: 1s, timeout: 1s}}
+  - name: low-none
+    image: busybox
+    user: nobody
+    network: none
+    command: ["/bin/httpd", "-f", "-p", "80", "-h", "/var/www"]
+    healthcheck: {{http: {{port: 80, path: /}}, interval: 1s, timeout: 1s}}
+  - name: low-refused
+    image: busybox
+    user: nobody
+    network: none
+    restart: never
+    sysctls: {{net.ipv4.ip_unprivileged_port_start: 1024}}
+    command: ["/bin/sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; /bin/httpd -f -p 80 -h /var/www"]
 "#,
         ports = quoted(&node_ports)
     );
@@ -1151,6 +1169,22 @@ neighbour-ran"
         ),
         "{n}"
     );
+
+    // Privileged ports in a container's own network namespace, as under
+    // Docker: httpd as nobody, without capabilities, serves port 80 on
+    // the bridge and with network: none (its health check fetches the
+    // page inside its namespace). The control: the kernel's 1024 set back
+    // through sysctls:, and the same bind is refused.
+    for name in ["low-bridge", "low-none"] {
+        let c = wait_until(&vm, name, "healthy", |c| {
+            c.health.as_deref() == Some("healthy")
+        });
+        assert_eq!(c.state, "running", "{c:?}");
+    }
+    let l = wait_logs(&vm, "low-refused", "Permission denied");
+    assert!(l.starts_with("1024\n"), "{l}");
+    let c = wait_until(&vm, "low-refused", "exited", |c| c.state == "exited");
+    assert_eq!(c.last_exit.as_deref(), Some("exited 1"), "{c:?}");
     vm.assert_no_fatal();
 }
 

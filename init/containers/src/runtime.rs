@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use keel_config::model::{Container, Id, NetMode, UserSpec};
+use keel_config::model::{Container, Id, NetMode, SysctlNs, UserSpec};
 use keel_sys::fs::MountFlags;
 use keel_sys::spawn::{self, ChildSpec, Spawned};
 
@@ -96,6 +96,10 @@ pub enum RunError {
     Untrusted { path: String, why: String },
     #[error("{what} contains a NUL byte")]
     Nul { what: &'static str },
+    #[error(
+        "sysctl {name}: a sysctl of the network namespace, which with network: host is the node's"
+    )]
+    NodeSysctl { name: String },
     #[error("prepare the confinement: {0}")]
     Confine(String),
     #[error(transparent)]
@@ -586,6 +590,15 @@ pub const UNPRIVILEGED_PORT_START: (&str, &str) = ("net/ipv4/ip_unprivileged_por
 /// [`UNPRIVILEGED_PORT_START`] unless the network is the node's or the
 /// container sets it itself, then the container's `sysctls`, in order.
 pub fn sysctl_writes(c: &Container, proc_sys: &Path) -> Result<Vec<spawn::SysctlWrite>, RunError> {
+    // The config refuses it; a container built otherwise is refused here
+    // too, as the child would write the node's own.
+    if c.network == NetMode::Host {
+        if let Some(s) = c.sysctls.iter().find(|s| s.ns == SysctlNs::Net) {
+            return Err(RunError::NodeSysctl {
+                name: s.name.clone(),
+            });
+        }
+    }
     let (default_path, default_value) = UNPRIVILEGED_PORT_START;
     let default = (c.network != NetMode::Host && !c.sysctls.iter().any(|s| s.path == default_path))
         .then_some((default_path, default_value));
@@ -847,6 +860,11 @@ mod tests {
         // The node's network is not the container's to change.
         c.network = NetMode::Host;
         assert_eq!(writes(&c), [pair("/p/sys/kernel/shmmax", "4096")]);
+        let fwd = keel_config::containers::sysctl("net.ipv4.ip_forward", "1").unwrap();
+        c.sysctls.push(fwd);
+        let e = sysctl_writes(&c, Path::new("/p/sys")).unwrap_err();
+        assert!(e.to_string().contains("net.ipv4.ip_forward"), "{e}");
+        c.sysctls.pop();
         // The container's own value replaces the default.
         c.network = NetMode::None;
         c.sysctls =
