@@ -813,6 +813,35 @@ fn push_evil(s: &Scratch, registry: &str) {
     skopeo_push(&dir, "evil:1", &format!("{registry}/test/evil:1"));
 }
 
+/// Push `test/devs:1`: one layer with a character device node beside a
+/// file (as old base images carry `/dev/console`), and no program: its
+/// start gets past the unpack and stops at the missing `cat`.
+fn push_devs(s: &Scratch, registry: &str) {
+    use keel_oci::manifest::{ContainerConfig, Platform};
+    use keel_oci::writer::{layer_tar, write_layout, EntryKind, ImageSpec, Layer, LayerEntry};
+    let entries = vec![
+        LayerEntry::dir("dev"),
+        LayerEntry {
+            kind: EntryKind::CharDevice { major: 1, minor: 1 },
+            ..LayerEntry::file("dev/xyz", b"")
+        },
+        LayerEntry::file("etc/devs-layer", b"beside-the-node\n"),
+    ];
+    let layer = Layer::tar_gzip(&layer_tar(&entries).unwrap()).unwrap();
+    let spec = ImageSpec {
+        name: Some("devs:1".into()),
+        platform: Platform::linux_amd64(),
+        config: ContainerConfig {
+            entrypoint: Some(vec!["cat".into()]),
+            env: Some(vec!["PATH=/bin".into()]),
+            ..Default::default()
+        },
+    };
+    let dir = s.path("devs-layout");
+    write_layout(&dir, &spec, &[layer]).unwrap();
+    skopeo_push(&dir, "devs:1", &format!("{registry}/test/devs:1"));
+}
+
 /// A host TCP server answering every connection with `text`.
 fn serve_text(text: &'static str) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -843,6 +872,7 @@ fn pulled_images_run_on_the_bridge_and_evil_layers_are_refused() {
         &format!("{host_reg}/test/busybox:1"),
     );
     push_evil(&s, &host_reg);
+    push_devs(&s, &host_reg);
     let outside = serve_text("outside-ok");
     let web = free_port();
     let config = format!(
@@ -861,6 +891,10 @@ containers:
     args: ["ip -4 addr show eth0; cat /etc/resolv.conf; wget -q -O - http://10.0.2.2:{outside}/ && echo; wget -q -O - http://10.0.2.15:8088/ && echo client-done; sleep 100000"]
   - name: evil
     image: 10.0.2.2:{port}/test/evil:1
+    network: none
+    restart: never
+  - name: devs
+    image: 10.0.2.2:{port}/test/devs:1
     network: none
     restart: never
   - name: checker
@@ -926,6 +960,21 @@ containers:
     assert!(e.contains("x/pwned") || e.contains("pwned2"), "{e}");
     let out = wait_logs(&vm, "checker", "listed");
     assert!(!out.contains("pwned"), "{out}");
+
+    // A device node in a layer is skipped, and said so, not a refusal of
+    // the image: the start gets past the unpack (to the missing program).
+    let devs = wait_until(&vm, "devs", "failed", |c| c.state == "failed");
+    let e = devs.error.unwrap_or_default();
+    assert!(e.contains("cat: not found in the image"), "{e}");
+    let console = vm.console();
+    let note = console
+        .lines()
+        .find(|l| l.contains("/test/devs:1: layer sha256:"))
+        .unwrap_or_else(|| panic!("no note of the skipped node:\n{console}"));
+    assert!(
+        note.ends_with(": skipped device node /dev/xyz (keel creates no device nodes from images)"),
+        "{note}"
+    );
 
     // Four containers on one image, started together at boot: one pull,
     // one unpack of its layer, and all four running.
