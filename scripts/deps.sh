@@ -44,6 +44,8 @@ table=(
   "skopeo|skopeo|an independent reader of keel-image's OCI layouts"
   "curl|curl|what users reach the node with, in the VM tests"
   "docker-registry|docker-registry|a real registry for the pull tests"
+  "mmdebstrap|mmdebstrap|a Debian image of real programs (nginx, redis) for the VM test of real images"
+  "redis-tools|redis-cli|talking to the redis of that image"
   "crun|crun|the reference runtime of the container benchmark"
   "etcd-server|etcd|etcd 3.4: the reference of keel's etcd v2 API"
   "etcd-client|etcdctl|etcdctl against keel's KV"

@@ -1294,3 +1294,247 @@ containers:
     assert_eq!(vm.status().state, keel_api::NodeState::Ready);
     vm.assert_no_fatal();
 }
+
+/// The suite and packages of the real image (`scripts/debian-rootfs.sh`).
+const DEBIAN: (&str, &str) = ("bookworm", "nginx-light,redis-server");
+
+/// A Debian image made the way a user makes one: `mmdebstrap` (cached by
+/// `scripts/debian-rootfs.sh`), one tar+zstd layer, pushed to a registry
+/// with skopeo as `{registry}/debian/web:12`. Its config sets only PATH,
+/// as `docker import` would.
+fn push_debian(s: &Scratch, registry: &str) {
+    use keel_oci::manifest::{ContainerConfig, Platform, OCI_LAYER_ZSTD};
+    use keel_oci::writer::{write_layout, ImageSpec, Layer};
+    let out = std::process::Command::new(keel_vmtests::root().join("scripts/debian-rootfs.sh"))
+        .args([DEBIAN.0, DEBIAN.1])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("scripts/debian-rootfs.sh");
+    assert!(out.status.success(), "scripts/debian-rootfs.sh: {out:?}");
+    let tar = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // The tools do the heavy lifting (a debug build hashes 190 MB slowly).
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let hex = String::from_utf8(sum.stdout).unwrap();
+    let diff_id = keel_oci::digest::Digest::from_hex(hex.split_whitespace().next().unwrap())
+        .expect("sha256sum's hex");
+    let zst = s.path("debian.tar.zst");
+    let ok = std::process::Command::new("zstd")
+        .args(["-q", "-3", "-T0", "-f", "-o"])
+        .arg(&zst)
+        .arg(&tar)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let layer = Layer {
+        media_type: OCI_LAYER_ZSTD.into(),
+        blob: std::fs::read(&zst).unwrap(),
+        diff_id,
+    };
+    let spec = ImageSpec {
+        name: Some("web:12".into()),
+        platform: Platform::linux_amd64(),
+        config: ContainerConfig {
+            env: Some(vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ]),
+            cmd: Some(vec!["/bin/bash".into()]),
+            ..Default::default()
+        },
+    };
+    let dir = s.path("debian-layout");
+    write_layout(&dir, &spec, &[layer]).unwrap();
+    skopeo_push(&dir, "web:12", &format!("{registry}/debian/web:12"));
+}
+
+/// Real programs from a Debian image behave as under Docker: nginx serves
+/// its welcome page, as root and as www-data on port 80 on a read-only root
+/// with its site bound over a link of the image; redis runs as its image's user on a read-only root,
+/// answers redis-cli, and on `keelctl stop` gets SIGTERM, saves and exits
+/// on its own long before its grace period; and four containers on the
+/// image, started together at boot, pull and unpack it once.
+#[test]
+fn a_debian_image_runs_nginx_and_redis_as_under_docker() {
+    let s = Scratch::new("containers-debian");
+    let reg = start_registry(&s);
+    push_debian(&s, &format!("127.0.0.1:{}", reg.port));
+    let (web, web_ro, redis) = (free_port(), free_port(), free_port());
+    let image = format!("10.0.2.2:{}/debian/web:12", reg.port);
+    let config = format!(
+        r#"#cloud-config
+registries:
+  insecure: ["10.0.2.2:{port}"]
+write_files:
+  - path: /var/lib/keel/volumes/nginx/nginx.conf
+    content: |
+      worker_processes 1;
+      pid /tmp/nginx.pid;
+      error_log stderr;
+      events {{ worker_connections 64; }}
+      http {{
+        include /etc/nginx/mime.types;
+        access_log /dev/stdout;
+        client_body_temp_path /tmp/client_body;
+        proxy_temp_path /tmp/proxy;
+        fastcgi_temp_path /tmp/fastcgi;
+        uwsgi_temp_path /tmp/uwsgi;
+        scgi_temp_path /tmp/scgi;
+        include /etc/nginx/sites-enabled/*;
+      }}
+  - path: /var/lib/keel/volumes/nginx/site
+    content: |
+      server {{
+        listen 80 default_server;
+        root /var/www/html;
+        index index.nginx-debian.html;
+        location = /who {{ return 200 "served by an unprivileged nginx\n"; }}
+      }}
+containers:
+  - name: nginx
+    image: {image}
+    command: ["/usr/sbin/nginx", "-g", "daemon off;"]
+    ports: ["8080:80"]
+  # As www-data on port 80 (Docker's ip_unprivileged_port_start=0), on a
+  # read-only root, with its site bound over /etc/nginx/sites-enabled/default,
+  # a link in the image (mounted on what it names, inside the root).
+  - name: nginx-ro
+    image: {image}
+    user: www-data
+    readonly: true
+    command: ["/usr/sbin/nginx", "-g", "daemon off;"]
+    mounts:
+      - {{type: bind, source: /var/lib/keel/volumes/nginx/nginx.conf, target: /etc/nginx/nginx.conf, readonly: true}}
+      - {{type: bind, source: /var/lib/keel/volumes/nginx/site, target: /etc/nginx/sites-enabled/default, readonly: true}}
+    ports: ["8081:80"]
+  - name: redis
+    image: {image}
+    user: redis
+    readonly: true
+    command: ["/usr/bin/redis-server", "/etc/redis/redis.conf", "--daemonize", "no", "--supervised", "no", "--logfile", "", "--bind", "0.0.0.0", "--protected-mode", "no"]
+    ports: ["6379:6379"]
+    stop_grace: 30s
+    restart: never
+  - name: idle1
+    image: {image}
+    network: none
+    command: ["/bin/sleep", "infinity"]
+  - name: idle2
+    image: {image}
+    network: none
+    command: ["/bin/sleep", "infinity"]
+"#,
+        port = reg.port
+    );
+    // The image is ~190 MB unpacked: a disk with room for it and its blob.
+    let disk = s.path("disk.img");
+    std::fs::copy(keel_vmtests::build_dir().join("disk.img"), &disk).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(1536 << 20)
+        .unwrap();
+    let file = s.path("user-data");
+    std::fs::write(&file, &config).unwrap();
+    let mut cfg = VmConfig::new("containers-debian");
+    cfg.variant = keel_vmtests::Variant::Disk;
+    cfg.disk = Some(disk);
+    cfg.mem = "1024M".into();
+    cfg.cloud_config(&file);
+    cfg.hostfwd = vec![
+        format!("tcp:127.0.0.1:{web}-:8080"),
+        format!("tcp:127.0.0.1:{web_ro}-:8081"),
+        format!("tcp:127.0.0.1:{redis}-:6379"),
+    ];
+    let mut vm = Vm::start(cfg);
+    vm.wait_ready();
+
+    for name in ["nginx", "nginx-ro", "redis", "idle1", "idle2"] {
+        wait_until(&vm, name, "running", |c| c.state == "running");
+    }
+    // One pull, one unpack, for the four.
+    let console = vm.console();
+    let pulls = console
+        .matches(&format!("images: pulled {image} ("))
+        .count();
+    let unpacks = console
+        .matches(&format!("images: {image}: unpacked layer "))
+        .count();
+    assert_eq!((pulls, unpacks), (1, 1), "{console}");
+
+    // nginx's welcome page, through the published port.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        match http_get(web) {
+            Ok(p) if p.contains("Welcome to nginx!") => break p,
+            r if Instant::now() > deadline => panic!("GET nginx: {r:?}\n{}", logs(&vm, "nginx")),
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    };
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    // The unprivileged one: its own site, through the link's destination.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{web_ro}/who")])
+            .output()
+            .expect("curl");
+        if String::from_utf8_lossy(&out.stdout) == "served by an unprivileged nginx\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nginx-ro: {:?}\n{}",
+            out,
+            logs(&vm, "nginx-ro")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let page = http_get(web_ro).unwrap();
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+
+    // redis as its image's user, on a read-only root: PONG.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &redis.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (scripts/deps.sh installs redis-tools)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cli(&["ping"]) != "PONG" {
+        assert!(
+            Instant::now() < deadline,
+            "redis never answered PONG: {}",
+            logs(&vm, "redis")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(cli(&["set", "k", "v"]), "OK");
+    let who = vm.container("redis");
+    let ps = logs(&vm, "redis");
+    assert!(ps.contains("Ready to accept connections"), "{ps}");
+    assert!(who.pid.is_some(), "{who:?}");
+
+    // keelctl stop: redis gets SIGTERM (not blocked, not ignored), saves
+    // and exits 0 on its own, long before its 30 s grace.
+    let t = Instant::now();
+    let (ok, _, err) = vm.keelctl(&["stop", "redis"]);
+    assert!(ok, "{err}");
+    let c = wait_until(&vm, "redis", "stopped", |c| c.state == "stopped");
+    let took = t.elapsed();
+    let l = logs(&vm, "redis");
+    assert!(l.contains("Received SIGTERM scheduling shutdown"), "{l}");
+    assert!(l.contains("ready to exit, bye bye"), "{l}");
+    assert_eq!(c.last_exit.as_deref(), Some("exited 0"), "{c:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "redis took {took:?} to stop"
+    );
+    eprintln!("debian: redis stopped in {took:?} of its 30 s grace");
+    vm.assert_no_fatal();
+    drop(reg);
+}

@@ -548,6 +548,7 @@ pub fn exec_in(
         rlimits: Vec::new(),
         sysctls: Vec::new(),
         join: Some(j.pidfd.as_raw_fd()),
+        stdio_owner: None,
     };
     spawn::spawn(&spec).map_err(RunError::Spawn)
 }
@@ -744,6 +745,7 @@ pub fn start(
             loopback_up: c.network != NetMode::Host,
             netns: netns.as_ref().map(|f| f.as_raw_fd()),
             join: None,
+            stdio_owner: (ident.uid != 0).then_some((ident.uid, ident.gid)),
             sysctls: sysctl_writes(c, Path::new(PROC_SYS))?,
             rlimits: c
                 .rlimits

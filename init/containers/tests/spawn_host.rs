@@ -688,3 +688,55 @@ fn mount_targets_follow_the_images_links_inside_the_root() {
         "image\n"
     );
 }
+
+/// A program that is not root may open `/dev/stdout` (`/proc/self/fd/1`,
+/// which checks the log pipe's owner, as nginx's `access_log /dev/stdout`
+/// does): the child gives fds 1 and 2 to the container's user, as runc
+/// does. The control is fd 0, /dev/null, which stays root's.
+#[test]
+fn a_user_that_is_not_root_owns_its_stdout() {
+    use nix::unistd::{setresgid, setresuid, Gid, Uid};
+    let Some(env) = setup("stdio") else { return };
+    let c = Container {
+        name: "stdio".into(),
+        command: vec!["/bin/sh".into(), "-c".into()],
+        args: vec![
+            "id -u; ls -lL /proc/self/fd/0 /proc/self/fd/1; echo via-dev-stdout > /dev/stdout; echo via-dev-stderr > /dev/stderr"
+                .into(),
+        ],
+        user: Some(keel_config::containers::user("nobody").unwrap()),
+        network: NetMode::None,
+        ..Default::default()
+    };
+    let img = ImageRoot {
+        layers: vec![env.layer.clone()],
+        ..Default::default()
+    };
+    // Becomes the resolved user, as keel's confinement does.
+    let confiner = |_: &Container, who: &runtime::Ident| -> Result<runtime::Confinement, String> {
+        let (uid, gid) = (who.uid, who.gid);
+        Ok(Box::new(move || {
+            let e = |e: nix::Error| e as i32;
+            setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).map_err(e)?;
+            setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).map_err(e)?;
+            Ok(())
+        }))
+    };
+    let confiner: &runtime::Confiner = &confiner;
+    let r = runtime::start(&env.dirs, &c, &img, Some(confiner), None).expect("start");
+    let (out, err) = (read_all(r.stdout), read_all(r.stderr));
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None);
+    runtime::stop_run(&env.dirs, &c.name, &r.cgroup, None);
+    assert!(out.starts_with("65534\n"), "{out}\n{err}");
+    assert!(out.contains("via-dev-stdout"), "{out}\n{err}");
+    assert!(err.contains("via-dev-stderr"), "{out}\n{err}");
+    let owner = |fd: &str| {
+        out.lines()
+            .find(|l| l.ends_with(&format!("/proc/self/fd/{fd}")))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or_else(|| panic!("no ls line for fd {fd}: {out}"))
+            .to_string()
+    };
+    assert_eq!(owner("1"), "nobody", "{out}");
+    assert_eq!(owner("0"), "root", "the control, /dev/null: {out}");
+}

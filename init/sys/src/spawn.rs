@@ -221,6 +221,10 @@ pub struct ChildSpec<'a> {
     /// run inside it (a health check). `root`, `mounts`, `hostname`,
     /// `loopback_up`, `netns` and `sysctls` are then unused.
     pub join: Option<RawFd>,
+    /// The owner fds 1 and 2 (the log pipes) are given, for a program that
+    /// is not root: it may then open `/dev/stdout` (`/proc/self/fd/1`),
+    /// which checks the pipe's owner, as runc's fixStdioPermissions does.
+    pub stdio_owner: Option<(u32, u32)>,
 }
 
 /// A started child.
@@ -463,6 +467,13 @@ fn child(
         for (from, to) in [(null, 0), (spec.stdout, 1), (spec.stderr, 2)] {
             if from != to && libc::dup2(from, to) < 0 {
                 return (Step::Stdio, errno()).into();
+            }
+        }
+        if let Some((uid, gid)) = spec.stdio_owner {
+            for fd in [1, 2] {
+                if libc::fchown(fd, uid, gid) != 0 {
+                    return (Step::Stdio, errno()).into();
+                }
             }
         }
         // Close everything from 3 up but the error pipe (close-on-exec).
