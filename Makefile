@@ -37,7 +37,7 @@ kernel: deps
 	kernel-config/build.sh $(BUILD)/kernel
 
 binaries:
-	$(CARGO) build --release --locked -p keel -p keelctl -p keel-image -p keel-testhelpers
+	$(CARGO) build --release --locked -p keel -p keelctl -p keel-image -p keel-testhelpers -p keel-init
 
 # Development signing keys: created once, never overwritten. Slots signed with
 # another key are refused by an initramfs that carries this one.
@@ -53,6 +53,7 @@ keys: binaries
 	$(KIMG) keygen --dir $(KEYS)
 
 VARS := --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel --var HELPER_BIN=$(REL)/test-helper \
+	--var INIT_BIN=$(REL)/keel-init \
 	--var FLOOR_BIN=$(REL)/floor-init --var WORK_FLOOR_BIN=$(REL)/work-floor \
 	--var PUBKEY=$(PUBKEY) --var BUILD_ID_FILE=$(BUILD)/build-id --var CA_BUNDLE=$(CA_BUNDLE) \
 	--var BUSYBOX=$(BUSYBOX) --var BUSYBOX_OCI=$(BUILD)/busybox-oci --var PROBE_OCI=$(BUILD)/probe-oci

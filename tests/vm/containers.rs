@@ -507,6 +507,50 @@ containers:
     network: none
     restart: never
     stop_grace: 2s
+  - name: webinit
+    image: busybox
+    command: ["/bin/httpd", "-f", "-v", "-p", "8080", "-h", "/var/www"]
+    user: nobody
+    init: true
+    network: none
+    restart: never
+    stop_grace: 20s
+    healthcheck:
+      http: {port: 8080, path: /}
+      interval: 500ms
+      timeout: 400ms
+  - name: webbare
+    image: busybox
+    command: ["/bin/httpd", "-f", "-v", "-p", "8080", "-h", "/var/www"]
+    user: nobody
+    network: none
+    restart: never
+    stop_grace: 2s
+    healthcheck:
+      http: {port: 8080, path: /}
+      interval: 500ms
+      timeout: 400ms
+  - name: initps
+    image: busybox
+    command: ["/bin/sh", "-c", "echo pid=$$ ppid=$PPID; ps -o pid,ppid,user,args; echo ps-done; exec sleep 100000"]
+    user: nobody
+    init: true
+    network: none
+  - name: orphans
+    image: busybox
+    command: ["/bin/sh", "-c", "(sleep 1 &); (sleep 3; echo zombies=$(cat /proc/[0-9]*/stat | grep -c ') Z '); echo check-done) & exec sleep 100000"]
+    init: true
+    network: none
+  - name: orphansbare
+    image: busybox
+    command: ["/bin/sh", "-c", "(sleep 1 &); (sleep 3; echo zombies=$(cat /proc/[0-9]*/stat | grep -c ') Z '); echo check-done) & exec sleep 100000"]
+    network: none
+  - name: seven
+    image: busybox
+    command: ["/bin/sh", "-c", "exit 7"]
+    init: true
+    network: none
+    restart: never
 "#;
     let vm = boot(&s, "containers-limits", config, Vec::new());
 
@@ -640,6 +684,67 @@ containers:
         "the polite stop took {polite:?} of its 20 s grace"
     );
 
+    // init: true (keel-init as PID 1, the program its child): busybox
+    // httpd, which has no SIGTERM handler, dies of the SIGTERM keel-init
+    // passes on, at once, well inside its 20 s grace (exit 128+15, as
+    // tini reports it). Control: the same httpd as PID 1 ignores SIGTERM
+    // and is killed when its 2 s grace ends. Both serve (healthy) first,
+    // as nobody: the init needs no privilege.
+    for name in ["webinit", "webbare"] {
+        wait_until(&vm, name, "healthy", |c| {
+            c.health.as_deref() == Some("healthy")
+        });
+    }
+    let stop = |name: &str| {
+        let t = Instant::now();
+        let (ok, _, err) = vm.keelctl(&["stop", name]);
+        assert!(ok, "{err}");
+        let c = wait_until(&vm, name, "stopped", |c| c.state == "stopped");
+        (t.elapsed(), c)
+    };
+    let (with_init, c) = stop("webinit");
+    assert_eq!(c.last_exit.as_deref(), Some("exited 143"), "{c:?}");
+    let (without, c) = stop("webbare");
+    assert_eq!(c.last_exit.as_deref(), Some("killed by signal 9"), "{c:?}");
+    eprintln!(
+        "stop of busybox httpd (the demo's web): with init {:.3} s (grace 20 s), without {:.3} s (grace 2 s: killed at its end)",
+        with_init.as_secs_f64(),
+        without.as_secs_f64()
+    );
+    assert!(
+        with_init < Duration::from_secs(5),
+        "the stop under init took {with_init:?} of its 20 s grace"
+    );
+    assert!(without >= Duration::from_secs(2), "{without:?}");
+    // Inside: keel-init is PID 1, the program its child (pid 2), with
+    // its own argv, both the container's user.
+    let ps = wait_logs(&vm, "initps", "ps-done");
+    assert!(ps.contains("pid=2 ppid=1\n"), "{ps}");
+    let line = |pid: &str| {
+        ps.lines()
+            .find(|l| l.split_whitespace().next() == Some(pid))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert!(
+        line("1").starts_with("1 0 nobody /dev/init /bin/sh -- /bin/sh -c echo pid="),
+        "{ps}"
+    );
+    assert!(
+        line("2").starts_with("2 1 nobody /bin/sh -c echo pid="),
+        "{ps}"
+    );
+    // An orphan that ends is reaped by keel-init. Control: with the
+    // program as PID 1 (a sleep, which waits for nobody), it stays a
+    // zombie.
+    let o = wait_logs(&vm, "orphans", "check-done");
+    assert!(o.contains("zombies=0\n"), "{o}");
+    let o = wait_logs(&vm, "orphansbare", "check-done");
+    assert!(o.contains("zombies=1\n"), "{o}");
+    // The program's exit code is the container's.
+    let c = wait_until(&vm, "seven", "exited", |c| c.state == "exited");
+    assert_eq!(c.last_exit.as_deref(), Some("exited 7"), "{c:?}");
+
     let sick = wait_until(&vm, "sick", "restarted", |c| c.restarts >= 1);
     assert!(
         sick.last_exit
@@ -713,9 +818,23 @@ fn the_demo_node_serves_its_page() {
     assert_eq!(v["version"], "busybox:latest");
     assert_eq!(v["host"], "10.0.2.15");
 
-    // Stopped, it leaves the store; started again, it comes back.
+    // Stopped, it leaves the store; started again, it comes back. It runs
+    // under keel-init (init: true), so httpd gets the SIGTERM and the stop
+    // takes well under its 10 s grace.
+    let t = Instant::now();
     let (ok, _, err) = vm.keelctl(&["stop", "web"]);
     assert!(ok, "{err}");
+    let c = wait_until(&vm, "web", "stopped", |c| c.state == "stopped");
+    let took = t.elapsed();
+    eprintln!(
+        "demo web container stop (init: true): {:.3} s",
+        took.as_secs_f64()
+    );
+    assert_eq!(c.last_exit.as_deref(), Some("exited 143"), "{c:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the demo's stop took {took:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while etcdctl(&["ls", "/services/web"]).contains("keel-demo-web") {
         assert!(Instant::now() < deadline, "still announced after stop");

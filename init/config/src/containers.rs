@@ -109,6 +109,7 @@ const KEYS: &[&str] = &[
     "group_add",
     "capabilities",
     "readonly",
+    "init",
     "healthcheck",
     "after",
     "requires",
@@ -539,6 +540,7 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
             }
             "capabilities" => capabilities(v, &p, val, &mut c),
             "readonly" => c.readonly = v.boolean(&p, val).unwrap_or(false),
+            "init" => c.init = v.boolean(&p, val).unwrap_or(false),
             "healthcheck" => c.healthcheck = healthcheck(v, &p, val),
             "after" | "requires" => {
                 let Some(list) = v.seq(&p, val) else { continue };
@@ -1667,6 +1669,7 @@ mod tests {
     user: '1000:1000'
     capabilities: {add: [net_bind_service, CAP_CHOWN], drop: [all]}
     readonly: true
+    init: true
     healthcheck: {http: 80/healthz, interval: 5s, timeout: 1s, retries: 5, start_period: 30s}
     hostname: web-1
     workdir: /srv
@@ -1772,6 +1775,7 @@ mod tests {
         assert_eq!(web.cap_add, ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]);
         assert_eq!(web.cap_drop, ["ALL"]);
         assert!(web.readonly);
+        assert!(web.init);
         assert_eq!(
             web.healthcheck,
             Some(Healthcheck {
@@ -1790,6 +1794,7 @@ mod tests {
         assert_eq!(web.stop_grace_ms, 30_000);
         assert_eq!(web.stop_signal, Some(crate::model::Signal(3)));
         assert_eq!(db.stop_signal, None, "the image's, else SIGTERM");
+        assert!(!db.init, "init is off unless asked");
         assert_eq!(db.network, NetMode::Host);
         assert_eq!(db.env[1], ("EMPTY".to_string(), String::new()));
         assert_eq!(db.healthcheck.as_ref().unwrap().probe, Probe::Tcp(5432));
@@ -1914,6 +1919,9 @@ mod tests {
             ("capabilities: {add: [net_admin], drop: [NET_ADMIN]}", "capabilities", 5, "both added and dropped"),
             ("capabilities: {ad: [chown]}", "capabilities.ad", 5, "did you mean \"add\""),
             ("readonly: maybe", "readonly", 5, "true or false"),
+            ("init: yes please", "init", 5, "true or false"),
+            ("init: [true]", "init", 5, "true or false"),
+            ("int: true", "int", 5, "did you mean \"init\""),
             ("healthcheck: {interval: 5s}", "healthcheck", 5, "exactly one of tcp, http or command (found none)"),
             ("healthcheck: {tcp: 80, http: 80/}", "healthcheck", 5, "found tcp and http"),
             ("healthcheck: {tcp: 0}", "healthcheck.tcp", 5, "not a port"),

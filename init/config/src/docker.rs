@@ -308,6 +308,7 @@ enum Flag {
     StopSignal,
     GroupAdd,
     Sysctl,
+    Init,
 }
 
 /// The flags keel translates: long name, short letter.
@@ -333,10 +334,11 @@ const FLAGS: &[(&str, Option<char>, Flag)] = &[
     ("stop-signal", None, Flag::StopSignal),
     ("group-add", None, Flag::GroupAdd),
     ("sysctl", None, Flag::Sysctl),
+    ("init", None, Flag::Init),
 ];
 
 fn is_bool(f: Flag) -> bool {
-    matches!(f, Flag::Rm | Flag::Detach | Flag::ReadOnly)
+    matches!(f, Flag::Rm | Flag::Detach | Flag::ReadOnly | Flag::Init)
 }
 
 /// Why a flag keel does not translate is refused.
@@ -543,6 +545,7 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
             }
             Flag::StopSignal => c.stop_signal = Some(schema::stop_signal(&val).map_err(bad)?),
             Flag::ReadOnly => c.readonly = yes()?,
+            Flag::Init => c.init = yes()?,
             Flag::Entrypoint => {
                 if val.is_empty() {
                     return Err(bad("an empty entrypoint".into()));
@@ -609,7 +612,7 @@ mod tests {
         let t = run("--rm -d --name web -p 8080:80 --publish=127.0.0.1:53:53/udp -e A=1 --env B=x=y \
              -v /var/lib/keel/volumes/web:/data:ro --volume=/run/keel/volumes/sock:/sock:rw --restart=on-failure:5 \
              --net bridge -m 512m --cpus 1.5 --cap-add net_admin --cap-drop=ALL -u 1000:1000 -w /srv \
-             -h web1 --read-only --entrypoint /bin/web nginx:1.25 --port '8 0'")
+             -h web1 --read-only --init --entrypoint /bin/web nginx:1.25 --port '8 0'")
         .unwrap();
         let c = &t.container;
         assert_eq!((c.name.as_str(), c.image.as_str()), ("web", "nginx:1.25"));
@@ -659,6 +662,7 @@ mod tests {
         assert_eq!(c.workdir.as_deref(), Some("/srv"));
         assert_eq!(c.hostname.as_deref(), Some("web1"));
         assert!(c.readonly);
+        assert!(c.init);
         assert_eq!(
             t.notes,
             [
@@ -715,6 +719,15 @@ mod tests {
         );
         assert_eq!(run("-- busybox -x").unwrap().container.args, ["-x"]);
         assert!(!run("--read-only=false busybox").unwrap().container.readonly);
+        // --init is a boolean flag: it takes no value from the next word.
+        assert!(!run("busybox").unwrap().container.init);
+        assert!(!run("--init=false busybox").unwrap().container.init);
+        let t = run("--init busybox sh").unwrap();
+        assert!(t.container.init);
+        assert_eq!(
+            (t.container.image.as_str(), t.container.args.as_slice()),
+            ("busybox", &["sh".to_string()][..])
+        );
     }
 
     #[test]
@@ -722,6 +735,7 @@ mod tests {
         for (line, says) in [
             ("--privileged busybox", "docker run flag --privileged is not supported: keel gives a container only the capabilities"),
             ("-it busybox", "docker run flag -i is not supported: a container keel runs has no terminal"),
+            ("--init=yes busybox", "docker run flag --init yes: is not true or false"),
             ("--device /dev/kvm busybox", "flag --device is not supported"),
             ("--env-file x busybox", "flag --env-file is not supported"),
             ("--log-driver none busybox", "flag --log-driver is not supported"),

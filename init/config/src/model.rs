@@ -256,6 +256,10 @@ pub struct Container {
     pub cap_drop: Vec<String>,
     /// Writes go to a tmpfs and are lost at restart.
     pub readonly: bool,
+    /// keel's minimal init (`keel-init`) is the container's PID 1 and runs
+    /// the program as its child: it forwards signals and reaps orphans
+    /// (`init: true`, `--init`).
+    pub init: bool,
     pub healthcheck: Option<Healthcheck>,
     /// Start after these have started (and are healthy, when they have a
     /// health check).

@@ -66,6 +66,12 @@ pub const READ_ONLY: &[&str] = &[
 /// The device nodes a container gets, bound from the host's /dev.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Where a container with `init: true` finds keel's init (`keel-init`),
+/// bound read-only from the node, as podman binds catatonit: on the fresh
+/// /dev tmpfs, so nothing is written into the image's tree and a
+/// `readonly` root needs no mount point made in it.
+pub const INIT_TARGET: &str = "/dev/init";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("mount target {target}: {why}")]
@@ -333,11 +339,13 @@ pub fn bind_trees(user: &[MountSpec], source_root: &Path) -> Result<Vec<BindTree
 
 /// The whole plan for a container rooted at `root`; `binds` are the bind
 /// sources of `user` resolved by [`bind_trees`], in order (they must stay
-/// open until the child has run the plan).
+/// open until the child has run the plan). `init`: the node's `keel-init`,
+/// bound read-only at [`INIT_TARGET`] (`init: true`).
 pub fn plan(
     root: &Path,
     user: &[MountSpec],
     binds: &[BindTree],
+    init: Option<&Path>,
 ) -> Result<Vec<MountOp>, PlanError> {
     use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
     let mut ops = Vec::new();
@@ -370,6 +378,18 @@ pub fn plan(
             0,
             None,
         ));
+    }
+    if let Some(init) = init {
+        // Read-only, and executable: the bind keeps the flags of the
+        // node's mount it comes from, not /dev's noexec.
+        ops.push(MountOp {
+            kind: MountKind::Bind { file: true },
+            source: Some(c(init)),
+            target: c(&dev.join(&INIT_TARGET["/dev/".len()..])),
+            fstype: None,
+            flags: MS_RDONLY,
+            data: None,
+        });
     }
     ops.push(op(
         MountKind::Mount,
@@ -493,12 +513,12 @@ mod tests {
     fn symlinked_targets_of_keel_are_refused() {
         let t = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/", t.path().join("proc")).unwrap();
-        let e = plan(t.path(), &[], &[]).unwrap_err();
+        let e = plan(t.path(), &[], &[], None).unwrap_err();
         assert!(e.to_string().contains("/proc"), "{e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         // Control: a directory there.
         std::fs::remove_file(t.path().join("proc")).unwrap();
-        plan(t.path(), &[], &[]).unwrap();
+        plan(t.path(), &[], &[], None).unwrap();
     }
 
     fn tmpfs(target: &str) -> MountSpec {
@@ -511,7 +531,7 @@ mod tests {
     /// The target of the container's last mount in the plan, under the
     /// root (canonical, as the child gets it).
     fn planned(root: &Path, m: MountSpec) -> Result<String, PlanError> {
-        let ops = plan(root, &[m], &[])?;
+        let ops = plan(root, &[m], &[], None)?;
         let canon = std::fs::canonicalize(root).unwrap();
         let t = ops
             .iter()
@@ -616,13 +636,13 @@ mod tests {
             target: "/a/../../b".into(),
             size: 0,
         };
-        assert!(plan(t.path(), &[m], &[]).is_err());
+        assert!(plan(t.path(), &[m], &[], None).is_err());
     }
 
     #[test]
     fn plan_has_the_defaults_in_order() {
         let t = tempfile::tempdir().unwrap();
-        let ops = plan(t.path(), &[], &[]).unwrap();
+        let ops = plan(t.path(), &[], &[], None).unwrap();
         let targets: Vec<String> = ops
             .iter()
             .map(|o| {
@@ -641,6 +661,36 @@ mod tests {
         assert_eq!(ops[pos("/proc/kcore")].kind, MountKind::Mask);
         assert_eq!(ops[pos("/proc/sys")].kind, MountKind::ReadOnly);
         assert!(ops[pos("/sys")].flags & libc::MS_RDONLY != 0);
+    }
+
+    /// `init: true`: keel-init bound read-only at /dev/init, on the /dev
+    /// tmpfs (after it, before the container's own mounts); nothing
+    /// without it.
+    #[test]
+    fn the_init_is_bound_on_dev() {
+        let t = tempfile::tempdir().unwrap();
+        let user = [MountSpec::Tmpfs {
+            target: "/data".into(),
+            size: 0,
+        }];
+        let init = Path::new("/usr/lib/keel/keel-init");
+        let ops = plan(t.path(), &user, &[], Some(init)).unwrap();
+        let at = |p: &str| {
+            let target = t.path().join(&p[1..]);
+            ops.iter()
+                .position(|o| o.target.as_bytes() == target.as_os_str().as_bytes())
+        };
+        let i = at(INIT_TARGET).expect("an op at /dev/init");
+        assert_eq!(ops[i].kind, MountKind::Bind { file: true });
+        assert_eq!(ops[i].source.as_deref(), Some(c"/usr/lib/keel/keel-init"));
+        assert_eq!(ops[i].flags, libc::MS_RDONLY);
+        assert!(at("/dev").unwrap() < i && i < at("/data").unwrap());
+        // Control: without init, no such op.
+        let ops = plan(t.path(), &user, &[], None).unwrap();
+        let target = t.path().join("dev/init");
+        assert!(!ops
+            .iter()
+            .any(|o| o.target.as_bytes() == target.as_os_str().as_bytes()));
     }
 
     fn bind(source: &str) -> MountSpec {

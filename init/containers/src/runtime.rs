@@ -37,6 +37,9 @@ pub struct Dirs {
     pub cgroup: PathBuf,
     /// What bind sources (`/var/lib/keel/volumes/...`) are under: `/`.
     pub source_root: PathBuf,
+    /// keel's init for containers with `init: true` (the root image's
+    /// `/usr/lib/keel/keel-init`), bound at `mounts::INIT_TARGET`.
+    pub init: PathBuf,
 }
 
 impl Dirs {
@@ -47,6 +50,7 @@ impl Dirs {
             run: "/run/keel/containers".into(),
             cgroup: Path::new("/sys/fs/cgroup").join(crate::cgroup::GROUP),
             source_root: "/".into(),
+            init: "/usr/lib/keel/keel-init".into(),
         }
     }
 }
@@ -86,6 +90,11 @@ pub enum RunError {
     NoBridge,
     #[error("the image has no layers")]
     NoLayers,
+    #[error("init: true: keel's init {path}: {source}")]
+    Init {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("nothing to run: neither the container nor its image names a command")]
     NoCommand,
     #[error("{program}: not found in the image (PATH {path})")]
@@ -217,6 +226,19 @@ pub fn argv(c: &Container, img: &ImageRoot) -> Vec<String> {
         &c.args
     };
     entry.iter().chain(args).cloned().collect()
+}
+
+/// What is executed: `program` with `args` as they are, or, with
+/// `init: true`, keel-init at `mounts::INIT_TARGET` with them after it
+/// (`/dev/init PROGRAM -- ARGV0 [ARG...]`: the program keeps its argv[0]).
+pub fn exec_line(c: &Container, program: &str, args: &[String]) -> (String, Vec<String>) {
+    if !c.init {
+        return (program.to_string(), args.to_vec());
+    }
+    let init = mounts::INIT_TARGET.to_string();
+    let mut argv = vec![init.clone(), program.to_string(), "--".to_string()];
+    argv.extend(args.iter().cloned());
+    (init, argv)
 }
 
 /// The environment: the image's, then the container's (which wins), with a
@@ -656,7 +678,25 @@ pub fn start(
         // mounted from what was resolved (a volume that does not exist yet
         // is created, as docker does for `-v`). Held until the spawn.
         let binds = mounts::bind_trees(&c.mounts, &dirs.source_root)?;
-        let mut ops = mounts::plan(&rootfs, &c.mounts, &binds)?;
+        let init = match c.init {
+            true => match std::fs::metadata(&dirs.init) {
+                Ok(m) if m.is_file() => Some(dirs.init.as_path()),
+                Ok(_) => {
+                    return Err(RunError::Init {
+                        path: dirs.init.clone(),
+                        source: std::io::Error::other("not a regular file"),
+                    })
+                }
+                Err(source) => {
+                    return Err(RunError::Init {
+                        path: dirs.init.clone(),
+                        source,
+                    })
+                }
+            },
+            false => None,
+        };
+        let mut ops = mounts::plan(&rootfs, &c.mounts, &binds, init)?;
         // On the bridge: an address, its /etc/hosts and /etc/resolv.conf
         // (bound over the image's), and the network namespace, connected
         // before the child exists so that its program starts networked.
@@ -694,6 +734,7 @@ pub fn start(
         let args = argv(c, img);
         let first = args.first().ok_or(RunError::NoCommand)?;
         let program = find_program(&rootfs, first, &env)?;
+        let (program, args) = exec_line(c, &program, &args);
         let cwd = c
             .workdir
             .clone()
@@ -889,6 +930,26 @@ mod tests {
         c.command = vec!["/bin/sh".into()];
         c.args.clear();
         assert_eq!(argv(&c, &img()), ["/bin/sh"]);
+    }
+
+    #[test]
+    fn the_init_runs_the_program_with_its_argv() {
+        let mut c = Container::default();
+        let args = ["httpd".to_string(), "-f".to_string()];
+        assert_eq!(
+            exec_line(&c, "/bin/httpd", &args),
+            ("/bin/httpd".to_string(), args.to_vec())
+        );
+        c.init = true;
+        assert_eq!(
+            exec_line(&c, "/bin/httpd", &args),
+            (
+                "/dev/init".to_string(),
+                ["/dev/init", "/bin/httpd", "--", "httpd", "-f"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
     }
 
     #[test]

@@ -75,6 +75,7 @@ fn setup(tag: &str) -> Option<Env> {
         run: tmp.path().join("run"),
         cgroup: cgroup.clone(),
         source_root: tmp.path().join("sources"),
+        init: tmp.path().join("no-init"),
     };
     Some(Env {
         _tmp: tmp,

@@ -109,6 +109,16 @@ pub enum SysError {
     },
     #[error("capability mask {caps:#x} has bits above the last capability")]
     CapabilityMask { caps: u64 },
+    #[error("send signal {sig} to process {pid}: {source}")]
+    SignalProcess {
+        pid: i32,
+        sig: i32,
+        source: nix::Error,
+    },
+    #[error("reap a child: {0}")]
+    Reap(nix::Error),
+    #[error("start {program}: {source}")]
+    StartProgram { program: String, source: nix::Error },
     #[error("seccomp filter of {len} instructions: the kernel takes 1 to {max}")]
     SeccompFilterLength { len: usize, max: usize },
 }

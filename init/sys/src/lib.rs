@@ -4,6 +4,7 @@
 //! why it is sound. Everything else calls the safe functions re-exported here.
 
 pub mod block;
+pub mod child;
 pub mod confine;
 pub mod dm;
 mod error;
