@@ -847,6 +847,18 @@ fn the_demo_node_serves_its_page() {
         assert!(Instant::now() < deadline, "not announced again after start");
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // `keelctl poweroff` of the demo: the web container (init: true) stops
+    // at once, so the node is off in well under its 10 s grace.
+    wait_until(&vm, "web", "running", |c| c.state == "running");
+    let t = Instant::now();
+    let (ok, _, err) = vm.keelctl(&["poweroff"]);
+    assert!(ok, "{err}");
+    vm.wait_for("reboot: Power down", Duration::from_secs(60));
+    let took = t.elapsed();
+    assert!(vm.wait_exit(Duration::from_secs(30)).success());
+    eprintln!("demo: keelctl poweroff to power down in {took:?}");
+    assert!(took < Duration::from_secs(5), "poweroff took {took:?}");
 }
 
 /// A registry on the host (Debian's docker-registry, reached from the VM
