@@ -105,6 +105,10 @@ fn root_image_slot_and_disk_are_reproducible_and_veritysetup_checks_the_slot() {
         format!("--var=BUILD_ID_FILE={}", b.join("build-id").display()),
         "--var=CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt".to_string(),
         format!("--var=BUSYBOX_OCI={}", b.join("busybox-oci").display()),
+        format!(
+            "--var=INIT_BIN={}",
+            keel_vmtests::release_bin("keel-init").display()
+        ),
     ];
     let build_id = std::fs::read_to_string(b.join("build-id")).unwrap();
     let key = r.join("keys/keel-dev.key");
