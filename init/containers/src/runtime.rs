@@ -391,9 +391,7 @@ pub fn resolve_user(
         Some(_) => read_regular(root, "/etc/passwd", MAX_READ)?.unwrap_or_default(),
         None => String::new(),
     };
-    let needs_groups = user.is_some_and(|u| matches!(u.group, Some(Id::Name(_))))
-        || user.is_some()
-        || !group_add.is_empty();
+    let needs_groups = user.is_some() || !group_add.is_empty();
     let group_text = if needs_groups {
         read_regular(root, "/etc/group", MAX_READ)?.unwrap_or_default()
     } else {

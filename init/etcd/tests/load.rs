@@ -51,6 +51,51 @@ fn request(s: &mut TcpStream, method: &str, path: &str) -> String {
     }
 }
 
+/// A lone member named `name` with its data in `dir`, its stderr to
+/// `stderr`; returns it, its client port, and a keep-alive connection on
+/// which its first write (`a=1`) was answered.
+// The caller kills and waits for the member it gets back.
+#[allow(clippy::zombie_processes)]
+fn lone_member(
+    dir: &std::path::Path,
+    name: &str,
+    stderr: Stdio,
+) -> (std::process::Child, u16, TcpStream) {
+    let (client, peer) = (free_port(), free_port());
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new(BIN)
+        .args(["--name", name, "--data-dir"])
+        .arg(dir.join("m"))
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("keel-etcd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", client)) {
+            if request(&mut s, "PUT", "/v2/keys/a?value=1").contains(" 20") {
+                return (child, client, s);
+            }
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the member did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Whether the member closed `s` (EOF or reset) rather than keeping it
 /// (a read that would block).
 fn closed(mut s: &TcpStream) -> bool {
@@ -78,36 +123,12 @@ fn the_client_port_keeps_serving_its_established_clients_under_a_flood() {
     setrlimit(Resource::RLIMIT_NOFILE, want, want).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
     let log = dir.path().join("m.log");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut child = Command::new(BIN)
-        .args(["--name", "flood", "--data-dir"])
-        .arg(dir.path().join("m"))
-        .args([
-            "--listen-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-            "--advertise-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("keel-etcd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut good = loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", client)) {
-            if request(&mut s, "PUT", "/v2/keys/a?value=1").contains(" 20") {
-                break s;
-            }
-        }
-        assert!(Instant::now() < deadline, "the member did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (mut child, client, mut good) = lone_member(
+        dir.path(),
+        "flood",
+        std::fs::File::create(&log).unwrap().into(),
+    );
     // A watch waiting on its own connection.
     let mut watch = TcpStream::connect(("127.0.0.1", client)).unwrap();
     write!(
@@ -193,35 +214,7 @@ fn the_client_port_keeps_serving_its_established_clients_under_a_flood() {
 #[test]
 fn an_idle_connection_and_a_trickling_body_are_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut child = Command::new(BIN)
-        .args(["--name", "slow", "--data-dir"])
-        .arg(dir.path().join("m"))
-        .args([
-            "--listen-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-            "--advertise-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("keel-etcd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let idle = loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", client)) {
-            if request(&mut s, "PUT", "/v2/keys/a?value=1").contains(" 20") {
-                break s;
-            }
-        }
-        assert!(Instant::now() < deadline, "the member did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (mut child, client, idle) = lone_member(dir.path(), "slow", Stdio::null());
     let start = Instant::now();
     let mut slow = TcpStream::connect(("127.0.0.1", client)).unwrap();
     write!(
