@@ -38,7 +38,9 @@ mod tests {
             .map(|i| {
                 let (done, active) = (done.clone(), active.clone());
                 std::thread::spawn(move || {
-                    let key = if i % 2 == 0 { "a" } else { "b" };
+                    // Keys of this test's own: other tests of the crate use
+                    // the same process-wide table at the same time.
+                    let key = if i % 2 == 0 { "once-test-a" } else { "once-test-b" };
                     let l = lock_for(key);
                     let _g = l.lock().unwrap();
                     let mut d = done.lock().unwrap();
@@ -58,8 +60,11 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(done.lock().unwrap().len(), 2);
-        // Dropped locks are forgotten at the next insert.
-        let _ = lock_for("c");
-        assert!(locks().lock().unwrap().len() <= 1);
+        // Dropped locks are forgotten at the next insert. Only this
+        // test's keys are looked at: other tests may hold theirs now.
+        let _c = lock_for("once-test-c");
+        let map = locks().lock().unwrap();
+        assert!(map.contains_key("once-test-c"));
+        assert!(!map.contains_key("once-test-a") && !map.contains_key("once-test-b"));
     }
 }
