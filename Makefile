@@ -11,12 +11,12 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps doctor kernel binaries keys images bench-images disk netboot run check test vmtest bench bench-kv soak fuzz clean
+.PHONY: help deps doctor kernel kernel-plain binaries keys images bench-images disk netboot run check test vmtest bench bench-kv soak fuzz clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
 	@echo "make test    make check + the VM tests"
-	@echo "make check   cargo fmt --check, clippy -D warnings, unit tests"
+	@echo "make check   the kernel's hardening (kernel-config/hardening.list), cargo fmt --check, clippy -D warnings, unit tests"
 	@echo "make doctor  each command the build and tests need, with its version; fails if one is missing"
 	@echo "make deps    install the Debian packages keel needs (as root), then check them"
 	@echo "make bench   benchmarks: tables + target/bench/{boot,image,config,containers,kv}.json"
@@ -60,7 +60,15 @@ VARS := --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel --var HELPER_BIN=$(REL)/t
 IMAGE := $(KIMG) initramfs $(VARS)
 SLOT  = $(KIMG) slot --key $(KEY) --version $(VERSION) --build-id $$(cat $(BUILD)/build-id)
 
+# The kernel command line of every boot path: qemu/launch reads the copy in
+# $(BUILD)/cmdline, the EFI kernel has it built in, boot.ipxe passes it.
+# kexec copies /proc/cmdline, so a parameter missing from one path would stay
+# missing after a switch. page_alloc.shuffle=1 turns on the page allocator's
+# shuffling (kernel-config/70-hardening.config).
+CMDLINE := console=ttyS0 panic=-1 quiet page_alloc.shuffle=1
+
 images: kernel binaries keys
+	echo "$(CMDLINE)" > $(BUILD)/cmdline
 	$(KIMG) build-id --file $(BUILD)/kernel/bzImage --file $(REL)/keel --file $(PUBKEY) > $(BUILD)/build-id
 	$(KIMG) oci $(VARS) --spec initramfs/busybox-oci.list --name busybox:latest --zstd \
 		--entrypoint /bin/sh --env PATH=/bin --workdir / --out $(BUILD)/busybox-oci
@@ -94,10 +102,9 @@ bench-images: images
 # The UEFI cloud disk: the kernel with the disk initramfs and command line
 # built in on the ESP, the same OS in slots A and B, and STATE. The network
 # comes from DHCP (keel's default), as in any cloud.
-EFI_CMDLINE := console=ttyS0 panic=-1 quiet
 disk: images
 	$(IMAGE) --spec initramfs/keel.list --raw --out $(BUILD)/initramfs-disk.cpio
-	kernel-config/build.sh $(BUILD)/kernel --efi $(BUILD)/initramfs-disk.cpio "$(EFI_CMDLINE)"
+	kernel-config/build.sh $(BUILD)/kernel --efi $(BUILD)/initramfs-disk.cpio "$(CMDLINE)"
 	$(SLOT) --root $(BUILD)/root.erofs --kernel $(BUILD)/kernel/bzImage \
 		--initramfs $(BUILD)/initramfs-disk.cpio.zst --size-mib 20 --out $(BUILD)/slot.img
 	mkdir -p $(BUILD)/state
@@ -107,11 +114,10 @@ disk: images
 
 # iPXE: a script next to the kernel and the diskless initramfs. The network
 # comes from DHCP (keel's default).
-NETBOOT_CMDLINE := console=ttyS0 panic=-1 quiet
 netboot: images
 	mkdir -p $(BUILD)/netboot
 	cp $(BUILD)/kernel/bzImage $(BUILD)/initramfs.cpio.zst $(BUILD)/netboot/
-	$(KIMG) ipxe --cmdline "$(NETBOOT_CMDLINE)" --build-id $$(cat $(BUILD)/build-id) --out $(BUILD)/netboot/boot.ipxe
+	$(KIMG) ipxe --cmdline "$(CMDLINE)" --build-id $$(cat $(BUILD)/build-id) --out $(BUILD)/netboot/boot.ipxe
 
 # The demo node: initramfs/demo-config.yaml through fw_cfg runs a web
 # container; its port 8080 and the API are forwarded to the host. The API
@@ -140,8 +146,10 @@ SKIPS_CHECK  := $(CURDIR)/target/skips-check.log
 SKIPS_VMTEST := $(CURDIR)/target/skips-vmtest.log
 skip_summary = scripts/skips.sh
 
-check:
+check: kernel
 	@mkdir -p target && : > $(SKIPS_CHECK)
+	kernel-config/check-hardening.sh $(BUILD)/kernel/config $(BUILD)/kernel/symbols
+	kernel-config/check-hardening.sh --self-test $(BUILD)/kernel/config $(BUILD)/kernel/symbols
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	KEEL_SKIP_LOG=$(SKIPS_CHECK) $(CARGO) test --workspace --locked --exclude keel-vmtests
@@ -155,7 +163,12 @@ vmtest: images disk netboot
 test: deps check vmtest
 	@$(skip_summary) $(SKIPS_CHECK) $(SKIPS_VMTEST)
 
-bench: images bench-images disk netboot
+# The boot benchmark's reference kernel: the same fragments without
+# 70-hardening.config, so the hardening's cost is measured in the same run.
+kernel-plain: deps
+	KEEL_KERNEL_WITHOUT=70-hardening.config kernel-config/build.sh $(BUILD)/kernel-plain
+
+bench: images bench-images disk netboot kernel-plain
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-image-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-config-bench

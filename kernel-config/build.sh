@@ -4,7 +4,11 @@
 # the fragments, this script and the source package version, so that repeated
 # builds and CI runs on the same machine reuse it (a build takes ~4 min on 2 cores).
 #
-# usage: kernel-config/build.sh OUT_DIR      -> OUT_DIR/bzImage, OUT_DIR/config
+# usage: [KEEL_KERNEL_WITHOUT="NAME.config ..."] \
+#        kernel-config/build.sh OUT_DIR      -> OUT_DIR/bzImage, OUT_DIR/config,
+#                                               OUT_DIR/symbols (every Kconfig
+#                                               symbol of the source, for the
+#                                               hardening check's spelling)
 #        kernel-config/build.sh OUT_DIR --efi INITRAMFS.cpio CMDLINE
 #                                            -> OUT_DIR/bzImage-efi
 # The --efi variant is the same kernel with the (uncompressed) initramfs and
@@ -35,7 +39,13 @@ if [ ! -f "$tarball" ]; then
 fi
 
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-fragments=("$here"/*.config)
+# KEEL_KERNEL_WITHOUT: fragment file names to leave out (the boot
+# benchmark's reference kernel is built without 70-hardening.config).
+fragments=()
+for f in "$here"/*.config; do
+  case " ${KEEL_KERNEL_WITHOUT:-} " in *" $(basename "$f") "*) continue ;; esac
+  fragments+=("$f")
+done
 key=$( { echo "$src_version"; gcc --version | head -1; cat "$here/build.sh"; for f in "${fragments[@]}"; do echo "== $(basename "$f")"; cat "$f"; done; } | sha256sum | cut -c1-16)
 dir="$cache_root/kernel/$key"
 mkdir -p "$dir" "$out"
@@ -102,10 +112,14 @@ if [ ! -f "$dir/bzImage" ]; then
   make -C "$work" -s -j"$(nproc)" bzImage
   cp "$work/arch/x86/boot/bzImage" "$dir/bzImage.tmp"
   cp "$work/.config" "$dir/config"
+  find "$work" -name 'Kconfig*' -not -path "$work/Documentation/*" -print0 \
+    | xargs -0 sed -n 's/^[[:space:]]*\(menu\)\{0,1\}config[[:space:]]\{1,\}\([A-Za-z0-9_]*\).*/CONFIG_\2/p' \
+    | sort -u > "$dir/symbols"
   mv "$dir/bzImage.tmp" "$dir/bzImage"
   rm -rf "$work"
 fi
 
 cp "$dir/bzImage" "$out/bzImage"
 cp "$dir/config" "$out/config"
+cp "$dir/symbols" "$out/symbols"
 echo "kernel: $out/bzImage ($(stat -c %s "$out/bzImage") bytes, cache $dir)" >&2

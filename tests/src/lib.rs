@@ -110,6 +110,9 @@ pub struct VmConfig {
     pub disk2: Option<PathBuf>,
     /// An initramfs file to boot instead of the variant's.
     pub initrd: Option<PathBuf>,
+    /// A kernel to boot instead of build/kernel/bzImage (its folder's
+    /// parent holds the shared `cmdline`).
+    pub kernel: Option<PathBuf>,
     /// More qemu arguments (e.g. `-fw_cfg name=opt/keel/config,file=...`).
     pub qemu_args: Vec<String>,
     /// Host ports forwarded into the guest (`tcp:127.0.0.1:HOST-:GUEST`).
@@ -284,6 +287,7 @@ impl VmConfig {
             disk: None,
             disk2: None,
             initrd: None,
+            kernel: None,
             qemu_args: Vec::new(),
             hostfwd: Vec::new(),
             panic_arg: true,
@@ -420,7 +424,10 @@ impl Vm {
     pub fn start(mut cfg: VmConfig) -> Vm {
         cfg.add_api();
         let build = build_dir();
-        let kernel = build.join("kernel/bzImage");
+        let kernel = cfg
+            .kernel
+            .clone()
+            .unwrap_or_else(|| build.join("kernel/bzImage"));
         let initrd = cfg
             .initrd
             .clone()

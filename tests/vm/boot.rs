@@ -404,3 +404,167 @@ fn keel_sets_the_panic_policy_when_the_command_line_does_not() {
     );
     assert!(vm.console().contains("Kernel panic"), "{}", vm.console());
 }
+
+/// Boot the test image with the kernel it runs on a second disk, and the
+/// test helper reading the kernel's hardening knobs and then trying what
+/// root on the node would do to replace the kernel: load an unsigned image
+/// with kexec_file_load.
+fn boot_kernel_probe(name: &str, extra: &str) -> (Vm, keel_vmtests::Scratch) {
+    let mut cfg = VmConfig::new(name);
+    // A raw disk of whole sectors: the image, then zeros (the bzImage
+    // loader reads the sizes its header gives and ignores what follows).
+    let mut image = std::fs::read(keel_vmtests::build_dir().join("kernel/bzImage")).unwrap();
+    image.resize(image.len().div_ceil(512) * 512, 0);
+    let scratch = keel_vmtests::Scratch::new(name);
+    let disk = scratch.path("kernel.img");
+    std::fs::write(&disk, &image).unwrap();
+    cfg.disk2 = Some(disk);
+    cfg.append = format!(
+        "{extra} keel.run=/usr/lib/keel/test-helper,\
+         read,/sys/kernel/security/lockdown,/proc/sys/kernel/sysrq,/proc/sys/kernel/yama/ptrace_scope,\
+         /proc/sys/kernel/dmesg_restrict,/proc/sys/kernel/perf_event_paranoid,/proc/sys/kernel/kptr_restrict,\
+         /proc/sys/fs/protected_regular,/proc/cmdline,+,kexec,/dev/vda"
+    );
+    let mut vm = boot(cfg);
+    vm.wait_for("kexec-load (", Duration::from_secs(120));
+    (vm, scratch)
+}
+
+#[test]
+fn the_kernel_is_locked_down_after_boot_and_reports_its_cpu_mitigations() {
+    let (vm, _disk) = boot_kernel_probe("kernel-locked", "");
+    let c = vm.console();
+    // The kernel as a user finds it: locked to integrity by keel, Yama,
+    // restricted dmesg and perf, the narrowed serial SysRq mask, and the
+    // shared command line (page_alloc.shuffle=1).
+    for line in [
+        "/sys/kernel/security/lockdown: 33 bytes, first line \"none [integrity] confidentiality\"",
+        "/proc/sys/kernel/sysrq: 4 bytes, first line \"186\"",
+        "/proc/sys/kernel/yama/ptrace_scope: 2 bytes, first line \"1\"",
+        "/proc/sys/kernel/dmesg_restrict: 2 bytes, first line \"1\"",
+        "/proc/sys/kernel/perf_event_paranoid: 2 bytes, first line \"3\"",
+        "/proc/sys/kernel/kptr_restrict: 2 bytes, first line \"1\"",
+        "/proc/sys/fs/protected_regular: 2 bytes, first line \"2\"",
+        "page_alloc.shuffle=1",
+        "kernel locked down: integrity",
+    ] {
+        assert!(c.contains(line), "{line:?} not on the console:\n{c}");
+    }
+    // Locked, root on the node cannot load another kernel: the kernel
+    // itself says no (EPERM from lockdown; the image is a good one, see the
+    // control below).
+    assert!(
+        c.contains("test-helper: denied kexec-load (EPERM"),
+        "an unsigned kexec got past lockdown:\n{c}"
+    );
+
+    // The status says so, and lists what the CPU needs and what the kernel
+    // did about it.
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("kernel     lockdown integrity, cpu: "),
+        "{out}"
+    );
+    let s = vm.status();
+    assert_eq!(s.kernel.lockdown, "integrity");
+    // qemu's TCG `max` model claims immunity to most CPU bugs; the two
+    // Spectre variants it is affected by are mitigated, and nothing is
+    // left vulnerable.
+    let state = |s: &Status, name: &str| {
+        s.kernel
+            .cpu
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.state.clone())
+            .unwrap_or_else(|| panic!("no {name} in {:?}", s.kernel.cpu))
+    };
+    assert!(
+        state(&s, "spectre_v1").starts_with("Mitigation: "),
+        "{:?}",
+        s.kernel.cpu
+    );
+    assert!(
+        state(&s, "spectre_v2").starts_with("Mitigation: Retpolines"),
+        "{:?}",
+        s.kernel.cpu
+    );
+    let vulnerable: Vec<_> = s.kernel.vulnerable().collect();
+    assert!(vulnerable.is_empty(), "not mitigated: {vulnerable:?}");
+    assert_clean(&vm);
+    drop(vm);
+
+    // An Intel model that has Meltdown, L1TF and the rest: the kernel
+    // mitigates each one it can. What stays vulnerable needs what the CPU
+    // itself must provide and TCG does not emulate (the MD_CLEAR microcode,
+    // the IBRS and SSBD controls of spec-ctrl, which qemu warns it cannot
+    // give), and says so.
+    let intel = |name: &str, extra: &str| {
+        let mut cfg = VmConfig::new(name);
+        cfg.qemu_args = vec!["-cpu".into(), "Skylake-Client-noTSX-IBRS".into()];
+        cfg.append = extra.into();
+        boot(cfg)
+    };
+    let vm = intel("kernel-intel", "");
+    let s = vm.status();
+    assert_eq!(state(&s, "meltdown"), "Mitigation: PTI");
+    assert_eq!(state(&s, "l1tf"), "Mitigation: PTE Inversion");
+    assert!(
+        state(&s, "spectre_v1").starts_with("Mitigation: "),
+        "{:?}",
+        s.kernel.cpu
+    );
+    assert!(
+        state(&s, "spectre_v2").starts_with("Mitigation: Retpolines"),
+        "{:?}",
+        s.kernel.cpu
+    );
+    for v in s.kernel.vulnerable() {
+        assert!(
+            ["mds", "mmio_stale_data", "retbleed", "spec_store_bypass"].contains(&v.name.as_str()),
+            "{} is vulnerable and needs no CPU feature TCG lacks: {}",
+            v.name,
+            v.state
+        );
+        if v.name == "mds" || v.name == "mmio_stale_data" {
+            assert!(v.state.contains("no microcode"), "{v:?}");
+        }
+    }
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("VULNERABLE cpu mds: Vulnerable: Clear CPU buffers attempted, no microcode"),
+        "{out}"
+    );
+    assert_clean(&vm);
+    drop(vm);
+    // Its control: the same model with mitigations=off, which the kernel
+    // reports as vulnerable where it mitigated above.
+    let vm = intel("kernel-intel-off", "mitigations=off");
+    let s = vm.status();
+    assert_eq!(state(&s, "meltdown"), "Vulnerable");
+    assert!(
+        state(&s, "spectre_v2").starts_with("Vulnerable"),
+        "{:?}",
+        s.kernel.cpu
+    );
+    assert_clean(&vm);
+    drop(vm);
+
+    // The control: the same node told not to lock (a debugging door the
+    // status names) loads the same image.
+    let (vm, _disk) = boot_kernel_probe("kernel-unlocked", "keel.debug.lockdown=none");
+    let c = vm.console();
+    assert!(
+        c.contains("/sys/kernel/security/lockdown: 33 bytes, first line \"[none] integrity confidentiality\""),
+        "{c}"
+    );
+    assert!(c.contains("test-helper: ESCAPED kexec-load ("), "{c}");
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("kernel     lockdown none (keel.debug.lockdown=none on the command line)"),
+        "{out}"
+    );
+    assert_clean(&vm);
+}

@@ -40,6 +40,7 @@ impl Node for FakeNode {
             config: Default::default(),
             kv: None,
             api: Default::default(),
+            kernel: Default::default(),
         }
     }
 

@@ -34,7 +34,7 @@ pub use keel_tls::ClientFiles;
 pub use server::{serve, serve_tcp, serve_unix, ApplyOptions, Caller, KvDisarm, Node, Role};
 pub use types::{
     Accepted, ApiStatus, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
-    ContainerStatus, ContentCheck, DhcpLease, ErrorBody, KvAlarm, KvAlarms, KvStatus, LinkStatus,
-    Memory, NetworkStatus, NodeState, Processes, RefusedSlot, RootStatus, RouteStatus, SlotInfo,
-    StateMount, Status,
+    ContainerStatus, ContentCheck, CpuVulnerability, DhcpLease, ErrorBody, KernelStatus, KvAlarm,
+    KvAlarms, KvStatus, LinkStatus, Memory, NetworkStatus, NodeState, Processes, RefusedSlot,
+    RootStatus, RouteStatus, SlotInfo, StateMount, Status,
 };

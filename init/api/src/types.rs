@@ -57,6 +57,36 @@ pub struct Status {
     /// Who can reach this API, and how.
     #[serde(default)]
     pub api: ApiStatus,
+    /// The kernel's own defences: lockdown and the CPU mitigations.
+    #[serde(default)]
+    pub kernel: KernelStatus,
+}
+
+/// The kernel's defences as it reports them, read at boot.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KernelStatus {
+    /// The lockdown level the kernel reports (`integrity` once keel has
+    /// locked it, right after its boot-time kexec decision), or
+    /// `none (WHY)` when keel could not lock it.
+    pub lockdown: String,
+    /// Each of `/sys/devices/system/cpu/vulnerabilities`, as the kernel
+    /// words it (`Not affected`, `Mitigation: ...`, `Vulnerable...`).
+    pub cpu: Vec<CpuVulnerability>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuVulnerability {
+    pub name: String,
+    pub state: String,
+}
+
+impl KernelStatus {
+    /// The vulnerabilities the kernel says are not mitigated.
+    pub fn vulnerable(&self) -> impl Iterator<Item = &CpuVulnerability> {
+        self.cpu
+            .iter()
+            .filter(|v| v.state.starts_with("Vulnerable"))
+    }
 }
 
 /// The KV member on this node and what it exposes.

@@ -13,6 +13,7 @@
 //! | `keel.run=PATH[,ARG...]` | run one program once the node is ready (debugging, tests) |
 //! | `keel.debug.panic=early\|ready` | panic on purpose at that point (tests the guard) |
 //! | `keel.debug.reboot=fail` | the guard's reboot(2) call fails on purpose (tests its fallback to halt) |
+//! | `keel.debug.lockdown=none` | leave the kernel unlocked (debugging; the status says `lockdown none`) |
 //! | `keel.slot=A\|B` | boot this slot (set by keel itself when it kexecs into a slot's kernel) |
 //! | `keel.verify=full` | check the BLAKE3 digest of the whole slot even when it is known good |
 //! | `keel.healthy_after=SECONDS` | mark the booted slot successful after this long up (default 30) |
@@ -65,6 +66,9 @@ pub struct Cmdline {
     /// `keel.debug.reboot=fail`: the guard's reboot(2) call for its action
     /// fails as if the kernel refused it (a test knob).
     pub debug_reboot_fail: bool,
+    /// `keel.debug.lockdown=none`: keel leaves the kernel unlocked (a
+    /// debugging door, reported in the status).
+    pub debug_no_lockdown: bool,
     pub slot: Option<String>,
     pub verify_full: bool,
     pub healthy_after_s: u64,
@@ -155,6 +159,7 @@ impl Default for Cmdline {
             run: None,
             debug_panic: None,
             debug_reboot_fail: false,
+            debug_no_lockdown: false,
             slot: None,
             verify_full: false,
             healthy_after_s: DEFAULT_HEALTHY_AFTER_S,
@@ -274,6 +279,10 @@ impl Cmdline {
                 "keel.debug.reboot" => match v.as_str() {
                     "fail" => c.debug_reboot_fail = true,
                     _ => errs.push(bad("expected fail")),
+                },
+                "keel.debug.lockdown" => match v.as_str() {
+                    "none" => c.debug_no_lockdown = true,
+                    _ => errs.push(bad("expected none")),
                 },
                 "keel.slot" => match v.as_str() {
                     "A" | "B" => c.slot = Some(v.clone()),
@@ -401,6 +410,21 @@ mod tests {
         );
         assert_eq!(c.debug_panic, Some(PanicPoint::Ready));
         assert!(!c.debug_reboot_fail);
+    }
+
+    #[test]
+    fn debug_lockdown_none() {
+        let (c, errs) = Cmdline::parse("quiet");
+        assert!(errs.is_empty() && !c.debug_no_lockdown);
+        let (c, errs) = Cmdline::parse("keel.debug.lockdown=none");
+        assert!(errs.is_empty(), "{errs:?}");
+        assert!(c.debug_no_lockdown);
+        let (c, errs) = Cmdline::parse("keel.debug.lockdown=off");
+        assert!(!c.debug_no_lockdown);
+        assert!(
+            errs[0].to_string().contains("keel.debug.lockdown"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
             opt("AttachKernelLog", attach_kernel_log),
             opt("ReadCmdline", read_cmdline),
             opt("SetPanicPolicy", set_panic_policy),
+            opt("HardenSysctls", harden_sysctls),
             opt("RaiseFileLimit", raise_file_limit),
             opt("RouteCtrlAltDel", route_ctrl_alt_del),
         ],
@@ -148,6 +149,9 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
         tasks: &[
             opt("FindSlots", crate::root::find_slots),
             opt("MountRoot", crate::root::mount_root),
+            // Right after the kexec decision MountRoot made: nothing may
+            // kexec, poke ports or replace ACPI tables after it.
+            opt("LockKernel", lock_kernel),
             req("LeaveInitramfs", crate::root::leave_initramfs),
             opt("MountState", crate::root::mount_state),
             opt("BuildEtc", crate::root::build_etc),
@@ -191,6 +195,14 @@ fn mount_early(_: &mut Ctx) -> Result<(), TaskError> {
 /// client connections, the API's 1,024 and everything else.
 pub const NOFILE: u64 = 65_536;
 
+fn lock_kernel(ctx: &mut Ctx) -> Result<(), TaskError> {
+    ctx.node.set_kernel(crate::kernel::lock_and_report(
+        Path::new("/sys"),
+        ctx.cmdline.debug_no_lockdown,
+    ));
+    Ok(())
+}
+
 fn raise_file_limit(_: &mut Ctx) -> Result<(), TaskError> {
     let n = keel_sys::proc::raise_nofile(NOFILE)?;
     info!("open-file limit {n}");
@@ -200,6 +212,10 @@ fn raise_file_limit(_: &mut Ctx) -> Result<(), TaskError> {
 fn set_panic_policy(ctx: &mut Ctx) -> Result<(), TaskError> {
     let policy = crate::sysctl::panic_policy(ctx.cmdline.on_panic, ctx.cmdline.kernel_panic);
     crate::sysctl::write(Path::new("/proc"), &policy)
+}
+
+fn harden_sysctls(_: &mut Ctx) -> Result<(), TaskError> {
+    crate::sysctl::write(Path::new("/proc"), crate::sysctl::HARDENING)
 }
 
 fn attach_kernel_log(_: &mut Ctx) -> Result<(), TaskError> {

@@ -13,6 +13,7 @@ mod config;
 mod confine;
 mod containers;
 mod dhcp;
+mod kernel;
 mod kv;
 mod net;
 mod node;

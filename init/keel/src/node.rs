@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use keel_api::{ApiStatus, ConfigStatus, Memory, Node, NodeState, Processes, RootStatus, Status};
+use keel_api::{
+    ApiStatus, ConfigStatus, KernelStatus, Memory, Node, NodeState, Processes, RootStatus, Status,
+};
 use keel_boot::{procfs, Timeline};
 use keel_sys::power::PowerAction;
 use tokio::sync::watch;
@@ -19,6 +21,7 @@ pub struct NodeShared {
     root: Mutex<RootStatus>,
     config: Mutex<ConfigStatus>,
     api: Mutex<ApiStatus>,
+    kernel: Mutex<KernelStatus>,
     net_source: Mutex<String>,
     pub dhcp: crate::dhcp::Shared,
     /// Exits of container processes, from the reaper to the supervisor.
@@ -41,6 +44,7 @@ impl NodeShared {
             root: Mutex::new(RootStatus::default()),
             config: Mutex::new(ConfigStatus::default()),
             api: Mutex::new(ApiStatus::default()),
+            kernel: Mutex::new(KernelStatus::default()),
             net_source: Mutex::new("none".into()),
             dhcp: Default::default(),
             exits: Default::default(),
@@ -80,6 +84,12 @@ impl NodeShared {
     pub fn set_api(&self, api: ApiStatus) {
         if let Ok(mut a) = self.api.lock() {
             *a = api;
+        }
+    }
+
+    pub fn set_kernel(&self, kernel: KernelStatus) {
+        if let Ok(mut k) = self.kernel.lock() {
+            *k = kernel;
         }
     }
 
@@ -233,6 +243,7 @@ impl Node for NodeShared {
                 quota_bytes: m.config.quota_bytes,
             }),
             api: self.api.lock().map(|a| a.clone()).unwrap_or_default(),
+            kernel: self.kernel.lock().map(|k| k.clone()).unwrap_or_default(),
         }
     }
 

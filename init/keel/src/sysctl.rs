@@ -29,6 +29,25 @@ pub fn panic_policy(
     v
 }
 
+/// The kernel's run-time hardening that its build cannot set (the Kernel
+/// Self Protection Project's sysctls; kernel-config/70-hardening.config has
+/// the build-time half):
+/// - Yama's ptrace scope 1: a process may trace only its descendants
+///   (Debian's kernel source starts Yama at 0);
+/// - kernel addresses in /proc (kallsyms, modules, ...) only for
+///   CAP_SYSLOG, which no container has by default;
+/// - the protected links, FIFOs and regular files of world-writable sticky
+///   directories (/tmp): no symlink or hard-link races, no O_CREAT of
+///   another user's file or FIFO there.
+pub const HARDENING: &[(&str, &str)] = &[
+    ("kernel/yama/ptrace_scope", "1"),
+    ("kernel/kptr_restrict", "1"),
+    ("fs/protected_symlinks", "1"),
+    ("fs/protected_hardlinks", "1"),
+    ("fs/protected_fifos", "2"),
+    ("fs/protected_regular", "2"),
+];
+
 /// Write each setting; errors name the file.
 pub fn write(
     proc_root: &Path,

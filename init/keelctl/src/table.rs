@@ -79,6 +79,7 @@ pub fn status(s: &Status) -> String {
         s.boot.pid1_start_ms
     );
     root(&mut o, &s.root);
+    kernel(&mut o, &s.kernel);
     let _ = writeln!(o, "config     {}", config_source(&s.config));
     kv(&mut o, s.kv.as_ref());
     api(&mut o, &s.api, now_unix());
@@ -107,6 +108,31 @@ pub fn status(s: &Status) -> String {
         }
     }
     o
+}
+
+/// The kernel line: its lockdown level and the CPU mitigations; a line
+/// per vulnerability the kernel could not mitigate.
+fn kernel(o: &mut String, k: &keel_api::KernelStatus) {
+    if k.lockdown.is_empty() {
+        return;
+    }
+    let mitigated = k
+        .cpu
+        .iter()
+        .filter(|v| v.state.starts_with("Mitigation"))
+        .count();
+    let vulnerable: Vec<&keel_api::CpuVulnerability> = k.vulnerable().collect();
+    let _ = writeln!(
+        o,
+        "kernel     lockdown {}, cpu: {} mitigated, {} not affected, {} vulnerable",
+        k.lockdown,
+        mitigated,
+        k.cpu.iter().filter(|v| v.state == "Not affected").count(),
+        vulnerable.len()
+    );
+    for v in vulnerable {
+        let _ = writeln!(o, "VULNERABLE cpu {}: {}", v.name, v.state);
+    }
 }
 
 /// The KV line: where the member listens, and a line per warning.
@@ -518,6 +544,7 @@ mod tests {
             config: Default::default(),
             kv: None,
             api: Default::default(),
+            kernel: Default::default(),
         };
         let t = status(&s);
         assert!(t.contains("keel (keel 0.1.0), ready, up 2.5 s"), "{t}");
@@ -544,6 +571,37 @@ mod tests {
         );
         s.config.maintenance = true;
         assert!(status(&s).contains("unverified), MAINTENANCE MODE"), "{t}");
+    }
+
+    #[test]
+    fn kernel_line_and_what_is_not_mitigated() {
+        let v = |name: &str, state: &str| keel_api::CpuVulnerability {
+            name: name.into(),
+            state: state.into(),
+        };
+        let mut k = keel_api::KernelStatus {
+            lockdown: "integrity".into(),
+            cpu: vec![
+                v("l1tf", "Not affected"),
+                v(
+                    "mds",
+                    "Vulnerable: Clear CPU buffers attempted, no microcode",
+                ),
+                v("meltdown", "Mitigation: PTI"),
+            ],
+        };
+        let mut o = String::new();
+        kernel(&mut o, &k);
+        assert_eq!(
+            o,
+            "kernel     lockdown integrity, cpu: 1 mitigated, 1 not affected, 1 vulnerable\n\
+             VULNERABLE cpu mds: Vulnerable: Clear CPU buffers attempted, no microcode\n"
+        );
+        // An older node says nothing of its kernel: no line.
+        k.lockdown.clear();
+        let mut o = String::new();
+        kernel(&mut o, &k);
+        assert_eq!(o, "");
     }
 
     #[test]

@@ -40,7 +40,11 @@ mod tests {
                 std::thread::spawn(move || {
                     // Keys of this test's own: other tests of the crate use
                     // the same process-wide table at the same time.
-                    let key = if i % 2 == 0 { "once-test-a" } else { "once-test-b" };
+                    let key = if i % 2 == 0 {
+                        "once-test-a"
+                    } else {
+                        "once-test-b"
+                    };
                     let l = lock_for(key);
                     let _g = l.lock().unwrap();
                     let mut d = done.lock().unwrap();

@@ -6,7 +6,11 @@
 //! static program that does keel's boot work (mounts, root switch, cgroup
 //! controllers, links, listening sockets) and nothing else (the work floor:
 //! what "PID 1 start -> ready" cannot go below under this emulator, since
-//! every kernel path runs cold). Prints a table of median,
+//! every kernel path runs cold). The same runs boot keel and the floor on the
+//! kernel built without kernel-config/70-hardening.config
+//! (build/kernel-plain, `make kernel-plain`), and keel on the hardened
+//! kernel with `mitigations=off`: the hardening's cost, and the CPU
+//! mitigations' share of it, measured side by side. Prints a table of median,
 //! min and max, the ratio to the floor and the targets, and writes
 //! target/bench/boot.json. Timing never fails the run: this is a benchmark.
 
@@ -27,6 +31,17 @@ fn main() {
     let mut work_floor = Series::default();
     let mut rss = Series::default();
     let mut used = Series::default();
+    let mut plain_ready = Series::default();
+    let mut plain_pid1 = Series::default();
+    let mut plain_floor = Series::default();
+    let mut nomit_ready = Series::default();
+    let mut nomit_pid1 = Series::default();
+    let plain = build_dir().join("kernel-plain/bzImage");
+    assert!(
+        plain.exists(),
+        "{} is missing: make kernel-plain (make bench does)",
+        plain.display()
+    );
 
     for i in 0..runs {
         let mut cfg = VmConfig::new(&format!("bench-keel-{i}"));
@@ -60,18 +75,56 @@ fn main() {
         vm.wait_exit(Duration::from_secs(30));
         let w = bench::work_floor(&vm.console()).unwrap_or_else(|e| panic!("run {}: {e}", i + 1));
         work_floor.push("work floor", w.done_ms);
+        // The same boot on the kernel without the hardening fragment, its
+        // floor, and the hardened kernel with the CPU mitigations off.
+        let mut cfg = VmConfig::new(&format!("bench-plain-{i}"));
+        cfg.variant = Variant::Keel;
+        cfg.kernel = Some(plain.clone());
+        let mut vm = Vm::start(cfg);
+        let t = vm.wait_ready();
+        plain_ready.push("plain kernel: qemu -> ready", t.as_secs_f64() * 1e3);
+        plain_pid1.push_some(
+            "plain kernel: PID 1 -> ready",
+            vm.status().boot.pid1_to_ready_ms(),
+        );
+        drop(vm);
+        let mut cfg = VmConfig::new(&format!("bench-plain-floor-{i}"));
+        cfg.variant = Variant::Floor;
+        cfg.kernel = Some(plain.clone());
+        let mut vm = Vm::start(cfg);
+        let t = vm.wait_for("floor: init reached", Duration::from_secs(60));
+        plain_floor.push("plain kernel: floor", t.as_secs_f64() * 1e3);
+        vm.wait_exit(Duration::from_secs(30));
+        drop(vm);
+        let mut cfg = VmConfig::new(&format!("bench-nomit-{i}"));
+        cfg.variant = Variant::Keel;
+        cfg.append = "mitigations=off".into();
+        let mut vm = Vm::start(cfg);
+        let t = vm.wait_ready();
+        nomit_ready.push("mitigations=off: qemu -> ready", t.as_secs_f64() * 1e3);
+        nomit_pid1.push_some(
+            "mitigations=off: PID 1 -> ready",
+            vm.status().boot.pid1_to_ready_ms(),
+        );
+        drop(vm);
         eprintln!(
-            "run {}/{runs}: keel ready at {:.0} ms ({:.1} ms after PID 1 start), floor at {:.0} ms, work floor {:.1} ms",
+            "run {}/{runs}: keel ready at {:.0} ms ({:.1} ms after PID 1 start), floor at {:.0} ms, work floor {:.1} ms; plain kernel ready at {:.0} ms ({:.1} ms), floor {:.0} ms; mitigations=off ready at {:.0} ms ({:.1} ms)",
             i + 1,
             qemu_to_ready.last(),
             pid1_to_ready.last(),
             floor.last(),
-            work_floor.last()
+            work_floor.last(),
+            plain_ready.last(),
+            plain_pid1.last(),
+            plain_floor.last(),
+            nomit_ready.last(),
+            nomit_pid1.last()
         );
     }
 
     let build = build_dir();
     let bz = size(&build.join("kernel/bzImage"));
+    let bz_plain = size(&plain);
     let initrd = size(&build.join("initramfs.cpio.zst"));
     let keel = size(&release_bin("keel"));
     let ratio = qemu_to_ready.median() / floor.median();
@@ -107,9 +160,60 @@ fn main() {
         one(format!("{ratio:.3}")),
         "<= 1.15",
     );
+    row(
+        "plain kernel: qemu start -> ready (ms)",
+        plain_ready.cols(),
+        "reference: no 70-hardening",
+    );
+    row(
+        "plain kernel: PID 1 start -> ready (ms)",
+        plain_pid1.cols(),
+        "reference, same run",
+    );
+    row(
+        "plain kernel: floor (ms)",
+        plain_floor.cols(),
+        "reference, same run",
+    );
+    row(
+        "ratio hardened / plain, qemu -> ready",
+        one(format!(
+            "{:.3}",
+            qemu_to_ready.median() / plain_ready.median()
+        )),
+        "the hardening's cost",
+    );
+    row(
+        "ratio hardened / plain, floor",
+        one(format!("{:.3}", floor.median() / plain_floor.median())),
+        "... in the kernel's own boot",
+    );
+    row(
+        "mitigations=off: qemu start -> ready (ms)",
+        nomit_ready.cols(),
+        "hardened kernel, same run",
+    );
+    row(
+        "mitigations=off: PID 1 start -> ready (ms)",
+        nomit_pid1.cols(),
+        "hardened kernel, same run",
+    );
+    row(
+        "ratio mitigations on / off, qemu -> ready",
+        one(format!(
+            "{:.3}",
+            qemu_to_ready.median() / nomit_ready.median()
+        )),
+        "the CPU mitigations' share",
+    );
     row("PID 1 RSS after boot (KiB)", rss.cols(), "<= 8192");
     row("guest MemTotal-MemAvailable (KiB)", used.cols(), "");
     row("bzImage (bytes)", one(bz.to_string()), "<= 3.5 MB");
+    row(
+        "plain kernel bzImage (bytes)",
+        one(bz_plain.to_string()),
+        &format!("hardening adds {} bytes", bz as i64 - bz_plain as i64),
+    );
     row(
         "initramfs.cpio.zst (bytes)",
         one(initrd.to_string()),
@@ -129,6 +233,14 @@ fn main() {
         "work_floor_ms": work_floor.json(),
         "pid1_to_ready_to_work_floor_ratio": work_ratio,
         "bzimage_bytes": bz,
+        "plain_bzimage_bytes": bz_plain,
+        "plain_qemu_to_ready_ms": plain_ready.json(),
+        "plain_pid1_to_ready_ms": plain_pid1.json(),
+        "plain_floor_qemu_ms": plain_floor.json(),
+        "hardened_to_plain_ready_ratio": qemu_to_ready.median() / plain_ready.median(),
+        "mitigations_off_qemu_to_ready_ms": nomit_ready.json(),
+        "mitigations_off_pid1_to_ready_ms": nomit_pid1.json(),
+        "mitigations_on_to_off_ready_ratio": qemu_to_ready.median() / nomit_ready.median(),
         "initramfs_bytes": initrd,
         "keel_bytes": keel,
         "pid1_rss_kb": rss.median(),

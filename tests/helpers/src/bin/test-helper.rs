@@ -179,6 +179,52 @@ fn read(paths: &[&str]) -> Result<String, String> {
     Ok(format!("read {}", out.join("; ")))
 }
 
+/// Copy a kernel image from `src` (fw_cfg's raw file, which kexec cannot
+/// take: it wants a regular file with a size) to /tmp, and load it with
+/// kexec_file_load without an initramfs: what root on the node would do to
+/// replace the running kernel. A load that succeeds is unloaded again.
+fn kexec_load(src: &str) -> Result<String, String> {
+    use std::os::fd::AsRawFd;
+    let image = "/tmp/kexec-probe.bzImage";
+    let bytes = std::fs::read(src).map_err(|e| format!("kexec {src}: {e}"))?;
+    std::fs::write(image, &bytes).map_err(|e| format!("kexec {image}: {e}"))?;
+    let f = std::fs::File::open(image).map_err(|e| format!("kexec {image}: {e}"))?;
+    const KEXEC_FILE_UNLOAD: usize = 1;
+    const KEXEC_FILE_NO_INITRAMFS: usize = 4;
+    // SAFETY: a kernel fd open for the call, no initramfs fd (-1 with
+    // NO_INITRAMFS) and no command line (length 0).
+    let r = sys(unsafe {
+        libc::syscall(
+            libc::SYS_kexec_file_load,
+            f.as_raw_fd(),
+            -1,
+            0usize,
+            0usize,
+            KEXEC_FILE_NO_INITRAMFS,
+        )
+    });
+    let line = format!(
+        "{} ({} bytes)",
+        verdict("kexec-load", r.map(|_| ())),
+        bytes.len()
+    );
+    if r.is_ok() {
+        // SAFETY: as above; UNLOAD drops the loaded image.
+        let _ = unsafe {
+            libc::syscall(
+                libc::SYS_kexec_file_load,
+                f.as_raw_fd(),
+                -1,
+                0usize,
+                0usize,
+                KEXEC_FILE_UNLOAD | KEXEC_FILE_NO_INITRAMFS,
+            )
+        };
+    }
+    let _ = std::fs::remove_file(image);
+    Ok(line)
+}
+
 /// Try to create a file at each path and say how it went.
 fn write(paths: &[&str]) -> Result<String, String> {
     let mut out = Vec::new();
@@ -397,8 +443,9 @@ fn escape() -> Result<String, String> {
         sys(unsafe { libc::syscall(libc::SYS_kexec_load, 0usize, 0usize, 0usize, 0usize) })
             .map(|_| ()),
     ));
-    // SAFETY: KEXEC_FILE_UNLOAD (4) takes no file descriptors or command
-    // line: a valid call that unloads whatever was loaded (nothing is).
+    // SAFETY: no file descriptors (-1), no command line, flags
+    // KEXEC_FILE_NO_INITRAMFS (4): the kernel fails it on the descriptor
+    // (EBADF) once the permission checks let it through.
     out.push(verdict(
         "kexec_file_load",
         sys(unsafe { libc::syscall(libc::SYS_kexec_file_load, -1, -1, 0usize, 0usize, 4usize) })
@@ -652,6 +699,7 @@ fn run(args: &[String]) -> i32 {
         ["escape"] => escape(),
         ["read", ref paths @ ..] => read(paths),
         ["write", ref paths @ ..] => write(paths),
+        ["kexec", src] => kexec_load(src),
         ["sleep", secs] => match secs.parse() {
             Ok(secs) => {
                 std::thread::sleep(std::time::Duration::from_secs(secs));
@@ -673,7 +721,7 @@ fn run(args: &[String]) -> i32 {
             Err(_) => Err(format!("reread: {secs:?} is not a number of seconds")),
         },
         _ => Err(format!(
-            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | put PATH TEXT | sleep SECONDS | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | connect [--wait S] [--local] ADDR:PORT... | reread PATH SECONDS, several joined by + (got {args:?})"
+            "usage: test-helper orphans N | signal TERM|INT | pivot-root | ignore-term | syscall-cost N | crun-bench N | read PATH... | write PATH... | kexec IMAGE | put PATH TEXT | sleep SECONDS | contains PATH TEXT | unix-get SOCKET PATH | unix-json SOCKET PATH | connect [--wait S] [--local] ADDR:PORT... | reread PATH SECONDS, several joined by + (got {args:?})"
         )),
     };
     match result {
