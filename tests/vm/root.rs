@@ -731,6 +731,21 @@ fn slot_b_with_build(s: &Scratch, disk: &Path, build: &str, kernel: &Path) {
     set_slot_state(disk, "KEEL-B", SlotState::new(5, 3, false));
 }
 
+/// The node runs with the command line every boot path shares (the
+/// Makefile's CMDLINE, in build/cmdline) and a locked-down kernel.
+fn assert_shared_cmdline_and_locked(vm: &Vm) {
+    let want = std::fs::read_to_string(build_dir().join("cmdline")).expect("build/cmdline");
+    let k = vm.status().kernel;
+    for w in want.split_whitespace() {
+        assert!(
+            k.cmdline.iter().any(|c| c == w),
+            "{w} not in {:?}",
+            k.cmdline
+        );
+    }
+    assert_eq!(k.lockdown, "integrity", "{k:?}");
+}
+
 #[test]
 fn a_slot_with_another_build_is_entered_through_kexec() {
     let s = Scratch::new("disk-kexec");
@@ -760,6 +775,12 @@ fn a_slot_with_another_build_is_entered_through_kexec() {
         !c.contains("booting its root with the running kernel"),
         "kexec failed: {c}"
     );
+    // The first keel kexecs before it locks the kernel (a locked kernel
+    // refuses the unsigned image: see the kernel test in boot.rs); the
+    // kernel it started is locked by its own keel, with the same command
+    // line (kexec copies it).
+    assert_eq!(c.matches("kernel locked down: integrity").count(), 1, "{c}");
+    assert_shared_cmdline_and_locked(&vm);
 }
 
 #[test]
@@ -801,6 +822,8 @@ fn uefi_boot_of_the_qcow2_disk_reaches_ready() {
         !vm.console().contains("kexec"),
         "the ESP kernel is slot A's build: no kexec"
     );
+    // The EFI kernel's built-in command line is the shared one.
+    assert_shared_cmdline_and_locked(&vm);
 }
 
 #[test]
@@ -813,5 +836,7 @@ fn ipxe_boot_reaches_ready() {
     assert_eq!(r.verity, "verified");
     let script = std::fs::read_to_string(build_dir().join("netboot/boot.ipxe")).unwrap();
     assert!(script.starts_with("#!ipxe\n"), "{script}");
+    // boot.ipxe passes the shared command line.
+    assert_shared_cmdline_and_locked(&vm);
     let _ = manifest_of(&build_dir().join("root.slot"));
 }

@@ -72,6 +72,10 @@ pub struct KernelStatus {
     /// Each of `/sys/devices/system/cpu/vulnerabilities`, as the kernel
     /// words it (`Not affected`, `Mitigation: ...`, `Vulnerable...`).
     pub cpu: Vec<CpuVulnerability>,
+    /// The kernel's own command-line parameters (the `keel.*` ones are left
+    /// out: they may carry a config URL and its credentials).
+    #[serde(default)]
+    pub cmdline: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

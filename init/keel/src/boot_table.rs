@@ -196,9 +196,11 @@ fn mount_early(_: &mut Ctx) -> Result<(), TaskError> {
 pub const NOFILE: u64 = 65_536;
 
 fn lock_kernel(ctx: &mut Ctx) -> Result<(), TaskError> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     ctx.node.set_kernel(crate::kernel::lock_and_report(
         Path::new("/sys"),
         ctx.cmdline.debug_no_lockdown,
+        &cmdline,
     ));
     Ok(())
 }

@@ -99,7 +99,7 @@ pub fn vulnerabilities(sys: &Path) -> Vec<CpuVulnerability> {
 /// log what the kernel says, and record it for the API. A kernel that is
 /// not locked is reported as `none (WHY)`: the node still boots, and says
 /// so.
-pub fn lock_and_report(sys: &Path, debug_no_lockdown: bool) -> KernelStatus {
+pub fn lock_and_report(sys: &Path, debug_no_lockdown: bool, cmdline: &str) -> KernelStatus {
     let lockdown = if debug_no_lockdown {
         // Mounted all the same, so that the level can be read.
         if let Err(e) = mount_securityfs(sys) {
@@ -121,7 +121,20 @@ pub fn lock_and_report(sys: &Path, debug_no_lockdown: bool) -> KernelStatus {
     } else {
         warn!("cpu: not mitigated: {}", vulnerable.join("; "));
     }
-    KernelStatus { lockdown, cpu }
+    KernelStatus {
+        lockdown,
+        cpu,
+        cmdline: kernel_params(cmdline),
+    }
+}
+
+/// The command line's words that are the kernel's, not keel's.
+pub fn kernel_params(cmdline: &str) -> Vec<String> {
+    cmdline
+        .split_whitespace()
+        .filter(|w| !w.starts_with("keel."))
+        .map(str::to_string)
+        .collect()
 }
 
 fn lock_or_why(sys: &Path) -> String {
@@ -169,11 +182,16 @@ mod tests {
         assert_eq!(lock(t.path()).unwrap(), "confidentiality");
         // The status of a node whose kernel has no lockdown says so.
         let none = tempfile::tempdir().unwrap();
-        let s = lock_and_report(&none.path().join("missing"), false);
+        let s = lock_and_report(&none.path().join("missing"), false, "");
         assert!(s.lockdown.starts_with("none ("), "{s:?}");
         // Nor is one told not to lock: nothing is written.
         std::fs::write(&file, "[none] integrity confidentiality").unwrap();
-        let s = lock_and_report(t.path(), true);
+        let s = lock_and_report(
+            t.path(),
+            true,
+            "quiet keel.config.url=https://u:p@h/ panic=-1",
+        );
+        assert_eq!(s.cmdline, ["quiet", "panic=-1"]);
         assert!(s.lockdown.contains("keel.debug.lockdown=none"), "{s:?}");
         assert!(std::fs::read_to_string(&file)
             .unwrap()
@@ -195,6 +213,7 @@ mod tests {
         let s = KernelStatus {
             lockdown: LEVEL.into(),
             cpu: vulnerabilities(t.path()),
+            cmdline: vec![],
         };
         let names: Vec<&str> = s.cpu.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, ["l1tf", "mds", "meltdown"]);

@@ -133,6 +133,9 @@ fn kernel(o: &mut String, k: &keel_api::KernelStatus) {
     for v in vulnerable {
         let _ = writeln!(o, "VULNERABLE cpu {}: {}", v.name, v.state);
     }
+    if !k.cmdline.is_empty() {
+        let _ = writeln!(o, "cmdline    {}", k.cmdline.join(" "));
+    }
 }
 
 /// The KV line: where the member listens, and a line per warning.
@@ -589,13 +592,15 @@ mod tests {
                 ),
                 v("meltdown", "Mitigation: PTI"),
             ],
+            cmdline: vec!["quiet".into(), "page_alloc.shuffle=1".into()],
         };
         let mut o = String::new();
         kernel(&mut o, &k);
         assert_eq!(
             o,
             "kernel     lockdown integrity, cpu: 1 mitigated, 1 not affected, 1 vulnerable\n\
-             VULNERABLE cpu mds: Vulnerable: Clear CPU buffers attempted, no microcode\n"
+             VULNERABLE cpu mds: Vulnerable: Clear CPU buffers attempted, no microcode\n\
+             cmdline    quiet page_alloc.shuffle=1\n"
         );
         // An older node says nothing of its kernel: no line.
         k.lockdown.clear();
