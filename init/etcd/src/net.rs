@@ -478,7 +478,12 @@ pub async fn handle_peer<H: PeerHandler>(
     let body = match crate::api::read_body(req.into_body(), PEER_BODY_MAX, PEER_BODY_TIMEOUT).await
     {
         Ok(b) => b,
-        Err(e) => return error_reply(e.status(), e.to_string()),
+        Err(e) => {
+            // A member that turns a peer away says so: the sender's side
+            // only sees a failed replication.
+            eprintln!("keel-etcd: refused a peer's {path}: {}: {e}", e.status());
+            return error_reply(e.status(), e.to_string());
+        }
     };
     let postcard = content_type == POSTCARD;
     macro_rules! decode {
