@@ -1,0 +1,21 @@
+//! keel's modelled types: the ground every crate that reads a setting
+//! stands on.
+//!
+//! A setting is text in a cloud-config, on etcd's command line or on the
+//! kernel's; downstream it is a value. This crate is where one turns into
+//! the other, once:
+//!
+//! 1. each type parses from its text through `TryFrom<&str>` (or `FromStr`),
+//!    with the message the validator shows (the validator adds the field's
+//!    path and position), "did you mean" included;
+//! 2. each type shows itself (`Display`) in the form it parses from, so
+//!    `parse(display(x)) == x` (the property tests check it);
+//! 3. code downstream takes the value and never parses a string again.
+//!
+//! No I/O here, and no dependency on another keel crate: the config crate,
+//! the containers, the confinement policy, the KV and PID 1 all use these
+//! types, so none of them may be below it.
+
+mod error;
+
+pub use error::Invalid;
