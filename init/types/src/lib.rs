@@ -5,17 +5,33 @@
 //! kernel's; downstream it is a value. This crate is where one turns into
 //! the other, once:
 //!
-//! 1. each type parses from its text through `TryFrom<&str>` (or `FromStr`),
-//!    with the message the validator shows (the validator adds the field's
-//!    path and position), "did you mean" included;
+//! 1. each type parses from its text through `TryFrom<&str>` (or a named
+//!    constructor where the text alone is not enough, such as a mode read
+//!    from YAML), with the message the validator shows (the validator adds
+//!    the field's path and position), "did you mean" included;
 //! 2. each type shows itself (`Display`) in the form it parses from, so
-//!    `parse(display(x)) == x` (the property tests check it);
+//!    `parse(display(x)) == x` (each module's property tests check it);
 //! 3. code downstream takes the value and never parses a string again.
 //!
 //! No I/O here, and no dependency on another keel crate: the config crate,
 //! the containers, the confinement policy, the KV and PID 1 all use these
 //! types, so none of them may be below it.
 
+mod caps;
 mod error;
+mod ids;
+mod net;
+mod rlimit;
+mod signal;
+pub mod text;
+mod units;
+mod update;
 
+pub use caps::{CapEntry, CapSet, Capability, DEFAULT_CAPS, LAST_CAP};
 pub use error::Invalid;
+pub use ids::{Id, UserSpec};
+pub use net::{ip, Cidr, DhcpMode};
+pub use rlimit::{Limits, Resource, Rlimit};
+pub use signal::{Signal, SIGNAL_NAMES, SIGRTMAX, SIGRTMIN};
+pub use units::{Bytes, GoDuration, Millis, Mode};
+pub use update::{RebootStrategy, Weekday, WindowStart};
