@@ -103,7 +103,7 @@ impl TryFrom<&str> for Bytes {
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, b) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
-            if self.0 != 0 && self.0 % b == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(b) {
                 return write!(f, "{}{unit}", self.0 / b);
             }
         }
@@ -188,10 +188,10 @@ impl fmt::Display for GoDuration {
         if ns == 0 {
             return f.write_str("0s");
         }
-        if ns % 1_000_000_000 != 0 {
-            let (n, unit) = if ns % 1_000_000 == 0 {
+        if !ns.is_multiple_of(1_000_000_000) {
+            let (n, unit) = if ns.is_multiple_of(1_000_000) {
                 (ns / 1_000_000, "ms")
-            } else if ns % 1_000 == 0 {
+            } else if ns.is_multiple_of(1_000) {
                 (ns / 1_000, "us")
             } else {
                 (ns, "ns")
