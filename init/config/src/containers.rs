@@ -27,6 +27,7 @@ use crate::model::{
 use crate::schema;
 use crate::validate::{distance, entry, join, key_of, Entries, Verdict, V};
 use crate::yaml::{Mark, Node, Value};
+use keel_types::{Limits, Resource};
 
 /// Restart delays and the stop grace period when the config says nothing.
 pub const DEFAULT_BACKOFF_MS: u64 = 10_000;
@@ -47,51 +48,6 @@ pub const MIN_MEMORY: u64 = 4 << 20;
 /// on STATE or on the /run tmpfs. The rest of /run/keel (the API's socket,
 /// the containers' roots) is never a source.
 pub const VOLUME_ROOTS: &[&str] = &["/var/lib/keel/volumes/", "/run/keel/volumes/"];
-
-/// Linux capabilities 0..=40, by number, without their `CAP_` prefix.
-pub const CAPABILITIES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
 
 const KEYS: &[&str] = &[
     "name",
@@ -121,26 +77,6 @@ const KEYS: &[&str] = &[
     "sysctls",
     "announce",
     "node_port",
-];
-
-/// setrlimit(2)'s resources, by the names `rlimits:` takes.
-pub const RLIMITS: &[&str] = &[
-    "as",
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
 ];
 
 /// Where a container came from, for [`cross_check`].
@@ -349,41 +285,15 @@ pub fn millicpus(s: &str) -> Result<u64, String> {
     }
 }
 
-/// `user:` — `UID`, `UID:GID` or a user name of the image.
-/// A user or group name as Debian's adduser takes one (and Alpine's,
-/// with upper case and dots allowed for imported accounts), or a number.
-pub fn id(s: &str) -> Option<crate::model::Id> {
-    use crate::model::Id;
-    if !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse().ok().map(Id::Num);
-    }
-    let name = s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && s.len() <= 32
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !s.ends_with('.');
-    name.then(|| Id::Name(s.to_string()))
-}
-
 /// `user`, `user:group`: each a name of the image or a number, as Docker
 /// takes them.
-pub fn user(s: &str) -> Result<crate::model::UserSpec, String> {
-    let bad = || format!("{s:?} is not USER or USER:GROUP (names of the image, or numbers)");
-    let (u, g) = match s.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (s, None),
-    };
-    let user = id(u).ok_or_else(bad)?;
-    let group = match g {
-        Some(g) => Some(id(g).ok_or_else(bad)?),
-        None => None,
-    };
-    Ok(crate::model::UserSpec { user, group })
+pub fn user(s: &str) -> Result<keel_types::UserSpec, String> {
+    Ok(keel_types::UserSpec::try_from(s)?)
 }
 
 /// A group of `group_add`: a name of the image's /etc/group or a number.
-pub fn group(s: &str) -> Result<crate::model::Id, String> {
-    id(s).ok_or_else(|| format!("{s:?} is not a group name or number"))
+pub fn group(s: &str) -> Result<keel_types::Id, String> {
+    Ok(keel_types::Id::group(s)?)
 }
 
 /// An environment variable's name.
@@ -399,25 +309,9 @@ pub fn env_name(s: &str) -> Result<(), String> {
     }
 }
 
-/// A capability, either case, with or without `CAP_`, or `ALL`: the
-/// canonical `CAP_NAME` (or `ALL`).
-pub fn capability(s: &str) -> Result<String, String> {
-    let up = s.to_ascii_uppercase();
-    if up == "ALL" {
-        return Ok(up);
-    }
-    let bare = up.strip_prefix("CAP_").unwrap_or(&up);
-    if CAPABILITIES.contains(&bare) {
-        return Ok(format!("CAP_{bare}"));
-    }
-    let near = CAPABILITIES
-        .iter()
-        .map(|c| (distance(c, bare), *c))
-        .min()
-        .filter(|(d, _)| *d <= 2)
-        .map(|(_, c)| format!(" (did you mean CAP_{c}?)"))
-        .unwrap_or_default();
-    Err(format!("{s:?} is not a Linux capability{near}"))
+/// A capability, either case, with or without `CAP_`, or `ALL`.
+pub fn capability(s: &str) -> Result<keel_types::CapEntry, String> {
+    Ok(keel_types::CapEntry::try_from(s)?)
 }
 
 fn text(s: &str) -> Result<(), String> {
@@ -830,43 +724,18 @@ fn mount_target(m: &MountSpec) -> &str {
     }
 }
 
-/// `N`, `unlimited`, or `SOFT:HARD` (each a number or `unlimited`), soft
-/// not over hard.
-pub fn rlimit_value(s: &str) -> Result<(u64, u64), String> {
-    let one = |x: &str| match x {
-        "unlimited" | "infinity" => Ok(u64::MAX),
-        n => n
-            .parse::<u64>()
-            .map_err(|_| format!("{x:?} is not a number or unlimited")),
-    };
-    let (soft, hard) = match s.split_once(':') {
-        Some((a, b)) => (one(a)?, one(b)?),
-        None => {
-            let v = one(s)?;
-            (v, v)
-        }
-    };
-    if soft > hard {
-        return Err(format!("the soft limit of {s:?} is over the hard one"));
-    }
-    Ok((soft, hard))
-}
-
 fn rlimits(v: &mut V, path: &str, n: &Node) -> Vec<Rlimit> {
     let mut out = Vec::new();
     let Some(e) = v.map(path, n) else { return out };
-    v.known(path, e, RLIMITS);
+    let names: Vec<&str> = Resource::names().collect();
+    v.known(path, e, &names);
     for (k, val) in e {
         let key = key_of(k);
-        if !RLIMITS.contains(&key) {
-            continue;
-        }
-        if let Some((soft, hard)) = v.parsed(&join(path, key), val, rlimit_value) {
-            out.push(Rlimit {
-                name: key.to_string(),
-                soft,
-                hard,
-            });
+        let Ok(resource) = Resource::try_from(key) else {
+            continue; // named by `known`
+        };
+        if let Some(limits) = v.parsed(&join(path, key), val, |s| Ok(Limits::try_from(s)?)) {
+            out.push(Rlimit { resource, limits });
         }
     }
     out
@@ -1127,13 +996,13 @@ fn capabilities(v: &mut V, path: &str, n: &Node, c: &mut Container) {
             _ => {}
         }
     }
-    let both: Vec<&String> = c
+    let both: Vec<String> = c
         .cap_add
         .iter()
         .filter(|x| c.cap_drop.contains(x))
+        .map(ToString::to_string)
         .collect();
     if !both.is_empty() {
-        let both: Vec<&str> = both.iter().map(|s| s.as_str()).collect();
         v.err(
             path,
             n,
@@ -1447,7 +1316,7 @@ mod tests {
         let got: Vec<(String, u64, u64)> = r.config.containers[0]
             .rlimits
             .iter()
-            .map(|l| (l.name.clone(), l.soft, l.hard))
+            .map(|l| (l.resource.to_string(), l.limits.soft(), l.limits.hard()))
             .collect();
         assert_eq!(
             got,
@@ -1772,8 +1641,10 @@ mod tests {
                 group: Some(crate::model::Id::Num(1000))
             })
         );
-        assert_eq!(web.cap_add, ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]);
-        assert_eq!(web.cap_drop, ["ALL"]);
+        let shown =
+            |l: &[keel_types::CapEntry]| l.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        assert_eq!(shown(&web.cap_add), ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]);
+        assert_eq!(shown(&web.cap_drop), ["ALL"]);
         assert!(web.readonly);
         assert!(web.init);
         assert_eq!(
@@ -2120,12 +1991,10 @@ mod tests {
         assert!(
             millicpus("1024.001").is_err() && millicpus(".").is_err() && millicpus("-1").is_err()
         );
-        assert_eq!(capability("net_admin").as_deref(), Ok("CAP_NET_ADMIN"));
-        assert_eq!(capability("Cap_Chown").as_deref(), Ok("CAP_CHOWN"));
-        assert_eq!(capability("all").as_deref(), Ok("ALL"));
-        assert_eq!(CAPABILITIES[0], "CHOWN");
-        assert_eq!(CAPABILITIES[21], "SYS_ADMIN");
-        assert_eq!(CAPABILITIES[40], "CHECKPOINT_RESTORE");
+        let cap = |s: &str| capability(s).map(|c| c.to_string());
+        assert_eq!(cap("net_admin").as_deref(), Ok("CAP_NET_ADMIN"));
+        assert_eq!(cap("Cap_Chown").as_deref(), Ok("CAP_CHOWN"));
+        assert_eq!(cap("all").as_deref(), Ok("ALL"));
         assert!(capability("CAP_FLY")
             .unwrap_err()
             .contains("not a Linux capability"));

@@ -652,8 +652,13 @@ mod tests {
         assert_eq!(c.resources.memory, Some(512 << 20));
         assert_eq!(c.resources.millicpus, Some(1500));
         assert_eq!(
-            (c.cap_add.as_slice(), c.cap_drop.as_slice()),
-            (&["CAP_NET_ADMIN".to_string()][..], &["ALL".to_string()][..])
+            (c.cap_add[..].to_vec(), c.cap_drop[..].to_vec()),
+            (
+                vec![crate::model::CapEntry::Cap(
+                    keel_types::Capability::NetAdmin
+                )],
+                vec![crate::model::CapEntry::All]
+            )
         );
         assert_eq!(
             c.user.as_ref().map(|u| u.to_string()).as_deref(),

@@ -1,4 +1,13 @@
 //! What keel applies from a cloud-config: the typed result of validation.
+//! Every value here is parsed: the settings' own types come from the
+//! ground crate (`keel_types`), and code downstream never parses a string
+//! of this model again.
+
+use std::net::IpAddr;
+
+pub use keel_types::{
+    CapEntry, Cidr, DhcpMode, GoDuration, Id, RebootStrategy, Rlimit, Signal, UserSpec, WindowStart,
+};
 
 /// A user to create or update (`users:`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,7 +39,7 @@ pub struct WriteFile {
 /// `coreos.update`: keel's update agent.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Update {
-    pub reboot_strategy: Option<String>,
+    pub reboot_strategy: Option<RebootStrategy>,
     pub server: Option<String>,
     pub group: Option<String>,
 }
@@ -40,18 +49,19 @@ pub struct Update {
 pub struct Locksmith {
     pub endpoint: Vec<String>,
     pub group: Option<String>,
-    pub window_start: Option<String>,
-    pub window_length: Option<String>,
+    pub window_start: Option<WindowStart>,
+    pub window_length: Option<GoDuration>,
     pub etcd_cafile: Option<String>,
     pub etcd_certfile: Option<String>,
     pub etcd_keyfile: Option<String>,
 }
 
-/// A route of a `.network` unit.
+/// A route of a `.network` unit: at least one of the two is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub destination: String,
-    pub gateway: Option<String>,
+    /// None: the default route of the gateway's family.
+    pub destination: Option<Cidr>,
+    pub gateway: Option<IpAddr>,
 }
 
 /// A `.network` unit translated to keel's network settings.
@@ -60,11 +70,10 @@ pub struct Network {
     pub unit: String,
     /// `[Match] Name=` globs.
     pub match_names: Vec<String>,
-    pub dhcp: Option<String>,
-    /// CIDRs.
-    pub addresses: Vec<String>,
-    pub gateway: Option<String>,
-    pub dns: Vec<String>,
+    pub dhcp: Option<DhcpMode>,
+    pub addresses: Vec<Cidr>,
+    pub gateway: Option<IpAddr>,
+    pub dns: Vec<IpAddr>,
     pub domains: Vec<String>,
     pub routes: Vec<Route>,
 }
@@ -188,16 +197,6 @@ pub struct Healthcheck {
     pub start_period_ms: u64,
 }
 
-/// A resource limit of a container's process (`rlimits: {nofile: 1024}`);
-/// `u64::MAX` is unlimited.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rlimit {
-    /// `nofile`, `nproc`, `core`, ... (setrlimit's names without RLIMIT_).
-    pub name: String,
-    pub soft: u64,
-    pub hard: u64,
-}
-
 /// The namespace a [`Sysctl`] belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SysctlNs {
@@ -252,8 +251,8 @@ pub struct Container {
     /// More supplementary groups (`group_add`, `--group-add`): names of
     /// the image's /etc/group or numbers.
     pub group_add: Vec<Id>,
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
+    pub cap_add: Vec<CapEntry>,
+    pub cap_drop: Vec<CapEntry>,
     /// Writes go to a tmpfs and are lost at restart.
     pub readonly: bool,
     /// keel's minimal init (`keel-init`) is the container's PID 1 and runs
@@ -283,101 +282,6 @@ pub struct Container {
     pub announce: Option<Announce>,
     /// The one node port this container may reach through the bridge.
     pub node_port: Option<NodePort>,
-}
-
-/// A user or group: a number, or a name looked up in the image's
-/// /etc/passwd or /etc/group when the container starts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Id {
-    Num(u32),
-    Name(String),
-}
-
-/// Who a container's processes run as, as Docker takes it: `user` or
-/// `user:group`, each a name or a number.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UserSpec {
-    pub user: Id,
-    pub group: Option<Id>,
-}
-
-impl std::fmt::Display for Id {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Id::Num(n) => write!(f, "{n}"),
-            Id::Name(s) => f.write_str(s),
-        }
-    }
-}
-
-impl std::fmt::Display for UserSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.group {
-            Some(g) => write!(f, "{}:{g}", self.user),
-            None => write!(f, "{}", self.user),
-        }
-    }
-}
-
-/// A signal by its Linux number (1 to 64), as parsed by
-/// [`crate::schema::signal`]; shown by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Signal(pub i32);
-
-/// The names of the standard signals (x86-64 numbering), without `SIG`.
-pub const SIGNAL_NAMES: &[(&str, i32)] = &[
-    ("HUP", 1),
-    ("INT", 2),
-    ("QUIT", 3),
-    ("ILL", 4),
-    ("TRAP", 5),
-    ("ABRT", 6),
-    ("IOT", 6),
-    ("BUS", 7),
-    ("FPE", 8),
-    ("KILL", 9),
-    ("USR1", 10),
-    ("SEGV", 11),
-    ("USR2", 12),
-    ("PIPE", 13),
-    ("ALRM", 14),
-    ("TERM", 15),
-    ("STKFLT", 16),
-    ("CHLD", 17),
-    ("CONT", 18),
-    ("STOP", 19),
-    ("TSTP", 20),
-    ("TTIN", 21),
-    ("TTOU", 22),
-    ("URG", 23),
-    ("XCPU", 24),
-    ("XFSZ", 25),
-    ("VTALRM", 26),
-    ("PROF", 27),
-    ("WINCH", 28),
-    ("IO", 29),
-    ("POLL", 29),
-    ("PWR", 30),
-    ("SYS", 31),
-];
-
-/// The first and last real-time signals a program may use (glibc keeps
-/// 32 and 33).
-pub const SIGRTMIN: i32 = 34;
-pub const SIGRTMAX: i32 = 64;
-
-impl Signal {
-    pub const TERM: Signal = Signal(15);
-}
-
-impl std::fmt::Display for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match SIGNAL_NAMES.iter().find(|(_, n)| *n == self.0) {
-            Some((name, _)) => write!(f, "SIG{name}"),
-            None if self.0 >= SIGRTMIN => write!(f, "SIGRTMIN+{}", self.0 - SIGRTMIN),
-            None => write!(f, "signal {}", self.0),
-        }
-    }
 }
 
 /// `announce: {name, port}`: the container is registered at

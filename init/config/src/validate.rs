@@ -19,7 +19,9 @@ use std::rc::Rc;
 
 use base64::Engine;
 
-use crate::model::{CloudConfig, Locksmith, Network, Route, Update, User, WriteFile};
+use crate::model::{
+    CloudConfig, DhcpMode, Locksmith, Network, RebootStrategy, Route, Update, User, WriteFile,
+};
 use crate::schema;
 use crate::yaml::{self, Node, Style, Value};
 use crate::{api, containers, docker, registries};
@@ -844,12 +846,8 @@ fn coreos(v: &mut V, n: &Node) {
                     let p = join(&path, key_of(uk));
                     match key_of(uk) {
                         "reboot-strategy" => {
-                            u.reboot_strategy = v.checked(&p, uv, |s| match s {
-                                "reboot" | "etcd-lock" | "best-effort" | "off" => Ok(()),
-                                _ => Err(format!(
-                                    "{s:?} is not reboot, etcd-lock, best-effort or off"
-                                )),
-                            })
+                            u.reboot_strategy =
+                                v.parsed(&p, uv, |s| Ok(RebootStrategy::try_from(s)?))
                         }
                         "server" => u.server = v.checked(&p, uv, schema::url),
                         "group" => u.group = v.checked(&p, uv, no_check),
@@ -899,8 +897,8 @@ fn coreos(v: &mut V, n: &Node) {
                         "etcd_certfile" => l.etcd_certfile = v.checked(&p, lv, schema::abs_path),
                         "etcd_keyfile" => l.etcd_keyfile = v.checked(&p, lv, schema::abs_path),
                         "group" => l.group = v.checked(&p, lv, no_check),
-                        "window-start" => l.window_start = v.checked(&p, lv, schema::window_start),
-                        "window-length" => l.window_length = v.checked(&p, lv, schema::duration),
+                        "window-start" => l.window_start = v.parsed(&p, lv, schema::window_start),
+                        "window-length" => l.window_length = v.parsed(&p, lv, schema::duration),
                         _ => {}
                     }
                 }
@@ -1196,7 +1194,7 @@ pub fn network(unit: &str, content: &str) -> Result<(Network, Vec<String>), (usi
             section = s.to_string();
             if section == "Route" {
                 net.routes.push(Route {
-                    destination: String::new(),
+                    destination: None,
                     gateway: None,
                 });
             }
@@ -1211,38 +1209,29 @@ pub fn network(unit: &str, content: &str) -> Result<(Network, Vec<String>), (usi
             ("Match", "Name") => net
                 .match_names
                 .extend(val.split_whitespace().map(str::to_string)),
-            ("Network", "Address") => {
-                schema::cidr(val).map_err(bad)?;
-                net.addresses.push(val.to_string());
-            }
-            ("Network", "Gateway") => {
-                schema::ip(val).map_err(bad)?;
-                net.gateway = Some(val.to_string());
-            }
+            ("Network", "Address") => net.addresses.push(schema::cidr(val).map_err(bad)?),
+            ("Network", "Gateway") => net.gateway = Some(schema::ip(val).map_err(bad)?),
             ("Network", "DNS") => {
                 for d in val.split_whitespace() {
-                    schema::ip(d).map_err(bad)?;
-                    net.dns.push(d.to_string());
+                    net.dns.push(schema::ip(d).map_err(bad)?);
                 }
             }
             ("Network", "Domains") => net
                 .domains
                 .extend(val.split_whitespace().map(str::to_string)),
-            ("Network", "DHCP") => match val {
-                "yes" | "no" | "ipv4" | "ipv6" | "both" | "true" | "false" | "v4" | "v6"
-                | "none" => net.dhcp = Some(val.to_string()),
-                _ => return Err(bad(format!("{val:?} is not yes, no, ipv4, ipv6 or both"))),
-            },
+            ("Network", "DHCP") => {
+                net.dhcp = Some(DhcpMode::try_from(val).map_err(|e| bad(e.into()))?);
+            }
             ("Route", "Destination") => {
-                schema::cidr(val).map_err(bad)?;
+                let d = schema::cidr(val).map_err(bad)?;
                 if let Some(r) = net.routes.last_mut() {
-                    r.destination = val.to_string();
+                    r.destination = Some(d);
                 }
             }
             ("Route", "Gateway") => {
-                schema::ip(val).map_err(bad)?;
+                let g = schema::ip(val).map_err(bad)?;
                 if let Some(r) = net.routes.last_mut() {
-                    r.gateway = Some(val.to_string());
+                    r.gateway = Some(g);
                 }
             }
             ("", _) => return Err((off, format!("{k} is outside any [Section]"))),
@@ -1256,7 +1245,7 @@ pub fn network(unit: &str, content: &str) -> Result<(Network, Vec<String>), (usi
         ));
     }
     for r in &net.routes {
-        if r.destination.is_empty() && r.gateway.is_none() {
+        if r.destination.is_none() && r.gateway.is_none() {
             return Err((
                 0,
                 format!("{unit}: a [Route] without Destination= or Gateway="),

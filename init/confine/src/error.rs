@@ -1,10 +1,6 @@
 /// What went wrong preparing a container's confinement.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfineError {
-    #[error("unknown capability {name:?}")]
-    UnknownCapability { name: String },
-    #[error("unknown capability bit {bit}")]
-    UnknownCapabilityBit { bit: u32 },
     #[error("seccomp rule for {syscall}: {source}")]
     SeccompRule {
         syscall: &'static str,

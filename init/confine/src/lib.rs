@@ -12,12 +12,13 @@
 //!    ([`to_kernel`]), to `keel_sys::confine::Prepared`, which the child
 //!    applies with raw syscalls.
 
-mod caps;
 mod error;
 mod seccomp;
 
-pub use caps::{CapSet, Capability, DEFAULT_CAPS, LAST_CAP};
+// The capabilities are modelled types of the ground crate (the config
+// parses them there too): re-exported for the policy's callers.
 pub use error::ConfineError;
+pub use keel_types::{CapEntry, CapSet, Capability, DEFAULT_CAPS, LAST_CAP};
 pub use seccomp::{default_filter, to_kernel};
 pub use seccompiler::BpfProgram;
 

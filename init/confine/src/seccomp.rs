@@ -27,8 +27,8 @@ use seccompiler::{
     SeccompFilter, SeccompRule, TargetArch,
 };
 
-use crate::caps::{CapSet, Capability};
 use crate::ConfineError;
+use keel_types::{CapSet, Capability};
 
 /// A syscall as (name, x86_64 number); the name is only for errors and tests.
 pub type Syscall = (&'static str, i64);

@@ -573,29 +573,6 @@ pub fn exec_in(
     spawn::spawn(&spec).map_err(RunError::Spawn)
 }
 
-/// setrlimit's resource for a name of `rlimits:`.
-pub fn rlimit_resource(name: &str) -> Option<u32> {
-    Some(match name {
-        "as" => libc::RLIMIT_AS,
-        "core" => libc::RLIMIT_CORE,
-        "cpu" => libc::RLIMIT_CPU,
-        "data" => libc::RLIMIT_DATA,
-        "fsize" => libc::RLIMIT_FSIZE,
-        "locks" => libc::RLIMIT_LOCKS,
-        "memlock" => libc::RLIMIT_MEMLOCK,
-        "msgqueue" => libc::RLIMIT_MSGQUEUE,
-        "nice" => libc::RLIMIT_NICE,
-        "nofile" => libc::RLIMIT_NOFILE,
-        "nproc" => libc::RLIMIT_NPROC,
-        "rss" => libc::RLIMIT_RSS,
-        "rtprio" => libc::RLIMIT_RTPRIO,
-        "rttime" => libc::RLIMIT_RTTIME,
-        "sigpending" => libc::RLIMIT_SIGPENDING,
-        "stack" => libc::RLIMIT_STACK,
-        _ => return None,
-    })
-}
-
 /// Where the child finds the sysctl files: PID 1's /proc, which is still
 /// the child's until its root changes (a sysctl file acts on the
 /// namespaces of the process writing it, whatever proc mount it is found
@@ -789,7 +766,7 @@ pub fn start(
             rlimits: c
                 .rlimits
                 .iter()
-                .filter_map(|l| rlimit_resource(&l.name).map(|r| (r, l.soft, l.hard)))
+                .map(|l| (l.resource.number(), l.limits.soft(), l.limits.hard()))
                 .collect(),
         };
         let Spawned { pid, pidfd } = spawn::spawn(&spec).map_err(RunError::Spawn)?;
@@ -861,11 +838,30 @@ mod tests {
     }
 
     #[test]
-    fn every_rlimit_name_of_the_config_is_known() {
-        for n in keel_config::containers::RLIMITS {
-            assert!(rlimit_resource(n).is_some(), "{n}");
+    fn the_modelled_rlimits_are_the_kernels_numbers() {
+        use keel_types::Resource as R;
+        let libc = [
+            (R::As, libc::RLIMIT_AS),
+            (R::Core, libc::RLIMIT_CORE),
+            (R::Cpu, libc::RLIMIT_CPU),
+            (R::Data, libc::RLIMIT_DATA),
+            (R::Fsize, libc::RLIMIT_FSIZE),
+            (R::Locks, libc::RLIMIT_LOCKS),
+            (R::Memlock, libc::RLIMIT_MEMLOCK),
+            (R::Msgqueue, libc::RLIMIT_MSGQUEUE),
+            (R::Nice, libc::RLIMIT_NICE),
+            (R::Nofile, libc::RLIMIT_NOFILE),
+            (R::Nproc, libc::RLIMIT_NPROC),
+            (R::Rss, libc::RLIMIT_RSS),
+            (R::Rtprio, libc::RLIMIT_RTPRIO),
+            (R::Rttime, libc::RLIMIT_RTTIME),
+            (R::Sigpending, libc::RLIMIT_SIGPENDING),
+            (R::Stack, libc::RLIMIT_STACK),
+        ];
+        assert_eq!(libc.len(), R::all().count());
+        for (r, n) in libc {
+            assert_eq!(r.number(), n, "{r}");
         }
-        assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE));
     }
 
     #[test]

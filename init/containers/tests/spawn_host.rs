@@ -136,9 +136,8 @@ fn a_container_sees_its_own_world() {
         .into()],
         network: NetMode::None,
         rlimits: vec![keel_config::model::Rlimit {
-            name: "nofile".into(),
-            soft: 321,
-            hard: 654,
+            resource: keel_types::Resource::Nofile,
+            limits: keel_types::Limits::new(321, 654).unwrap(),
         }],
         ..Default::default()
     };

@@ -300,12 +300,10 @@ fn configure_network(ctx: &mut Ctx) -> Result<(), TaskError> {
             for (link, unit) in &done {
                 info!("{link}: configured by {unit}");
                 units.push(unit.as_str());
-                let wants_dhcp = ctx.config_networks.iter().any(|n| {
-                    &n.unit == unit
-                        && n.dhcp
-                            .as_deref()
-                            .is_some_and(|d| !matches!(d, "no" | "false" | "none" | "ipv6" | "v6"))
-                });
+                let wants_dhcp = ctx
+                    .config_networks
+                    .iter()
+                    .any(|n| &n.unit == unit && n.dhcp.is_some_and(|d| d.wants_v4()));
                 if wants_dhcp {
                     start_dhcp(ctx, link);
                 }

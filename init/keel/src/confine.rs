@@ -34,7 +34,7 @@ fn filter_for(caps: CapSet) -> Result<Arc<Vec<libc::sock_filter>>, String> {
 
 /// `keel_containers::runtime::Confiner` for the node.
 pub fn confiner(c: &Container, who: &Ident) -> Result<Confinement, String> {
-    let caps = CapSet::from_defaults_with(&c.cap_add, &c.cap_drop).map_err(|e| e.to_string())?;
+    let caps = CapSet::from_defaults_with(&c.cap_add, &c.cap_drop);
     let filter = filter_for(caps)?;
     let p = keel_sys::confine::Prepared::new(caps.bits(), &filter, who.uid, who.gid, &who.groups)
         .map_err(|e| e.to_string())?;

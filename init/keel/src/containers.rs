@@ -141,13 +141,13 @@ pub fn image_root(
         .user
         .as_deref()
         .filter(|u| !u.is_empty())
-        .map(keel_config::containers::user)
+        .map(keel_types::UserSpec::try_from)
         .transpose()
         .map_err(|e| format!("image {name}: its config's User: {e}"))?;
     let stop_signal = cfg
         .stop_signal
         .as_deref()
-        .map(keel_config::schema::stop_signal)
+        .map(keel_types::Signal::stop)
         .transpose()
         .map_err(|e| format!("image {name}: its config's StopSignal: {e}"))?;
     let mut layers = resolved.layer_dirs;

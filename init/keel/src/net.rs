@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use keel_boot::cmdline::IpConfig;
+use keel_config::model::Cidr;
 
 /// ARPHRD_ETHER, the `type` of an Ethernet link in sysfs.
 const ARPHRD_ETHER: &str = "1";
@@ -61,11 +62,6 @@ pub fn glob(pattern: &str, name: &str) -> bool {
     m(&p, &n)
 }
 
-fn cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
-    let (ip, p) = s.split_once('/')?;
-    Some((ip.parse().ok()?, p.parse().ok()?))
-}
-
 /// Apply the config's `.network` units: each link (except lo), in name
 /// order, gets the first unit (in unit-name order, as networkd does) whose
 /// `[Match] Name=` matches it. Static addresses, the gateway, routes and
@@ -89,7 +85,7 @@ pub fn configure_units(
     sorted.sort_by(|a, b| a.unit.cmp(&b.unit));
     let mut rtnl = keel_sys::netlink::Rtnl::open()?;
     let mut done = Vec::new();
-    let mut dns: Vec<String> = Vec::new();
+    let mut dns: Vec<std::net::IpAddr> = Vec::new();
     let mut domains: Vec<String> = Vec::new();
     for link in &links {
         let Some(u) = sorted
@@ -99,26 +95,20 @@ pub fn configure_units(
             continue;
         };
         rtnl.link_up(link)?;
-        for (ip, prefix) in u.addresses.iter().filter_map(|a| cidr(a)) {
-            rtnl.add_address(link, ip, prefix)?;
+        for a in &u.addresses {
+            rtnl.add_address(link, a.addr(), a.prefix())?;
         }
-        if let Some(gw) = u
-            .gateway
-            .as_deref()
-            .and_then(|g| g.parse::<std::net::IpAddr>().ok())
-        {
-            let any: std::net::IpAddr = if gw.is_ipv4() {
-                std::net::Ipv4Addr::UNSPECIFIED.into()
-            } else {
-                std::net::Ipv6Addr::UNSPECIFIED.into()
-            };
-            rtnl.add_route(link, any, 0, Some(gw))?;
+        if let Some(gw) = u.gateway {
+            let any = Cidr::any_of(gw);
+            rtnl.add_route(link, any.addr(), any.prefix(), Some(gw))?;
         }
         for r in &u.routes {
-            let gw = r.gateway.as_deref().and_then(|g| g.parse().ok());
-            if let Some((ip, prefix)) = cidr(&r.destination) {
-                rtnl.add_route(link, ip, prefix, gw)?;
-            }
+            // The validator refuses a route with neither; one without a
+            // destination is the default route through its gateway.
+            let Some(dst) = r.destination.or(r.gateway.map(Cidr::any_of)) else {
+                continue;
+            };
+            rtnl.add_route(link, dst.addr(), dst.prefix(), r.gateway)?;
         }
         dns.extend(u.dns.iter().cloned());
         domains.extend(u.domains.iter().cloned());

@@ -12,3 +12,11 @@ impl Invalid {
         Invalid(message.into())
     }
 }
+
+/// The validator and the parsers of the dialect carry their messages as
+/// text until they reach a field's path.
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> String {
+        e.0
+    }
+}

@@ -159,6 +159,30 @@ mod tests {
         );
         assert_eq!(Signal(37).to_string(), "SIGRTMIN+3");
         assert_eq!(Signal(6).to_string(), "SIGABRT");
+        for (s, n) in [
+            ("term", 15),
+            ("15", 15),
+            ("sigwinch", 28),
+            ("SIGRTMIN", 34),
+            ("SIGRTMAX", 64),
+            ("64", 64),
+        ] {
+            assert_eq!(p(s), Ok(n), "{s}");
+        }
+        for s in [
+            "", "0", "65", "-1", "SIGFOO", "SIG", "RTMIN+31", "RTMAX-31", "RTMIN-1", "TERM ", "1.5",
+        ] {
+            assert!(
+                Signal::parse(s)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("is not a signal"),
+                "{s:?}"
+            );
+        }
+        assert_eq!(Signal(15).to_string(), "SIGTERM");
+        assert!(Signal::stop("stop").is_err());
+        assert_eq!(Signal::stop("SIGINT"), Ok(Signal(2)));
     }
 
     proptest! {

@@ -281,6 +281,9 @@ mod tests {
         assert_eq!(p("2h"), Ok(7_200_000));
         assert!(p("10").is_err() && p("").is_err() && p("1d").is_err());
         assert_eq!(Millis(90_500).to_string(), "1m30s500ms");
+        assert_eq!(p("1h"), Ok(3_600_000));
+        assert!(p("10").unwrap_err().to_string().contains("not a duration"));
+        assert!(p("1.5s").is_err() && p("5d").is_err());
     }
 
     #[test]
@@ -291,6 +294,13 @@ mod tests {
         assert_eq!(p("1000"), Ok(1000));
         assert!(p("1T").is_err() && p("").is_err() && p("K").is_err());
         assert_eq!(Bytes(1536 << 10).to_string(), "1536K");
+        assert_eq!(p("64M"), Ok(64 << 20));
+        assert_eq!(p("512k"), Ok(512 << 10));
+        assert!(p("1.5G").is_err() && p("M").is_err() && p("10T").is_err());
+        assert!(p("99999999999999G")
+            .unwrap_err()
+            .to_string()
+            .contains("too large"));
     }
 
     #[test]
@@ -306,6 +316,7 @@ mod tests {
         );
         assert_eq!(p("").unwrap_err().to_string(), "empty duration");
         assert_eq!(GoDuration(5_400_000_000_000).to_string(), "1h30m0s");
+        assert!(p("1 hour").is_err());
     }
 
     #[test]
@@ -320,6 +331,10 @@ mod tests {
             "{e}"
         );
         assert!(y("017777", false).is_err());
+        assert_eq!(y("0644", true), Ok(0o644));
+        assert_eq!(y("04755", false), Ok(0o4755));
+        assert!(y("0999", false).is_err());
+        assert!(y("rw-r--r--", true).is_err());
     }
 
     proptest! {

@@ -151,6 +151,9 @@ mod tests {
             WindowStart::try_from("24:00").unwrap_err().to_string(),
             "\"24:00\" is not [Day] HH:MM"
         );
+        assert!(WindowStart::try_from("04:00").is_ok());
+        assert!(WindowStart::try_from("Thursday 4").is_err());
+        assert!(WindowStart::try_from("25:00").is_err());
     }
 
     proptest! {
