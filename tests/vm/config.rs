@@ -152,6 +152,17 @@ users:
     );
     assert!(own(&cs.errors[1], "users[0].name:"), "{:?}", cs.errors);
     assert!(cs.changed.is_empty());
+    // What `keelctl status` shows of it: the mode on the first line, the
+    // errors right under it.
+    assert_eq!(st.mode, keel_api::NodeMode::Maintenance);
+    let t = keelctl::table::status(&st);
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(
+        lines[0].contains(", MAINTENANCE: the config has errors, nothing of it was applied,"),
+        "{t}"
+    );
+    assert_eq!(lines[1], format!("  {}", cs.errors[0]), "{t}");
+    assert_eq!(lines[2], format!("  {}", cs.errors[1]), "{t}");
 }
 
 #[test]
@@ -606,8 +617,10 @@ coreos:
         [Network]
         Address=10.0.2.15/24
         Address=10.0.2.77/24
-        Gateway=10.0.2.2
         DNS=10.0.2.3
+        # A route with a gateway and no destination: the default route.
+        [Route]
+        Gateway=10.0.2.2
 ";
     let vm = boot_with(
         &s,

@@ -82,6 +82,21 @@ fn assert_refused_then_rescue(vm: &Vm, needle: &str) -> Status {
     );
     assert!(vm.console().contains("refused: "), "the console says why");
     vm.assert_no_fatal();
+    // `keelctl status` names the mode on its first line and the reason
+    // right under it.
+    assert_eq!(s.mode, keel_api::NodeMode::Rescue);
+    let (ok, out, err) = vm.keelctl(&["status"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains(", RESCUE: no OS slot could be trusted, running from the initramfs,"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("  slot {} refused: ", s.root.refused[0].slot))
+            && lines[1].contains(needle),
+        "{out}"
+    );
     s
 }
 

@@ -23,6 +23,7 @@ impl Node for FakeNode {
             version: "test".into(),
             hostname: "fake".into(),
             state: NodeState::Ready,
+            mode: Default::default(),
             uptime_ms: 1.0,
             boot: Timeline::default(),
             memory: Memory {

@@ -35,6 +35,6 @@ pub use server::{serve, serve_tcp, serve_unix, ApplyOptions, Caller, KvDisarm, N
 pub use types::{
     Accepted, ApiStatus, ConfigApplied, ConfigItem, ConfigStatus, ContainerLogs, ContainerStats,
     ContainerStatus, ContentCheck, CpuVulnerability, DhcpLease, ErrorBody, KernelStatus, KvAlarm,
-    KvAlarms, KvStatus, LinkStatus, Memory, NetworkStatus, NodeState, Processes, RefusedSlot,
-    RootStatus, RouteStatus, SlotInfo, StateMount, Status,
+    KvAlarms, KvStatus, LinkStatus, Memory, NetworkStatus, NodeMode, NodeState, Processes,
+    RefusedSlot, RootStatus, RouteStatus, SlotInfo, StateMount, Status,
 };

@@ -12,6 +12,35 @@ pub enum NodeState {
     Stopping,
 }
 
+/// What the node runs as, in one word: normally, or in one of the modes
+/// where it keeps its API up but does not do its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeMode {
+    /// A trusted OS slot and the machine's config (or none) applied.
+    #[default]
+    Normal,
+    /// The config had errors: nothing of it was applied (`config.errors`
+    /// says what).
+    Maintenance,
+    /// No OS slot could be trusted: keel runs from the initramfs
+    /// (`root.refused` says why).
+    Rescue,
+}
+
+impl NodeMode {
+    /// Rescue before maintenance: without a root the config is moot.
+    pub fn of(root: &RootStatus, config: &ConfigStatus) -> NodeMode {
+        if root.mode == "rescue" {
+            NodeMode::Rescue
+        } else if config.maintenance {
+            NodeMode::Maintenance
+        } else {
+            NodeMode::Normal
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Memory {
     /// `MemTotal` of the node.
@@ -40,6 +69,10 @@ pub struct Status {
     pub version: String,
     pub hostname: String,
     pub state: NodeState,
+    /// Normal, maintenance or rescue ([`NodeMode::of`] the root and the
+    /// config below).
+    #[serde(default)]
+    pub mode: NodeMode,
     pub uptime_ms: f64,
     pub boot: Timeline,
     pub memory: Memory,

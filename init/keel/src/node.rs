@@ -207,10 +207,13 @@ impl Node for NodeShared {
         let mem = procfs::meminfo(&read("meminfo"));
         let procs = procfs::count_processes(&self.proc_root);
         let uptime = crate::clock();
+        let root = self.root_status();
+        let config = self.config();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             hostname: hostname(),
             state: self.state.lock().map(|s| *s).unwrap_or(NodeState::Stopping),
+            mode: keel_api::NodeMode::of(&root, &config),
             uptime_ms: keel_boot::phases::ms(uptime),
             boot: self.timeline.lock().map(|t| t.clone()).unwrap_or_default(),
             memory: Memory {
@@ -224,8 +227,8 @@ impl Node for NodeShared {
                 zombies: procs.zombies,
                 reaped: self.reaped.load(Ordering::Relaxed),
             },
-            root: self.root_status(),
-            config: self.config(),
+            root,
+            config,
             kv: self.kv.get().map(|m| keel_api::KvStatus {
                 name: m.config.name.clone(),
                 id: format!("{:x}", m.id),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use keel_api::Status;
+use keel_api::{NodeMode, Status};
 
 fn mib(kb: u64) -> String {
     format!("{:.1} MiB", kb as f64 / 1024.0)
@@ -47,16 +47,46 @@ fn api(o: &mut String, a: &keel_api::ApiStatus, now: i64) {
     }
 }
 
+/// The node's mode for the first line, and what explains it, for the
+/// lines right under it.
+fn mode(s: &Status) -> (String, Vec<String>) {
+    match s.mode {
+        NodeMode::Normal => (serde_json_state(s), Vec::new()),
+        NodeMode::Maintenance => (
+            "MAINTENANCE: the config has errors, nothing of it was applied".into(),
+            s.config.errors.clone(),
+        ),
+        NodeMode::Rescue => {
+            let mut why: Vec<String> = s
+                .root
+                .refused
+                .iter()
+                .map(|r| format!("slot {} refused: {}", r.slot, r.reason))
+                .collect();
+            if why.is_empty() {
+                why.push("no OS slot found (no keel disk, no diskless slot)".into());
+            }
+            (
+                "RESCUE: no OS slot could be trusted, running from the initramfs".into(),
+                why,
+            )
+        }
+    }
+}
+
 pub fn status(s: &Status) -> String {
     let mut o = String::new();
-    let state = serde_json_state(s);
+    let (mode, why) = mode(s);
     let _ = writeln!(
         o,
-        "node       {} (keel {}), {state}, up {:.1} s",
+        "node       {} (keel {}), {mode}, up {:.1} s",
         s.hostname,
         s.version,
         s.uptime_ms / 1000.0
     );
+    for w in why {
+        let _ = writeln!(o, "  {w}");
+    }
     let _ = writeln!(
         o,
         "memory     {} used of {}, keel RSS {}",
@@ -508,6 +538,7 @@ mod tests {
             version: "0.1.0".into(),
             hostname: "keel".into(),
             state: NodeState::Ready,
+            mode: Default::default(),
             uptime_ms: 2500.0,
             boot: Timeline {
                 pid1_start_ms: 480.0,
@@ -574,6 +605,36 @@ mod tests {
         );
         s.config.maintenance = true;
         assert!(status(&s).contains("unverified), MAINTENANCE MODE"), "{t}");
+        // The first line names the mode; the reasons follow right under it.
+        s.mode = NodeMode::Maintenance;
+        s.config.errors = vec!["3:9: containers[0].image: \"\" is empty".into()];
+        let t = status(&s);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].contains("keel (keel 0.1.0), MAINTENANCE: the config has errors"),
+            "{t}"
+        );
+        assert_eq!(lines[1], "  3:9: containers[0].image: \"\" is empty", "{t}");
+        s.mode = NodeMode::Rescue;
+        s.root.refused = vec![keel_api::RefusedSlot {
+            slot: "A".into(),
+            reason: "dm-verity: root hash mismatch".into(),
+        }];
+        let t = status(&s);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].contains("RESCUE: no OS slot could be trusted"),
+            "{t}"
+        );
+        assert_eq!(
+            lines[1], "  slot A refused: dm-verity: root hash mismatch",
+            "{t}"
+        );
+        s.mode = NodeMode::Normal;
+        assert!(
+            status(&s).lines().next().unwrap().contains(", ready, up"),
+            "{t}"
+        );
     }
 
     #[test]
