@@ -89,7 +89,7 @@ coreos:
     };
     assert_eq!(verdict("hostname"), Some("applied"));
     assert_eq!(verdict("users[0]"), Some("applied"));
-    assert_eq!(verdict("coreos.update"), Some("translated"));
+    assert_eq!(verdict("coreos.update"), Some("accepted"));
     assert_eq!(verdict("coreos.units[0]"), Some("refused"));
 }
 

@@ -216,7 +216,8 @@ pub struct ConfigStatus {
 pub struct ConfigItem {
     pub path: String,
     pub line: usize,
-    /// `applied`, `translated` or `refused`.
+    /// `applied`, `translated`, `accepted` (kept, not yet applied) or
+    /// `refused`.
     pub verdict: String,
     pub note: String,
 }

@@ -53,6 +53,9 @@ impl std::fmt::Display for Issue {
 pub enum Verdict {
     Applied,
     Translated,
+    /// Checked and kept, but nothing on the node acts on it yet (the note
+    /// says what will).
+    Accepted,
     Refused,
 }
 
@@ -61,6 +64,7 @@ impl Verdict {
         match self {
             Verdict::Applied => "applied",
             Verdict::Translated => "translated",
+            Verdict::Accepted => "accepted",
             Verdict::Refused => "refused",
         }
     }
@@ -858,8 +862,8 @@ fn coreos(v: &mut V, n: &Node) {
                 v.item(
                     &path,
                     k,
-                    Verdict::Translated,
-                    "configures keel's update agent and reboot strategy",
+                    Verdict::Accepted,
+                    "accepted, not yet applied: checked and kept for keel's update agent, which does not exist yet",
                 );
             }
             "locksmith" => {
@@ -909,8 +913,8 @@ fn coreos(v: &mut V, n: &Node) {
                 v.item(
                     &path,
                     k,
-                    Verdict::Translated,
-                    "configures keel's reboot coordinator (locksmith strategies, lock in the KV)",
+                    Verdict::Accepted,
+                    "accepted, not yet applied: checked and kept for keel's reboot coordinator, which does not exist yet",
                 );
             }
             "units" => units(v, val),
@@ -933,11 +937,11 @@ fn unit_verdict(
         Some("update-engine" | "locksmithd") => {
             let off = mask || command == Some("stop");
             (
-                Verdict::Translated,
+                Verdict::Accepted,
                 if off {
-                    "stopping it turns keel's automatic updates off (coreos.update reboot-strategy off)".into()
+                    "accepted, not yet applied: keel has no update agent yet; once it has, stopping this turns automatic updates off".into()
                 } else {
-                    "keel's update agent and reboot coordinator do this job".into()
+                    "accepted, not yet applied: keel has no update agent or reboot coordinator yet".into()
                 },
             )
         }

@@ -372,3 +372,35 @@ fn start_api(ctx: &mut Ctx) -> Result<(), TaskError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/boot.md's phase table is the boot table: a task added, moved or
+    /// renamed in [`BOOT`] fails here until the doc says so too.
+    #[test]
+    fn the_docs_phase_table_is_the_boot_table() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/boot.md"));
+        let rows: Vec<(String, Vec<String>)> = doc
+            .lines()
+            .map(str::trim)
+            .skip_while(|l| *l != "| phase | tasks |")
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                let tasks = cells[1].split(',').map(|t| t.trim().to_string()).collect();
+                (cells[0].to_string(), tasks)
+            })
+            .collect();
+        let table: Vec<(String, Vec<String>)> = BOOT
+            .iter()
+            .map(|p| {
+                let tasks = p.tasks.iter().map(|t| t.name.to_string()).collect();
+                (p.name.to_string(), tasks)
+            })
+            .collect();
+        assert_eq!(rows, table, "docs/boot.md's phase table");
+    }
+}

@@ -261,17 +261,16 @@ pub fn config_report(file: &str, text: &str) -> (String, bool) {
     for e in &r.errors {
         let _ = writeln!(o, "error      {file}:{e}");
     }
-    let (applied, translated, refused) =
-        r.items
-            .iter()
-            .fold((0, 0, 0), |(a, t, f), i| match i.verdict {
-                keel_config::Verdict::Applied => (a + 1, t, f),
-                keel_config::Verdict::Translated => (a, t + 1, f),
-                keel_config::Verdict::Refused => (a, t, f + 1),
-            });
+    let count = |v: keel_config::Verdict| r.items.iter().filter(|i| i.verdict == v).count();
+    let (applied, translated, accepted, refused) = (
+        count(keel_config::Verdict::Applied),
+        count(keel_config::Verdict::Translated),
+        count(keel_config::Verdict::Accepted),
+        count(keel_config::Verdict::Refused),
+    );
     let _ = writeln!(
         o,
-        "{file}: {} ({applied} applied, {translated} translated, {refused} refused, {} errors)",
+        "{file}: {} ({applied} applied, {translated} translated, {accepted} accepted but not yet applied, {refused} refused, {} errors)",
         if r.accepted() {
             "a node would accept it"
         } else {
@@ -578,7 +577,7 @@ mod tests {
         );
         assert!(out.contains("refused    coreos.fleet"), "{out}");
         assert!(
-            out.contains("a node would accept it (1 applied, 0 translated, 1 refused, 0 errors)"),
+            out.contains("a node would accept it (1 applied, 0 translated, 0 accepted but not yet applied, 1 refused, 0 errors)"),
             "{out}"
         );
         let (out, ok) = super::config_report("b.yaml", "#cloud-config\nhostname: [x]\n");
