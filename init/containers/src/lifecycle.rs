@@ -1173,6 +1173,15 @@ mod tests {
         assert_eq!(step(&mut lc, 3, Event::Released), (S::Stopped, vec![]));
         assert_eq!(lc.view().restarts, 1);
 
+        // All that waited apply before a start: a restart then a stop
+        // that came while it stopped leave it stopped, never started.
+        let mut lc = running(spec(Restart::Always));
+        step(&mut lc, 1, cmd(Command::Stop));
+        step(&mut lc, 2, cmd(Command::Restart));
+        step(&mut lc, 2, cmd(Command::Stop));
+        step(&mut lc, 3, exit(0));
+        assert_eq!(step(&mut lc, 3, Event::Released), (S::Stopped, vec![]));
+
         // Between an exit and its release, too; and in order.
         let mut lc = running(spec(Restart::Always));
         step(&mut lc, 1, exit(0));
