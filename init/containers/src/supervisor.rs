@@ -1,24 +1,33 @@
 //! The supervisor: one task per container on keel's async runtime.
 //!
-//! Each task loops: wait until the container is wanted and its `after` /
-//! `requires` containers are running; start a run (on the blocking pool:
-//! `runtime::start` mounts, clones and waits for the exec); read its output
-//! into the log ring and file; wait for its exit (delivered by keel's
-//! reaper through [`Exits`]) or a command; on a stop, SIGTERM through the
-//! pidfd, the grace period, then `cgroup.kill`; release the run; ask
-//! `policy::after_run` whether and when to start again.
+//! Each task is a thin shell around the container's [`Lifecycle`] (the
+//! pure state machine of `lifecycle`): it waits for the next event (a
+//! command, the start gate, a dependency's new state, the run's health,
+//! its exit delivered by keel's reaper through [`Exits`], a timer), feeds
+//! it to the lifecycle, publishes the lifecycle's view in the status, and
+//! carries out the actions it returns: start a run (on the blocking pool:
+//! `runtime::start` mounts, clones and waits for the exec) and read its
+//! output into the log ring and file; send the stop signal through the
+//! pidfd, arm the grace or backoff timer, `cgroup.kill`; release a run;
+//! remove the writable layer. An action's outcome (started, released) is
+//! the next event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use keel_api::{ContainerLogs, ContainerStats, ContainerStatus};
 use keel_config::model::{Container, NetMode, NodePort};
 use keel_sys::signal::ChildExit;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::health::Health;
+use crate::lifecycle::{
+    describe, Action, Command, ContainerState, Dependency, Event, Lifecycle, StopReason, TimerKind,
+    View,
+};
 use crate::logs::{LogFile, Ring, RING};
-use crate::policy::{self, Backoff, Ended, Next};
 use crate::runtime::{self, Dirs, ImageRoot};
 
 /// Exits of container processes, from keel's reaper to the supervisor.
@@ -73,19 +82,11 @@ pub type Images = dyn Fn(&Container) -> Result<ImageRoot, String> + Send + Sync;
 
 pub use crate::runtime::{Confinement, Confiner};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cmd {
-    Start,
-    Stop,
-    Restart,
-    /// Stop for good, remove the writable layer, end the task (the
-    /// container left the config, or changed).
-    Remove,
-}
-
+/// What the status shows of a container: its lifecycle's view, as its
+/// task publishes it, and its run's facts.
 #[derive(Debug, Clone, Default)]
 struct State {
-    state: &'static str,
+    state: ContainerState,
     pid: Option<i32>,
     started: Option<Instant>,
     restarts: u32,
@@ -111,9 +112,9 @@ struct Entry {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     state: Mutex<State>,
     logs: Mutex<Ring>,
-    cmd: mpsc::UnboundedSender<Cmd>,
+    cmd: mpsc::UnboundedSender<Command>,
     /// Wakes tasks waiting on this container's state (dependents).
-    changed: tokio::sync::watch::Sender<&'static str>,
+    changed: watch::Sender<ContainerState>,
 }
 
 impl Entry {
@@ -167,13 +168,6 @@ impl Reconciled {
         .collect();
         v.sort();
         v
-    }
-}
-
-fn describe(e: ChildExit) -> (String, Ended) {
-    match e {
-        ChildExit::Exited(c) => (format!("exited {c}"), Ended::Exited(c)),
-        ChildExit::Signaled(s) => (format!("killed by signal {s}"), Ended::Signaled(s)),
     }
 }
 
@@ -240,7 +234,7 @@ impl Supervisor {
                     map.insert(c.name.clone(), old);
                 }
                 Some(old) => {
-                    let _ = old.cmd.send(Cmd::Remove);
+                    let _ = old.cmd.send(Command::Remove);
                     out.replaced.push(c.name.clone());
                     let pred = old.task.lock().ok().and_then(|mut t| t.take());
                     fresh.push((c, pred));
@@ -252,7 +246,7 @@ impl Supervisor {
             }
         }
         for (name, old) in before {
-            let _ = old.cmd.send(Cmd::Remove);
+            let _ = old.cmd.send(Command::Remove);
             out.removed.push(name);
         }
         let mut new_entries = Vec::new();
@@ -261,13 +255,10 @@ impl Supervisor {
             let e = Arc::new(Entry {
                 spec: c.clone(),
                 task: Mutex::new(None),
-                state: Mutex::new(State {
-                    state: "waiting",
-                    ..Default::default()
-                }),
+                state: Mutex::new(State::default()),
                 logs: Mutex::new(Ring::new(RING)),
                 cmd: tx,
-                changed: tokio::sync::watch::channel("waiting").0,
+                changed: watch::channel(ContainerState::Waiting).0,
             });
             map.insert(c.name.clone(), e.clone());
             new_entries.push((e, rx, pred));
@@ -311,9 +302,9 @@ impl Supervisor {
     pub fn action(&self, name: &str, action: &str) -> Result<(), Option<String>> {
         let e = self.entry(name).ok_or(None)?;
         let cmd = match action {
-            "start" => Cmd::Start,
-            "stop" => Cmd::Stop,
-            "restart" => Cmd::Restart,
+            "start" => Command::Start,
+            "stop" => Command::Stop,
+            "restart" => Command::Restart,
             a => return Err(Some(format!("unknown action {a:?}"))),
         };
         e.cmd
@@ -327,14 +318,14 @@ impl Supervisor {
     pub async fn stop_all(&self, limit: Duration) {
         let all = self.entries();
         for e in &all {
-            let _ = e.cmd.send(Cmd::Stop);
+            let _ = e.cmd.send(Command::Stop);
         }
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             let busy = all.iter().any(|e| {
                 e.state
                     .lock()
-                    .map(|s| s.pid.is_some() || s.state == "starting")
+                    .map(|s| s.pid.is_some() || s.state == ContainerState::Starting)
                     .unwrap_or(false)
             });
             if !busy {
@@ -394,7 +385,6 @@ fn status_of(e: &Entry) -> ContainerStatus {
 /// The end of a removed container: its writable layer goes (a container
 /// that comes back under the same name starts from its image again).
 async fn remove(settings: &Settings, e: &Entry) {
-    e.set(|s| s.state = "removed");
     let dir = settings.dirs.state.join(&e.spec.name);
     let name = e.spec.name.clone();
     let _ = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
@@ -406,92 +396,6 @@ async fn remove(settings: &Settings, e: &Entry) {
     keel_boot::info!("container {}: removed", e.spec.name);
 }
 
-/// The stop signal (the spec's, the image's, else SIGTERM) through the
-/// pidfd, `grace`, then `cgroup.kill`; the exit.
-async fn stop_run_gracefully(
-    pidfd: &std::os::fd::OwnedFd,
-    cgroup: &crate::cgroup::Cgroup,
-    (signal, grace): (keel_config::model::Signal, Duration),
-    exit_rx: &mut oneshot::Receiver<ChildExit>,
-) -> Option<ChildExit> {
-    let _ = keel_sys::spawn::pidfd_signal(pidfd, signal.0);
-    match tokio::time::timeout(grace, &mut *exit_rx).await {
-        Ok(x) => x.ok(),
-        Err(_) => {
-            let _ = cgroup.kill();
-            exit_rx.await.ok()
-        }
-    }
-}
-
-/// Whether a dependency is ready: running, and healthy when it has a
-/// health check keel runs.
-fn ready(d: &Entry) -> bool {
-    d.state.lock().is_ok_and(|s| {
-        s.state == "running"
-            && match s.health {
-                None => true,
-                Some(h) => h == crate::health::Health::Healthy,
-            }
-    })
-}
-
-/// Wait until every dependency is ready.
-async fn deps_running(deps: &[Arc<Entry>]) {
-    for d in deps {
-        let mut rx = d.changed.subscribe();
-        loop {
-            rx.borrow_and_update();
-            if ready(d) {
-                break;
-            }
-            if rx.changed().await.is_err() {
-                break;
-            }
-        }
-    }
-}
-
-/// Resolves when one of `required` has stopped for good (exited, stopped,
-/// failed without a restart pending, or removed).
-async fn required_gone(required: &[Arc<Entry>]) {
-    if required.is_empty() {
-        return std::future::pending().await;
-    }
-    let mut rxs: Vec<_> = required.iter().map(|d| d.changed.subscribe()).collect();
-    loop {
-        for rx in rxs.iter_mut() {
-            rx.borrow_and_update();
-        }
-        let gone = required.iter().any(|d| {
-            d.state
-                .lock()
-                .is_ok_and(|s| matches!(s.state, "exited" | "stopped" | "failed" | "removed"))
-        });
-        if gone {
-            return;
-        }
-        let changes = rxs.iter_mut().map(|rx| Box::pin(rx.changed()));
-        let _ = futures_select_any(changes).await;
-    }
-}
-
-/// The first of several futures to finish (they are all `watch` changes).
-async fn futures_select_any<F: std::future::Future + Unpin>(fs: impl Iterator<Item = F>) {
-    let mut fs: Vec<F> = fs.collect();
-    std::future::poll_fn(|cx| {
-        for f in fs.iter_mut() {
-            if std::pin::Pin::new(f).poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// Probe a run every interval; says once on `unhealthy` when the run has
-/// failed `retries` probes in a row.
 /// A `command:` probe: run it inside the container, exit 0 is healthy.
 async fn command_probe(
     argv: Vec<String>,
@@ -519,11 +423,14 @@ async fn command_probe(
     }
 }
 
+/// Probe a run every interval and send each change of its health (the
+/// lifecycle publishes it, and stops the run when it is `unhealthy`); ends
+/// once `unhealthy`, when the run has failed `retries` probes in a row.
 async fn health_loop(
     e: Arc<Entry>,
     pid: i32,
     started: Instant,
-    unhealthy: mpsc::UnboundedSender<()>,
+    changes: mpsc::UnboundedSender<Health>,
     joinable: Arc<runtime::Joinable>,
     settings: Arc<Settings>,
     exits: Arc<Exits>,
@@ -532,7 +439,6 @@ async fn health_loop(
         return;
     };
     let mut t = crate::health::Tracker::default();
-    e.set(|s| s.health = Some(t.health));
     loop {
         tokio::time::sleep(Duration::from_millis(hc.interval_ms.max(100))).await;
         let (probe, timeout) = (
@@ -551,16 +457,15 @@ async fn health_loop(
         };
         let before = t.health;
         let h = t.record(&hc, r.is_ok(), started.elapsed().as_millis() as u64);
-        e.set(|s| s.health = Some(h));
         if h != before {
             let name = &e.spec.name;
             match &r {
                 Ok(()) => keel_boot::info!("container {name}: {}", h.as_str()),
                 Err(m) => keel_boot::warn!("container {name}: {} ({m})", h.as_str()),
             }
+            let _ = changes.send(h);
         }
-        if h == crate::health::Health::Unhealthy {
-            let _ = unhealthy.send(());
+        if h == Health::Unhealthy {
             return;
         }
     }
@@ -593,47 +498,294 @@ async fn pump(e: Arc<Entry>, fd: std::os::fd::OwnedFd, file: Arc<Mutex<LogFile>>
     }
 }
 
+/// One container's task: feed its lifecycle events and carry out the
+/// actions, until it is removed.
 async fn run_loop(
     e: Arc<Entry>,
-    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    cmds: mpsc::UnboundedReceiver<Command>,
     deps: Vec<Arc<Entry>>,
     settings: Arc<Settings>,
     exits: Arc<Exits>,
 ) {
-    let name = e.spec.name.clone();
-    let file = Arc::new(Mutex::new(LogFile::open(&settings.logs, &name)));
-    let mut backoff = Backoff::default();
-    let mut wanted = true;
+    let known = deps
+        .iter()
+        .map(|d| Dependency {
+            name: d.spec.name.clone(),
+            required: e.spec.requires.contains(&d.spec.name),
+            checked: d.spec.healthcheck.is_some(),
+        })
+        .collect();
+    let mut lc = Lifecycle::new(e.spec.clone(), known);
+    let mut shell = Shell::new(e, cmds, deps, settings, exits);
+    // What the lifecycle starts from: the gate, then each dependency.
+    let mut next: VecDeque<Event> = VecDeque::from([Event::Gate(shell.gate_open())]);
+    next.extend((0..shell.deps.len()).map(|i| shell.dependency(i)));
     loop {
-        if !wanted {
-            match cmds.recv().await {
-                Some(Cmd::Start | Cmd::Restart) => wanted = true,
-                Some(Cmd::Stop) => continue,
-                Some(Cmd::Remove) | None => return remove(&settings, &e).await,
+        let event = match next.pop_front() {
+            Some(ev) => ev,
+            None => shell.next_event().await,
+        };
+        let step = lc.handle(shell.now(), event);
+        shell.publish(lc.view());
+        for a in step.actions {
+            match shell.perform(a).await {
+                Done::Next(ev) => next.push_back(ev),
+                Done::Continue => {}
+                Done::End => return,
             }
         }
-        e.set(|s| {
-            s.state = "waiting";
-            s.restart_at = None;
-        });
-        if let Some(mut gate) = settings.start_gate.clone() {
-            let _ = gate.wait_for(|open| *open).await;
+    }
+}
+
+/// A run's handles, from its start until it is released.
+struct Live {
+    pid: i32,
+    pidfd: std::os::fd::OwnedFd,
+    cgroup: crate::cgroup::Cgroup,
+    stop_signal: keel_config::model::Signal,
+    address: Option<std::net::Ipv4Addr>,
+    /// When its start began: `start_ms` and `run_ms` count from here.
+    t_start: Instant,
+    start_ms: f64,
+    /// Its health checks' task.
+    health: Option<tokio::task::JoinHandle<()>>,
+    /// What its cgroup counted at its exit.
+    last: Option<crate::cgroup::Stats>,
+    _joinable: Arc<runtime::Joinable>,
+}
+
+/// What carrying out an action gave.
+enum Done {
+    /// Its outcome, the next event.
+    Next(Event),
+    Continue,
+    /// The container is removed: the task ends.
+    End,
+}
+
+/// What woke the shell.
+enum Woke {
+    Exit(Option<ChildExit>),
+    Timer(TimerKind),
+    Command(Option<Command>),
+    Health(Health),
+    Dependency(usize),
+    Gate(bool),
+}
+
+/// The I/O around one container's lifecycle.
+struct Shell {
+    e: Arc<Entry>,
+    settings: Arc<Settings>,
+    exits: Arc<Exits>,
+    file: Arc<Mutex<LogFile>>,
+    /// The lifecycle's clock counts ms from here.
+    epoch: Instant,
+    cmds: mpsc::UnboundedReceiver<Command>,
+    deps: Vec<Arc<Entry>>,
+    dep_changes: Vec<watch::Receiver<ContainerState>>,
+    gate: Option<watch::Receiver<bool>>,
+    timer: Option<(tokio::time::Instant, TimerKind)>,
+    live: Option<Live>,
+    exit: Option<oneshot::Receiver<ChildExit>>,
+    health: Option<mpsc::UnboundedReceiver<Health>>,
+    /// What was last published: the lifecycle's view and the run's pid.
+    shown: Option<(View, Option<i32>)>,
+}
+
+impl Shell {
+    fn new(
+        e: Arc<Entry>,
+        cmds: mpsc::UnboundedReceiver<Command>,
+        deps: Vec<Arc<Entry>>,
+        settings: Arc<Settings>,
+        exits: Arc<Exits>,
+    ) -> Shell {
+        Shell {
+            file: Arc::new(Mutex::new(LogFile::open(&settings.logs, &e.spec.name))),
+            epoch: Instant::now(),
+            dep_changes: deps.iter().map(|d| d.changed.subscribe()).collect(),
+            gate: settings.start_gate.clone(),
+            e,
+            settings,
+            exits,
+            cmds,
+            deps,
+            timer: None,
+            live: None,
+            exit: None,
+            health: None,
+            shown: None,
         }
-        tokio::select! {
-            _ = deps_running(&deps) => {}
-            c = cmds.recv() => match c {
-                Some(Cmd::Stop) => {
-                    e.set(|s| s.state = "stopped");
-                    wanted = false;
-                    continue;
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// No gate, or an open one (a gate whose sender is gone counts as open).
+    fn gate_open(&mut self) -> bool {
+        match self.gate.as_mut() {
+            None => true,
+            Some(g) => *g.borrow_and_update() || g.has_changed().is_err(),
+        }
+    }
+
+    /// Dependency `i` as it is now.
+    fn dependency(&self, i: usize) -> Event {
+        let d = &self.deps[i];
+        let (state, health) = d
+            .state
+            .lock()
+            .map(|s| (s.state, s.health))
+            .unwrap_or((ContainerState::Removed, None));
+        Event::Dependency {
+            name: d.spec.name.clone(),
+            state,
+            health,
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        // Biased: a run's exit first, so that a command that comes with it
+        // applies to what the exit left.
+        let woke = tokio::select! {
+            biased;
+            x = recv_once(&mut self.exit) => Woke::Exit(x),
+            k = fire(self.timer) => Woke::Timer(k),
+            c = self.cmds.recv() => Woke::Command(c),
+            h = recv_or_pend(&mut self.health) => Woke::Health(h),
+            i = changed_any(&mut self.dep_changes) => Woke::Dependency(i),
+            open = gate_changed(&mut self.gate) => Woke::Gate(open),
+        };
+        match woke {
+            Woke::Exit(x) => self.exited(x),
+            Woke::Timer(k) => {
+                self.timer = None;
+                Event::Timer(k)
+            }
+            // The sender lives in the entry: None cannot come; were it to,
+            // nobody could command this container again.
+            Woke::Command(c) => Event::Command(c.unwrap_or(Command::Remove)),
+            Woke::Health(h) => Event::Health(h),
+            Woke::Dependency(i) => {
+                self.dep_changes[i].borrow_and_update();
+                self.dependency(i)
+            }
+            Woke::Gate(open) => Event::Gate(open),
+        }
+    }
+
+    /// The run's first process ended: its checks stop, its time and its
+    /// cgroup's final counts are kept.
+    fn exited(&mut self, x: Option<ChildExit>) -> Event {
+        self.exit = None;
+        self.health = None;
+        let Some(live) = self.live.as_mut() else {
+            return Event::Exited {
+                exit: x,
+                oom_kills: 0,
+            };
+        };
+        if let Some(h) = live.health.take() {
+            h.abort();
+        }
+        let run_ms = live.t_start.elapsed().as_secs_f64() * 1e3;
+        self.e.set(|s| s.run_ms = Some(run_ms));
+        let last = live.cgroup.stats();
+        let oom_kills = last.oom_kills;
+        live.last = Some(last);
+        Event::Exited { exit: x, oom_kills }
+    }
+
+    /// Show the lifecycle's view (and the run's pid, address, cgroup) in
+    /// the status, in one update, when it changed.
+    fn publish(&mut self, v: &View) {
+        let pid = self.live.as_ref().map(|l| l.pid);
+        if self
+            .shown
+            .as_ref()
+            .is_some_and(|(w, p)| w == v && *p == pid)
+        {
+            return;
+        }
+        self.shown = Some((v.clone(), pid));
+        let epoch = self.epoch;
+        let live = self.live.as_ref();
+        self.e.set(|s| {
+            s.state = v.state;
+            s.restarts = v.restarts;
+            s.error = v.error.clone();
+            s.last_exit = v.last_exit.clone();
+            s.health = v.health;
+            s.restart_at = v.restart_at.map(|ms| epoch + Duration::from_millis(ms));
+            match live {
+                Some(l) if s.pid != Some(l.pid) => {
+                    s.pid = Some(l.pid);
+                    s.started = Some(Instant::now());
+                    s.cgroup = Some(l.cgroup.clone());
+                    s.address = l.address;
+                    s.start_ms = Some(l.start_ms);
                 }
-                Some(Cmd::Remove) | None => return remove(&settings, &e).await,
-                Some(_) => continue,
+                Some(_) => {}
+                None => s.pid = None,
+            }
+        });
+    }
+
+    async fn perform(&mut self, a: Action) -> Done {
+        let name = &self.e.spec.name;
+        match a {
+            Action::Start => return Done::Next(Event::Started(self.start().await)),
+            Action::Signal(why) => {
+                if why == StopReason::Required {
+                    keel_boot::info!("container {name}: a container it requires stopped: stopping");
+                }
+                if let Some(l) = &self.live {
+                    let _ = keel_sys::spawn::pidfd_signal(&l.pidfd, l.stop_signal.0);
+                }
+            }
+            Action::ArmTimer { kind, delay_ms } => {
+                let at = tokio::time::Instant::now() + Duration::from_millis(delay_ms);
+                self.timer = Some((at, kind));
+            }
+            Action::CancelTimer => self.timer = None,
+            Action::Kill => {
+                if let Some(l) = &self.live {
+                    let _ = l.cgroup.kill();
+                }
+            }
+            Action::Release { last_exit } => {
+                keel_boot::info!("container {name}: {last_exit}");
+                if let Some(l) = self.live.take() {
+                    let last = l.last.unwrap_or_default();
+                    self.e.set(|s| {
+                        s.oom_kills += last.oom_kills;
+                        s.oom_group_kills += last.oom_group_kills;
+                        s.last_stats = last;
+                    });
+                    let (st, n) = (self.settings.clone(), name.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        runtime::stop_run(&st.dirs, &n, &l.cgroup, st.bridge.as_deref())
+                    })
+                    .await;
+                }
+                return Done::Next(Event::Released);
+            }
+            Action::Remove => {
+                remove(&self.settings, &self.e).await;
+                return Done::End;
             }
         }
-        e.set(|s| s.state = "starting");
+        Done::Continue
+    }
+
+    /// Start a run: its output pumped to the logs, its exit awaited, its
+    /// health checked.
+    async fn start(&mut self) -> Result<(), String> {
+        let name = &self.e.spec.name;
         let t_start = Instant::now();
-        let (spec, st) = (e.spec.clone(), settings.clone());
+        let (spec, st) = (self.e.spec.clone(), self.settings.clone());
         let started = tokio::task::spawn_blocking(move || {
             let img = (st.images)(&spec)?;
             runtime::start(
@@ -647,176 +799,104 @@ async fn run_loop(
         })
         .await
         .unwrap_or_else(|j| Err(format!("the start task failed: {j}")));
-        let t0 = Instant::now();
-        let (ended, stopped_by_cmd) = match started {
+        let run = match started {
+            Ok(run) => run,
             Err(err) => {
                 keel_boot::warn!("container {name}: start failed: {err}");
-                e.set(|s| {
-                    s.state = "failed";
-                    s.error = Some(err);
-                    s.pid = None;
-                });
-                (Ended::StartFailed, None)
-            }
-            Ok(run) => {
-                let exit_rx = exits.wait(run.pid);
-                keel_boot::info!("container {name}: started, pid {}", run.pid);
-                let start_ms = t_start.elapsed().as_secs_f64() * 1e3;
-                e.set(|s| {
-                    s.state = "running";
-                    // In the same update as `running`: a container waiting
-                    // on this one (`after`) must not see it running with
-                    // no health yet and take it for one without a check.
-                    s.health = e
-                        .spec
-                        .healthcheck
-                        .as_ref()
-                        .map(|_| crate::health::Health::Starting);
-                    s.address = run.address;
-                    s.start_ms = Some(start_ms);
-                    s.pid = Some(run.pid);
-                    s.started = Some(Instant::now());
-                    s.error = None;
-                    s.cgroup = Some(run.cgroup.clone());
-                });
-                tokio::spawn(pump(e.clone(), run.stdout, file.clone()));
-                tokio::spawn(pump(e.clone(), run.stderr, file.clone()));
-                let (unhealthy_tx, mut unhealthy_rx) = mpsc::unbounded_channel();
-                let joinable = Arc::new(run.joinable);
-                let health = e.spec.healthcheck.as_ref().map(|_| {
-                    tokio::spawn(health_loop(
-                        e.clone(),
-                        run.pid,
-                        Instant::now(),
-                        unhealthy_tx,
-                        joinable.clone(),
-                        settings.clone(),
-                        exits.clone(),
-                    ))
-                });
-                let mut exit_rx = exit_rx;
-                let mut by_cmd = None;
-                let mut sick = false;
-                let required: Vec<Arc<Entry>> = deps
-                    .iter()
-                    .filter(|d| e.spec.requires.contains(&d.spec.name))
-                    .cloned()
-                    .collect();
-                let mut orphaned = false;
-                let stop = (
-                    run.stop_signal,
-                    Duration::from_millis(e.spec.stop_grace_ms.max(1)),
-                );
-                let exit = loop {
-                    tokio::select! {
-                        x = &mut exit_rx => break x.ok(),
-                        _ = required_gone(&required) => {
-                            orphaned = true;
-                            keel_boot::info!("container {name}: a container it requires stopped: stopping");
-                            e.set(|s| s.state = "stopping");
-                            break stop_run_gracefully(&run.pidfd, &run.cgroup, stop, &mut exit_rx).await;
-                        }
-                        Some(()) = unhealthy_rx.recv() => {
-                            sick = true;
-                            e.set(|s| s.state = "stopping");
-                            break stop_run_gracefully(&run.pidfd, &run.cgroup, stop, &mut exit_rx).await;
-                        }
-                        c = cmds.recv() => match c {
-                            Some(Cmd::Start) => continue,
-                            Some(c) => {
-                                by_cmd = Some(c);
-                                e.set(|s| s.state = "stopping");
-                                break stop_run_gracefully(&run.pidfd, &run.cgroup, stop, &mut exit_rx).await;
-                            }
-                            None => {
-                                let _ = run.cgroup.kill();
-                                break (&mut exit_rx).await.ok();
-                            }
-                        }
-                    }
-                };
-                if let Some(h) = health {
-                    h.abort();
-                }
-                let run_ms = t_start.elapsed().as_secs_f64() * 1e3;
-                e.set(|s| s.run_ms = Some(run_ms));
-                let (text, ended) = match exit {
-                    Some(x) if sick => (format!("{} (unhealthy)", describe(x).0), Ended::Unhealthy),
-                    Some(x) => describe(x),
-                    None => ("gone".to_string(), Ended::Signaled(9)),
-                };
-                let last = run.cgroup.stats();
-                let text = if last.oom_kills > 0 {
-                    format!("{text} (out of memory: {} killed)", last.oom_kills)
-                } else {
-                    text
-                };
-                keel_boot::info!("container {name}: {text}");
-                e.set(|s| {
-                    s.oom_kills += last.oom_kills;
-                    s.oom_group_kills += last.oom_group_kills;
-                    s.last_stats = last;
-                });
-                let (st, cg, n) = (settings.clone(), run.cgroup.clone(), name.clone());
-                let _ = tokio::task::spawn_blocking(move || {
-                    runtime::stop_run(&st.dirs, &n, &cg, st.bridge.as_deref())
-                })
-                .await;
-                e.set(|s| {
-                    s.pid = None;
-                    s.health = None;
-                    s.last_exit = Some(text);
-                });
-                if orphaned {
-                    // Back to waiting: it starts again with what it requires.
-                    (Ended::Stopped, Some(Cmd::Restart))
-                } else {
-                    (ended, by_cmd)
-                }
+                return Err(err);
             }
         };
-        let up = t0.elapsed().as_millis() as u64;
-        match stopped_by_cmd {
-            Some(Cmd::Remove) => return remove(&settings, &e).await,
-            Some(Cmd::Stop) => {
-                e.set(|s| s.state = "stopped");
-                wanted = false;
-                continue;
-            }
-            Some(Cmd::Restart) => {
-                e.set(|s| s.restarts += 1);
-                continue;
-            }
-            _ => {}
+        self.exit = Some(self.exits.wait(run.pid));
+        keel_boot::info!("container {name}: started, pid {}", run.pid);
+        let start_ms = t_start.elapsed().as_secs_f64() * 1e3;
+        tokio::spawn(pump(self.e.clone(), run.stdout, self.file.clone()));
+        tokio::spawn(pump(self.e.clone(), run.stderr, self.file.clone()));
+        let joinable = Arc::new(run.joinable);
+        let health = self.e.spec.healthcheck.as_ref().map(|_| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.health = Some(rx);
+            tokio::spawn(health_loop(
+                self.e.clone(),
+                run.pid,
+                Instant::now(),
+                tx,
+                joinable.clone(),
+                self.settings.clone(),
+                self.exits.clone(),
+            ))
+        });
+        self.live = Some(Live {
+            pid: run.pid,
+            pidfd: run.pidfd,
+            cgroup: run.cgroup,
+            stop_signal: run.stop_signal,
+            address: run.address,
+            t_start,
+            start_ms,
+            health,
+            last: None,
+            _joinable: joinable,
+        });
+        Ok(())
+    }
+}
+
+/// The exit of a run, once; pending when there is no run.
+async fn recv_once(rx: &mut Option<oneshot::Receiver<ChildExit>>) -> Option<ChildExit> {
+    match rx.as_mut() {
+        Some(r) => r.await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// The next message; pending when there is no channel or it has closed.
+async fn recv_or_pend<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> T {
+    if let Some(r) = rx.as_mut() {
+        if let Some(v) = r.recv().await {
+            return v;
         }
-        match policy::after_run(&e.spec, &mut backoff, ended, up) {
-            Next::Stay => {
-                e.set(|s| {
-                    if s.state != "failed" {
-                        s.state = "exited";
-                    }
-                });
-                wanted = false;
+    }
+    *rx = None;
+    std::future::pending().await
+}
+
+/// The armed timer, when it fires.
+async fn fire(timer: Option<(tokio::time::Instant, TimerKind)>) -> TimerKind {
+    match timer {
+        Some((at, kind)) => {
+            tokio::time::sleep_until(at).await;
+            kind
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The index of a dependency whose state changed.
+async fn changed_any(rxs: &mut [watch::Receiver<ContainerState>]) -> usize {
+    let mut fs: Vec<_> = rxs.iter_mut().map(|rx| Box::pin(rx.changed())).collect();
+    std::future::poll_fn(|cx| {
+        for (i, f) in fs.iter_mut().enumerate() {
+            // A closed channel (its entry gone) never changes again.
+            if let Poll::Ready(Ok(())) = std::future::Future::poll(f.as_mut(), cx) {
+                return Poll::Ready(i);
             }
-            Next::RestartAfter(ms) => {
-                e.set(|s| {
-                    s.state = "backoff";
-                    s.restart_at = Some(Instant::now() + Duration::from_millis(ms));
-                });
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {
-                        e.set(|s| s.restarts += 1);
-                    }
-                    c = cmds.recv() => match c {
-                        Some(Cmd::Stop) => {
-                            e.set(|s| { s.state = "stopped"; s.restart_at = None; });
-                            wanted = false;
-                        }
-                        Some(Cmd::Remove) | None => return remove(&settings, &e).await,
-                        Some(_) => e.set(|s| s.restarts += 1),
-                    }
-                }
-            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The start gate's new value; a gate whose sender is gone is open (and
+/// no longer watched).
+async fn gate_changed(gate: &mut Option<watch::Receiver<bool>>) -> bool {
+    let Some(g) = gate.as_mut() else {
+        return std::future::pending().await;
+    };
+    match g.changed().await {
+        Ok(()) => *g.borrow_and_update(),
+        Err(_) => {
+            *gate = None;
+            true
         }
     }
 }
