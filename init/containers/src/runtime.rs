@@ -110,7 +110,7 @@ pub enum RunError {
     )]
     NodeSysctl { name: String },
     #[error("prepare the confinement: {0}")]
-    Confine(String),
+    Confine(#[source] HookError),
     #[error(transparent)]
     Spawn(keel_sys::SysError),
 }
@@ -124,9 +124,14 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError 
 /// async-signal-safe and returns an errno on failure.
 pub type Confinement = Box<dyn Fn() -> Result<(), i32> + Send + Sync>;
 
+/// The error of a hook the node plugs in (its confiner, its image
+/// source): the node's own typed error, kept whole so its cause chain
+/// reaches the log and the status.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Prepares the confinement of a container whose process runs as
 /// `uid`/`gid` (user, capabilities, no_new_privs, seccomp).
-pub type Confiner = dyn Fn(&Container, &Ident) -> Result<Confinement, String> + Send + Sync;
+pub type Confiner = dyn Fn(&Container, &Ident) -> Result<Confinement, HookError> + Send + Sync;
 
 /// keel's bridge, set up on first use.
 pub struct BridgeNet {

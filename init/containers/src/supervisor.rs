@@ -78,9 +78,21 @@ impl Exits {
 }
 
 /// Finds an image's root for a container.
-pub type Images = dyn Fn(&Container) -> Result<ImageRoot, String> + Send + Sync;
+pub type Images = dyn Fn(&Container) -> Result<ImageRoot, HookError> + Send + Sync;
 
-pub use crate::runtime::{Confinement, Confiner};
+pub use crate::runtime::{Confinement, Confiner, HookError};
+
+/// Why a run could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The node's image hook: the image names itself in its error.
+    #[error("{0}")]
+    Image(#[source] HookError),
+    #[error(transparent)]
+    Run(#[from] runtime::RunError),
+    #[error("the start task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// What the status shows of a container: its lifecycle's view, as its
 /// task publishes it, and its run's facts.
@@ -736,7 +748,11 @@ impl Shell {
     async fn perform(&mut self, a: Action) -> Done {
         let name = &self.e.spec.name;
         match a {
-            Action::Start => return Done::Next(Event::Started(self.start().await)),
+            Action::Start => {
+                // The lifecycle keeps the reason as the status shows it.
+                let started = self.start().await.map_err(|e| e.to_string());
+                return Done::Next(Event::Started(started));
+            }
             Action::Signal(why) => {
                 if why == StopReason::Required {
                     keel_boot::info!("container {name}: a container it requires stopped: stopping");
@@ -782,23 +798,22 @@ impl Shell {
 
     /// Start a run: its output pumped to the logs, its exit awaited, its
     /// health checked.
-    async fn start(&mut self) -> Result<(), String> {
+    async fn start(&mut self) -> Result<(), StartError> {
         let name = &self.e.spec.name;
         let t_start = Instant::now();
         let (spec, st) = (self.e.spec.clone(), self.settings.clone());
         let started = tokio::task::spawn_blocking(move || {
-            let img = (st.images)(&spec)?;
-            runtime::start(
+            let img = (st.images)(&spec).map_err(StartError::Image)?;
+            Ok(runtime::start(
                 &st.dirs,
                 &spec,
                 &img,
                 st.confiner.as_deref(),
                 st.bridge.as_deref(),
-            )
-            .map_err(|e| e.to_string())
+            )?)
         })
         .await
-        .unwrap_or_else(|j| Err(format!("the start task failed: {j}")));
+        .unwrap_or_else(|j| Err(StartError::Task(j)));
         let run = match started {
             Ok(run) => run,
             Err(err) => {

@@ -474,7 +474,10 @@ fn programs_start_with_no_signal_blocked_or_ignored() {
 /// change of uid from 0 clears the permitted and effective sets, and the
 /// program (busybox, no file capabilities) gains none at its execve.
 /// Async-signal-safe: nix's wrappers are single system calls.
-fn as_nobody(_: &Container, _: &runtime::Ident) -> Result<runtime::Confinement, String> {
+fn as_nobody(
+    _: &Container,
+    _: &runtime::Ident,
+) -> Result<runtime::Confinement, runtime::HookError> {
     Ok(Box::new(|| {
         use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
         let e = |e: nix::Error| e as i32;
@@ -641,15 +644,16 @@ fn a_user_that_is_not_root_owns_its_stdout() {
         ..Default::default()
     };
     // Becomes the resolved user, as keel's confinement does.
-    let confiner = |_: &Container, who: &runtime::Ident| -> Result<runtime::Confinement, String> {
-        let (uid, gid) = (who.uid, who.gid);
-        Ok(Box::new(move || {
-            let e = |e: nix::Error| e as i32;
-            setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).map_err(e)?;
-            setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).map_err(e)?;
-            Ok(())
-        }))
-    };
+    let confiner =
+        |_: &Container, who: &runtime::Ident| -> Result<runtime::Confinement, runtime::HookError> {
+            let (uid, gid) = (who.uid, who.gid);
+            Ok(Box::new(move || {
+                let e = |e: nix::Error| e as i32;
+                setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).map_err(e)?;
+                setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).map_err(e)?;
+                Ok(())
+            }))
+        };
     let confiner: &runtime::Confiner = &confiner;
     let r = runtime::start(&env.dirs, &c, &img, Some(confiner), None).expect("start");
     let (out, err) = (read_all(r.stdout), read_all(r.stderr));

@@ -42,6 +42,13 @@ pub enum TaskError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("prepare the containers' cgroup: {0}")]
+    ContainersCgroup(#[from] keel_containers::cgroup::CgroupError),
+    #[error("open the image store {path}: {source}")]
+    ImageStore {
+        path: &'static str,
+        source: keel_oci::StoreError,
+    },
 }
 
 /// What the boot tasks share.

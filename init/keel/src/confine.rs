@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use keel_config::model::Container;
 use keel_confine::CapSet;
-use keel_containers::runtime::{Confinement, Ident};
+use keel_containers::runtime::{Confinement, HookError, Ident};
 
 /// Compiled filters by capability mask: compiling costs more than a start.
 fn filters() -> &'static Mutex<HashMap<u64, Arc<Vec<libc::sock_filter>>>> {
@@ -16,7 +16,22 @@ fn filters() -> &'static Mutex<HashMap<u64, Arc<Vec<libc::sock_filter>>>> {
     F.get_or_init(Default::default)
 }
 
-fn filter_for(caps: CapSet) -> Result<Arc<Vec<libc::sock_filter>>, String> {
+/// Why a container's confinement could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfinerError {
+    #[error("compile the seccomp filter for {caps}: {source}")]
+    Filter {
+        caps: CapSet,
+        source: keel_confine::ConfineError,
+    },
+    #[error("prepare the confinement of uid {uid}: {source}")]
+    Prepare {
+        uid: u32,
+        source: keel_sys::SysError,
+    },
+}
+
+fn filter_for(caps: CapSet) -> Result<Arc<Vec<libc::sock_filter>>, ConfinerError> {
     if let Some(f) = filters()
         .lock()
         .ok()
@@ -24,7 +39,8 @@ fn filter_for(caps: CapSet) -> Result<Arc<Vec<libc::sock_filter>>, String> {
     {
         return Ok(f);
     }
-    let prog = keel_confine::default_filter(&caps).map_err(|e| e.to_string())?;
+    let prog = keel_confine::default_filter(&caps)
+        .map_err(|source| ConfinerError::Filter { caps, source })?;
     let f = Arc::new(keel_confine::to_kernel(&prog));
     if let Ok(mut m) = filters().lock() {
         m.insert(caps.bits(), f.clone());
@@ -33,11 +49,14 @@ fn filter_for(caps: CapSet) -> Result<Arc<Vec<libc::sock_filter>>, String> {
 }
 
 /// `keel_containers::runtime::Confiner` for the node.
-pub fn confiner(c: &Container, who: &Ident) -> Result<Confinement, String> {
+pub fn confiner(c: &Container, who: &Ident) -> Result<Confinement, HookError> {
     let caps = CapSet::from_defaults_with(&c.cap_add, &c.cap_drop);
     let filter = filter_for(caps)?;
     let p = keel_sys::confine::Prepared::new(caps.bits(), &filter, who.uid, who.gid, &who.groups)
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| ConfinerError::Prepare {
+        uid: who.uid,
+        source,
+    })?;
     Ok(Box::new(move || {
         keel_sys::confine::confine_child(&p).map_err(|(_, errno)| errno)
     }))

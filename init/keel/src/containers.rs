@@ -32,6 +32,42 @@ pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Container log files.
 pub const LOGS: &str = "/var/lib/keel/logs";
 
+/// Why a container's image could not be made ready: the `Images` hook's
+/// error, each naming the image and the step.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image {name}: import from {dir}: {source}")]
+    Import {
+        name: String,
+        dir: PathBuf,
+        source: Box<keel_oci::StoreError>,
+    },
+    #[error("image {name}: {source}")]
+    Reference {
+        name: String,
+        source: keel_registry::ReferenceError,
+    },
+    #[error(
+        "image {name}: not in the store ({missing}) nor among the system images, and {source}"
+    )]
+    Pull {
+        name: String,
+        missing: Box<keel_oci::StoreError>,
+        source: Box<keel_registry::PullError>,
+    },
+    #[error("image {name}: {source}")]
+    Resolve {
+        name: String,
+        source: Box<keel_oci::StoreError>,
+    },
+    #[error("image {name}: its config's {field}: {source}")]
+    Config {
+        name: String,
+        field: &'static str,
+        source: keel_types::Invalid,
+    },
+}
+
 /// `NAME` means `NAME:latest`, as docker reads it.
 pub fn normalize(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
@@ -43,7 +79,7 @@ pub fn normalize(image: &str) -> String {
 }
 
 /// Import `name` from the system images into `store`, if one has it.
-fn import_system(store: &keel_oci::Store, system: &Path, name: &str) -> Result<bool, String> {
+fn import_system(store: &keel_oci::Store, system: &Path, name: &str) -> Result<bool, ImageError> {
     let Ok(dirs) = std::fs::read_dir(system) else {
         return Ok(false);
     };
@@ -56,7 +92,11 @@ fn import_system(store: &keel_oci::Store, system: &Path, name: &str) -> Result<b
         if index.manifests.iter().any(|m| m.ref_name() == Some(name)) {
             store
                 .import_layout(&d, Some(name), name)
-                .map_err(|e| format!("import {name} from {}: {e}", d.display()))?;
+                .map_err(|source| ImageError::Import {
+                    name: name.to_string(),
+                    dir: d.clone(),
+                    source: Box::new(source),
+                })?;
             info!("images: imported {name} from {}", d.display());
             return Ok(true);
         }
@@ -83,12 +123,26 @@ pub fn pull_settings(r: &Registries, ca_bundle: &Path, resolver_root: &Path) -> 
     }
 }
 
-/// Pull `name` (`c.image` normalized) into `store` under that name.
-fn pull(store: &keel_oci::Store, name: &str, settings: &Settings) -> Result<(), String> {
-    let reference = Reference::parse(name).map_err(|e| e.to_string())?;
+/// Pull `name` (`c.image` normalized) into `store` under that name; the
+/// store's answer when it lacked it goes into the error.
+fn pull(
+    store: &keel_oci::Store,
+    name: &str,
+    settings: &Settings,
+    missing: keel_oci::StoreError,
+) -> Result<(), ImageError> {
+    let reference = Reference::parse(name).map_err(|source| ImageError::Reference {
+        name: name.to_string(),
+        source,
+    })?;
     let t = std::time::Instant::now();
-    let p = keel_registry::pull_blocking(store, &reference, name, settings)
-        .map_err(|e| e.to_string())?;
+    let p = keel_registry::pull_blocking(store, &reference, name, settings).map_err(|source| {
+        ImageError::Pull {
+            name: name.to_string(),
+            missing: Box::new(missing),
+            source: Box::new(source),
+        }
+    })?;
     info!(
         "images: pulled {name} ({}, {} blobs fetched, {} bytes, {} present) in {} ms",
         p.manifest.digest,
@@ -107,7 +161,7 @@ pub fn image_root(
     system: &Path,
     registries: &Settings,
     c: &Container,
-) -> Result<ImageRoot, String> {
+) -> Result<ImageRoot, ImageError> {
     let name = normalize(&c.image);
     // One import or pull of an image at a time: containers that share it
     // and start together wait for the first, then find it in the store.
@@ -117,13 +171,12 @@ pub fn image_root(
         Ok(r) => r,
         Err(first) => {
             if !import_system(store, system, &name)? {
-                pull(store, &name, registries).map_err(|e| {
-                    format!("image {name}: not in the store ({first}) nor among the system images, and {e}")
-                })?;
+                pull(store, &name, registries, first)?;
             }
-            store
-                .resolve(&name)
-                .map_err(|e| format!("image {name}: {e}"))?
+            store.resolve(&name).map_err(|source| ImageError::Resolve {
+                name: name.clone(),
+                source: Box::new(source),
+            })?
         }
     };
     drop(one);
@@ -143,13 +196,21 @@ pub fn image_root(
         .filter(|u| !u.is_empty())
         .map(keel_types::UserSpec::try_from)
         .transpose()
-        .map_err(|e| format!("image {name}: its config's User: {e}"))?;
+        .map_err(|source| ImageError::Config {
+            name: name.clone(),
+            field: "User",
+            source,
+        })?;
     let stop_signal = cfg
         .stop_signal
         .as_deref()
         .map(keel_types::Signal::stop)
         .transpose()
-        .map_err(|e| format!("image {name}: its config's StopSignal: {e}"))?;
+        .map_err(|source| ImageError::Config {
+            name: name.clone(),
+            field: "StopSignal",
+            source,
+        })?;
     let mut layers = resolved.layer_dirs;
     // overlayfs lists the top layer first.
     layers.reverse();
@@ -178,13 +239,7 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
         let path = PathBuf::from(path);
         move |source| TaskError::Io { op, path, source }
     };
-    let cg = keel_containers::cgroup::prepare_root(Path::new("/sys/fs/cgroup")).map_err(|e| {
-        TaskError::Io {
-            op: "prepare the containers cgroup",
-            path: "/sys/fs/cgroup/containers".into(),
-            source: std::io::Error::other(e.to_string()),
-        }
-    })?;
+    let cg = keel_containers::cgroup::prepare_root(Path::new("/sys/fs/cgroup"))?;
     // Containers together cannot starve the node.
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let total = keel_boot::procfs::meminfo(&meminfo).total_kb * 1024;
@@ -200,18 +255,20 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
             Err(e) => warn!("containers: cannot cap their memory together: {e}"),
         }
     }
-    let store = keel_oci::Store::open(Path::new(STORE)).map_err(|e| TaskError::Io {
-        op: "open the image store",
-        path: STORE.into(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let store =
+        keel_oci::Store::open(Path::new(STORE)).map_err(|source| TaskError::ImageStore {
+            path: STORE,
+            source,
+        })?;
     std::fs::create_dir_all(LOGS).map_err(io("create", LOGS))?;
     let mut dirs = Dirs::node();
     dirs.cgroup = cg;
     let store = Arc::new(store);
     let gc_store = store.clone();
     let (gate, gate_rx) = tokio::sync::watch::channel(false);
-    let images = move |c: &Container| image_root(&store, Path::new(SYSTEM_IMAGES), &registries, c);
+    let images = move |c: &Container| {
+        image_root(&store, Path::new(SYSTEM_IMAGES), &registries, c).map_err(Into::into)
+    };
     let settings = SupervisorSettings {
         dirs,
         logs: LOGS.into(),
@@ -293,7 +350,8 @@ mod tests {
         };
         let e = super::image_root(&store, &t.path().join("none"), &settings, &c)
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(
             e.starts_with("image 127.0.0.1:1/app:latest: not in the store"),
             "{e}"
