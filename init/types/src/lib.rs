@@ -19,3 +19,6 @@
 mod error;
 
 pub use error::Invalid;
+
+pub mod etcd;
+pub use etcd::EtcdSettings;
