@@ -90,7 +90,7 @@ fn check_urls(urls: &[String]) -> Result<(), String> {
         return Err("peerURLs: no URL given".into());
     }
     for u in urls {
-        crate::config::url_addr("peerURLs", u).map_err(|e| e.to_string())?;
+        keel_types::etcd::Url::try_from(u.as_str()).map_err(|e| format!("peerURLs: {e}"))?;
     }
     Ok(())
 }
