@@ -2,7 +2,8 @@
 //! as a member of the cluster that `coreos.etcd2` describes, or a lone
 //! member when the config says nothing.
 //!
-//! 1. The settings are etcd's keys; what is not given gets keel's default: a
+//! 1. The settings are etcd's keys, typed once by the config's validator
+//!    ([`EtcdSettings`]); what is not given gets keel's default: a
 //!    member named after the host, clients on 127.0.0.1:2379 only (as etcd;
 //!    `listen-client-urls` opens more), peers on 127.0.0.1:2380 (opened only
 //!    in a cluster of more than one), data on STATE in [`DATA_DIR`].
@@ -55,13 +56,7 @@ pub fn server_config(
 }
 
 pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
-    let pairs = std::mem::take(&mut ctx.config_etcd2);
-    let mut settings = EtcdSettings::default();
-    for (k, v) in &pairs {
-        settings
-            .set(k, v)
-            .map_err(|e| TaskError::Kv(format!("coreos.etcd2.{e}")))?;
-    }
+    let settings = std::mem::take(&mut ctx.config_etcd2);
     for k in &settings.unsupported {
         warn!("kv: coreos.etcd2.{k} is not supported yet; starting without it");
     }
@@ -191,5 +186,19 @@ mod tests {
         );
         assert!(c.peers_at_start());
         assert_eq!(s.unsupported, vec!["auto-tls"]);
+    }
+
+    #[test]
+    fn the_validators_settings_are_the_members_config() {
+        let r = keel_config::validate(
+            "#cloud-config\ncoreos:\n  etcd:\n    name: legacy\n    addr: 10.0.0.1:4001\n    peer-addr: 10.0.0.1:7001\n    bind-addr: 0.0.0.0:4001\n    peer-bind-addr: 10.0.0.1:7001\n",
+        );
+        assert!(r.accepted(), "{:#?}", r.errors);
+        let c = server_config(&r.config.etcd2, "n1").unwrap();
+        assert_eq!(c.name, "legacy");
+        assert_eq!(c.advertise_client_urls, vec!["http://10.0.0.1:4001"]);
+        assert_eq!(c.advertise_peer_urls, vec!["http://10.0.0.1:7001"]);
+        assert_eq!(c.listen_client[0].addr, "0.0.0.0:4001".parse().unwrap());
+        assert_eq!(c.initial_cluster[0].peer_urls, vec!["http://10.0.0.1:7001"]);
     }
 }
