@@ -247,12 +247,15 @@ impl ServerConfig {
             .listen_client_urls
             .clone()
             .unwrap_or_else(|| UrlList::one(Url::DEFAULT_CLIENT));
-        let advertise_client_urls = s
+        let mut advertise_client_urls = s
             .advertise_client_urls
             .as_ref()
             .or(defaults.advertise_client_urls.as_ref())
             .unwrap_or(&listen_client_urls)
             .strings();
+        // As etcd publishes them (its URL lists are sorted as text when
+        // parsed): `/v2/members` shows them so.
+        advertise_client_urls.sort();
         let listen_peer_urls = s
             .listen_peer_urls
             .clone()
@@ -506,9 +509,23 @@ mod tests {
         };
         let c = ServerConfig::check(&s, &keel).unwrap();
         assert_eq!(c.advertise_client_urls, vec!["http://127.0.0.1:2379"]);
-        let s = set(s, &[("advertise-client-urls", "http://10.0.0.1:2379")]);
+        let s = set(
+            s,
+            &[(
+                "advertise-client-urls",
+                "http://10.0.0.2:2379,http://10.0.0.1:9999,http://10.0.0.1:2379",
+            )],
+        );
         let c = ServerConfig::check(&s, &keel).unwrap();
-        assert_eq!(c.advertise_client_urls, vec!["http://10.0.0.1:2379"]);
+        assert_eq!(
+            c.advertise_client_urls,
+            vec![
+                "http://10.0.0.1:2379",
+                "http://10.0.0.1:9999",
+                "http://10.0.0.2:2379"
+            ],
+            "sorted as text, as etcd shows them"
+        );
     }
 
     #[test]

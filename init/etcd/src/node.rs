@@ -517,14 +517,18 @@ impl Node {
             .collect()
     }
 
-    /// Every member's client URLs (`/v2/machines`).
+    /// Every member's client URLs (`/v2/machines`), sorted as text: etcd
+    /// sorts them all together (`sort.Strings`), not member by member.
     pub fn client_urls(&self) -> Vec<String> {
         let s = self.shared.read();
-        s.attributes
+        let mut urls: Vec<String> = s
+            .attributes
             .iter()
             .filter(|(id, _)| s.membership.membership().get_node(id).is_some())
             .flat_map(|(_, a)| a.client_urls.clone())
-            .collect()
+            .collect();
+        urls.sort();
+        urls
     }
 
     /// A membership change on the leader.
