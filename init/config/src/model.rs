@@ -344,8 +344,8 @@ pub struct CloudConfig {
     pub manage_etc_hosts: bool,
     pub update: Option<Update>,
     pub locksmith: Option<Locksmith>,
-    /// `coreos.etcd2` (and the translated `coreos.etcd`) settings, by key.
-    pub etcd2: Vec<(String, String)>,
+    /// `coreos.etcd2` (and the translated `coreos.etcd`) settings.
+    pub etcd2: keel_types::EtcdSettings,
     pub networks: Vec<Network>,
     /// `containers:`, and `docker run` units translated, in start order
     /// as written (the supervisor orders them by `after`/`requires`).

@@ -203,20 +203,6 @@ pub fn label(s: &str) -> Result<(), String> {
     }
 }
 
-/// `name=url,name=url` (etcd's initial-cluster).
-pub fn initial_cluster(s: &str) -> Result<(), String> {
-    for member in s.split(',') {
-        let (n, u) = member
-            .split_once('=')
-            .ok_or_else(|| format!("{member:?} is not NAME=URL"))?;
-        if n.is_empty() {
-            return Err(format!("{member:?} has no name"));
-        }
-        url(u)?;
-    }
-    Ok(())
-}
-
 fn shorten(s: &str) -> String {
     if s.len() > 40 {
         format!(
@@ -256,8 +242,6 @@ mod tests {
         assert!(passwd_hash("hunter2").is_err());
         assert!(label("web-1").is_ok());
         assert!(label("a.b").is_err() && label("-a").is_err() && label(&"a".repeat(64)).is_err());
-        assert!(initial_cluster("a=http://10.0.0.1:2380,b=http://10.0.0.2:2380").is_ok());
-        assert!(initial_cluster("a:http://x").is_err());
         assert_eq!(bool_1_1("yes"), Some(true));
         assert_eq!(bool_1_1("Off"), Some(false));
         assert_eq!(bool_1_1("maybe"), None);

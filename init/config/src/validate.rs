@@ -18,6 +18,7 @@ use std::io::Read;
 use std::rc::Rc;
 
 use base64::Engine;
+use keel_types::etcd::Applied;
 
 use crate::model::{
     CloudConfig, DhcpMode, Locksmith, Network, RebootStrategy, Route, Update, User, WriteFile,
@@ -629,9 +630,9 @@ fn write_files(v: &mut V, n: &Node) {
     }
 }
 
-/// What `quota-backend-bytes` may be (keel-etcd's `QUOTA_BYTES`; a test in
-/// keel checks that the two agree).
-pub const QUOTA_BYTES: std::ops::RangeInclusive<u64> = (64 << 10)..=(8 << 30);
+/// What `quota-backend-bytes` may be (keel-types' range, which keel-etcd
+/// takes too).
+pub use keel_types::etcd::QUOTA_BYTES;
 
 const ETCD2_KEYS: &[&str] = &[
     "name",
@@ -712,49 +713,49 @@ const ETCD_KEYS: &[&str] = &[
     "graphite-host",
 ];
 
-fn etcd_value(v: &mut V, path: &str, key: &str, n: &Node) -> Option<String> {
-    let check: fn(&str) -> Result<(), String> = match key {
-        "listen-peer-urls"
-        | "listen-client-urls"
-        | "initial-advertise-peer-urls"
-        | "advertise-client-urls" => |s| schema::url_list(s).map(|_| ()),
+/// What a cloud-config asks of an etcd value beyond its type (which
+/// [`keel_types::EtcdSettings::set`] parses): files and directories are absolute paths,
+/// a discovery URL is a URL, and the keys keel does not implement still
+/// hold what etcd would read.
+fn etcd_check(key: &str) -> fn(&str) -> Result<(), String> {
+    match key {
         "discovery" | "discovery-proxy" => schema::url,
-        "initial-cluster" => schema::initial_cluster,
-        "initial-cluster-state" => |s| match s {
-            "new" | "existing" => Ok(()),
-            _ => Err(format!("{s:?} is not new or existing")),
-        },
-        "name" => |s| {
-            if s.is_empty() || s.contains(',') || s.contains('=') {
-                Err(format!("{s:?} is not a member name"))
-            } else {
-                Ok(())
-            }
-        },
-        "data-dir" | "wal-dir" | "ca-file" | "cert-file" | "key-file" | "trusted-ca-file"
-        | "peer-ca-file" | "peer-cert-file" | "peer-key-file" => schema::abs_path,
-        "snapshot-count" | "heartbeat-interval" | "election-timeout" | "max-snapshots"
-        | "max-wals" => |s| {
+        "data-dir"
+        | "wal-dir"
+        | "ca-file"
+        | "cert-file"
+        | "key-file"
+        | "trusted-ca-file"
+        | "peer-ca-file"
+        | "peer-cert-file"
+        | "peer-key-file"
+        | "peer-trusted-ca-file" => schema::abs_path,
+        "heartbeat-interval" | "election-timeout" | "max-snapshots" | "max-wals" => |s| {
             s.parse::<u64>()
                 .map(|_| ())
                 .map_err(|_| format!("{s:?} is not a number"))
         },
-        "quota-backend-bytes" => |s| {
-            s.parse::<u64>()
-                .ok()
-                .filter(|n| QUOTA_BYTES.contains(n))
-                .map(|_| ())
-                .ok_or_else(|| {
-                    format!(
-                        "{s:?} is not a whole number of bytes from {} to {}",
-                        QUOTA_BYTES.start(),
-                        QUOTA_BYTES.end()
-                    )
-                })
-        },
         _ => no_check,
+    }
+}
+
+/// One `coreos.etcd2` (or `coreos.etcd`) key into the settings: checked,
+/// then parsed once. A deprecated key (etcd 0.4's addresses, etcd 2's
+/// `ca-file`) becomes its replacement, which its item says.
+fn etcd_value(v: &mut V, path: &str, key: &str, k: &Node, n: &Node) {
+    let Some(text) = v.checked(path, n, etcd_check(key)) else {
+        return;
     };
-    v.checked(path, n, check)
+    match v.report.config.etcd2.set(key, &text) {
+        Ok(Applied::Renamed(r)) => v.item(
+            path,
+            k,
+            Verdict::Translated,
+            format!("deprecated: taken as {}", r.replacement()),
+        ),
+        Ok(Applied::Set | Applied::Unsupported) => {}
+        Err(e) => v.err(path, n, e.why.to_string()),
+    }
 }
 
 fn coreos(v: &mut V, n: &Node) {
@@ -798,26 +799,12 @@ fn coreos(v: &mut V, n: &Node) {
                     if !allowed.contains(&name) {
                         continue;
                     }
-                    if let Some(value) = etcd_value(v, &join(&path, name), name, ev) {
-                        // etcd 0.4's addresses map onto etcd2's URLs.
-                        let (k2, v2) = match (key, name) {
-                            ("etcd", "addr") => (
-                                "advertise-client-urls".to_string(),
-                                format!("http://{value}"),
-                            ),
-                            ("etcd", "peer-addr") => (
-                                "initial-advertise-peer-urls".to_string(),
-                                format!("http://{value}"),
-                            ),
-                            _ => (name.to_string(), value),
-                        };
-                        v.report.config.etcd2.push((k2, v2));
-                    }
+                    etcd_value(v, &join(&path, name), name, ek, ev);
                 }
                 let note = if key == "etcd2" {
                     "configures keel's embedded KV (etcd v2 API)"
                 } else {
-                    "etcd 0.4 settings: addr and peer-addr become etcd2 URLs; configures keel's embedded KV"
+                    "etcd 0.4 settings: addr, peer-addr, bind-addr and peer-bind-addr become etcd2 URLs; configures keel's embedded KV"
                 };
                 v.item(&path, k, Verdict::Translated, note);
             }

@@ -2,6 +2,7 @@
 //! each parses, is accepted, and gets the expected verdict per item.
 
 use keel_config::{validate, Verdict};
+use keel_types::etcd::ClusterState;
 
 fn corpus(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -46,9 +47,10 @@ fn etcd2_cluster_node() {
     has(&v, "write_files[1]", Verdict::Applied);
     let c = &r.config;
     assert_eq!(c.hostname.as_deref(), Some("node-01"));
-    assert!(c
-        .etcd2
-        .contains(&("initial-cluster-state".into(), "new".into())));
+    assert_eq!(c.etcd2.initial_cluster_state, Some(ClusterState::New));
+    assert_eq!(c.etcd2.initial_cluster.as_ref().unwrap().members().len(), 3);
+    assert!(c.etcd2.client_cert_auth);
+    assert!(c.etcd2.unsupported.is_empty(), "{:?}", c.etcd2.unsupported);
     assert_eq!(shown(&c.networks[0].addresses), ["10.0.1.11/24"]);
     assert_eq!(shown(&c.networks[0].dns), ["10.0.1.2", "10.0.1.3"]);
     assert_eq!(shown(c.networks[0].gateway), ["10.0.1.1"]);
@@ -126,10 +128,19 @@ fn legacy_etcd_flannel_oem_and_a_socket() {
     has(&v, "coreos.units[2]", Verdict::Refused); // socket
     has(&v, "coreos.units[3]", Verdict::Translated); // DHCP .network
     let c = &r.config;
-    assert!(c.etcd2.contains(&(
-        "advertise-client-urls".into(),
-        "http://172.17.8.101:4001".into()
-    )));
+    assert_eq!(
+        c.etcd2.advertise_client_urls.as_ref().unwrap().to_string(),
+        "http://172.17.8.101:4001"
+    );
+    assert_eq!(
+        c.etcd2
+            .initial_advertise_peer_urls
+            .as_ref()
+            .unwrap()
+            .to_string(),
+        "http://172.17.8.101:7001"
+    );
+    has(&v, "coreos.etcd.addr", Verdict::Translated);
     assert_eq!(c.networks[0].match_names, ["en*"]);
     assert_eq!(shown(c.networks[0].dhcp), ["yes"]);
     let n = r
@@ -358,10 +369,10 @@ fn an_etcd2_quota_out_of_range_is_an_error_naming_it() {
         |q: &str| format!("#cloud-config\ncoreos:\n  etcd2:\n    quota-backend-bytes: {q}\n");
     let r = validate(&config("1048576"));
     assert!(r.accepted(), "{:#?}", r.errors);
-    assert!(r
-        .config
-        .etcd2
-        .contains(&("quota-backend-bytes".into(), "1048576".into())));
+    assert_eq!(
+        r.config.etcd2.quota_backend_bytes.map(|q| q.get()),
+        Some(1048576)
+    );
     for bad in ["1024", "9999999999", "1G"] {
         let r = validate(&config(bad));
         assert!(!r.accepted(), "{bad}");
@@ -373,4 +384,102 @@ fn an_etcd2_quota_out_of_range_is_an_error_naming_it() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn etcd2_settings_are_typed_once_with_errors_at_their_keys() {
+    let r = validate(
+        "#cloud-config
+coreos:
+  etcd2:
+    name: n1
+    listen-client-urls: https://0.0.0.0:2379, http://127.0.0.1:2379
+    ca-file: /etc/ssl/ca.pem
+    snapshot-count: 5000
+    cors: '*'
+    auto-tls: true
+    heartbeat-interval: 100
+",
+    );
+    assert!(r.accepted(), "{:#?}", r.errors);
+    let e = &r.config.etcd2;
+    assert_eq!(e.name.as_ref().map(|n| n.as_str()), Some("n1"));
+    assert_eq!(
+        e.listen_client_urls.as_ref().unwrap().to_string(),
+        "https://0.0.0.0:2379,http://127.0.0.1:2379"
+    );
+    // etcd 2's ca-file: the trusted CA, with client certificates asked for.
+    assert_eq!(
+        e.trusted_ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/ssl/ca.pem"))
+    );
+    assert!(e.client_cert_auth);
+    let item = r
+        .items
+        .iter()
+        .find(|i| i.path == "coreos.etcd2.ca-file")
+        .unwrap();
+    assert_eq!(
+        (item.verdict, item.note.as_str()),
+        (
+            Verdict::Translated,
+            "deprecated: taken as trusted-ca-file with client-cert-auth"
+        )
+    );
+    assert_eq!(e.snapshot_count.map(|n| n.get()), Some(5000));
+    assert_eq!(e.cors, keel_types::etcd::Cors::Any);
+    assert_eq!(e.unsupported, ["auto-tls", "heartbeat-interval"]);
+
+    let r = validate(
+        "#cloud-config
+coreos:
+  etcd2:
+    client-cert-auth: yes
+    snapshot-count: 5
+    advertise-client-urls: http://node-1:2379
+    initial-cluster: a
+    cors: nope
+    name: a,b
+    peer-trusted-ca-file: ca.pem
+  etcd:
+    bind-addr: 0.0.0.0
+",
+    );
+    let e: Vec<String> = r.errors.iter().map(|i| i.to_string()).collect();
+    assert_eq!(
+        e,
+        [
+            "4:23: coreos.etcd2.client-cert-auth: \"yes\" is not true or false",
+            "5:21: coreos.etcd2.snapshot-count: \"5\" is not a whole number from 10 to 10000000",
+            "6:28: coreos.etcd2.advertise-client-urls: \"http://node-1:2379\" is not an http://IP:PORT or https://IP:PORT URL",
+            "7:22: coreos.etcd2.initial-cluster: \"a\" is not NAME=URL",
+            "8:11: coreos.etcd2.cors: \"nope\" is not \"*\" or a list of http:// and https:// origins",
+            "9:11: coreos.etcd2.name: \"a,b\" is not a member name",
+            "10:27: coreos.etcd2.peer-trusted-ca-file: \"ca.pem\" is not an absolute path",
+            "12:16: coreos.etcd.bind-addr: \"http://0.0.0.0\" is not an http://IP:PORT or https://IP:PORT URL",
+        ]
+    );
+}
+
+#[test]
+fn etcd_0_4_addresses_become_etcd2_urls() {
+    let r = validate(
+        "#cloud-config
+coreos:
+  etcd:
+    bind-addr: 0.0.0.0:4001
+    peer-bind-addr: 0.0.0.0:7001
+",
+    );
+    assert!(r.accepted(), "{:#?}", r.errors);
+    let e = &r.config.etcd2;
+    assert_eq!(
+        e.listen_client_urls.as_ref().unwrap().to_string(),
+        "http://0.0.0.0:4001"
+    );
+    assert_eq!(
+        e.listen_peer_urls.as_ref().unwrap().to_string(),
+        "http://0.0.0.0:7001"
+    );
+    assert!(e.unsupported.is_empty());
 }

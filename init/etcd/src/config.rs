@@ -1,14 +1,24 @@
 //! A member's configuration, in etcd's own terms (the `coreos.etcd2` keys and
 //! etcd's flags have the same names), checked before anything starts.
+//!
+//! 1. The settings arrive typed ([`EtcdSettings`]: the validator and
+//!    keel-etcd's flags parsed them); nothing here reads text.
+//! 2. What was not given comes from [`Defaults`]: etcd's
+//!    ([`Defaults::etcd`], for keel-etcd) or keel's (PID 1's).
+//! 3. [`ServerConfig::check`] checks the settings against each other (the
+//!    member in its initial cluster, https URLs with their files) and gives
+//!    what a member needs to start.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use keel_types::etcd::{ClusterState, Cors, QUOTA_BYTES, SNAPSHOT_COUNT};
+use keel_types::etcd::{InitialCluster, Url, UrlList};
+use keel_types::EtcdSettings;
+
 /// Why a configuration was refused; each names the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("{field}: {url:?} is not an http://IP:PORT or https://IP:PORT URL")]
-    Url { field: &'static str, url: String },
     #[error("{field}: https URLs need {needs}")]
     TlsMissing {
         field: &'static str,
@@ -19,10 +29,6 @@ pub enum ConfigError {
         field: &'static str,
         needs: &'static str,
     },
-    #[error("initial-cluster: {entry:?} is not NAME=URL")]
-    ClusterEntry { entry: String },
-    #[error("initial-cluster: member {name:?} is listed with no peer URL")]
-    ClusterEmpty { name: String },
     #[error("initial-cluster: this member ({name:?}) is not listed")]
     SelfMissing { name: String },
     #[error(
@@ -33,79 +39,6 @@ pub enum ConfigError {
         listed: Vec<String>,
         advertised: Vec<String>,
     },
-    #[error("initial-cluster-state: {0:?} is neither \"new\" nor \"existing\"")]
-    State(String),
-    #[error("name: must not be empty")]
-    Name,
-    #[error("snapshot-count: {0:?} is not a whole number from 10 to 10000000")]
-    SnapshotCount(String),
-    #[error("cors: {0:?} is not \"*\" or a list of http:// and https:// origins")]
-    Cors(String),
-    #[error("quota-backend-bytes: {0:?} is not a whole number of bytes from 65536 to 8589934592")]
-    Quota(String),
-}
-
-/// Which web pages' scripts may read the client API's answers (etcd's
-/// `cors`): the `Access-Control-Allow-Origin` header. None by default; etcd
-/// 3.4 defaults to `*`, keel does not (a page could then drive the store
-/// from any browser that reaches the port).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Cors {
-    /// No CORS header: browsers keep pages from reading the answers.
-    #[default]
-    Off,
-    /// `*`: any origin.
-    Any,
-    /// These origins (`scheme://host[:port]`), each answered with itself.
-    Origins(Vec<String>),
-}
-
-impl Cors {
-    /// etcd's form: `*`, or origins separated by commas; empty is [`Cors::Off`].
-    pub fn parse(s: &str) -> Result<Cors, ConfigError> {
-        let items: Vec<&str> = s
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .collect();
-        if items.is_empty() {
-            return Ok(Cors::Off);
-        }
-        if items.contains(&"*") {
-            return Ok(Cors::Any);
-        }
-        let mut out = Vec::new();
-        for o in items {
-            let host = o
-                .strip_prefix("http://")
-                .or_else(|| o.strip_prefix("https://"));
-            if !host.is_some_and(|h| !h.is_empty() && !h.contains(['/', ' ', '*', '?', '#'])) {
-                return Err(ConfigError::Cors(s.to_string()));
-            }
-            out.push(o.to_ascii_lowercase());
-        }
-        Ok(Cors::Origins(out))
-    }
-
-    /// The `Access-Control-Allow-Origin` value for a request from `origin`
-    /// (its `Origin` header), if any.
-    pub fn allow<'a>(&'a self, origin: Option<&'a str>) -> Option<&'a str> {
-        match self {
-            Cors::Off => None,
-            Cors::Any => Some("*"),
-            Cors::Origins(list) => {
-                origin.filter(|o| list.iter().any(|a| a.eq_ignore_ascii_case(o)))
-            }
-        }
-    }
-}
-
-/// `new` bootstraps a cluster from `initial-cluster`; `existing` joins one
-/// that already runs (after `POST /v2/members` added this member).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClusterState {
-    New,
-    Existing,
 }
 
 /// One member of the initial cluster.
@@ -267,94 +200,78 @@ impl ServerConfig {
     }
 }
 
-/// etcd's defaults for the strings a caller may leave empty.
-pub const DEFAULT_CLIENT_URL: &str = "http://127.0.0.1:2379";
-pub const DEFAULT_PEER_URL: &str = "http://127.0.0.1:2380";
+/// etcd's cluster token when none is given.
 pub const DEFAULT_TOKEN: &str = "etcd-cluster";
-
-/// The raw strings, as flags or cloud-config carry them.
-#[derive(Debug, Clone, Default)]
-pub struct RawConfig {
-    pub name: String,
-    pub data_dir: PathBuf,
-    pub listen_client_urls: String,
-    pub advertise_client_urls: String,
-    pub listen_peer_urls: String,
-    pub initial_advertise_peer_urls: String,
-    pub initial_cluster: String,
-    pub initial_cluster_state: String,
-    pub initial_cluster_token: String,
-    /// An etcd discovery URL (`http://IP:PORT/v2/keys/...`): the initial
-    /// cluster is found there instead of in `initial_cluster`.
-    pub discovery: String,
-    /// etcd's TLS flags, client side then peer side.
-    pub cert_file: String,
-    pub key_file: String,
-    pub trusted_ca_file: String,
-    pub client_cert_auth: bool,
-    pub peer_cert_file: String,
-    pub peer_key_file: String,
-    pub peer_trusted_ca_file: String,
-    pub peer_client_cert_auth: bool,
-    /// Entries applied since the last snapshot that trigger the next one
-    /// (etcd's `--snapshot-count`); empty means 10000.
-    pub snapshot_count: String,
-    /// etcd's `cors`: `*` or origins separated by commas; empty means none.
-    pub cors: String,
-    /// etcd's `quota-backend-bytes`; empty means [`DEFAULT_QUOTA_BYTES`].
-    pub quota_backend_bytes: String,
-}
 
 /// The store's default quota: 128 MiB of keys and values. The store lives
 /// in memory, and writing a snapshot needs about as much again.
 pub const DEFAULT_QUOTA_BYTES: u64 = 128 << 20;
-/// The smallest and largest quota `quota-backend-bytes` accepts (etcd
-/// suggests at most 8 GiB).
-pub const QUOTA_BYTES: std::ops::RangeInclusive<u64> = (64 << 10)..=(8 << 30);
 
-/// The fewest and most entries between snapshots `snapshot-count` accepts.
-pub const SNAPSHOT_COUNT: std::ops::RangeInclusive<u64> = 10..=10_000_000;
+/// etcd's default `snapshot-count`.
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
 
-impl RawConfig {
-    /// Checks every field and fills etcd's defaults: a lone member named
-    /// `name` on 127.0.0.1:2379/2380 when nothing else is said.
-    pub fn check(&self) -> Result<ServerConfig, ConfigError> {
-        let or = |v: &str, d: &str| {
-            if v.trim().is_empty() {
-                d.to_string()
-            } else {
-                v.to_string()
-            }
+/// What a member is when its settings do not say. Both kinds of member
+/// listen for clients on [`Url::DEFAULT_CLIENT`] and for peers on
+/// [`Url::DEFAULT_PEER`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// `advertise-client-urls` when not given; `None`: the
+    /// `listen-client-urls` (etcd's rule).
+    pub advertise_client_urls: Option<UrlList>,
+}
+
+impl Defaults {
+    /// etcd's own: a member named `default` with its data in
+    /// `default.etcd`, advertising the URLs it listens on.
+    pub fn etcd() -> Defaults {
+        Defaults {
+            name: "default".into(),
+            data_dir: "default.etcd".into(),
+            advertise_client_urls: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The settings given, with `defaults` for the rest, checked against
+    /// each other: a lone member named `defaults.name` on
+    /// 127.0.0.1:2379/2380 when nothing else is said.
+    pub fn check(s: &EtcdSettings, defaults: &Defaults) -> Result<ServerConfig, ConfigError> {
+        let name = s
+            .name
+            .as_ref()
+            .map_or_else(|| defaults.name.clone(), |n| n.as_str().to_string());
+        let listen_client_urls = s
+            .listen_client_urls
+            .clone()
+            .unwrap_or_else(|| UrlList::one(Url::DEFAULT_CLIENT));
+        let mut advertise_client_urls = s
+            .advertise_client_urls
+            .as_ref()
+            .or(defaults.advertise_client_urls.as_ref())
+            .unwrap_or(&listen_client_urls)
+            .strings();
+        // As etcd publishes them (its URL lists are sorted as text when
+        // parsed): `/v2/members` shows them so.
+        advertise_client_urls.sort();
+        let listen_peer_urls = s
+            .listen_peer_urls
+            .clone()
+            .unwrap_or_else(|| UrlList::one(Url::DEFAULT_PEER));
+        let advertise_peer = s
+            .initial_advertise_peer_urls
+            .clone()
+            .unwrap_or_else(|| UrlList::one(Url::DEFAULT_PEER));
+        let advertise_peer_urls = advertise_peer.strings();
+        let initial_cluster: Vec<InitialMember> = match &s.initial_cluster {
+            Some(c) => initial_members(c),
+            None => vec![InitialMember {
+                name: name.clone(),
+                peer_urls: advertise_peer_urls.clone(),
+            }],
         };
-        let name = or(&self.name, "default");
-        if name.trim().is_empty() {
-            return Err(ConfigError::Name);
-        }
-        let listen_client_urls = or(&self.listen_client_urls, DEFAULT_CLIENT_URL);
-        let listen_client = parse_addrs("listen-client-urls", &listen_client_urls)?;
-        let advertise_client_urls =
-            split_urls(&or(&self.advertise_client_urls, &listen_client_urls));
-        for u in &advertise_client_urls {
-            url_addr("advertise-client-urls", u)?;
-        }
-        let listen_peer = parse_addrs(
-            "listen-peer-urls",
-            &or(&self.listen_peer_urls, DEFAULT_PEER_URL),
-        )?;
-        let advertise_peer_urls =
-            split_urls(&or(&self.initial_advertise_peer_urls, DEFAULT_PEER_URL));
-        for u in &advertise_peer_urls {
-            url_addr("initial-advertise-peer-urls", u)?;
-        }
-        let cluster = or(
-            &self.initial_cluster,
-            &advertise_peer_urls
-                .iter()
-                .map(|u| format!("{name}={u}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        let initial_cluster = parse_cluster(&cluster)?;
         let me = initial_cluster
             .iter()
             .find(|m| m.name == name)
@@ -372,24 +289,20 @@ impl RawConfig {
         }
         let client_tls = tls_files(
             false,
-            [&self.cert_file, &self.key_file, &self.trusted_ca_file],
-            self.client_cert_auth,
-            any_https(&split_urls(&listen_client_urls)),
+            [&s.cert_file, &s.key_file, &s.trusted_ca_file],
+            s.client_cert_auth,
+            listen_client_urls.any_https(),
             "listen-client-urls",
         )?;
         let peer_tls = tls_files(
             true,
-            [
-                &self.peer_cert_file,
-                &self.peer_key_file,
-                &self.peer_trusted_ca_file,
-            ],
-            self.peer_client_cert_auth,
-            any_https(
-                split_urls(&or(&self.listen_peer_urls, DEFAULT_PEER_URL))
-                    .iter()
-                    .chain(initial_cluster.iter().flat_map(|m| m.peer_urls.iter())),
-            ),
+            [&s.peer_cert_file, &s.peer_key_file, &s.peer_trusted_ca_file],
+            s.peer_client_cert_auth,
+            listen_peer_urls.any_https()
+                || s.initial_cluster.as_ref().map_or_else(
+                    || advertise_peer.any_https(),
+                    |c| c.members().iter().any(|m| m.peer_urls.any_https()),
+                ),
             "listen-peer-urls and initial-cluster",
         )?;
         if let Some(t) = &peer_tls {
@@ -401,84 +314,79 @@ impl RawConfig {
                 });
             }
         }
-        let snapshot_count = match self.snapshot_count.trim() {
-            "" => 10_000,
-            s => s
-                .parse::<u64>()
-                .ok()
-                .filter(|n| SNAPSHOT_COUNT.contains(n))
-                .ok_or_else(|| ConfigError::SnapshotCount(s.to_string()))?,
-        };
-        let quota_bytes = match self.quota_backend_bytes.trim() {
-            "" => DEFAULT_QUOTA_BYTES,
-            s => s
-                .parse::<u64>()
-                .ok()
-                .filter(|n| QUOTA_BYTES.contains(n))
-                .ok_or_else(|| ConfigError::Quota(s.to_string()))?,
-        };
-        let cluster_state = match or(&self.initial_cluster_state, "new").as_str() {
-            "new" => ClusterState::New,
-            "existing" => ClusterState::Existing,
-            other => return Err(ConfigError::State(other.to_string())),
-        };
+        let discovery = s.discovery.clone();
         Ok(ServerConfig {
             name,
-            data_dir: self.data_dir.clone(),
-            listen_client,
+            data_dir: s
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| defaults.data_dir.clone()),
+            listen_client: listen_client_urls.urls().iter().map(Listen::from).collect(),
             advertise_client_urls,
-            listen_peer,
+            listen_peer: listen_peer_urls.urls().iter().map(Listen::from).collect(),
             advertise_peer_urls,
             initial_cluster,
-            cluster_state,
-            cluster_token: if self.discovery.trim().is_empty() {
-                or(&self.initial_cluster_token, DEFAULT_TOKEN)
-            } else {
+            cluster_state: s.initial_cluster_state.unwrap_or_default(),
+            cluster_token: match &discovery {
                 // The discovery URL is the token (as in etcd): every member
                 // found there computes the same ids.
-                self.discovery.trim().trim_end_matches('/').to_string()
+                Some(d) => d.trim_end_matches('/').to_string(),
+                None => s
+                    .initial_cluster_token
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_TOKEN.to_string()),
             },
-            discovery: Some(self.discovery.trim().to_string()).filter(|d| !d.is_empty()),
+            discovery,
             client_tls,
             peer_tls,
-            snapshot_count,
+            snapshot_count: s.snapshot_count.map_or(DEFAULT_SNAPSHOT_COUNT, |n| n.get()),
             heartbeat_ms: 100,
             election_ms: 1000,
             min_free_bytes: 64 << 20,
-            quota_bytes,
-            cors: Cors::parse(&self.cors)?,
+            quota_bytes: s
+                .quota_backend_bytes
+                .map_or(DEFAULT_QUOTA_BYTES, |q| q.get()),
+            cors: s.cors.clone(),
         })
     }
 }
 
-fn split_urls(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_string)
+/// The initial cluster as the member keeps it: names and peer URLs as
+/// text, the form member ids are computed from.
+pub fn initial_members(c: &InitialCluster) -> Vec<InitialMember> {
+    c.members()
+        .iter()
+        .map(|m| InitialMember {
+            name: m.name.to_string(),
+            peer_urls: m.peer_urls.strings(),
+        })
         .collect()
 }
 
-fn any_https<'a>(urls: impl IntoIterator<Item = &'a String>) -> bool {
-    urls.into_iter().any(|u| u.starts_with("https://"))
+impl From<&Url> for Listen {
+    fn from(u: &Url) -> Listen {
+        Listen {
+            addr: u.addr,
+            tls: u.is_https(),
+        }
+    }
 }
 
 /// The TLS files of one side, checked: an `https://` URL needs a
 /// certificate and key, `client-cert-auth` a trusted CA.
 fn tls_files(
     peer: bool,
-    [cert, key, ca]: [&String; 3],
+    [cert, key, ca]: [&Option<PathBuf>; 3],
     client_cert_auth: bool,
     https: bool,
     field: &'static str,
 ) -> Result<Option<TlsFiles>, ConfigError> {
-    let path = |s: &String| Some(PathBuf::from(s.trim())).filter(|_| !s.trim().is_empty());
     let (ca_name, auth_name) = if peer {
         ("peer-trusted-ca-file", "peer-client-cert-auth")
     } else {
         ("trusted-ca-file", "client-cert-auth")
     };
-    if client_cert_auth && path(ca).is_none() {
+    if client_cert_auth && ca.is_none() {
         return Err(ConfigError::Needs {
             field: auth_name,
             needs: ca_name,
@@ -487,7 +395,7 @@ fn tls_files(
     if !https {
         return Ok(None);
     }
-    let (Some(cert_file), Some(key_file)) = (path(cert), path(key)) else {
+    let (Some(cert_file), Some(key_file)) = (cert.clone(), key.clone()) else {
         return Err(ConfigError::TlsMissing {
             field,
             needs: if peer {
@@ -501,124 +409,77 @@ fn tls_files(
         peer,
         cert_file,
         key_file,
-        trusted_ca_file: path(ca),
+        trusted_ca_file: ca.clone(),
         client_cert_auth,
     }))
-}
-
-/// `http://IP:PORT` or `https://IP:PORT` (a trailing `/` allowed) → the
-/// socket address and whether it is TLS.
-pub fn parse_url(field: &'static str, url: &str) -> Result<Listen, ConfigError> {
-    let bad = || ConfigError::Url {
-        field,
-        url: url.to_string(),
-    };
-    let (scheme, rest) = keel_tls::Scheme::split(url).ok_or_else(bad)?;
-    Ok(Listen {
-        addr: rest.trim_end_matches('/').parse().map_err(|_| bad())?,
-        tls: scheme == keel_tls::Scheme::Https,
-    })
-}
-
-/// [`parse_url`]'s address.
-pub fn url_addr(field: &'static str, url: &str) -> Result<SocketAddr, ConfigError> {
-    parse_url(field, url).map(|l| l.addr)
-}
-
-fn parse_addrs(field: &'static str, s: &str) -> Result<Vec<Listen>, ConfigError> {
-    let urls = split_urls(s);
-    if urls.is_empty() {
-        return Err(ConfigError::Url {
-            field,
-            url: s.to_string(),
-        });
-    }
-    urls.iter().map(|u| parse_url(field, u)).collect()
-}
-
-/// `a=http://10.0.0.1:2380,b=http://10.0.0.2:2380`; a name may repeat to
-/// list several peer URLs, as in etcd.
-pub fn parse_cluster(s: &str) -> Result<Vec<InitialMember>, ConfigError> {
-    let mut out: Vec<InitialMember> = Vec::new();
-    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (name, url) = entry
-            .split_once('=')
-            .filter(|(n, u)| !n.is_empty() && !u.is_empty())
-            .ok_or_else(|| ConfigError::ClusterEntry {
-                entry: entry.to_string(),
-            })?;
-        url_addr("initial-cluster", url)?;
-        match out.iter_mut().find(|m| m.name == name) {
-            Some(m) => m.peer_urls.push(url.to_string()),
-            None => out.push(InitialMember {
-                name: name.to_string(),
-                peer_urls: vec![url.to_string()],
-            }),
-        }
-    }
-    if let Some(m) = out.iter().find(|m| m.peer_urls.is_empty()) {
-        return Err(ConfigError::ClusterEmpty {
-            name: m.name.clone(),
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn raw() -> RawConfig {
-        RawConfig {
-            name: "a".into(),
-            data_dir: "/tmp/x".into(),
-            listen_client_urls: "http://127.0.0.1:2379".into(),
-            listen_peer_urls: "http://127.0.0.1:2380".into(),
-            initial_advertise_peer_urls: "http://127.0.0.1:2380".into(),
-            initial_cluster: "a=http://127.0.0.1:2380,b=http://127.0.0.1:3380".into(),
-            ..RawConfig::default()
+    /// Settings from `(key, text)` pairs, as the flags or a cloud-config
+    /// give them.
+    fn set(base: EtcdSettings, pairs: &[(&str, &str)]) -> EtcdSettings {
+        let mut s = base;
+        for (k, v) in pairs {
+            s.set(k, v).unwrap();
         }
+        s
+    }
+
+    fn raw() -> EtcdSettings {
+        set(
+            EtcdSettings::default(),
+            &[
+                ("name", "a"),
+                ("data-dir", "/tmp/x"),
+                ("listen-client-urls", "http://127.0.0.1:2379"),
+                ("listen-peer-urls", "http://127.0.0.1:2380"),
+                ("initial-advertise-peer-urls", "http://127.0.0.1:2380"),
+                (
+                    "initial-cluster",
+                    "a=http://127.0.0.1:2380,b=http://127.0.0.1:3380",
+                ),
+            ],
+        )
+    }
+
+    fn check(s: &EtcdSettings) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::check(s, &Defaults::etcd())
     }
 
     #[test]
-    fn quota_is_checked() {
-        assert_eq!(raw().check().unwrap().quota_bytes, DEFAULT_QUOTA_BYTES);
-        let with = |s: &str| {
-            RawConfig {
-                quota_backend_bytes: s.into(),
-                ..raw()
-            }
-            .check()
-        };
+    fn quota_is_taken() {
+        assert_eq!(check(&raw()).unwrap().quota_bytes, DEFAULT_QUOTA_BYTES);
+        let with = |s: &str| check(&set(raw(), &[("quota-backend-bytes", s)]));
         assert_eq!(with("65536").unwrap().quota_bytes, 65536);
         assert_eq!(with(" 8589934592 ").unwrap().quota_bytes, 8 << 30);
         for bad in ["65535", "8589934593", "1G", "-1", "x"] {
-            let e = with(bad).unwrap_err().to_string();
+            let e = raw()
+                .set("quota-backend-bytes", bad)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("quota-backend-bytes: "), "{e}");
         }
     }
 
     #[test]
-    fn snapshot_count_is_checked() {
-        assert_eq!(raw().check().unwrap().snapshot_count, 10_000);
-        let with = |s: &str| {
-            RawConfig {
-                snapshot_count: s.into(),
-                ..raw()
-            }
-            .check()
-        };
+    fn snapshot_count_is_taken() {
+        assert_eq!(check(&raw()).unwrap().snapshot_count, 10_000);
+        let with = |s: &str| check(&set(raw(), &[("snapshot-count", s)]));
         assert_eq!(with("500").unwrap().snapshot_count, 500);
         for bad in ["0", "9", "-1", "1e3", "lots", "10000001"] {
-            let e = with(bad).unwrap_err().to_string();
+            let e = raw().set("snapshot-count", bad).unwrap_err().to_string();
             assert!(e.starts_with("snapshot-count: "), "{e}");
         }
     }
 
     #[test]
     fn defaults_make_a_lone_member() {
-        let c = RawConfig::default().check().unwrap();
+        let c = check(&EtcdSettings::default()).unwrap();
         assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
         assert_eq!(c.initial_cluster.len(), 1);
         assert_eq!(
             c.listen_client,
@@ -628,134 +489,171 @@ mod tests {
             }]
         );
         assert_eq!((c.client_tls, c.peer_tls), (None, None));
-        assert_eq!(c.advertise_client_urls, vec![DEFAULT_CLIENT_URL]);
+        assert_eq!(c.advertise_client_urls, vec!["http://127.0.0.1:2379"]);
+        assert_eq!(c.advertise_peer_urls, vec!["http://127.0.0.1:2380"]);
         assert_eq!(c.cluster_state, ClusterState::New);
+        assert_eq!(c.cluster_token, DEFAULT_TOKEN);
+    }
+
+    #[test]
+    fn advertised_client_urls_default_to_the_listened_ones_or_to_the_callers() {
+        let s = set(
+            EtcdSettings::default(),
+            &[("listen-client-urls", "http://0.0.0.0:2379")],
+        );
+        let c = check(&s).unwrap();
+        assert_eq!(c.advertise_client_urls, vec!["http://0.0.0.0:2379"]);
+        let keel = Defaults {
+            advertise_client_urls: Some(UrlList::one(Url::DEFAULT_CLIENT)),
+            ..Defaults::etcd()
+        };
+        let c = ServerConfig::check(&s, &keel).unwrap();
+        assert_eq!(c.advertise_client_urls, vec!["http://127.0.0.1:2379"]);
+        let s = set(
+            s,
+            &[(
+                "advertise-client-urls",
+                "http://10.0.0.2:2379,http://10.0.0.1:9999,http://10.0.0.1:2379",
+            )],
+        );
+        let c = ServerConfig::check(&s, &keel).unwrap();
+        assert_eq!(
+            c.advertise_client_urls,
+            vec![
+                "http://10.0.0.1:2379",
+                "http://10.0.0.1:9999",
+                "http://10.0.0.2:2379"
+            ],
+            "sorted as text, as etcd shows them"
+        );
     }
 
     #[test]
     fn cluster_is_parsed_and_checked() {
-        let c = raw().check().unwrap();
+        let c = check(&raw()).unwrap();
         assert_eq!(c.initial_cluster[1].name, "b");
-        let mut r = raw();
-        r.name = "c".into();
+        let r = set(raw(), &[("name", "c")]);
         assert_eq!(
-            r.check().unwrap_err(),
+            check(&r).unwrap_err(),
             ConfigError::SelfMissing { name: "c".into() }
         );
-        let mut r = raw();
-        r.initial_cluster = "a".into();
-        assert!(matches!(r.check(), Err(ConfigError::ClusterEntry { .. })));
-        let mut r = raw();
-        r.initial_advertise_peer_urls = "http://127.0.0.1:9999".into();
-        assert!(matches!(r.check(), Err(ConfigError::SelfMismatch { .. })));
-        let mut r = raw();
-        r.listen_client_urls = "https://x:1".into();
         assert_eq!(
-            r.check().unwrap_err().to_string(),
+            raw().set("initial-cluster", "a").unwrap_err().to_string(),
+            "initial-cluster: \"a\" is not NAME=URL"
+        );
+        let r = set(
+            raw(),
+            &[("initial-advertise-peer-urls", "http://127.0.0.1:9999")],
+        );
+        assert!(matches!(check(&r), Err(ConfigError::SelfMismatch { .. })));
+        assert_eq!(
+            raw()
+                .set("listen-client-urls", "https://x:1")
+                .unwrap_err()
+                .to_string(),
             "listen-client-urls: \"https://x:1\" is not an http://IP:PORT or https://IP:PORT URL"
         );
-        let mut r = raw();
-        r.initial_cluster_state = "old".into();
-        assert_eq!(r.check().unwrap_err(), ConfigError::State("old".into()));
+        assert_eq!(
+            raw()
+                .set("initial-cluster-state", "old")
+                .unwrap_err()
+                .to_string(),
+            "initial-cluster-state: \"old\" is not new or existing"
+        );
+        let r = set(raw(), &[("initial-cluster-state", "existing")]);
+        assert_eq!(check(&r).unwrap().cluster_state, ClusterState::Existing);
+    }
+
+    #[test]
+    fn a_discovery_url_is_the_cluster_token() {
+        let r = set(
+            raw(),
+            &[
+                ("initial-cluster-token", "t"),
+                ("discovery", "http://10.0.0.1:2379/v2/keys/d/"),
+            ],
+        );
+        let c = check(&r).unwrap();
+        assert_eq!(c.cluster_token, "http://10.0.0.1:2379/v2/keys/d");
+        assert!(c.peers_at_start());
+        let c = check(&set(raw(), &[("initial-cluster-token", "t")])).unwrap();
+        assert_eq!((c.cluster_token.as_str(), c.discovery), ("t", None));
     }
 
     #[test]
     fn https_urls_need_their_files() {
-        let mut r = raw();
-        r.listen_client_urls = "https://127.0.0.1:2379".into();
+        let mut r = set(raw(), &[("listen-client-urls", "https://127.0.0.1:2379")]);
         assert_eq!(
-            r.check().unwrap_err().to_string(),
+            check(&r).unwrap_err().to_string(),
             "listen-client-urls: https URLs need cert-file and key-file"
         );
-        r.cert_file = "/c.pem".into();
-        r.key_file = "/k.pem".into();
-        let c = r.check().unwrap();
+        r = set(r, &[("cert-file", "/c.pem"), ("key-file", "/k.pem")]);
+        let c = check(&r).unwrap();
         assert!(c.listen_client[0].tls);
         let t = c.client_tls.unwrap();
         assert!(t.server().client_ca.is_none());
-        r.client_cert_auth = true;
+        r = set(r, &[("client-cert-auth", "true")]);
         assert_eq!(
-            r.check().unwrap_err().to_string(),
+            check(&r).unwrap_err().to_string(),
             "client-cert-auth: needs trusted-ca-file"
         );
-        r.trusted_ca_file = "/ca.pem".into();
-        let t = r.check().unwrap().client_tls.unwrap();
+        r = set(r, &[("trusted-ca-file", "/ca.pem")]);
+        let t = check(&r).unwrap().client_tls.unwrap();
         assert_eq!(t.server().client_ca.unwrap().0, "trusted-ca-file");
 
-        let mut r = raw();
-        r.initial_cluster = "a=http://127.0.0.1:2380,b=https://127.0.0.1:3380".into();
-        assert!(r
-            .check()
+        let mut r = set(
+            raw(),
+            &[(
+                "initial-cluster",
+                "a=http://127.0.0.1:2380,b=https://127.0.0.1:3380",
+            )],
+        );
+        assert!(check(&r)
             .unwrap_err()
             .to_string()
             .contains("peer-cert-file and peer-key-file"));
-        r.peer_cert_file = "/p.pem".into();
-        r.peer_key_file = "/pk.pem".into();
-        assert!(r
-            .check()
+        r = set(
+            r,
+            &[("peer-cert-file", "/p.pem"), ("peer-key-file", "/pk.pem")],
+        );
+        assert!(check(&r)
             .unwrap_err()
             .to_string()
             .contains("peer-trusted-ca-file"));
-        r.peer_trusted_ca_file = "/ca.pem".into();
-        let t = r.check().unwrap().peer_tls.unwrap();
+        r = set(r, &[("peer-trusted-ca-file", "/ca.pem")]);
+        let t = check(&r).unwrap().peer_tls.unwrap();
         assert_eq!(t.server().cert.0, "peer-cert-file");
         let c = t.client().unwrap();
         assert_eq!(c.ca.0, "peer-trusted-ca-file");
     }
 
     #[test]
-    fn cors_is_parsed_once_into_a_value() {
-        assert_eq!(Cors::parse("").unwrap(), Cors::Off);
-        assert_eq!(Cors::parse("*").unwrap(), Cors::Any);
-        assert_eq!(Cors::parse("https://a.example,*").unwrap(), Cors::Any);
-        let c = Cors::parse("https://a.example, http://B.example:8080").unwrap();
+    fn cors_is_taken_as_given() {
         assert_eq!(
-            c,
-            Cors::Origins(vec![
-                "https://a.example".into(),
-                "http://b.example:8080".into()
-            ])
-        );
-        assert_eq!(
-            c.allow(Some("https://a.example")),
-            Some("https://a.example")
-        );
-        assert_eq!(c.allow(Some("https://c.example")), None);
-        assert_eq!(c.allow(None), None);
-        assert_eq!(Cors::Off.allow(Some("https://a.example")), None);
-        assert_eq!(Cors::Any.allow(None), Some("*"));
-        for bad in ["a.example", "https://", "https://a.example/path", "ftp://x"] {
-            assert_eq!(
-                Cors::parse(bad),
-                Err(ConfigError::Cors(bad.into())),
-                "{bad}"
-            );
-        }
-        let mut r = raw();
-        r.cors = "nope".into();
-        assert_eq!(
-            r.check().unwrap_err().to_string(),
+            raw().set("cors", "nope").unwrap_err().to_string(),
             "cors: \"nope\" is not \"*\" or a list of http:// and https:// origins"
         );
-        assert_eq!(raw().check().unwrap().cors, Cors::Off);
+        assert_eq!(check(&raw()).unwrap().cors, Cors::Off);
+        let c = check(&set(raw(), &[("cors", "*")])).unwrap();
+        assert_eq!(c.cors, Cors::Any);
     }
 
     #[test]
     fn the_peer_port_is_for_clusters_of_more_than_one() {
-        assert!(raw().check().unwrap().peers_at_start());
-        let lone = RawConfig::default().check().unwrap();
+        assert!(check(&raw()).unwrap().peers_at_start());
+        let lone = check(&EtcdSettings::default()).unwrap();
         assert!(!lone.peers_at_start());
-        let joining = RawConfig {
-            initial_cluster_state: "existing".into(),
-            ..RawConfig::default()
-        };
-        assert!(joining.check().unwrap().peers_at_start());
+        let joining = set(
+            EtcdSettings::default(),
+            &[("initial-cluster-state", "existing")],
+        );
+        assert!(check(&joining).unwrap().peers_at_start());
     }
 
     #[test]
     fn exposure_is_warned_about_one_line_each() {
         // Loopback only, peer port closed: nothing to say.
-        let c = RawConfig::default().check().unwrap();
+        let c = check(&EtcdSettings::default()).unwrap();
         assert!(c.exposure_warnings(false).is_empty());
         // Open peers over http.
         let w = c.exposure_warnings(true);
@@ -766,34 +664,51 @@ mod tests {
         );
         // Clients beyond loopback: plain, then TLS without client-cert-auth,
         // then with it (no warning).
-        let mut r = RawConfig {
-            listen_client_urls: "http://127.0.0.1:2379,http://0.0.0.0:2379".into(),
-            ..RawConfig::default()
-        };
-        let w = r.check().unwrap().exposure_warnings(false);
+        let mut r = set(
+            EtcdSettings::default(),
+            &[(
+                "listen-client-urls",
+                "http://127.0.0.1:2379,http://0.0.0.0:2379",
+            )],
+        );
+        let w = check(&r).unwrap().exposure_warnings(false);
         assert_eq!(
             w,
             vec!["kv: client port 0.0.0.0:2379 listens beyond loopback without client-cert-auth: whoever reaches it can read and write the store"]
         );
-        r.listen_client_urls = "https://10.0.0.1:2379".into();
-        r.cert_file = "/c.pem".into();
-        r.key_file = "/k.pem".into();
-        assert_eq!(r.check().unwrap().exposure_warnings(false).len(), 1);
-        r.trusted_ca_file = "/ca.pem".into();
-        r.client_cert_auth = true;
-        assert!(r.check().unwrap().exposure_warnings(false).is_empty());
+        r = set(
+            r,
+            &[
+                ("listen-client-urls", "https://10.0.0.1:2379"),
+                ("cert-file", "/c.pem"),
+                ("key-file", "/k.pem"),
+            ],
+        );
+        assert_eq!(check(&r).unwrap().exposure_warnings(false).len(), 1);
+        r = set(
+            r,
+            &[("trusted-ca-file", "/ca.pem"), ("client-cert-auth", "true")],
+        );
+        assert!(check(&r).unwrap().exposure_warnings(false).is_empty());
         // Peer TLS without member certificates is still said.
-        let mut r = raw();
-        r.listen_peer_urls = "https://127.0.0.1:2380".into();
-        r.initial_advertise_peer_urls = "https://127.0.0.1:2380".into();
-        r.initial_cluster = "a=https://127.0.0.1:2380,b=https://127.0.0.1:3380".into();
-        r.peer_cert_file = "/p.pem".into();
-        r.peer_key_file = "/pk.pem".into();
-        r.peer_trusted_ca_file = "/ca.pem".into();
-        let w = r.check().unwrap().exposure_warnings(true);
+        let mut r = set(
+            raw(),
+            &[
+                ("listen-peer-urls", "https://127.0.0.1:2380"),
+                ("initial-advertise-peer-urls", "https://127.0.0.1:2380"),
+                (
+                    "initial-cluster",
+                    "a=https://127.0.0.1:2380,b=https://127.0.0.1:3380",
+                ),
+                ("peer-cert-file", "/p.pem"),
+                ("peer-key-file", "/pk.pem"),
+                ("peer-trusted-ca-file", "/ca.pem"),
+            ],
+        );
+        let w = check(&r).unwrap().exposure_warnings(true);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("peer-client-cert-auth is off"), "{w:?}");
-        r.peer_client_cert_auth = true;
-        assert!(r.check().unwrap().exposure_warnings(true).is_empty());
+        r = set(r, &[("peer-client-cert-auth", "true")]);
+        assert!(check(&r).unwrap().exposure_warnings(true).is_empty());
     }
 }

@@ -27,7 +27,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
-use crate::config::{parse_cluster, url_addr, InitialMember};
+use keel_types::etcd::{InitialCluster, Url};
+
+use crate::config::{initial_members, InitialMember};
 
 /// Why discovery failed; each names the URL and what was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +77,9 @@ fn target(url: &str) -> Result<Target, DiscoveryError> {
     };
     let rest = url.strip_prefix("http://").ok_or_else(bad)?;
     let (host, path) = rest.split_once('/').ok_or_else(bad)?;
-    let addr = url_addr("discovery", &format!("http://{host}")).map_err(|_| bad())?;
+    let addr = Url::try_from(format!("http://{host}").as_str())
+        .map_err(|_| bad())?
+        .addr;
     let path = format!("/{}", path.trim_end_matches('/'));
     if !path.starts_with("/v2/keys/") {
         return Err(bad());
@@ -273,12 +277,14 @@ pub async fn discover(
                 .map(|(_, _, v)| v.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
-            let cluster = parse_cluster(&joined).map_err(|e| DiscoveryError::BadEntry {
-                url: t.url.clone(),
-                key: t.path.clone(),
-                why: e.to_string(),
+            let cluster = InitialCluster::try_from(joined.as_str()).map_err(|e| {
+                DiscoveryError::BadEntry {
+                    url: t.url.clone(),
+                    key: t.path.clone(),
+                    why: format!("initial-cluster: {e}"),
+                }
             })?;
-            return Ok((cluster, t.url.clone()));
+            return Ok((initial_members(&cluster), t.url.clone()));
         }
         let wait = format!(
             "{}?wait=true&recursive=true&waitIndex={}",

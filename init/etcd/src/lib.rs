@@ -2,7 +2,8 @@
 //!
 //! A member is layers around the pure [`keel_kv::Store`]:
 //!
-//! 1. [`config`] checks a member's configuration (etcd's flag names).
+//! 1. [`config`] checks a member's configuration (etcd's flag names);
+//!    [`flags`] reads it from keel-etcd's command line as etcd would.
 //! 2. [`log`] is the durable Raft log (group-committed fsyncs) and the vote;
 //!    [`sm`] the state machine with its snapshots.
 //! 3. [`net`] carries Raft's RPCs and a follower's forwarded requests
@@ -16,6 +17,7 @@ pub mod api;
 pub mod batch;
 pub mod config;
 pub mod discovery;
+pub mod flags;
 pub mod form;
 pub mod log;
 pub mod net;

@@ -145,7 +145,8 @@ impl PeerClient {
             addrs: member
                 .peer_urls
                 .iter()
-                .filter_map(|u| crate::config::parse_url("peer URL", u).ok())
+                .filter_map(|u| keel_types::etcd::Url::try_from(u.as_str()).ok())
+                .map(|u| Listen::from(&u))
                 .collect(),
             conn: None,
             tls,

@@ -78,6 +78,15 @@ pub enum MemberChange {
     },
 }
 
+/// Why a call to another member (a forwarded write or read index) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    #[error("leader {target:x} is not a known member")]
+    NotAMember { target: NodeId },
+    #[error(transparent)]
+    Peer(#[from] crate::net::PeerError),
+}
+
 /// Why a membership change was refused: the HTTP status and message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberError {
@@ -90,7 +99,7 @@ fn check_urls(urls: &[String]) -> Result<(), String> {
         return Err("peerURLs: no URL given".into());
     }
     for u in urls {
-        crate::config::url_addr("peerURLs", u).map_err(|e| e.to_string())?;
+        keel_types::etcd::Url::try_from(u.as_str()).map_err(|e| format!("peerURLs: {e}"))?;
     }
     Ok(())
 }
@@ -231,10 +240,10 @@ impl Node {
         target: NodeId,
         path: &'static str,
         body: &Q,
-    ) -> Result<A, String> {
+    ) -> Result<A, PeerCallError> {
         let m = self
             .member_of(target)
-            .ok_or_else(|| format!("leader {target:x} is not a known member"))?;
+            .ok_or(PeerCallError::NotAMember { target })?;
         // Pooled by the peer URLs too: a member whose URLs changed is
         // called at its new ones.
         let key = (target, m.peer_urls.clone());
@@ -249,7 +258,7 @@ impl Node {
             pool.retain(|(id, urls), _| *id != target || *urls == key.1);
             pool.entry(key).or_default().push(client);
         }
-        r.map_err(|e| e.to_string())
+        Ok(r?)
     }
 
     /// Waits (up to the deadline) for some member to be leader.
@@ -448,7 +457,8 @@ impl Node {
                             {
                                 return Err(self.internal(e))
                             }
-                            Ok(Err(e)) | Err(e) => last = e,
+                            Ok(Err(e)) => last = e,
+                            Err(e) => last = e.to_string(),
                         }
                     }
                 }
@@ -487,7 +497,8 @@ impl Node {
                             }
                             last = format!("apply of index {index} timed out");
                         }
-                        Ok(Err(e)) | Err(e) => last = e,
+                        Ok(Err(e)) => last = e,
+                        Err(e) => last = e.to_string(),
                     }
                 }
                 None => {}
@@ -517,14 +528,18 @@ impl Node {
             .collect()
     }
 
-    /// Every member's client URLs (`/v2/machines`).
+    /// Every member's client URLs (`/v2/machines`), sorted as text: etcd
+    /// sorts them all together (`sort.Strings`), not member by member.
     pub fn client_urls(&self) -> Vec<String> {
         let s = self.shared.read();
-        s.attributes
+        let mut urls: Vec<String> = s
+            .attributes
             .iter()
             .filter(|(id, _)| s.membership.membership().get_node(id).is_some())
             .flat_map(|(_, a)| a.client_urls.clone())
-            .collect()
+            .collect();
+        urls.sort();
+        urls
     }
 
     /// A membership change on the leader.
@@ -654,7 +669,7 @@ impl Node {
             Ok(r) => r,
             Err(e) => Err(MemberError {
                 status: 500,
-                message: e,
+                message: e.to_string(),
             }),
         }
     }

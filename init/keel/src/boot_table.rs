@@ -74,7 +74,7 @@ pub struct Ctx {
     /// The config's `registries:`, for pulls by StartContainers.
     pub config_registries: keel_config::model::Registries,
     /// The config's `coreos.etcd2` settings, for StartKv.
-    pub config_etcd2: Vec<(String, String)>,
+    pub config_etcd2: keel_types::EtcdSettings,
     /// The KV's client port, once StartKv has read its settings: the door
     /// of a container's `node_port: kv`.
     pub kv_client_port: Option<u16>,
@@ -100,7 +100,7 @@ impl Ctx {
             config_status: Default::default(),
             config_containers: Vec::new(),
             config_registries: Default::default(),
-            config_etcd2: Vec::new(),
+            config_etcd2: keel_types::EtcdSettings::default(),
             kv_client_port: None,
             config_api: services::TcpApi::Closed,
         }

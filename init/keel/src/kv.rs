@@ -2,7 +2,8 @@
 //! as a member of the cluster that `coreos.etcd2` describes, or a lone
 //! member when the config says nothing.
 //!
-//! 1. The settings are etcd's keys; what is not given gets keel's default: a
+//! 1. The settings are etcd's keys, typed once by the config's validator
+//!    ([`EtcdSettings`]); what is not given gets keel's default: a
 //!    member named after the host, clients on 127.0.0.1:2379 only (as etcd;
 //!    `listen-client-urls` opens more), peers on 127.0.0.1:2380 (opened only
 //!    in a cluster of more than one), data on STATE in [`DATA_DIR`].
@@ -21,72 +22,46 @@
 use std::sync::Arc;
 
 use keel_boot::{info, warn};
-use keel_etcd::config::RawConfig;
+use keel_etcd::config::{Defaults, ServerConfig};
+use keel_types::etcd::{Url, UrlList};
+use keel_types::EtcdSettings;
 
 use crate::boot_table::{Ctx, TaskError};
 
 /// The store's data on STATE.
 pub const DATA_DIR: &str = "/var/lib/keel/kv";
 
-/// Step 1 and 2: keel's defaults overridden by the config's settings; the
-/// keys left out, for the log.
-pub fn raw_config(
-    settings: &[(String, String)],
-    hostname: &str,
-) -> Result<(RawConfig, Vec<String>), String> {
-    let flag = |k: &str, v: &str| match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("coreos.etcd2.{k}: {v:?} is not true or false")),
-    };
-    let mut raw = RawConfig {
-        name: hostname.to_string(),
+/// Step 1: keel's defaults, for what the settings do not give. Unlike
+/// etcd, keel advertises 127.0.0.1:2379 to clients unless told otherwise,
+/// even when `listen-client-urls` opens more.
+pub fn defaults(hostname: &str) -> Defaults {
+    Defaults {
+        name: if hostname.is_empty() {
+            Defaults::etcd().name
+        } else {
+            hostname.to_string()
+        },
         data_dir: DATA_DIR.into(),
-        listen_client_urls: keel_etcd::config::DEFAULT_CLIENT_URL.into(),
-        advertise_client_urls: keel_etcd::config::DEFAULT_CLIENT_URL.into(),
-        listen_peer_urls: keel_etcd::config::DEFAULT_PEER_URL.into(),
-        initial_advertise_peer_urls: keel_etcd::config::DEFAULT_PEER_URL.into(),
-        ..RawConfig::default()
-    };
-    let mut ignored = Vec::new();
-    for (k, v) in settings {
-        let v = v.clone();
-        match k.as_str() {
-            "name" => raw.name = v,
-            "data-dir" => raw.data_dir = v.into(),
-            "listen-client-urls" => raw.listen_client_urls = v,
-            "advertise-client-urls" => raw.advertise_client_urls = v,
-            "listen-peer-urls" => raw.listen_peer_urls = v,
-            "initial-advertise-peer-urls" => raw.initial_advertise_peer_urls = v,
-            "initial-cluster" => raw.initial_cluster = v,
-            "initial-cluster-state" => raw.initial_cluster_state = v,
-            "initial-cluster-token" => raw.initial_cluster_token = v,
-            "discovery" => raw.discovery = v,
-            "cert-file" => raw.cert_file = v,
-            "key-file" => raw.key_file = v,
-            "trusted-ca-file" => raw.trusted_ca_file = v,
-            "client-cert-auth" => raw.client_cert_auth = flag(k, &v)?,
-            "peer-cert-file" => raw.peer_cert_file = v,
-            "peer-key-file" => raw.peer_key_file = v,
-            "peer-trusted-ca-file" => raw.peer_trusted_ca_file = v,
-            "peer-client-cert-auth" => raw.peer_client_cert_auth = flag(k, &v)?,
-            "snapshot-count" => raw.snapshot_count = v,
-            "cors" => raw.cors = v,
-            "quota-backend-bytes" => raw.quota_backend_bytes = v,
-            other => ignored.push(other.to_string()),
-        }
+        advertise_client_urls: Some(UrlList::one(Url::DEFAULT_CLIENT)),
     }
-    Ok((raw, ignored))
+}
+
+/// Steps 1 and 2: the member's configuration from the config's settings,
+/// with keel's defaults.
+pub fn server_config(
+    settings: &EtcdSettings,
+    hostname: &str,
+) -> Result<ServerConfig, keel_etcd::config::ConfigError> {
+    ServerConfig::check(settings, &defaults(hostname))
 }
 
 pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
     let settings = std::mem::take(&mut ctx.config_etcd2);
-    let host = crate::node::hostname();
-    let (raw, ignored) = raw_config(&settings, &host).map_err(TaskError::Kv)?;
-    for k in &ignored {
+    for k in &settings.unsupported {
         warn!("kv: coreos.etcd2.{k} is not supported yet; starting without it");
     }
-    let config = raw.check().map_err(|e| TaskError::Kv(e.to_string()))?;
+    let config = server_config(&settings, &crate::node::hostname())
+        .map_err(|e| TaskError::Kv(e.to_string()))?;
     ctx.kv_client_port = config.listen_client.first().map(|l| l.addr.port());
     let shared = ctx.node.clone();
     std::thread::Builder::new()
@@ -145,11 +120,19 @@ mod tests {
         );
     }
 
+    fn settings(pairs: &[(&str, &str)]) -> EtcdSettings {
+        let mut s = EtcdSettings::default();
+        for (k, v) in pairs {
+            s.set(k, v).unwrap();
+        }
+        s
+    }
+
     #[test]
     fn defaults_make_a_lone_member_and_settings_override_them() {
-        let (raw, ignored) = raw_config(&[], "n1").unwrap();
-        let c = raw.check().unwrap();
+        let c = server_config(&EtcdSettings::default(), "n1").unwrap();
         assert_eq!(c.name, "n1");
+        assert_eq!(c.data_dir, std::path::Path::new(DATA_DIR));
         assert_eq!(c.initial_cluster.len(), 1);
         assert_eq!(c.listen_client.len(), 1, "one client port by default");
         assert_eq!(c.listen_client[0].addr, "127.0.0.1:2379".parse().unwrap());
@@ -160,8 +143,11 @@ mod tests {
             "nothing to warn about"
         );
         assert_eq!(c.cors, keel_etcd::config::Cors::Off);
-        assert!(ignored.is_empty());
-        let settings: Vec<(String, String)> = [
+        assert_eq!(
+            server_config(&EtcdSettings::default(), "").unwrap().name,
+            "default"
+        );
+        let s = settings(&[
             ("name", "a"),
             ("initial-advertise-peer-urls", "http://10.0.0.1:2380"),
             ("listen-peer-urls", "http://10.0.0.1:2380"),
@@ -177,15 +163,16 @@ mod tests {
             ("snapshot-count", "5000"),
             ("cors", "https://a.example, https://b.example"),
             ("auto-tls", "true"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let (raw, ignored) = raw_config(&settings, "n1").unwrap();
-        let c = raw.check().unwrap();
+        ]);
+        let c = server_config(&s, "n1").unwrap();
         assert_eq!(c.name, "a");
         assert_eq!(c.initial_cluster.len(), 2);
         assert!(c.listen_client[0].tls);
+        assert_eq!(
+            c.advertise_client_urls,
+            vec!["http://127.0.0.1:2379"],
+            "keel advertises loopback unless told"
+        );
         let tls = c.client_tls.clone().unwrap();
         assert!(tls.client_cert_auth);
         assert_eq!(tls.key_file, std::path::Path::new("/etc/ssl/x-key.pem"));
@@ -198,11 +185,20 @@ mod tests {
             ])
         );
         assert!(c.peers_at_start());
-        assert_eq!(ignored, vec!["auto-tls"]);
-        let bad = [("client-cert-auth".to_string(), "yes".to_string())];
-        assert_eq!(
-            raw_config(&bad, "n1").unwrap_err(),
-            "coreos.etcd2.client-cert-auth: \"yes\" is not true or false"
+        assert_eq!(s.unsupported, vec!["auto-tls"]);
+    }
+
+    #[test]
+    fn the_validators_settings_are_the_members_config() {
+        let r = keel_config::validate(
+            "#cloud-config\ncoreos:\n  etcd:\n    name: legacy\n    addr: 10.0.0.1:4001\n    peer-addr: 10.0.0.1:7001\n    bind-addr: 0.0.0.0:4001\n    peer-bind-addr: 10.0.0.1:7001\n",
         );
+        assert!(r.accepted(), "{:#?}", r.errors);
+        let c = server_config(&r.config.etcd2, "n1").unwrap();
+        assert_eq!(c.name, "legacy");
+        assert_eq!(c.advertise_client_urls, vec!["http://10.0.0.1:4001"]);
+        assert_eq!(c.advertise_peer_urls, vec!["http://10.0.0.1:7001"]);
+        assert_eq!(c.listen_client[0].addr, "0.0.0.0:4001".parse().unwrap());
+        assert_eq!(c.initial_cluster[0].peer_urls, vec!["http://10.0.0.1:7001"]);
     }
 }

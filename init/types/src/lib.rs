@@ -19,6 +19,7 @@
 
 mod caps;
 mod error;
+pub mod etcd;
 mod ids;
 mod net;
 mod rlimit;
@@ -35,3 +36,5 @@ pub use rlimit::{Limits, Resource, Rlimit};
 pub use signal::{Signal, SIGNAL_NAMES, SIGRTMAX, SIGRTMIN};
 pub use units::{Bytes, GoDuration, Millis, Mode};
 pub use update::{RebootStrategy, Weekday, WindowStart};
+
+pub use etcd::EtcdSettings;

@@ -10,7 +10,10 @@
 //!    (index offsets, expiration times, URLs, ids) so answers can be compared.
 //! 5. [`runner`] replays a script on two servers in lockstep and reports each
 //!    mismatch with its step, request and both responses.
+//! 6. [`cluster`] starts several members as one cluster, for the answers
+//!    that depend on membership, compared by each URL's role.
 
+pub mod cluster;
 pub mod error;
 pub mod http;
 pub mod normalise;
@@ -18,6 +21,7 @@ pub mod runner;
 pub mod script;
 pub mod server;
 
+pub use cluster::{Cluster, Layout};
 pub use error::{HttpError, ServerError};
 pub use http::{Conn, Request, Response, Watch};
 pub use normalise::{normalise, Body, Normalised, Side};
