@@ -194,36 +194,7 @@ pub fn image(s: &str) -> Result<(), String> {
 /// A published port: `HOST:CONTAINER[/tcp|udp]` or
 /// `IPV4:HOST:CONTAINER[/tcp|udp]`.
 pub fn port(s: &str) -> Result<Port, String> {
-    let (spec, protocol) = match s.rsplit_once('/') {
-        Some((sp, p @ ("tcp" | "udp"))) => (sp, p),
-        Some((_, p)) => return Err(format!("{s:?}: {p:?} is not tcp or udp")),
-        None => (s, "tcp"),
-    };
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (host_ip, host, cont) = match parts[..] {
-        [h, c] => (None, h, c),
-        [ip, h, c] => {
-            if ip.parse::<std::net::Ipv4Addr>().is_err() {
-                return Err(format!("{s:?}: {ip:?} is not an IPv4 address"));
-            }
-            (Some(ip.to_string()), h, c)
-        }
-        _ => {
-            return Err(format!(
-                "{s:?} is not HOST:CONTAINER or IP:HOST:CONTAINER, with an optional /tcp or /udp"
-            ))
-        }
-    };
-    let num = |p: &str| match p.parse::<u16>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{s:?}: {p:?} is not a port (1-65535)")),
-    };
-    Ok(Port {
-        host_ip,
-        host_port: num(host)?,
-        container_port: num(cont)?,
-        protocol: protocol.to_string(),
-    })
+    Ok(Port::try_from(s)?)
 }
 
 /// A bind mount's source: absolute, normal (no `.`, `..` or empty
@@ -1587,13 +1558,13 @@ mod tests {
                     host_ip: None,
                     host_port: 8080,
                     container_port: 80,
-                    protocol: "tcp".into()
+                    protocol: crate::model::Protocol::Tcp
                 },
                 Port {
-                    host_ip: Some("127.0.0.1".into()),
+                    host_ip: Some(std::net::Ipv4Addr::LOCALHOST),
                     host_port: 5353,
                     container_port: 53,
-                    protocol: "udp".into()
+                    protocol: crate::model::Protocol::Udp
                 }
             ]
         );
@@ -1978,8 +1949,8 @@ mod tests {
             assert!(image(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            port("127.0.0.1:53:53/udp").unwrap().host_ip.as_deref(),
-            Some("127.0.0.1")
+            port("127.0.0.1:53:53/udp").unwrap().host_ip,
+            Some(std::net::Ipv4Addr::LOCALHOST)
         );
         assert!(
             port("::1:80:80").is_err() && port("0:80").is_err() && port("8000-8010:80").is_err()

@@ -622,10 +622,10 @@ mod tests {
         assert_eq!(
             c.ports[1],
             Port {
-                host_ip: Some("127.0.0.1".into()),
+                host_ip: Some(std::net::Ipv4Addr::LOCALHOST),
                 host_port: 53,
                 container_port: 53,
-                protocol: "udp".into()
+                protocol: crate::model::Protocol::Udp
             }
         );
         assert_eq!(

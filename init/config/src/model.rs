@@ -6,7 +6,8 @@
 use std::net::IpAddr;
 
 pub use keel_types::{
-    CapEntry, Cidr, DhcpMode, GoDuration, Id, RebootStrategy, Rlimit, Signal, UserSpec, WindowStart,
+    CapEntry, Cidr, DhcpMode, EtcdSettings, GoDuration, Id, Port, Protocol, RebootStrategy, Rlimit,
+    Signal, UserSpec, WindowStart,
 };
 
 /// A user to create or update (`users:`).
@@ -116,16 +117,6 @@ impl NodePort {
             NodePort::Kv => "kv",
         }
     }
-}
-
-/// A published port (`ports: ["8080:80", "127.0.0.1:53:53/udp"]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Port {
-    pub host_ip: Option<String>,
-    pub host_port: u16,
-    pub container_port: u16,
-    /// `tcp` or `udp`.
-    pub protocol: String,
 }
 
 /// A mount into a container.

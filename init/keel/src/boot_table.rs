@@ -16,7 +16,9 @@ use crate::services::{self, Services};
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     #[error("kv: {0}")]
-    Kv(String),
+    KvConfig(#[from] keel_etcd::config::ConfigError),
+    #[error("kv: start its thread: {0}")]
+    KvThread(std::io::Error),
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
     #[error("read {path}: {source}")]

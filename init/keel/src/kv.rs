@@ -60,8 +60,7 @@ pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
     for k in &settings.unsupported {
         warn!("kv: coreos.etcd2.{k} is not supported yet; starting without it");
     }
-    let config = server_config(&settings, &crate::node::hostname())
-        .map_err(|e| TaskError::Kv(e.to_string()))?;
+    let config = server_config(&settings, &crate::node::hostname())?;
     ctx.kv_client_port = config.listen_client.first().map(|l| l.addr.port());
     let shared = ctx.node.clone();
     std::thread::Builder::new()
@@ -101,7 +100,7 @@ pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
                 }
             });
         })
-        .map_err(|e| TaskError::Kv(format!("start the kv thread: {e}")))?;
+        .map_err(TaskError::KvThread)?;
     Ok(())
 }
 

@@ -31,7 +31,7 @@ mod update;
 pub use caps::{CapEntry, CapSet, Capability, DEFAULT_CAPS, LAST_CAP};
 pub use error::Invalid;
 pub use ids::{Id, UserSpec};
-pub use net::{ip, Cidr, DhcpMode};
+pub use net::{ip, Cidr, DhcpMode, Port, Protocol};
 pub use rlimit::{Limits, Resource, Rlimit};
 pub use signal::{Signal, SIGNAL_NAMES, SIGRTMAX, SIGRTMIN};
 pub use units::{Bytes, GoDuration, Millis, Mode};

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 use crate::Invalid;
 
@@ -123,6 +124,82 @@ impl fmt::Display for DhcpMode {
     }
 }
 
+/// The transport of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// A published port, as `docker run -p` and `ports:` take it:
+/// `HOST:CONTAINER[/tcp|udp]` or `IPV4:HOST:CONTAINER[/tcp|udp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Port {
+    /// Only this node address; None: every address of the node.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+impl TryFrom<&str> for Port {
+    type Error = Invalid;
+    fn try_from(s: &str) -> Result<Port, Invalid> {
+        let (spec, protocol) = match s.rsplit_once('/') {
+            Some((sp, "tcp")) => (sp, Protocol::Tcp),
+            Some((sp, "udp")) => (sp, Protocol::Udp),
+            Some((_, p)) => return Err(Invalid(format!("{s:?}: {p:?} is not tcp or udp"))),
+            None => (s, Protocol::Tcp),
+        };
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host_ip, host, cont) = match parts[..] {
+            [h, c] => (None, h, c),
+            [ip, h, c] => {
+                let ip = Ipv4Addr::from_str(ip)
+                    .map_err(|_| Invalid(format!("{s:?}: {ip:?} is not an IPv4 address")))?;
+                (Some(ip), h, c)
+            }
+            _ => return Err(Invalid(format!(
+                "{s:?} is not HOST:CONTAINER or IP:HOST:CONTAINER, with an optional /tcp or /udp"
+            ))),
+        };
+        let num = |p: &str| match p.parse::<u16>() {
+            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err(Invalid(format!("{s:?}: {p:?} is not a port (1-65535)"))),
+        };
+        Ok(Port {
+            host_ip,
+            host_port: num(host)?,
+            container_port: num(cont)?,
+            protocol,
+        })
+    }
+}
+
+/// `[IP:]HOST:CONTAINER/PROTO`.
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +261,43 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn ports_as_docker_takes_them() {
+        let p = Port::try_from("127.0.0.1:53:53/udp").unwrap();
+        assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p.protocol, Protocol::Udp);
+        assert_eq!(p.to_string(), "127.0.0.1:53:53/udp");
+        assert_eq!(
+            Port::try_from("8080:80").unwrap().to_string(),
+            "8080:80/tcp"
+        );
+        let e = |s: &str| Port::try_from(s).unwrap_err().to_string();
+        assert_eq!(
+            e("80:80/sctp"),
+            "\"80:80/sctp\": \"sctp\" is not tcp or udp"
+        );
+        assert_eq!(e("x:80:80"), "\"x:80:80\": \"x\" is not an IPv4 address");
+        assert_eq!(e("0:80"), "\"0:80\": \"0\" is not a port (1-65535)");
+        assert!(e("80").contains("is not HOST:CONTAINER"));
+    }
+
     proptest! {
+        #[test]
+        fn ports_parse_from_what_they_show(
+            ip in proptest::option::of(any::<[u8; 4]>()),
+            host in 1u16..,
+            cont in 1u16..,
+            udp in any::<bool>(),
+        ) {
+            let p = Port {
+                host_ip: ip.map(Ipv4Addr::from),
+                host_port: host,
+                container_port: cont,
+                protocol: if udp { Protocol::Udp } else { Protocol::Tcp },
+            };
+            prop_assert_eq!(Port::try_from(p.to_string().as_str()), Ok(p));
+        }
+
         #[test]
         fn cidrs_parse_from_what_they_show(c in any_cidr()) {
             prop_assert_eq!(Cidr::try_from(c.to_string().as_str()), Ok(c));

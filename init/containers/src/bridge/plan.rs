@@ -76,11 +76,8 @@ pub fn hosts(hostname: &str, ip: Ipv4Addr) -> String {
     format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
+/// A published port's transport: the config's own type.
+pub use keel_types::Protocol as Proto;
 
 /// A published port: `host_ip:host_port/proto` to `ip:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,26 +97,11 @@ pub fn published(name: &str, ip: Ipv4Addr, ports: &[Port]) -> Result<Vec<Publish
         .map(|p| {
             let bad = |reason: &str| NetError::Port {
                 name: name.into(),
-                port: format!(
-                    "{}{}:{}/{}",
-                    p.host_ip.as_deref().map(|h| format!("{h}:")).unwrap_or_default(),
-                    p.host_port,
-                    p.container_port,
-                    p.protocol
-                ),
+                port: p.to_string(),
                 reason: reason.into(),
             };
-            let proto = match p.protocol.as_str() {
-                "tcp" | "" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                _ => return Err(bad("the protocol is tcp or udp")),
-            };
-            let host_ip = match p.host_ip.as_deref() {
-                None | Some("") | Some("0.0.0.0") => None,
-                Some(h) => Some(h.parse::<Ipv4Addr>().map_err(|_| {
-                    bad("the host address must be an IPv4 address of the node")
-                })?),
-            };
+            // 0.0.0.0 is every address, as no address is.
+            let host_ip = p.host_ip.filter(|h| !h.is_unspecified());
             if host_ip.is_some_and(|h| h.is_loopback()) {
                 return Err(bad("ports are not published on loopback addresses (see docs/containers.md, Bridge networking)"));
             }
@@ -129,7 +111,7 @@ pub fn published(name: &str, ip: Ipv4Addr, ports: &[Port]) -> Result<Vec<Publish
             Ok(Published {
                 host_ip,
                 host_port: p.host_port,
-                proto,
+                proto: p.protocol,
                 ip,
                 port: p.container_port,
             })
@@ -409,12 +391,11 @@ mod tests {
     use super::*;
 
     fn port(host_ip: Option<&str>, h: u16, c: u16, proto: &str) -> Port {
-        Port {
-            host_ip: host_ip.map(String::from),
-            host_port: h,
-            container_port: c,
-            protocol: proto.into(),
-        }
+        let ip = host_ip.map(|i| format!("{i}:")).unwrap_or_default();
+        let mut p = Port::try_from(format!("{ip}1:{c}/{proto}").as_str()).unwrap();
+        // Port 0 only through the struct: its parser refuses it.
+        p.host_port = h;
+        p
     }
 
     #[test]
@@ -468,9 +449,15 @@ mod tests {
         assert_eq!(p[0].proto, Proto::Tcp);
         assert_eq!(p[1].host_ip, Some(Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!((p[1].port, p[1].ip), (5353, ip));
+        // What the port's type refuses never reaches the plan.
+        for (text, why) in [
+            ("1:1/sctp", "tcp or udp"),
+            ("fd00::1:1:1", "HOST:CONTAINER"),
+        ] {
+            let e = Port::try_from(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
         for (bad, why) in [
-            (port(None, 1, 1, "sctp"), "tcp or udp"),
-            (port(Some("fd00::1"), 1, 1, "tcp"), "IPv4"),
             (port(Some("127.0.0.1"), 1, 1, "tcp"), "loopback"),
             (port(None, 0, 1, "tcp"), "port 0"),
         ] {

@@ -100,12 +100,7 @@ fn ask(to: &str) -> String {
 }
 
 fn port(h: u16, c: u16, proto: &str) -> Port {
-    Port {
-        host_ip: None,
-        host_port: h,
-        container_port: c,
-        protocol: proto.into(),
-    }
+    Port::try_from(format!("{h}:{c}/{proto}").as_str()).unwrap()
 }
 
 /// Whether `v` holds `want` somewhere (objects match on the keys of `want`).
