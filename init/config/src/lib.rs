@@ -21,11 +21,13 @@
 //!    all or nothing, idempotently.
 //!
 //! Pure: text in, report out. The node and `keelctl config validate` run the
-//! same code.
+//! same code. [`datasource`] finds the text, in order, through a small seam
+//! that reads a device.
 
 pub mod api;
 pub mod apply;
 pub mod containers;
+pub mod datasource;
 pub mod docker;
 pub mod model;
 pub mod plan;

@@ -4,14 +4,10 @@
 //! nothing written.
 //!
 //! Datasources, in order (the first found wins):
-//! 1. qemu fw_cfg `opt/keel/config`, then `opt/com.coreos/config` and
-//!    `opt/org.flatcar-linux/config` (Ignition JSON there is refused, with
-//!    what keel reads instead).
-//! 2. A config-drive: a whole disk with an ISO9660 or vfat filesystem
-//!    labelled `config-2`, file `openstack/latest/user_data`.
-//! 3. A NoCloud seed: label `cidata` (any case), files `user-data` and
-//!    `meta-data` (`local-hostname` names the node when the user-data does
-//!    not; `instance-id` is shown).
+//! 1.-3. The local ones, found by `keel_config::datasource` through
+//!    [`NodeMedia`]: qemu fw_cfg (Ignition JSON there is refused, with
+//!    what keel reads instead), a config-drive (`config-2`), a NoCloud
+//!    seed (`cidata`).
 //! 4. A URL on the kernel command line (`keel.config.url=`), fetched once
 //!    the network is up (the FetchConfig task), retried with backoff for up
 //!    to 30 s. An https server must present a certificate for its IP
@@ -37,12 +33,6 @@ use crate::services::TcpApi;
 
 /// Where the kernel shows qemu's fw_cfg files.
 pub const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name";
-/// fw_cfg names keel reads, in order.
-pub const FW_CFG_NAMES: &[&str] = &[
-    "opt/keel/config",
-    "opt/com.coreos/config",
-    "opt/org.flatcar-linux/config",
-];
 
 /// Read at most `max + 1` bytes of `path` (to tell "too big" from "exactly
 /// max").
@@ -60,121 +50,85 @@ pub const LAST_APPLIED: &str = "/var/lib/keel/config/last-applied.yaml";
 /// Where a config disk is mounted while it is read.
 pub const DATASOURCE_MNT: &str = "/run/keel/datasource";
 
-/// A config found on a datasource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub source: String,
-    pub user_data: Vec<u8>,
-    /// NoCloud meta-data `local-hostname`.
-    pub meta_hostname: Option<String>,
+pub use keel_config::datasource::Found;
+
+/// The node's fw_cfg files and disks, for `keel_config::datasource`:
+/// disks are probed by their first bytes (`keel_boot::probe`) and mounted
+/// read-only, `nosuid,nodev,noexec`, only long enough to read the files.
+pub struct NodeMedia<'a> {
+    pub fw_cfg: &'a Path,
+    pub sys_block: &'a Path,
+    pub dev: &'a Path,
+    pub mnt: &'a Path,
 }
 
-/// The first fw_cfg config: `(source, bytes)`.
-pub fn find_fw_cfg(fw_cfg: &Path) -> Option<(String, Vec<u8>)> {
-    for name in FW_CFG_NAMES {
-        let raw = fw_cfg.join(name).join("raw");
-        if let Ok(b) = read_bounded(&raw, keel_config::yaml::MAX_BYTES) {
-            return Some((format!("fw_cfg {name}"), b));
-        }
+impl keel_config::datasource::Media for NodeMedia<'_> {
+    fn fw_cfg(&mut self, name: &str, max: usize) -> Option<Vec<u8>> {
+        read_bounded(&self.fw_cfg.join(name).join("raw"), max).ok()
     }
-    None
-}
 
-/// `local-hostname` from NoCloud meta-data (YAML or JSON), when valid.
-pub fn meta_hostname(meta: &str) -> Option<String> {
-    let root = keel_config::yaml::parse(meta).ok()?;
-    let keel_config::yaml::Value::Map(entries) = &root.value else {
-        return None;
-    };
-    entries.iter().find_map(|(k, v)| {
-        let name = v.scalar()?.0;
-        (k.scalar()?.0 == "local-hostname" && keel_config::schema::hostname(name).is_ok())
-            .then(|| name.to_string())
-    })
-}
+    fn labelled(&mut self) -> Vec<keel_config::datasource::Labelled> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        for disk in keel_boot::root::disks(self.sys_block) {
+            let path = self.dev.join(&disk);
+            let mut head = vec![0u8; keel_boot::probe::PROBE_BYTES];
+            let n = std::fs::File::open(&path)
+                .and_then(|mut f| f.read(&mut head))
+                .unwrap_or(0);
+            // Short reads from a block device are possible: read the rest.
+            if n < head.len() {
+                if let Ok(mut f) = std::fs::File::open(&path) {
+                    let _ = f.read_exact(&mut head);
+                }
+            }
+            if let Some((_, label)) = keel_boot::probe::label(&head) {
+                out.push(keel_config::datasource::Labelled {
+                    device: path.to_string_lossy().into_owned(),
+                    label,
+                });
+            }
+        }
+        out
+    }
 
-/// Probe the disks under `sys_block` for a config-drive or a NoCloud seed.
-fn find_disk(sys_block: &Path, dev: &Path, mnt: &Path) -> Option<Found> {
-    use std::io::Read;
-    let mut seeds = Vec::new();
-    for disk in keel_boot::root::disks(sys_block) {
-        let path = dev.join(&disk);
+    fn read(
+        &mut self,
+        device: &str,
+        files: &[(&str, usize)],
+    ) -> Result<Vec<Option<Vec<u8>>>, String> {
+        use std::io::Read;
         let mut head = vec![0u8; keel_boot::probe::PROBE_BYTES];
-        let n = std::fs::File::open(&path)
-            .and_then(|mut f| f.read(&mut head))
-            .unwrap_or(0);
-        // Short reads from a block device are possible: read the rest.
-        if n < head.len() {
-            if let Ok(mut f) = std::fs::File::open(&path) {
-                let _ = f.read_exact(&mut head);
-            }
-        }
-        if let Some((fs, label)) = keel_boot::probe::label(&head) {
-            if label.eq_ignore_ascii_case("config-2") {
-                seeds.insert(0, (path, fs, true));
-            } else if label.eq_ignore_ascii_case("cidata") {
-                seeds.push((path, fs, false));
-            }
-        }
-    }
-    for (path, fs, config_drive) in seeds {
-        if std::fs::create_dir_all(mnt).is_err() {
-            return None;
-        }
+        std::fs::File::open(device)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .map_err(|e| e.to_string())?;
+        let (fs, _) = keel_boot::probe::label(&head).ok_or("no filesystem keel reads")?;
+        std::fs::create_dir_all(self.mnt).map_err(|e| format!("{}: {e}", self.mnt.display()))?;
         let flags = keel_sys::fs::MountFlags::MS_RDONLY
             | keel_sys::fs::MountFlags::MS_NOSUID
             | keel_sys::fs::MountFlags::MS_NODEV
             | keel_sys::fs::MountFlags::MS_NOEXEC;
-        if let Err(e) =
-            keel_sys::fs::mount(&path.to_string_lossy(), mnt, fs.mount_type(), flags, None)
-        {
-            keel_boot::warn!("config: {}: {e}", path.display());
-            continue;
-        }
-        let max = keel_config::yaml::MAX_BYTES;
-        let found = if config_drive {
-            read_bounded(&mnt.join("openstack/latest/user_data"), max)
-                .ok()
-                .map(|b| Found {
-                    source: format!("config-drive {} (config-2)", path.display()),
-                    user_data: b,
-                    meta_hostname: None,
-                })
-        } else {
-            read_bounded(&mnt.join("user-data"), max).ok().map(|b| {
-                let meta = read_bounded(&mnt.join("meta-data"), 64 * 1024)
-                    .ok()
-                    .and_then(|m| String::from_utf8(m).ok());
-                Found {
-                    source: format!("NoCloud {} (cidata)", path.display()),
-                    user_data: b,
-                    meta_hostname: meta.as_deref().and_then(meta_hostname),
-                }
-            })
-        };
-        let _ = keel_sys::fs::unmount(mnt, false);
-        if found.is_some() {
-            return found;
-        }
+        keel_sys::fs::mount(device, self.mnt, fs.mount_type(), flags, None)
+            .map_err(|e| e.to_string())?;
+        let out = files
+            .iter()
+            .map(|(f, max)| read_bounded(&self.mnt.join(f), *max).ok())
+            .collect();
+        let _ = keel_sys::fs::unmount(self.mnt, false);
+        Ok(out)
     }
-    None
 }
 
 /// The first config of the local datasources (fw_cfg, config-drive,
 /// NoCloud), in the documented order.
 pub fn find_local() -> Option<Found> {
-    if let Some((source, user_data)) = find_fw_cfg(Path::new(FW_CFG)) {
-        return Some(Found {
-            source,
-            user_data,
-            meta_hostname: None,
-        });
-    }
-    find_disk(
-        Path::new("/sys/block"),
-        Path::new("/dev"),
-        Path::new(DATASOURCE_MNT),
-    )
+    let mut media = NodeMedia {
+        fw_cfg: Path::new(FW_CFG),
+        sys_block: Path::new("/sys/block"),
+        dev: Path::new("/dev"),
+        mnt: Path::new(DATASOURCE_MNT),
+    };
+    keel_config::datasource::find_local(&mut media, &|w| keel_boot::warn!("{w}"))
 }
 
 /// The config kept on STATE by the last successful apply.
@@ -821,34 +775,28 @@ mod tests {
     }
 
     #[test]
-    fn meta_data_hostname() {
-        assert_eq!(
-            meta_hostname("instance-id: i-1\nlocal-hostname: seed-1\n").as_deref(),
-            Some("seed-1")
-        );
-        assert_eq!(
-            meta_hostname("{\"local-hostname\": \"js-1\"}").as_deref(),
-            Some("js-1")
-        );
-        assert_eq!(meta_hostname("local-hostname: -bad-\n"), None);
-        assert_eq!(meta_hostname("[1, 2"), None);
-    }
-
-    #[test]
     fn first_fw_cfg_name_wins() {
         let t = tempfile::tempdir().unwrap();
-        assert!(find_fw_cfg(t.path()).is_none());
-        let coreos = t.path().join("opt/com.coreos/config");
+        let (fw, none) = (t.path().join("fw_cfg"), t.path().join("none"));
+        std::fs::create_dir_all(&none).unwrap();
+        let find = || {
+            let mut m = NodeMedia {
+                fw_cfg: &fw,
+                sys_block: &none,
+                dev: &none,
+                mnt: &none,
+            };
+            keel_config::datasource::find_local(&mut m, &|_| {}).map(|f| f.source)
+        };
+        assert!(find().is_none());
+        let coreos = fw.join("opt/com.coreos/config");
         std::fs::create_dir_all(&coreos).unwrap();
         std::fs::write(coreos.join("raw"), b"#cloud-config\n").unwrap();
-        assert_eq!(
-            find_fw_cfg(t.path()).unwrap().0,
-            "fw_cfg opt/com.coreos/config"
-        );
-        let keel = t.path().join("opt/keel/config");
+        assert_eq!(find().as_deref(), Some("fw_cfg opt/com.coreos/config"));
+        let keel = fw.join("opt/keel/config");
         std::fs::create_dir_all(&keel).unwrap();
         std::fs::write(keel.join("raw"), b"#cloud-config\nhostname: a\n").unwrap();
-        assert_eq!(find_fw_cfg(t.path()).unwrap().0, "fw_cfg opt/keel/config");
+        assert_eq!(find().as_deref(), Some("fw_cfg opt/keel/config"));
     }
 
     #[test]

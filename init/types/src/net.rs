@@ -169,9 +169,11 @@ impl TryFrom<&str> for Port {
                     .map_err(|_| Invalid(format!("{s:?}: {ip:?} is not an IPv4 address")))?;
                 (Some(ip), h, c)
             }
-            _ => return Err(Invalid(format!(
+            _ => {
+                return Err(Invalid(format!(
                 "{s:?} is not HOST:CONTAINER or IP:HOST:CONTAINER, with an optional /tcp or /udp"
-            ))),
+            )))
+            }
         };
         let num = |p: &str| match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
