@@ -63,25 +63,15 @@ pub struct Ctx {
     pub root: crate::root::RootCtx,
     /// What the API will say about the root.
     pub status: keel_api::RootStatus,
-    /// The cloud-config read by LoadConfig, for ApplyConfig.
-    pub config_text: Option<Vec<u8>>,
-    /// NoCloud meta-data `local-hostname`.
-    pub config_meta_hostname: Option<String>,
-    /// The config's translated `.network` units.
-    pub config_networks: Vec<keel_config::model::Network>,
-    /// What the API will say about the config.
-    pub config_status: keel_api::ConfigStatus,
-    /// The config's containers, for StartContainers.
-    pub config_containers: Vec<keel_config::model::Container>,
-    /// The config's `registries:`, for pulls by StartContainers.
-    pub config_registries: keel_config::model::Registries,
-    /// The config's `coreos.etcd2` settings, for StartKv.
-    pub config_etcd2: keel_types::EtcdSettings,
+    /// LoadConfig's (or FetchConfig's) output, which ApplyConfig takes.
+    pub loaded: Option<crate::config::Loaded>,
+    /// ApplyConfig's output, which the later tasks take their parts of
+    /// (empty when there was no config or it was refused). The config's
+    /// status has one owner, the node (`NodeShared::update_config`).
+    pub config: crate::config::NodeConfig,
     /// The KV's client port, once StartKv has read its settings: the door
     /// of a container's `node_port: kv`.
     pub kv_client_port: Option<u16>,
-    /// What the API's TCP port serves (the config's `api:`), for StartApi.
-    pub config_api: services::TcpApi,
 }
 
 impl Ctx {
@@ -96,15 +86,9 @@ impl Ctx {
                 verity: "none".into(),
                 ..Default::default()
             },
-            config_text: None,
-            config_meta_hostname: None,
-            config_networks: Vec::new(),
-            config_status: Default::default(),
-            config_containers: Vec::new(),
-            config_registries: Default::default(),
-            config_etcd2: keel_types::EtcdSettings::default(),
+            loaded: None,
+            config: Default::default(),
             kv_client_port: None,
-            config_api: services::TcpApi::Closed,
         }
     }
 
@@ -302,15 +286,15 @@ fn configure_loopback(_: &mut Ctx) -> Result<(), TaskError> {
 
 fn configure_network(ctx: &mut Ctx) -> Result<(), TaskError> {
     let sys_net = Path::new("/sys/class/net");
-    if !ctx.config_networks.is_empty() {
-        let done = crate::net::configure_units(sys_net, &ctx.config_networks)?;
+    let networks = std::mem::take(&mut ctx.config.networks);
+    if !networks.is_empty() {
+        let done = crate::net::configure_units(sys_net, &networks)?;
         if !done.is_empty() {
             let mut units = Vec::new();
             for (link, unit) in &done {
                 info!("{link}: configured by {unit}");
                 units.push(unit.as_str());
-                let wants_dhcp = ctx
-                    .config_networks
+                let wants_dhcp = networks
                     .iter()
                     .any(|n| &n.unit == unit && n.dhcp.is_some_and(|d| d.wants_v4()));
                 if wants_dhcp {
@@ -373,7 +357,7 @@ fn start_api(ctx: &mut Ctx) -> Result<(), TaskError> {
             ctx.cmdline.api_port,
             Path::new(services::API_SOCKET),
             ctx.node.clone(),
-            &ctx.config_api,
+            &ctx.config.api,
             Path::new(services::LAST_GOOD_API),
             ctx.cmdline.api_connections,
         )?;

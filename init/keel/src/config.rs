@@ -241,11 +241,44 @@ fn handshake_refusal(
     }
 }
 
+/// A config read from a datasource: LoadConfig's (or FetchConfig's)
+/// output, which ApplyConfig takes.
+#[derive(Debug)]
+pub struct Loaded {
+    pub text: Vec<u8>,
+    /// NoCloud meta-data `local-hostname`.
+    pub meta_hostname: Option<String>,
+}
+
+/// ApplyConfig's output: the parts of the accepted config that the later
+/// tasks apply, each taking its own (ConfigureNetwork the units, StartApi
+/// the TCP port, StartKv the store's settings, StartContainers the
+/// containers and registries). Empty when there was no config.
+#[derive(Debug, Default)]
+pub struct NodeConfig {
+    pub networks: Vec<keel_config::model::Network>,
+    pub containers: Vec<keel_config::model::Container>,
+    pub registries: keel_config::model::Registries,
+    pub etcd2: keel_types::EtcdSettings,
+    /// What the API's TCP port serves (the config's `api:`).
+    pub api: TcpApi,
+}
+
+/// Where a config was read: its source goes to the node's status, the
+/// text to ApplyConfig.
+fn loaded(ctx: &mut Ctx, f: Found) {
+    ctx.node.update_config(|st| st.source = Some(f.source));
+    ctx.loaded = Some(Loaded {
+        text: f.user_data,
+        meta_hostname: f.meta_hostname,
+    });
+}
+
 /// After the network is up: fetch `keel.config.url` when no local datasource
 /// had a config, then validate and apply it (or fall back to the config
 /// kept on STATE).
 pub fn fetch_config(ctx: &mut Ctx) -> Result<(), TaskError> {
-    if ctx.config_status.source.is_some() {
+    if keel_api::Node::config(&*ctx.node).source.is_some() {
         return Ok(());
     }
     let Some(url) = ctx.cmdline.config_url.clone() else {
@@ -256,20 +289,25 @@ pub fn fetch_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         Ok(bytes) => {
             let source = url_source(&url, bundle);
             info!("config: from {source} ({} bytes)", bytes.len());
-            ctx.config_status.source = Some(source);
-            ctx.config_text = Some(bytes);
+            let f = Found {
+                source,
+                user_data: bytes,
+                meta_hostname: None,
+            };
+            loaded(ctx, f);
         }
         Err(e) => {
             error!("config: {e}");
             match find_last_applied() {
                 Some(f) => {
                     info!("config: using the config kept on STATE instead");
-                    ctx.config_status.source = Some(f.source);
-                    ctx.config_text = Some(f.user_data);
+                    loaded(ctx, f);
                 }
                 None => {
-                    ctx.config_status.errors.push(e);
-                    ctx.config_status.maintenance = true;
+                    ctx.node.update_config(|st| {
+                        st.errors.push(e);
+                        st.maintenance = true;
+                    });
                     return Ok(());
                 }
             }
@@ -364,9 +402,7 @@ pub fn load_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     match found {
         Some(f) => {
             info!("config: from {} ({} bytes)", f.source, f.user_data.len());
-            ctx.config_status.source = Some(f.source);
-            ctx.config_text = Some(f.user_data);
-            ctx.config_meta_hostname = f.meta_hostname;
+            loaded(ctx, f);
         }
         None => info!("config: no datasource has one: defaults"),
     }
@@ -519,24 +555,32 @@ pub fn tcp_api(applied: Option<&keel_config::model::CloudConfig>) -> TcpApi {
 }
 
 pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
-    let Some(bytes) = ctx.config_text.take() else {
+    let Some(Loaded {
+        text: bytes,
+        meta_hostname,
+    }) = ctx.loaded.take()
+    else {
         return Ok(());
     };
-    let st = &mut ctx.config_status;
+    let mut st = keel_api::Node::config(&*ctx.node);
+    let refused = |ctx: &mut Ctx, mut st: ConfigStatus| {
+        ctx.config.api = tcp_api(None);
+        maintenance(&mut st);
+        ctx.node.set_config(st);
+        Ok(())
+    };
     if bytes.len() > keel_config::yaml::MAX_BYTES {
         st.errors.push(format!(
             "1:1: (document): over the {} byte limit",
             keel_config::yaml::MAX_BYTES
         ));
-        ctx.config_api = tcp_api(None);
-        return maintenance(st);
+        return refused(ctx, st);
     }
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(_) => {
             st.errors.push("1:1: (document): not UTF-8 text".into());
-            ctx.config_api = tcp_api(None);
-            return maintenance(st);
+            return refused(ctx, st);
         }
     };
     let from_state = st
@@ -545,16 +589,16 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
         .is_some_and(|s| s.starts_with("state "));
     let (done, config) = apply_text(
         &text,
-        ctx.config_meta_hostname.take(),
+        meta_hostname,
         keel_api::ApplyOptions::default(),
         !from_state,
     );
-    ctx.config_api = tcp_api(config.as_ref());
+    ctx.config.api = tcp_api(config.as_ref());
     if let Some(c) = config {
-        ctx.config_networks = c.networks;
-        ctx.config_containers = c.containers;
-        ctx.config_registries = c.registries;
-        ctx.config_etcd2 = c.etcd2;
+        ctx.config.networks = c.networks;
+        ctx.config.containers = c.containers;
+        ctx.config.registries = c.registries;
+        ctx.config.etcd2 = c.etcd2;
     }
     st.errors = done.errors;
     st.items = done.items;
@@ -562,12 +606,13 @@ pub fn apply_config(ctx: &mut Ctx) -> Result<(), TaskError> {
     st.checked_ms = done.checked_ms;
     st.written_ms = done.written_ms;
     if !done.accepted {
-        return maintenance(st);
+        maintenance(&mut st);
     }
+    ctx.node.set_config(st);
     Ok(())
 }
 
-fn maintenance(st: &mut ConfigStatus) -> Result<(), TaskError> {
+fn maintenance(st: &mut ConfigStatus) {
     st.maintenance = true;
     error!(
         "config: {} errors: maintenance mode, nothing applied",
@@ -576,7 +621,6 @@ fn maintenance(st: &mut ConfigStatus) -> Result<(), TaskError> {
     for e in &st.errors {
         error!("config: {e}");
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -226,9 +226,9 @@ pub fn image_root(
 }
 
 pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
-    let containers = std::mem::take(&mut ctx.config_containers);
+    let containers = std::mem::take(&mut ctx.config.containers);
     let registries = pull_settings(
-        &std::mem::take(&mut ctx.config_registries),
+        &std::mem::take(&mut ctx.config.registries),
         Path::new(CA_BUNDLE),
         Path::new("/"),
     );

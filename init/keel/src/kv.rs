@@ -56,7 +56,7 @@ pub fn server_config(
 }
 
 pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
-    let settings = std::mem::take(&mut ctx.config_etcd2);
+    let settings = std::mem::take(&mut ctx.config.etcd2);
     for k in &settings.unsupported {
         warn!("kv: coreos.etcd2.{k} is not supported yet; starting without it");
     }

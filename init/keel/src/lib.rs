@@ -74,7 +74,6 @@ pub fn run() -> ! {
     timeline.ready_ms = Some(phases::ms(ready));
     let took = timeline.pid1_to_ready_ms().unwrap_or_default();
     ctx.node.set_root(ctx.status.clone());
-    ctx.node.set_config(ctx.config_status.clone());
     ctx.node.set_ready(timeline);
     // The ready line first, then the boot's held-back lines: a serial console
     // writes a byte at a time (~15 µs each under TCG, ~87 µs at 115200 baud
@@ -92,7 +91,7 @@ pub fn run() -> ! {
     let healthy_after = Duration::from_secs(ctx.cmdline.healthy_after_s);
     root::spawn_mark_successful(&mut ctx, healthy_after);
     services::run_keel_run(&ctx.cmdline);
-    if ctx.config_status.maintenance {
+    if keel_api::Node::config(&*ctx.node).maintenance {
         config::spawn_reread(ctx.node.clone(), ctx.cmdline.config_url.clone());
     }
     let action = ctx.wait_for_shutdown();

@@ -75,6 +75,14 @@ impl NodeShared {
         }
     }
 
+    /// Change the config's status in place: the boot's config tasks build
+    /// it up here, its one owner.
+    pub fn update_config(&self, f: impl FnOnce(&mut ConfigStatus)) {
+        if let Ok(mut c) = self.config.lock() {
+            f(&mut c);
+        }
+    }
+
     pub fn set_config(&self, config: ConfigStatus) {
         if let Ok(mut c) = self.config.lock() {
             *c = config;
