@@ -394,28 +394,34 @@ fn others() -> Result<Vec<i32>, String> {
     Ok(v)
 }
 
-/// PTRACE_ATTACH to each process of [`others`]; the ones attached to
-/// (stopped, then detached at once, so they run on).
+/// PTRACE_SEIZE each process of [`others`]; the ones attached to. SEIZE,
+/// not ATTACH: it sends no SIGSTOP, so a tracee is never left stopped
+/// (ATTACH's stop, not waited for under load before this helper exited,
+/// left a container stopped for good). Each is interrupted, waited for
+/// (bounded) and detached; one still held when the helper exits is let go
+/// by the kernel, running.
 fn ptrace_others(others: &[i32]) -> Vec<i32> {
     use nix::sys::ptrace;
     use nix::sys::wait::WaitPidFlag;
     let mut attached = Vec::new();
     for &pid in others {
         let p = Pid::from_raw(pid);
-        if ptrace::attach(p).is_err() {
+        if ptrace::seize(p, ptrace::Options::empty()).is_err() {
             continue;
         }
         attached.push(pid);
-        // Wait (bounded) for the attach's SIGSTOP, then detach.
+        if ptrace::interrupt(p).is_err() {
+            continue;
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         while std::time::Instant::now() < deadline {
             match waitpid(p, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Stopped(..)) => {
-                    let _ = ptrace::detach(p, None);
-                    break;
-                }
                 Ok(WaitStatus::StillAlive) => {
                     std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Ok(WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..)) => {
+                    let _ = ptrace::detach(p, None);
+                    break;
                 }
                 _ => break,
             }
