@@ -17,6 +17,8 @@ use keel_sys::SysError;
 
 use crate::boot_table::{Ctx, TaskError};
 
+#[cfg(test)]
+mod fixtures;
 mod mount;
 
 /// Where the verified root is mounted before the switch.
@@ -176,6 +178,37 @@ pub fn leave_initramfs(ctx: &mut Ctx) -> Result<(), TaskError> {
     crate::boot_table::leave_to_tmpfs()
 }
 
+/// Where STATE goes, decided before any mount.
+#[derive(Debug, PartialEq, Eq)]
+struct StatePlan {
+    /// The ext4 device; `None` is a tmpfs.
+    device: Option<PathBuf>,
+    /// The disk's STATE partition number, to grow to fill the disk.
+    grow: Option<usize>,
+}
+
+/// The STATE partition of the slots' disk, else `keel.state=`, else a
+/// tmpfs. The partition grows only when a slot of its disk was trusted:
+/// the GPT is not rewritten on a boot that ended in rescue mode.
+fn state_plan(found: Option<&Found>, state_device: Option<&str>, root_mounted: bool) -> StatePlan {
+    let disk_state = match found.map(|f| &f.source) {
+        Some(Source::Disk {
+            state: Some((n, dev)),
+            ..
+        }) => Some((*n, dev.clone())),
+        _ => None,
+    };
+    StatePlan {
+        grow: disk_state
+            .as_ref()
+            .filter(|_| root_mounted)
+            .map(|(n, _)| *n),
+        device: disk_state
+            .map(|(_, d)| d)
+            .or_else(|| state_device.map(PathBuf::from)),
+    }
+}
+
 pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
     let target = Path::new(STATE_DIR);
     std::fs::create_dir_all(target).map_err(|source| TaskError::Io {
@@ -184,17 +217,11 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
         source,
     })?;
     let flags = MountFlags::MS_NOSUID | MountFlags::MS_NODEV | MountFlags::MS_NOEXEC;
-    let disk_state = match ctx.root.found.as_ref().map(|f| &f.source) {
-        Some(Source::Disk {
-            state: Some((n, dev)),
-            ..
-        }) => Some((*n, dev.clone())),
-        _ => None,
-    };
-    let device = disk_state
-        .as_ref()
-        .map(|(_, d)| d.clone())
-        .or_else(|| ctx.cmdline.state_device.as_ref().map(PathBuf::from));
+    let plan = state_plan(
+        ctx.root.found.as_ref(),
+        ctx.cmdline.state_device.as_deref(),
+        ctx.root.mounted,
+    );
     let tmpfs = |ctx: &mut Ctx| -> Result<(), TaskError> {
         keel_sys::fs::mount("state", target, "tmpfs", flags, Some("mode=0755"))?;
         ctx.status.state = Some(StateMount {
@@ -205,13 +232,10 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
         });
         Ok(())
     };
-    let Some(dev) = device else {
+    let Some(dev) = plan.device else {
         return tmpfs(ctx);
     };
-    let grown_from = match &disk_state {
-        Some((n, _)) if ctx.root.mounted => grow_partition(ctx, *n),
-        _ => None,
-    };
+    let grown_from = plan.grow.and_then(|n| grow_partition(ctx, n));
     if let Err(e) = keel_sys::fs::mount(&dev.to_string_lossy(), target, "ext4", flags, None) {
         // Keep the node up with somewhere to write; say loudly that the
         // data will not survive a reboot.
@@ -346,19 +370,35 @@ pub fn build_etc(_: &mut Ctx) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// The state of the booted slot to mark successful later: only a disk slot
+/// (it has state bits) not marked yet.
+fn state_to_mark(found: &Found, booted: &str) -> Option<SlotState> {
+    let st = found.slots.iter().find(|s| s.name == booted)?.state?;
+    (!st.successful).then_some(st)
+}
+
+/// Whether dm-verity's status (`keel_sys::dm::status`) lets the booted slot
+/// be marked successful, or why not. Only a "V" (every block read so far
+/// verified) does: a status that cannot be read proves nothing, and a slot
+/// marked successful is never checked in full again.
+fn verity_lets_mark(status: &Result<String, SysError>) -> Result<(), String> {
+    match status {
+        Ok(v) if v.trim() == "V" => Ok(()),
+        Ok(v) if v.trim() == "C" => Err("dm-verity saw corruption".into()),
+        Ok(v) => Err(format!("dm-verity status {v:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// After the node stayed up `after`, mark the booted disk slot successful
 /// (a thread: GPT writes are blocking I/O).
 pub fn spawn_mark_successful(ctx: &mut Ctx, after: Duration) {
     let (Some(found), Some(name)) = (ctx.root.found.take(), ctx.root.booted.clone()) else {
         return;
     };
-    let Some(slot) = found.slots.iter().find(|s| s.name == name).cloned() else {
+    let Some(st) = state_to_mark(&found, &name) else {
         return;
     };
-    let Some(st) = slot.state else { return };
-    if st.successful {
-        return;
-    }
     let node = ctx.node.clone();
     let slot_name = name.clone();
     let spawned = std::thread::Builder::new()
@@ -369,23 +409,9 @@ pub fn spawn_mark_successful(ctx: &mut Ctx, after: Duration) {
             if !node.is_ready() {
                 return;
             }
-            // Only a "V" (every block read so far verified) lets the slot be
-            // marked: a status that cannot be read proves nothing, and a
-            // slot marked successful is never checked in full again.
-            match keel_sys::dm::status(DM_NAME) {
-                Ok(v) if v.trim() == "V" => {}
-                Ok(v) if v.trim() == "C" => {
-                    error!("slot {name}: dm-verity saw corruption: not marking it successful");
-                    return;
-                }
-                Ok(v) => {
-                    error!("slot {name}: dm-verity status {v:?}: not marking it successful");
-                    return;
-                }
-                Err(e) => {
-                    error!("slot {name}: {e}: not marking it successful");
-                    return;
-                }
+            if let Err(why) = verity_lets_mark(&keel_sys::dm::status(DM_NAME)) {
+                error!("slot {name}: {why}: not marking it successful");
+                return;
             }
             match root::write_state(&mut found, &name, st.mark_successful()) {
                 Ok(()) => {
@@ -400,5 +426,77 @@ pub fn spawn_mark_successful(ctx: &mut Ctx, after: Duration) {
         });
     if let Err(e) = spawned {
         error!("slot {slot_name}: cannot start the timer that marks it successful: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{disk, disk_with_state, diskless, st};
+    use super::*;
+
+    #[test]
+    fn state_is_the_disk_partition_then_keel_state_then_tmpfs() {
+        let found = disk_with_state(&[("A", st(2, 0, true))], Some(3));
+        assert_eq!(
+            state_plan(Some(&found), Some("/dev/vdb"), true),
+            StatePlan {
+                device: Some("/dev/vda3".into()),
+                grow: Some(3),
+            }
+        );
+        // Rescue: the partition is used but the GPT is left as it is.
+        assert_eq!(
+            state_plan(Some(&found), None, false),
+            StatePlan {
+                device: Some("/dev/vda3".into()),
+                grow: None,
+            }
+        );
+        let no_state = disk(&[("A", st(2, 0, true))]);
+        for found in [Some(&no_state), Some(&diskless()), None] {
+            assert_eq!(
+                state_plan(found, Some("/dev/vdb"), true),
+                StatePlan {
+                    device: Some("/dev/vdb".into()),
+                    grow: None,
+                }
+            );
+            assert_eq!(
+                state_plan(found, None, true),
+                StatePlan {
+                    device: None,
+                    grow: None,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_booted_disk_slot_not_yet_successful_is_marked() {
+        let found = disk(&[("A", st(2, 2, false)), ("B", st(1, 0, true))]);
+        assert_eq!(state_to_mark(&found, "A"), Some(st(2, 2, false)));
+        assert_eq!(state_to_mark(&found, "B"), None, "already successful");
+        assert_eq!(state_to_mark(&found, "C"), None);
+        assert_eq!(state_to_mark(&diskless(), "diskless"), None);
+    }
+
+    #[test]
+    fn only_a_verified_dm_verity_status_lets_the_slot_be_marked() {
+        assert_eq!(verity_lets_mark(&Ok("V\n".into())), Ok(()));
+        assert_eq!(
+            verity_lets_mark(&Ok("C".into())),
+            Err("dm-verity saw corruption".into())
+        );
+        assert_eq!(
+            verity_lets_mark(&Ok("".into())),
+            Err("dm-verity status \"\"".into())
+        );
+        let e = SysError::Io {
+            op: "open",
+            path: "/dev/mapper/control".into(),
+            source: std::io::Error::other("gone"),
+        };
+        let why = verity_lets_mark(&Err(e)).unwrap_err();
+        assert!(why.contains("/dev/mapper/control"), "{why}");
     }
 }

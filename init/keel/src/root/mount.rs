@@ -311,7 +311,7 @@ fn kexec_into(io: &mut dyn RootIo, slot: &Slot, m: &Manifest, running: Option<&s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_slot::gpt::{Gpt, Guid};
+    use crate::root::fixtures::{disk, diskless, st};
     use keel_slot::manifest::{Extent, ManifestError, Part, Verity};
     use keel_sys::dm::DmDevice;
 
@@ -525,45 +525,6 @@ mod tests {
             initramfs: Some(part(3 << 20, 100, "ef")),
             content: part(0, 4 << 20, "00"),
         }
-    }
-
-    /// A disk with these slots (A, B in table order).
-    fn disk(slots: &[(&str, SlotState)]) -> Found {
-        let sectors = 20_000;
-        Found {
-            source: Source::Disk {
-                disk: "/dev/vda".into(),
-                sectors,
-                gpt: Gpt::new(Guid::derived(b"disk"), sectors).unwrap(),
-                state: None,
-            },
-            slots: slots
-                .iter()
-                .enumerate()
-                .map(|(i, (name, st))| Slot {
-                    name: (*name).into(),
-                    path: format!("/dev/vda{}", i + 1).into(),
-                    number: Some(i + 1),
-                    state: Some(*st),
-                })
-                .collect(),
-        }
-    }
-
-    fn diskless() -> Found {
-        Found {
-            source: Source::Diskless,
-            slots: vec![Slot {
-                name: "diskless".into(),
-                path: "/keel/root.slot".into(),
-                number: None,
-                state: None,
-            }],
-        }
-    }
-
-    fn st(priority: u8, tries: u8, successful: bool) -> SlotState {
-        SlotState::new(priority, tries, successful)
     }
 
     /// Run MountRoot over `found` with the fake.
