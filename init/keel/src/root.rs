@@ -7,13 +7,19 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keel_api::{ContentCheck, RefusedSlot, SlotInfo, StateMount};
-use keel_boot::root::{self, Found, Slot, Source};
+use keel_api::{RefusedSlot, SlotInfo, StateMount};
+use keel_boot::root::{self, Found, Mounted, RootError, Slot, Source};
 use keel_boot::{error, info, statefs, warn};
-use keel_slot::state::{self, SlotState};
+use keel_slot::manifest::{Manifest, TrustedKey, Verified};
+use keel_slot::state::SlotState;
 use keel_sys::fs::MountFlags;
+use keel_sys::SysError;
 
 use crate::boot_table::{Ctx, TaskError};
+
+#[cfg(test)]
+mod fixtures;
+mod mount;
 
 /// Where the verified root is mounted before the switch.
 pub const SYSROOT: &str = "/sysroot";
@@ -25,6 +31,8 @@ pub const KEYS_DIR: &str = "/etc/keel/keys";
 pub const BUILD_ID: &str = "/etc/keel/build-id";
 /// The device-mapper name of the root.
 pub const DM_NAME: &str = "keel-root";
+/// Where a slot's kernel and initramfs are copied for kexec.
+const KEXEC_DIR: &str = "/run/keel/kexec";
 /// Where STATE is mounted.
 pub const STATE_DIR: &str = "/var/lib/keel";
 
@@ -33,7 +41,7 @@ pub const STATE_DIR: &str = "/var/lib/keel";
 #[derive(Debug, Default)]
 pub struct RootCtx {
     pub found: Option<Found>,
-    pub keys: Vec<keel_slot::manifest::TrustedKey>,
+    pub keys: Vec<TrustedKey>,
     pub running_build: Option<String>,
     pub mounted: bool,
     pub booted: Option<String>,
@@ -91,180 +99,69 @@ pub fn find_slots(ctx: &mut Ctx) -> Result<(), TaskError> {
     Ok(())
 }
 
-/// Try slots until one mounts; each refusal is recorded and, on a disk,
-/// written as "bad" into the GPT so it is never tried again.
+/// MountRoot: the decisions are in `root::mount`; this is the real disk and
+/// kernel under them.
 pub fn mount_root(ctx: &mut Ctx) -> Result<(), TaskError> {
-    let Some(mut found) = ctx.root.found.take() else {
-        ctx.status.mode = "rescue".into();
-        return Ok(());
+    let asked = mount::Asked {
+        slot: ctx.cmdline.slot.as_deref(),
+        verify_full: ctx.cmdline.verify_full,
     };
-    let disk = matches!(found.source, Source::Disk { .. });
-    let mut tried: Vec<String> = Vec::new();
-    loop {
-        let pick = pick_slot(ctx, &mut found, &tried);
-        let Some(slot) = pick else { break };
-        tried.push(slot.name.clone());
-        match try_slot(ctx, &slot, disk) {
-            Ok(()) => {
-                ctx.status.mode = if disk { "disk" } else { "diskless" }.into();
-                ctx.status.slot = Some(slot.name.clone());
-                ctx.status.successful = slot.state.map(|s| s.successful).unwrap_or(false);
-                ctx.root.booted = Some(slot.name.clone());
-                ctx.root.mounted = true;
-                break;
-            }
-            Err(e) => {
-                error!("slot {} refused: {e}", slot.name);
-                ctx.status.refused.push(RefusedSlot {
-                    slot: slot.name.clone(),
-                    reason: e.to_string(),
-                });
-                if let Some(st) = slot.state {
-                    if let Err(we) = root::write_state(&mut found, &slot.name, st.mark_bad()) {
-                        error!("slot {}: could not mark it bad: {we}", slot.name);
-                    }
-                }
-            }
-        }
-    }
-    ctx.status.slots = slot_infos(&found);
-    ctx.root.found = Some(found);
-    if !ctx.root.mounted {
-        ctx.status.mode = "rescue".into();
-        error!(
-            "no slot could be trusted: rescue mode (the API says why); not rebooting into a loop"
-        );
-    }
+    mount::mount_root_with(&mut KernelIo, &mut ctx.root, &mut ctx.status, asked);
     Ok(())
 }
 
-/// The next slot to try: on a disk the bootable one of highest priority
-/// (the kexec'd `keel.slot=` first), its try taken and written before it is
-/// trusted; diskless, the one slot.
-fn pick_slot(ctx: &mut Ctx, found: &mut Found, tried: &[String]) -> Option<Slot> {
-    let candidates: Vec<&Slot> = found
-        .slots
-        .iter()
-        .filter(|s| !tried.contains(&s.name))
-        .collect();
-    if !matches!(found.source, Source::Disk { .. }) {
-        return candidates.first().map(|s| (*s).clone());
-    }
-    // After a kexec the try was taken by the kernel before.
-    if let Some(want) = &ctx.cmdline.slot {
-        if tried.is_empty() {
-            if let Some(s) = candidates.iter().find(|s| &s.name == want) {
-                return Some((*s).clone());
-            }
-        }
-    }
-    let states: Vec<SlotState> = candidates
-        .iter()
-        .map(|s| s.state.unwrap_or_default())
-        .collect();
-    let i = state::choose(&states)?;
-    let slot = candidates[i].clone();
-    let st = slot.state.unwrap_or_default();
-    let next = st.take_try();
-    if next != st {
-        if let Err(e) = root::write_state(found, &slot.name, next) {
-            error!("slot {}: could not record the boot try: {e}", slot.name);
-        }
-    }
-    found.slots.iter().find(|s| s.name == slot.name).cloned()
-}
+/// [`mount::RootIo`] on the machine: `keel_boot::root` and `keel_sys`.
+struct KernelIo;
 
-fn try_slot(ctx: &mut Ctx, slot: &Slot, disk: bool) -> Result<(), root::RootError> {
-    let t = std::time::Instant::now();
-    let v = root::open(slot, &ctx.root.keys)?;
-    let open_time = t.elapsed();
-    let m = &v.manifest;
-    info!(
-        "slot {}: keel {} ({}) build {}, signed by {}",
-        slot.name,
-        m.version,
-        m.channel,
-        m.build_id,
-        &v.key_id[..16]
-    );
-    ctx.status.version = Some(m.version.clone());
-    ctx.status.channel = Some(m.channel.clone());
-    ctx.status.build_id = Some(m.build_id.clone());
-    ctx.status.key_id = Some(v.key_id.clone());
-    ctx.status.root_hash = Some(m.verity.root_hash.clone());
-    if disk
-        && ctx.cmdline.slot.is_none()
-        && ctx.root.running_build.as_deref() != Some(m.build_id.as_str())
-    {
-        kexec_into(ctx, slot, m);
+impl mount::RootIo for KernelIo {
+    fn write_state(
+        &mut self,
+        found: &mut Found,
+        slot: &str,
+        state: SlotState,
+    ) -> Result<(), RootError> {
+        root::write_state(found, slot, state)
     }
-    let known_good = slot.state.map(|s| s.successful).unwrap_or(!disk);
-    if !known_good || ctx.cmdline.verify_full {
-        let took = root::check_content(slot, m)?;
-        let mib_s = m.content.size as f64 / 1048576.0 / took.as_secs_f64().max(1e-9);
-        info!("slot {}: content ({} bytes) matches its signed BLAKE3 digest ({:.1} ms, {mib_s:.0} MiB/s)", slot.name, m.content.size, took.as_secs_f64() * 1e3);
-        ctx.status.content_check = Some(ContentCheck {
-            bytes: m.content.size,
-            micros: took.as_micros() as u64,
-        });
-    }
-    let mounted = root::map_and_mount(slot, m, DM_NAME, Path::new(SYSROOT))?;
-    info!(
-        "slot {}: manifest checked in {:.1} ms, dm-verity mapped in {:.1} ms ({}), root mounted in {:.1} ms",
-        slot.name,
-        open_time.as_secs_f64() * 1e3,
-        mounted.map_time.as_secs_f64() * 1e3,
-        mounted.device.path().display(),
-        mounted.mount_time.as_secs_f64() * 1e3
-    );
-    ctx.status.verity = "verified".into();
-    Ok(())
-}
 
-/// The slot carries another kernel and initramfs than the running ones: load
-/// them and jump. Returns only when that failed (the boot goes on with the
-/// running kernel, which is what the issue of a failed kexec calls for).
-fn kexec_into(ctx: &mut Ctx, slot: &Slot, m: &keel_slot::manifest::Manifest) {
-    let dir = Path::new("/run/keel/kexec");
-    let files = match root::extract_boot(slot, m, dir) {
-        Ok(Some(f)) => f,
-        Ok(None) => return,
-        Err(e) => {
-            warn!(
-                "slot {}: cannot kexec: {e}; booting its root with the running kernel",
-                slot.name
-            );
-            return;
-        }
-    };
-    let current = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let mut words: Vec<&str> = current
-        .split_whitespace()
-        .filter(|w| !w.starts_with("keel.slot="))
-        .collect();
-    let slot_arg = format!("keel.slot={}", slot.name);
-    words.push(&slot_arg);
-    let cmdline = words.join(" ");
-    info!(
-        "slot {}: build {} differs from the running {}: kexec into its kernel",
-        slot.name,
-        m.build_id,
-        ctx.root.running_build.as_deref().unwrap_or("?")
-    );
-    keel_boot::log::flush();
-    if let Err(e) = keel_sys::kexec::load(&files.0, &files.1, &cmdline) {
-        warn!(
-            "slot {}: {e}; booting its root with the running kernel",
-            slot.name
-        );
-        return;
+    fn open(&mut self, slot: &Slot, keys: &[TrustedKey]) -> Result<Verified, RootError> {
+        root::open(slot, keys)
     }
-    keel_sys::fs::sync();
-    let e = keel_sys::kexec::exec();
-    warn!(
-        "slot {}: {e}; booting its root with the running kernel",
-        slot.name
-    );
+
+    fn check_content(&mut self, slot: &Slot, m: &Manifest) -> Result<Duration, RootError> {
+        root::check_content(slot, m)
+    }
+
+    fn map_and_mount(&mut self, slot: &Slot, m: &Manifest) -> Result<Mounted, RootError> {
+        root::map_and_mount(slot, m, DM_NAME, Path::new(SYSROOT))
+    }
+
+    fn extract_boot(
+        &mut self,
+        slot: &Slot,
+        m: &Manifest,
+    ) -> Result<Option<(PathBuf, PathBuf)>, RootError> {
+        root::extract_boot(slot, m, Path::new(KEXEC_DIR))
+    }
+
+    fn kernel_cmdline(&mut self) -> String {
+        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+    }
+
+    fn kexec_load(
+        &mut self,
+        kernel: &Path,
+        initramfs: &Path,
+        cmdline: &str,
+    ) -> Result<(), SysError> {
+        // The held-back console lines go out before this kernel is left.
+        keel_boot::log::flush();
+        keel_sys::kexec::load(kernel, initramfs, cmdline)
+    }
+
+    fn kexec_exec(&mut self) -> SysError {
+        keel_sys::fs::sync();
+        keel_sys::kexec::exec()
+    }
 }
 
 pub fn leave_initramfs(ctx: &mut Ctx) -> Result<(), TaskError> {
@@ -281,6 +178,37 @@ pub fn leave_initramfs(ctx: &mut Ctx) -> Result<(), TaskError> {
     crate::boot_table::leave_to_tmpfs()
 }
 
+/// Where STATE goes, decided before any mount.
+#[derive(Debug, PartialEq, Eq)]
+struct StatePlan {
+    /// The ext4 device; `None` is a tmpfs.
+    device: Option<PathBuf>,
+    /// The disk's STATE partition number, to grow to fill the disk.
+    grow: Option<usize>,
+}
+
+/// The STATE partition of the slots' disk, else `keel.state=`, else a
+/// tmpfs. The partition grows only when a slot of its disk was trusted:
+/// the GPT is not rewritten on a boot that ended in rescue mode.
+fn state_plan(found: Option<&Found>, state_device: Option<&str>, root_mounted: bool) -> StatePlan {
+    let disk_state = match found.map(|f| &f.source) {
+        Some(Source::Disk {
+            state: Some((n, dev)),
+            ..
+        }) => Some((*n, dev.clone())),
+        _ => None,
+    };
+    StatePlan {
+        grow: disk_state
+            .as_ref()
+            .filter(|_| root_mounted)
+            .map(|(n, _)| *n),
+        device: disk_state
+            .map(|(_, d)| d)
+            .or_else(|| state_device.map(PathBuf::from)),
+    }
+}
+
 pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
     let target = Path::new(STATE_DIR);
     std::fs::create_dir_all(target).map_err(|source| TaskError::Io {
@@ -289,17 +217,11 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
         source,
     })?;
     let flags = MountFlags::MS_NOSUID | MountFlags::MS_NODEV | MountFlags::MS_NOEXEC;
-    let disk_state = match ctx.root.found.as_ref().map(|f| &f.source) {
-        Some(Source::Disk {
-            state: Some((n, dev)),
-            ..
-        }) => Some((*n, dev.clone())),
-        _ => None,
-    };
-    let device = disk_state
-        .as_ref()
-        .map(|(_, d)| d.clone())
-        .or_else(|| ctx.cmdline.state_device.as_ref().map(PathBuf::from));
+    let plan = state_plan(
+        ctx.root.found.as_ref(),
+        ctx.cmdline.state_device.as_deref(),
+        ctx.root.mounted,
+    );
     let tmpfs = |ctx: &mut Ctx| -> Result<(), TaskError> {
         keel_sys::fs::mount("state", target, "tmpfs", flags, Some("mode=0755"))?;
         ctx.status.state = Some(StateMount {
@@ -310,13 +232,10 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
         });
         Ok(())
     };
-    let Some(dev) = device else {
+    let Some(dev) = plan.device else {
         return tmpfs(ctx);
     };
-    let grown_from = match &disk_state {
-        Some((n, _)) if ctx.root.mounted => grow_partition(ctx, *n),
-        _ => None,
-    };
+    let grown_from = plan.grow.and_then(|n| grow_partition(ctx, n));
     if let Err(e) = keel_sys::fs::mount(&dev.to_string_lossy(), target, "ext4", flags, None) {
         // Keep the node up with somewhere to write; say loudly that the
         // data will not survive a reboot.
@@ -451,19 +370,35 @@ pub fn build_etc(_: &mut Ctx) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// The state of the booted slot to mark successful later: only a disk slot
+/// (it has state bits) not marked yet.
+fn state_to_mark(found: &Found, booted: &str) -> Option<SlotState> {
+    let st = found.slots.iter().find(|s| s.name == booted)?.state?;
+    (!st.successful).then_some(st)
+}
+
+/// Whether dm-verity's status (`keel_sys::dm::status`) lets the booted slot
+/// be marked successful, or why not. Only a "V" (every block read so far
+/// verified) does: a status that cannot be read proves nothing, and a slot
+/// marked successful is never checked in full again.
+fn verity_lets_mark(status: &Result<String, SysError>) -> Result<(), String> {
+    match status {
+        Ok(v) if v.trim() == "V" => Ok(()),
+        Ok(v) if v.trim() == "C" => Err("dm-verity saw corruption".into()),
+        Ok(v) => Err(format!("dm-verity status {v:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// After the node stayed up `after`, mark the booted disk slot successful
 /// (a thread: GPT writes are blocking I/O).
 pub fn spawn_mark_successful(ctx: &mut Ctx, after: Duration) {
     let (Some(found), Some(name)) = (ctx.root.found.take(), ctx.root.booted.clone()) else {
         return;
     };
-    let Some(slot) = found.slots.iter().find(|s| s.name == name).cloned() else {
+    let Some(st) = state_to_mark(&found, &name) else {
         return;
     };
-    let Some(st) = slot.state else { return };
-    if st.successful {
-        return;
-    }
     let node = ctx.node.clone();
     let slot_name = name.clone();
     let spawned = std::thread::Builder::new()
@@ -474,23 +409,9 @@ pub fn spawn_mark_successful(ctx: &mut Ctx, after: Duration) {
             if !node.is_ready() {
                 return;
             }
-            // Only a "V" (every block read so far verified) lets the slot be
-            // marked: a status that cannot be read proves nothing, and a
-            // slot marked successful is never checked in full again.
-            match keel_sys::dm::status(DM_NAME) {
-                Ok(v) if v.trim() == "V" => {}
-                Ok(v) if v.trim() == "C" => {
-                    error!("slot {name}: dm-verity saw corruption: not marking it successful");
-                    return;
-                }
-                Ok(v) => {
-                    error!("slot {name}: dm-verity status {v:?}: not marking it successful");
-                    return;
-                }
-                Err(e) => {
-                    error!("slot {name}: {e}: not marking it successful");
-                    return;
-                }
+            if let Err(why) = verity_lets_mark(&keel_sys::dm::status(DM_NAME)) {
+                error!("slot {name}: {why}: not marking it successful");
+                return;
             }
             match root::write_state(&mut found, &name, st.mark_successful()) {
                 Ok(()) => {
@@ -505,5 +426,77 @@ pub fn spawn_mark_successful(ctx: &mut Ctx, after: Duration) {
         });
     if let Err(e) = spawned {
         error!("slot {slot_name}: cannot start the timer that marks it successful: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{disk, disk_with_state, diskless, st};
+    use super::*;
+
+    #[test]
+    fn state_is_the_disk_partition_then_keel_state_then_tmpfs() {
+        let found = disk_with_state(&[("A", st(2, 0, true))], Some(3));
+        assert_eq!(
+            state_plan(Some(&found), Some("/dev/vdb"), true),
+            StatePlan {
+                device: Some("/dev/vda3".into()),
+                grow: Some(3),
+            }
+        );
+        // Rescue: the partition is used but the GPT is left as it is.
+        assert_eq!(
+            state_plan(Some(&found), None, false),
+            StatePlan {
+                device: Some("/dev/vda3".into()),
+                grow: None,
+            }
+        );
+        let no_state = disk(&[("A", st(2, 0, true))]);
+        for found in [Some(&no_state), Some(&diskless()), None] {
+            assert_eq!(
+                state_plan(found, Some("/dev/vdb"), true),
+                StatePlan {
+                    device: Some("/dev/vdb".into()),
+                    grow: None,
+                }
+            );
+            assert_eq!(
+                state_plan(found, None, true),
+                StatePlan {
+                    device: None,
+                    grow: None,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_booted_disk_slot_not_yet_successful_is_marked() {
+        let found = disk(&[("A", st(2, 2, false)), ("B", st(1, 0, true))]);
+        assert_eq!(state_to_mark(&found, "A"), Some(st(2, 2, false)));
+        assert_eq!(state_to_mark(&found, "B"), None, "already successful");
+        assert_eq!(state_to_mark(&found, "C"), None);
+        assert_eq!(state_to_mark(&diskless(), "diskless"), None);
+    }
+
+    #[test]
+    fn only_a_verified_dm_verity_status_lets_the_slot_be_marked() {
+        assert_eq!(verity_lets_mark(&Ok("V\n".into())), Ok(()));
+        assert_eq!(
+            verity_lets_mark(&Ok("C".into())),
+            Err("dm-verity saw corruption".into())
+        );
+        assert_eq!(
+            verity_lets_mark(&Ok("".into())),
+            Err("dm-verity status \"\"".into())
+        );
+        let e = SysError::Io {
+            op: "open",
+            path: "/dev/mapper/control".into(),
+            source: std::io::Error::other("gone"),
+        };
+        let why = verity_lets_mark(&Err(e)).unwrap_err();
+        assert!(why.contains("/dev/mapper/control"), "{why}");
     }
 }
