@@ -120,16 +120,21 @@ pub fn next_slot(found: &Found, tried: &[String], asked: Option<&str>) -> Option
 }
 
 /// Whether to kexec into the slot's own kernel: on a disk (a diskless
-/// slot came with the running kernel), not after a kexec (`keel.slot=` is
-/// set: never loop), and only when its build differs from the running one
-/// (an unknown running build differs from every slot).
+/// slot came with the running kernel), only when its build differs from
+/// the running one (an unknown running build differs from every slot), and
+/// not into the slot a kexec already named (`keel.slot=`: never loop). A
+/// kexec'd kernel whose named slot was refused does kexec into the slot
+/// that boots instead: its root would not match the running kernel. No
+/// loop either: the refused slot was marked bad, so it is never picked
+/// again.
 pub fn wants_kexec(
     disk: bool,
+    slot: &str,
     asked: Option<&str>,
     running_build: Option<&str>,
     slot_build: &str,
 ) -> bool {
-    disk && asked.is_none() && running_build != Some(slot_build)
+    disk && asked != Some(slot) && running_build != Some(slot_build)
 }
 
 /// Whether to check the slot's whole content: a slot not yet marked
@@ -247,7 +252,7 @@ fn try_slot(
     status.key_id = Some(v.key_id.clone());
     status.root_hash = Some(m.verity.root_hash.clone());
     let running = root.running_build.as_deref();
-    if wants_kexec(disk, asked.slot, running, &m.build_id) {
+    if wants_kexec(disk, &slot.name, asked.slot, running, &m.build_id) {
         kexec_into(io, slot, m, running);
     }
     if wants_content_check(disk, slot.state, asked.verify_full) {
@@ -590,14 +595,22 @@ mod tests {
 
     #[test]
     fn kexec_only_on_a_disk_before_any_kexec_into_another_build() {
-        assert!(wants_kexec(true, None, Some("a"), "b"));
-        assert!(wants_kexec(true, None, None, "b"), "unknown running build");
-        assert!(!wants_kexec(true, None, Some("b"), "b"), "same build");
+        assert!(wants_kexec(true, "A", None, Some("a"), "b"));
         assert!(
-            !wants_kexec(true, Some("A"), Some("a"), "b"),
-            "after a kexec"
+            wants_kexec(true, "A", None, None, "b"),
+            "unknown running build"
         );
-        assert!(!wants_kexec(false, None, Some("a"), "b"), "diskless");
+        assert!(!wants_kexec(true, "A", None, Some("b"), "b"), "same build");
+        assert!(
+            !wants_kexec(true, "A", Some("A"), Some("a"), "b"),
+            "after a kexec into A"
+        );
+        // The slot the kexec named was refused: B boots, with its kernel.
+        assert!(
+            wants_kexec(true, "B", Some("A"), Some("a"), "b"),
+            "B after A, kexec'd, was refused"
+        );
+        assert!(!wants_kexec(false, "A", None, Some("a"), "b"), "diskless");
     }
 
     #[test]
