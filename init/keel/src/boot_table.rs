@@ -61,8 +61,6 @@ pub struct Ctx {
     pub services: Option<Services>,
     /// The root's boot-time decisions.
     pub root: crate::root::RootCtx,
-    /// What the API will say about the root.
-    pub status: keel_api::RootStatus,
     /// LoadConfig's (or FetchConfig's) output, which ApplyConfig takes.
     pub loaded: Option<crate::config::Loaded>,
     /// ApplyConfig's output, which the later tasks take their parts of
@@ -76,16 +74,16 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(signals: SignalReader) -> Ctx {
+        let node = Arc::new(NodeShared::new(Path::new("/proc")));
+        // The root's status has one owner, the node: the root tasks fill it
+        // in place; until a slot is verified it says so.
+        node.update_root(|st| st.verity = "none".into());
         Ctx {
             cmdline: Cmdline::default(),
-            node: Arc::new(NodeShared::new(Path::new("/proc"))),
+            node,
             signals: Some(signals),
             services: None,
             root: Default::default(),
-            status: keel_api::RootStatus {
-                verity: "none".into(),
-                ..Default::default()
-            },
             loaded: None,
             config: Default::default(),
             kv_client_port: None,

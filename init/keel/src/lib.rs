@@ -73,7 +73,6 @@ pub fn run() -> ! {
     let ready = clock();
     timeline.ready_ms = Some(phases::ms(ready));
     let took = timeline.pid1_to_ready_ms().unwrap_or_default();
-    ctx.node.set_root(ctx.status.clone());
     ctx.node.set_ready(timeline);
     // The ready line first, then the boot's held-back lines: a serial console
     // writes a byte at a time (~15 µs each under TCG, ~87 µs at 115200 baud

@@ -69,9 +69,11 @@ pub fn find_slots(ctx: &mut Ctx) -> Result<(), TaskError> {
     let keys = match root::load_keys(Path::new(KEYS_DIR)) {
         Ok(k) => k,
         Err(e) => {
-            ctx.status.refused.push(RefusedSlot {
-                slot: "*".into(),
-                reason: e.to_string(),
+            ctx.node.update_root(|st| {
+                st.refused.push(RefusedSlot {
+                    slot: "*".into(),
+                    reason: e.to_string(),
+                })
             });
             return Err(e.into());
         }
@@ -91,7 +93,7 @@ pub fn find_slots(ctx: &mut Ctx) -> Result<(), TaskError> {
                 }
                 Source::Diskless => info!("diskless slot {DISKLESS_SLOT}"),
             }
-            ctx.status.slots = slot_infos(f);
+            ctx.node.update_root(|st| st.slots = slot_infos(f));
         }
         None => warn!("no OS slot: no keel disk and no {DISKLESS_SLOT}"),
     }
@@ -106,7 +108,9 @@ pub fn mount_root(ctx: &mut Ctx) -> Result<(), TaskError> {
         slot: ctx.cmdline.slot.as_deref(),
         verify_full: ctx.cmdline.verify_full,
     };
-    mount::mount_root_with(&mut KernelIo, &mut ctx.root, &mut ctx.status, asked);
+    let root = &mut ctx.root;
+    ctx.node
+        .update_root(|st| mount::mount_root_with(&mut KernelIo, root, st, asked));
     Ok(())
 }
 
@@ -224,11 +228,13 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
     );
     let tmpfs = |ctx: &mut Ctx| -> Result<(), TaskError> {
         keel_sys::fs::mount("state", target, "tmpfs", flags, Some("mode=0755"))?;
-        ctx.status.state = Some(StateMount {
-            source: "tmpfs".into(),
-            fstype: "tmpfs".into(),
-            size_bytes: 0,
-            grown_from_bytes: None,
+        ctx.node.update_root(|st| {
+            st.state = Some(StateMount {
+                source: "tmpfs".into(),
+                fstype: "tmpfs".into(),
+                size_bytes: 0,
+                grown_from_bytes: None,
+            })
         });
         Ok(())
     };
@@ -252,11 +258,13 @@ pub fn mount_state(ctx: &mut Ctx) -> Result<(), TaskError> {
         dev.display(),
         part_bytes >> 20
     );
-    ctx.status.state = Some(StateMount {
-        source: dev.display().to_string(),
-        fstype: "ext4".into(),
-        size_bytes: part_bytes,
-        grown_from_bytes: grown_from.or(grown_fs),
+    ctx.node.update_root(|st| {
+        st.state = Some(StateMount {
+            source: dev.display().to_string(),
+            fstype: "ext4".into(),
+            size_bytes: part_bytes,
+            grown_from_bytes: grown_from.or(grown_fs),
+        })
     });
     Ok(())
 }
