@@ -753,7 +753,21 @@ fn etcd_value(v: &mut V, path: &str, key: &str, k: &Node, n: &Node) {
             Verdict::Translated,
             format!("deprecated: taken as {}", r.replacement()),
         ),
-        Ok(Applied::Set | Applied::Unsupported) => {}
+        Ok(Applied::Set) => {
+            // A discovery URL keel's KV cannot reach is kept, and said so:
+            // the member will not start from it.
+            if let Some(keel_types::Discovery::Unusable { .. }) = &v.report.config.etcd2.discovery {
+                if key == "discovery" {
+                    v.item(
+                        path,
+                        k,
+                        Verdict::Accepted,
+                        "accepted, not applied: keel's KV reaches a discovery service only at http://IP:PORT/v2/keys/... (an etcd it can reach), so the KV does not start from this one; list the members in initial-cluster",
+                    );
+                }
+            }
+        }
+        Ok(Applied::Unsupported) => {}
         Err(e) => v.err(path, n, e.why.to_string()),
     }
 }

@@ -141,6 +141,8 @@ fn legacy_etcd_flannel_oem_and_a_socket() {
         "http://172.17.8.101:7001"
     );
     has(&v, "coreos.etcd.addr", Verdict::Translated);
+    // discovery.etcd.io is kept, but the KV cannot reach it, and says so.
+    has(&v, "coreos.etcd.discovery", Verdict::Accepted);
     assert_eq!(c.networks[0].match_names, ["en*"]);
     assert_eq!(shown(c.networks[0].dhcp), ["yes"]);
     let n = r

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use keel_types::etcd::{ClusterState, Cors, QUOTA_BYTES, SNAPSHOT_COUNT};
-use keel_types::etcd::{InitialCluster, Url, UrlList};
+use keel_types::etcd::{Discovery, InitialCluster, Url, UrlList};
 use keel_types::EtcdSettings;
 
 /// Why a configuration was refused; each names the field.
@@ -39,6 +39,8 @@ pub enum ConfigError {
         listed: Vec<String>,
         advertised: Vec<String>,
     },
+    #[error("discovery {url:?}: keel's KV reaches a discovery service only at http://IP:PORT/v2/keys/... (an etcd it can reach): this member cannot start from it")]
+    Discovery { url: String },
 }
 
 /// One member of the initial cluster.
@@ -113,8 +115,9 @@ pub struct ServerConfig {
     pub initial_cluster: Vec<InitialMember>,
     pub cluster_state: ClusterState,
     pub cluster_token: String,
-    /// Bootstrap through this discovery URL (see [`crate::discovery`]).
-    pub discovery: Option<String>,
+    /// Bootstrap through this discovery service (see [`crate::discovery`]):
+    /// always [`Discovery::Etcd`] ([`ServerConfig::check`] refuses the rest).
+    pub discovery: Option<Discovery>,
     /// TLS for the client listeners (set when one is `https://`).
     pub client_tls: Option<TlsFiles>,
     /// TLS between members (set when a peer URL is `https://`).
@@ -314,7 +317,12 @@ impl ServerConfig {
                 });
             }
         }
-        let discovery = s.discovery.clone();
+        let discovery = match &s.discovery {
+            Some(Discovery::Unusable { url }) => {
+                return Err(ConfigError::Discovery { url: url.clone() })
+            }
+            d => d.clone(),
+        };
         Ok(ServerConfig {
             name,
             data_dir: s
@@ -330,7 +338,7 @@ impl ServerConfig {
             cluster_token: match &discovery {
                 // The discovery URL is the token (as in etcd): every member
                 // found there computes the same ids.
-                Some(d) => d.trim_end_matches('/').to_string(),
+                Some(d) => d.url().to_string(),
                 None => s
                     .initial_cluster_token
                     .clone()
@@ -578,6 +586,14 @@ mod tests {
         assert!(c.peers_at_start());
         let c = check(&set(raw(), &[("initial-cluster-token", "t")])).unwrap();
         assert_eq!((c.cluster_token.as_str(), c.discovery), ("t", None));
+        // One the KV cannot reach is refused by name, before anything starts.
+        let r = set(raw(), &[("discovery", "https://discovery.etcd.io/abc")]);
+        assert_eq!(
+            check(&r).unwrap_err(),
+            ConfigError::Discovery {
+                url: "https://discovery.etcd.io/abc".into()
+            }
+        );
     }
 
     #[test]

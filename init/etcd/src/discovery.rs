@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
-use keel_types::etcd::{InitialCluster, Url};
+use keel_types::etcd::{Discovery, InitialCluster};
 
 use crate::config::{initial_members, InitialMember};
 
@@ -71,24 +71,15 @@ struct Target {
     path: String,
 }
 
-fn target(url: &str) -> Result<Target, DiscoveryError> {
-    let bad = || DiscoveryError::Url {
-        url: url.to_string(),
-    };
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-    let (host, path) = rest.split_once('/').ok_or_else(bad)?;
-    let addr = Url::try_from(format!("http://{host}").as_str())
-        .map_err(|_| bad())?
-        .addr;
-    let path = format!("/{}", path.trim_end_matches('/'));
-    if !path.starts_with("/v2/keys/") {
-        return Err(bad());
+fn target(d: &Discovery) -> Result<Target, DiscoveryError> {
+    match d {
+        Discovery::Etcd { url, addr, path } => Ok(Target {
+            url: url.clone(),
+            addr: *addr,
+            path: path.clone(),
+        }),
+        Discovery::Unusable { url } => Err(DiscoveryError::Url { url: url.clone() }),
     }
-    Ok(Target {
-        url: url.trim_end_matches('/').to_string(),
-        addr,
-        path,
-    })
 }
 
 impl Target {
@@ -159,7 +150,7 @@ fn escape(s: &str) -> String {
 
 /// Steps 1..5: the initial cluster and the token.
 pub async fn discover(
-    url: &str,
+    url: &Discovery,
     id: u64,
     name: &str,
     peer_urls: &[String],
@@ -310,11 +301,12 @@ mod tests {
 
     #[test]
     fn urls_name_a_keys_directory() {
-        let t = target("http://127.0.0.1:2379/v2/keys/_etcd/registry/abc/").unwrap();
+        let d = |s: &str| Discovery::try_from(s).unwrap();
+        let t = target(&d("http://127.0.0.1:2379/v2/keys/_etcd/registry/abc/")).unwrap();
         assert_eq!(t.path, "/v2/keys/_etcd/registry/abc");
         assert_eq!(t.url, "http://127.0.0.1:2379/v2/keys/_etcd/registry/abc");
-        assert!(target("https://discovery.etcd.io/abc").is_err());
-        assert!(target("http://127.0.0.1:2379/other/x").is_err());
-        assert!(target("http://host:2379/v2/keys/x").is_err());
+        assert!(target(&d("https://discovery.etcd.io/abc")).is_err());
+        assert!(target(&d("http://127.0.0.1:2379/other/x")).is_err());
+        assert!(target(&d("http://host:2379/v2/keys/x")).is_err());
     }
 }

@@ -556,8 +556,8 @@ pub struct EtcdSettings {
     pub initial_cluster_state: Option<ClusterState>,
     pub initial_cluster_token: Option<String>,
     /// An etcd discovery URL: the initial cluster is found there instead of
-    /// in `initial_cluster` (keel-etcd checks its form when it runs it).
-    pub discovery: Option<String>,
+    /// in `initial_cluster`.
+    pub discovery: Option<Discovery>,
     /// etcd's TLS keys, client side then peer side.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
@@ -575,6 +575,70 @@ pub struct EtcdSettings {
     pub unsupported: Vec<String>,
 }
 
+/// An etcd discovery URL (`discovery`), as keel's KV can use it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Discovery {
+    /// A discovery service keel's KV reaches: an etcd at `http://IP:PORT`,
+    /// the cluster's directory under `/v2/keys/`.
+    Etcd {
+        /// The URL without a trailing `/`: also the cluster's token.
+        url: String,
+        addr: SocketAddr,
+        /// `/v2/keys/...`, without a trailing `/`.
+        path: String,
+    },
+    /// Any other http(s) URL, kept as written: CoreOS's public
+    /// `https://discovery.etcd.io/TOKEN` needs a name lookup, TLS and the
+    /// internet. The config is accepted (its other settings apply); the
+    /// member cannot start from it, and says so.
+    Unusable { url: String },
+}
+
+impl Discovery {
+    /// The URL as given (an etcd's without its trailing `/`).
+    pub fn url(&self) -> &str {
+        match self {
+            Discovery::Etcd { url, .. } | Discovery::Unusable { url } => url,
+        }
+    }
+}
+
+impl TryFrom<&str> for Discovery {
+    type Error = Invalid;
+    fn try_from(s: &str) -> Result<Discovery, Invalid> {
+        let url = s.trim();
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .filter(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+            .ok_or_else(|| Invalid(format!("{s:?} is not an http:// or https:// URL")))?;
+        let etcd = url.starts_with("http://").then(|| {
+            let (host, path) = rest.split_once('/')?;
+            let addr = Url::try_from(format!("http://{host}").as_str()).ok()?.addr;
+            let path = format!("/{}", path.trim_end_matches('/'));
+            path.starts_with("/v2/keys/").then_some((addr, path))
+        });
+        Ok(match etcd.flatten() {
+            Some((addr, path)) => Discovery::Etcd {
+                url: url.trim_end_matches('/').to_string(),
+                addr,
+                path,
+            },
+            None => Discovery::Unusable {
+                url: url.to_string(),
+            },
+        })
+    }
+}
+
+from_str!(Discovery);
+
+impl fmt::Display for Discovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.url())
+    }
+}
+
 /// One field of [`EtcdSettings`], by its type.
 enum Slot<'a> {
     Name(&'a mut Option<MemberName>),
@@ -582,6 +646,7 @@ enum Slot<'a> {
     Cluster(&'a mut Option<InitialCluster>),
     State(&'a mut Option<ClusterState>),
     Text(&'a mut Option<String>),
+    Discovery(&'a mut Option<Discovery>),
     Path(&'a mut Option<PathBuf>),
     Flag(&'a mut bool),
     Snapshot(&'a mut Option<SnapshotCount>),
@@ -602,6 +667,7 @@ impl Slot<'_> {
             Slot::Cluster(f) => *f = Some(s.try_into()?),
             Slot::State(f) => *f = Some(s.try_into()?),
             Slot::Text(f) => *f = text(s).map(str::to_string),
+            Slot::Discovery(f) => *f = text(s).map(Discovery::try_from).transpose()?,
             Slot::Path(f) => *f = text(s).map(PathBuf::from),
             Slot::Flag(f) => *f = parse_bool(s)?,
             Slot::Snapshot(f) => *f = Some(s.try_into()?),
@@ -618,6 +684,7 @@ impl Slot<'_> {
             Slot::Cluster(f) => *f = None,
             Slot::State(f) => *f = None,
             Slot::Text(f) => *f = None,
+            Slot::Discovery(f) => *f = None,
             Slot::Path(f) => *f = None,
             Slot::Flag(f) => *f = false,
             Slot::Snapshot(f) => *f = None,
@@ -637,6 +704,7 @@ impl Slot<'_> {
             Slot::Cluster(f) => show(f),
             Slot::State(f) => show(f),
             Slot::Text(f) => f.clone(),
+            Slot::Discovery(f) => show(f),
             Slot::Path(f) => f.as_ref().map(|p| p.display().to_string()),
             Slot::Flag(f) => f.then(|| "true".to_string()),
             Slot::Snapshot(f) => show(f),
@@ -684,7 +752,7 @@ impl EtcdSettings {
             "initial-cluster" => Slot::Cluster(&mut self.initial_cluster),
             "initial-cluster-state" => Slot::State(&mut self.initial_cluster_state),
             "initial-cluster-token" => Slot::Text(&mut self.initial_cluster_token),
-            "discovery" => Slot::Text(&mut self.discovery),
+            "discovery" => Slot::Discovery(&mut self.discovery),
             "cert-file" => Slot::Path(&mut self.cert_file),
             "key-file" => Slot::Path(&mut self.key_file),
             "trusted-ca-file" => Slot::Path(&mut self.trusted_ca_file),
@@ -1040,6 +1108,42 @@ mod tests {
         proptest::option::of("/[a-z0-9/._-]{0,20}".prop_map(PathBuf::from))
     }
 
+    #[test]
+    fn a_discovery_url_keel_can_use_or_one_kept_as_written() {
+        let d = Discovery::try_from("http://10.0.0.1:2379/v2/keys/_etcd/registry/abc/").unwrap();
+        assert_eq!(
+            d,
+            Discovery::Etcd {
+                url: "http://10.0.0.1:2379/v2/keys/_etcd/registry/abc".into(),
+                addr: "10.0.0.1:2379".parse().unwrap(),
+                path: "/v2/keys/_etcd/registry/abc".into(),
+            }
+        );
+        for unusable in [
+            "https://discovery.etcd.io/0123456789abcdef",
+            "http://10.0.0.1:2379/other/x",
+            "http://host:2379/v2/keys/x",
+        ] {
+            assert_eq!(
+                Discovery::try_from(unusable),
+                Ok(Discovery::Unusable {
+                    url: unusable.into()
+                }),
+                "{unusable}"
+            );
+        }
+        assert_eq!(
+            Discovery::try_from("ftp://x/y").unwrap_err().to_string(),
+            "\"ftp://x/y\" is not an http:// or https:// URL"
+        );
+        for d in [
+            Discovery::try_from("http://10.0.0.1:2379/v2/keys/d/").unwrap(),
+            Discovery::try_from("https://discovery.etcd.io/t").unwrap(),
+        ] {
+            assert_eq!(Discovery::try_from(d.to_string().as_str()), Ok(d));
+        }
+    }
+
     fn settings() -> impl Strategy<Value = EtcdSettings> {
         use proptest::option::of;
         (
@@ -1058,7 +1162,11 @@ mod tests {
             ),
             (
                 of("[a-z0-9-]{1,12}"),
-                of("https?://[a-z0-9.]{1,12}/v2/keys/[a-z0-9]{1,8}"),
+                of(prop_oneof![
+                    "https?://[a-z0-9.]{1,12}/v2/keys/[a-z0-9]{1,8}",
+                    "http://10\\.0\\.0\\.[1-9]:[1-9][0-9]{0,3}/v2/keys/[a-z0-9]{1,8}",
+                ]
+                .prop_map(|u| Discovery::try_from(u.as_str()).unwrap())),
                 (path(), path(), path(), any::<bool>()),
                 (path(), path(), path(), any::<bool>()),
                 of(SNAPSHOT_COUNT.prop_map(SnapshotCount)),

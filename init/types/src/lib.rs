@@ -37,4 +37,4 @@ pub use signal::{Signal, SIGNAL_NAMES, SIGRTMAX, SIGRTMIN};
 pub use units::{Bytes, GoDuration, Millis, Mode};
 pub use update::{RebootStrategy, Weekday, WindowStart};
 
-pub use etcd::EtcdSettings;
+pub use etcd::{Discovery, EtcdSettings};
