@@ -12,7 +12,7 @@
 //! remove the writable layer. An action's outcome (started, released) is
 //! the next event.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -125,6 +125,9 @@ struct Entry {
     state: Mutex<State>,
     logs: Mutex<Ring>,
     cmd: mpsc::UnboundedSender<Command>,
+    /// The entries of this container's dependencies, sent again when one
+    /// of them was replaced (its task then watches the new one).
+    rewire: mpsc::UnboundedSender<Vec<Arc<Entry>>>,
     /// Wakes tasks waiting on this container's state (dependents).
     changed: watch::Sender<ContainerState>,
 }
@@ -183,6 +186,31 @@ impl Reconciled {
     }
 }
 
+/// The containers of `new` that a reconcile replaces: those whose spec
+/// changed, and, until nothing more is added, those that `requires` one
+/// being replaced (they stop with it anyway, and start again with the new
+/// one). One that only comes `after` a replaced one keeps running: its
+/// task is rewired to the new entry (see `reconcile`).
+fn to_replace(old: &BTreeMap<String, Arc<Entry>>, new: &[Container]) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = new
+        .iter()
+        .filter(|c| old.get(&c.name).is_some_and(|e| e.spec != **c))
+        .map(|c| c.name.clone())
+        .collect();
+    loop {
+        let more: Vec<String> = new
+            .iter()
+            .filter(|c| old.contains_key(&c.name) && !out.contains(&c.name))
+            .filter(|c| c.requires.iter().any(|d| out.contains(d)))
+            .map(|c| c.name.clone())
+            .collect();
+        if more.is_empty() {
+            return out;
+        }
+        out.extend(more);
+    }
+}
+
 impl Supervisor {
     /// Create the tasks for `containers` on the current tokio runtime; each
     /// starts as soon as its dependencies allow.
@@ -214,10 +242,11 @@ impl Supervisor {
         let Ok(map) = self.entries.lock() else {
             return out;
         };
+        let replaced = to_replace(&map, containers);
         for c in containers {
             match map.get(&c.name) {
-                Some(old) if old.spec == *c => out.unchanged.push(c.name.clone()),
-                Some(_) => out.replaced.push(c.name.clone()),
+                Some(_) if replaced.contains(&c.name) => out.replaced.push(c.name.clone()),
+                Some(_) => out.unchanged.push(c.name.clone()),
                 None => out.added.push(c.name.clone()),
             }
         }
@@ -231,17 +260,19 @@ impl Supervisor {
 
     /// Make the supervised set `containers`: new ones start, removed ones
     /// stop (their writable layer is deleted), changed ones are replaced
-    /// (the old run stops first), unchanged ones are left alone.
+    /// (the old run stops first), unchanged ones are left alone, unless
+    /// they depend on a replaced one (see [`to_replace`]).
     pub fn reconcile(&self, containers: Vec<Container>) -> Reconciled {
         let mut out = Reconciled::default();
         let Ok(mut map) = self.entries.lock() else {
             return out;
         };
+        let replace = to_replace(&map, &containers);
         let mut before: BTreeMap<String, Arc<Entry>> = std::mem::take(&mut *map);
         let mut fresh = Vec::new();
         for c in containers {
             match before.remove(&c.name) {
-                Some(old) if old.spec == c => {
+                Some(old) if !replace.contains(&c.name) => {
                     out.unchanged.push(c.name.clone());
                     map.insert(c.name.clone(), old);
                 }
@@ -264,31 +295,46 @@ impl Supervisor {
         let mut new_entries = Vec::new();
         for (c, pred) in fresh {
             let (tx, rx) = mpsc::unbounded_channel();
+            let (rewire, rewires) = mpsc::unbounded_channel();
             let e = Arc::new(Entry {
                 spec: c.clone(),
                 task: Mutex::new(None),
                 state: Mutex::new(State::default()),
                 logs: Mutex::new(Ring::new(RING)),
                 cmd: tx,
+                rewire,
                 changed: watch::channel(ContainerState::Waiting).0,
             });
             map.insert(c.name.clone(), e.clone());
-            new_entries.push((e, rx, pred));
+            new_entries.push((e, rx, rewires, pred));
         }
-        for (e, rx, pred) in new_entries {
-            let deps: Vec<Arc<Entry>> = e
-                .spec
+        let deps_of = |e: &Entry| -> Vec<Arc<Entry>> {
+            e.spec
                 .after
                 .iter()
                 .chain(&e.spec.requires)
                 .filter_map(|d| map.get(d).cloned())
-                .collect();
+                .collect()
+        };
+        // Kept containers that come after a new entry watch it from now on.
+        let new_names: BTreeSet<&str> = new_entries
+            .iter()
+            .map(|(e, ..)| e.spec.name.as_str())
+            .collect();
+        for e in map.values() {
+            let kept = !new_names.contains(e.spec.name.as_str());
+            if kept && e.spec.after.iter().any(|d| new_names.contains(d.as_str())) {
+                let _ = e.rewire.send(deps_of(e));
+            }
+        }
+        for (e, rx, rewires, pred) in new_entries {
+            let deps = deps_of(&e);
             let (settings, exits, entry) = (self.settings.clone(), self.exits.clone(), e.clone());
             let task = self.runtime.spawn(async move {
                 if let Some(p) = pred {
                     let _ = p.await;
                 }
-                run_loop(entry, rx, deps, settings, exits).await;
+                run_loop(entry, rx, rewires, deps, settings, exits).await;
             });
             if let Ok(mut t) = e.task.lock() {
                 *t = Some(task);
@@ -515,6 +561,7 @@ async fn pump(e: Arc<Entry>, fd: std::os::fd::OwnedFd, file: Arc<Mutex<LogFile>>
 async fn run_loop(
     e: Arc<Entry>,
     cmds: mpsc::UnboundedReceiver<Command>,
+    rewires: mpsc::UnboundedReceiver<Vec<Arc<Entry>>>,
     deps: Vec<Arc<Entry>>,
     settings: Arc<Settings>,
     exits: Arc<Exits>,
@@ -528,7 +575,7 @@ async fn run_loop(
         })
         .collect();
     let mut lc = Lifecycle::new(e.spec.clone(), known);
-    let mut shell = Shell::new(e, cmds, deps, settings, exits);
+    let mut shell = Shell::new(e, cmds, rewires, deps, settings, exits);
     // What the lifecycle starts from: the gate, then each dependency.
     let mut next: VecDeque<Event> = VecDeque::from([Event::Gate(shell.gate_open())]);
     next.extend((0..shell.deps.len()).map(|i| shell.dependency(i)));
@@ -583,6 +630,7 @@ enum Woke {
     Health(Health),
     Dependency(usize),
     Gate(bool),
+    Rewire(Option<Vec<Arc<Entry>>>),
 }
 
 /// The I/O around one container's lifecycle.
@@ -594,6 +642,7 @@ struct Shell {
     /// The lifecycle's clock counts ms from here.
     epoch: Instant,
     cmds: mpsc::UnboundedReceiver<Command>,
+    rewires: mpsc::UnboundedReceiver<Vec<Arc<Entry>>>,
     deps: Vec<Arc<Entry>>,
     dep_changes: Vec<watch::Receiver<ContainerState>>,
     gate: Option<watch::Receiver<bool>>,
@@ -609,6 +658,7 @@ impl Shell {
     fn new(
         e: Arc<Entry>,
         cmds: mpsc::UnboundedReceiver<Command>,
+        rewires: mpsc::UnboundedReceiver<Vec<Arc<Entry>>>,
         deps: Vec<Arc<Entry>>,
         settings: Arc<Settings>,
         exits: Arc<Exits>,
@@ -622,6 +672,7 @@ impl Shell {
             settings,
             exits,
             cmds,
+            rewires,
             deps,
             timer: None,
             live: None,
@@ -659,32 +710,50 @@ impl Shell {
     }
 
     async fn next_event(&mut self) -> Event {
-        // Biased: a run's exit first, so that a command that comes with it
-        // applies to what the exit left.
-        let woke = tokio::select! {
-            biased;
-            x = recv_once(&mut self.exit) => Woke::Exit(x),
-            k = fire(self.timer) => Woke::Timer(k),
-            c = self.cmds.recv() => Woke::Command(c),
-            h = recv_or_pend(&mut self.health) => Woke::Health(h),
-            i = changed_any(&mut self.dep_changes) => Woke::Dependency(i),
-            open = gate_changed(&mut self.gate) => Woke::Gate(open),
-        };
-        match woke {
-            Woke::Exit(x) => self.exited(x),
-            Woke::Timer(k) => {
-                self.timer = None;
-                Event::Timer(k)
-            }
-            // The sender lives in the entry: None cannot come; were it to,
-            // nobody could command this container again.
-            Woke::Command(c) => Event::Command(c.unwrap_or(Command::Remove)),
-            Woke::Health(h) => Event::Health(h),
-            Woke::Dependency(i) => {
-                self.dep_changes[i].borrow_and_update();
-                self.dependency(i)
-            }
-            Woke::Gate(open) => Event::Gate(open),
+        loop {
+            // Biased: a run's exit first, so that a command that comes with
+            // it applies to what the exit left.
+            let woke = tokio::select! {
+                biased;
+                x = recv_once(&mut self.exit) => Woke::Exit(x),
+                k = fire(self.timer) => Woke::Timer(k),
+                c = self.cmds.recv() => Woke::Command(c),
+                h = recv_or_pend(&mut self.health) => Woke::Health(h),
+                i = changed_any(&mut self.dep_changes) => Woke::Dependency(i),
+                open = gate_changed(&mut self.gate) => Woke::Gate(open),
+                r = self.rewires.recv(), if !self.rewires.is_closed() => Woke::Rewire(r),
+            };
+            return match woke {
+                Woke::Exit(x) => self.exited(x),
+                Woke::Timer(k) => {
+                    self.timer = None;
+                    Event::Timer(k)
+                }
+                // The sender lives in the entry: None cannot come; were it
+                // to, nobody could command this container again.
+                Woke::Command(c) => Event::Command(c.unwrap_or(Command::Remove)),
+                Woke::Health(h) => Event::Health(h),
+                Woke::Dependency(i) => {
+                    self.dep_changes[i].borrow_and_update();
+                    self.dependency(i)
+                }
+                Woke::Gate(open) => Event::Gate(open),
+                // A dependency was replaced: watch the new entries, each
+                // seen as changed so the lifecycle learns where it stands.
+                Woke::Rewire(Some(deps)) => {
+                    self.dep_changes = deps
+                        .iter()
+                        .map(|d| {
+                            let mut rx = d.changed.subscribe();
+                            rx.mark_changed();
+                            rx
+                        })
+                        .collect();
+                    self.deps = deps;
+                    continue;
+                }
+                Woke::Rewire(None) => continue,
+            };
         }
     }
 

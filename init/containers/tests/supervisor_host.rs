@@ -288,6 +288,61 @@ fn requires_and_after() {
     });
 }
 
+/// A config that replaces a container replaces what `requires` it too (it
+/// would stop with it anyway), and what only comes `after` it keeps
+/// running but watches the new entry. (Both used to keep watching the old,
+/// removed entry: a `requires` dependent stopped for good, an `after` one
+/// never started again.)
+#[test]
+fn replacing_a_dependency_replaces_or_rewires_its_dependents() {
+    let Some(env) = setup("sup-replace") else {
+        return;
+    };
+    runtime().block_on(async {
+        let base = |v: &str| sh("base", &format!("echo {v}; exec sleep 1000"));
+        let dependent = Container {
+            requires: vec!["base".into()],
+            ..sh("dependent", "exec sleep 1000")
+        };
+        let waiter = Container {
+            after: vec!["dependent".into()],
+            ..sh("waiter", "exec sleep 1000")
+        };
+        let other = sh("other", "exec sleep 1000");
+        let v1 = vec![base("v1"), dependent.clone(), waiter.clone(), other.clone()];
+        let sup = Supervisor::start(settings(&env, None), v1, exits());
+        for n in ["base", "dependent", "waiter", "other"] {
+            wait_until(&sup, n, "running", |c| c.state == "running").await;
+        }
+        let pid = |n: &str| status(&sup, n).pid;
+        let (d1, w1, o1) = (pid("dependent"), pid("waiter"), pid("other"));
+        let v2 = vec![base("v2"), dependent, waiter, other];
+        let plan = sup.diff(&v2);
+        assert_eq!(plan.replaced, ["base", "dependent"], "{plan:?}");
+        assert_eq!(plan.unchanged, ["waiter", "other"], "{plan:?}");
+        let done = sup.reconcile(v2);
+        assert_eq!(done.replaced, plan.replaced);
+        for n in ["base", "dependent"] {
+            wait_until(&sup, n, "running again", |c| c.state == "running").await;
+        }
+        assert_ne!(pid("dependent"), d1);
+        assert_eq!(pid("waiter"), w1, "after-only: kept running");
+        assert_eq!(pid("other"), o1);
+        // The kept waiter watches the new dependent: stopped and started,
+        // it runs again (it waited for the removed one for good before).
+        sup.action("waiter", "stop").unwrap();
+        wait_until(&sup, "waiter", "stopped", |c| c.state == "stopped").await;
+        sup.action("waiter", "start").unwrap();
+        wait_until(&sup, "waiter", "running again", |c| c.state == "running").await;
+        // The new dependent watches the new base.
+        sup.action("base", "stop").unwrap();
+        wait_until(&sup, "dependent", "waiting", |c| c.state == "waiting").await;
+        sup.action("base", "start").unwrap();
+        wait_until(&sup, "dependent", "running", |c| c.state == "running").await;
+        sup.stop_all(Duration::from_secs(5)).await;
+    });
+}
+
 #[test]
 fn an_unhealthy_container_is_restarted() {
     let Some(env) = setup("sup-sick") else { return };
