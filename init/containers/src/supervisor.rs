@@ -189,7 +189,8 @@ impl Reconciled {
 /// The containers of `new` that a reconcile replaces: those whose spec
 /// changed, and, until nothing more is added, those that `requires` one
 /// being replaced (they stop with it anyway, and start again with the new
-/// one). One that only comes `after` a replaced one keeps running: its
+/// one), or come `after` one that gained or lost its health check. One
+/// that only comes `after` a replaced one keeps running otherwise: its
 /// task is rewired to the new entry (see `reconcile`).
 fn to_replace(old: &BTreeMap<String, Arc<Entry>>, new: &[Container]) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = new
@@ -197,11 +198,24 @@ fn to_replace(old: &BTreeMap<String, Arc<Entry>>, new: &[Container]) -> BTreeSet
         .filter(|c| old.get(&c.name).is_some_and(|e| e.spec != **c))
         .map(|c| c.name.clone())
         .collect();
+    // A dependent's lifecycle knows whether each dependency has a health
+    // check: one that gains or loses it replaces its `after` dependents too.
+    let checks_changed = |name: &String| {
+        let was = old.get(name).map(|e| e.spec.healthcheck.is_some());
+        let now = new
+            .iter()
+            .find(|c| &c.name == name)
+            .map(|c| c.healthcheck.is_some());
+        was != now
+    };
     loop {
         let more: Vec<String> = new
             .iter()
             .filter(|c| old.contains_key(&c.name) && !out.contains(&c.name))
-            .filter(|c| c.requires.iter().any(|d| out.contains(d)))
+            .filter(|c| {
+                c.requires.iter().any(|d| out.contains(d))
+                    || c.after.iter().any(|d| out.contains(d) && checks_changed(d))
+            })
             .map(|c| c.name.clone())
             .collect();
         if more.is_empty() {

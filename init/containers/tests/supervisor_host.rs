@@ -316,7 +316,7 @@ fn replacing_a_dependency_replaces_or_rewires_its_dependents() {
         }
         let pid = |n: &str| status(&sup, n).pid;
         let (d1, w1, o1) = (pid("dependent"), pid("waiter"), pid("other"));
-        let v2 = vec![base("v2"), dependent, waiter, other];
+        let v2 = vec![base("v2"), dependent.clone(), waiter.clone(), other.clone()];
         let plan = sup.diff(&v2);
         assert_eq!(plan.replaced, ["base", "dependent"], "{plan:?}");
         assert_eq!(plan.unchanged, ["waiter", "other"], "{plan:?}");
@@ -339,6 +339,20 @@ fn replacing_a_dependency_replaces_or_rewires_its_dependents() {
         wait_until(&sup, "dependent", "waiting", |c| c.state == "waiting").await;
         sup.action("base", "start").unwrap();
         wait_until(&sup, "dependent", "running", |c| c.state == "running").await;
+        // A dependency that gains a health check: what comes after it is
+        // replaced too (its readiness now waits for healthy).
+        let checked = Container {
+            healthcheck: Some(Healthcheck {
+                probe: Probe::Command(vec!["/bin/true".into()]),
+                interval_ms: 100,
+                timeout_ms: 2000,
+                retries: 3,
+                start_period_ms: 0,
+            }),
+            ..dependent
+        };
+        let plan = sup.diff(&[base("v2"), checked, waiter, other]);
+        assert_eq!(plan.replaced, ["dependent", "waiter"], "{plan:?}");
         sup.stop_all(Duration::from_secs(5)).await;
     });
 }
