@@ -387,13 +387,7 @@ pub fn keel_image(args: &[&str]) {
     );
 }
 
-/// A free TCP port on the loopback (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
-}
+pub use keel_testkit::free_port;
 
 fn pump(
     mut src: impl Read + Send + 'static,

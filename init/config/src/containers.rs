@@ -25,7 +25,7 @@ use crate::model::{
     Restart, Rlimit, Sysctl, SysctlNs,
 };
 use crate::schema;
-use crate::validate::{distance, entry, join, key_of, Entries, Verdict, V};
+use crate::validate::{entry, join, key_of, Entries, Verdict, V};
 use crate::yaml::{Mark, Node, Value};
 use keel_types::{Limits, Resource};
 
@@ -1183,12 +1183,8 @@ pub(crate) fn cross_check(v: &mut V) {
     for o in &origins {
         for (path, mark, dep) in &o.deps {
             if !index.contains_key(dep.as_str()) {
-                let near = names
-                    .iter()
-                    .map(|n| (distance(n, dep), *n))
-                    .min()
-                    .filter(|(d, _)| *d <= 2)
-                    .map(|(_, n)| format!(" (did you mean {n:?}?)"))
+                let near = keel_types::text::nearest(dep, names.iter().copied())
+                    .map(|n| format!(" (did you mean {n:?}?)"))
                     .unwrap_or_default();
                 v.report.errors.push(crate::validate::Issue {
                     path: path.clone(),

@@ -124,24 +124,6 @@ pub(crate) fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// Edit distance, for "did you mean" on unknown keys.
-pub(crate) fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 impl V {
     pub(crate) fn err(&mut self, path: &str, n: &Node, message: impl Into<String>) {
         self.report.errors.push(Issue {
@@ -270,11 +252,9 @@ impl V {
         for (k, _) in entries {
             let name = key_of(k);
             if !allowed.contains(&name) {
-                let near = allowed.iter().map(|a| (distance(a, name), *a)).min();
-                let hint = match near {
-                    Some((d, a)) if d <= 2 => format!(" (did you mean {a:?}?)"),
-                    _ => String::new(),
-                };
+                let hint = keel_types::text::nearest(name, allowed.iter().copied())
+                    .map(|a| format!(" (did you mean {a:?}?)"))
+                    .unwrap_or_default();
                 self.err(&join(path, name), k, format!("unknown key {name:?}{hint}"));
             }
         }

@@ -2,22 +2,15 @@
 //! survives its leader's death and a full restart from disk, and runtime
 //! membership (add, update, remove) through `/v2/members` and etcdctl.
 
-use std::net::{SocketAddr, TcpListener};
+use keel_testkit::{free_port, until};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keel_kvdiff::http::{send, Request, Response};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keel-etcd");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Member {
     name: String,
@@ -109,17 +102,6 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not {what} after {secs} s");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -389,12 +389,5 @@ fn etcdctl_v2_sees_what_it_sees_on_etcd() {
 
 /// keel-etcd, unless `KVDIFF_SELF=1` asks for etcd against itself.
 fn keel_under_test() -> Option<PathBuf> {
-    if std::env::var_os("KVDIFF_SELF").is_some() {
-        return None;
-    }
-    Some(
-        std::env::var_os("KEEL_ETCD_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_keel-etcd"))),
-    )
+    keel_kvdiff::keel_under_test(env!("CARGO_BIN_EXE_keel-etcd"))
 }

@@ -4,32 +4,13 @@
 //! member serves on the port of the last value, and not on the first; an
 //! unknown flag stops it with a message naming the flag.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use keel_testkit::{free_port, until};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use keel_kvdiff::http::{send, Request, Response};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keel-etcd");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not {what} after {secs} s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn go_style_flags_and_the_last_of_a_repeated_one_are_taken() {

@@ -4,22 +4,15 @@
 //! 1,000 idle connections press on the port; the extra ones are closed at once and the
 //! member says so; once the flood ends new connections get in again.
 
+use keel_testkit::free_port;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keel_etcd::server::MAX_CLIENT_CONNECTIONS;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keel-etcd");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One keep-alive request on `s`; the answer's status line.
 fn request(s: &mut TcpStream, method: &str, path: &str) -> String {

@@ -5,22 +5,14 @@
 //! client certificate, or a loopback caller on plain http. Every refusal
 //! has its control: the same request allowed where it should be.
 
-use std::net::{TcpListener, TcpStream};
+use keel_testkit::{free_port, until};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use keel_tls::testpki::TestPki;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keel-etcd");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A lone member on loopback ports, with `extra` flags.
 struct Member {
@@ -90,17 +82,6 @@ impl Drop for Member {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not {what} after {secs} s");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -3,19 +3,12 @@
 //! reads and deletes go on, and takes writes again once room is made. Privileged (mounts a tmpfs);
 //! skips with a message otherwise.
 
-use std::net::{SocketAddr, TcpListener};
+use keel_testkit::free_port;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keel_kvdiff::http::{send, Request};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Mount(std::path::PathBuf);
 impl Drop for Mount {

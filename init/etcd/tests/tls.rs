@@ -5,22 +5,13 @@
 //! URLs are https form a cluster, and a write through a follower (forwarded
 //! to the leader over the peer TLS connection) is read back everywhere.
 
-use std::net::TcpListener;
+use keel_testkit::{free_port, until};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use keel_tls::testpki::TestPki;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keel-etcd");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -130,17 +121,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not {what} after {secs} s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -388,13 +388,6 @@ mod tests {
         }
     }
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap()
-    }
-
     /// Start the API as StartApi does; return the runtime, the TCP port
     /// and a client of the unix socket.
     fn start(dir: &Path, tcp: &TcpApi) -> (Services, u16, Client) {
@@ -403,7 +396,7 @@ mod tests {
 
     fn start_status(dir: &Path, tcp: &TcpApi) -> ((Services, u16, Client), keel_api::ApiStatus) {
         let s = Services::start().unwrap();
-        let port = free_port();
+        let port = keel_testkit::free_port();
         let sock = dir.join("run/api.sock");
         let node = Arc::new(NodeShared::new(Path::new("/proc")));
         let status = s

@@ -8,9 +8,10 @@
 //! It spawns etcd and sleeps through a TTL (about 9 s); it runs in
 //! `make check` and skips with a message when etcd is not installed.
 
+use keel_testkit::free_port;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,14 +25,6 @@ impl Drop for Etcd {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns (status, X-Etcd-Index, body).

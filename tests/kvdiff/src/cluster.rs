@@ -13,16 +13,16 @@
 //! 3. [`Cluster::labelled`] replaces each of the cluster's URLs in a text by
 //!    its role, so answers from two clusters compare as text.
 
-use std::fs::{self, File};
+use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::ServerError;
 use crate::http::{self, Request};
-use crate::server::CLUSTER_TOKEN;
+use crate::server::{spawn_logged, tail, CLUSTER_TOKEN};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -84,35 +84,23 @@ impl Cluster {
         for ((name, ranks), peer) in layout.iter().zip(&peers) {
             let client_urls: Vec<String> = ranks.iter().map(|r| clients[*r].clone()).collect();
             let log = dir.join(format!("{name}.log"));
-            let out = File::create(&log).map_err(|source| ServerError::CreateLog {
-                log: log.clone(),
-                source,
-            })?;
-            let err = out.try_clone().map_err(|source| ServerError::CreateLog {
-                log: log.clone(),
-                source,
-            })?;
             let list = client_urls.join(",");
-            let child = Command::new(bin)
-                .args(["--name", name])
-                .arg("--data-dir")
-                .arg(dir.join(name))
-                .args(["--listen-client-urls", &list])
-                .args(["--advertise-client-urls", &list])
-                .args(["--listen-peer-urls", peer])
-                .args(["--initial-advertise-peer-urls", peer])
-                .args(["--initial-cluster", &initial])
-                .args(["--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", CLUSTER_TOKEN])
-                .arg("--enable-v2")
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .map_err(|source| ServerError::Spawn {
-                    bin: bin.to_path_buf(),
-                    source,
-                })?;
+            let child = spawn_logged(
+                Command::new(bin)
+                    .args(["--name", name])
+                    .arg("--data-dir")
+                    .arg(dir.join(name))
+                    .args(["--listen-client-urls", &list])
+                    .args(["--advertise-client-urls", &list])
+                    .args(["--listen-peer-urls", peer])
+                    .args(["--initial-advertise-peer-urls", peer])
+                    .args(["--initial-cluster", &initial])
+                    .args(["--initial-cluster-state", "new"])
+                    .args(["--initial-cluster-token", CLUSTER_TOKEN])
+                    .arg("--enable-v2"),
+                bin,
+                &log,
+            )?;
             cluster.members.push(Member {
                 name: name.to_string(),
                 client_urls,
@@ -221,10 +209,4 @@ impl Drop for Cluster {
             let _ = m.child.wait();
         }
     }
-}
-
-fn tail(log: &Path) -> String {
-    let text = fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }

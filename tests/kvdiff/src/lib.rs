@@ -27,4 +27,4 @@ pub use http::{Conn, Request, Response, Watch};
 pub use normalise::{normalise, Body, Normalised, Side};
 pub use runner::{run, Mismatch, Report, Target};
 pub use script::{expand, Mode, Step, Vars};
-pub use server::Server;
+pub use server::{keel_under_test, Server};

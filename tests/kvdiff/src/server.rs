@@ -20,6 +20,20 @@ use crate::http::{self, Request};
 
 /// Debian's etcd, the reference server.
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
+
+/// The binary compared with etcd: `KEEL_ETCD_BIN`, else `built` (the test
+/// crate's keel-etcd); None when `KVDIFF_SELF=1` asks for etcd against
+/// itself.
+pub fn keel_under_test(built: &str) -> Option<PathBuf> {
+    if std::env::var_os("KVDIFF_SELF").is_some() {
+        return None;
+    }
+    Some(
+        std::env::var_os("KEEL_ETCD_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(built)),
+    )
+}
 /// Debian's etcdctl.
 pub const ETCDCTL_BIN: &str = "/usr/bin/etcdctl";
 /// The member name every server is started with.
@@ -104,24 +118,11 @@ impl Server {
     fn launch(bin: &Path, data: &Path, log: &Path) -> Result<Server, ServerError> {
         let client_port = free_port()?;
         let peer_port = free_port()?;
-        let out = File::create(log).map_err(|source| ServerError::CreateLog {
-            log: log.to_path_buf(),
-            source,
-        })?;
-        let err = out.try_clone().map_err(|source| ServerError::CreateLog {
-            log: log.to_path_buf(),
-            source,
-        })?;
-        let child = Command::new(bin)
-            .args(Server::args(data, client_port, peer_port))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|source| ServerError::Spawn {
-                bin: bin.to_path_buf(),
-                source,
-            })?;
+        let child = spawn_logged(
+            Command::new(bin).args(Server::args(data, client_port, peer_port)),
+            bin,
+            log,
+        )?;
         let mut server = Server {
             child,
             bin: bin.to_path_buf(),
@@ -182,9 +183,7 @@ impl Server {
 
     /// The last lines of the server's log.
     pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        tail(&self.log)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -232,4 +231,33 @@ impl Drop for Server {
 fn free_port() -> Result<u16, ServerError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(ServerError::FreePort)?;
     Ok(l.local_addr().map_err(ServerError::FreePort)?.port())
+}
+
+/// Start `cmd` (the program `bin`) with no input and its output in `log`.
+pub(crate) fn spawn_logged(
+    cmd: &mut Command,
+    bin: &Path,
+    log: &Path,
+) -> Result<Child, ServerError> {
+    let create = |source| ServerError::CreateLog {
+        log: log.to_path_buf(),
+        source,
+    };
+    let out = File::create(log).map_err(create)?;
+    let err = out.try_clone().map_err(create)?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|source| ServerError::Spawn {
+            bin: bin.to_path_buf(),
+            source,
+        })
+}
+
+/// The last 20 lines of a log.
+pub(crate) fn tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }

@@ -87,6 +87,28 @@ fn join(h: JoinHandle<Vec<u8>>) -> Vec<u8> {
     h.join().unwrap_or_default()
 }
 
+/// Poll `f` every 100 ms until it has an answer; panic naming `what` after
+/// `secs` seconds without one.
+pub fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not {what} after {secs} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A loopback TCP port free at the time of the call (the kernel's pick,
+/// released at once for the program under test to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
