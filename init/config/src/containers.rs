@@ -27,7 +27,7 @@ use crate::model::{
 use crate::schema;
 use crate::validate::{entry, join, key_of, Entries, Verdict, V};
 use crate::yaml::{Mark, Node, Value};
-use keel_types::{Limits, Resource};
+use keel_types::{ImageRef, Limits, Resource};
 
 /// Restart delays and the stop grace period when the config says nothing.
 pub const DEFAULT_BACKOFF_MS: u64 = 10_000;
@@ -89,19 +89,6 @@ pub(crate) struct Origin {
     pub(crate) deps: Vec<(String, Mark, String)>,
 }
 
-/// A container with keel's defaults.
-pub fn new_container(name: &str, image: &str) -> Container {
-    Container {
-        name: name.to_string(),
-        image: image.to_string(),
-        backoff_ms: DEFAULT_BACKOFF_MS,
-        backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
-        backoff_reset_ms: DEFAULT_BACKOFF_RESET_MS,
-        stop_grace_ms: DEFAULT_STOP_GRACE_MS,
-        ..Container::default()
-    }
-}
-
 /// `[a-z0-9][a-z0-9_.-]{0,62}`: it names the container's cgroup and state
 /// directory, so no `/`, no leading dot and nothing shells would mangle.
 pub fn container_name(s: &str) -> Result<(), String> {
@@ -123,72 +110,8 @@ pub fn container_name(s: &str) -> Result<(), String> {
 /// The first component is a registry when more follow and it has a `.` or
 /// a `:` or is `localhost` (as docker reads it). Path components are
 /// lower-case letters and digits joined by `.`, `_`, `__` or dashes.
-pub fn image(s: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("image {s:?}: {why}"));
-    if s.is_empty() || s.len() > 512 {
-        return bad("empty or over 512 bytes");
-    }
-    let (rest, digest) = match s.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (s, None),
-    };
-    if let Some(d) = digest {
-        let hex = d.strip_prefix("sha256:").unwrap_or("");
-        if hex.len() != 64
-            || !hex
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        {
-            return bad("the digest is not sha256: and 64 lower-case hex digits");
-        }
-    }
-    let mut parts: Vec<&str> = rest.split('/').collect();
-    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
-        let registry = parts.remove(0);
-        let (host, port) = match registry.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (registry, None),
-        };
-        if schema::hostname(host).is_err() && schema::ip(host).is_err() {
-            return bad(&format!("{host:?} is not a registry host"));
-        }
-        if let Some(p) = port {
-            if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
-                return bad(&format!("{p:?} is not a registry port"));
-            }
-        }
-    }
-    let last = parts.len() - 1;
-    let (name, tag) = match parts[last].split_once(':') {
-        Some((n, t)) => (n, Some(t)),
-        None => (parts[last], None),
-    };
-    parts[last] = name;
-    for p in &parts {
-        let ok = !p.is_empty()
-            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && p.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-            && !p.contains("..")
-            && !p.contains("___");
-        if !ok {
-            return bad(&format!(
-                "{p:?} is not a path component (lower-case letters and digits, joined by . _ or -)"
-            ));
-        }
-    }
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && !t.starts_with(['.', '-'])
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !ok {
-            return bad(&format!("{t:?} is not a tag (1-128 of A-Z a-z 0-9 _ . -)"));
-        }
-    }
-    Ok(())
+pub fn image(s: &str) -> Result<ImageRef, String> {
+    Ok(ImageRef::try_from(s)?)
 }
 
 /// A published port: `HOST:CONTAINER[/tcp|udp]` or
@@ -360,15 +283,24 @@ fn container(v: &mut V, path: &str, n: &Node) -> Option<(Container, Origin)> {
         }
     };
     let image_ = match get("image") {
-        Some(im) => v.checked(&join(path, "image"), &im, image),
+        Some(im) => v.parsed(&join(path, "image"), &im, image),
         None => {
             v.err(path, n, "a container needs an image");
             None
         }
     };
-    let mut c = new_container(
+    // Without an image (an error is recorded, so the container is not
+    // applied), the rest is still checked, on a draft of docker's empty
+    // image `scratch`, so every error of the entry is reported at once.
+    let draft = || ImageRef {
+        registry: None,
+        path: "scratch".into(),
+        tag: None,
+        digest: None,
+    };
+    let mut c = Container::new(
         name.as_deref().unwrap_or_default(),
-        image_.as_deref().unwrap_or_default(),
+        image_.unwrap_or_else(draft),
     );
     let mut deps = Vec::new();
     for (k, val) in e {
@@ -1654,7 +1586,7 @@ mod tests {
             section("  - name: app\n    image: busybox\n    healthcheck: {http: {port: 8080}}\n");
         assert!(r.accepted(), "{:#?}", r.errors);
         let c = &r.config.containers[0];
-        let mut want = new_container("app", "busybox");
+        let mut want = Container::new("app", image("busybox").unwrap());
         want.healthcheck = Some(Healthcheck {
             probe: Probe::Http {
                 port: 8080,
@@ -1927,7 +1859,7 @@ mod tests {
             "localhost/app",
             "10.0.0.1:5000/a/b_c__d-e:v1.0-rc_1",
         ] {
-            assert_eq!(image(ok), Ok(()), "{ok}");
+            assert_eq!(image(ok).map(|i| i.to_string()), Ok(ok.to_string()));
         }
         assert!(image(&format!("ghcr.io/org/app@sha256:{SHA}")).is_ok());
         assert!(image(&format!("app:1@sha256:{SHA}")).is_ok());

@@ -20,7 +20,7 @@
 //!    CoreOS), else `--restart`, else never; `RestartSec=` is the first
 //!    restart delay, `TimeoutStopSec=` the stop grace period.
 
-use crate::containers::{self, new_container};
+use crate::containers;
 use crate::model::{Container, MountSpec, NetMode, Restart, SysctlNs};
 use crate::schema;
 
@@ -431,8 +431,7 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
         }
     }
     let image = image.ok_or("docker run without an image")?;
-    containers::image(image)?;
-    let mut c = new_container(default_name, image);
+    let mut c = Container::new(default_name, containers::image(image)?);
     c.restart = Restart::Never; // docker's default; --restart may change it
     c.args = words[i.min(words.len())..].to_vec();
     let mut notes = Vec::new();
@@ -615,7 +614,10 @@ mod tests {
              -h web1 --read-only --init --entrypoint /bin/web nginx:1.25 --port '8 0'")
         .unwrap();
         let c = &t.container;
-        assert_eq!((c.name.as_str(), c.image.as_str()), ("web", "nginx:1.25"));
+        assert_eq!(
+            (c.name.as_str(), c.image.to_string().as_str()),
+            ("web", "nginx:1.25")
+        );
         assert_eq!(c.args, ["--port", "8 0"]);
         assert_eq!(c.command, ["/bin/web"]);
         assert_eq!(c.ports.len(), 2);
@@ -730,7 +732,10 @@ mod tests {
         let t = run("--init busybox sh").unwrap();
         assert!(t.container.init);
         assert_eq!(
-            (t.container.image.as_str(), t.container.args.as_slice()),
+            (
+                t.container.image.to_string().as_str(),
+                t.container.args.as_slice()
+            ),
             ("busybox", &["sh".to_string()][..])
         );
     }
@@ -808,7 +813,10 @@ Conflicts=web*.service
     fn a_unit() {
         let t = from_unit("web.service", UNIT).unwrap().unwrap();
         let c = &t.container;
-        assert_eq!((c.name.as_str(), c.image.as_str()), ("web", "nginx:1.25"));
+        assert_eq!(
+            (c.name.as_str(), c.image.to_string().as_str()),
+            ("web", "nginx:1.25")
+        );
         assert_eq!(c.ports[0].host_port, 80);
         assert_eq!(c.restart, Restart::Always);
         assert_eq!(c.backoff_ms, 5000);

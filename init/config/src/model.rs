@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 pub use keel_types::{
-    CapEntry, Cidr, DhcpMode, EtcdSettings, GoDuration, Id, Port, Protocol, RebootStrategy, Rlimit,
-    Signal, UserSpec, WindowStart,
+    CapEntry, Cidr, DhcpMode, EtcdSettings, GoDuration, Group, HttpUrl, Id, ImageRef, Port,
+    Protocol, RebootStrategy, Registry, Rlimit, Signal, UserSpec, WindowStart,
 };
 
 /// A user to create or update (`users:`).
@@ -41,15 +41,15 @@ pub struct WriteFile {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Update {
     pub reboot_strategy: Option<RebootStrategy>,
-    pub server: Option<String>,
-    pub group: Option<String>,
+    pub server: Option<HttpUrl>,
+    pub group: Option<Group>,
 }
 
 /// `coreos.locksmith`: keel's reboot coordinator.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Locksmith {
-    pub endpoint: Vec<String>,
-    pub group: Option<String>,
+    pub endpoint: Vec<HttpUrl>,
+    pub group: Option<Group>,
     pub window_start: Option<WindowStart>,
     pub window_length: Option<GoDuration>,
     pub etcd_cafile: Option<String>,
@@ -215,12 +215,12 @@ pub struct Sysctl {
 }
 
 /// A container (`containers:`), or one translated from a `docker run` unit.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     pub name: String,
     /// `NAME[:TAG]` or `NAME@sha256:...`, from the node's store or a
     /// registry (`registry.example:5000/app:1`).
-    pub image: String,
+    pub image: ImageRef,
     /// Replaces the image's entrypoint when not empty.
     pub command: Vec<String>,
     /// Replaces the image's cmd when not empty.
@@ -284,11 +284,56 @@ pub struct Announce {
     pub port: u16,
 }
 
+impl Container {
+    /// A container `name` of `image` with keel's defaults: no command or
+    /// arguments of its own (the image's), `restart: always`, the bridge
+    /// network, backoff from 10 s to 5 min (reset after 10 min up), and
+    /// 10 s between the stop signal and `cgroup.kill`.
+    pub fn new(name: &str, image: ImageRef) -> Container {
+        use crate::containers::{
+            DEFAULT_BACKOFF_MAX_MS, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_RESET_MS,
+            DEFAULT_STOP_GRACE_MS,
+        };
+        Container {
+            name: name.to_string(),
+            image,
+            command: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            ports: Vec::new(),
+            mounts: Vec::new(),
+            resources: Resources::default(),
+            restart: Restart::default(),
+            backoff_ms: DEFAULT_BACKOFF_MS,
+            backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
+            backoff_reset_ms: DEFAULT_BACKOFF_RESET_MS,
+            network: NetMode::default(),
+            user: None,
+            group_add: Vec::new(),
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            readonly: false,
+            init: false,
+            healthcheck: None,
+            after: Vec::new(),
+            requires: Vec::new(),
+            hostname: None,
+            workdir: None,
+            stop_signal: None,
+            stop_grace_ms: DEFAULT_STOP_GRACE_MS,
+            rlimits: Vec::new(),
+            sysctls: Vec::new(),
+            announce: None,
+            node_port: None,
+        }
+    }
+}
+
 /// Credentials for one registry (`registries.auth`).
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RegistryAuth {
     /// `host[:port]`, as in image references.
-    pub registry: String,
+    pub registry: Registry,
     pub username: String,
     pub password: String,
 }
@@ -307,7 +352,7 @@ impl std::fmt::Debug for RegistryAuth {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Registries {
     /// Registries (`host[:port]`) spoken to over plain http.
-    pub insecure: Vec<String>,
+    pub insecure: Vec<Registry>,
     pub auth: Vec<RegistryAuth>,
 }
 

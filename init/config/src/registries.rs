@@ -19,44 +19,13 @@
 //! 3. The section gets one `applied` verdict saying what it configures.
 
 use crate::model::{Registries, RegistryAuth};
-use crate::schema;
 use crate::validate::{join, key_of, Verdict, V};
 use crate::yaml::Node;
+use keel_types::Registry;
 
 /// `host[:port]` of a registry.
-pub fn registry(s: &str) -> Result<(), String> {
-    let bad = || Err(format!("{s:?} is not a registry (host[:port])"));
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let Some((h, after)) = rest.split_once(']') else {
-            return bad();
-        };
-        if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return bad();
-        }
-        match after {
-            "" => (None, None),
-            p => match p.strip_prefix(':') {
-                Some(p) => (None, Some(p)),
-                None => return bad(),
-            },
-        }
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (Some(h), Some(p)),
-            None => (Some(s), None),
-        }
-    };
-    if let Some(h) = host {
-        if schema::hostname(h).is_err() && h.parse::<std::net::Ipv4Addr>().is_err() {
-            return bad();
-        }
-    }
-    if let Some(p) = port {
-        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) || p.starts_with('+') {
-            return Err(format!("{s:?}: {p:?} is not a port (1-65535)"));
-        }
-    }
-    Ok(())
+pub fn registry(s: &str) -> Result<Registry, String> {
+    Ok(Registry::try_from(s)?)
 }
 
 fn nonempty(s: &str) -> Result<(), String> {
@@ -79,45 +48,47 @@ pub(crate) fn section(v: &mut V, k: &Node, n: &Node) {
     for (key, val) in entries {
         let p = join(path, key_of(key));
         match key_of(key) {
-            "insecure" => r.insecure = v.strings(&p, val, registry),
+            "insecure" => r.insecure = v.parsed_seq(&p, val, registry),
             "auth" => {
                 let Some(list) = v.seq(&p, val) else { continue };
                 for (i, item) in list.iter().enumerate() {
                     let ip = format!("{p}[{i}]");
                     let Some(e) = v.map(&ip, item) else { continue };
                     v.known(&ip, e, &["registry", "username", "password"]);
-                    let mut a = RegistryAuth::default();
-                    let mut ok = true;
-                    for field in ["registry", "username", "password"] {
-                        let fp = join(&ip, field);
-                        let got = match e.iter().find(|(fk, _)| key_of(fk) == field) {
-                            Some((_, fv)) => {
-                                let check = if field == "registry" {
-                                    registry
-                                } else {
-                                    nonempty
-                                };
-                                v.checked(&fp, fv, check)
-                            }
-                            None => {
-                                v.err(&ip, item, format!("an auth entry needs {field}"));
-                                None
-                            }
-                        };
-                        match (field, got) {
-                            ("registry", Some(s)) => a.registry = s,
-                            ("username", Some(s)) => a.username = s,
-                            ("password", Some(s)) => a.password = s,
-                            _ => ok = false,
+                    let mut field = |name: &str| -> Option<&Node> {
+                        let found = e
+                            .iter()
+                            .find(|(fk, _)| key_of(fk) == name)
+                            .map(|(_, fv)| &**fv);
+                        if found.is_none() {
+                            v.err(&ip, item, format!("an auth entry needs {name}"));
                         }
-                    }
-                    if ok && r.auth.iter().any(|o| o.registry == a.registry) {
+                        found
+                    };
+                    let (reg, user, pass) =
+                        (field("registry"), field("username"), field("password"));
+                    let registry = reg.and_then(|n| v.parsed(&join(&ip, "registry"), n, registry));
+                    let username =
+                        user.and_then(|n| v.checked(&join(&ip, "username"), n, nonempty));
+                    let password =
+                        pass.and_then(|n| v.checked(&join(&ip, "password"), n, nonempty));
+                    let (Some(registry), Some(username), Some(password)) =
+                        (registry, username, password)
+                    else {
+                        continue;
+                    };
+                    let a = RegistryAuth {
+                        registry,
+                        username,
+                        password,
+                    };
+                    if r.auth.iter().any(|o| o.registry == a.registry) {
                         v.err(
                             &join(&ip, "registry"),
                             item,
-                            format!("{:?} has credentials already", a.registry),
+                            format!("{:?} has credentials already", a.registry.to_string()),
                         );
-                    } else if ok {
+                    } else {
                         r.auth.push(a);
                     }
                 }
@@ -153,7 +124,7 @@ mod tests {
             "[::1]:5000",
             "[fd00::2]",
         ] {
-            assert_eq!(registry(ok), Ok(()), "{ok}");
+            assert_eq!(registry(ok).map(|r| r.to_string()), Ok(ok.to_string()));
         }
         for bad in [
             "",
@@ -185,11 +156,12 @@ registries:
         );
         assert!(r.accepted(), "{:#?}", r.errors);
         let g = &r.config.registries;
-        assert_eq!(g.insecure, ["10.0.2.2:5000", "registry.lan"]);
+        let shown: Vec<String> = g.insecure.iter().map(|r| r.to_string()).collect();
+        assert_eq!(shown, ["10.0.2.2:5000", "registry.lan"]);
         assert_eq!(
             g.auth,
             [RegistryAuth {
-                registry: "registry.example".into(),
+                registry: registry("registry.example").unwrap(),
                 username: "bot".into(),
                 password: "s3cret".into(),
             }]

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use keel_types::{Bytes, Cidr, GoDuration, Millis, Mode, Signal, WindowStart};
+use keel_types::{Bytes, Cidr, GoDuration, HttpUrl, Millis, Mode, Signal, WindowStart};
 
 // The modelled types of the ground crate, as the validator's checks take
 // them: the text in, the value or the message out.
@@ -92,70 +92,22 @@ pub fn abs_path(s: &str) -> Result<(), String> {
 
 /// A host name: dot-separated labels of 1-63 letters, digits and hyphens.
 pub fn hostname(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{s:?} is not a valid host name"))
-    }
+    Ok(keel_types::hostname(s)?)
 }
 
 /// An http(s) URL with a host.
 pub fn url(s: &str) -> Result<(), String> {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"))
-        .ok_or_else(|| format!("{s:?} is not an http:// or https:// URL"))?;
-    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("{s:?}: unclosed [ in host"))?;
-        if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("{s:?}: {h} is not an IPv6 address"));
-        }
-        if let Some(p) = after.strip_prefix(':') {
-            port(s, p)?;
-        }
-        return Ok(());
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((h, p)) => {
-                port(s, p)?;
-                h
-            }
-            None => host_port,
-        }
-    };
-    if host.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{s:?} is not a URL with a host"));
-    }
-    if host.parse::<IpAddr>().is_err() {
-        hostname(host).map_err(|_| format!("{s:?}: {host:?} is not a host name or address"))?;
-    }
-    Ok(())
+    http_url(s).map(|_| ())
 }
 
-fn port(s: &str, p: &str) -> Result<(), String> {
-    match p.parse::<u16>() {
-        Ok(n) if n > 0 => Ok(()),
-        _ => Err(format!("{s:?}: {p:?} is not a port")),
-    }
+/// An http(s) URL with a host, as a value.
+pub fn http_url(s: &str) -> Result<HttpUrl, String> {
+    Ok(HttpUrl::try_from(s)?)
 }
 
 /// A comma-separated list of URLs (etcd's flag syntax).
-pub fn url_list(s: &str) -> Result<Vec<String>, String> {
-    s.split(',')
-        .map(|u| url(u.trim()).map(|()| u.trim().to_string()))
-        .collect()
+pub fn url_list(s: &str) -> Result<Vec<HttpUrl>, String> {
+    Ok(keel_types::url_list(s)?)
 }
 
 /// An SSH public key line: a known key type, then base64.

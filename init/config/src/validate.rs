@@ -19,6 +19,7 @@ use std::rc::Rc;
 
 use base64::Engine;
 use keel_types::etcd::Applied;
+use keel_types::Group;
 
 use crate::model::{
     CloudConfig, DhcpMode, Locksmith, Network, RebootStrategy, Route, Update, User, WriteFile,
@@ -242,6 +243,26 @@ impl V {
         for (i, it) in items.iter().enumerate() {
             if let Some(s) = self.checked(&format!("{path}[{i}]"), it, check) {
                 out.push(s);
+            }
+        }
+        out
+    }
+
+    /// A list of strings each turned into a value by `parse`; an error at
+    /// each item that is not one.
+    pub(crate) fn parsed_seq<T>(
+        &mut self,
+        path: &str,
+        n: &Node,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
+        let Some(items) = self.seq(path, n) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            if let Some(x) = self.parsed(&format!("{path}[{i}]"), it, parse) {
+                out.push(x);
             }
         }
         out
@@ -834,8 +855,8 @@ fn coreos(v: &mut V, n: &Node) {
                             u.reboot_strategy =
                                 v.parsed(&p, uv, |s| Ok(RebootStrategy::try_from(s)?))
                         }
-                        "server" => u.server = v.checked(&p, uv, schema::url),
-                        "group" => u.group = v.checked(&p, uv, no_check),
+                        "server" => u.server = v.parsed(&p, uv, schema::http_url),
+                        "group" => u.group = v.parsed(&p, uv, |s| Ok(Group::try_from(s)?)),
                         _ => {}
                     }
                 }
@@ -881,7 +902,7 @@ fn coreos(v: &mut V, n: &Node) {
                         "etcd_cafile" => l.etcd_cafile = v.checked(&p, lv, schema::abs_path),
                         "etcd_certfile" => l.etcd_certfile = v.checked(&p, lv, schema::abs_path),
                         "etcd_keyfile" => l.etcd_keyfile = v.checked(&p, lv, schema::abs_path),
-                        "group" => l.group = v.checked(&p, lv, no_check),
+                        "group" => l.group = v.parsed(&p, lv, |s| Ok(Group::try_from(s)?)),
                         "window-start" => l.window_start = v.parsed(&p, lv, schema::window_start),
                         "window-length" => l.window_length = v.parsed(&p, lv, schema::duration),
                         _ => {}

@@ -597,6 +597,14 @@ impl Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A container of busybox with keel's defaults, for the tests to change.
+    fn a_container() -> Container {
+        Container::new(
+            "test",
+            keel_config::model::ImageRef::try_from("busybox").unwrap(),
+        )
+    }
     use keel_config::model::{Healthcheck, Probe, Restart};
     use Action::*;
     use ContainerState as S;
@@ -611,7 +619,7 @@ mod tests {
             backoff_max_ms: 400,
             backoff_reset_ms: 1000,
             stop_grace_ms: GRACE,
-            ..Default::default()
+            ..a_container()
         }
     }
 

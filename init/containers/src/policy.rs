@@ -70,13 +70,21 @@ pub fn after_run(c: &Container, b: &mut Backoff, ended: Ended, up_ms: u64) -> Ne
 mod tests {
     use super::*;
 
+    /// A container of busybox with keel's defaults, for the tests to change.
+    fn a_container() -> Container {
+        Container::new(
+            "test",
+            keel_config::model::ImageRef::try_from("busybox").unwrap(),
+        )
+    }
+
     fn c(restart: Restart) -> Container {
         Container {
             restart,
             backoff_ms: 10_000,
             backoff_max_ms: 300_000,
             backoff_reset_ms: 600_000,
-            ..Default::default()
+            ..a_container()
         }
     }
 

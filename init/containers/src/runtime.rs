@@ -833,6 +833,14 @@ pub fn stop_run(dirs: &Dirs, name: &str, cg: &Cgroup, bridge: Option<&BridgeNet>
 mod tests {
     use super::*;
 
+    /// A container of busybox with keel's defaults, for the tests to change.
+    fn a_container() -> Container {
+        Container::new(
+            "test",
+            keel_config::model::ImageRef::try_from("busybox").unwrap(),
+        )
+    }
+
     fn img() -> ImageRoot {
         ImageRoot {
             entrypoint: vec!["/bin/ep".into()],
@@ -888,7 +896,7 @@ mod tests {
         let mut c = Container {
             network: NetMode::None,
             sysctls: vec![shm.clone()],
-            ..Default::default()
+            ..a_container()
         };
         assert_eq!(
             writes(&c),
@@ -922,7 +930,7 @@ mod tests {
 
     #[test]
     fn argv_follows_docker() {
-        let mut c = Container::default();
+        let mut c = a_container();
         assert_eq!(argv(&c, &img()), ["/bin/ep", "a", "b"]);
         c.args = vec!["x".into()];
         assert_eq!(argv(&c, &img()), ["/bin/ep", "x"]);
@@ -933,7 +941,7 @@ mod tests {
 
     #[test]
     fn the_init_runs_the_program_with_its_argv() {
-        let mut c = Container::default();
+        let mut c = a_container();
         let args = ["httpd".to_string(), "-f".to_string()];
         assert_eq!(
             exec_line(&c, "/bin/httpd", &args),
@@ -955,7 +963,7 @@ mod tests {
     fn container_env_wins() {
         let c = Container {
             env: vec![("A".into(), "mine".into())],
-            ..Default::default()
+            ..a_container()
         };
         let e = environment(&c, &img(), "h");
         assert_eq!(e, ["HOSTNAME=h", "PATH=/bin", "A=mine"]);

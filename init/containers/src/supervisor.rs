@@ -424,7 +424,7 @@ fn status_of(e: &Entry) -> ContainerStatus {
     };
     ContainerStatus {
         name: e.spec.name.clone(),
-        image: e.spec.image.clone(),
+        image: e.spec.image.to_string(),
         state: s.state.to_string(),
         pid: s.pid,
         uptime_ms: s

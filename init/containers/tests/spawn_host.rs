@@ -9,6 +9,14 @@ use std::path::Path;
 use keel_config::model::{Container, NetMode};
 use keel_containers::runtime::{self, ImageRoot};
 
+/// A container of busybox with keel's defaults, for the tests to change.
+fn a_container() -> Container {
+    Container::new(
+        "test",
+        keel_config::model::ImageRef::try_from("busybox").unwrap(),
+    )
+}
+
 mod common;
 
 use common::{setup, Env};
@@ -67,7 +75,7 @@ fn a_container_sees_its_own_world() {
             resource: keel_types::Resource::Nofile,
             limits: keel_types::Limits::new(321, 654).unwrap(),
         }],
-        ..Default::default()
+        ..a_container()
     };
     let (out, err, code) = run(&env, &c);
     assert_eq!(code, 3, "stdout {out}\nstderr {err}");
@@ -94,7 +102,7 @@ fn a_missing_program_is_an_error_before_the_clone() {
         name: "missing".into(),
         command: vec!["nosuch".into()],
         network: NetMode::None,
-        ..Default::default()
+        ..a_container()
     };
     let img = ImageRoot {
         layers: vec![env.layer.clone()],
@@ -112,7 +120,7 @@ fn exec_failures_name_the_step() {
         name: "noexec".into(),
         command: vec!["/bin/data".into()],
         network: NetMode::None,
-        ..Default::default()
+        ..a_container()
     };
     let img = ImageRoot {
         layers: vec![env.layer.clone()],
@@ -130,7 +138,7 @@ fn a_command_runs_inside_a_running_container() {
         command: vec!["/bin/sh".into(), "-c".into()],
         args: vec!["echo inside > /tmp/mark; sleep 100".into()],
         network: NetMode::None,
-        ..Default::default()
+        ..a_container()
     };
     let img = ImageRoot {
         layers: vec![env.layer.clone()],
@@ -256,7 +264,7 @@ fn processes_are_not_dumpable_before_exec() {
         command: vec!["/bin/sh".into(), "-c".into()],
         args: vec!["echo exec-done; sleep 100".into()],
         network: NetMode::None,
-        ..Default::default()
+        ..a_container()
     };
     let img = ImageRoot {
         layers: vec![env.layer.clone()],
@@ -347,7 +355,7 @@ fn bind_mounts_are_attached_from_what_was_resolved() {
             bind("/var/lib/keel/volumes/data", "/data", false),
             bind("/var/lib/keel/volumes/conf", "/etc/app.conf", true),
         ],
-        ..Default::default()
+        ..a_container()
     };
     let (out, err, code) = run(&env, &c);
     assert_eq!(code, 0, "stdout {out}\nstderr {err}");
@@ -427,7 +435,7 @@ fn programs_start_with_no_signal_blocked_or_ignored() {
                 name: "signals".into(),
                 command: vec!["/bin/cat".into(), "/proc/self/status".into()],
                 network: NetMode::None,
-                ..Default::default()
+                ..a_container()
             };
             let (out, err, code) = run(&env, &c);
             assert_eq!(code, 0, "{err}");
@@ -437,7 +445,7 @@ fn programs_start_with_no_signal_blocked_or_ignored() {
                 name: "signals-exec".into(),
                 command: vec!["/bin/sleep".into(), "100".into()],
                 network: NetMode::None,
-                ..Default::default()
+                ..a_container()
             };
             let img = ImageRoot {
                 layers: vec![env.layer.clone()],
@@ -529,7 +537,7 @@ fn sysctls_are_the_containers_own() {
         .into()],
         network: NetMode::None,
         sysctls: vec![sysctl("kernel.shmmax", "1048576")],
-        ..Default::default()
+        ..a_container()
     };
     let confiner: &runtime::Confiner = &as_nobody;
     let start = |c: &Container| {
@@ -605,7 +613,7 @@ fn mount_targets_follow_the_images_links_inside_the_root() {
         )],
         network: NetMode::None,
         mounts: vec![bind("/etc/nginx/sites-enabled/default"), bind("/etc/abs")],
-        ..Default::default()
+        ..a_container()
     };
     let (out, err, code) = run(&env, &c);
     assert_eq!(code, 0, "stdout {out}\nstderr {err}");
@@ -637,7 +645,7 @@ fn a_user_that_is_not_root_owns_its_stdout() {
         ],
         user: Some(keel_config::containers::user("nobody").unwrap()),
         network: NetMode::None,
-        ..Default::default()
+        ..a_container()
     };
     let img = ImageRoot {
         layers: vec![env.layer.clone()],

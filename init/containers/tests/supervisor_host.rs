@@ -13,6 +13,14 @@ use keel_config::model::{Container, Healthcheck, NetMode, Probe, Restart};
 use keel_containers::runtime::ImageRoot;
 use keel_containers::supervisor::{Exits, Settings, Supervisor};
 
+/// A container of busybox with keel's defaults, for the tests to change.
+fn a_container() -> Container {
+    Container::new(
+        "test",
+        keel_config::model::ImageRef::try_from("busybox").unwrap(),
+    )
+}
+
 mod common;
 
 use common::{setup, Env};
@@ -62,7 +70,7 @@ fn sh(name: &str, script: &str) -> Container {
         backoff_max_ms: 400,
         backoff_reset_ms: 60_000,
         stop_grace_ms: 300,
-        ..Default::default()
+        ..a_container()
     }
 }
 

@@ -35,19 +35,18 @@ pub const REFRESH: Duration = Duration::from_secs(10);
 pub fn entry(
     host: &str,
     addr: &str,
-    container: &str,
-    a: &Announce,
+    w: &Wanted,
     status: Option<&ContainerStatus>,
 ) -> (String, Option<String>) {
-    let key = format!("/services/{}/{host}-{container}", a.name);
+    let key = format!("/services/{}/{host}-{}", w.announce.name, w.container);
     let healthy = status.is_some_and(|s| {
         s.state == "running" && s.health.as_deref().is_none_or(|h| h == "healthy")
     });
     let value = healthy.then(|| {
         serde_json::json!({
             "host": addr,
-            "port": a.port,
-            "version": status.map(|s| crate::containers::normalize(&s.image)).unwrap_or_default(),
+            "port": w.announce.port,
+            "version": w.version,
         })
         .to_string()
     });
@@ -88,9 +87,9 @@ pub async fn run(node: Arc<NodeShared>) {
         let host = crate::node::hostname();
         let addr = node_address();
         let mut live = BTreeMap::new();
-        for (container, a) in &wanted {
-            let s = status.iter().find(|s| &s.name == container);
-            let (key, value) = entry(&host, &addr, container, a, s);
+        for w in &wanted {
+            let s = status.iter().find(|s| s.name == w.container);
+            let (key, value) = entry(&host, &addr, w, s);
             if let Some(v) = value {
                 live.insert(key, v);
             }
@@ -166,11 +165,26 @@ pub async fn run(node: Arc<NodeShared>) {
 }
 
 /// The config's announcing containers, by container name.
-pub fn wanted(containers: &[keel_config::model::Container]) -> Vec<(String, Announce)> {
+pub fn wanted(containers: &[keel_config::model::Container]) -> Vec<Wanted> {
     containers
         .iter()
-        .filter_map(|c| c.announce.clone().map(|a| (c.name.clone(), a)))
+        .filter_map(|c| {
+            c.announce.clone().map(|announce| Wanted {
+                container: c.name.clone(),
+                announce,
+                version: c.image.store_name(),
+            })
+        })
         .collect()
+}
+
+/// A container to announce while it is healthy, and the version its entry
+/// names (its image as the node's store keeps it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub container: String,
+    pub announce: Announce,
+    pub version: String,
 }
 
 #[cfg(test)]
@@ -200,11 +214,16 @@ mod tests {
 
     #[test]
     fn only_running_healthy_containers_are_announced() {
-        let a = Announce {
+        let mut c = keel_config::model::Container::new(
+            "web",
+            keel_types::ImageRef::try_from("busybox").unwrap(),
+        );
+        c.announce = Some(Announce {
             name: "www".into(),
             port: 8080,
-        };
-        let (key, v) = entry("n1", "10.0.2.15", "web", &a, Some(&status("running", None)));
+        });
+        let a = wanted(&[c]).remove(0);
+        let (key, v) = entry("n1", "10.0.2.15", &a, Some(&status("running", None)));
         assert_eq!(key, "/services/www/n1-web");
         let v: serde_json::Value = serde_json::from_str(&v.unwrap()).unwrap();
         assert_eq!(
@@ -212,15 +231,15 @@ mod tests {
             serde_json::json!({"host": "10.0.2.15", "port": 8080, "version": "busybox:latest"})
         );
         let healthy = status("running", Some("healthy"));
-        assert!(entry("n1", "x", "web", &a, Some(&healthy)).1.is_some());
+        assert!(entry("n1", "x", &a, Some(&healthy)).1.is_some());
         for s in [
             status("running", Some("unhealthy")),
             status("running", Some("starting")),
             status("exited", None),
             status("backoff", None),
         ] {
-            assert!(entry("n1", "x", "web", &a, Some(&s)).1.is_none(), "{s:?}");
+            assert!(entry("n1", "x", &a, Some(&s)).1.is_none(), "{s:?}");
         }
-        assert!(entry("n1", "x", "web", &a, None).1.is_none());
+        assert!(entry("n1", "x", &a, None).1.is_none());
     }
 }

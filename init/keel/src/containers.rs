@@ -18,6 +18,7 @@ use keel_config::model::{Container, Registries};
 use keel_containers::runtime::{Dirs, ImageRoot};
 use keel_containers::supervisor::{Settings as SupervisorSettings, Supervisor};
 use keel_registry::{Credentials, Reference, Settings};
+use keel_types::ImageRef;
 
 use crate::boot_table::{Ctx, TaskError};
 
@@ -42,11 +43,6 @@ pub enum ImageError {
         dir: PathBuf,
         source: Box<keel_oci::StoreError>,
     },
-    #[error("image {name}: {source}")]
-    Reference {
-        name: String,
-        source: keel_registry::ReferenceError,
-    },
     #[error(
         "image {name}: not in the store ({missing}) nor among the system images, and {source}"
     )]
@@ -66,16 +62,6 @@ pub enum ImageError {
         field: &'static str,
         source: keel_types::Invalid,
     },
-}
-
-/// `NAME` means `NAME:latest`, as docker reads it.
-pub fn normalize(image: &str) -> String {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    if last.contains(':') || image.contains('@') {
-        image.to_string()
-    } else {
-        format!("{image}:latest")
-    }
 }
 
 /// Import `name` from the system images into `store`, if one has it.
@@ -123,18 +109,16 @@ pub fn pull_settings(r: &Registries, ca_bundle: &Path, resolver_root: &Path) -> 
     }
 }
 
-/// Pull `name` (`c.image` normalized) into `store` under that name; the
-/// store's answer when it lacked it goes into the error.
+/// Pull `image` into `store` under `name` (its store name); the store's
+/// answer when it lacked it goes into the error.
 fn pull(
     store: &keel_oci::Store,
+    image: &ImageRef,
     name: &str,
     settings: &Settings,
     missing: keel_oci::StoreError,
 ) -> Result<(), ImageError> {
-    let reference = Reference::parse(name).map_err(|source| ImageError::Reference {
-        name: name.to_string(),
-        source,
-    })?;
+    let reference = Reference::from(image);
     let t = std::time::Instant::now();
     let p = keel_registry::pull_blocking(store, &reference, name, settings).map_err(|source| {
         ImageError::Pull {
@@ -162,7 +146,7 @@ pub fn image_root(
     registries: &Settings,
     c: &Container,
 ) -> Result<ImageRoot, ImageError> {
-    let name = normalize(&c.image);
+    let name = c.image.store_name();
     // One import or pull of an image at a time: containers that share it
     // and start together wait for the first, then find it in the store.
     let lock = keel_oci::once::lock_for(&format!("image {name}"));
@@ -171,7 +155,7 @@ pub fn image_root(
         Ok(r) => r,
         Err(first) => {
             if !import_system(store, system, &name)? {
-                pull(store, &name, registries, first)?;
+                pull(store, &c.image, &name, registries, first)?;
             }
             store.resolve(&name).map_err(|source| ImageError::Resolve {
                 name: name.clone(),
@@ -328,26 +312,24 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
 mod tests {
     use std::path::Path;
 
-    use keel_config::model::{Container, Registries, RegistryAuth};
+    use keel_config::model::{Container, Registries, Registry, RegistryAuth};
+    use keel_types::ImageRef;
 
     #[test]
     fn a_missing_image_is_pulled_and_the_failure_said() {
         let t = tempfile::tempdir().unwrap();
         let store = keel_oci::Store::open(&t.path().join("store")).unwrap();
         let registries = Registries {
-            insecure: vec!["127.0.0.1:1".into()],
+            insecure: vec![Registry::try_from("127.0.0.1:1").unwrap()],
             auth: vec![RegistryAuth {
-                registry: "127.0.0.1:1".into(),
+                registry: Registry::try_from("127.0.0.1:1").unwrap(),
                 username: "u".into(),
                 password: "p".into(),
             }],
         };
         let settings = super::pull_settings(&registries, Path::new("/ca.pem"), t.path());
         assert_eq!(settings.auth[0].username, "u");
-        let c = Container {
-            image: "127.0.0.1:1/app".into(),
-            ..Container::default()
-        };
+        let c = Container::new("app", ImageRef::try_from("127.0.0.1:1/app").unwrap());
         let e = super::image_root(&store, &t.path().join("none"), &settings, &c)
             .err()
             .unwrap()
@@ -360,16 +342,5 @@ mod tests {
             e.contains("nor among the system images, and pull 127.0.0.1:1/app:latest: connect to 127.0.0.1:1"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn names_get_latest() {
-        assert_eq!(super::normalize("busybox"), "busybox:latest");
-        assert_eq!(super::normalize("busybox:1.36"), "busybox:1.36");
-        assert_eq!(
-            super::normalize("registry:5000/app"),
-            "registry:5000/app:latest"
-        );
-        assert_eq!(super::normalize("app@sha256:ab"), "app@sha256:ab");
     }
 }

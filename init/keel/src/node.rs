@@ -30,7 +30,7 @@ pub struct NodeShared {
     /// The cluster store's member, once StartKv ran.
     pub kv: OnceLock<crate::kv::Member>,
     /// The containers to announce (`announce:`), by container name.
-    pub announces: Mutex<Vec<(String, keel_config::model::Announce)>>,
+    pub announces: Mutex<Vec<crate::announce::Wanted>>,
 }
 
 impl NodeShared {

@@ -8,7 +8,8 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use sha2::{Digest as _, Sha256};
+use keel_types::Sha256;
+use sha2::Digest as _;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DigestError {
@@ -19,9 +20,15 @@ pub enum DigestError {
 }
 
 /// A validated sha256 digest; its hex part is safe to use as a file name.
+/// The digest of a config's image reference is the same value
+/// (`From<Sha256>`), checked once by `keel_types`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Digest {
-    hex: String,
+pub struct Digest(Sha256);
+
+impl From<Sha256> for Digest {
+    fn from(s: Sha256) -> Digest {
+        Digest(s)
+    }
 }
 
 impl Digest {
@@ -44,42 +51,33 @@ impl Digest {
 
     /// The digest whose hex part is `hex` (a blob's file name), if well formed.
     pub fn from_hex(hex: &str) -> Option<Digest> {
-        let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        ok.then(|| Digest {
-            hex: hex.to_string(),
-        })
+        Sha256::from_hex(hex).map(Digest)
     }
 
     /// The sha256 of `bytes`.
     pub fn of(bytes: &[u8]) -> Digest {
-        Digest::from_hasher(Sha256::new_with_prefix(bytes))
+        Digest::from_hasher(sha2::Sha256::new_with_prefix(bytes))
     }
 
-    fn from_hasher(h: Sha256) -> Digest {
-        let sum = h.finalize();
-        let mut hex = String::with_capacity(64);
-        for b in sum {
-            hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-            hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-        }
-        Digest { hex }
+    fn from_hasher(h: sha2::Sha256) -> Digest {
+        Digest(Sha256::from_sum(h.finalize().into()))
     }
 
     /// The 64 hex digits (the blob's file name).
     pub fn hex(&self) -> &str {
-        &self.hex
+        self.0.hex()
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
+        write!(f, "{}", self.0)
     }
 }
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
+        write!(f, "{}", self.0)
     }
 }
 
@@ -91,7 +89,7 @@ pub(crate) fn copy_hashed(
     to: &mut impl Write,
     limit: u64,
 ) -> io::Result<(u64, Digest)> {
-    let mut h = Sha256::new();
+    let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut n = 0u64;
     loop {

@@ -15,6 +15,8 @@
 
 use std::fmt;
 
+use keel_types::Registry;
+
 use base64::Engine;
 
 /// What a registry asked for.
@@ -41,7 +43,7 @@ pub struct ChallengeError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// `host[:port]`, as in image references.
-    pub registry: String,
+    pub registry: Registry,
     pub username: String,
     pub password: String,
 }
@@ -227,7 +229,7 @@ mod tests {
     #[test]
     fn credentials_hide_the_password() {
         let c = Credentials {
-            registry: "r.example".into(),
+            registry: Registry::try_from("r.example").unwrap(),
             username: "u".into(),
             password: "secret".into(),
         };

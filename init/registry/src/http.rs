@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 
 use crate::error::Failure;
 use crate::resolve::resolve;
+use keel_types::Registry;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,15 +67,14 @@ impl Url {
         })
     }
 
-    /// The registry at `authority` (`host[:port]`), path `path`.
-    pub fn registry(authority: &str, https: bool, path: &str) -> Option<Url> {
-        let (host, port) = split_authority(authority)?;
-        Some(Url {
+    /// The registry `r`, path `path`.
+    pub fn registry(r: &Registry, https: bool, path: &str) -> Url {
+        Url {
             https,
-            host,
-            port,
+            host: r.host.bare(),
+            port: r.port,
             path: path.to_string(),
-        })
+        }
     }
 
     /// `host[:port]` as written in image references and the insecure list.
@@ -150,14 +150,14 @@ fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
 /// Connections: the insecure list, the CA bundle (read on first TLS use),
 /// and where the resolver's files are.
 pub struct Transport {
-    insecure: Vec<String>,
+    insecure: Vec<Registry>,
     ca_bundle: PathBuf,
     root: PathBuf,
     tls: Mutex<Option<Arc<rustls::ClientConfig>>>,
 }
 
 impl Transport {
-    pub fn new(insecure: &[String], ca_bundle: &Path, root: &Path) -> Transport {
+    pub fn new(insecure: &[Registry], ca_bundle: &Path, root: &Path) -> Transport {
         Transport {
             insecure: insecure.to_vec(),
             ca_bundle: ca_bundle.to_path_buf(),
@@ -167,7 +167,7 @@ impl Transport {
     }
 
     pub fn is_insecure(&self, authority: &str) -> bool {
-        self.insecure.iter().any(|i| i == authority)
+        self.insecure.iter().any(|i| i.to_string() == authority)
     }
 
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Failure> {
@@ -358,6 +358,10 @@ pub async fn read_body(
 mod tests {
     use super::*;
 
+    fn reg(s: &str) -> Registry {
+        Registry::try_from(s).unwrap()
+    }
+
     #[test]
     fn urls() {
         let u = Url::parse("https://auth.example/token?service=x").unwrap();
@@ -380,7 +384,7 @@ mod tests {
         ] {
             assert_eq!(Url::parse(bad), None, "{bad}");
         }
-        let base = Url::registry("10.0.2.2:5000", false, "/v2/a/blobs/x").unwrap();
+        let base = Url::registry(&reg("10.0.2.2:5000"), false, "/v2/a/blobs/x");
         assert_eq!(base.to_string(), "http://10.0.2.2:5000/v2/a/blobs/x");
         assert_eq!(
             base.join("https://s3.example/b?sig=1").unwrap().to_string(),
@@ -403,24 +407,24 @@ mod tests {
     #[tokio::test]
     async fn plain_http_only_when_listed() {
         let t = Transport::new(
-            &["10.0.2.2:5000".into()],
+            &[reg("10.0.2.2:5000")],
             Path::new("/nonexistent"),
             Path::new("/"),
         );
-        let url = Url::registry("reg.example:5000", false, "/v2/").unwrap();
+        let url = Url::registry(&reg("reg.example:5000"), false, "/v2/");
         let e = t.get(&url, &[]).await.unwrap_err().to_string();
         assert_eq!(
             e,
             "refusing plain http to reg.example:5000 (http://reg.example:5000/v2/): it is not listed in registries.insecure"
         );
         // The same host on another port is another registry.
-        let url = Url::registry("10.0.2.2:5001", false, "/v2/").unwrap();
+        let url = Url::registry(&reg("10.0.2.2:5001"), false, "/v2/");
         assert!(matches!(
             t.get(&url, &[]).await,
             Err(Failure::Insecure { .. })
         ));
         // https needs the CA bundle, which is named when missing.
-        let url = Url::registry("reg.example", true, "/v2/").unwrap();
+        let url = Url::registry(&reg("reg.example"), true, "/v2/");
         let e = t.get(&url, &[]).await.unwrap_err().to_string();
         assert!(e.starts_with("CA bundle /nonexistent: "), "{e}");
     }

@@ -39,6 +39,7 @@ use crate::auth::{parse_challenge, query_escape, Challenge, Credentials};
 use crate::error::{Failure, PullError};
 use crate::http::{next_chunk, read_body, Transport, Url};
 use crate::reference::Reference;
+use keel_types::Registry;
 
 /// Blob downloads at once.
 pub const CONCURRENT_BLOBS: usize = 3;
@@ -55,7 +56,7 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.o
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Registries (`host[:port]`) spoken to over plain http.
-    pub insecure: Vec<String>,
+    pub insecure: Vec<Registry>,
     pub auth: Vec<Credentials>,
     /// PEM bundle of the CAs registries' certificates are checked against.
     pub ca_bundle: PathBuf,
@@ -89,11 +90,8 @@ struct Client {
 }
 
 impl Client {
-    fn url(&self, path: &str) -> Result<Url, Failure> {
-        Url::registry(&self.reference.registry, self.https, path).ok_or_else(|| Failure::Redirect {
-            url: path.to_string(),
-            problem: format!("{:?} is not host[:port]", self.reference.registry),
-        })
+    fn url(&self, path: &str) -> Url {
+        Url::registry(&self.reference.registry, self.https, path)
     }
 
     /// GET `path` on the registry, answering a 401 once and following
@@ -104,7 +102,7 @@ impl Client {
         path: &str,
         accept: Option<&str>,
     ) -> Result<(Url, Response<Incoming>), Failure> {
-        let mut url = self.url(path)?;
+        let mut url = self.url(path);
         let registry = url.authority();
         let mut redirects = 0;
         let mut authenticated = false;
@@ -187,7 +185,7 @@ impl Client {
                 Some(c) => c.basic(),
                 None => {
                     return Err(Failure::NoCredentials {
-                        authority: self.reference.registry.clone(),
+                        authority: self.reference.registry.to_string(),
                     })
                 }
             },
@@ -498,7 +496,7 @@ async fn pull_inner(
         &settings.ca_bundle,
         &settings.resolver_root,
     );
-    let https = !transport.is_insecure(&reference.registry);
+    let https = !transport.is_insecure(&reference.registry.to_string());
     let client = Arc::new(Client {
         reference: reference.clone(),
         https,

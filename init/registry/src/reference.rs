@@ -1,10 +1,10 @@
-//! Image references: `[REGISTRY[:PORT]/]PATH[:TAG][@sha256:HEX]`.
+//! Image references on the wire: `[REGISTRY[:PORT]/]PATH[:TAG][@sha256:HEX]`
+//! as a registry is asked for it.
 //!
-//! 1. The syntax is checked by [`keel_config::containers::image`], the same
-//!    function the config validator uses, so every image a config accepts
-//!    parses here and nothing else does.
-//! 2. The first path component is a registry when more follow and it holds
-//!    a `.` or a `:` or is `localhost` (docker's rule). Otherwise the image
+//! 1. The text is parsed once, into [`keel_types::ImageRef`], the value the
+//!    config validator produces too: every image a config accepts is a
+//!    reference here, without a second parser.
+//! 2. The registry is the one the reference names. Without one the image
 //!    is on Docker Hub, whose API host is `registry-1.docker.io`, and a
 //!    single-component name gets docker's `library/` prefix. (keel nodes
 //!    usually have no route to Docker Hub: name a registry they can reach.)
@@ -15,6 +15,7 @@
 use std::fmt;
 
 use keel_oci::Digest;
+use keel_types::{Host, ImageRef, Registry};
 
 /// The host Docker Hub's registry API answers on.
 pub const DOCKER_HUB: &str = "registry-1.docker.io";
@@ -26,69 +27,65 @@ pub struct ReferenceError {
     pub problem: String,
 }
 
-/// A parsed image reference.
+/// An image as its registry is asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
-    /// `host[:port]` the registry API is reached at.
-    pub registry: String,
+    /// Where the registry API is reached.
+    pub registry: Registry,
     /// The repository path, e.g. `library/busybox`.
     pub repository: String,
     pub tag: Option<String>,
     pub digest: Option<Digest>,
 }
 
-impl Reference {
-    pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
-        let err = |problem: String| ReferenceError {
-            reference: s.to_string(),
-            problem,
-        };
-        keel_config::containers::image(s).map_err(err)?;
-        let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(Digest::parse(d).map_err(|e| err(e.to_string()))?)),
-            None => (s, None),
-        };
-        let (registry, path) = match rest.split_once('/') {
-            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => {
-                (first, path)
-            }
-            _ => ("", rest),
-        };
-        // The tag is after the last `:` of the last component (a registry
-        // port has gone with the registry).
-        let last_slash = path.rfind('/').map_or(0, |i| i + 1);
-        let (repository, tag) = match path[last_slash..].split_once(':') {
-            Some((_, t)) => (&path[..path.len() - t.len() - 1], Some(t.to_string())),
-            None => (path, None),
-        };
-        let hub = matches!(registry, "" | "docker.io" | "index.docker.io" | DOCKER_HUB);
-        let repository = if hub && !repository.contains('/') {
-            format!("library/{repository}")
+impl From<&ImageRef> for Reference {
+    fn from(image: &ImageRef) -> Reference {
+        let registry = image
+            .registry
+            .as_ref()
+            .map_or_else(hub, Reference::registry_of);
+        let repository = if registry == hub() && !image.path.contains('/') {
+            format!("library/{}", image.path)
         } else {
-            repository.to_string()
+            image.path.clone()
         };
-        let tag = match (tag, &digest) {
+        let tag = match (&image.tag, &image.digest) {
             (None, None) => Some("latest".to_string()),
-            (t, _) => t,
+            (t, _) => t.clone(),
         };
-        Ok(Reference {
-            registry: if hub {
-                DOCKER_HUB.into()
-            } else {
-                registry.into()
-            },
+        Reference {
+            registry,
             repository,
             tag,
-            digest,
-        })
+            digest: image.digest.clone().map(Digest::from),
+        }
+    }
+}
+
+fn hub() -> Registry {
+    Registry {
+        host: Host::Name(DOCKER_HUB.into()),
+        port: None,
+    }
+}
+
+impl Reference {
+    /// The reference a text names (a tool's argument; configs hold an
+    /// [`ImageRef`] already).
+    pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
+        let image = ImageRef::try_from(s).map_err(|e| ReferenceError {
+            reference: s.to_string(),
+            problem: e.to_string(),
+        })?;
+        Ok(Reference::from(&image))
     }
 
-    /// The registry a `host[:port]` written in the config means: Docker
-    /// Hub's names are its API host.
-    pub fn registry_of(s: &str) -> String {
-        match s {
-            "docker.io" | "index.docker.io" => DOCKER_HUB.into(),
-            _ => s.to_string(),
+    /// The registry a config's `host[:port]` means: Docker Hub's names are
+    /// its API host.
+    pub fn registry_of(r: &Registry) -> Registry {
+        match (&r.host, r.port) {
+            (Host::Name(n), None) if matches!(n.as_str(), "docker.io" | "index.docker.io") => hub(),
+            _ => r.clone(),
         }
     }
 
@@ -127,7 +124,7 @@ mod tests {
     fn parts(s: &str) -> Parts {
         let r = Reference::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
         (
-            r.registry,
+            r.registry.to_string(),
             r.repository,
             r.tag,
             r.digest.map(|d| d.to_string()),

@@ -122,7 +122,10 @@ fn push_image(dir: &Path, registry: &str) {
 
 fn settings(insecure: &[&str], ca: &Path) -> Settings {
     Settings {
-        insecure: insecure.iter().map(|s| s.to_string()).collect(),
+        insecure: insecure
+            .iter()
+            .map(|s| keel_types::Registry::try_from(*s).unwrap())
+            .collect(),
         auth: vec![],
         ca_bundle: ca.to_path_buf(),
         resolver_root: "/".into(),

@@ -20,7 +20,9 @@
 mod caps;
 mod error;
 pub mod etcd;
+mod host;
 mod ids;
+mod image;
 mod net;
 mod rlimit;
 mod signal;
@@ -30,11 +32,13 @@ mod update;
 
 pub use caps::{CapEntry, CapSet, Capability, DEFAULT_CAPS, LAST_CAP};
 pub use error::Invalid;
+pub use host::{hostname, url_list, Host, HttpUrl, Registry};
 pub use ids::{Id, UserSpec};
+pub use image::{ImageRef, Sha256};
 pub use net::{ip, Cidr, DhcpMode, Port, Protocol};
 pub use rlimit::{Limits, Resource, Rlimit};
 pub use signal::{Signal, SIGNAL_NAMES, SIGRTMAX, SIGRTMIN};
 pub use units::{Bytes, GoDuration, Millis, Mode};
-pub use update::{RebootStrategy, Weekday, WindowStart};
+pub use update::{Group, RebootStrategy, Weekday, WindowStart};
 
 pub use etcd::{Discovery, EtcdSettings};

@@ -1,5 +1,6 @@
 //! The update agent's and reboot coordinator's settings (`coreos.update`,
-//! `coreos.locksmith`): the reboot strategy and the reboot window.
+//! `coreos.locksmith`): the reboot strategy, the reboot window and the
+//! group a node updates and reboots with.
 
 use std::fmt;
 
@@ -123,6 +124,43 @@ impl fmt::Display for WindowStart {
     }
 }
 
+/// An update group (`coreos.update.group`, the update service's track) or
+/// a reboot group (`coreos.locksmith.group`, a key of the reboot
+/// semaphore): 1-64 of `A-Z a-z 0-9 . _ -`, not starting with a dot, so it
+/// is one path component of a KV key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Group(String);
+
+impl Group {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for Group {
+    type Error = Invalid;
+    fn try_from(s: &str) -> Result<Group, Invalid> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if ok {
+            Ok(Group(s.to_string()))
+        } else {
+            Err(Invalid(format!(
+                "{s:?} is not a group name (1-64 of A-Z a-z 0-9 . _ -, not starting with a dot)"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,11 +194,33 @@ mod tests {
         assert!(WindowStart::try_from("25:00").is_err());
     }
 
+    #[test]
+    fn groups_are_one_key_component() {
+        for ok in ["stable", "beta", "edge-eu_1.2", "0f3c9a"] {
+            assert_eq!(
+                Group::try_from(ok).map(|g| g.to_string()),
+                Ok(ok.to_string())
+            );
+        }
+        for bad in ["", ".", "..", "a/b", "a b", &"g".repeat(65)] {
+            assert_eq!(
+                Group::try_from(bad).unwrap_err().to_string(),
+                format!("{bad:?} is not a group name (1-64 of A-Z a-z 0-9 . _ -, not starting with a dot)")
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn windows_parse_from_what_they_show(day in proptest::option::of(0u8..7), hour in 0u8..24, minute in 0u8..60) {
             let w = WindowStart { day: day.and_then(Weekday::from_sunday), hour, minute };
             prop_assert_eq!(WindowStart::try_from(w.to_string().as_str()), Ok(w));
+        }
+
+        #[test]
+        fn groups_parse_from_what_they_show(s in "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}") {
+            let g = Group::try_from(s.as_str()).unwrap();
+            prop_assert_eq!(Group::try_from(g.to_string().as_str()), Ok(g));
         }
 
         #[test]

@@ -33,6 +33,14 @@ use keel_containers::mounts::{MASKED, READ_ONLY};
 use keel_containers::runtime::{environment, ImageRoot};
 use serde_json::{json, Value};
 
+/// A container of busybox with keel's defaults, for the tests to change.
+fn a_container() -> Container {
+    Container::new(
+        "test",
+        keel_config::model::ImageRef::try_from("busybox").unwrap(),
+    )
+}
+
 /// keel's image store, where the busybox layer is unpacked (overlay form).
 const LAYERS: &str = "/var/lib/keel/images/layers";
 const CRUN: &str = "/usr/bin/crun";
@@ -107,7 +115,7 @@ pub fn config(args: &[&str], rootfs: &Path) -> Value {
     let cap_names: Vec<&str> = DEFAULT_CAPS.iter().map(|c| c.name()).collect();
     let c = Container {
         name: NAME.into(),
-        ..Default::default()
+        ..a_container()
     };
     let img = ImageRoot {
         env: vec![IMAGE_ENV.into()],

@@ -24,6 +24,14 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// A container of busybox with keel's defaults, for the tests to change.
+fn a_container() -> Container {
+    Container::new(
+        "test",
+        keel_config::model::ImageRef::try_from("busybox").unwrap(),
+    )
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Command(Command),
@@ -320,7 +328,7 @@ fn spec() -> impl Strategy<Value = Container> {
                 retries: 1,
                 start_period_ms: 0,
             }),
-            ..Default::default()
+            ..a_container()
         })
 }
 

@@ -174,7 +174,7 @@ fn routes(img: &Image, tag: &str) -> HashMap<String, Answer> {
 
 fn settings(addr: SocketAddr) -> Settings {
     Settings {
-        insecure: vec![addr.to_string()],
+        insecure: vec![keel_types::Registry::try_from(addr.to_string().as_str()).unwrap()],
         auth: vec![],
         ca_bundle: "/nonexistent".into(),
         resolver_root: "/nonexistent".into(),
@@ -414,7 +414,7 @@ async fn registry_errors_and_basic_auth() {
     );
     let mut s = settings(addr);
     s.auth.push(Credentials {
-        registry: addr.to_string(),
+        registry: keel_types::Registry::try_from(addr.to_string().as_str()).unwrap(),
         username: "u".into(),
         password: "p".into(),
     });
