@@ -22,6 +22,91 @@ pub struct Task<C, E> {
     pub name: &'static str,
     pub need: Need,
     pub run: fn(&mut C) -> Result<(), E>,
+    /// The tasks whose output (a value they leave in the context, or an
+    /// effect on the system) this one takes: they must come before it in
+    /// the table, which [`check_order`] proves.
+    pub after: &'static [&'static str],
+}
+
+impl<C, E> Task<C, E> {
+    pub const fn required(name: &'static str, run: fn(&mut C) -> Result<(), E>) -> Task<C, E> {
+        Task {
+            name,
+            need: Need::Required,
+            run,
+            after: &[],
+        }
+    }
+
+    pub const fn optional(name: &'static str, run: fn(&mut C) -> Result<(), E>) -> Task<C, E> {
+        Task {
+            name,
+            need: Need::Optional,
+            run,
+            after: &[],
+        }
+    }
+
+    /// This task takes the output of `tasks`.
+    pub const fn after(self, tasks: &'static [&'static str]) -> Task<C, E> {
+        Task {
+            after: tasks,
+            ..self
+        }
+    }
+}
+
+/// Why a table's order does not hold: a task that takes the output of a
+/// task the table lacks or runs later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("boot table: {task} takes the output of {missing}, which is not in the table")]
+    Missing {
+        task: &'static str,
+        missing: &'static str,
+    },
+    #[error("boot table: {task} takes the output of {later}, which runs after it")]
+    Later {
+        task: &'static str,
+        later: &'static str,
+    },
+    #[error("boot table: two tasks are named {0}")]
+    Twice(&'static str),
+}
+
+/// Every task's `after` names a task that runs before it, and names are
+/// unique. The hand-overs through the context are declared in the table
+/// and checked here, not left to comments.
+pub fn check_order<C, E>(table: &[Phase<C, E>]) -> Result<(), OrderError> {
+    let order: Vec<&'static str> = table
+        .iter()
+        .flat_map(|p| p.tasks.iter().map(|t| t.name))
+        .collect();
+    for (i, name) in order.iter().enumerate() {
+        if order[..i].contains(name) {
+            return Err(OrderError::Twice(name));
+        }
+    }
+    for (i, t) in table.iter().flat_map(|p| p.tasks.iter()).enumerate() {
+        for &before in t.after {
+            match order.iter().position(|n| *n == before) {
+                None => {
+                    return Err(OrderError::Missing {
+                        task: t.name,
+                        missing: before,
+                    })
+                }
+                Some(j) if j >= i => {
+                    return Err(OrderError::Later {
+                        task: t.name,
+                        later: before,
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A named list of tasks.
@@ -187,52 +272,22 @@ mod tests {
     static OPTIONAL: [Phase<Ctx, String>; 2] = [
         Phase {
             name: "one",
-            tasks: &[
-                Task {
-                    name: "A",
-                    need: Need::Required,
-                    run: a,
-                },
-                Task {
-                    name: "B",
-                    need: Need::Optional,
-                    run: b,
-                },
-            ],
+            tasks: &[Task::required("A", a), Task::optional("B", b)],
         },
         Phase {
             name: "two",
-            tasks: &[Task {
-                name: "Never",
-                need: Need::Required,
-                run: never,
-            }],
+            tasks: &[Task::required("Never", never)],
         },
     ];
 
     static REQUIRED: [Phase<Ctx, String>; 2] = [
         Phase {
             name: "one",
-            tasks: &[
-                Task {
-                    name: "B",
-                    need: Need::Required,
-                    run: b,
-                },
-                Task {
-                    name: "A",
-                    need: Need::Required,
-                    run: a,
-                },
-            ],
+            tasks: &[Task::required("B", b), Task::required("A", a)],
         },
         Phase {
             name: "two",
-            tasks: &[Task {
-                name: "Never",
-                need: Need::Required,
-                run: never,
-            }],
+            tasks: &[Task::required("Never", never)],
         },
     ];
 
@@ -242,6 +297,56 @@ mod tests {
             t.set(t.get() + 500);
             Duration::from_micros(t.get())
         }
+    }
+
+    #[test]
+    fn hand_overs_run_after_their_source() {
+        static GOOD: [Phase<Ctx, String>; 2] = [
+            Phase {
+                name: "one",
+                tasks: &[Task::required("A", a), Task::optional("B", b).after(&["A"])],
+            },
+            Phase {
+                name: "two",
+                tasks: &[Task::required("C", never).after(&["A", "B"])],
+            },
+        ];
+        assert_eq!(check_order(&GOOD), Ok(()));
+        static LATER: [Phase<Ctx, String>; 2] = [
+            Phase {
+                name: "one",
+                tasks: &[Task::required("A", a).after(&["C"]), Task::optional("B", b)],
+            },
+            Phase {
+                name: "two",
+                tasks: &[Task::required("C", never)],
+            },
+        ];
+        assert_eq!(
+            check_order(&LATER).unwrap_err().to_string(),
+            "boot table: A takes the output of C, which runs after it"
+        );
+        static ITSELF: [Phase<Ctx, String>; 1] = [Phase {
+            name: "one",
+            tasks: &[Task::required("A", a).after(&["A"])],
+        }];
+        assert!(matches!(
+            check_order(&ITSELF),
+            Err(OrderError::Later { .. })
+        ));
+        static MISSING: [Phase<Ctx, String>; 1] = [Phase {
+            name: "one",
+            tasks: &[Task::required("A", a).after(&["Gone"])],
+        }];
+        assert_eq!(
+            check_order(&MISSING).unwrap_err().to_string(),
+            "boot table: A takes the output of Gone, which is not in the table"
+        );
+        static TWICE: [Phase<Ctx, String>; 1] = [Phase {
+            name: "one",
+            tasks: &[Task::required("A", a), Task::optional("A", b)],
+        }];
+        assert_eq!(check_order(&TWICE), Err(OrderError::Twice("A")));
     }
 
     #[test]

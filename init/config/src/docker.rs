@@ -23,6 +23,7 @@
 use crate::containers;
 use crate::model::{Container, MountSpec, NetMode, Restart, SysctlNs};
 use crate::schema;
+use keel_types::RunFlag;
 
 /// A unit translated: the container and what was ignored on the way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,82 +287,11 @@ fn translate(
     Ok(t)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flag {
-    Name,
-    Publish,
-    Env,
-    Volume,
-    Restart,
-    Rm,
-    Detach,
-    Network,
-    Memory,
-    Cpus,
-    CapAdd,
-    CapDrop,
-    User,
-    Workdir,
-    Hostname,
-    ReadOnly,
-    Entrypoint,
-    StopSignal,
-    GroupAdd,
-    Sysctl,
-    Init,
-}
-
-/// The flags keel translates: long name, short letter.
-const FLAGS: &[(&str, Option<char>, Flag)] = &[
-    ("name", None, Flag::Name),
-    ("publish", Some('p'), Flag::Publish),
-    ("env", Some('e'), Flag::Env),
-    ("volume", Some('v'), Flag::Volume),
-    ("restart", None, Flag::Restart),
-    ("rm", None, Flag::Rm),
-    ("detach", Some('d'), Flag::Detach),
-    ("net", None, Flag::Network),
-    ("network", None, Flag::Network),
-    ("memory", Some('m'), Flag::Memory),
-    ("cpus", None, Flag::Cpus),
-    ("cap-add", None, Flag::CapAdd),
-    ("cap-drop", None, Flag::CapDrop),
-    ("user", Some('u'), Flag::User),
-    ("workdir", Some('w'), Flag::Workdir),
-    ("hostname", Some('h'), Flag::Hostname),
-    ("read-only", None, Flag::ReadOnly),
-    ("entrypoint", None, Flag::Entrypoint),
-    ("stop-signal", None, Flag::StopSignal),
-    ("group-add", None, Flag::GroupAdd),
-    ("sysctl", None, Flag::Sysctl),
-    ("init", None, Flag::Init),
-];
-
-fn is_bool(f: Flag) -> bool {
-    matches!(f, Flag::Rm | Flag::Detach | Flag::ReadOnly | Flag::Init)
-}
-
-/// Why a flag keel does not translate is refused.
-fn unsupported(flag: &str) -> String {
-    let why = match flag {
-        "--privileged" => "keel gives a container only the capabilities it lists: add what it needs with --cap-add",
-        "-i" | "--interactive" | "-t" | "--tty" => "a container keel runs has no terminal",
-        "--device" => "keel passes no devices into containers",
-        "--link" => "containers reach each other over keel's bridge; order them with after: in the containers: section",
-        "--env-file" => "keel reads no files to build the environment: pass each variable with -e NAME=value",
-        "--pid" | "--ipc" | "--uts" | "--userns" => "keel shares no namespace of the host but the network",
-        "--log-driver" | "--log-opt" => "keel collects the container's output itself",
-        "--volumes-from" | "--mount" => "bind directories under /var/lib/keel/volumes/ with -v",
-        _ => "keel has no equivalent",
-    };
-    format!("docker run flag {flag} is not supported: {why}")
-}
-
 /// Translate the words after `docker run`. `default_name` names the
 /// container when `--name` does not. The error is the refusal.
 pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, String> {
     // Flags with their values, as written (`shown` names them in messages).
-    let mut flags: Vec<(String, Flag, Option<String>)> = Vec::new();
+    let mut flags: Vec<(String, RunFlag, Option<String>)> = Vec::new();
     let mut i = 0;
     let mut image = None;
     while i < words.len() {
@@ -382,14 +312,10 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                 None => (long, None),
             };
             let shown = format!("--{n}");
-            let f = FLAGS
-                .iter()
-                .find(|(l, _, _)| *l == n)
-                .map(|x| x.2)
-                .ok_or_else(|| unsupported(&shown))?;
+            let f = RunFlag::long(n).ok_or_else(|| RunFlag::refusal(&shown))?;
             let value = match inline {
                 Some(v) => Some(v),
-                None if is_bool(f) => None,
+                None if f.is_switch() => None,
                 None => {
                     i += 1;
                     Some(
@@ -407,12 +333,8 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
         let cluster: Vec<char> = w[1..].chars().collect();
         for (j, ch) in cluster.iter().enumerate() {
             let shown = format!("-{ch}");
-            let f = FLAGS
-                .iter()
-                .find(|(_, s, _)| *s == Some(*ch))
-                .map(|x| x.2)
-                .ok_or_else(|| unsupported(&shown))?;
-            if is_bool(f) {
+            let f = RunFlag::short(*ch).ok_or_else(|| RunFlag::refusal(&shown))?;
+            if f.is_switch() {
                 flags.push((shown, f, None));
                 continue;
             }
@@ -444,11 +366,11 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
             _ => Err(bad("is not true or false".into())),
         };
         match f {
-            Flag::Name => {
+            RunFlag::Name => {
                 containers::container_name(&val).map_err(bad)?;
                 c.name = val.clone();
             }
-            Flag::Publish => {
+            RunFlag::Publish => {
                 if !val.contains(':') {
                     return Err(bad("publishes to a random host port: keel needs HOST:CONTAINER".into()));
                 }
@@ -458,7 +380,7 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                 }
                 c.ports.push(p);
             }
-            Flag::Env => {
+            RunFlag::Env => {
                 let (k, v) = val.split_once('=').ok_or_else(|| {
                     bad("passes the variable from docker's environment, which keel does not have: write -e NAME=value".into())
                 })?;
@@ -466,7 +388,7 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                 c.env.retain(|(n, _)| n != k);
                 c.env.push((k.to_string(), v.to_string()));
             }
-            Flag::Volume => {
+            RunFlag::Volume => {
                 let parts: Vec<&str> = val.split(':').collect();
                 let (src, target, readonly) = match parts[..] {
                     [s, t] => (s, t, false),
@@ -486,7 +408,7 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                     readonly,
                 });
             }
-            Flag::Restart => {
+            RunFlag::Restart => {
                 c.restart = match val.split_once(':') {
                     None if val == "no" => Restart::Never,
                     None if val == "always" => Restart::Always,
@@ -502,9 +424,9 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                     _ => return Err(bad("is not no, always, on-failure[:N] or unless-stopped".into())),
                 };
             }
-            Flag::Rm => notes.push(format!("{shown} ignored")),
-            Flag::Detach => notes.push(format!("{shown} ignored (keel supervises the container)")),
-            Flag::Network => {
+            RunFlag::Rm => notes.push(format!("{shown} ignored")),
+            RunFlag::Detach => notes.push(format!("{shown} ignored (keel supervises the container)")),
+            RunFlag::Network => {
                 c.network = match val.as_str() {
                     "default" => NetMode::Bridge,
                     v => containers::network(v).map_err(|_| {
@@ -512,21 +434,21 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                     })?,
                 }
             }
-            Flag::Memory => {
+            RunFlag::Memory => {
                 let s = val.strip_suffix(['b', 'B']).unwrap_or(&val);
                 c.resources.memory = Some(containers::memory(s).map_err(bad)?);
             }
-            Flag::Cpus => c.resources.millicpus = Some(containers::millicpus(&val).map_err(bad)?),
-            Flag::CapAdd | Flag::CapDrop => {
+            RunFlag::Cpus => c.resources.millicpus = Some(containers::millicpus(&val).map_err(bad)?),
+            RunFlag::CapAdd | RunFlag::CapDrop => {
                 let cap = containers::capability(&val).map_err(bad)?;
-                let list = if f == Flag::CapAdd { &mut c.cap_add } else { &mut c.cap_drop };
+                let list = if f == RunFlag::CapAdd { &mut c.cap_add } else { &mut c.cap_drop };
                 if !list.contains(&cap) {
                     list.push(cap);
                 }
             }
-            Flag::User => c.user = Some(containers::user(&val).map_err(bad)?),
-            Flag::GroupAdd => c.group_add.push(containers::group(&val).map_err(bad)?),
-            Flag::Sysctl => {
+            RunFlag::User => c.user = Some(containers::user(&val).map_err(bad)?),
+            RunFlag::GroupAdd => c.group_add.push(containers::group(&val).map_err(bad)?),
+            RunFlag::Sysctl => {
                 let (k, v) = val
                     .split_once('=')
                     .ok_or_else(|| bad("is not NAME=VALUE".into()))?;
@@ -534,18 +456,18 @@ pub fn docker_run(default_name: &str, words: &[String]) -> Result<Translation, S
                 c.sysctls.retain(|o| o.path != s.path);
                 c.sysctls.push(s);
             }
-            Flag::Workdir => {
+            RunFlag::Workdir => {
                 schema::abs_path(&val).map_err(bad)?;
                 c.workdir = Some(val.clone());
             }
-            Flag::Hostname => {
+            RunFlag::Hostname => {
                 schema::label(&val).map_err(bad)?;
                 c.hostname = Some(val.clone());
             }
-            Flag::StopSignal => c.stop_signal = Some(schema::stop_signal(&val).map_err(bad)?),
-            Flag::ReadOnly => c.readonly = yes()?,
-            Flag::Init => c.init = yes()?,
-            Flag::Entrypoint => {
+            RunFlag::StopSignal => c.stop_signal = Some(schema::stop_signal(&val).map_err(bad)?),
+            RunFlag::ReadOnly => c.readonly = yes()?,
+            RunFlag::Init => c.init = yes()?,
+            RunFlag::Entrypoint => {
                 if val.is_empty() {
                     return Err(bad("an empty entrypoint".into()));
                 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use keel_boot::cmdline::{Cmdline, PanicPoint};
-use keel_boot::phases::{Need, Phase, Task};
+use keel_boot::phases::{Phase, Task};
 use keel_boot::{cgroup, guard, info, mounts, switch_root, warn};
 use keel_sys::power::PowerAction;
 use keel_sys::signal::SignalReader;
@@ -104,33 +104,28 @@ const fn req(
     name: &'static str,
     run: fn(&mut Ctx) -> Result<(), TaskError>,
 ) -> Task<Ctx, TaskError> {
-    Task {
-        name,
-        need: Need::Required,
-        run,
-    }
+    Task::required(name, run)
 }
 
 const fn opt(
     name: &'static str,
     run: fn(&mut Ctx) -> Result<(), TaskError>,
 ) -> Task<Ctx, TaskError> {
-    Task {
-        name,
-        need: Need::Optional,
-        run,
-    }
+    Task::optional(name, run)
 }
 
+/// The boot. A task's `after` names the tasks whose output it takes (a
+/// field of [`Ctx`] they fill, or what they did to the system);
+/// `keel_boot::phases::check_order` proves each comes before it.
 pub static BOOT: &[Phase<Ctx, TaskError>] = &[
     Phase {
         name: "early",
         tasks: &[
             req("MountEarly", mount_early),
-            opt("AttachKernelLog", attach_kernel_log),
-            opt("ReadCmdline", read_cmdline),
-            opt("SetPanicPolicy", set_panic_policy),
-            opt("HardenSysctls", harden_sysctls),
+            opt("AttachKernelLog", attach_kernel_log).after(&["MountEarly"]),
+            opt("ReadCmdline", read_cmdline).after(&["MountEarly"]),
+            opt("SetPanicPolicy", set_panic_policy).after(&["ReadCmdline"]),
+            opt("HardenSysctls", harden_sysctls).after(&["MountEarly"]),
             opt("RaiseFileLimit", raise_file_limit),
             opt("RouteCtrlAltDel", route_ctrl_alt_del),
         ],
@@ -138,22 +133,26 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
     Phase {
         name: "root",
         tasks: &[
-            opt("FindSlots", crate::root::find_slots),
-            opt("MountRoot", crate::root::mount_root),
+            opt("FindSlots", crate::root::find_slots).after(&["MountEarly"]),
+            opt("MountRoot", crate::root::mount_root).after(&["ReadCmdline", "FindSlots"]),
             // Right after the kexec decision MountRoot made: nothing may
             // kexec, poke ports or replace ACPI tables after it.
-            opt("LockKernel", lock_kernel),
-            req("LeaveInitramfs", crate::root::leave_initramfs),
-            opt("MountState", crate::root::mount_state),
-            opt("BuildEtc", crate::root::build_etc),
+            opt("LockKernel", lock_kernel).after(&["ReadCmdline", "MountRoot"]),
+            req("LeaveInitramfs", crate::root::leave_initramfs).after(&["MountRoot"]),
+            opt("MountState", crate::root::mount_state).after(&[
+                "ReadCmdline",
+                "FindSlots",
+                "LeaveInitramfs",
+            ]),
+            opt("BuildEtc", crate::root::build_etc).after(&["MountState"]),
         ],
     },
     Phase {
         name: "config",
         tasks: &[
             opt("SetHostname", set_hostname),
-            opt("LoadConfig", crate::config::load_config),
-            opt("ApplyConfig", crate::config::apply_config),
+            opt("LoadConfig", crate::config::load_config).after(&["ReadCmdline", "MountState"]),
+            opt("ApplyConfig", crate::config::apply_config).after(&["LoadConfig", "BuildEtc"]),
         ],
     },
     Phase {
@@ -161,18 +160,34 @@ pub static BOOT: &[Phase<Ctx, TaskError>] = &[
         tasks: &[
             opt("EnableCgroupControllers", enable_cgroup_controllers),
             opt("ConfigureLoopback", configure_loopback),
-            opt("ConfigureNetwork", configure_network),
-            opt("FetchConfig", crate::config::fetch_config),
+            opt("ConfigureNetwork", configure_network).after(&["ApplyConfig"]),
+            opt("FetchConfig", crate::config::fetch_config)
+                .after(&["ReadCmdline", "ConfigureNetwork"]),
         ],
     },
     Phase {
         name: "services",
         tasks: &[
             req("StartRuntime", start_runtime),
-            req("StartSignals", start_signals),
-            req("StartApi", start_api),
-            opt("StartKv", crate::kv::start_kv),
-            opt("StartContainers", crate::containers::start_containers),
+            req("StartSignals", start_signals).after(&["StartRuntime"]),
+            req("StartApi", start_api).after(&[
+                "ReadCmdline",
+                "ApplyConfig",
+                "FetchConfig",
+                "StartRuntime",
+            ]),
+            opt("StartKv", crate::kv::start_kv).after(&[
+                "ApplyConfig",
+                "FetchConfig",
+                "StartRuntime",
+            ]),
+            opt("StartContainers", crate::containers::start_containers).after(&[
+                "EnableCgroupControllers",
+                "ApplyConfig",
+                "FetchConfig",
+                "StartRuntime",
+                "StartKv",
+            ]),
         ],
     },
 ];
@@ -370,6 +385,11 @@ mod tests {
 
     /// docs/boot.md's phase table is the boot table: a task added, moved or
     /// renamed in [`BOOT`] fails here until the doc says so too.
+    #[test]
+    fn each_task_runs_after_the_tasks_it_takes_from() {
+        assert_eq!(keel_boot::phases::check_order(BOOT), Ok(()));
+    }
+
     #[test]
     fn the_docs_phase_table_is_the_boot_table() {
         let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/boot.md"));

@@ -18,6 +18,7 @@
 //! types, so none of them may be below it.
 
 mod caps;
+mod docker;
 mod error;
 pub mod etcd;
 mod host;
@@ -31,6 +32,7 @@ mod units;
 mod update;
 
 pub use caps::{CapEntry, CapSet, Capability, DEFAULT_CAPS, LAST_CAP};
+pub use docker::RunFlag;
 pub use error::Invalid;
 pub use host::{hostname, url_list, Host, HttpUrl, Registry};
 pub use ids::{Id, UserSpec};
