@@ -11,7 +11,7 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps doctor kernel kernel-plain binaries keys images bench-images disk netboot run check test vmtest bench bench-kv soak fuzz clean
+.PHONY: help deps doctor kernel kernel-plain binaries keys images bench-images disk netboot run check test vmtest bloat bench bench-kv soak fuzz clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
@@ -19,7 +19,7 @@ help:
 	@echo "make check   the kernel's hardening (kernel-config/hardening.list), cargo fmt --check, clippy -D warnings, unit tests"
 	@echo "make doctor  each command the build and tests need, with its version; fails if one is missing"
 	@echo "make deps    install the Debian packages keel needs (as root), then check them"
-	@echo "make bench   benchmarks: tables + target/bench/{boot,image,config,containers,kv}.json"
+	@echo "make bench   benchmarks: tables + target/bench/{size,boot,image,config,containers,kv}.json"
 	@echo "make bench-kv  the KV benchmark alone (keel-etcd against etcd 3.4 under wrk, on the host)"
 	@echo "make soak    the KV fault-injection soak, as root (KEEL_SOAK_RUNS=50, KEEL_SOAK_SECS=20, KEEL_SOAK_SEED)"
 	@echo "make images  kernel, root images, slots, initramfs variants under build/"
@@ -168,7 +168,14 @@ test: deps check vmtest
 kernel-plain: deps
 	KEEL_KERNEL_WITHOUT=70-hardening.config kernel-config/build.sh $(BUILD)/kernel-plain
 
-bench: images bench-images disk netboot kernel-plain
+# cargo bloat reads the keel binary's crates for the size table.
+BLOAT_VERSION := 0.12.1
+bloat:
+	@if [ "$$(cargo bloat --version 2>/dev/null)" != "$(BLOAT_VERSION)" ]; then \
+		$(CARGO) install --locked cargo-bloat --version $(BLOAT_VERSION); fi
+
+bench: images bench-images disk netboot kernel-plain bloat
+	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-size-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-image-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-config-bench

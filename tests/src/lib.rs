@@ -12,6 +12,7 @@
 //! the test failed, its console log is kept under `target/vm-logs/`.
 
 pub mod bench;
+pub mod size;
 pub mod soak;
 
 use std::io::Read;
@@ -505,12 +506,20 @@ impl Vm {
     /// Wait until the console shows `marker`; return the time since qemu
     /// started. Panics with the console's tail on timeout or qemu exit.
     pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> Duration {
+        self.try_wait_for(marker, timeout)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    /// Wait until the console shows `marker`; the time since qemu started,
+    /// or why it did not (a fatal line, qemu's exit, the timeout) with the
+    /// console's tail.
+    pub fn try_wait_for(&mut self, marker: &str, timeout: Duration) -> Result<Duration, String> {
         let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.console;
         let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if c.text.contains(marker) {
-                return self.started.elapsed();
+                return Ok(self.started.elapsed());
             }
             let failed = FAIL_FAST.iter().find(|f| c.text.contains(**f));
             let now = Instant::now();
@@ -530,11 +539,9 @@ impl Vm {
                     .rev()
                     .collect::<Vec<_>>()
                     .join("\n");
-                drop(c);
-                panic!(
-                    "{}: {why} waiting {timeout:?} for {marker:?}; console tail:\n{tail}",
-                    self.name
-                );
+                return Err(format!(
+                    "{why} waiting {timeout:?} for {marker:?}; console tail:\n{tail}"
+                ));
             }
             c = cv
                 .wait_timeout(c, deadline - now)

@@ -760,13 +760,17 @@ containers:
     vm.assert_no_fatal();
 }
 
-/// What `make run` boots: the demo config's web container answers curl on
-/// the forwarded port and is announced in the node's cluster store.
+/// What `make run` boots (the user image, diskless, microvm), in 48 MB of
+/// guest RAM (the size budget's smallest machine, docs/boot.md): the demo
+/// config's web container answers curl on the forwarded port and is
+/// announced in the node's cluster store.
 #[test]
-fn the_demo_node_serves_its_page() {
+fn the_demo_node_serves_its_page_in_48_mb() {
     let port = free_port();
     let kv = free_port();
     let mut cfg = VmConfig::new("containers-demo");
+    cfg.variant = keel_vmtests::Variant::Keel;
+    cfg.mem = "48M".into();
     cfg.cloud_config(&keel_vmtests::root().join("initramfs/demo-config.yaml"));
     cfg.hostfwd = vec![
         format!("tcp:127.0.0.1:{port}-:8080"),
@@ -791,7 +795,9 @@ fn the_demo_node_serves_its_page() {
     // httpd -v logs each answer.
     let l = wait_logs(&vm, "web", "response:200");
     assert!(l.contains("10.0.2.2"), "{l}");
-    assert_eq!(vm.status().hostname, "keel-demo");
+    let st = vm.status();
+    assert_eq!(st.hostname, "keel-demo");
+    assert!(st.memory.total_kb < 48 * 1024, "{:?}", st.memory);
 
     // The healthy web container is announced; etcdctl lists it (--no-sync:
     // the test forwards another port than the 2379 the demo advertises).

@@ -226,12 +226,15 @@ impl Services {
             },
             TcpApi::Refused => fallback("the cloud-config was refused (maintenance mode)".into()),
         };
-        let addr = format!("0.0.0.0:{port}");
+        // An address, not its text: std's `bind(&str)` falls back to
+        // getaddrinfo, which links glibc's NSS into PID 1.
+        let sock = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port));
+        let addr = sock.to_string();
         let listen_err = |addr: String| move |source| ServiceError::Listen { addr, source };
         let tcp = match tls {
             Err(why) => Err(why),
             Ok(tls) => {
-                let l = std::net::TcpListener::bind(&addr).map_err(listen_err(addr.clone()))?;
+                let l = std::net::TcpListener::bind(sock).map_err(listen_err(addr.clone()))?;
                 l.set_nonblocking(true).map_err(listen_err(addr.clone()))?;
                 let l = tokio::net::TcpListener::from_std(l).map_err(listen_err(addr.clone()))?;
                 Ok((l, tls))
