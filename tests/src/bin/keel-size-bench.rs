@@ -87,12 +87,14 @@ fn min_mem() -> (Option<u32>, Vec<(u32, String)>) {
                 return (Some(mb), tried);
             }
             Err(e) => {
-                let why = e.lines().next().unwrap_or("").to_string();
-                let last = e
+                let (why, tail) = e
+                    .split_once("; console tail:\n")
+                    .unwrap_or((e.as_str(), ""));
+                let last = tail
                     .lines()
                     .rev()
                     .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
+                    .unwrap_or("(nothing on the console)")
                     .trim()
                     .to_string();
                 eprintln!("{mb} MB: {why}; last line: {last}");
