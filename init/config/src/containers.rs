@@ -115,9 +115,18 @@ pub fn image(s: &str) -> Result<ImageRef, String> {
 }
 
 /// A published port: `HOST:CONTAINER[/tcp|udp]` or
-/// `IPV4:HOST:CONTAINER[/tcp|udp]`.
+/// `IPV4:HOST:CONTAINER[/tcp|udp]`, on an address of the node other than
+/// loopback: the bridge's NAT does not reach a container from the node's
+/// loopback (docs/containers.md, Bridge networking), so such a port is
+/// refused here rather than when the container starts.
 pub fn port(s: &str) -> Result<Port, String> {
-    Ok(Port::try_from(s)?)
+    let p = Port::try_from(s)?;
+    if p.host_ip.is_some_and(|h| h.is_loopback()) {
+        return Err(format!(
+            "{s:?}: ports are not published on loopback addresses (see docs/containers.md, Bridge networking)"
+        ));
+    }
+    Ok(p)
 }
 
 /// A bind mount's source: absolute, normal (no `.`, `..` or empty
@@ -1419,7 +1428,7 @@ mod tests {
     env:
       MODE: production
       WORKERS: 4
-    ports: ['8080:80', '127.0.0.1:5353:53/udp']
+    ports: ['8080:80', '10.0.2.15:5353:53/udp']
     mounts:
       - {type: bind, source: /var/lib/keel/volumes/web, target: /data, readonly: yes}
       - {type: tmpfs, target: /tmp, size: 64M}
@@ -1489,7 +1498,7 @@ mod tests {
                     protocol: crate::model::Protocol::Tcp
                 },
                 Port {
-                    host_ip: Some(std::net::Ipv4Addr::LOCALHOST),
+                    host_ip: Some(std::net::Ipv4Addr::new(10, 0, 2, 15)),
                     host_port: 5353,
                     container_port: 53,
                     protocol: crate::model::Protocol::Udp
@@ -1632,6 +1641,7 @@ mod tests {
             ("ports: ['80:80/sctp']", "ports[0]", 5, "not tcp or udp"),
             ("ports: ['80']", "ports[0]", 5, "HOST:CONTAINER"),
             ("ports: ['80:80', '80:81']", "ports[1]", 5, "already published by"),
+            ("ports: ['127.0.0.1:8080:80']", "ports[0]", 5, "not published on loopback addresses"),
             ("network: host\n    ports: ['80:80']", "ports", 6, "need network: bridge"),
             ("network: wifi", "network", 5, "not host, none or bridge"),
             ("node_port: api", "node_port", 5, "root on the node"),
@@ -1877,9 +1887,14 @@ mod tests {
             assert!(image(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            port("127.0.0.1:53:53/udp").unwrap().host_ip,
-            Some(std::net::Ipv4Addr::LOCALHOST)
+            port("10.0.2.15:53:53/udp").unwrap().host_ip,
+            Some(std::net::Ipv4Addr::new(10, 0, 2, 15))
         );
+        // The bridge cannot publish on loopback: refused at the config.
+        assert!(port("127.0.0.1:53:53/udp")
+            .unwrap_err()
+            .contains("not published on loopback addresses"));
+        assert!(port("127.1.2.3:80:80").is_err() && port("0.0.0.0:80:80").is_ok());
         assert!(
             port("::1:80:80").is_err() && port("0:80").is_err() && port("8000-8010:80").is_err()
         );

@@ -530,7 +530,7 @@ mod tests {
 
     #[test]
     fn each_flag() {
-        let t = run("--rm -d --name web -p 8080:80 --publish=127.0.0.1:53:53/udp -e A=1 --env B=x=y \
+        let t = run("--rm -d --name web -p 8080:80 --publish=10.0.2.15:53:53/udp -e A=1 --env B=x=y \
              -v /var/lib/keel/volumes/web:/data:ro --volume=/run/keel/volumes/sock:/sock:rw --restart=on-failure:5 \
              --net bridge -m 512m --cpus 1.5 --cap-add net_admin --cap-drop=ALL -u 1000:1000 -w /srv \
              -h web1 --read-only --init --entrypoint /bin/web nginx:1.25 --port '8 0'")
@@ -546,7 +546,7 @@ mod tests {
         assert_eq!(
             c.ports[1],
             Port {
-                host_ip: Some(std::net::Ipv4Addr::LOCALHOST),
+                host_ip: Some(std::net::Ipv4Addr::new(10, 0, 2, 15)),
                 host_port: 53,
                 container_port: 53,
                 protocol: crate::model::Protocol::Udp
@@ -681,6 +681,7 @@ mod tests {
             ("-p 80 busybox", "docker run flag -p 80: publishes to a random host port"),
             ("-p 8000-8010:80 busybox", "not a port"),
             ("-p 80:80 -p 80:81 busybox", "published twice"),
+            ("-p 127.0.0.1:80:80 busybox", "not published on loopback addresses"),
             ("--net host -p 80:80 busybox", "without the bridge network"),
             ("--network mynet busybox", "docker run flag --network mynet is not supported"),
             ("--restart sometimes busybox", "is not no, always, on-failure[:N] or unless-stopped"),
