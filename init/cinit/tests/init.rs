@@ -2,6 +2,12 @@
 //! child subreaper, so orphans below it come to it as in a container):
 //! signals reach the child, orphans are reaped, the status comes through.
 //! Each check has a control that shows what it rules out.
+//!
+//! They run the binary cargo built for the test (the dev build: a std
+//! program, see keel-sysraw), or the one named by `KEEL_INIT_BIN`, e.g. the
+//! release build that ships (`no_std`, no libc):
+//! `KEEL_INIT_BIN=$PWD/target/x86_64-unknown-linux-gnu/release/keel-init
+//! cargo test -p keel-init --test init`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -11,11 +17,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const INIT: &str = env!("CARGO_BIN_EXE_keel-init");
+/// The keel-init under test.
+fn init() -> String {
+    std::env::var("KEEL_INIT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keel-init").to_string())
+}
 
 /// `keel-init /bin/sh -- sh -c SCRIPT`, its stdout's lines.
 fn init_sh(script: &str) -> (Child, Receiver<String>) {
-    let mut c = Command::new(INIT)
+    let mut c = Command::new(init())
         .args(["/bin/sh", "--", "sh", "-c", script])
         .stdout(Stdio::piped())
         .spawn()
@@ -125,7 +134,7 @@ fn the_exit_status_comes_through() {
     assert_eq!(status("exit 7"), 7);
     assert_eq!(status("exit 0"), 0, "control");
     assert_eq!(status("kill -KILL $$"), 137);
-    let o = Command::new(INIT)
+    let o = Command::new(init())
         .args(["/nonexistent/prog", "--", "prog"])
         .output()
         .unwrap();
@@ -135,7 +144,21 @@ fn the_exit_status_comes_through() {
         err.contains("keel-init: start /nonexistent/prog: ENOENT"),
         "{err}"
     );
-    let o = Command::new(INIT).args(["/bin/sh", "sh"]).output().unwrap();
+    // A file that is there but not executable: 126, as a shell says.
+    let plain = std::env::temp_dir().join(format!("keel-init-plain-{}", std::process::id()));
+    std::fs::write(&plain, "not a program\n").unwrap();
+    let o = Command::new(init())
+        .args([plain.to_str().unwrap(), "--", "plain"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&plain).unwrap();
+    assert_eq!(o.status.code(), Some(126));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(": EACCES: Permission denied"), "{err}");
+    let o = Command::new(init())
+        .args(["/bin/sh", "sh"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("usage: keel-init PROGRAM --"));
 }
@@ -193,4 +216,46 @@ fn orphans_are_reaped() {
     nix::sys::wait::waitpid(Pid::from_raw(orphan), None).unwrap();
     sh.kill().unwrap();
     sh.wait().unwrap();
+}
+
+/// The program starts with no signal blocked or ignored, though keel-init
+/// blocks almost all and inherited an ignored SIGHUP (nohup): a fresh
+/// process's signal state. Control: under nohup alone, SIGHUP is ignored.
+#[test]
+fn the_program_gets_a_fresh_signal_state() {
+    let masks = |cmd: &mut Command| {
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let script = "exec grep -E '^Sig(Blk|Ign)' /proc/self/status";
+    let got = masks(Command::new("nohup").args([&init(), "/bin/sh", "--", "sh", "-c", script]));
+    assert_eq!(
+        got,
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+    let control = masks(Command::new("nohup").args(["/bin/sh", "-c", script]));
+    let ign = control
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .expect("a SigIgn line");
+    assert_eq!(ign & 1, 1, "SIGHUP ignored under nohup: {control}");
+}
+
+/// The program gets keel-init's environment, and its argv from ARGV0 on.
+#[test]
+fn the_program_gets_the_environment_and_its_argv() {
+    let script = r#"tr '\0' ' ' </proc/$$/cmdline; echo "|$KEEL_T""#;
+    let o = Command::new(init())
+        .args(["/bin/sh", "--", "zero", "-c", script, "one"])
+        .env("KEEL_T", "a=b c")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("zero -c ") && out.ends_with(" one |a=b c\n"),
+        "{out}"
+    );
 }
