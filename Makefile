@@ -153,6 +153,10 @@ check: kernel
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	KEEL_SKIP_LOG=$(SKIPS_CHECK) $(CARGO) test --workspace --locked --exclude keel-vmtests
+	# keel-init ships as its release build, the no_std one (panic = "abort"):
+	# lint it and run its tests against that binary too.
+	$(CARGO) clippy --release --locked -p keel-init -p keel-sysraw --all-targets -- -D warnings
+	KEEL_SKIP_LOG=$(SKIPS_CHECK) $(CARGO) test --release --locked -p keel-init -p keel-sysraw
 	@$(skip_summary) $(SKIPS_CHECK)
 
 vmtest: images disk netboot
