@@ -236,16 +236,7 @@ impl V {
         n: &Node,
         check: fn(&str) -> Result<(), String>,
     ) -> Vec<String> {
-        let Some(items) = self.seq(path, n) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (i, it) in items.iter().enumerate() {
-            if let Some(s) = self.checked(&format!("{path}[{i}]"), it, check) {
-                out.push(s);
-            }
-        }
-        out
+        self.parsed_seq(path, n, |s| check(s).map(|()| s.to_string()))
     }
 
     /// A list of strings each turned into a value by `parse`; an error at
@@ -254,14 +245,14 @@ impl V {
         &mut self,
         path: &str,
         n: &Node,
-        parse: fn(&str) -> Result<T, String>,
+        parse: impl Fn(&str) -> Result<T, String>,
     ) -> Vec<T> {
         let Some(items) = self.seq(path, n) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (i, it) in items.iter().enumerate() {
-            if let Some(x) = self.parsed(&format!("{path}[{i}]"), it, parse) {
+            if let Some(x) = self.parsed(&format!("{path}[{i}]"), it, &parse) {
                 out.push(x);
             }
         }
