@@ -11,7 +11,7 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps doctor kernel kernel-plain binaries keys images bench-images disk netboot run check test vmtest bloat bench bench-kv soak fuzz clean
+.PHONY: help deps doctor kernel kernel-plain binaries keys images bench-images disk netboot run check test vmtest kernel-lz4 bloat bench bench-kv soak fuzz clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
@@ -36,8 +36,15 @@ doctor:
 kernel: deps
 	kernel-config/build.sh $(BUILD)/kernel
 
+# keel as shipped ($(BUILD)/keel): the release binary without its unwind
+# tables. keel is panic=abort and never unwinds; its guard (the panic hook)
+# logs, syncs and reboots, and prints no backtrace, so .eh_frame and its
+# header were 528 KB that nothing reads (docs/boot.md, size budget).
 binaries:
 	$(CARGO) build --release --locked -p keel -p keelctl -p keel-image -p keel-testhelpers -p keel-init
+	mkdir -p $(BUILD)
+	objcopy --remove-section=.eh_frame --remove-section=.eh_frame_hdr $(REL)/keel $(BUILD)/keel.tmp
+	mv $(BUILD)/keel.tmp $(BUILD)/keel
 
 # Development signing keys: created once, never overwritten. Slots signed with
 # another key are refused by an initramfs that carries this one.
@@ -52,7 +59,7 @@ BUSYBOX ?= /bin/busybox
 keys: binaries
 	$(KIMG) keygen --dir $(KEYS)
 
-VARS := --var SRC=$(CURDIR) --var KEEL_BIN=$(REL)/keel --var HELPER_BIN=$(REL)/test-helper \
+VARS := --var SRC=$(CURDIR) --var KEEL_BIN=$(BUILD)/keel --var HELPER_BIN=$(REL)/test-helper \
 	--var INIT_BIN=$(REL)/keel-init \
 	--var FLOOR_BIN=$(REL)/floor-init --var WORK_FLOOR_BIN=$(REL)/work-floor \
 	--var PUBKEY=$(PUBKEY) --var BUILD_ID_FILE=$(BUILD)/build-id --var CA_BUNDLE=$(CA_BUNDLE) \
@@ -69,7 +76,7 @@ CMDLINE := console=ttyS0 panic=-1 quiet page_alloc.shuffle=1
 
 images: kernel binaries keys
 	echo "$(CMDLINE)" > $(BUILD)/cmdline
-	$(KIMG) build-id --file $(BUILD)/kernel/bzImage --file $(REL)/keel --file $(PUBKEY) > $(BUILD)/build-id
+	$(KIMG) build-id --file $(BUILD)/kernel/bzImage --file $(BUILD)/keel --file $(PUBKEY) > $(BUILD)/build-id
 	$(KIMG) oci $(VARS) --spec initramfs/busybox-oci.list --name busybox:latest --zstd \
 		--entrypoint /bin/sh --env PATH=/bin --workdir / --out $(BUILD)/busybox-oci
 	$(KIMG) oci $(VARS) --spec initramfs/probe-oci.list --name probe:latest \
@@ -98,6 +105,15 @@ bench-images: images
 	$(SLOT) --root $(BUILD)/root-bench.erofs --out $(BUILD)/root-bench.slot
 	$(IMAGE) --spec initramfs/keel.list --spec initramfs/diskless.list --var ROOT_SLOT=$(BUILD)/root-bench.slot \
 		--out $(BUILD)/initramfs-bench.cpio.zst
+	# The decompression trade-off (docs/boot.md): make run's initramfs with
+	# the root slot (EROFS, LZ4HC inside) in an uncompressed segment after the
+	# zstd one, and the whole of it in LZ4 (the kernel reads LZ4's legacy
+	# format, lz4 -l), for the LZ4 kernel and the zstd one.
+	$(IMAGE) --spec initramfs/keel.list --uncompressed-spec initramfs/diskless.list \
+		--var ROOT_SLOT=$(BUILD)/root.slot --out $(BUILD)/initramfs-rawslot.cpio
+	$(IMAGE) --spec initramfs/keel.list --spec initramfs/diskless.list --var ROOT_SLOT=$(BUILD)/root.slot \
+		--raw --out $(BUILD)/initramfs-diskless.cpio
+	lz4 -q -l -12 -f $(BUILD)/initramfs-diskless.cpio $(BUILD)/initramfs.cpio.lz4
 
 # The UEFI cloud disk: the kernel with the disk initramfs and command line
 # built in on the ESP, the same OS in slots A and B, and STATE. The network
@@ -172,13 +188,18 @@ test: deps check vmtest
 kernel-plain: deps
 	KEEL_KERNEL_WITHOUT=70-hardening.config kernel-config/build.sh $(BUILD)/kernel-plain
 
+# The boot benchmark's LZ4 kernel: keel's config with an LZ4-compressed
+# bzImage instead of zstd (docs/boot.md, the decompression trade-off).
+kernel-lz4: deps
+	KEEL_KERNEL_COMPRESSION=lz4 kernel-config/build.sh $(BUILD)/kernel-lz4
+
 # cargo bloat reads the keel binary's crates for the size table.
 BLOAT_VERSION := 0.12.1
 bloat:
 	@if [ "$$(cargo bloat --version 2>/dev/null)" != "$(BLOAT_VERSION)" ]; then \
 		$(CARGO) install --locked cargo-bloat --version $(BLOAT_VERSION); fi
 
-bench: images bench-images disk netboot kernel-plain bloat
+bench: images bench-images disk netboot kernel-plain kernel-lz4 bloat
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-size-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-image-bench

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use keel_vmtests::bench::{size, write_json};
 use keel_vmtests::size::{self, against};
-use keel_vmtests::{build_dir, release_bin, root, Variant, Vm, VmConfig};
+use keel_vmtests::{build_dir, root, Variant, Vm, VmConfig};
 
 /// The level `keel-image initramfs` compresses with.
 const ZSTD_LEVEL: &str = "-19";
@@ -107,7 +107,8 @@ fn min_mem() -> (Option<u32>, Vec<(u32, String)>) {
 
 fn main() {
     let build = build_dir();
-    let keel_bin = release_bin("keel");
+    // As shipped: the release binary without its unwind tables (make binaries).
+    let keel_bin = build.join("keel");
     let keel = size(&keel_bin);
     let kernel = size(&build.join("kernel/bzImage"));
     let initrd_path = build.join("initramfs.cpio.zst");
