@@ -4,7 +4,7 @@
 # the fragments, this script and the source package version, so that repeated
 # builds and CI runs on the same machine reuse it (a build takes ~4 min on 2 cores).
 #
-# usage: [KEEL_KERNEL_WITHOUT="NAME.config ..."] \
+# usage: [KEEL_KERNEL_WITHOUT="NAME.config ..."] [KEEL_KERNEL_COMPRESSION=lz4] \
 #        kernel-config/build.sh OUT_DIR      -> OUT_DIR/bzImage, OUT_DIR/config,
 #                                               OUT_DIR/symbols (every Kconfig
 #                                               symbol of the source, for the
@@ -46,7 +46,14 @@ for f in "$here"/*.config; do
   case " ${KEEL_KERNEL_WITHOUT:-} " in *" $(basename "$f") "*) continue ;; esac
   fragments+=("$f")
 done
-key=$( { echo "$src_version"; gcc --version | head -1; cat "$here/build.sh"; for f in "${fragments[@]}"; do echo "== $(basename "$f")"; cat "$f"; done; } | sha256sum | cut -c1-16)
+# KEEL_KERNEL_COMPRESSION: how the bzImage is compressed: zstd (keel's kernel)
+# or lz4 (the boot benchmark's comparison: larger, faster to unpack).
+compression=${KEEL_KERNEL_COMPRESSION:-zstd}
+case "$compression" in
+  zstd|lz4) ;;
+  *) echo "kernel: KEEL_KERNEL_COMPRESSION=$compression: zstd or lz4" >&2; exit 1 ;;
+esac
+key=$( { echo "$src_version"; echo "compression $compression"; gcc --version | head -1; cat "$here/build.sh"; for f in "${fragments[@]}"; do echo "== $(basename "$f")"; cat "$f"; done; } | sha256sum | cut -c1-16)
 dir="$cache_root/kernel/$key"
 mkdir -p "$dir" "$out"
 
@@ -109,6 +116,12 @@ if [ ! -f "$dir/bzImage" ]; then
   echo "kernel: building linux $src_version with keel's config (cache key $key)" >&2
   work="$dir/src"
   configure "$work"
+  if [ "$compression" != zstd ]; then
+    up=$(echo "$compression" | tr a-z A-Z)
+    "$work/scripts/config" --file "$work/.config" --disable KERNEL_ZSTD --enable "KERNEL_$up"
+    make -C "$work" -s olddefconfig
+    grep -q "^CONFIG_KERNEL_$up=y" "$work/.config" || { echo "kernel: KERNEL_$up did not survive olddefconfig" >&2; exit 1; }
+  fi
   make -C "$work" -s -j"$(nproc)" bzImage
   cp "$work/arch/x86/boot/bzImage" "$dir/bzImage.tmp"
   cp "$work/.config" "$dir/config"

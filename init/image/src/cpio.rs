@@ -128,6 +128,20 @@ pub fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
+/// An initramfs of two segments: `packed` (a compressed archive) and then
+/// `raw`, an uncompressed newc archive, which the kernel copies without
+/// decompressing (for content that is compressed already, such as an EROFS
+/// slot). The kernel unpacks the segments in turn; it looks for a newc header
+/// only at a 4-byte boundary of the whole initramfs and skips the zero bytes
+/// before it, so `raw` starts at the next multiple of 4.
+pub fn with_raw_segment(packed: &[u8], raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(packed.len() + 3 + raw.len());
+    out.extend_from_slice(packed);
+    pad4(&mut out);
+    out.extend_from_slice(raw);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +165,21 @@ mod tests {
         let b = compress(&archive(&e, 0).unwrap(), 19).unwrap();
         assert_eq!(a, b);
         assert_ne!(archive(&e, 0).unwrap(), archive(&e, 1).unwrap());
+    }
+
+    #[test]
+    fn the_raw_segment_starts_on_a_4_byte_boundary_after_zero_padding() {
+        let (_d, e) = sample();
+        let raw = archive(&e, 0).unwrap();
+        for n in 1..=8usize {
+            let packed = vec![0xaa; n];
+            let both = with_raw_segment(&packed, &raw);
+            let at = n.div_ceil(4) * 4;
+            assert_eq!(&both[..n], &packed[..]);
+            assert!(both[n..at].iter().all(|b| *b == 0), "zero padding for {n}");
+            assert_eq!(&both[at..], &raw[..], "the raw segment at {at} for {n}");
+            assert_eq!(&both[at..at + 6], b"070701");
+        }
     }
 
     /// The window a zstd frame asks its reader for (RFC 8878, 3.1.1.1).

@@ -1,6 +1,6 @@
 //! keel-image: host tool that builds keel's images.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -39,6 +39,11 @@ enum Cmd {
         /// Write the archive uncompressed (for a kernel's built-in initramfs).
         #[arg(long)]
         raw: bool,
+        /// Spec files whose entries go into a second, uncompressed segment
+        /// after the compressed archive (content compressed already, such as
+        /// the root slot): the kernel copies it without decompressing.
+        #[arg(long = "uncompressed-spec")]
+        uncompressed_specs: Vec<PathBuf>,
     },
     /// Write an iPXE script that boots the kernel and initramfs next to it.
     Ipxe {
@@ -205,22 +210,49 @@ fn main() -> Result<()> {
             out,
             level,
             raw: uncompressed,
+            uncompressed_specs,
         } => {
             let entries = load_spec(&spec)?;
             let mtime = u32::try_from(epoch()?).context("SOURCE_DATE_EPOCH past 2106")?;
             let raw = keel_image::cpio::archive(&entries, mtime)?;
-            let packed = if uncompressed {
+            let mut packed = if uncompressed {
                 raw.clone()
             } else {
                 keel_image::cpio::compress(&raw, level).context("zstd")?
             };
+            let mut count = entries.len();
+            let mut unpacked = raw.len();
+            if !uncompressed_specs.is_empty() {
+                if uncompressed {
+                    bail!(
+                        "--uncompressed-spec with --raw: the whole archive is uncompressed already"
+                    );
+                }
+                let second = load_spec(&SpecArgs {
+                    specs: uncompressed_specs,
+                    vars: spec.vars.clone(),
+                })?;
+                let first: HashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+                if let Some(e) = second.iter().find(|e| {
+                    !matches!(e.kind, keel_image::Kind::Dir) && first.contains(e.name.as_str())
+                }) {
+                    bail!(
+                        "{}: in both the compressed and the uncompressed segment",
+                        e.name
+                    );
+                }
+                let seg = keel_image::cpio::archive(&second, mtime)?;
+                count += second.len();
+                unpacked += seg.len();
+                packed = keel_image::cpio::with_raw_segment(&packed, &seg);
+            }
             write_atomic(&out, &packed)?;
             eprintln!(
                 "keel-image: {} ({} entries, {} bytes, {} bytes uncompressed)",
                 out.display(),
-                entries.len(),
+                count,
                 packed.len(),
-                raw.len()
+                unpacked
             );
         }
         Cmd::Ipxe {
