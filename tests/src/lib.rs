@@ -12,6 +12,7 @@
 //! the test failed, its console log is kept under `target/vm-logs/`.
 
 pub mod bench;
+pub mod files;
 pub mod size;
 pub mod soak;
 
@@ -124,6 +125,8 @@ pub struct VmConfig {
     /// Add the test PKI's `api:` (and its files) to the node's fw_cfg
     /// cloud-config, or give it one with only that (see the module docs).
     pub api: bool,
+    /// More environment for qemu/launch (e.g. `KEEL_NETBOOT_URL`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The test PKI: `keelctl gen pki` for a node `test` reached at 127.0.0.1
@@ -293,6 +296,7 @@ impl VmConfig {
             hostfwd: Vec::new(),
             panic_arg: true,
             api: true,
+            env: Vec::new(),
         }
     }
 
@@ -449,6 +453,8 @@ impl Vm {
             .env_remove("KEEL_INTERACTIVE")
             .env_remove("KEEL_DISK")
             .env_remove("KEEL_DISK2")
+            .env_remove("KEEL_NETBOOT_URL")
+            .env_remove("KEEL_UEFI_NIC_ROM")
             .env("KEEL_NETBOOT", build.join("netboot"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -469,6 +475,7 @@ impl Vm {
         if let Some(d) = &cfg.disk2 {
             cmd.env("KEEL_DISK2", d);
         }
+        cmd.envs(cfg.env.iter().map(|(k, v)| (k, v)));
         let started = Instant::now();
         let mut child = cmd.spawn().expect("start qemu/launch");
         let console = Arc::new((Mutex::new(Console::default()), Condvar::new()));

@@ -855,3 +855,30 @@ fn ipxe_boot_reaches_ready() {
     assert_shared_cmdline_and_locked(&vm);
     let _ = manifest_of(&build_dir().join("root.slot"));
 }
+
+/// The same boot.ipxe over HTTP (iPXE resolves the kernel and initramfs
+/// against the script's own URL), from a server on the host's loopback. The
+/// control is the TFTP boot above: same files, same ROM.
+#[test]
+fn ipxe_boot_over_http_reaches_ready() {
+    let (port, requests) = keel_vmtests::files::serve(&build_dir().join("netboot"));
+    let mut cfg = VmConfig::new("ipxe-http");
+    cfg.profile = "ipxe";
+    cfg.env.push((
+        "KEEL_NETBOOT_URL".into(),
+        format!("http://10.0.2.2:{port}/boot.ipxe"),
+    ));
+    let vm = boot(cfg);
+    let got = requests.lock().unwrap().clone();
+    for want in [
+        "GET /boot.ipxe 200",
+        "GET /bzImage 200",
+        "GET /initramfs.cpio.zst 200",
+    ] {
+        assert!(got.iter().any(|r| r == want), "{want} in {got:?}");
+    }
+    let r = vm.status().root;
+    assert_eq!(r.mode, "diskless");
+    assert_eq!(r.verity, "verified");
+    assert_shared_cmdline_and_locked(&vm);
+}

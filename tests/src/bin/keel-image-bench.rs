@@ -101,14 +101,44 @@ fn main() {
     }
 
     let mut ipxe = Series::default();
+    let mut ipxe_http = Series::default();
     let mut uefi = Series::default();
+    let mut uefi_rom = Series::default();
     let mut vm_blake3 = Series::default();
     let scratch = Scratch::new("bench-image");
+    // build/netboot over HTTP from the host's loopback (10.0.2.2 in the guest).
+    let (http_port, _) = keel_vmtests::files::serve(&b.join("netboot"));
     for i in 0..fw_runs {
         let mut cfg = VmConfig::new(&format!("bench-ipxe-{i}"));
         cfg.profile = "ipxe";
         let mut vm = Vm::start(cfg);
         ipxe.push("iPXE qemu -> ready", vm.wait_ready().as_secs_f64() * 1e3);
+        drop(vm);
+        let mut cfg = VmConfig::new(&format!("bench-ipxe-http-{i}"));
+        cfg.profile = "ipxe";
+        cfg.env.push((
+            "KEEL_NETBOOT_URL".into(),
+            format!("http://10.0.2.2:{http_port}/boot.ipxe"),
+        ));
+        let mut vm = Vm::start(cfg);
+        ipxe_http.push(
+            "iPXE over HTTP qemu -> ready",
+            vm.wait_ready().as_secs_f64() * 1e3,
+        );
+        drop(vm);
+        // The launcher's earlier UEFI machine: the NIC with its iPXE option
+        // ROM and no boot index on the disk (the reference for the change).
+        let disk = scratch.path("disk-rom.qcow2");
+        std::fs::copy(b.join("disk.qcow2"), &disk).expect("build/disk.qcow2 (make disk)");
+        let mut cfg = VmConfig::new(&format!("bench-uefi-rom-{i}"));
+        cfg.profile = "uefi";
+        cfg.disk = Some(disk);
+        cfg.env.push(("KEEL_UEFI_NIC_ROM".into(), "1".into()));
+        let mut vm = Vm::start(cfg);
+        uefi_rom.push(
+            "UEFI with the NIC ROM qemu -> ready",
+            vm.wait_ready().as_secs_f64() * 1e3,
+        );
         drop(vm);
 
         // A fresh copy each time: slot A is new, so keel runs its full check.
@@ -131,10 +161,12 @@ fn main() {
         );
         drop(vm);
         eprintln!(
-            "firmware {}/{fw_runs}: iPXE ready at {:.0} ms, UEFI ready at {:.0} ms",
+            "firmware {}/{fw_runs}: iPXE ready at {:.0} ms (TFTP), {:.0} ms (HTTP); UEFI ready at {:.0} ms ({:.0} ms with the NIC's ROM)",
             i + 1,
             ipxe.last(),
-            uefi.last()
+            ipxe_http.last(),
+            uefi.last(),
+            uefi_rom.last()
         );
     }
 
@@ -182,7 +214,20 @@ fn main() {
         "",
     );
     row("qemu -> ready, iPXE over TFTP (ms)", ipxe.cols(), "");
+    row(
+        "qemu -> ready, iPXE over HTTP (ms)",
+        ipxe_http.cols(),
+        &format!("{:.3} x TFTP", ipxe_http.median() / ipxe.median()),
+    );
     row("qemu -> ready, UEFI disk, OVMF (ms)", uefi.cols(), "");
+    row(
+        "  UEFI with the NIC's iPXE ROM (ms)",
+        uefi_rom.cols(),
+        &format!(
+            "reference; without: {:.3} x",
+            uefi.median() / uefi_rom.median()
+        ),
+    );
     row(
         "BLAKE3 full-slot check, host (MiB/s)",
         host_blake3.cols(),
@@ -219,9 +264,11 @@ fn main() {
         "qemu_to_ready_ms": {
             "diskless": diskless.median(),
             "ipxe": ipxe.median(),
+            "ipxe_http": ipxe_http.median(),
             "uefi": uefi.median(),
+            "uefi_nic_rom": uefi_rom.median(),
             "floor": floor.median(),
-            "runs": {"diskless": diskless.json(), "ipxe": ipxe.json(), "uefi": uefi.json(), "floor": floor.json()},
+            "runs": {"diskless": diskless.json(), "ipxe": ipxe.json(), "ipxe_http": ipxe_http.json(), "uefi": uefi.json(), "uefi_nic_rom": uefi_rom.json(), "floor": floor.json()},
         },
         "kernel_bytes": kernel,
         "initramfs_bytes": initramfs,
