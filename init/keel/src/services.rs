@@ -354,8 +354,18 @@ fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let private = dir.join(format!(".{name}.keel-tmp"));
-    let _ = std::fs::remove_dir_all(&private);
-    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let mkdir = || std::fs::DirBuilder::new().mode(0o700).create(&private);
+    // A leftover (or planted) name is removed, never entered (remove_dir_all
+    // does not follow a symlink). Only then: on the usual fresh /run, the
+    // walk of remove_dir_all is not run at all (its first run costs ~1 ms
+    // under TCG).
+    if let Err(e) = mkdir() {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        std::fs::remove_dir_all(&private)?;
+        mkdir()?;
+    }
     let bound = private.join("s");
     let res = (|| {
         let l = std::os::unix::net::UnixListener::bind(&bound)?;
@@ -363,7 +373,12 @@ fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener
         std::fs::rename(&bound, path)?;
         Ok(l)
     })();
-    let _ = std::fs::remove_dir_all(&private);
+    // Renamed away, the socket left the directory empty; a failure may
+    // have left it behind.
+    if res.is_err() {
+        let _ = std::fs::remove_file(&bound);
+    }
+    let _ = std::fs::remove_dir(&private);
     res
 }
 
@@ -431,6 +446,34 @@ mod tests {
         config(&s, &unix).unwrap();
         let left: Vec<_> = std::fs::read_dir(t.path().join("run")).unwrap().collect();
         assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[test]
+    fn a_leftover_private_directory_is_replaced_and_a_planted_link_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path().join("run");
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("keep"), "x").unwrap();
+        // A leftover directory with a socket name in it.
+        std::fs::create_dir(run.join(".a.sock.keel-tmp")).unwrap();
+        std::fs::write(run.join(".a.sock.keel-tmp/s"), "old").unwrap();
+        // A link planted where the next private directory goes.
+        std::os::unix::fs::symlink(&elsewhere, run.join(".b.sock.keel-tmp")).unwrap();
+        for name in ["a.sock", "b.sock"] {
+            let l = bind_private(&run.join(name)).unwrap();
+            assert!(l.local_addr().unwrap().as_pathname().is_some());
+            let mode = std::fs::metadata(run.join(name)).unwrap().permissions();
+            assert_eq!(mode.mode() & 0o777, 0o600);
+        }
+        let mut left: Vec<_> = std::fs::read_dir(&run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.sock", "b.sock"]);
+        assert_eq!(std::fs::read(elsewhere.join("keep")).unwrap(), b"x");
     }
 
     #[test]
