@@ -265,7 +265,13 @@ fn requires_and_after() {
         // healthy.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let (c, w) = (status(&sup, "checked"), status(&sup, "waiter"));
+            // The waiter first: once it has left "waiting", the checked
+            // container was healthy and stays so, whenever it is read after.
+            // (Read the other way round, a status taken just before the
+            // health check passed could be set against a waiter that
+            // started just after.)
+            let w = status(&sup, "waiter");
+            let c = status(&sup, "checked");
             if w.state != "waiting" {
                 assert_eq!(c.health.as_deref(), Some("healthy"), "{w:?} before {c:?}");
                 break;
