@@ -524,12 +524,29 @@ impl Vm {
         let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.console;
         let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fatal_seen: Option<Instant> = None;
         loop {
             if c.text.contains(marker) {
                 return Ok(self.started.elapsed());
             }
             let failed = FAIL_FAST.iter().find(|f| c.text.contains(**f));
             let now = Instant::now();
+            // A fatal line is reported whole: the serial console may still
+            // be printing its reason (up to 2 s more).
+            if let Some(f) = failed {
+                let whole = c
+                    .text
+                    .find(*f)
+                    .is_some_and(|at| c.text[at..].contains('\n'));
+                let seen = *fatal_seen.get_or_insert(now);
+                if !whole && !c.closed && now < deadline && now < seen + Duration::from_secs(2) {
+                    c = cv
+                        .wait_timeout(c, Duration::from_millis(100))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    continue;
+                }
+            }
             if c.closed || now >= deadline || failed.is_some() {
                 let why = match failed {
                     Some(f) => format!("console shows {f:?}"),
