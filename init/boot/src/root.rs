@@ -122,7 +122,7 @@ pub fn load_keys(dir: &Path) -> Result<Vec<TrustedKey>, RootError> {
         Err(e) => return Err(io("read", dir)(e)),
     };
     let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
+    paths.sort_unstable();
     for p in paths {
         if p.extension().and_then(|e| e.to_str()) != Some("pub") {
             continue;
@@ -156,7 +156,7 @@ pub fn disks(sys_block: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    out.sort();
+    out.sort_unstable();
     out
 }
 

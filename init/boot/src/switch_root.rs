@@ -99,7 +99,7 @@ fn copy_dir(
         .map_err(copy_err(src))?
         .collect::<Result<_, _>>()
         .map_err(copy_err(src))?;
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_unstable_by_key(|e| e.file_name());
     for e in entries {
         let from = e.path();
         if exclude.contains(&from.as_path()) {

@@ -219,7 +219,9 @@ pub fn plan(c: &CloudConfig) -> Result<Plan, PlanError> {
         gid: 0,
     };
     let mut by_uid: Vec<(&String, &Account)> = users.iter().collect();
-    by_uid.sort_by_key(|(_, a)| a.uid);
+    // uids and gids are unique (base() gives distinct ones, next_free every
+    // new one), so the unstable sorts here give the one order there is.
+    by_uid.sort_unstable_by_key(|(_, a)| a.uid);
     let passwd: String = by_uid
         .iter()
         .map(|(n, a)| {
@@ -234,7 +236,7 @@ pub fn plan(c: &CloudConfig) -> Result<Plan, PlanError> {
         .map(|(n, a)| format!("{n}:{}:::::::\n", a.hash.as_deref().unwrap_or("!")))
         .collect();
     let mut by_gid: Vec<(&String, &(u32, Vec<String>))> = groups.iter().collect();
-    by_gid.sort_by_key(|(_, (id, _))| *id);
+    by_gid.sort_unstable_by_key(|(_, (id, _))| *id);
     let group: String = by_gid
         .iter()
         .map(|(n, (id, m))| format!("{n}:x:{id}:{}\n", m.join(",")))

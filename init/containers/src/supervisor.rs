@@ -181,7 +181,7 @@ impl Reconciled {
         .iter()
         .flat_map(|(names, what)| names.iter().map(move |n| format!("{n}: {what}")))
         .collect();
-        v.sort();
+        v.sort_unstable();
         v
     }
 }

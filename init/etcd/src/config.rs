@@ -258,7 +258,7 @@ impl ServerConfig {
             .strings();
         // As etcd publishes them (its URL lists are sorted as text when
         // parsed): `/v2/members` shows them so.
-        advertise_client_urls.sort();
+        advertise_client_urls.sort_unstable();
         let listen_peer_urls = s
             .listen_peer_urls
             .clone()
@@ -281,8 +281,8 @@ impl ServerConfig {
             .ok_or_else(|| ConfigError::SelfMissing { name: name.clone() })?;
         let mut listed = me.peer_urls.clone();
         let mut advertised = advertise_peer_urls.clone();
-        listed.sort();
-        advertised.sort();
+        listed.sort_unstable();
+        advertised.sort_unstable();
         if listed != advertised {
             return Err(ConfigError::SelfMismatch {
                 name,

@@ -249,7 +249,7 @@ pub async fn discover(
                 )
             })
             .collect();
-        regs.sort();
+        regs.sort_unstable();
         if regs.len() >= size {
             // Step 4.
             regs.truncate(size);

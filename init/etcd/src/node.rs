@@ -538,7 +538,7 @@ impl Node {
             .filter(|(id, _)| s.membership.membership().get_node(id).is_some())
             .flat_map(|(_, a)| a.client_urls.clone())
             .collect();
-        urls.sort();
+        urls.sort_unstable();
         urls
     }
 

@@ -211,7 +211,7 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DiskEr
         .map_err(io("read", dir))?
         .filter_map(|e| e.ok())
         .collect();
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_unstable_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
         out.push(p.strip_prefix(base).unwrap_or(&p).to_path_buf());

@@ -187,7 +187,7 @@ fn tree(words: &[&str], vars: &HashMap<String, String>) -> Result<Vec<Entry>, St
             .map_err(|e| format!("read directory {}: {e}", dir.display()))?
             .filter_map(|e| e.ok())
             .collect();
-        items.sort_by_key(|e| e.file_name());
+        items.sort_unstable_by_key(|e| e.file_name());
         for it in items {
             let child = format!("{name}/{}", it.file_name().to_string_lossy());
             let path = it.path();

@@ -70,7 +70,7 @@ fn import_system(store: &keel_oci::Store, system: &Path, name: &str) -> Result<b
         return Ok(false);
     };
     let mut dirs: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    dirs.sort();
+    dirs.sort_unstable();
     for d in dirs {
         let Ok(index) = keel_oci::layout::read_index(&d) else {
             continue;

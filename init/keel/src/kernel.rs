@@ -91,7 +91,7 @@ pub fn vulnerabilities(sys: &Path) -> Vec<CpuVulnerability> {
             })
         })
         .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     out
 }
 

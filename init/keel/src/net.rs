@@ -22,7 +22,7 @@ pub fn first_ethernet(sys_class_net: &Path) -> Option<String> {
                 .unwrap_or(false)
         })
         .collect();
-    names.sort();
+    names.sort_unstable();
     names.into_iter().next()
 }
 
@@ -80,7 +80,7 @@ pub fn configure_units(
         })
         .unwrap_or_default();
     links.retain(|l| l != "lo");
-    links.sort();
+    links.sort_unstable();
     let mut sorted: Vec<&keel_config::model::Network> = units.iter().collect();
     sorted.sort_by(|a, b| a.unit.cmp(&b.unit));
     let mut rtnl = keel_sys::netlink::Rtnl::open()?;

@@ -796,7 +796,7 @@ impl Store {
     pub fn expire(&mut self, now: u64) -> Vec<Event> {
         let mut due = Vec::new();
         collect_due(&self.root, "/", now, &mut due);
-        due.sort();
+        due.sort_unstable();
         let mut events = Vec::new();
         for (_, key) in due {
             let Ok(n) = self.lookup(&key) else { continue };

@@ -489,7 +489,7 @@ impl Store {
             }
             out.push(self.read_ref(&e.path())?);
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -571,9 +571,9 @@ impl Store {
                     _ => report.temporaries.push(path),
                 }
             }
-            removed.sort();
+            removed.sort_unstable();
         }
-        report.temporaries.sort();
+        report.temporaries.sort_unstable();
         Ok(report)
     }
 }
