@@ -11,7 +11,7 @@ CARGO   ?= cargo
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: help deps doctor kernel kernel-plain binaries keys images bench-images disk netboot run check test vmtest kernel-lz4 bloat bench bench-kv soak fuzz clean
+.PHONY: help deps doctor kernel kernel-plain binaries keys images bench-images disk netboot run check test vmtest kernel-lz4 kernel-userns bloat bench bench-kv soak fuzz clean
 
 help:
 	@echo "make run     build everything and boot a keel node in qemu (Ctrl-A X quits)"
@@ -188,6 +188,17 @@ test: deps check vmtest
 kernel-plain: deps
 	KEEL_KERNEL_WITHOUT=70-hardening.config kernel-config/build.sh $(BUILD)/kernel-plain
 
+# The containers benchmark's kernel: crun, its reference, needs user
+# namespaces, which keel's kernel leaves out. The fragments without
+# 70-hardening.config plus tests/kernel/userns.config, built by a copy of
+# build.sh next to copies of the fragments, so that the other kernels keep
+# their cache keys.
+kernel-userns: deps
+	rm -rf $(BUILD)/kernel-userns.config && mkdir -p $(BUILD)/kernel-userns.config
+	cp kernel-config/build.sh kernel-config/*.config $(BUILD)/kernel-userns.config/
+	cp tests/kernel/userns.config $(BUILD)/kernel-userns.config/80-bench-userns.config
+	KEEL_KERNEL_WITHOUT=70-hardening.config $(BUILD)/kernel-userns.config/build.sh $(BUILD)/kernel-userns
+
 # The boot benchmark's LZ4 kernel: keel's config with an LZ4-compressed
 # bzImage instead of zstd (docs/boot.md, the decompression trade-off).
 kernel-lz4: deps
@@ -199,7 +210,7 @@ bloat:
 	@if [ "$$(cargo bloat --version 2>/dev/null)" != "$(BLOAT_VERSION)" ]; then \
 		$(CARGO) install --locked cargo-bloat --version $(BLOAT_VERSION); fi
 
-bench: images bench-images disk netboot kernel-plain kernel-lz4 bloat
+bench: images bench-images disk netboot kernel-plain kernel-lz4 kernel-userns bloat
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-size-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-bench
 	KEEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(CARGO) run --release --locked -p keel-vmtests --bin keel-image-bench

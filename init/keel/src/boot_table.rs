@@ -203,11 +203,11 @@ pub const NOFILE: u64 = 65_536;
 
 fn lock_kernel(ctx: &mut Ctx) -> Result<(), TaskError> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    ctx.node.set_kernel(crate::kernel::lock_and_report(
-        Path::new("/sys"),
-        ctx.cmdline.debug_no_lockdown,
-        &cmdline,
-    ));
+    let sys = Path::new("/sys");
+    ctx.node.set_kernel(
+        crate::kernel::lock_and_report(sys, ctx.cmdline.debug_no_lockdown, &cmdline),
+        sys,
+    );
     Ok(())
 }
 

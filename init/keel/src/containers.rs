@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use keel_boot::{info, warn};
+use keel_boot::{error, info, warn};
 use keel_config::model::{Container, Registries};
 use keel_containers::runtime::{Dirs, ImageRoot};
 use keel_containers::supervisor::{Settings as SupervisorSettings, Supervisor};
@@ -209,6 +209,30 @@ pub fn image_root(
     })
 }
 
+/// keel's cgroup for containers, with the controllers they use, and their
+/// memory together capped so that they cannot starve the node. A failure is
+/// logged; each container's start then fails on its own cgroup, naming it.
+fn prepare_group(root: &Path, group: &Path) {
+    if let Err(e) = keel_containers::cgroup::prepare_root(root) {
+        error!("containers: {e}: their starts will fail");
+        return;
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total = keel_boot::procfs::meminfo(&meminfo).total_kb * 1024;
+    if total == 0 {
+        warn!("containers: /proc/meminfo has no MemTotal: their memory together is not capped");
+        return;
+    }
+    match keel_containers::cgroup::cap_group(group, total) {
+        Ok(cap) => info!(
+            "containers: together at most {} MiB of {} MiB (the rest is kept for keel, the KV and the kernel)",
+            cap >> 20,
+            total >> 20
+        ),
+        Err(e) => warn!("containers: cannot cap their memory together: {e}"),
+    }
+}
+
 pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
     let containers = std::mem::take(&mut ctx.config.containers);
     let registries = pull_settings(
@@ -223,22 +247,8 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
         let path = PathBuf::from(path);
         move |source| TaskError::Io { op, path, source }
     };
-    let cg = keel_containers::cgroup::prepare_root(Path::new("/sys/fs/cgroup"))?;
-    // Containers together cannot starve the node.
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let total = keel_boot::procfs::meminfo(&meminfo).total_kb * 1024;
-    if total == 0 {
-        warn!("containers: /proc/meminfo has no MemTotal: their memory together is not capped");
-    } else {
-        match keel_containers::cgroup::cap_group(&cg, total) {
-            Ok(cap) => info!(
-                "containers: together at most {} MiB of {} MiB (the rest is kept for keel, the KV and the kernel)",
-                cap >> 20,
-                total >> 20
-            ),
-            Err(e) => warn!("containers: cannot cap their memory together: {e}"),
-        }
-    }
+    let cgroup_root = Path::new("/sys/fs/cgroup");
+    let cg = cgroup_root.join(keel_containers::cgroup::GROUP);
     let store =
         keel_oci::Store::open(Path::new(STORE)).map_err(|source| TaskError::ImageStore {
             path: STORE,
@@ -246,7 +256,7 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
         })?;
     std::fs::create_dir_all(LOGS).map_err(io("create", LOGS))?;
     let mut dirs = Dirs::node();
-    dirs.cgroup = cg;
+    dirs.cgroup = cg.clone();
     let store = Arc::new(store);
     let gc_store = store.clone();
     let (gate, gate_rx) = tokio::sync::watch::channel(false);
@@ -280,11 +290,17 @@ pub fn start_containers(ctx: &mut Ctx) -> Result<(), TaskError> {
     if ctx.node.containers.set(sup).is_err() {
         warn!("containers: the supervisor was already started");
     }
-    // Collect what no image refers to (an interrupted pull, a removed
-    // image), then open the gate for the starts: the store sees no import
-    // while it is collected. Off the boot path, on the blocking pool.
+    // Off the boot path, on the blocking pool, before the gate opens for
+    // the starts: the containers' cgroup (its controllers and the cap on
+    // their memory together), then collect what no image refers to (an
+    // interrupted pull, a removed image): the store sees no import while it
+    // is collected.
     tokio::spawn(async move {
-        let collected = tokio::task::spawn_blocking(move || gc_store.gc()).await;
+        let collected = tokio::task::spawn_blocking(move || {
+            prepare_group(cgroup_root, &cg);
+            gc_store.gc()
+        })
+        .await;
         match collected {
             Ok(Ok(r))
                 if !(r.blobs.is_empty() && r.layers.is_empty() && r.temporaries.is_empty()) =>

@@ -98,7 +98,8 @@ pub fn vulnerabilities(sys: &Path) -> Vec<CpuVulnerability> {
 /// The boot task: lock (unless `keel.debug.lockdown=none` said not to),
 /// log what the kernel says, and record it for the API. A kernel that is
 /// not locked is reported as `none (WHY)`: the node still boots, and says
-/// so.
+/// so. The CPU's vulnerabilities are left to [`report_cpu`], off the boot
+/// path.
 pub fn lock_and_report(sys: &Path, debug_no_lockdown: bool, cmdline: &str) -> KernelStatus {
     let lockdown = if debug_no_lockdown {
         // Mounted all the same, so that the level can be read.
@@ -110,6 +111,17 @@ pub fn lock_and_report(sys: &Path, debug_no_lockdown: bool, cmdline: &str) -> Ke
     } else {
         lock_or_why(sys)
     };
+    KernelStatus {
+        lockdown,
+        cpu: Vec::new(),
+        cmdline: kernel_params(cmdline),
+    }
+}
+
+/// The CPU's vulnerabilities as the kernel words them, logged: read once,
+/// right after the node is ready or when the API is first asked (reading
+/// `/sys` under TCG costs the boot ~4 ms).
+pub fn report_cpu(sys: &Path) -> Vec<CpuVulnerability> {
     let cpu = vulnerabilities(sys);
     let vulnerable: Vec<String> = cpu
         .iter()
@@ -121,11 +133,7 @@ pub fn lock_and_report(sys: &Path, debug_no_lockdown: bool, cmdline: &str) -> Ke
     } else {
         warn!("cpu: not mitigated: {}", vulnerable.join("; "));
     }
-    KernelStatus {
-        lockdown,
-        cpu,
-        cmdline: kernel_params(cmdline),
-    }
+    cpu
 }
 
 /// The command line's words that are the kernel's, not keel's.

@@ -84,6 +84,8 @@ pub fn run() -> ! {
         phases::ms(ready)
     ));
     keel_boot::log::flush();
+    // Off the boot path: the CPU's vulnerabilities, read and logged.
+    let _ = ctx.node.cpu();
     if ctx.cmdline.debug_panic == Some(PanicPoint::Ready) {
         panic!("keel.debug.panic=ready: panicking on purpose to exercise the guard");
     }

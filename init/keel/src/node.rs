@@ -22,6 +22,10 @@ pub struct NodeShared {
     config: Mutex<ConfigStatus>,
     api: Mutex<ApiStatus>,
     kernel: Mutex<KernelStatus>,
+    /// Where the CPU's vulnerabilities are read from (set by LockKernel),
+    /// and what they were, read on first use.
+    cpu_sys: OnceLock<PathBuf>,
+    cpu: OnceLock<Vec<keel_api::CpuVulnerability>>,
     net_source: Mutex<String>,
     pub dhcp: crate::dhcp::Shared,
     /// Exits of container processes, from the reaper to the supervisor.
@@ -45,6 +49,8 @@ impl NodeShared {
             config: Mutex::new(ConfigStatus::default()),
             api: Mutex::new(ApiStatus::default()),
             kernel: Mutex::new(KernelStatus::default()),
+            cpu_sys: OnceLock::new(),
+            cpu: OnceLock::new(),
             net_source: Mutex::new("none".into()),
             dhcp: Default::default(),
             exits: Default::default(),
@@ -95,9 +101,34 @@ impl NodeShared {
         }
     }
 
-    pub fn set_kernel(&self, kernel: KernelStatus) {
+    pub fn api_status(&self) -> ApiStatus {
+        self.api.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub fn update_api(&self, f: impl FnOnce(&mut ApiStatus)) {
+        if let Ok(mut a) = self.api.lock() {
+            f(&mut a);
+        }
+    }
+
+    /// The kernel's status; its CPU vulnerabilities are read from `sys`
+    /// when first asked for ([`NodeShared::cpu`]).
+    pub fn set_kernel(&self, kernel: KernelStatus, sys: &Path) {
         if let Ok(mut k) = self.kernel.lock() {
             *k = kernel;
+        }
+        let _ = self.cpu_sys.set(sys.to_path_buf());
+    }
+
+    /// The CPU's vulnerabilities, read (and logged) on the first call;
+    /// none before LockKernel ran.
+    pub fn cpu(&self) -> Vec<keel_api::CpuVulnerability> {
+        match self.cpu_sys.get() {
+            Some(sys) => self
+                .cpu
+                .get_or_init(|| crate::kernel::report_cpu(sys))
+                .clone(),
+            None => Vec::new(),
         }
     }
 
@@ -253,8 +284,11 @@ impl Node for NodeShared {
                 store_bytes: m.shared.read().store.bytes(),
                 quota_bytes: m.config.quota_bytes,
             }),
-            api: self.api.lock().map(|a| a.clone()).unwrap_or_default(),
-            kernel: self.kernel.lock().map(|k| k.clone()).unwrap_or_default(),
+            api: self.api_status(),
+            kernel: KernelStatus {
+                cpu: self.cpu(),
+                ..self.kernel.lock().map(|k| k.clone()).unwrap_or_default()
+            },
         }
     }
 

@@ -250,7 +250,7 @@ impl Services {
                 tokio::net::UnixListener::from_std(l)
             })
             .map_err(listen_err(sock_name.clone()))?;
-
+        let shared = node.clone();
         let api_node: Arc<dyn keel_api::Node> = node;
         let mut status = keel_api::ApiStatus {
             socket: sock_name.clone(),
@@ -272,7 +272,6 @@ impl Services {
                     api_node.clone(),
                     max_connections,
                 ));
-                let cert = keel_tls::cert::inspect_file("api.cert_file", Path::new(&api.cert_file));
                 let note = match &fell_back {
                     None => format!(
                         "tcp port {port} serves https to clients with a certificate signed by {} (roles keel:admin, keel:reader); {sock_name} (root only) too",
@@ -287,21 +286,36 @@ impl Services {
                     warn!("api: {note}");
                 } else {
                     info!("api: {note}");
-                    if let Err(e) = keep_last_good(&api, last_good) {
-                        warn!(
-                            "api: cannot keep this api: in {} for a boot whose config is refused: {e}",
-                            last_good.display()
-                        );
-                    }
                 }
                 status.tcp_port = Some(port);
                 status.note = note;
-                if let Ok(c) = cert {
-                    status.cert_subject = c.common_name;
-                    status.cert_not_after_unix = Some(c.not_after);
-                    status.cert_not_after =
-                        Some(keel_kv::json::rfc3339_ms(c.not_after.max(0) as u64 * 1000));
-                }
+                // Off the boot path: the certificate's name and expiry for
+                // the status, and the copy of a config's api: kept for a
+                // boot whose config is refused. The runtime runs tasks once
+                // the boot is done, this one before any connection's: no
+                // answer of the API goes out without the certificate's
+                // fields.
+                let keep = fell_back.is_none().then(|| last_good.to_path_buf());
+                self.rt.spawn(async move {
+                    if let Some(dir) = keep {
+                        if let Err(e) = keep_last_good(&api, &dir) {
+                            warn!(
+                                "api: cannot keep this api: in {} for a boot whose config is refused: {e}",
+                                dir.display()
+                            );
+                        }
+                    }
+                    let cert =
+                        keel_tls::cert::inspect_file("api.cert_file", Path::new(&api.cert_file));
+                    if let Ok(c) = cert {
+                        shared.update_api(|status| {
+                            status.cert_subject = c.common_name;
+                            status.cert_not_after_unix = Some(c.not_after);
+                            status.cert_not_after =
+                                Some(keel_kv::json::rfc3339_ms(c.not_after.max(0) as u64 * 1000));
+                        });
+                    }
+                });
             }
         }
         self.rt.spawn(keel_api::serve_unix(
@@ -413,6 +427,20 @@ mod tests {
     }
 
     fn start_status(dir: &Path, tcp: &TcpApi) -> ((Services, u16, Client), keel_api::ApiStatus) {
+        let (started, status, _) = start_node(dir, tcp);
+        (started, status)
+    }
+
+    /// [`start_status`] with the node, whose api status is set as
+    /// StartApi sets it.
+    fn start_node(
+        dir: &Path,
+        tcp: &TcpApi,
+    ) -> (
+        (Services, u16, Client),
+        keel_api::ApiStatus,
+        Arc<NodeShared>,
+    ) {
         let s = Services::start().unwrap();
         let port = keel_testkit::free_port();
         let sock = dir.join("run/api.sock");
@@ -421,13 +449,14 @@ mod tests {
             .spawn_api(
                 port,
                 &sock,
-                node,
+                node.clone(),
                 tcp,
                 &dir.join("kept"),
                 keel_api::server::MAX_TCP_CONNECTIONS,
             )
             .unwrap();
-        ((s, port, Client::new(Endpoint::Unix(sock))), status)
+        node.set_api(status.clone());
+        ((s, port, Client::new(Endpoint::Unix(sock))), status, node)
     }
 
     fn config(s: &Services, c: &Client) -> Result<keel_api::ConfigStatus, ClientError> {
@@ -595,11 +624,15 @@ mod tests {
     fn with_usable_files_the_tcp_port_serves_https_only() {
         let t = tempfile::tempdir().unwrap();
         let pki = keel_tls::testpki::generate(t.path(), &["127.0.0.1"]).unwrap();
-        let ((s, port, unix), status) = start_status(t.path(), &TcpApi::Tls(api(&pki)));
+        let ((s, port, unix), status, node) = start_node(t.path(), &TcpApi::Tls(api(&pki)));
         assert_eq!(status.tcp_port, Some(port));
+        // The certificate is read off the boot path, before the API's
+        // first answer.
+        assert_eq!(status.cert_subject, None);
+        config(&s, &unix).unwrap();
+        let status = node.api_status();
         assert_eq!(status.cert_subject.as_deref(), Some("keel test server"));
         assert!(status.cert_not_after.is_some_and(|t| t.ends_with('Z')));
-        config(&s, &unix).unwrap();
         let https = Client::new(Endpoint::parse(&format!("https://127.0.0.1:{port}")).unwrap())
             .with_tls(&keel_tls::ClientFiles {
                 ca: ("cacert", pki.ca.clone()),

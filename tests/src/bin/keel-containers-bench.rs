@@ -16,6 +16,11 @@
 //!    RSS from `GET /v1/status` 12 s after all run; per container =
 //!    (RSS with 50 − RSS with 0) / 50.
 //!
+//! Every boot uses `make kernel-userns`'s kernel: keel's fragments without
+//! the hardening one, with user namespaces, which crun 1.8 cannot run
+//! without (it reads /proc/self/uid_map and setgroups on every run). Both
+//! runtimes are measured on that one kernel.
+//!
 //! N is KEEL_BENCH_RUNS (default 100). Prints a table and writes
 //! target/bench/containers.json.
 
@@ -44,12 +49,26 @@ fn boot(s: &Scratch, name: &str, config: &str, append: &str) -> Vm {
     std::fs::write(&file, config).expect("write the cloud-config");
     let mut cfg = VmConfig::new(name);
     cfg.variant = Variant::Bench;
+    // crun needs user namespaces, which keel's kernel leaves out: both
+    // runtimes run on `make kernel-userns`'s kernel.
+    cfg.kernel = Some(userns_kernel());
     cfg.mem = "512M".into();
     cfg.append = append.into();
     cfg.cloud_config(&file);
     let mut vm = Vm::start(cfg);
     vm.wait_ready();
     vm
+}
+
+/// The kernel with user namespaces (make kernel-userns; make bench does).
+fn userns_kernel() -> std::path::PathBuf {
+    let k = keel_vmtests::build_dir().join("kernel-userns/bzImage");
+    assert!(
+        k.exists(),
+        "{} is missing: make kernel-userns (make bench does)",
+        k.display()
+    );
+    k
 }
 
 /// Poll (every `every`) until `f` holds for `name`; panics after 60 s.

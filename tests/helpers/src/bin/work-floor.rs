@@ -4,6 +4,11 @@
 //! (keel's own code), the same loop device, dm-verity mapping and EROFS
 //! mount, root switch, cgroup controllers, hostname, links, address, route
 //! and listening sockets as keel, one call after the other, in keel's order.
+//! The work the cloud-config asks for is in it too: the kernel's lockdown,
+//! a writable /etc, the config read from fw_cfg and checked by keel's own
+//! parser, its `write_files` written, and the API's TLS server context made
+//! from them by keel's own TLS code (the config of every benchmark boot
+//! has an `api:` section: a node without one serves no TCP).
 //! It prints how long that took since it started (and when the root was
 //! mounted), one line per step, then powers off.
 //!
@@ -136,6 +141,32 @@ fn main() {
     }
 }
 
+/// The cloud-config from fw_cfg, checked by keel's parser; its files
+/// written with their modes. Returns its `api:` section.
+fn config() -> Result<keel_config::model::Api, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let raw = "/sys/firmware/qemu_fw_cfg/by_name/opt/keel/config/raw";
+    let bytes = std::fs::read(raw).map_err(|e| format!("{raw}: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| "the config is not UTF-8".to_string())?;
+    let report = keel_config::validate::validate(&text);
+    if !report.accepted() {
+        return Err(format!("the config has {} errors", report.errors.len()));
+    }
+    for f in &report.config.write_files {
+        let path = std::path::Path::new(&f.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(path, &f.content).map_err(|e| format!("{}: {e}", f.path))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(f.permissions))
+            .map_err(|e| format!("{}: {e}", f.path))?;
+    }
+    report
+        .config
+        .api
+        .ok_or_else(|| "the config has no api: section".to_string())
+}
+
 /// keel's boot work, step by step, in keel's order; stops at the first
 /// step that fails. Returns when the root was mounted.
 fn work(s: &mut Steps) -> Result<Duration, String> {
@@ -198,6 +229,18 @@ fn work(s: &mut Steps) -> Result<Duration, String> {
     });
     s.step("mount root", mounted)?;
     let root_mounted = s.last;
+    // keel locks the kernel down once the root is mounted. The reference
+    // kernel (kernel-plain) has no lockdown LSM: keel's write fails there
+    // and its boot goes on, so does this one.
+    let _ = mount(
+        Some("securityfs"),
+        "/sys/kernel/security",
+        Some("securityfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        none,
+    );
+    let _ = std::fs::write("/sys/kernel/security/lockdown", "integrity");
+    s.step("lockdown", Ok(()))?;
     let root = (|| {
         for m in ["/proc", "/sys", "/dev", "/run", "/tmp"] {
             let to = format!("/sysroot{m}");
@@ -212,6 +255,21 @@ fn work(s: &mut Steps) -> Result<Duration, String> {
         e("chdir /", chdir("/"))
     })();
     s.step("switch root", root)?;
+    let etc = (|| {
+        e(
+            "mount /etc",
+            mount(
+                Some("etc"),
+                "/etc",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("mode=0755"),
+            ),
+        )?;
+        std::fs::write("/etc/hostname", "keel\n").map_err(|e| e.to_string())?;
+        std::fs::write("/etc/hosts", "127.0.0.1 localhost keel\n").map_err(|e| e.to_string())
+    })();
+    s.step("etc", etc)?;
     s.step(
         "cgroup controllers",
         std::fs::write(
@@ -221,6 +279,19 @@ fn work(s: &mut Steps) -> Result<Duration, String> {
         .map_err(|e| e.to_string()),
     )?;
     s.step("hostname", e("sethostname", sethostname("keel")))?;
+    let api = config();
+    s.step("config", api.as_ref().map(|_| ()).map_err(|e| e.clone()))?;
+    let tls = api.and_then(|api| {
+        let files = keel_tls::ServerFiles {
+            cert: ("api.cert_file", api.cert_file.into()),
+            key: ("api.key_file", api.key_file.into()),
+            client_ca: Some(("api.client_ca_file", api.client_ca_file.into())),
+        };
+        keel_tls::server_config(&files)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    s.step("tls", tls)?;
     s.step(
         "lo up",
         keel_sys::netlink::Rtnl::open()
