@@ -95,7 +95,9 @@ pub struct Status {
     pub kernel: KernelStatus,
 }
 
-/// The kernel's defences as it reports them, read at boot.
+/// The kernel's defences as it reports them: the lockdown level set at
+/// boot, the CPU's vulnerabilities read right after the node is ready (or
+/// when first asked, if sooner).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KernelStatus {
     /// The lockdown level the kernel reports (`integrity` once keel has
