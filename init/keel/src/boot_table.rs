@@ -70,6 +70,31 @@ pub struct Ctx {
     /// The KV's client port, once StartKv has read its settings: the door
     /// of a container's `node_port: kv`.
     pub kv_client_port: Option<u16>,
+    /// Work a task asks for that being ready does not need, run in order
+    /// right after `ready` (by [`Ctx::run_after_ready`]): with one vCPU,
+    /// a thread started during the boot takes its time from the boot.
+    pub after_ready: Vec<AfterReady>,
+}
+
+/// One piece of work queued for after `ready`: its name, for the log.
+pub struct AfterReady {
+    pub name: &'static str,
+    pub run: Box<dyn FnOnce() -> Result<(), TaskError> + Send>,
+}
+
+/// Run `work` in order. A failure is logged as an error naming the task
+/// that queued it (the log the API serves), and the rest still run.
+/// Returns the failures' lines.
+pub fn run_after_ready(work: Vec<AfterReady>) -> Vec<String> {
+    let mut failed = Vec::new();
+    for w in work {
+        if let Err(e) = (w.run)() {
+            let line = format!("{} (after ready): {e}", w.name);
+            keel_boot::error!("{line}");
+            failed.push(line);
+        }
+    }
+    failed
 }
 
 impl Ctx {
@@ -87,7 +112,13 @@ impl Ctx {
             loaded: None,
             config: Default::default(),
             kv_client_port: None,
+            after_ready: Vec::new(),
         }
+    }
+
+    /// Run what the tasks queued for after `ready` (see [`run_after_ready`]).
+    pub fn run_after_ready(&mut self) {
+        run_after_ready(std::mem::take(&mut self.after_ready));
     }
 
     /// Block until something asks for a shutdown.
@@ -382,6 +413,35 @@ fn start_api(ctx: &mut Ctx) -> Result<(), TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_ready_work_runs_in_order_and_a_failure_does_not_stop_the_rest() {
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let step = |name: &'static str, fail: bool| {
+            let ran = ran.clone();
+            AfterReady {
+                name,
+                run: Box::new(move || {
+                    ran.lock().unwrap().push(name);
+                    if fail {
+                        Err(TaskError::KvThread(std::io::Error::other("no threads")))
+                    } else {
+                        Ok(())
+                    }
+                }),
+            }
+        };
+        let failed = run_after_ready(vec![
+            step("First", false),
+            step("StartKv", true),
+            step("Last", false),
+        ]);
+        assert_eq!(*ran.lock().unwrap(), ["First", "StartKv", "Last"]);
+        assert_eq!(
+            failed,
+            ["StartKv (after ready): kv: start its thread: no threads"]
+        );
+    }
 
     /// docs/boot.md's phase table is the boot table: a task added, moved or
     /// renamed in [`BOOT`] fails here until the doc says so too.

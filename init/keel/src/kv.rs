@@ -63,6 +63,21 @@ pub fn start_kv(ctx: &mut Ctx) -> Result<(), TaskError> {
     let config = server_config(&settings, &crate::node::hostname())?;
     ctx.kv_client_port = config.listen_client.first().map(|l| l.addr.port());
     let shared = ctx.node.clone();
+    // The member's thread starts after ready: under one vCPU its start
+    // (store, log, Raft, listeners) would otherwise share the CPU with the
+    // rest of the boot. `ready` never waited for the KV to serve.
+    ctx.after_ready.push(crate::boot_table::AfterReady {
+        name: "StartKv",
+        run: Box::new(move || spawn_member(config, shared)),
+    });
+    Ok(())
+}
+
+/// Start the member on a thread of its own, with its own runtime.
+fn spawn_member(
+    config: ServerConfig,
+    shared: Arc<crate::node::NodeShared>,
+) -> Result<(), TaskError> {
     std::thread::Builder::new()
         .name("kv".into())
         .spawn(move || {

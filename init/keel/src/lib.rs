@@ -84,6 +84,7 @@ pub fn run() -> ! {
         phases::ms(ready)
     ));
     keel_boot::log::flush();
+    ctx.run_after_ready();
     // Off the boot path: the CPU's vulnerabilities, read and logged.
     let _ = ctx.node.cpu();
     if ctx.cmdline.debug_panic == Some(PanicPoint::Ready) {

@@ -6,7 +6,10 @@
 //! static program that does keel's boot work (mounts, root switch, cgroup
 //! controllers, links, listening sockets) and nothing else (the work floor:
 //! what "PID 1 start -> ready" cannot go below under this emulator, since
-//! every kernel path runs cold). The same runs boot keel and the floor on the
+//! every kernel path runs cold; its qemu start -> done is also the floor
+//! of qemu -> ready, which counts when 1.15 x the trivial floor is below
+//! it). Those three boot in both orders, alternating run by run. The
+//! same runs boot keel and the floor on the
 //! kernel built without kernel-config/70-hardening.config
 //! (build/kernel-plain, `make kernel-plain`), and keel on the hardened
 //! kernel with `mitigations=off`: the hardening's cost, and the CPU
@@ -21,6 +24,14 @@ use std::time::Duration;
 
 use keel_vmtests::bench::{self, header, one, row, size, write_json, Series};
 use keel_vmtests::{build_dir, Variant, Vm, VmConfig};
+
+/// The boots each run makes in both orders.
+#[derive(Clone, Copy)]
+enum Boot {
+    Keel,
+    Floor,
+    WorkFloor,
+}
 
 /// One way to compress what qemu loads: a kernel and an initramfs.
 struct Packing {
@@ -66,6 +77,7 @@ fn main() {
     let mut qemu_to_ready = Series::default();
     let mut floor = Series::default();
     let mut work_floor = Series::default();
+    let mut work_floor_boot = Series::default();
     let mut rss = Series::default();
     let mut used = Series::default();
     let mut plain_ready = Series::default();
@@ -104,37 +116,55 @@ fn main() {
     );
 
     for i in 0..runs {
-        let mut cfg = VmConfig::new(&format!("bench-keel-{i}"));
-        cfg.variant = Variant::Keel;
-        let mut vm = Vm::start(cfg);
-        let t = vm.wait_ready();
-        qemu_to_ready.push("qemu -> ready", t.as_secs_f64() * 1e3);
-        // Let the boot settle before reading memory figures.
-        std::thread::sleep(Duration::from_millis(500));
-        let s = vm.status();
-        pid1_start.push("PID 1 start", s.boot.pid1_start_ms);
-        pid1_to_ready.push_some("PID 1 start -> ready", s.boot.pid1_to_ready_ms());
-        rss.push("PID 1 RSS", s.memory.pid1_rss_kb as f64);
-        used.push("guest memory used", s.memory.used_kb as f64);
-        drop(vm);
-
-        let mut cfg = VmConfig::new(&format!("bench-floor-{i}"));
-        cfg.variant = Variant::Floor;
-        let mut vm = Vm::start(cfg);
-        let t = vm.wait_for("floor: init reached", Duration::from_secs(60));
-        floor.push("floor", t.as_secs_f64() * 1e3);
-        vm.wait_exit(Duration::from_secs(30));
-        drop(vm);
-
-        let mut cfg = VmConfig::new(&format!("bench-work-floor-{i}"));
-        cfg.variant = Variant::WorkFloor;
-        let mut vm = Vm::start(cfg);
-        // It powers off once it has printed: read the console after the exit,
-        // so the line is whole.
-        vm.wait_for("work-floor: started at", Duration::from_secs(60));
-        vm.wait_exit(Duration::from_secs(30));
-        let w = bench::work_floor(&vm.console()).unwrap_or_else(|e| panic!("run {}: {e}", i + 1));
-        work_floor.push("work floor", w.done_ms);
+        // keel, its floor and its work floor in both orders, alternating:
+        // a boot's place in the sequence moves its time by tens of ms here
+        // (the first of a pair is often slower), and each order cancels the
+        // other's bias in the medians.
+        let order = if i % 2 == 0 {
+            [Boot::Keel, Boot::Floor, Boot::WorkFloor]
+        } else {
+            [Boot::WorkFloor, Boot::Floor, Boot::Keel]
+        };
+        for boot in order {
+            match boot {
+                Boot::Keel => {
+                    let mut cfg = VmConfig::new(&format!("bench-keel-{i}"));
+                    cfg.variant = Variant::Keel;
+                    let mut vm = Vm::start(cfg);
+                    let t = vm.wait_ready();
+                    qemu_to_ready.push("qemu -> ready", t.as_secs_f64() * 1e3);
+                    // Let the boot settle before reading memory figures.
+                    std::thread::sleep(Duration::from_millis(500));
+                    let s = vm.status();
+                    pid1_start.push("PID 1 start", s.boot.pid1_start_ms);
+                    pid1_to_ready.push_some("PID 1 start -> ready", s.boot.pid1_to_ready_ms());
+                    rss.push("PID 1 RSS", s.memory.pid1_rss_kb as f64);
+                    used.push("guest memory used", s.memory.used_kb as f64);
+                }
+                Boot::Floor => {
+                    let mut cfg = VmConfig::new(&format!("bench-floor-{i}"));
+                    cfg.variant = Variant::Floor;
+                    let mut vm = Vm::start(cfg);
+                    let t = vm.wait_for("floor: init reached", Duration::from_secs(60));
+                    floor.push("floor", t.as_secs_f64() * 1e3);
+                    vm.wait_exit(Duration::from_secs(30));
+                }
+                Boot::WorkFloor => {
+                    let mut cfg = VmConfig::new(&format!("bench-work-floor-{i}"));
+                    cfg.variant = Variant::WorkFloor;
+                    let mut vm = Vm::start(cfg);
+                    let t = vm.wait_for("work-floor: finished", Duration::from_secs(60));
+                    work_floor_boot.push("work floor boot", t.as_secs_f64() * 1e3);
+                    // It powers off once it has printed: read the console
+                    // after the exit, so the lines are whole.
+                    vm.wait_for("work-floor: started at", Duration::from_secs(30));
+                    vm.wait_exit(Duration::from_secs(30));
+                    let w = bench::work_floor(&vm.console())
+                        .unwrap_or_else(|e| panic!("run {}: {e}", i + 1));
+                    work_floor.push("work floor", w.done_ms);
+                }
+            }
+        }
         // The same boot on the kernel without the hardening fragment, its
         // floor, and the hardened kernel with the CPU mitigations off.
         let mut cfg = VmConfig::new(&format!("bench-plain-{i}"));
@@ -234,6 +264,26 @@ fn main() {
         "ratio ready / floor (medians)",
         one(format!("{ratio:.3}")),
         "<= 1.15",
+    );
+    // The brief's rule for a figure below what the bare work costs here:
+    // when 1.15 x the trivial floor is less than the boot that does only
+    // keel's work (the work floor's initramfs: the same root slot, no
+    // keel), the figure counts as met at <= 1.25 x that boot.
+    let bare_ratio = qemu_to_ready.median() / work_floor_boot.median();
+    let below_bare = 1.15 * floor.median() < work_floor_boot.median();
+    row(
+        "work floor boot: qemu start -> done (ms)",
+        work_floor_boot.cols(),
+        "reference, same run: the bare work",
+    );
+    row(
+        "ratio ready / work floor boot",
+        one(format!("{bare_ratio:.3}")),
+        if below_bare {
+            "<= 1.25 (1.15 x floor is below the bare work)"
+        } else {
+            "reference (1.15 x floor is above the bare work)"
+        },
     );
     row(
         "plain kernel: qemu start -> ready (ms)",
@@ -349,6 +399,9 @@ fn main() {
         "pid1_start_ms": pid1_start.json(),
         "pid1_to_ready_ms": pid1_to_ready.json(),
         "qemu_to_ready_ms": qemu_to_ready.json(),
+        "work_floor_boot_ms": work_floor_boot.json(),
+        "qemu_to_ready_to_work_floor_boot_ratio": bare_ratio,
+        "floor_target_below_bare_work": below_bare,
         "floor_qemu_ms": floor.json(),
         "ready_to_floor_ratio": ratio,
         "work_floor_ms": work_floor.json(),
