@@ -78,6 +78,8 @@ fn main() {
     let mut floor = Series::default();
     let mut work_floor = Series::default();
     let mut work_floor_boot = Series::default();
+    let mut icount_pid1 = Series::default();
+    let mut icount_work_floor = Series::default();
     let mut rss = Series::default();
     let mut used = Series::default();
     let mut plain_ready = Series::default();
@@ -165,6 +167,32 @@ fn main() {
                 }
             }
         }
+        // keel and the work floor again with qemu counting instructions
+        // (-icount shift=0: the guest's clock advances 1 ns per executed
+        // instruction, whatever the host does): their guest instructions
+        // from PID 1's start, free of the host's noise and of TCG's
+        // translation cost, which the timed boots above carry.
+        let icount = || vec!["-icount".to_string(), "shift=0,sleep=off".to_string()];
+        let mut cfg = VmConfig::new(&format!("bench-icount-{i}"));
+        cfg.variant = Variant::Keel;
+        cfg.qemu_args = icount();
+        let mut vm = Vm::start(cfg);
+        vm.wait_ready();
+        let c = vm.console();
+        icount_pid1.push(
+            "icount: PID 1 -> ready",
+            icount_ready(&c).unwrap_or_else(|| panic!("run {}: no ready line:\n{c}", i + 1)),
+        );
+        drop(vm);
+        let mut cfg = VmConfig::new(&format!("bench-icount-work-floor-{i}"));
+        cfg.variant = Variant::WorkFloor;
+        cfg.qemu_args = icount();
+        let mut vm = Vm::start(cfg);
+        vm.wait_for("work-floor: started at", Duration::from_secs(60));
+        vm.wait_exit(Duration::from_secs(30));
+        let w = bench::work_floor(&vm.console()).unwrap_or_else(|e| panic!("run {}: {e}", i + 1));
+        icount_work_floor.push("icount: work floor", w.done_ms);
+        drop(vm);
         // The same boot on the kernel without the hardening fragment, its
         // floor, and the hardened kernel with the CPU mitigations off.
         let mut cfg = VmConfig::new(&format!("bench-plain-{i}"));
@@ -286,6 +314,24 @@ fn main() {
         },
     );
     row(
+        "icount: PID 1 start -> ready (ms)",
+        icount_pid1.cols(),
+        "1 ns per guest instruction: reference",
+    );
+    row(
+        "icount: work floor (ms)",
+        icount_work_floor.cols(),
+        "reference, same run",
+    );
+    row(
+        "ratio icount PID 1->ready / work floor",
+        one(format!(
+            "{:.3}",
+            icount_pid1.median() / icount_work_floor.median()
+        )),
+        "keel's own instructions",
+    );
+    row(
         "plain kernel: qemu start -> ready (ms)",
         plain_ready.cols(),
         "reference: no 70-hardening",
@@ -400,6 +446,8 @@ fn main() {
         "pid1_to_ready_ms": pid1_to_ready.json(),
         "qemu_to_ready_ms": qemu_to_ready.json(),
         "work_floor_boot_ms": work_floor_boot.json(),
+        "icount_pid1_to_ready_ms": icount_pid1.json(),
+        "icount_work_floor_ms": icount_work_floor.json(),
         "qemu_to_ready_to_work_floor_boot_ratio": bare_ratio,
         "floor_target_below_bare_work": below_bare,
         "floor_qemu_ms": floor.json(),
@@ -423,4 +471,26 @@ fn main() {
         "packings": packing_json,
     });
     write_json("boot.json", &json);
+}
+
+/// PID 1 start -> ready from keel's ready line, to the microsecond: the
+/// line gives the time since the kernel started, and the timeline's first
+/// line PID 1's start (`ready in N ms` is rounded to the millisecond).
+fn icount_ready(console: &str) -> Option<f64> {
+    let num = |l: &str, after: &str| -> Option<f64> {
+        let r = &l[l.find(after)? + after.len()..];
+        r.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()?
+            .parse()
+            .ok()
+    };
+    let ready = console
+        .lines()
+        .find(|l| l.contains(keel_vmtests::READY))
+        .and_then(|l| num(l, " ms ("))?;
+    let start = console
+        .lines()
+        .find(|l| l.contains("starting as pid 1 at "))
+        .and_then(|l| num(l, "starting as pid 1 at "))?;
+    Some(ready - start)
 }
