@@ -152,18 +152,10 @@ fn main() {
                     vm.wait_exit(Duration::from_secs(30));
                 }
                 Boot::WorkFloor => {
-                    let mut cfg = VmConfig::new(&format!("bench-work-floor-{i}"));
-                    cfg.variant = Variant::WorkFloor;
-                    let mut vm = Vm::start(cfg);
-                    let t = vm.wait_for("work-floor: finished", Duration::from_secs(60));
-                    work_floor_boot.push("work floor boot", t.as_secs_f64() * 1e3);
-                    // It powers off once it has printed: read the console
-                    // after the exit, so the lines are whole.
-                    vm.wait_for("work-floor: started at", Duration::from_secs(30));
-                    vm.wait_exit(Duration::from_secs(30));
-                    let w = bench::work_floor(&vm.console())
-                        .unwrap_or_else(|e| panic!("run {}: {e}", i + 1));
-                    work_floor.push("work floor", w.done_ms);
+                    let (boot_ms, done_ms) =
+                        boot_work_floor(&format!("bench-work-floor-{i}"), vec![]);
+                    work_floor_boot.push("work floor boot", boot_ms);
+                    work_floor.push("work floor", done_ms);
                 }
             }
         }
@@ -184,15 +176,8 @@ fn main() {
             icount_ready(&c).unwrap_or_else(|| panic!("run {}: no ready line:\n{c}", i + 1)),
         );
         drop(vm);
-        let mut cfg = VmConfig::new(&format!("bench-icount-work-floor-{i}"));
-        cfg.variant = Variant::WorkFloor;
-        cfg.qemu_args = icount();
-        let mut vm = Vm::start(cfg);
-        vm.wait_for("work-floor: started at", Duration::from_secs(60));
-        vm.wait_exit(Duration::from_secs(30));
-        let w = bench::work_floor(&vm.console()).unwrap_or_else(|e| panic!("run {}: {e}", i + 1));
-        icount_work_floor.push("icount: work floor", w.done_ms);
-        drop(vm);
+        let (_, done_ms) = boot_work_floor(&format!("bench-icount-work-floor-{i}"), icount());
+        icount_work_floor.push("icount: work floor", done_ms);
         // The same boot on the kernel without the hardening fragment, its
         // floor, and the hardened kernel with the CPU mitigations off.
         let mut cfg = VmConfig::new(&format!("bench-plain-{i}"));
@@ -471,6 +456,22 @@ fn main() {
         "packings": packing_json,
     });
     write_json("boot.json", &json);
+}
+
+/// Boot the work floor (with `qemu_args`): qemu start -> its `finished`
+/// line and its own figure, both in ms.
+fn boot_work_floor(name: &str, qemu_args: Vec<String>) -> (f64, f64) {
+    let mut cfg = VmConfig::new(name);
+    cfg.variant = Variant::WorkFloor;
+    cfg.qemu_args = qemu_args;
+    let mut vm = Vm::start(cfg);
+    let t = vm.wait_for("work-floor: finished", Duration::from_secs(60));
+    // It powers off once it has printed: read the console after the exit,
+    // so the lines are whole.
+    vm.wait_for("work-floor: started at", Duration::from_secs(30));
+    vm.wait_exit(Duration::from_secs(30));
+    let w = bench::work_floor(&vm.console()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (t.as_secs_f64() * 1e3, w.done_ms)
 }
 
 /// PID 1 start -> ready from keel's ready line, to the microsecond: the
